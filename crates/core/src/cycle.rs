@@ -1,0 +1,820 @@
+//! The scheduling cycle.
+//!
+//! One cycle looks at an immutable [`Snapshot`] and decides, for every pending job, to
+//! admit it (with a cluster and node slots), reserve capacity for it, preempt others for
+//! it, or keep it queued with a reason. Order: priority, then the queue's weighted
+//! dominant-resource share (recomputed as the cycle admits), then submission time.
+//!
+//! Backfill is EASY: the first gang that cannot start gets a reservation at the earliest
+//! time its gang fits on some cluster (from the expected ends of running jobs); later
+//! jobs may use that cluster only if they end before the reservation starts or leave the
+//! reserved capacity free at that time.
+
+use crate::explain::{
+    Action, Candidate, CycleOutcome, Decision, Explanation, Placement, QueuePosition, QueuedReason, RejectReason,
+    Rejection,
+};
+use crate::index::{apply_to, find_slots_in, ClusterIndex};
+use crate::job::{Job, ReplicaRequest, RunningJob};
+use crate::pool::{ClusterKind, NodeCapacity, NodeSlot, Pool};
+use crate::queue::{gang_usage, PreemptionScope, Queue, QueueingStrategy, QuotaLedger, QuotaShortfall};
+use crate::score::{score_all, Metrics};
+use crate::throughput::{Estimate, EstimateSource, ThroughputModel};
+use serde::{Deserialize, Serialize};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+/// How a feasible cluster is chosen among several.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlacementRule {
+    /// By the job's objective over estimated completion, energy, cost and carbon.
+    #[default]
+    Scored,
+    /// The first feasible cluster in pool order (heterogeneity-agnostic).
+    FirstFit,
+    /// The feasible cluster with the most free devices (heterogeneity-agnostic).
+    LeastLoaded,
+}
+
+/// Knobs of the cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CycleConfig {
+    /// Candidates kept in each explanation.
+    pub explain_top_k: usize,
+    /// Admit jobs behind a reserved gang when they do not delay it. Off: nothing is
+    /// admitted after the first gang that cannot start (plain FIFO).
+    pub backfill: bool,
+    /// Honour queues' preemption policies.
+    pub preemption: bool,
+    /// Preemption searches per cycle (each scans the running jobs of eligible clusters).
+    pub max_preemption_attempts: usize,
+    pub placement: PlacementRule,
+}
+
+impl Default for CycleConfig {
+    fn default() -> Self {
+        Self {
+            explain_top_k: 3,
+            backfill: true,
+            preemption: true,
+            max_preemption_attempts: 64,
+            placement: PlacementRule::Scored,
+        }
+    }
+}
+
+/// What one cycle sees: borrowed, never changed.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    /// Current time, seconds on the caller's clock (the same clock as job times).
+    pub now: u64,
+    pub pool: &'a Pool,
+    pub queues: &'a [Queue],
+    pub pending: &'a [Job],
+    pub running: &'a [RunningJob],
+}
+
+/// The scheduler: a throughput model and the cycle's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Scheduler {
+    pub model: ThroughputModel,
+    pub config: CycleConfig,
+}
+
+impl Scheduler {
+    /// A scheduler with a model and the default configuration.
+    pub fn new(model: ThroughputModel) -> Self {
+        Self { model, config: CycleConfig::default() }
+    }
+
+    /// Runs one scheduling cycle over `snapshot`. Deterministic: the same snapshot gives
+    /// the same outcome.
+    pub fn cycle(&self, snapshot: &Snapshot<'_>) -> CycleOutcome {
+        CycleState::new(self, snapshot).run()
+    }
+}
+
+/// A gang expected to end at `end` (running, or admitted in this cycle).
+#[derive(Debug, Clone)]
+struct Release {
+    end: u64,
+    slots: Vec<NodeSlot>,
+    request: ReplicaRequest,
+}
+
+#[derive(Debug)]
+struct Reservation {
+    cluster: usize,
+    start_at: u64,
+    /// Capacity per node of the cluster at `start_at` that the reserved gang leaves.
+    spare: Vec<NodeCapacity>,
+}
+
+/// Jobs of identical needs that found no room share one explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ShapeKey {
+    replicas: u32,
+    request: ReplicaRequest,
+    types: Vec<String>,
+    min_memory_gib: Option<u32>,
+    kinds: Vec<ClusterKind>,
+    sites: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Found {
+    cluster: usize,
+    group: usize,
+    estimate: Estimate,
+    /// Ends after the reservation's start on the reserved cluster.
+    long: bool,
+}
+
+#[derive(Debug)]
+struct HeapEntry {
+    priority: i32,
+    share: f64,
+    /// Rank by (submission time, id) among all pending jobs.
+    rank: u32,
+    job: usize,
+    queue: usize,
+}
+
+type HeapKey = (i32, Reverse<u64>, Reverse<u32>, Reverse<usize>);
+
+impl HeapEntry {
+    fn key(&self) -> HeapKey {
+        // Shares are >= 0, so their bit patterns order like the numbers.
+        (self.priority, Reverse(self.share.to_bits()), Reverse(self.rank), Reverse(self.queue))
+    }
+}
+
+struct CycleState<'a> {
+    scheduler: &'a Scheduler,
+    snap: &'a Snapshot<'a>,
+    indexes: Vec<ClusterIndex>,
+    /// Interned accelerator type per (cluster, group); `None` is CPU-only.
+    group_types: Vec<Vec<Option<u16>>>,
+    /// The same as names borrowed from the pool, and shared for explanations.
+    group_names: Vec<Vec<Option<&'a str>>>,
+    group_arcs: Vec<Vec<Option<Arc<str>>>>,
+    cluster_names: Vec<Arc<str>>,
+    type_names: Vec<String>,
+    ledger: QuotaLedger,
+    releases: Vec<Vec<Release>>,
+    reservation: Option<Reservation>,
+    preempted: Vec<bool>,
+    preemption_attempts: usize,
+    no_room: HashMap<ShapeKey, Arc<[Rejection]>>,
+}
+
+impl<'a> CycleState<'a> {
+    fn new(scheduler: &'a Scheduler, snap: &'a Snapshot<'a>) -> Self {
+        let indexes: Vec<ClusterIndex> = snap.pool.clusters.iter().map(ClusterIndex::new).collect();
+        let mut type_names: Vec<String> = Vec::new();
+        let group_types = indexes
+            .iter()
+            .map(|ix| {
+                ix.groups()
+                    .iter()
+                    .map(|g| {
+                        g.accelerator.as_ref().map(|name| match type_names.iter().position(|t| t == name) {
+                            Some(i) => i as u16,
+                            None => {
+                                type_names.push(name.clone());
+                                (type_names.len() - 1) as u16
+                            }
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let group_names = indexes
+            .iter()
+            .zip(&snap.pool.clusters)
+            .map(|(ix, cluster)| {
+                (0..ix.groups().len())
+                    .map(|g| {
+                        let first = (0..cluster.nodes.len()).find(|&n| ix.group_of(n as u32) == Some(g));
+                        first.and_then(|n| cluster.nodes[n].accelerator.as_deref())
+                    })
+                    .collect()
+            })
+            .collect();
+        let group_arcs = indexes
+            .iter()
+            .map(|ix| ix.groups().iter().map(|g| g.accelerator.as_deref().map(Arc::from)).collect())
+            .collect();
+        let cluster_names = snap.pool.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect();
+        let mut ledger = QuotaLedger::new(snap.queues);
+        let mut releases = vec![Vec::new(); snap.pool.clusters.len()];
+        for r in snap.running {
+            if let Some(q) = ledger.queue_index(&r.queue) {
+                ledger.admit(
+                    q,
+                    &gang_usage(&r.per_replica, r.replicas(), r.accelerator.as_deref()),
+                    r.accelerator.as_deref(),
+                );
+            }
+            if let Some(list) = releases.get_mut(r.cluster) {
+                list.push(Release { end: r.estimated_end, slots: r.slots.clone(), request: r.per_replica.clone() });
+            }
+        }
+        CycleState {
+            scheduler,
+            snap,
+            indexes,
+            group_types,
+            group_names,
+            group_arcs,
+            cluster_names,
+            type_names,
+            ledger,
+            releases,
+            reservation: None,
+            preempted: vec![false; snap.running.len()],
+            preemption_attempts: 0,
+            no_room: HashMap::new(),
+        }
+    }
+
+    fn run(mut self) -> CycleOutcome {
+        let jobs = self.snap.pending;
+        let mut outcome = CycleOutcome::default();
+        let mut per_queue: Vec<Vec<usize>> = vec![Vec::new(); self.ledger.len()];
+        // Job index of each decision, in order.
+        let mut decided: Vec<usize> = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            match self.ledger.queue_index(&job.queue) {
+                Some(q) => per_queue[q].push(i),
+                None => {
+                    outcome.decisions.push(queued(job, QueuedReason::UnknownQueue { queue: job.queue.clone() }));
+                    decided.push(i);
+                }
+            }
+        }
+        for list in &mut per_queue {
+            list.sort_by(|a, b| {
+                let (x, y) = (&jobs[*a], &jobs[*b]);
+                y.priority.cmp(&x.priority).then(x.submitted_at.cmp(&y.submitted_at)).then(x.id.cmp(&y.id))
+            });
+            list.reverse(); // pop from the back
+        }
+        let mut by_submission: Vec<usize> = (0..jobs.len()).collect();
+        by_submission
+            .sort_by(|a, b| jobs[*a].submitted_at.cmp(&jobs[*b].submitted_at).then(jobs[*a].id.cmp(&jobs[*b].id)));
+        let mut rank = vec![0u32; jobs.len()];
+        for (r, &j) in by_submission.iter().enumerate() {
+            rank[j] = r as u32;
+        }
+        let mut heap = BinaryHeap::new();
+        let push = |heap: &mut BinaryHeap<Ordered>, q: usize, list: &mut Vec<usize>, share: f64| {
+            if let Some(j) = list.pop() {
+                let entry = HeapEntry { priority: jobs[j].priority, share, rank: rank[j], job: j, queue: q };
+                heap.push(Ordered { key: entry.key(), entry });
+            }
+        };
+        for (q, list) in per_queue.iter_mut().enumerate() {
+            push(&mut heap, q, list, self.ledger.dominant_share(q));
+        }
+        let mut strict_head: Vec<Option<String>> = vec![None; self.ledger.len()];
+        while let Some(Ordered { entry, .. }) = heap.pop() {
+            let q = entry.queue;
+            let share = self.ledger.dominant_share(q);
+            if share > entry.share {
+                // The queue's share grew since this entry was pushed: requeue it fairly.
+                let e = HeapEntry { share, ..entry };
+                heap.push(Ordered { key: e.key(), entry: e });
+                continue;
+            }
+            let job = &jobs[entry.job];
+            let decision = match &strict_head[q] {
+                Some(head) => queued(job, QueuedReason::BlockedByQueueHead { head: head.clone() }),
+                None => self.decide(job, q),
+            };
+            let blocked = !matches!(decision.action, Action::Admit(_));
+            if blocked && self.ledger.queue(q).strategy == QueueingStrategy::StrictFifo && strict_head[q].is_none() {
+                strict_head[q] = Some(job.id.clone());
+            }
+            outcome.decisions.push(decision);
+            decided.push(entry.job);
+            push(&mut heap, q, &mut per_queue[q], self.ledger.dominant_share(q));
+        }
+        let mut next_position: BTreeMap<&str, u32> = BTreeMap::new();
+        for (d, &j) in outcome.decisions.iter().zip(&decided) {
+            if matches!(d.action, Action::Admit(_)) {
+                continue;
+            }
+            let queue = jobs[j].queue.as_str();
+            let p = next_position.entry(queue).or_insert(0);
+            *p += 1;
+            outcome.positions.insert(d.job.clone(), QueuePosition { queue: queue.to_string(), position: *p });
+        }
+        outcome
+    }
+
+    /// Decides one job.
+    fn decide(&mut self, job: &Job, q: usize) -> Decision {
+        if let Err(e) = job.validate() {
+            return queued(job, QueuedReason::Invalid { message: e.to_string() });
+        }
+        if self.reservation.is_some() && !self.scheduler.config.backfill {
+            return queued(job, QueuedReason::InsufficientCapacity);
+        }
+        let allowed = self.allowed_types(job);
+        let shape = ShapeKey {
+            replicas: job.replicas,
+            request: job.per_replica.clone(),
+            types: job.accelerator.types.clone(),
+            min_memory_gib: job.accelerator.min_memory_gib,
+            kinds: job.cluster_kinds.clone(),
+            sites: job.sites.clone(),
+        };
+        let can_preempt = self.may_preempt(q);
+        if self.reservation.is_some() && !can_preempt {
+            if let Some(rejected) = self.no_room.get(&shape) {
+                let explanation =
+                    Explanation { candidates: Vec::new(), feasible_clusters: 0, rejected: rejected.clone() };
+                return Decision {
+                    job: job.id.clone(),
+                    action: Action::Queued(QueuedReason::InsufficientCapacity),
+                    explanation,
+                };
+            }
+        }
+
+        let mut found: Vec<Found> = Vec::new();
+        let mut rejected: Vec<(usize, RejectReason)> = Vec::new();
+        let mut eligible: Vec<(usize, usize)> = Vec::new();
+        let mut runtimes = RuntimeCache::default();
+        for (c, cluster) in self.snap.pool.clusters.iter().enumerate() {
+            if !cluster.ready {
+                rejected.push((c, RejectReason::NotReady));
+                continue;
+            }
+            if cluster.cordoned {
+                rejected.push((c, RejectReason::Cordoned));
+                continue;
+            }
+            if !job.cluster_kinds.is_empty() && !job.cluster_kinds.contains(&cluster.kind) {
+                rejected.push((c, RejectReason::KindNotAllowed));
+                continue;
+            }
+            if !job.sites.is_empty() && !job.sites.contains(&cluster.site) {
+                rejected.push((c, RejectReason::SiteNotAllowed));
+                continue;
+            }
+            let mut best_fit = 0;
+            let mut held = false;
+            let mut any_group = false;
+            let before = found.len();
+            for g in 0..self.group_types[c].len() {
+                let ok = match self.group_types[c][g] {
+                    Some(t) => job.per_replica.accelerators > 0 && allowed[t as usize],
+                    None => job.per_replica.accelerators == 0,
+                };
+                if !ok {
+                    continue;
+                }
+                any_group = true;
+                eligible.push((c, g));
+                match self.fit_in_group(job, c, g, &mut runtimes) {
+                    Ok(f) => found.push(f),
+                    Err(GroupMiss::Fits(n)) => best_fit = best_fit.max(n),
+                    Err(GroupMiss::Held) => held = true,
+                }
+            }
+            if !any_group {
+                rejected.push((c, RejectReason::NoAllowedAccelerator));
+            } else if found.len() == before {
+                rejected.push((
+                    c,
+                    if held {
+                        RejectReason::HeldForReservation
+                    } else {
+                        RejectReason::InsufficientCapacity { fits: best_fit }
+                    },
+                ));
+            }
+        }
+
+        // Quota, per candidate accelerator type (flavoured quotas differ by type).
+        let mut within_quota = Vec::with_capacity(found.len());
+        let mut over_quota: Vec<(usize, RejectReason)> = Vec::new();
+        let mut checked: Vec<(Option<u16>, Result<(), QuotaShortfall>)> = Vec::new();
+        for f in found {
+            let type_id = self.group_types[f.cluster][f.group];
+            let verdict = match checked.iter().find(|(t, _)| *t == type_id) {
+                Some((_, v)) => v.clone(),
+                None => {
+                    let accelerator = self.accelerator_name(f.cluster, f.group);
+                    let v = self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
+                    checked.push((type_id, v.clone()));
+                    v
+                }
+            };
+            match verdict {
+                Ok(()) => within_quota.push(f),
+                Err(shortfall) => over_quota.push((f.cluster, RejectReason::QuotaExceeded { shortfall })),
+            }
+        }
+        // A cluster is over quota only if none of its types is within it.
+        over_quota.retain(|(c, _)| !within_quota.iter().any(|w: &Found| w.cluster == *c));
+        over_quota.dedup_by_key(|(c, _)| *c);
+        let quota_rejected = !over_quota.is_empty();
+        rejected.extend(over_quota);
+        rejected.sort_by_key(|(c, _)| *c);
+        let rejected: Vec<Rejection> = rejected
+            .into_iter()
+            .map(|(c, reason)| Rejection { cluster: self.cluster_names[c].clone(), reason })
+            .collect();
+
+        if !within_quota.is_empty() {
+            return self.admit(job, q, within_quota, rejected);
+        }
+        if eligible.is_empty() {
+            return Decision {
+                job: job.id.clone(),
+                action: Action::Queued(QueuedReason::Unschedulable),
+                explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
+            };
+        }
+        if quota_rejected {
+            return Decision {
+                job: job.id.clone(),
+                action: Action::Queued(QueuedReason::QuotaExceeded),
+                explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
+            };
+        }
+        if can_preempt {
+            if let Some(action) = self.try_preempt(job, q, &eligible) {
+                return Decision {
+                    job: job.id.clone(),
+                    action,
+                    explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
+                };
+            }
+        }
+        if self.reservation.is_none() {
+            let action = self.try_reserve(job, q, &eligible);
+            return Decision {
+                job: job.id.clone(),
+                action,
+                explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
+            };
+        }
+        let rejected: Arc<[Rejection]> = rejected.into();
+        if !rejected.iter().any(|r| r.reason == RejectReason::HeldForReservation) {
+            // Capacity only shrinks within a cycle: the same shape will not fit later either.
+            self.no_room.insert(shape, rejected.clone());
+        }
+        Decision {
+            job: job.id.clone(),
+            action: Action::Queued(QueuedReason::InsufficientCapacity),
+            explanation: Explanation { rejected, ..Explanation::default() },
+        }
+    }
+
+    /// Allowed accelerator types by interned id.
+    fn allowed_types(&self, job: &Job) -> Vec<bool> {
+        let catalogue = &self.snap.pool.catalogue;
+        let wanted: Vec<String> =
+            job.accelerator.types.iter().map(|t| catalogue.canonical_name(t).unwrap_or_else(|| t.clone())).collect();
+        self.type_names
+            .iter()
+            .map(|name| {
+                let type_ok = wanted.is_empty() || wanted.iter().any(|w| w == name);
+                let memory_ok = job
+                    .accelerator
+                    .min_memory_gib
+                    .is_none_or(|min| catalogue.get(name).is_some_and(|s| s.memory_gib >= f64::from(min)));
+                type_ok && memory_ok
+            })
+            .collect()
+    }
+
+    fn accelerator_name(&self, c: usize, g: usize) -> Option<&'a str> {
+        self.group_names[c][g]
+    }
+
+    fn estimate(&self, job: &Job, c: usize, g: usize, nodes: u32, cache: &mut RuntimeCache) -> Estimate {
+        let pool = self.snap.pool;
+        let model: &ThroughputModel = &self.scheduler.model;
+        let accelerator = self.accelerator_name(c, g);
+        let key = (self.group_types[c][g], nodes);
+        let (runtime_s, source, power_w) = match cache.0.iter().find(|e| e.0 == key) {
+            Some(e) => e.1,
+            None => {
+                let (runtime_s, source) = model.runtime_s(job, &pool.catalogue, accelerator, nodes);
+                let value = (runtime_s, source, ThroughputModel::power_w(job, &pool.catalogue, accelerator));
+                cache.0.push((key, value));
+                value
+            }
+        };
+        model.estimate_with_runtime(job, pool, &pool.clusters[c], power_w, runtime_s, source)
+    }
+
+    /// Looks for room for the whole gang in one type group of a cluster.
+    fn fit_in_group(&self, job: &Job, c: usize, g: usize, cache: &mut RuntimeCache) -> Result<Found, GroupMiss> {
+        let index = &self.indexes[c];
+        let mut slots = std::mem::take(&mut cache.1);
+        let first = index.find_slots_into(g, &job.per_replica, job.replicas, None, &mut slots);
+        let nodes = slots.len() as u32;
+        cache.1 = slots;
+        first.map_err(GroupMiss::Fits)?;
+        let estimate = self.estimate(job, c, g, nodes, cache);
+        let Some(reservation) = self.reservation.as_ref().filter(|r| r.cluster == c) else {
+            return Ok(Found { cluster: c, group: g, estimate, long: false });
+        };
+        let bound = job.max_runtime_s.map_or(estimate.transfer_s + estimate.runtime_s, |m| m as f64);
+        if (self.snap.now as f64) + bound <= reservation.start_at as f64 {
+            return Ok(Found { cluster: c, group: g, estimate, long: false });
+        }
+        let mut slots = std::mem::take(&mut cache.1);
+        let limited = index.find_slots_into(g, &job.per_replica, job.replicas, Some(&reservation.spare), &mut slots);
+        let nodes = slots.len() as u32;
+        cache.1 = slots;
+        limited.map_err(|_| GroupMiss::Held)?;
+        let estimate = self.estimate(job, c, g, nodes, cache);
+        Ok(Found { cluster: c, group: g, estimate, long: true })
+    }
+
+    /// The winner's slots, found again the same way `fit_in_group` found them.
+    fn slots_for(&self, job: &Job, f: &Found) -> Vec<NodeSlot> {
+        let limit = if f.long { self.reservation.as_ref().map(|r| r.spare.as_slice()) } else { None };
+        self.indexes[f.cluster].find_slots(f.group, &job.per_replica, job.replicas, limit).unwrap_or_default()
+    }
+
+    fn admit(&mut self, job: &Job, q: usize, found: Vec<Found>, rejected: Vec<Rejection>) -> Decision {
+        let pool = self.snap.pool;
+        let metrics: Vec<Metrics> = found.iter().map(|f| Metrics::of(&f.estimate, 0.0)).collect();
+        let scores = score_all(job.objective, &metrics);
+        let mut order: Vec<usize> = (0..found.len()).collect();
+        let k = self.scheduler.config.explain_top_k.max(1).min(order.len());
+        let by_place =
+            |a: &usize, b: &usize| (found[*a].cluster, found[*a].group).cmp(&(found[*b].cluster, found[*b].group));
+        match self.scheduler.config.placement {
+            PlacementRule::Scored => {
+                let cmp = |a: &usize, b: &usize| scores[*a].total.total_cmp(&scores[*b].total).then(by_place(a, b));
+                if k < order.len() {
+                    order.select_nth_unstable_by(k, cmp);
+                }
+                order[..k].sort_by(cmp);
+            }
+            PlacementRule::FirstFit => order.sort_by(by_place),
+            PlacementRule::LeastLoaded => {
+                let free_devices = |f: &Found| -> u64 {
+                    let index = &self.indexes[f.cluster];
+                    index
+                        .free()
+                        .iter()
+                        .enumerate()
+                        .filter(|(n, _)| index.group_of(*n as u32) == Some(f.group))
+                        .map(|(_, cap)| {
+                            if job.per_replica.accelerators > 0 {
+                                u64::from(cap.accelerators)
+                            } else {
+                                cap.cpu_millis
+                            }
+                        })
+                        .sum()
+                };
+                let free: Vec<u64> = found.iter().map(free_devices).collect();
+                order.sort_by(|a, b| free[*b].cmp(&free[*a]).then(by_place(a, b)));
+            }
+        }
+        let candidates: Vec<Candidate> = order[..k]
+            .iter()
+            .map(|&i| Candidate {
+                cluster: self.cluster_names[found[i].cluster].clone(),
+                accelerator: self.group_arcs[found[i].cluster][found[i].group].clone(),
+                estimate: found[i].estimate,
+                score: scores[i],
+            })
+            .collect();
+        let feasible_clusters = {
+            let mut cs: Vec<usize> = found.iter().map(|f| f.cluster).collect();
+            cs.dedup();
+            cs.len() as u32
+        };
+        let chosen = &found[order[0]];
+        let slots = self.slots_for(job, chosen);
+        let accelerator = self.accelerator_name(chosen.cluster, chosen.group);
+        self.indexes[chosen.cluster].apply(&slots, &job.per_replica, true);
+        self.ledger.admit(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
+        let end = self.snap.now + (chosen.estimate.transfer_s + chosen.estimate.runtime_s).ceil() as u64;
+        self.releases[chosen.cluster].push(Release { end, slots: slots.clone(), request: job.per_replica.clone() });
+        if chosen.long {
+            if let Some(r) = self.reservation.as_mut() {
+                apply_to(&mut r.spare, &slots, &job.per_replica, true);
+            }
+        }
+        let placement = Placement {
+            cluster_index: chosen.cluster,
+            cluster: pool.clusters[chosen.cluster].name.clone(),
+            accelerator: accelerator.map(str::to_string),
+            slots,
+            estimate: chosen.estimate,
+            backfilled: self.reservation.is_some(),
+        };
+        Decision {
+            job: job.id.clone(),
+            action: Action::Admit(placement),
+            explanation: Explanation { candidates, feasible_clusters, rejected: rejected.into() },
+        }
+    }
+
+    fn nodes_of_group(&self, c: usize, g: usize) -> impl Iterator<Item = u32> + '_ {
+        let index = &self.indexes[c];
+        (0..index.free().len() as u32).filter(move |n| index.group_of(*n) == Some(g))
+    }
+
+    /// EASY reservation for the first gang that cannot start: the earliest time its gang
+    /// fits on an eligible cluster as running jobs end.
+    fn try_reserve(&mut self, job: &Job, q: usize, eligible: &[(usize, usize)]) -> Action {
+        // (start, cluster, group, projected free capacity at start, the gang's slots then)
+        type Earliest = (u64, usize, usize, Vec<NodeCapacity>, Vec<NodeSlot>);
+        let mut best: Option<Earliest> = None;
+        for &(c, g) in eligible {
+            let accelerator = self.accelerator_name(c, g);
+            if self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_err() {
+                continue;
+            }
+            let mut free = self.indexes[c].free().to_vec();
+            let nodes: Vec<u32> = self.nodes_of_group(c, g).collect();
+            let mut ends: Vec<&Release> = self.releases[c].iter().collect();
+            ends.sort_by_key(|r| r.end);
+            let mut at = None;
+            for r in ends {
+                if best.as_ref().is_some_and(|b| r.end >= b.0) {
+                    break;
+                }
+                apply_to(&mut free, &r.slots, &r.request, false);
+                if let Some(slots) = find_slots_in(&free, nodes.iter().copied(), &job.per_replica, job.replicas) {
+                    at = Some((r.end.max(self.snap.now), slots));
+                    break;
+                }
+            }
+            if let Some((t, slots)) = at {
+                best = Some((t, c, g, free, slots));
+            }
+        }
+        let Some((start_at, c, g, mut free, slots)) = best else {
+            // Never fits on today's pool (counting foreign usage): not a capacity wait.
+            return Action::Queued(QueuedReason::Unschedulable);
+        };
+        apply_to(&mut free, &slots, &job.per_replica, true);
+        self.reservation = Some(Reservation { cluster: c, start_at, spare: free });
+        Action::Reserve {
+            cluster: self.snap.pool.clusters[c].name.clone(),
+            accelerator: self.accelerator_name(c, g).map(str::to_string),
+            start_at,
+        }
+    }
+
+    fn may_preempt(&self, q: usize) -> bool {
+        let p = self.ledger.queue(q).preemption;
+        self.scheduler.config.preemption
+            && self.preemption_attempts < self.scheduler.config.max_preemption_attempts
+            && (p.within_queue != PreemptionScope::Never || p.reclaim_within_cohort != PreemptionScope::Never)
+    }
+
+    /// Finds the fewest, lowest-priority running jobs whose end lets the gang fit.
+    fn try_preempt(&mut self, job: &Job, q: usize, eligible: &[(usize, usize)]) -> Option<Action> {
+        self.preemption_attempts += 1;
+        let queue = self.ledger.queue(q).clone();
+        let allows = |scope: PreemptionScope, victim_priority: i32| match scope {
+            PreemptionScope::Never => false,
+            PreemptionScope::LowerPriority => victim_priority < job.priority,
+            PreemptionScope::Any => true,
+        };
+        let mut best: Option<(usize, i32, usize, Vec<usize>)> = None;
+        for &(c, g) in eligible {
+            let accelerator = self.accelerator_name(c, g);
+            let usage = gang_usage(&job.per_replica, job.replicas, accelerator);
+            let mut victims: Vec<usize> = (0..self.snap.running.len())
+                .filter(|&i| !self.preempted[i] && self.snap.running[i].cluster == c)
+                .filter(|&i| {
+                    let r = &self.snap.running[i];
+                    if r.queue == queue.name {
+                        return allows(queue.preemption.within_queue, r.priority);
+                    }
+                    let Some(rq) = self.ledger.queue_index(&r.queue) else {
+                        return false;
+                    };
+                    queue.cohort.is_some()
+                        && self.ledger.queue(rq).cohort == queue.cohort
+                        && self.ledger.is_borrowing(rq)
+                        && self.ledger.within_nominal(q, &usage, accelerator)
+                        && allows(queue.preemption.reclaim_within_cohort, r.priority)
+                })
+                .collect();
+            victims.sort_by(|a, b| {
+                let (x, y) = (&self.snap.running[*a], &self.snap.running[*b]);
+                x.priority.cmp(&y.priority).then(y.started_at.cmp(&x.started_at)).then(x.id.cmp(&y.id))
+            });
+            let nodes: Vec<u32> = self.nodes_of_group(c, g).collect();
+            let mut free = self.indexes[c].free().to_vec();
+            let fits = |free: &[NodeCapacity]| {
+                find_slots_in(free, nodes.iter().copied(), &job.per_replica, job.replicas).is_some()
+            };
+            let mut chosen = Vec::new();
+            for &v in &victims {
+                let r = &self.snap.running[v];
+                apply_to(&mut free, &r.slots, &r.per_replica, false);
+                chosen.push(v);
+                if fits(&free) {
+                    break;
+                }
+            }
+            if chosen.is_empty() || !fits(&free) {
+                continue;
+            }
+            // Drop victims that turn out not to be needed, latest added first.
+            for k in (0..chosen.len()).rev() {
+                let r = &self.snap.running[chosen[k]];
+                apply_to(&mut free, &r.slots, &r.per_replica, true);
+                if fits(&free) {
+                    chosen.remove(k);
+                } else {
+                    apply_to(&mut free, &r.slots, &r.per_replica, false);
+                }
+            }
+            // Quota after the victims of the same queue give theirs back.
+            let mut ledger = self.ledger.clone();
+            for &v in &chosen {
+                let r = &self.snap.running[v];
+                if let Some(rq) = ledger.queue_index(&r.queue) {
+                    ledger.release(
+                        rq,
+                        &gang_usage(&r.per_replica, r.replicas(), r.accelerator.as_deref()),
+                        r.accelerator.as_deref(),
+                    );
+                }
+            }
+            if ledger.check(q, &usage, accelerator).is_err() {
+                continue;
+            }
+            let top = chosen.iter().map(|&v| self.snap.running[v].priority).max().unwrap_or(i32::MIN);
+            let better = best.as_ref().is_none_or(|b| (chosen.len(), top, c) < (b.0, b.1, b.2));
+            if better {
+                best = Some((chosen.len(), top, c, chosen));
+            }
+        }
+        let (_, _, c, victims) = best?;
+        for &v in &victims {
+            self.preempted[v] = true;
+        }
+        Some(Action::Preempt {
+            cluster: self.snap.pool.clusters[c].name.clone(),
+            victims: victims.iter().map(|&v| self.snap.running[v].id.clone()).collect(),
+        })
+    }
+}
+
+/// What is computed once per job and reused across clusters: runtime, its source and
+/// power per (accelerator type, nodes), and a scratch buffer for node slots.
+#[derive(Debug, Default)]
+struct RuntimeCache(Vec<(RuntimeKey, RuntimeValue)>, Vec<NodeSlot>);
+
+/// (interned accelerator type, nodes)
+type RuntimeKey = (Option<u16>, u32);
+/// (runtime in seconds, its source, power in watts)
+type RuntimeValue = (f64, EstimateSource, f64);
+
+#[derive(Debug)]
+enum GroupMiss {
+    /// At most this many replicas fit.
+    Fits(u32),
+    /// Fits now, but only by taking capacity reserved for the head job.
+    Held,
+}
+
+#[derive(Debug)]
+struct Ordered {
+    key: HeapKey,
+    entry: HeapEntry,
+}
+
+impl PartialEq for Ordered {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Ordered {}
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+fn queued(job: &Job, reason: QueuedReason) -> Decision {
+    Decision { job: job.id.clone(), action: Action::Queued(reason), explanation: Explanation::default() }
+}

@@ -1,0 +1,42 @@
+//! The scheduling core of computenet.
+//!
+//! Everything here is pure and deterministic: no IO, no clocks, no threads. The service
+//! (`computenet serve`) and the simulator (`computenet simulate`) both build a
+//! [`Snapshot`] of the pool, the queues and the jobs, and call [`Scheduler::cycle`]; the
+//! decisions it returns are then carried out by whoever called it.
+//!
+//! Map of the crate:
+//! - [`quantity`]: Kubernetes-style quantities ("500m", "64Gi").
+//! - [`accelerator`]: accelerator types and the built-in catalogue of vendor figures.
+//! - [`pool`]: member clusters, nodes and their capacity; allocating and releasing.
+//! - [`job`]: training jobs (gangs), their constraints, work estimate and objective.
+//! - [`queue`]: queues, quotas with borrowing and lending, cohorts, fair share.
+//! - [`throughput`] and [`profiles`]: how fast a job runs where, and the parsers for
+//!   measured throughput profiles.
+//! - [`index`]: per-cluster node indexes used for gang feasibility.
+//! - [`score`]: turning estimates into a score by the job's objective.
+//! - [`cycle`]: the scheduling cycle itself; [`explain`]: its decisions and explanations.
+#![forbid(unsafe_code)]
+
+pub mod accelerator;
+pub mod cycle;
+pub mod error;
+pub mod explain;
+pub mod index;
+pub mod job;
+pub mod pool;
+pub mod profiles;
+pub mod quantity;
+pub mod queue;
+pub mod score;
+pub mod synth;
+pub mod throughput;
+
+pub use accelerator::{AcceleratorSpec, Catalogue};
+pub use cycle::{CycleConfig, Scheduler, Snapshot};
+pub use error::{Error, Result};
+pub use explain::{Action, CycleOutcome, Decision, Explanation, QueuedReason, RejectReason};
+pub use job::{AcceleratorConstraint, Job, Objective, ReplicaRequest, RunningJob, Work};
+pub use pool::{Cluster, ClusterEfficiency, ClusterKind, Node, NodeCapacity, Pool};
+pub use queue::{PreemptionPolicy, Queue, QueueingStrategy, Quota, ResourceName};
+pub use throughput::{Estimate, ThroughputModel};

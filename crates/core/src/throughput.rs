@@ -1,0 +1,263 @@
+//! How fast a job runs on each accelerator type, and what follows: runtime, energy,
+//! cost, carbon and data-transfer time at a given placement.
+
+use crate::accelerator::{Catalogue, CPU_ONLY};
+use crate::job::{Job, Work};
+use crate::pool::{Cluster, Pool};
+use crate::profiles::ProfileSet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where a runtime estimate came from, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EstimateSource {
+    /// A measured profile of this model on this type and placement.
+    Measured,
+    /// A measured profile of this model, scaled (other device count or other type by TFLOPS).
+    ScaledProfile,
+    /// Device-hours on a reference type, scaled by peak TFLOPS x utilisation.
+    PeakTflops,
+    /// No usable information: the job's maximum runtime (or the default) is assumed.
+    Unknown,
+}
+
+/// Estimated cost of running a job at one placement.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Estimate {
+    pub runtime_s: f64,
+    /// Time to move the job's data set to the cluster's site first.
+    pub transfer_s: f64,
+    /// Facility energy (device power x runtime x PUE).
+    pub energy_kwh: f64,
+    pub cost: f64,
+    pub carbon_kg: Option<f64>,
+    pub source: EstimateSource,
+}
+
+/// The throughput model: measured profiles, with a peak-TFLOPS fallback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThroughputModel {
+    pub profiles: ProfileSet,
+    /// Fraction of peak TFLOPS training achieves, by type; others use `default_utilisation`.
+    #[serde(default)]
+    pub utilisation: BTreeMap<String, f64>,
+    pub default_utilisation: f64,
+    /// Throughput kept per doubling of the node count (communication overhead).
+    pub inter_node_efficiency: f64,
+    /// Runtime assumed when nothing else is known and the job gives no maximum.
+    pub default_runtime_s: f64,
+    /// Multiplier on measured profiles (a simulator may slow them to match a peer's model).
+    #[serde(default = "one")]
+    pub measured_slowdown: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for ThroughputModel {
+    fn default() -> Self {
+        Self {
+            profiles: ProfileSet::default(),
+            utilisation: BTreeMap::new(),
+            default_utilisation: 0.4,
+            inter_node_efficiency: 0.9,
+            default_runtime_s: 3600.0,
+            measured_slowdown: 1.0,
+        }
+    }
+}
+
+impl ThroughputModel {
+    /// A model with measured profiles.
+    pub fn with_profiles(profiles: ProfileSet) -> Self {
+        Self { profiles, ..Self::default() }
+    }
+
+    /// Effective TFLOPS of one device of `accelerator` (or one core for CPU-only).
+    fn effective_tflops(&self, catalogue: &Catalogue, accelerator: &str) -> Option<f64> {
+        let spec = catalogue.get(accelerator)?;
+        let util = self.utilisation.get(accelerator).copied().unwrap_or(self.default_utilisation);
+        Some(spec.peak_tflops * util).filter(|t| *t > 0.0)
+    }
+
+    /// Share of linear speed kept across `nodes` nodes.
+    pub fn scaling_efficiency(&self, nodes: u32) -> f64 {
+        if nodes <= 1 {
+            1.0
+        } else {
+            self.inter_node_efficiency.powf(f64::from(nodes).log2())
+        }
+    }
+
+    /// Devices a job uses: accelerators, or cores for a CPU-only job.
+    fn devices(job: &Job) -> f64 {
+        if job.per_replica.accelerators > 0 {
+            job.total_accelerators() as f64
+        } else {
+            (f64::from(job.replicas) * job.per_replica.cpu_millis as f64 / 1000.0).max(1.0)
+        }
+    }
+
+    /// Runtime in seconds of `job` on `accelerator` (None: CPU-only) over `nodes` nodes.
+    pub fn runtime_s(
+        &self,
+        job: &Job,
+        catalogue: &Catalogue,
+        accelerator: Option<&str>,
+        nodes: u32,
+    ) -> (f64, EstimateSource) {
+        let device = accelerator.unwrap_or(CPU_ONLY);
+        let fallback = || {
+            let t = job.max_runtime_s.map_or(self.default_runtime_s, |m| m as f64);
+            (t, EstimateSource::Unknown)
+        };
+        let gpus = u32::try_from(job.total_accelerators()).unwrap_or(u32::MAX).max(1);
+        match &job.work {
+            Work::ModelSteps { model, steps, batch_size } => {
+                let steps = *steps as f64;
+                if let Some((rate, exact)) = self.profiles.steps_per_s(model, device, gpus, nodes, *batch_size) {
+                    let rate = rate * self.measured_slowdown * if exact { 1.0 } else { self.scaling_efficiency(nodes) };
+                    let source = if exact { EstimateSource::Measured } else { EstimateSource::ScaledProfile };
+                    return (steps / rate, source);
+                }
+                // Measured elsewhere: take the profiled type closest in TFLOPS, scale by TFLOPS.
+                let Some(target) = self.effective_tflops(catalogue, device) else {
+                    return fallback();
+                };
+                let nearest = self
+                    .profiles
+                    .accelerators_of(model)
+                    .filter_map(|a| self.effective_tflops(catalogue, a).map(|t| (a, t)))
+                    .min_by(|x, y| (x.1 / target).ln().abs().total_cmp(&(y.1 / target).ln().abs()).then(x.0.cmp(y.0)));
+                match nearest
+                    .and_then(|(a, t)| self.profiles.steps_per_s(model, a, gpus, nodes, *batch_size).map(|r| (r, t)))
+                {
+                    Some(((rate, _), t)) => {
+                        let rate = rate * self.measured_slowdown * (target / t) * self.scaling_efficiency(nodes);
+                        (steps / rate, EstimateSource::ScaledProfile)
+                    }
+                    None => fallback(),
+                }
+            }
+            Work::DeviceHours { hours, reference } => {
+                let (Some(reference), Some(target)) =
+                    (self.effective_tflops(catalogue, reference), self.effective_tflops(catalogue, device))
+                else {
+                    return fallback();
+                };
+                let device_seconds = hours * 3600.0 * reference / target;
+                (device_seconds / Self::devices(job) / self.scaling_efficiency(nodes), EstimateSource::PeakTflops)
+            }
+            Work::Unknown => fallback(),
+        }
+    }
+
+    /// Full estimate of `job` on `cluster` with `accelerator` over `nodes` nodes.
+    pub fn estimate(
+        &self,
+        job: &Job,
+        pool: &Pool,
+        cluster: &Cluster,
+        accelerator: Option<&str>,
+        nodes: u32,
+    ) -> Estimate {
+        let (runtime_s, source) = self.runtime_s(job, &pool.catalogue, accelerator, nodes);
+        let power_w = Self::power_w(job, &pool.catalogue, accelerator);
+        self.estimate_with_runtime(job, pool, cluster, power_w, runtime_s, source)
+    }
+
+    /// Power drawn by the job's devices on `accelerator` (None: CPU cores), in watts.
+    pub fn power_w(job: &Job, catalogue: &Catalogue, accelerator: Option<&str>) -> f64 {
+        catalogue.get(accelerator.unwrap_or(CPU_ONLY)).map_or(0.0, |s| s.board_power_w) * Self::devices(job)
+    }
+
+    /// Energy, cost, carbon and transfer for a known runtime and power draw.
+    pub fn estimate_with_runtime(
+        &self,
+        job: &Job,
+        pool: &Pool,
+        cluster: &Cluster,
+        power_w: f64,
+        runtime_s: f64,
+        source: EstimateSource,
+    ) -> Estimate {
+        let energy_kwh = power_w * runtime_s / 3600.0 / 1000.0 * cluster.efficiency.pue;
+        let transfer_s = match &job.data_set {
+            Some(name) if !pool.holds_data_set(cluster, name) => {
+                let gb = pool.data_sets.get(name).map_or(0.0, |d| d.size_gb);
+                gb * 8.0 / pool.wan_gbps.max(1e-6)
+            }
+            _ => 0.0,
+        };
+        Estimate {
+            runtime_s,
+            transfer_s,
+            energy_kwh,
+            cost: energy_kwh * cluster.efficiency.energy_price_per_kwh,
+            carbon_kg: cluster.efficiency.carbon_g_per_kwh.map(|g| energy_kwh * g / 1000.0),
+            source,
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{AcceleratorConstraint, Objective, ReplicaRequest};
+    use crate::profiles::ProfilePoint;
+
+    fn job(work: Work, replicas: u32, gpus: u32) -> Job {
+        Job {
+            id: "j".into(),
+            queue: "q".into(),
+            priority: 0,
+            submitted_at: 0,
+            replicas,
+            per_replica: ReplicaRequest {
+                cpu_millis: 1000,
+                memory_bytes: 0,
+                accelerators: gpus,
+                extended: BTreeMap::new(),
+            },
+            accelerator: AcceleratorConstraint::default(),
+            cluster_kinds: vec![],
+            sites: vec![],
+            data_set: None,
+            work,
+            objective: Objective::Balanced,
+            max_runtime_s: None,
+        }
+    }
+
+    #[test]
+    fn device_hours_scale_by_peak_tflops() {
+        let m = ThroughputModel::default();
+        let c = Catalogue::built_in();
+        let j = job(Work::DeviceHours { hours: 8.0, reference: "V100".into() }, 1, 8);
+        let (v100, src) = m.runtime_s(&j, &c, Some("V100"), 1);
+        assert_eq!(src, EstimateSource::PeakTflops);
+        assert!((v100 - 3600.0).abs() < 1e-6, "8 device-hours on 8 devices = 1 h");
+        let (a100, _) = m.runtime_s(&j, &c, Some("A100-80G"), 1);
+        assert!((a100 - 3600.0 * 125.0 / 312.0).abs() < 1e-6);
+        let (two_nodes, _) =
+            m.runtime_s(&job(Work::DeviceHours { hours: 8.0, reference: "V100".into() }, 2, 4), &c, Some("V100"), 2);
+        assert!((two_nodes - 3600.0 / 0.9).abs() < 1e-6, "one doubling of nodes keeps 90%");
+    }
+
+    #[test]
+    fn measured_profile_wins_and_unprofiled_types_scale() {
+        let mut p = ProfileSet::default();
+        p.insert("bert", "V100", ProfilePoint { gpus: 1, nodes: Some(1), local_batch: None, steps_per_s: 2.0 });
+        let m = ThroughputModel::with_profiles(p);
+        let c = Catalogue::built_in();
+        let j = job(Work::ModelSteps { model: "bert".into(), steps: 100, batch_size: None }, 1, 1);
+        assert_eq!(m.runtime_s(&j, &c, Some("V100"), 1), (50.0, EstimateSource::Measured));
+        let (t, src) = m.runtime_s(&j, &c, Some("H800"), 1);
+        assert_eq!(src, EstimateSource::ScaledProfile);
+        assert!((t - 50.0 * 125.0 / 989.0).abs() < 1e-6);
+        let unknown = job(Work::ModelSteps { model: "llama".into(), steps: 1, batch_size: None }, 1, 1);
+        assert_eq!(m.runtime_s(&unknown, &c, Some("V100"), 1), (3600.0, EstimateSource::Unknown));
+    }
+}

@@ -1,0 +1,302 @@
+//! One test per scheduling rule, on small hand-made pools.
+
+use computenet_core::explain::Placement;
+use computenet_core::pool::NodeSlot;
+use computenet_core::queue::{PreemptionPolicy, PreemptionScope, QueueingStrategy, Quota, ResourceName};
+use computenet_core::synth::{cluster, job, pool};
+use computenet_core::{
+    Action, ClusterKind, CycleOutcome, Job, Objective, Pool, Queue, QueuedReason, RejectReason, RunningJob, Scheduler,
+    Snapshot,
+};
+
+fn run(pool: &Pool, queues: &[Queue], pending: &[Job], running: &[RunningJob]) -> CycleOutcome {
+    Scheduler::default().cycle(&Snapshot { now: 0, pool, queues, pending, running })
+}
+
+fn action<'o>(out: &'o CycleOutcome, id: &str) -> &'o Action {
+    &out.decisions.iter().find(|d| d.job == id).unwrap_or_else(|| panic!("no decision for {id}")).action
+}
+
+fn placement<'o>(out: &'o CycleOutcome, id: &str) -> &'o Placement {
+    match action(out, id) {
+        Action::Admit(p) => p,
+        other => panic!("{id} not admitted: {other:?}"),
+    }
+}
+
+fn running(id: &str, queue: &str, cluster: usize, nodes: &[u32], gpus: u32, end: u64) -> RunningJob {
+    let j = job(id, queue, nodes.len() as u32, gpus, 1.0);
+    RunningJob {
+        id: id.into(),
+        queue: queue.into(),
+        priority: 0,
+        cluster,
+        accelerator: Some("A100-80G".into()),
+        slots: nodes.iter().map(|&n| NodeSlot { node: n, replicas: 1 }).collect(),
+        per_replica: j.per_replica,
+        started_at: 0,
+        estimated_end: end,
+    }
+}
+
+/// Marks the running jobs' usage in the pool, as the caller of a cycle must.
+fn occupy(pool: &mut Pool, jobs: &[RunningJob]) {
+    for r in jobs {
+        pool.allocate(r.cluster, &r.slots, &r.per_replica).expect("fits");
+    }
+}
+
+#[test]
+fn gang_lands_only_where_all_replicas_fit_at_once() {
+    // "small" has 32 free GPUs but on 8 nodes of 4; "big" has 4 nodes of 8.
+    let p = pool(vec![
+        cluster("small", ClusterKind::AI, "a", 8, Some("A100-80G"), 4),
+        cluster("big", ClusterKind::AI, "b", 4, Some("A100-80G"), 8),
+    ]);
+    let out = run(&p, &[Queue::unlimited("q")], &[job("gang", "q", 4, 8, 10.0)], &[]);
+    let pl = placement(&out, "gang");
+    assert_eq!(pl.cluster, "big");
+    assert_eq!(pl.slots.len(), 4);
+    assert!(pl.slots.iter().all(|s| s.replicas == 1));
+    let small = out.decisions[0].explanation.rejected.iter().find(|r| &*r.cluster == "small").expect("small rejected");
+    assert_eq!(small.reason, RejectReason::InsufficientCapacity { fits: 0 });
+}
+
+#[test]
+fn replicas_share_a_node_when_they_fit_together() {
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("H800"), 8)]);
+    let out = run(&p, &[Queue::unlimited("q")], &[job("j", "q", 2, 4, 1.0)], &[]);
+    assert_eq!(placement(&out, "j").slots, vec![NodeSlot { node: 0, replicas: 2 }]);
+}
+
+#[test]
+fn higher_priority_goes_first() {
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("H800"), 8)]);
+    let mut low = job("low", "q", 1, 8, 1.0);
+    low.submitted_at = 0;
+    let mut high = job("high", "q", 1, 8, 1.0);
+    high.submitted_at = 10;
+    high.priority = 100;
+    let out = run(&p, &[Queue::unlimited("q")], &[low, high], &[]);
+    assert!(matches!(action(&out, "high"), Action::Admit(_)));
+    assert!(!matches!(action(&out, "low"), Action::Admit(_)));
+    assert_eq!(out.positions["low"].position, 1);
+}
+
+#[test]
+fn fair_share_alternates_between_queues() {
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 2, Some("H800"), 8)]);
+    let quota = |name: &str| Queue {
+        quotas: vec![Quota {
+            resource: ResourceName::Accelerators,
+            accelerator: None,
+            nominal: 16,
+            borrowing_limit: None,
+            lending_limit: None,
+        }],
+        ..Queue::unlimited(name)
+    };
+    // Queue a submitted everything first; b must still get one of the two slots.
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        let mut j = job(&format!("a{i}"), "a", 1, 8, 1.0);
+        j.submitted_at = i;
+        jobs.push(j);
+    }
+    let mut b = job("b0", "b", 1, 8, 1.0);
+    b.submitted_at = 100;
+    jobs.push(b);
+    let out = run(&p, &[quota("a"), quota("b")], &jobs, &[]);
+    let admitted: Vec<&str> = out.admissions().map(|(id, _)| id).collect();
+    assert_eq!(admitted, vec!["a0", "b0"]);
+}
+
+#[test]
+fn quota_limits_and_cohort_borrowing() {
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 4, Some("H800"), 8)]);
+    let gpu = |nominal, borrowing| Quota {
+        resource: ResourceName::Accelerators,
+        accelerator: None,
+        nominal,
+        borrowing_limit: borrowing,
+        lending_limit: None,
+    };
+    let alone = Queue { quotas: vec![gpu(8, Some(8))], ..Queue::unlimited("alone") };
+    let out = run(&p, &[alone], &[job("j", "alone", 2, 8, 1.0)], &[]);
+    assert_eq!(action(&out, "j"), &Action::Queued(QueuedReason::QuotaExceeded), "no cohort: no borrowing");
+
+    let a = Queue { cohort: Some("c".into()), quotas: vec![gpu(8, Some(8))], ..Queue::unlimited("a") };
+    let b = Queue { cohort: Some("c".into()), quotas: vec![gpu(8, None)], ..Queue::unlimited("b") };
+    let out = run(&p, &[a.clone(), b.clone()], &[job("j", "a", 2, 8, 1.0)], &[]);
+    assert!(matches!(action(&out, "j"), Action::Admit(_)), "borrows 8 from b");
+    let out = run(&p, &[a, b], &[job("j", "a", 3, 8, 1.0)], &[]);
+    assert_eq!(action(&out, "j"), &Action::Queued(QueuedReason::QuotaExceeded), "borrowing limit is 8");
+}
+
+#[test]
+fn first_blocked_gang_is_reserved_and_backfill_never_delays_it() {
+    // 4 nodes x 8; two nodes busy until t=1000, so a 4-node gang must wait until then.
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 4, Some("V100"), 8)]);
+    let busy = vec![running("r0", "q", 0, &[0], 8, 1000), running("r1", "q", 0, &[1], 8, 1000)];
+    occupy(&mut p, &busy);
+    let mut head = job("head", "q", 4, 8, 1.0);
+    head.submitted_at = 0;
+    // 8 V100-hours on 8 V100s = 3600 s: ends after t=1000 -> would delay the head.
+    let mut long = job("long", "q", 1, 8, 8.0);
+    long.submitted_at = 1;
+    // 0.8 V100-hours on 8 V100s = 360 s: done before t=1000.
+    let mut short = job("short", "q", 1, 8, 0.8);
+    short.submitted_at = 2;
+    let out = run(&p, &[Queue::unlimited("q")], &[head, long, short], &busy);
+    assert_eq!(
+        action(&out, "head"),
+        &Action::Reserve { cluster: "ai".into(), accelerator: Some("V100".into()), start_at: 1000 }
+    );
+    let rejected = &out.decisions.iter().find(|d| d.job == "long").expect("long decided").explanation.rejected;
+    assert_eq!(rejected[0].reason, RejectReason::HeldForReservation);
+    let short = placement(&out, "short");
+    assert!(short.backfilled);
+    assert!(short.estimate.runtime_s <= 1000.0);
+}
+
+#[test]
+fn backfill_off_is_plain_fifo() {
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 2, Some("V100"), 8)]);
+    let busy = vec![running("r0", "q", 0, &[0], 8, 1000)];
+    occupy(&mut p, &busy);
+    let mut s = Scheduler::default();
+    s.config.backfill = false;
+    let jobs = [job("head", "q", 2, 8, 1.0), job("tiny", "q", 1, 1, 0.01)];
+    let out = s.cycle(&Snapshot { now: 0, pool: &p, queues: &[Queue::unlimited("q")], pending: &jobs, running: &busy });
+    assert!(matches!(action(&out, "head"), Action::Reserve { .. }));
+    assert_eq!(action(&out, "tiny"), &Action::Queued(QueuedReason::InsufficientCapacity));
+}
+
+#[test]
+fn lower_priority_jobs_are_preempted_by_policy() {
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 2, Some("A100-80G"), 8)]);
+    let mut victims = vec![running("old-low", "q", 0, &[0], 8, 9000), running("old-high", "q", 0, &[1], 8, 9000)];
+    victims[1].priority = 50;
+    occupy(&mut p, &victims);
+    let mut urgent = job("urgent", "q", 1, 8, 1.0);
+    urgent.priority = 10;
+    let never = Queue::unlimited("q");
+    let out = run(&p, &[never], &[urgent.clone()], &victims);
+    assert!(matches!(action(&out, "urgent"), Action::Reserve { .. }), "policy Never: waits");
+    let preempting = Queue {
+        preemption: PreemptionPolicy {
+            within_queue: PreemptionScope::LowerPriority,
+            reclaim_within_cohort: PreemptionScope::Never,
+        },
+        ..Queue::unlimited("q")
+    };
+    let out = run(&p, &[preempting], &[urgent], &victims);
+    assert_eq!(action(&out, "urgent"), &Action::Preempt { cluster: "ai".into(), victims: vec!["old-low".into()] });
+}
+
+#[test]
+fn strict_fifo_blocks_behind_its_head_best_effort_does_not() {
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("H800"), 8)]);
+    let mut big = job("big", "q", 2, 8, 1.0);
+    big.submitted_at = 0;
+    let mut small = job("small", "q", 1, 1, 1.0);
+    small.submitted_at = 1;
+    let strict = Queue { strategy: QueueingStrategy::StrictFifo, ..Queue::unlimited("q") };
+    let out = run(&p, &[strict], &[big.clone(), small.clone()], &[]);
+    assert_eq!(action(&out, "big"), &Action::Queued(QueuedReason::Unschedulable), "2 x 8 never fits one node");
+    assert_eq!(action(&out, "small"), &Action::Queued(QueuedReason::BlockedByQueueHead { head: "big".into() }));
+    let out = run(&p, &[Queue::unlimited("q")], &[big, small], &[]);
+    assert!(matches!(action(&out, "small"), Action::Admit(_)));
+}
+
+#[test]
+fn objective_decides_between_fast_and_cheap() {
+    let mut fast = cluster("fast", ClusterKind::AI, "a", 1, Some("H800"), 8);
+    fast.efficiency.energy_price_per_kwh = 2.0;
+    let mut cheap = cluster("cheap", ClusterKind::AI, "b", 1, Some("T4"), 8);
+    cheap.efficiency.energy_price_per_kwh = 0.1;
+    let p = pool(vec![fast, cheap]);
+    let mut j = job("j", "q", 1, 8, 64.0);
+    j.objective = Objective::Fastest;
+    let out = run(&p, &[Queue::unlimited("q")], &[j.clone()], &[]);
+    let chosen = placement(&out, "j");
+    assert_eq!((chosen.cluster.as_str(), chosen.accelerator.as_deref()), ("fast", Some("H800")));
+    let expl = &out.decisions[0].explanation;
+    assert_eq!(expl.candidates.len(), 2, "both candidates explained");
+    assert!(expl.candidates[0].score.total <= expl.candidates[1].score.total);
+    j.objective = Objective::Cheapest;
+    let out = run(&p, &[Queue::unlimited("q")], &[j], &[]);
+    assert_eq!(placement(&out, "j").cluster, "cheap");
+}
+
+#[test]
+fn constraints_are_explained_per_cluster() {
+    let mut down = cluster("down", ClusterKind::AI, "a", 1, Some("H800"), 8);
+    down.ready = false;
+    let mut cordoned = cluster("cordoned", ClusterKind::AI, "a", 1, Some("H800"), 8);
+    cordoned.cordoned = true;
+    let p = pool(vec![
+        down,
+        cordoned,
+        cluster("cpu", ClusterKind::General, "a", 1, None, 0),
+        cluster("t4", ClusterKind::AI, "a", 1, Some("T4"), 8),
+        cluster("far", ClusterKind::AI, "z", 1, Some("H800"), 8),
+        cluster("hpc", ClusterKind::HPC, "a", 1, Some("H800"), 8),
+    ]);
+    let mut j = job("j", "q", 1, 8, 1.0);
+    j.cluster_kinds = vec![ClusterKind::AI, ClusterKind::General];
+    j.sites = vec!["a".into()];
+    j.accelerator.types = vec!["h800".into()];
+    let out = run(&p, &[Queue::unlimited("q")], &[j], &[]);
+    assert_eq!(action(&out, "j"), &Action::Queued(QueuedReason::Unschedulable));
+    let reasons: Vec<(String, RejectReason)> =
+        out.decisions[0].explanation.rejected.iter().map(|r| (r.cluster.to_string(), r.reason.clone())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("down".into(), RejectReason::NotReady),
+            ("cordoned".into(), RejectReason::Cordoned),
+            ("cpu".into(), RejectReason::NoAllowedAccelerator),
+            ("t4".into(), RejectReason::NoAllowedAccelerator),
+            ("far".into(), RejectReason::SiteNotAllowed),
+            ("hpc".into(), RejectReason::KindNotAllowed),
+        ]
+    );
+}
+
+#[test]
+fn cpu_jobs_use_cpu_nodes_only() {
+    let p = pool(vec![
+        cluster("ai", ClusterKind::AI, "a", 4, Some("H800"), 8),
+        cluster("cpu", ClusterKind::General, "a", 1, None, 0),
+    ]);
+    let out = run(&p, &[Queue::unlimited("q")], &[job("etl", "q", 2, 0, 1.0)], &[]);
+    assert_eq!(placement(&out, "etl").cluster, "cpu");
+}
+
+#[test]
+fn bad_input_is_reported_not_fatal() {
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("H800"), 8)]);
+    let zero = job("zero", "q", 0, 8, 1.0);
+    let lost = job("lost", "nope", 1, 1, 1.0);
+    let out = run(&p, &[Queue::unlimited("q")], &[zero, lost], &[]);
+    assert!(matches!(action(&out, "zero"), Action::Queued(QueuedReason::Invalid { .. })));
+    assert_eq!(action(&out, "lost"), &Action::Queued(QueuedReason::UnknownQueue { queue: "nope".into() }));
+}
+
+#[test]
+fn data_locality_counts_in_the_estimate() {
+    let mut near = cluster("near", ClusterKind::AI, "west", 1, Some("H800"), 8);
+    near.data_sets = vec!["corpus".into()];
+    let far = cluster("far", ClusterKind::AI, "east", 1, Some("H800"), 8);
+    let mut p = pool(vec![far, near]);
+    p.data_sets.insert("corpus".into(), computenet_core::pool::DataSet { size_gb: 4500.0, sites: vec![] });
+    let mut j = job("j", "q", 1, 8, 8.0);
+    j.data_set = Some("corpus".into());
+    j.objective = Objective::Fastest;
+    let out = run(&p, &[Queue::unlimited("q")], &[j], &[]);
+    let pl = placement(&out, "j");
+    assert_eq!(pl.cluster, "near");
+    let far = out.decisions[0].explanation.candidates.iter().find(|c| &*c.cluster == "far").expect("far scored");
+    assert!((far.estimate.transfer_s - 3600.0).abs() < 1e-6, "4,500 GB at 10 Gbit/s");
+}
