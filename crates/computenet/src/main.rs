@@ -1,0 +1,32 @@
+//! `computenet`: one binary, one subcommand per job. Wiring only; the logic lives in the
+//! library crates.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+
+/// computenet schedules training jobs across general-purpose, AI and supercomputing
+/// clusters as one pool.
+#[derive(Debug, Parser)]
+#[command(name = "computenet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay a workload over a simulated pool and compare placement policies.
+    Simulate(simulate::Args),
+    /// Time one full scheduling cycle on a synthetic pool (sizes S, M, L).
+    Bench(bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Simulate(args) => simulate::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
