@@ -25,6 +25,9 @@ pub struct Args {
     /// Share of CPU-only jobs.
     #[arg(long, default_value_t = 0.1)]
     cpu_share: f64,
+    /// Give jobs random objectives (Fastest, Cheapest, Greenest, Balanced) instead of Balanced.
+    #[arg(long)]
+    mixed_objectives: bool,
     /// Random seed of the workload.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -68,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         queues: queues.iter().map(|q| q.name.clone()).collect(),
         cpu_job_share: args.cpu_share,
-        mixed_objectives: true,
+        mixed_objectives: args.mixed_objectives,
     };
     let jobs = workload.generate();
     let gpus: u64 = pool.clusters.iter().flat_map(|c| &c.nodes).map(|n| u64::from(n.allocatable.accelerators)).sum();
@@ -78,11 +81,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pool.clusters.iter().map(|c| c.nodes.len()).sum::<usize>()
     );
     println!(
-        "workload: {} jobs generated with Gavel's job mix (seed {}, {:.0} jobs/h, {:.0} % CPU-only)\n",
+        "workload: {} jobs generated with Gavel's job mix (seed {}, {:.0} jobs/h, {:.0} % CPU-only, {} objectives)\n",
         jobs.len(),
         args.seed,
         args.rate,
-        args.cpu_share * 100.0
+        args.cpu_share * 100.0,
+        if args.mixed_objectives { "mixed" } else { "Balanced" }
     );
     let mut summaries = Vec::new();
     for policy in policies {
