@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod crdgen;
+mod serve;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -22,11 +24,17 @@ enum Command {
     Simulate(simulate::Args),
     /// Time one full scheduling cycle on a synthetic pool (sizes S, M, L).
     Bench(bench::Args),
+    /// Write the CustomResourceDefinitions generated from the API types.
+    Crdgen(crdgen::Args),
+    /// Run the scheduler against a hub cluster.
+    Serve(serve::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Crdgen(args) => crdgen::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

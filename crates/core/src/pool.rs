@@ -257,6 +257,18 @@ impl Pool {
         Ok(())
     }
 
+    /// Records usage that already exists (a running gang observed on a member), without the
+    /// over-commitment check of [`Pool::allocate`]: reality wins over the model.
+    pub fn charge(&mut self, cluster: usize, slots: &[NodeSlot], request: &ReplicaRequest) {
+        if let Some(c) = self.clusters.get_mut(cluster) {
+            for slot in slots {
+                if let Some(node) = c.nodes.get_mut(slot.node as usize) {
+                    node.allocated.add_scaled(request, slot.replicas);
+                }
+            }
+        }
+    }
+
     /// Gives back the resources of a gang placed on `slots` of `cluster`.
     pub fn release(&mut self, cluster: usize, slots: &[NodeSlot], request: &ReplicaRequest) {
         if let Some(c) = self.clusters.get_mut(cluster) {

@@ -1,0 +1,26 @@
+//! The computenet API: group `computenet.io`, version `v1alpha1`.
+//!
+//! - [`TrainingJob`] (namespaced, `tj`): a gang of replicas to train, submitted to a queue.
+//! - [`MemberCluster`] (cluster-scoped, `mcl`): a member of the pool and how to reach it.
+//! - [`ComputeQueue`] (cluster-scoped, `cnq`): quotas, cohort, fair-share weight and policies.
+//!
+//! The CRD YAML under `deploy/crds/` is generated from these types by `computenet crdgen`
+//! and never edited by hand. [`convert`] turns the resources into the core's types.
+#![forbid(unsafe_code)]
+
+pub mod compute_queue;
+pub mod convert;
+pub mod crdgen;
+pub mod error;
+pub mod member_cluster;
+pub mod training_job;
+
+pub use compute_queue::{ComputeQueue, ComputeQueueSpec, ComputeQueueStatus};
+pub use error::{Error, Result};
+pub use member_cluster::{MemberCluster, MemberClusterSpec, MemberClusterStatus};
+pub use training_job::{TrainingJob, TrainingJobPhase, TrainingJobSpec, TrainingJobStatus};
+
+/// The API group.
+pub const GROUP: &str = "computenet.io";
+/// The field manager used for every write computenet makes.
+pub const FIELD_MANAGER: &str = "computenet-scheduler";

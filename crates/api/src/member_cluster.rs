@@ -1,0 +1,198 @@
+//! `MemberCluster`: one member of the pool and how to reach it.
+
+use crate::training_job::ClusterKind;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A member cluster: a Kubernetes cluster (general-purpose or AI) or a Slurm cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "computenet.io",
+    version = "v1alpha1",
+    kind = "MemberCluster",
+    shortname = "mcl",
+    category = "computenet",
+    status = "MemberClusterStatus",
+    derive = "PartialEq",
+    doc = "A member of the compute pool: a general-purpose or AI Kubernetes cluster, or a supercomputing (Slurm) cluster, with its efficiency profile.",
+    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind"),
+    printcolumn(name = "Site", type_ = "string", json_path = ".spec.site"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "GPUs Free/Total", type_ = "string", json_path = ".status.gpus"),
+    printcolumn(name = "CPUs Free/Total", type_ = "string", json_path = ".status.cpus"),
+    printcolumn(name = "PUE", type_ = "number", json_path = ".spec.efficiency.pue"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.kubernetes), has(self.slurm)].filter(x, x).size() == 1").message("give exactly one connection: kubernetes or slurm"))]
+#[x_kube(validation = Rule::new("has(self.slurm) == (self.kind == 'HPC') || has(self.kubernetes)").message("a slurm member must be of kind HPC"))]
+pub struct MemberClusterSpec {
+    /// General (CPU), AI (GPU/NPU) or HPC (supercomputing).
+    pub kind: ClusterKind,
+    /// Site (data centre, city district); used for data locality and site constraints.
+    #[schemars(length(min = 1, max = 63))]
+    pub site: String,
+    /// Connection to a Kubernetes member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesConnection>,
+    /// Connection to a Slurm member through slurmrestd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmConnection>,
+    /// Facility efficiency.
+    #[serde(default)]
+    pub efficiency: EfficiencyProfile,
+    /// Data sets held at this member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub data_sets: Vec<String>,
+    /// Take the member out of placement; running jobs stay.
+    #[serde(default)]
+    pub cordoned: bool,
+}
+
+/// Where a Secret value lives.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// How to reach a Kubernetes member.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesConnection {
+    /// Secret holding a kubeconfig for the member.
+    pub kubeconfig_secret_ref: SecretKeyRef,
+    /// Namespace on the member where jobs are created.
+    #[serde(default = "default_jobs_namespace")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+}
+
+fn default_jobs_namespace() -> String {
+    "computenet-jobs".to_string()
+}
+
+/// How to reach a Slurm member.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.tokenSecretRef) != has(self.jwtKeySecretRef)").message("give exactly one of tokenSecretRef and jwtKeySecretRef"))]
+pub struct SlurmConnection {
+    /// slurmrestd base URL, e.g. http://slurm.example:6820.
+    #[schemars(length(min = 1, max = 512))]
+    pub endpoint: String,
+    /// REST API version in paths.
+    #[serde(default = "default_slurm_api")]
+    #[schemars(length(min = 1, max = 16))]
+    pub api_version: String,
+    /// User name jobs run as (X-SLURM-USER-NAME).
+    #[schemars(length(min = 1, max = 64))]
+    pub user_name: String,
+    /// Secret with a JWT for the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyRef>,
+    /// Secret with the HS256 key to sign short-lived tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_key_secret_ref: Option<SecretKeyRef>,
+    /// Partitions to use; empty uses all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub partitions: Vec<String>,
+}
+
+fn default_slurm_api() -> String {
+    "v0.0.38".to_string()
+}
+
+/// Facility efficiency, and accelerator figures that override the built-in catalogue.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EfficiencyProfile {
+    /// Power usage effectiveness (>= 1).
+    #[serde(default = "default_pue")]
+    #[schemars(range(min = 1.0, max = 5.0))]
+    pub pue: f64,
+    /// Energy price per kWh.
+    #[serde(default = "default_price", rename = "energyPricePerKWh")]
+    #[schemars(range(min = 0.0))]
+    pub energy_price_per_kwh: f64,
+    /// Grid carbon intensity, gCO2e per kWh.
+    #[serde(default, rename = "carbonGPerKWh", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Per-accelerator figures (peak dense 16-bit TFLOPS, board power W, memory GiB).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accelerators: BTreeMap<String, AcceleratorFigures>,
+}
+
+fn default_pue() -> f64 {
+    1.5
+}
+
+fn default_price() -> f64 {
+    0.8
+}
+
+impl Default for EfficiencyProfile {
+    fn default() -> Self {
+        Self {
+            pue: default_pue(),
+            energy_price_per_kwh: default_price(),
+            carbon_g_per_kwh: None,
+            accelerators: BTreeMap::new(),
+        }
+    }
+}
+
+/// Figures of one accelerator type.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceleratorFigures {
+    #[schemars(range(min = 0.0))]
+    pub peak_tflops: f64,
+    #[schemars(range(min = 0.0))]
+    pub board_power_w: f64,
+    #[schemars(range(min = 0.0))]
+    pub memory_gi_b: f64,
+}
+
+/// Observed state of a member.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberClusterStatus {
+    /// "free/total" accelerators, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<String>,
+    /// "free/total" CPU cores, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+    /// Capacity per accelerator type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accelerators: Vec<AcceleratorCapacity>,
+    /// Schedulable nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<i32>,
+    /// RFC 3339 time of the last successful contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Capacity of one accelerator type on a member.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceleratorCapacity {
+    pub accelerator: String,
+    pub total: i64,
+    pub free: i64,
+    /// Most devices free on one node: the largest per-replica request that fits now.
+    pub largest_free_slot: i64,
+}

@@ -1,0 +1,330 @@
+//! `TrainingJob`: what a researcher submits.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A gang of replicas to train: admitted whole onto one member cluster, or not at all.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "computenet.io",
+    version = "v1alpha1",
+    kind = "TrainingJob",
+    namespaced,
+    shortname = "tj",
+    category = "computenet",
+    status = "TrainingJobStatus",
+    derive = "PartialEq",
+    doc = "A model-training job: a gang of replicas that computenet queues, places on the member cluster that fits and is the most efficient, dispatches and mirrors.",
+    printcolumn(name = "Queue", type_ = "string", json_path = ".spec.queueName"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Position", type_ = "integer", json_path = ".status.queuePosition"),
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".status.placement.cluster"),
+    printcolumn(name = "Accelerator", type_ = "string", json_path = ".status.placement.accelerator"),
+    printcolumn(name = "GPUs", type_ = "integer", json_path = ".status.placement.gpus"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(FROZEN_AFTER_ADMISSION).message("spec is frozen once the job is admitted; only spec.suspend may change").reason(Reason::FieldValueForbidden)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingJobSpec {
+    /// Name of the ComputeQueue to submit to; its namespaceSelector must match this job's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub queue_name: String,
+    /// Higher runs first; within one priority, queues share by weighted fair share.
+    #[serde(default)]
+    pub priority: i32,
+    /// Replicas of the gang (all or nothing), one pod or Slurm node each.
+    #[schemars(range(min = 1, max = 4096))]
+    pub replicas: i32,
+    /// What each replica needs.
+    pub resources: ReplicaResources,
+    /// What each replica runs.
+    pub workload: Workload,
+    /// How much work the job is, for runtime, energy and cost estimates.
+    #[serde(default)]
+    pub work: WorkEstimate,
+    /// Where the job may run and what the placement should optimise.
+    #[serde(default)]
+    pub placement: PlacementPreferences,
+    /// Wall-clock limit in seconds; the job is stopped when it runs longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_run_seconds: Option<i64>,
+    /// Stop the job (or keep it from starting); setting it back to false resumes it.
+    #[serde(default)]
+    pub suspend: bool,
+    /// What to do when the job's member becomes unreachable while the job runs.
+    #[serde(default)]
+    pub on_member_loss: MemberLossPolicy,
+}
+
+/// CEL: after admission only `suspend` may change. Optional fields are compared by presence too.
+const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.status.admitted) || !oldSelf.status.admitted || (self.spec.queueName == oldSelf.spec.queueName && self.spec.priority == oldSelf.spec.priority && self.spec.replicas == oldSelf.spec.replicas && self.spec.resources == oldSelf.spec.resources && self.spec.workload == oldSelf.spec.workload && self.spec.work == oldSelf.spec.work && self.spec.placement == oldSelf.spec.placement && has(self.spec.maxRunSeconds) == has(oldSelf.spec.maxRunSeconds) && (!has(self.spec.maxRunSeconds) || self.spec.maxRunSeconds == oldSelf.spec.maxRunSeconds))";
+
+/// Per-replica resources.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaResources {
+    /// CPU per replica, a Kubernetes quantity ("8", "500m").
+    pub cpu: IntOrString,
+    /// Memory per replica, a Kubernetes quantity ("64Gi").
+    pub memory: IntOrString,
+    /// Accelerators per replica; absent for a CPU-only job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerators: Option<AcceleratorRequest>,
+}
+
+/// Accelerators per replica and which types are acceptable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceleratorRequest {
+    /// Devices per replica (all on the replica's node).
+    #[schemars(range(min = 1, max = 64))]
+    pub count: i32,
+    /// Acceptable types by catalogue name (A100-80G, H800, Ascend910B, ...); empty accepts any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(t, size(t) <= 63)").message("accelerator type names are at most 63 characters"))]
+    pub types: Vec<String>,
+    /// Minimum device memory in GiB, as an alternative or addition to `types`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_memory_gi_b: Option<i32>,
+}
+
+/// The container (Kubernetes) or batch script (Slurm) each replica runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    /// Container image (Kubernetes members).
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Command and arguments; on Slurm members the same command runs in the batch script.
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self.all(c, size(c) <= 4096)").message("command entries are at most 4096 characters"))]
+    pub command: Vec<String>,
+    /// Extra environment variables (name, value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub env: Vec<EnvVar>,
+}
+
+/// One environment variable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct EnvVar {
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// A work estimate: a profiled model and steps, or device-hours on a reference type.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.model) && has(self.gpuHours))").message("give either model and steps, or gpuHours, not both"))]
+#[x_kube(validation = Rule::new("has(self.model) == has(self.steps)").message("model and steps go together"))]
+pub struct WorkEstimate {
+    /// A model with a measured throughput profile (e.g. bert, resnet50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub model: Option<String>,
+    /// Training steps at the global batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub steps: Option<i64>,
+    /// Global batch size, when the profile depends on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub batch_size: Option<i32>,
+    /// Device-hours on the reference accelerator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub gpu_hours: Option<f64>,
+    /// The reference accelerator of `gpuHours` (default V100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub reference_accelerator: Option<String>,
+}
+
+/// Member cluster kinds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ClusterKind {
+    General,
+    AI,
+    HPC,
+}
+
+/// What the placement optimises.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Objective {
+    Fastest,
+    Cheapest,
+    Greenest,
+    #[default]
+    Balanced,
+}
+
+/// Where a job may run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementPreferences {
+    /// Allowed member kinds; empty allows all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3))]
+    pub cluster_kinds: Vec<ClusterKind>,
+    /// Allowed sites; empty allows all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub sites: Vec<String>,
+    /// The data set the job reads; members holding it avoid a transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub data_set: Option<String>,
+    #[serde(default)]
+    pub objective: Objective,
+}
+
+/// What happens to a running job whose member is lost.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MemberLossPolicy {
+    /// Queue it again to run elsewhere (its progress on the lost member is lost).
+    #[default]
+    Requeue,
+    /// Keep it bound to the member and wait for it to come back.
+    Wait,
+}
+
+/// Lifecycle phases.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TrainingJobPhase {
+    /// Not queueable yet: see the conditions (unknown queue, namespace not allowed, invalid).
+    Pending,
+    /// Waiting in its queue.
+    Queued,
+    /// Placed; being dispatched to its member.
+    Admitted,
+    /// Created on its member, not yet running.
+    Dispatched,
+    Running,
+    Succeeded,
+    Failed,
+    /// Stopped to make room for another job; queued again.
+    Preempted,
+    Suspended,
+}
+
+impl TrainingJobPhase {
+    /// Whether the job is over.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TrainingJobPhase::Succeeded | TrainingJobPhase::Failed)
+    }
+}
+
+/// Observed state of a TrainingJob.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingJobStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<TrainingJobPhase>,
+    /// Place in its queue while queued (1 is next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<i32>,
+    /// Set once the job is admitted; the spec is frozen from then on (except suspend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementStatus>,
+    /// The objects created on the member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteReference>,
+    /// Why the job is where it is, or why it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<ExplanationStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    /// Times the job was preempted or requeued after a member loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeues: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Where the job was placed and what that is expected to cost.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementStatus {
+    pub cluster: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    /// Accelerators of the whole gang.
+    pub gpus: i64,
+    /// Node names with the replicas each hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeReplicas>,
+    pub estimated_runtime_seconds: f64,
+    pub estimated_energy_k_wh: f64,
+    pub estimated_cost: f64,
+    /// Admitted behind a reservation without delaying it.
+    #[serde(default)]
+    pub backfilled: bool,
+}
+
+/// Replicas on one node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct NodeReplicas {
+    pub node: String,
+    pub replicas: i32,
+}
+
+/// The objects that run the job on its member.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteReference {
+    pub cluster: String,
+    /// `Job` (Kubernetes members) or `SlurmJob`.
+    pub kind: String,
+    /// Namespace/name of the Job, or the Slurm job id.
+    pub name: String,
+}
+
+/// A decision's explanation, as stored in the status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplanationStatus {
+    /// One line for humans.
+    pub summary: String,
+    /// The best candidates with their score breakdown (lower total is better).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateStatus>,
+    /// Every other member and why it was not a candidate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedStatus>,
+}
+
+/// One scored candidate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateStatus {
+    pub cluster: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    pub score: f64,
+    pub time_score: f64,
+    pub energy_score: f64,
+    pub cost_score: f64,
+    pub carbon_score: f64,
+    pub runtime_seconds: f64,
+    pub energy_k_wh: f64,
+}
+
+/// A member that was not a candidate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct RejectedStatus {
+    pub cluster: String,
+    pub reason: String,
+}

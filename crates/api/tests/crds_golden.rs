@@ -1,0 +1,65 @@
+//! The committed CRD YAML is exactly what the types generate, and the schema keeps the
+//! validations the API promises.
+
+use computenet_api::crdgen::{crd_files, crds};
+use std::path::Path;
+
+#[test]
+fn committed_crds_match_the_types() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for dir in ["deploy/crds", "charts/computenet/crds"] {
+        for (name, yaml) in crd_files().expect("renders") {
+            let path = root.join(dir).join(&name);
+            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(committed == yaml, "{} is stale: run `cargo run -p computenet -- crdgen`", path.display());
+        }
+    }
+}
+
+fn schema_of(kind: &str) -> serde_json::Value {
+    let crd = crds().into_iter().find(|c| c.spec.names.kind == kind).expect("crd");
+    serde_json::to_value(&crd.spec.versions[0].schema).expect("json")["openAPIV3Schema"].clone()
+}
+
+#[test]
+fn schema_keeps_its_validations() {
+    let tj = schema_of("TrainingJob");
+    let spec = &tj["properties"]["spec"];
+    assert_eq!(spec["properties"]["replicas"]["minimum"].as_f64(), Some(1.0));
+    let required: Vec<&str> =
+        spec["required"].as_array().expect("required").iter().filter_map(|v| v.as_str()).collect();
+    for field in ["queueName", "replicas", "resources", "workload"] {
+        assert!(required.contains(&field), "{field} must be required");
+    }
+    assert_eq!(
+        spec["properties"]["placement"]["properties"]["objective"]["enum"],
+        serde_json::json!(["Fastest", "Cheapest", "Greenest", "Balanced"])
+    );
+    let rules = serde_json::to_string(&tj["x-kubernetes-validations"]).expect("json");
+    assert!(rules.contains("spec is frozen once the job is admitted"), "{rules}");
+    let mcl = schema_of("MemberCluster");
+    let rules = serde_json::to_string(&mcl["properties"]["spec"]["x-kubernetes-validations"]).expect("json");
+    assert!(rules.contains("exactly one connection"), "{rules}");
+    assert_eq!(mcl["properties"]["spec"]["properties"]["kind"]["enum"], serde_json::json!(["General", "AI", "HPC"]));
+}
+
+#[test]
+fn names_scope_and_columns() {
+    let all = crds();
+    let by_kind = |k: &str| all.iter().find(|c| c.spec.names.kind == k).expect("crd");
+    let tj = by_kind("TrainingJob");
+    assert_eq!(tj.spec.scope, "Namespaced");
+    assert_eq!(tj.spec.names.short_names.as_deref(), Some(&["tj".to_string()][..]));
+    assert_eq!(tj.spec.names.categories.as_deref(), Some(&["computenet".to_string()][..]));
+    let columns: Vec<String> =
+        tj.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
+    assert_eq!(columns, ["QUEUE", "PHASE", "POSITION", "CLUSTER", "ACCELERATOR", "GPUS", "AGE"]);
+    assert_eq!(by_kind("MemberCluster").spec.scope, "Cluster");
+    assert_eq!(by_kind("MemberCluster").spec.names.short_names.as_deref(), Some(&["mcl".to_string()][..]));
+    assert_eq!(by_kind("ComputeQueue").spec.scope, "Cluster");
+    assert_eq!(by_kind("ComputeQueue").spec.names.short_names.as_deref(), Some(&["cnq".to_string()][..]));
+    assert!(
+        all.iter().all(|c| c.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some()),
+        "status subresource"
+    );
+}

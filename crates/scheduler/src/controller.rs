@@ -1,0 +1,938 @@
+//! The scheduling loop of `computenet serve`.
+//!
+//! Each tick: connect to new members and probe them; handle finalizers, deletions and
+//! suspension; mirror dispatched jobs from their members (and requeue what a lost member
+//! held); build a snapshot and run the core's cycle; write the decisions (status first,
+//! then dispatch, so a crash between the two never runs a job twice); write member and
+//! queue status. All state lives in the hub and the members, so a restart picks up
+//! where the last process stopped.
+
+use crate::dispatch;
+use crate::error::{Error, Result};
+use crate::hub::Hub;
+use crate::labels;
+use crate::lease::{self, LeaseConfig};
+use crate::member::{self, KubernetesMember, Members};
+use crate::snapshot::{self, Built, MemberView};
+use crate::status;
+use computenet_api::training_job::{
+    CandidateStatus, ExplanationStatus, MemberLossPolicy, NodeReplicas, PlacementStatus, RejectedStatus,
+    RemoteReference, TrainingJobPhase, TrainingJobStatus,
+};
+use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberCluster, MemberClusterStatus, TrainingJob};
+use computenet_core::explain::Placement;
+use computenet_core::{Action, CycleOutcome, Decision, Scheduler, Snapshot};
+use futures::stream::{self, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How `computenet serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Longest wait between two cycles (changes trigger one sooner).
+    pub interval: Duration,
+    /// A member unreachable this long is NotReady and loses its not-yet-running jobs.
+    pub member_timeout: Duration,
+    /// Leader election; `None` runs without it (one replica only).
+    pub lease: Option<LeaseConfig>,
+    /// Concurrent writes to the hub and members.
+    pub concurrency: usize,
+}
+
+const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
+
+/// Fails with a clear message when the CRDs are not installed.
+pub async fn check_crds(client: &Client) -> Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let mut missing = Vec::new();
+    for name in CRDS {
+        if api.get_opt(name).await?.is_none() {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingCrds(missing.join(", ")))
+    }
+}
+
+/// Runs until `shutdown` completes or the leader lease is lost.
+pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    check_crds(&client).await?;
+    let mut lease_task = match &config.lease {
+        Some(l) => {
+            tracing::info!(lease = %l.name, identity = %l.identity, "waiting for the leader lease");
+            lease::acquire(&client, l).await?;
+            tracing::info!("leading");
+            tokio::spawn(lease::keep(client.clone(), l.clone()))
+        }
+        None => tokio::spawn(futures::future::pending::<Result<()>>()),
+    };
+    let changed = Arc::new(Notify::new());
+    let hub = Hub::start(client.clone(), changed.clone()).await;
+    tracing::info!("caches ready; scheduling");
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "computenet-scheduler".into(), instance: None });
+    let mut state = Loop {
+        hub,
+        config: config.clone(),
+        members: Members::new(),
+        changed: changed.clone(),
+        recorder,
+        overrides: HashMap::new(),
+        heartbeats: HashMap::new(),
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => { tracing::info!("shutting down"); return Ok(()); }
+            r = &mut lease_task => {
+                return Err(match r { Ok(Err(e)) => e, _ => Error::LostLease("lease task ended".into()) });
+            }
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(config.interval) => {}
+        }
+        // Let a burst of watch events settle into one cycle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        state.tick().await;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "tick");
+    }
+}
+
+struct Loop {
+    hub: Hub,
+    config: ServeConfig,
+    members: Members,
+    changed: Arc<Notify>,
+    recorder: Recorder,
+    /// Objects as last written, until the watch cache catches up with them (so a job
+    /// admitted in one tick is never seen as pending in the next).
+    overrides: HashMap<String, Arc<TrainingJob>>,
+    /// When each member's status was last written.
+    heartbeats: HashMap<String, Instant>,
+}
+
+fn resource_version(tj: &TrainingJob) -> u64 {
+    tj.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn uid(tj: &TrainingJob) -> String {
+    tj.metadata.uid.clone().unwrap_or_default()
+}
+
+fn now_rfc3339() -> String {
+    Timestamp::now().to_string()
+}
+
+fn phase(tj: &TrainingJob) -> Option<TrainingJobPhase> {
+    tj.status.as_ref().and_then(|s| s.phase)
+}
+
+/// What an Admitted job's remote Job says.
+fn remote_phase(job: &Job) -> (TrainingJobPhase, Option<(String, String)>) {
+    let status = job.status.clone().unwrap_or_default();
+    for c in status.conditions.iter().flatten() {
+        if c.status == "True" && (c.type_ == "Complete" || c.type_ == "SuccessCriteriaMet") {
+            return (TrainingJobPhase::Succeeded, None);
+        }
+        if c.status == "True" && (c.type_ == "Failed" || c.type_ == "FailureTarget") {
+            let reason = c.reason.clone().unwrap_or_else(|| "Failed".into());
+            return (TrainingJobPhase::Failed, Some((reason, c.message.clone().unwrap_or_default())));
+        }
+    }
+    if status.active.unwrap_or(0) > 0 || status.ready.unwrap_or(0) > 0 {
+        (TrainingJobPhase::Running, None)
+    } else {
+        (TrainingJobPhase::Dispatched, None)
+    }
+}
+
+impl Loop {
+    /// The current TrainingJobs: the watch cache, with newer own writes on top.
+    fn training_jobs(&mut self) -> Vec<Arc<TrainingJob>> {
+        let mut jobs = self.hub.jobs.state();
+        let mut seen = std::collections::HashSet::new();
+        for tj in &mut jobs {
+            let id = uid(tj);
+            seen.insert(id.clone());
+            if let Some(mine) = self.overrides.get(&id) {
+                if resource_version(mine) > resource_version(tj) {
+                    *tj = mine.clone();
+                } else {
+                    self.overrides.remove(&id);
+                }
+            }
+        }
+        self.overrides.retain(|id, _| seen.contains(id));
+        jobs
+    }
+
+    async fn publish(&self, tj: &TrainingJob, type_: EventType, reason: &str, note: String) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&event, &tj.object_ref(&())).await {
+            tracing::debug!(error = %e, "event not recorded");
+        }
+    }
+
+    async fn write(&mut self, tj: &TrainingJob, status: TrainingJobStatus) -> bool {
+        match status::training_job(&self.hub.client, tj, &status).await {
+            Ok(stored) => {
+                self.overrides.insert(uid(tj), Arc::new(stored));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed");
+                false
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.sync_members().await;
+        let jobs = self.training_jobs();
+        self.finalizers_and_suspension(&jobs).await;
+        let jobs = self.training_jobs();
+        self.mirror(&jobs).await;
+        let jobs = self.training_jobs();
+        let views = self.member_views().await;
+        let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
+            .hub
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
+            .collect();
+        let queues = self.hub.queues.state();
+        let now = u64::try_from(Timestamp::now().as_second()).unwrap_or(0);
+        let built = snapshot::build(now, &views, &queues, &jobs, &namespaces);
+        let scheduler = Scheduler::default();
+        let outcome = scheduler.cycle(&Snapshot {
+            now,
+            pool: &built.pool,
+            queues: &built.queues,
+            pending: &built.pending,
+            running: &built.running,
+        });
+        self.apply(&jobs, &built, &outcome).await;
+        self.write_member_status(&built, &views).await;
+        let jobs = self.training_jobs();
+        self.write_queue_status(&queues, &jobs, &built).await;
+        self.clean_orphans(&jobs).await;
+    }
+
+    /// Connects to new Kubernetes members and probes all of them.
+    async fn sync_members(&mut self) {
+        let specs = self.hub.members.state();
+        let names: Vec<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
+        self.members.retain(|name, _| names.contains(name));
+        for m in &specs {
+            let name = m.metadata.name.clone().unwrap_or_default();
+            if m.spec.kubernetes.is_none() || self.members.contains_key(&name) {
+                continue;
+            }
+            match member::connect(&self.hub.client, m, self.changed.clone()).await {
+                Ok(conn) => {
+                    tracing::info!(member = %name, "connected");
+                    self.members.insert(name, conn);
+                }
+                Err(e) => tracing::warn!(error = %e, "member connection"),
+            }
+        }
+        let probes = self.members.values().map(|m| m.probe());
+        futures::future::join_all(probes).await;
+    }
+
+    async fn member_views(&self) -> Vec<MemberView> {
+        let mut specs: Vec<Arc<MemberCluster>> = self.hub.members.state();
+        specs.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut views = Vec::new();
+        for m in specs {
+            let name = m.metadata.name.clone().unwrap_or_default();
+            let Some(conn) = self.members.get(&name) else {
+                views.push(MemberView { member: m, ready: false, nodes: Vec::new(), pods: Vec::new() });
+                continue;
+            };
+            let (reachable, _) = conn.reachable(self.config.member_timeout).await;
+            let ready = reachable && conn.ever_reached().await;
+            views.push(MemberView { member: m, ready, nodes: conn.nodes.state(), pods: conn.pods.state() });
+        }
+        views
+    }
+
+    fn member_of(&self, tj: &TrainingJob) -> Option<&KubernetesMember> {
+        let cluster = &tj.status.as_ref()?.placement.as_ref()?.cluster;
+        self.members.get(cluster)
+    }
+
+    /// Finalizers on, remote cleanup on deletion, suspension.
+    async fn finalizers_and_suspension(&mut self, jobs: &[Arc<TrainingJob>]) {
+        for tj in jobs {
+            let has_finalizer = tj.metadata.finalizers.iter().flatten().any(|f| f == labels::FINALIZER);
+            if tj.metadata.deletion_timestamp.is_some() {
+                if has_finalizer {
+                    if let Some(m) = self.member_of(tj).cloned() {
+                        if let Err(e) = dispatch::cancel(&m.client, &m.namespace, &uid(tj)).await {
+                            tracing::warn!(job = ?tj.metadata.name, error = %e, "cleanup on the member failed; retrying");
+                            continue;
+                        }
+                    }
+                    if let Err(e) = status::set_finalizer(&self.hub.client, tj, false).await {
+                        tracing::debug!(error = %e, "removing finalizer");
+                    }
+                }
+                continue;
+            }
+            if !has_finalizer && !snapshot::is_finished(tj) {
+                if let Err(e) = status::set_finalizer(&self.hub.client, tj, true).await {
+                    tracing::debug!(error = %e, "adding finalizer");
+                }
+            }
+            let current = tj.status.clone().unwrap_or_default();
+            if tj.spec.suspend && current.phase != Some(TrainingJobPhase::Suspended) && !snapshot::is_finished(tj) {
+                if snapshot::is_admitted(tj) {
+                    if let Some(m) = self.member_of(tj).cloned() {
+                        if dispatch::cancel(&m.client, &m.namespace, &uid(tj)).await.is_err() {
+                            continue;
+                        }
+                    }
+                }
+                let status = TrainingJobStatus {
+                    phase: Some(TrainingJobPhase::Suspended),
+                    admitted: Some(false),
+                    conditions: vec![status::condition(
+                        &current.conditions,
+                        "Admitted",
+                        false,
+                        "Suspended",
+                        "spec.suspend is true",
+                        tj.metadata.generation,
+                    )],
+                    requeues: current.requeues,
+                    ..TrainingJobStatus::default()
+                };
+                if self.write(tj, status).await {
+                    self.publish(
+                        tj,
+                        EventType::Normal,
+                        "Suspended",
+                        "stopped; resumes when spec.suspend is false".into(),
+                    )
+                    .await;
+                }
+            } else if !tj.spec.suspend && current.phase == Some(TrainingJobPhase::Suspended) {
+                let status = TrainingJobStatus {
+                    phase: Some(TrainingJobPhase::Queued),
+                    admitted: Some(false),
+                    requeues: current.requeues,
+                    ..TrainingJobStatus::default()
+                };
+                self.write(tj, status).await;
+            }
+        }
+    }
+
+    /// Dispatches admitted jobs that have no remote objects yet, mirrors the state of
+    /// those that do, and requeues what a lost member held.
+    async fn mirror(&mut self, jobs: &[Arc<TrainingJob>]) {
+        let mut to_dispatch = Vec::new();
+        for tj in jobs {
+            if !snapshot::is_admitted(tj)
+                || snapshot::is_finished(tj)
+                || tj.metadata.deletion_timestamp.is_some()
+                || tj.spec.suspend
+            {
+                continue;
+            }
+            let current = tj.status.clone().unwrap_or_default();
+            let Some(placement) = current.placement.clone() else { continue };
+            let Some(m) = self.members.get(&placement.cluster).cloned() else { continue };
+            let (reachable, error) = m.reachable(self.config.member_timeout).await;
+            let started = matches!(current.phase, Some(TrainingJobPhase::Running));
+            if !reachable {
+                if !started || tj.spec.on_member_loss == MemberLossPolicy::Requeue {
+                    let why = format!(
+                        "member {} unreachable for over {:?}: {}",
+                        placement.cluster,
+                        self.config.member_timeout,
+                        error.unwrap_or_default()
+                    );
+                    self.requeue(tj, &current, "MemberLost", &why).await;
+                }
+                continue;
+            }
+            let remote =
+                m.jobs.state().into_iter().find(|j| {
+                    j.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == tj.metadata.uid.as_ref()
+                });
+            match remote {
+                None => to_dispatch.push((tj.clone(), m, placement)),
+                Some(job) => {
+                    let (new_phase, failure) = remote_phase(&job);
+                    if current.phase == Some(new_phase) {
+                        continue;
+                    }
+                    let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
+                    let generation = tj.metadata.generation;
+                    match new_phase {
+                        TrainingJobPhase::Running => {
+                            status.conditions = upsert(
+                                &current.conditions,
+                                status::condition(
+                                    &current.conditions,
+                                    "Running",
+                                    true,
+                                    "PodsRunning",
+                                    "all replicas started on the member",
+                                    generation,
+                                ),
+                            );
+                        }
+                        TrainingJobPhase::Succeeded => {
+                            status.completion_time = Some(now_rfc3339());
+                            status.conditions = upsert(
+                                &current.conditions,
+                                status::condition(
+                                    &current.conditions,
+                                    "Finished",
+                                    true,
+                                    "Succeeded",
+                                    "all replicas completed",
+                                    generation,
+                                ),
+                            );
+                        }
+                        TrainingJobPhase::Failed => {
+                            let (reason, message) = failure.unwrap_or_else(|| ("Failed".into(), String::new()));
+                            status.completion_time = Some(now_rfc3339());
+                            status.conditions = upsert(
+                                &current.conditions,
+                                status::condition(
+                                    &current.conditions,
+                                    "Finished",
+                                    false,
+                                    &reason,
+                                    &message,
+                                    generation,
+                                ),
+                            );
+                        }
+                        _ => {}
+                    }
+                    if self.write(tj, status).await {
+                        let kind =
+                            if new_phase == TrainingJobPhase::Failed { EventType::Warning } else { EventType::Normal };
+                        self.publish(tj, kind, &format!("{new_phase:?}"), format!("on member {}", placement.cluster))
+                            .await;
+                    }
+                }
+            }
+        }
+        let concurrency = self.config.concurrency.max(1);
+        let results: Vec<(Arc<TrainingJob>, PlacementStatus, Result<()>)> = stream::iter(to_dispatch)
+            .map(|(tj, m, placement)| async move {
+                let result =
+                    dispatch::dispatch(&m.client, &m.namespace, &tj, placement_gpu_label(&m, &placement).as_deref())
+                        .await;
+                (tj, placement, result)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (tj, placement, result) in results {
+            let current = tj.status.clone().unwrap_or_default();
+            match result {
+                Ok(()) => {
+                    let remote = RemoteReference {
+                        cluster: placement.cluster.clone(),
+                        kind: "Job".into(),
+                        name: dispatch::remote_name(&uid(&tj)),
+                    };
+                    if current.remote.as_ref() != Some(&remote) || current.phase == Some(TrainingJobPhase::Admitted) {
+                        let status = TrainingJobStatus {
+                            phase: Some(TrainingJobPhase::Dispatched),
+                            remote: Some(remote),
+                            ..current
+                        };
+                        if self.write(&tj, status).await {
+                            self.publish(
+                                &tj,
+                                EventType::Normal,
+                                "Dispatched",
+                                format!("created Job {} on {}", dispatch::remote_name(&uid(&tj)), placement.cluster),
+                            )
+                            .await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(job = ?tj.metadata.name, error = %e, "dispatch failed; retrying next cycle");
+                    let conditions = upsert(
+                        &current.conditions,
+                        status::condition(
+                            &current.conditions,
+                            "Dispatched",
+                            false,
+                            "DispatchFailed",
+                            &e.to_string(),
+                            tj.metadata.generation,
+                        ),
+                    );
+                    if !status::same_conditions(&conditions, &current.conditions) {
+                        self.write(&tj, TrainingJobStatus { conditions, ..current }).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn requeue(&mut self, tj: &TrainingJob, current: &TrainingJobStatus, reason: &str, message: &str) {
+        let status = TrainingJobStatus {
+            phase: Some(if reason == "Preempted" { TrainingJobPhase::Preempted } else { TrainingJobPhase::Queued }),
+            admitted: Some(false),
+            requeues: Some(current.requeues.unwrap_or(0) + 1),
+            conditions: upsert(
+                &current.conditions,
+                status::condition(&current.conditions, "Admitted", false, reason, message, tj.metadata.generation),
+            ),
+            ..TrainingJobStatus::default()
+        };
+        if self.write(tj, status).await {
+            self.publish(tj, EventType::Warning, reason, message.to_string()).await;
+        }
+    }
+
+    /// Writes the cycle's decisions: admissions (then dispatch), queue positions and reasons, preemptions.
+    async fn apply(&mut self, jobs: &[Arc<TrainingJob>], built: &Built, outcome: &CycleOutcome) {
+        let by_uid: HashMap<String, Arc<TrainingJob>> = jobs.iter().map(|j| (uid(j), j.clone())).collect();
+        for (id, problem) in &built.problems {
+            let Some(tj) = by_uid.get(id) else { continue };
+            let current = tj.status.clone().unwrap_or_default();
+            let (reason, message) = problem.reason_and_message();
+            let conditions = upsert(
+                &current.conditions,
+                status::condition(&current.conditions, "Queued", false, reason, &message, tj.metadata.generation),
+            );
+            if current.phase != Some(TrainingJobPhase::Pending)
+                || !status::same_conditions(&conditions, &current.conditions)
+            {
+                self.write(
+                    tj,
+                    TrainingJobStatus {
+                        phase: Some(TrainingJobPhase::Pending),
+                        conditions,
+                        requeues: current.requeues,
+                        ..TrainingJobStatus::default()
+                    },
+                )
+                .await;
+            }
+        }
+        let concurrency = self.config.concurrency.max(1);
+        let mut writes = Vec::new();
+        for decision in &outcome.decisions {
+            let Some(tj) = by_uid.get(&decision.job) else { continue };
+            let current = tj.status.clone().unwrap_or_default();
+            match &decision.action {
+                Action::Admit(p) => writes.push((tj.clone(), admitted_status(tj, &current, p, decision, built), true)),
+                Action::Preempt { victims, cluster } => {
+                    for v in victims {
+                        if let Some(victim) = by_uid.get(v) {
+                            if let Some(m) = self.member_of(victim).cloned() {
+                                if dispatch::cancel(&m.client, &m.namespace, v).await.is_err() {
+                                    continue;
+                                }
+                            }
+                            let vs = victim.status.clone().unwrap_or_default();
+                            let why = format!(
+                                "preempted on {cluster} for {}/{}",
+                                tj.metadata.namespace.as_deref().unwrap_or_default(),
+                                tj.metadata.name.as_deref().unwrap_or_default()
+                            );
+                            self.requeue(victim, &vs, "Preempted", &why).await;
+                        }
+                    }
+                    let status = queued_status(tj, &current, decision, outcome);
+                    if differs(&current, &status) {
+                        writes.push((tj.clone(), status, false));
+                    }
+                }
+                _ => {
+                    let status = queued_status(tj, &current, decision, outcome);
+                    if differs(&current, &status) {
+                        writes.push((tj.clone(), status, false));
+                    }
+                }
+            }
+        }
+        let client = self.hub.client.clone();
+        let results: Vec<(Arc<TrainingJob>, bool, Result<TrainingJob>)> = stream::iter(writes)
+            .map(|(tj, status, admitted)| {
+                let client = client.clone();
+                async move {
+                    let r = status::training_job(&client, &tj, &status).await;
+                    (tj, admitted, r)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut newly_admitted = Vec::new();
+        for (tj, admitted, result) in results {
+            match result {
+                Ok(stored) => {
+                    let stored = Arc::new(stored);
+                    self.overrides.insert(uid(&tj), stored.clone());
+                    if admitted {
+                        newly_admitted.push(stored);
+                    }
+                }
+                Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
+            }
+        }
+        for tj in &newly_admitted {
+            let p = tj.status.as_ref().and_then(|s| s.placement.as_ref());
+            let note = p.map_or_else(String::new, |p| {
+                format!("placed on {} ({})", p.cluster, p.accelerator.as_deref().unwrap_or("CPU"))
+            });
+            self.publish(tj, EventType::Normal, "Admitted", note).await;
+        }
+        // Dispatch right away rather than waiting for the next tick.
+        if !newly_admitted.is_empty() {
+            self.mirror(&newly_admitted).await;
+        }
+    }
+
+    async fn write_member_status(&mut self, built: &Built, views: &[MemberView]) {
+        for (i, view) in views.iter().enumerate() {
+            let name = view.member.metadata.name.clone().unwrap_or_default();
+            let cluster = &built.pool.clusters[i];
+            let mut by_type: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+            let (mut cpu_total, mut cpu_free, mut schedulable) = (0u64, 0u64, 0);
+            for n in &cluster.nodes {
+                let free = n.free();
+                if !n.unschedulable {
+                    schedulable += 1;
+                }
+                cpu_total += n.allocatable.cpu_millis / 1000;
+                cpu_free += free.cpu_millis / 1000;
+                if let Some(a) = &n.accelerator {
+                    let e = by_type.entry(a.clone()).or_default();
+                    e.0 += i64::from(n.allocatable.accelerators);
+                    e.1 += i64::from(free.accelerators);
+                    e.2 = e.2.max(i64::from(free.accelerators));
+                }
+            }
+            let gpus_total: i64 = by_type.values().map(|v| v.0).sum();
+            let gpus_free: i64 = by_type.values().map(|v| v.1).sum();
+            let conn = self.members.get(&name);
+            let (ready, reason, message) = match (conn, view.ready) {
+                (None, _) if view.member.spec.slurm.is_some() => {
+                    (false, "NotSupportedYet", "Slurm members are served by the Slurm backend".to_string())
+                }
+                (None, _) => (
+                    false,
+                    "NotConnected",
+                    "could not connect with the kubeconfig Secret (see the scheduler log)".to_string(),
+                ),
+                (Some(_), true) => (true, "Reachable", format!("{} schedulable nodes", schedulable)),
+                (Some(c), false) => (
+                    false,
+                    "Unreachable",
+                    c.reachable(self.config.member_timeout)
+                        .await
+                        .1
+                        .unwrap_or_else(|| "no successful contact yet".into()),
+                ),
+            };
+            let previous = view.member.status.clone().unwrap_or_default();
+            let status = MemberClusterStatus {
+                gpus: Some(format!("{gpus_free}/{gpus_total}")),
+                cpus: Some(format!("{cpu_free}/{cpu_total}")),
+                accelerators: by_type
+                    .into_iter()
+                    .map(|(accelerator, (total, free, largest))| computenet_api::member_cluster::AcceleratorCapacity {
+                        accelerator,
+                        total,
+                        free,
+                        largest_free_slot: largest,
+                    })
+                    .collect(),
+                nodes: Some(schedulable),
+                last_heartbeat: if ready { Some(now_rfc3339()) } else { previous.last_heartbeat.clone() },
+                conditions: vec![status::condition(
+                    &previous.conditions,
+                    "Ready",
+                    ready,
+                    reason,
+                    &message,
+                    view.member.metadata.generation,
+                )],
+            };
+            let unchanged = MemberClusterStatus {
+                last_heartbeat: previous.last_heartbeat.clone(),
+                conditions: Vec::new(),
+                ..status.clone()
+            } == MemberClusterStatus { conditions: Vec::new(), ..previous.clone() }
+                && status::same_conditions(&status.conditions, &previous.conditions);
+            let beat_due = self.heartbeats.get(&name).is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+            if !unchanged || (ready && beat_due) {
+                match status::member_cluster(&self.hub.client, &name, &status).await {
+                    Ok(()) => {
+                        self.heartbeats.insert(name, Instant::now());
+                    }
+                    Err(e) => tracing::warn!(member = %name, error = %e, "member status write failed"),
+                }
+            }
+        }
+    }
+
+    async fn write_queue_status(&self, queues: &[Arc<ComputeQueue>], jobs: &[Arc<TrainingJob>], built: &Built) {
+        for q in queues {
+            let name = q.metadata.name.clone().unwrap_or_default();
+            let mine: Vec<&Arc<TrainingJob>> =
+                jobs.iter().filter(|j| j.spec.queue_name == name && !snapshot::is_finished(j)).collect();
+            let admitted = mine.iter().filter(|j| snapshot::is_admitted(j)).count() as i32;
+            let running = mine.iter().filter(|j| phase(j) == Some(TrainingJobPhase::Running)).count() as i32;
+            let pending = mine.len() as i32 - admitted;
+            let used: i64 = mine
+                .iter()
+                .filter(|j| snapshot::is_admitted(j))
+                .filter_map(|j| j.status.as_ref()?.placement.as_ref().map(|p| p.gpus))
+                .sum();
+            let nominal = built
+                .queues
+                .iter()
+                .find(|cq| cq.name == name)
+                .and_then(|cq| {
+                    cq.quotas
+                        .iter()
+                        .find(|x| x.resource == computenet_core::ResourceName::Accelerators && x.accelerator.is_none())
+                })
+                .map(|x| x.nominal.to_string())
+                .unwrap_or_else(|| "-".into());
+            let status = ComputeQueueStatus {
+                pending,
+                admitted,
+                running,
+                gpu_usage: Some(format!("{used}/{nominal}")),
+                usage: Vec::new(),
+                conditions: Vec::new(),
+            };
+            if q.status.as_ref() != Some(&status) {
+                if let Err(e) = status::compute_queue(&self.hub.client, &name, &status).await {
+                    tracing::warn!(queue = %name, error = %e, "queue status write failed");
+                }
+            }
+        }
+    }
+
+    /// Deletes remote Jobs whose TrainingJob is gone or no longer admitted to that member
+    /// (left behind by a member loss or a crash), once they are old enough that the hub's
+    /// cache cannot simply be lagging.
+    async fn clean_orphans(&self, jobs: &[Arc<TrainingJob>]) {
+        let admitted_to: HashMap<String, String> = jobs
+            .iter()
+            .filter(|j| snapshot::is_admitted(j) || j.metadata.deletion_timestamp.is_some())
+            .filter_map(|j| Some((uid(j), j.status.as_ref()?.placement.as_ref()?.cluster.clone())))
+            .collect();
+        let known: std::collections::HashSet<String> = jobs.iter().map(|j| uid(j)).collect();
+        for (name, m) in &self.members {
+            if !m.reachable(self.config.member_timeout).await.0 {
+                continue;
+            }
+            for job in m.jobs.state() {
+                let Some(id) = job.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)).cloned() else {
+                    continue;
+                };
+                let age = job
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(0, |t| Timestamp::now().as_second() - t.0.as_second());
+                let finished_here = jobs.iter().any(|j| uid(j) == id && snapshot::is_finished(j));
+                let orphan = !known.contains(&id) || (!finished_here && admitted_to.get(&id) != Some(name));
+                if orphan && age > 30 {
+                    tracing::info!(member = %name, job = ?job.metadata.name, "deleting orphaned remote job");
+                    let _ = dispatch::cancel(&m.client, &m.namespace, &id).await;
+                }
+            }
+        }
+    }
+}
+
+fn placement_gpu_label(m: &KubernetesMember, placement: &PlacementStatus) -> Option<String> {
+    let accelerator = placement.accelerator.as_ref()?;
+    // The raw label value of the chosen type, as found on the member's nodes.
+    let catalogue = computenet_core::Catalogue::built_in();
+    m.nodes.state().iter().find_map(|n| {
+        let raw = n.metadata.labels.as_ref()?.get(labels::GPU_PRODUCT)?;
+        (catalogue.canonical_name(raw).as_deref().unwrap_or(raw) == accelerator).then(|| raw.clone())
+    })
+}
+
+fn upsert(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    new: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let mut out: Vec<_> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
+    out.push(new);
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    out
+}
+
+fn explanation(decision: &Decision, summary: String) -> ExplanationStatus {
+    ExplanationStatus {
+        summary,
+        candidates: decision
+            .explanation
+            .candidates
+            .iter()
+            .map(|c| CandidateStatus {
+                cluster: c.cluster.to_string(),
+                accelerator: c.accelerator.as_deref().map(str::to_string),
+                score: round(c.score.total),
+                time_score: round(c.score.time),
+                energy_score: round(c.score.energy),
+                cost_score: round(c.score.cost),
+                carbon_score: round(c.score.carbon),
+                runtime_seconds: round(c.estimate.runtime_s),
+                energy_k_wh: round(c.estimate.energy_kwh),
+            })
+            .collect(),
+        rejected: decision
+            .explanation
+            .rejected
+            .iter()
+            .map(|r| RejectedStatus { cluster: r.cluster.to_string(), reason: r.reason.to_string() })
+            .collect(),
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn admitted_status(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    p: &Placement,
+    decision: &Decision,
+    built: &Built,
+) -> TrainingJobStatus {
+    let nodes = &built.pool.clusters[p.cluster_index].nodes;
+    let gpus = i64::from(tj.spec.replicas) * i64::from(tj.spec.resources.accelerators.as_ref().map_or(0, |a| a.count));
+    let summary = format!(
+        "admitted to {} ({}){}: best of {} feasible member(s) by {:?}",
+        p.cluster,
+        p.accelerator.as_deref().unwrap_or("CPU"),
+        if p.backfilled { ", backfilled" } else { "" },
+        decision.explanation.feasible_clusters,
+        tj.spec.placement.objective
+    );
+    TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Admitted),
+        queue_position: None,
+        admitted: Some(true),
+        placement: Some(PlacementStatus {
+            cluster: p.cluster.clone(),
+            accelerator: p.accelerator.clone(),
+            gpus,
+            nodes: p
+                .slots
+                .iter()
+                .map(|s| NodeReplicas { node: nodes[s.node as usize].name.clone(), replicas: s.replicas as i32 })
+                .collect(),
+            estimated_runtime_seconds: round(p.estimate.runtime_s + p.estimate.transfer_s),
+            estimated_energy_k_wh: round(p.estimate.energy_kwh),
+            estimated_cost: round(p.estimate.cost),
+            backfilled: p.backfilled,
+        }),
+        remote: None,
+        explanation: Some(explanation(decision, summary)),
+        start_time: Some(now_rfc3339()),
+        completion_time: None,
+        requeues: current.requeues,
+        conditions: upsert(
+            &current.conditions,
+            status::condition(
+                &current.conditions,
+                "Admitted",
+                true,
+                "Admitted",
+                &format!("placed on {}", p.cluster),
+                tj.metadata.generation,
+            ),
+        ),
+    }
+}
+
+fn queued_status(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    decision: &Decision,
+    outcome: &CycleOutcome,
+) -> TrainingJobStatus {
+    let (reason, summary) = match &decision.action {
+        Action::Reserve { cluster, start_at, .. } => (
+            "Reserved",
+            format!(
+                "first in line: capacity reserved on {cluster} from {}",
+                Timestamp::from_second(*start_at as i64).map_or_else(|_| start_at.to_string(), |t| t.to_string())
+            ),
+        ),
+        Action::Preempt { cluster, victims } => {
+            ("Preempting", format!("preempting {} job(s) on {cluster} to make room", victims.len()))
+        }
+        Action::Queued(r) => (queued_reason(r), r.to_string()),
+        Action::Admit(_) => ("Admitted", String::new()),
+    };
+    let position = outcome.positions.get(&decision.job).map(|p| p.position as i32);
+    TrainingJobStatus {
+        phase: Some(if current.phase == Some(TrainingJobPhase::Preempted) && reason != "Reserved" {
+            TrainingJobPhase::Preempted
+        } else {
+            TrainingJobPhase::Queued
+        }),
+        queue_position: position,
+        admitted: Some(false),
+        explanation: Some(explanation(decision, summary.clone())),
+        requeues: current.requeues,
+        conditions: upsert(
+            &current.conditions,
+            status::condition(&current.conditions, "Admitted", false, reason, &summary, tj.metadata.generation),
+        ),
+        ..TrainingJobStatus::default()
+    }
+}
+
+fn queued_reason(r: &computenet_core::QueuedReason) -> &'static str {
+    use computenet_core::QueuedReason as Q;
+    match r {
+        Q::UnknownQueue { .. } => "QueueNotFound",
+        Q::Invalid { .. } => "InvalidSpec",
+        Q::InsufficientCapacity => "InsufficientCapacity",
+        Q::QuotaExceeded => "QuotaExceeded",
+        Q::Unschedulable => "Unschedulable",
+        Q::BlockedByQueueHead { .. } => "BlockedByQueueHead",
+        Q::WaitingForPreemption => "WaitingForPreemption",
+    }
+}
+
+/// Whether a queued status differs from the stored one in what users see.
+fn differs(current: &TrainingJobStatus, new: &TrainingJobStatus) -> bool {
+    current.phase != new.phase
+        || current.queue_position != new.queue_position
+        || current.admitted != new.admitted
+        || current.explanation.as_ref().map(|e| &e.summary) != new.explanation.as_ref().map(|e| &e.summary)
+        || !status::same_conditions(&current.conditions, &new.conditions)
+}

@@ -1,0 +1,227 @@
+//! What a TrainingJob becomes on a Kubernetes member: an Indexed batch Job (one pod per
+//! replica) and a headless Service for rank discovery. Names and labels derive from the
+//! TrainingJob's UID, so a repeated dispatch finds the objects it made before.
+
+use crate::error::Result;
+use crate::labels;
+use computenet_api::TrainingJob;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{DeleteParams, PostParams, PropagationPolicy};
+use kube::{Api, Client};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Port of the rendezvous (torch.distributed's default).
+pub const MASTER_PORT: u16 = 29500;
+
+/// The member-side name of a TrainingJob: short, DNS-safe, unique by UID.
+pub fn remote_name(uid: &str) -> String {
+    let short: String =
+        uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_ascii_lowercase();
+    format!("cn-{short}")
+}
+
+fn object_labels(tj: &TrainingJob) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::JOB_UID.to_string(), tj.metadata.uid.clone().unwrap_or_default()),
+        (labels::JOB_NAMESPACE.to_string(), tj.metadata.namespace.clone().unwrap_or_default()),
+        (labels::JOB_NAME.to_string(), tj.metadata.name.clone().unwrap_or_default()),
+    ])
+}
+
+/// The headless Service giving each replica a stable DNS name.
+pub fn headless_service(tj: &TrainingJob, namespace: &str) -> Result<Service> {
+    let name = remote_name(tj.metadata.uid.as_deref().unwrap_or_default());
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj)},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {labels::JOB_UID: tj.metadata.uid},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT}],
+            "publishNotReadyAddresses": true
+        }
+    }))
+    .map_err(|e| kube::Error::SerdeError(e))?)
+}
+
+/// The Indexed Job: completions = parallelism = replicas, per-replica resources, a
+/// nodeSelector for the chosen accelerator type, the distributed-training environment.
+pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -> Result<Job> {
+    let uid = tj.metadata.uid.clone().unwrap_or_default();
+    let name = remote_name(&uid);
+    let spec = &tj.spec;
+    let mut resources = json!({"cpu": computenet_api::convert::quantity_text(&spec.resources.cpu),
+                               "memory": computenet_api::convert::quantity_text(&spec.resources.memory)});
+    if let Some(a) = &spec.resources.accelerators {
+        resources[labels::GPU_RESOURCE] = json!(a.count.to_string());
+    }
+    let mut env = vec![
+        json!({"name": "WORLD_SIZE", "value": spec.replicas.to_string()}),
+        json!({"name": "RANK", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}),
+        json!({"name": "MASTER_ADDR", "value": format!("{name}-0.{name}.{namespace}.svc")}),
+        json!({"name": "MASTER_PORT", "value": MASTER_PORT.to_string()}),
+        json!({"name": "COMPUTENET_JOB", "value": format!("{}/{}", tj.metadata.namespace.as_deref().unwrap_or_default(), tj.metadata.name.as_deref().unwrap_or_default())}),
+    ];
+    env.extend(spec.workload.env.iter().map(|e| json!({"name": e.name, "value": e.value})));
+    // TrainingJob annotations under computenet.io/ travel to the pods (run hints, test knobs).
+    let pod_annotations: BTreeMap<String, String> = tj
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("computenet.io/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut pod_spec = json!({
+        "restartPolicy": "Never",
+        "subdomain": name,
+        "containers": [{
+            "name": "trainer",
+            "image": spec.workload.image,
+            "command": spec.workload.command,
+            "env": env,
+            "ports": [{"containerPort": MASTER_PORT, "name": "rendezvous"}],
+            "resources": {"requests": resources, "limits": resources}
+        }]
+    });
+    if let Some(label) = gpu_label {
+        pod_spec["nodeSelector"] = json!({labels::GPU_PRODUCT: label});
+    }
+    let mut job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj)},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": spec.replicas,
+            "parallelism": spec.replicas,
+            // A gang: one failed replica fails the job.
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": object_labels(tj), "annotations": pod_annotations},
+                "spec": pod_spec
+            }
+        }
+    });
+    if let Some(seconds) = spec.max_run_seconds {
+        job["spec"]["activeDeadlineSeconds"] = json!(seconds);
+    }
+    Ok(serde_json::from_value(job).map_err(kube::Error::SerdeError)?)
+}
+
+async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        // Already there from an earlier dispatch: that is the point of deterministic names.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the namespace, Service and Job on the member unless they exist.
+pub async fn dispatch(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
+    let ns: Namespace =
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+            .map_err(kube::Error::SerdeError)?;
+    create_if_absent(&Api::<Namespace>::all(member.clone()), &ns).await?;
+    create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &headless_service(tj, namespace)?).await?;
+    create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &indexed_job(tj, namespace, gpu_label)?).await
+}
+
+/// Deletes the Job (with its pods) and the Service; absent objects are fine.
+pub async fn cancel(member: &Client, namespace: &str, uid: &str) -> Result<()> {
+    let name = remote_name(uid);
+    let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    for result in [
+        Api::<Job>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
+        Api::<Service>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn training_job() -> TrainingJob {
+        let mut tj: TrainingJob = serde_yaml::from_str(
+            r#"
+apiVersion: computenet.io/v1alpha1
+kind: TrainingJob
+metadata: {name: bert-large, namespace: team-a, uid: 0a1b2c3d-4e5f-6789-abcd-ef0123456789,
+           annotations: {computenet.io/run-seconds: "5", other.io/x: "y"}}
+spec:
+  queueName: research
+  replicas: 4
+  resources: {cpu: "8", memory: 64Gi, accelerators: {count: 8, types: [H800]}}
+  workload: {image: example/bert:1.0, command: ["torchrun", "train.py"], env: [{name: LR, value: "0.1"}]}
+  maxRunSeconds: 86400
+"#,
+        )
+        .expect("valid");
+        tj.status = None;
+        tj
+    }
+
+    #[test]
+    fn names_are_deterministic_and_dns_safe() {
+        let n = remote_name("0a1b2c3d-4e5f-6789-abcd-ef0123456789");
+        assert_eq!(n, "cn-0a1b2c3d4e5f6789abcd");
+        assert!(n.len() <= 63 && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+    }
+
+    #[test]
+    fn the_job_is_an_indexed_gang_with_the_training_environment() {
+        let job = indexed_job(&training_job(), "computenet-jobs", Some("NVIDIA-H800")).expect("builds");
+        let v = serde_json::to_value(&job).expect("json");
+        let spec = &v["spec"];
+        assert_eq!(spec["completionMode"], "Indexed");
+        assert_eq!((spec["completions"].as_i64(), spec["parallelism"].as_i64()), (Some(4), Some(4)));
+        assert_eq!(spec["activeDeadlineSeconds"], 86400);
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["nodeSelector"][labels::GPU_PRODUCT], "NVIDIA-H800");
+        let c = &pod["containers"][0];
+        assert_eq!(c["resources"]["requests"][labels::GPU_RESOURCE], "8");
+        assert_eq!(c["resources"]["requests"]["memory"], "64Gi");
+        let env: BTreeMap<String, serde_json::Value> = c["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap_or("").to_string(), e.clone()))
+            .collect();
+        assert_eq!(env["WORLD_SIZE"]["value"], "4");
+        assert_eq!(
+            env["MASTER_ADDR"]["value"],
+            "cn-0a1b2c3d4e5f6789abcd-0.cn-0a1b2c3d4e5f6789abcd.computenet-jobs.svc"
+        );
+        assert!(env["RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
+            .as_str()
+            .expect("path")
+            .contains("job-completion-index"));
+        assert_eq!(env["LR"]["value"], "0.1");
+        let annotations = &spec["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["computenet.io/run-seconds"], "5");
+        assert!(annotations.get("other.io/x").is_none(), "only computenet.io/ annotations travel");
+        assert_eq!(v["metadata"]["labels"][labels::JOB_UID], "0a1b2c3d-4e5f-6789-abcd-ef0123456789");
+    }
+
+    #[test]
+    fn the_service_is_headless_and_selects_the_gang() {
+        let svc = serde_json::to_value(headless_service(&training_job(), "ns").expect("builds")).expect("json");
+        assert_eq!(svc["spec"]["clusterIP"], "None");
+        assert_eq!(svc["spec"]["selector"][labels::JOB_UID], "0a1b2c3d-4e5f-6789-abcd-ef0123456789");
+    }
+}

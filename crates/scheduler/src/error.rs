@@ -1,0 +1,21 @@
+//! The one error type of the service crate.
+
+/// Errors of the service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Api(#[from] computenet_api::Error),
+    #[error("the computenet CRDs are not installed in the hub (missing: {0}); install them with `kubectl apply -f deploy/crds/` or the Helm chart")]
+    MissingCrds(String),
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("member {member}: {why}")]
+    Member { member: String, why: String },
+    #[error("lost the leader lease {0}")]
+    LostLease(String),
+}
+
+/// Result with the service's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

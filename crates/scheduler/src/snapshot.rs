@@ -1,0 +1,285 @@
+//! Builds the core's input from the caches: the pool from member Nodes and Pods, the
+//! queues, and the pending and running jobs from TrainingJobs.
+
+use crate::labels;
+use computenet_api::convert;
+use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
+use computenet_core::pool::NodeSlot;
+use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
+use computenet_core::{
+    Catalogue, Cluster, Job, Node as CoreNode, NodeCapacity, Pool, Queue, ReplicaRequest, RunningJob,
+};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a member looks like now.
+#[derive(Debug)]
+pub struct MemberView {
+    pub member: Arc<MemberCluster>,
+    pub ready: bool,
+    pub nodes: Vec<Arc<Node>>,
+    pub pods: Vec<Arc<Pod>>,
+}
+
+/// Why a TrainingJob cannot be queued.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    UnknownQueue(String),
+    NamespaceNotAllowed { queue: String, namespace: String },
+    Invalid(String),
+}
+
+impl Problem {
+    /// Condition reason and message.
+    pub fn reason_and_message(&self) -> (&'static str, String) {
+        match self {
+            Problem::UnknownQueue(q) => ("QueueNotFound", format!("ComputeQueue {q:?} does not exist")),
+            Problem::NamespaceNotAllowed { queue, namespace } => {
+                ("NamespaceNotAllowed", format!("ComputeQueue {queue:?} does not admit jobs from namespace {namespace:?} (its namespaceSelector does not match)"))
+            }
+            Problem::Invalid(m) => ("InvalidSpec", m.clone()),
+        }
+    }
+}
+
+/// The core's input plus what is needed to act on its decisions.
+#[derive(Debug)]
+pub struct Built {
+    pub pool: Pool,
+    pub queues: Vec<Queue>,
+    pub pending: Vec<Job>,
+    pub running: Vec<RunningJob>,
+    /// Raw node label value per (cluster, canonical accelerator type), for nodeSelectors.
+    pub gpu_labels: BTreeMap<(usize, String), String>,
+    /// TrainingJobs (by UID) that cannot be queued, and why.
+    pub problems: Vec<(String, Problem)>,
+}
+
+fn quantity(
+    map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    key: &str,
+    parse: fn(&str) -> computenet_core::Result<u64>,
+) -> u64 {
+    map.and_then(|m| m.get(key)).and_then(|q| parse(&q.0).ok()).unwrap_or(0)
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Requests of a pod (sum of containers; init containers are ignored as they do not overlap).
+fn pod_requests(pod: &Pod) -> NodeCapacity {
+    let mut cap = NodeCapacity::default();
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref().or(r.limits.as_ref()));
+        cap.cpu_millis += quantity(requests, "cpu", parse_cpu_millis);
+        cap.memory_bytes += quantity(requests, "memory", parse_bytes);
+        cap.accelerators += quantity(requests, labels::GPU_RESOURCE, parse_count) as u32;
+    }
+    cap
+}
+
+fn is_managed(labels_map: Option<&BTreeMap<String, String>>) -> bool {
+    labels_map.is_some_and(|l| l.get(labels::MANAGED).is_some_and(|v| v == "true"))
+}
+
+/// Builds one core cluster from a member's nodes and the pods not run by computenet.
+fn cluster(
+    view: &MemberView,
+    catalogue: &Catalogue,
+    index: usize,
+    gpu_labels: &mut BTreeMap<(usize, String), String>,
+) -> Cluster {
+    let spec = &view.member.spec;
+    let (efficiency, _) = convert::efficiency(&spec.efficiency);
+    let mut nodes: Vec<CoreNode> = Vec::with_capacity(view.nodes.len());
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut sorted: Vec<&Arc<Node>> = view.nodes.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for node in sorted {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let gpus = quantity(allocatable, labels::GPU_RESOURCE, parse_count) as u32;
+        let raw = node.metadata.labels.as_ref().and_then(|l| l.get(labels::GPU_PRODUCT)).cloned();
+        let accelerator = if gpus > 0 {
+            let raw = raw.unwrap_or_else(|| "unknown-gpu".to_string());
+            let canonical = catalogue.canonical_name(&raw).unwrap_or_else(|| raw.clone());
+            gpu_labels.entry((index, canonical.clone())).or_insert(raw);
+            Some(canonical)
+        } else {
+            None
+        };
+        by_name.insert(node.metadata.name.as_deref().unwrap_or_default(), nodes.len());
+        nodes.push(CoreNode {
+            name,
+            accelerator,
+            allocatable: NodeCapacity {
+                cpu_millis: quantity(allocatable, "cpu", parse_cpu_millis),
+                memory_bytes: quantity(allocatable, "memory", parse_bytes),
+                accelerators: gpus,
+                extended: BTreeMap::new(),
+            },
+            allocated: NodeCapacity::default(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            topology_domain: node
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("topology.kubernetes.io/zone"))
+                .cloned()
+                .unwrap_or_default(),
+            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
+        });
+    }
+    for pod in &view.pods {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        if matches!(phase, "Succeeded" | "Failed") || is_managed(pod.metadata.labels.as_ref()) {
+            continue;
+        }
+        let Some(n) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).and_then(|n| by_name.get(n)) else {
+            continue;
+        };
+        let used = pod_requests(pod);
+        let a = &mut nodes[*n].allocated;
+        a.cpu_millis += used.cpu_millis;
+        a.memory_bytes += used.memory_bytes;
+        a.accelerators += used.accelerators;
+    }
+    Cluster {
+        name: view.member.metadata.name.clone().unwrap_or_default(),
+        kind: convert::cluster_kind(spec.kind),
+        site: spec.site.clone(),
+        ready: view.ready,
+        cordoned: spec.cordoned,
+        efficiency,
+        data_sets: spec.data_sets.clone(),
+        nodes,
+    }
+}
+
+/// Seconds since the epoch of a TrainingJob's creation.
+pub fn created_at(job: &TrainingJob) -> u64 {
+    job.metadata.creation_timestamp.as_ref().map_or(0, |t| u64::try_from(t.0.as_second()).unwrap_or(0))
+}
+
+/// Whether a TrainingJob is admitted (holds capacity).
+pub fn is_admitted(job: &TrainingJob) -> bool {
+    job.status.as_ref().and_then(|s| s.admitted).unwrap_or(false)
+}
+
+/// Whether a TrainingJob has ended.
+pub fn is_finished(job: &TrainingJob) -> bool {
+    job.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_finished())
+}
+
+/// Builds the core's input.
+pub fn build(
+    now: u64,
+    members: &[MemberView],
+    queues: &[Arc<ComputeQueue>],
+    jobs: &[Arc<TrainingJob>],
+    namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Built {
+    let mut catalogue = Catalogue::built_in();
+    for m in members {
+        for (name, spec) in convert::efficiency(&m.member.spec.efficiency).1 {
+            catalogue.set(&name, spec);
+        }
+    }
+    let mut gpu_labels = BTreeMap::new();
+    let clusters: Vec<Cluster> =
+        members.iter().enumerate().map(|(i, m)| cluster(m, &catalogue, i, &mut gpu_labels)).collect();
+    let mut built = Built {
+        pool: Pool { clusters, catalogue, data_sets: BTreeMap::new(), wan_gbps: 10.0 },
+        queues: Vec::new(),
+        pending: Vec::new(),
+        running: Vec::new(),
+        gpu_labels,
+        problems: Vec::new(),
+    };
+
+    let mut queue_specs: BTreeMap<&str, &ComputeQueue> = BTreeMap::new();
+    for q in queues {
+        let name = q.metadata.name.as_deref().unwrap_or_default();
+        match convert::queue(name, &q.spec) {
+            Ok(core) => {
+                built.queues.push(core);
+                queue_specs.insert(name, q);
+            }
+            Err(e) => tracing::warn!(queue = name, error = %e, "ignoring invalid ComputeQueue"),
+        }
+    }
+
+    let mut sorted: Vec<&Arc<TrainingJob>> = jobs.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
+    for tj in sorted {
+        let uid = tj.metadata.uid.clone().unwrap_or_default();
+        if is_finished(tj) {
+            continue;
+        }
+        if is_admitted(tj) {
+            if let Some(running) = running_job(tj, &built.pool, now) {
+                built.pool.charge(running.cluster, &running.slots, &running.per_replica);
+                built.running.push(running);
+            }
+            continue;
+        }
+        if tj.metadata.deletion_timestamp.is_some() || tj.spec.suspend {
+            continue;
+        }
+        let namespace = tj.metadata.namespace.clone().unwrap_or_default();
+        let Some(queue) = queue_specs.get(tj.spec.queue_name.as_str()) else {
+            built.problems.push((uid, Problem::UnknownQueue(tj.spec.queue_name.clone())));
+            continue;
+        };
+        let empty = BTreeMap::new();
+        let ns_labels = namespace_labels.get(&namespace).unwrap_or(&empty);
+        if !convert::selector_matches(queue.spec.namespace_selector.as_ref(), ns_labels) {
+            built.problems.push((uid, Problem::NamespaceNotAllowed { queue: tj.spec.queue_name.clone(), namespace }));
+            continue;
+        }
+        match convert::job(&uid, &tj.spec, created_at(tj)) {
+            Ok(job) => built.pending.push(job),
+            Err(e) => built.problems.push((uid, Problem::Invalid(e.to_string()))),
+        }
+    }
+    built
+}
+
+/// An admitted TrainingJob as a running gang on its member (by its recorded placement).
+fn running_job(tj: &TrainingJob, pool: &Pool, now: u64) -> Option<RunningJob> {
+    let status = tj.status.as_ref()?;
+    let placement = status.placement.as_ref()?;
+    let cluster = pool.cluster_index(&placement.cluster)?;
+    let nodes = &pool.clusters[cluster].nodes;
+    let slots: Vec<NodeSlot> = placement
+        .nodes
+        .iter()
+        .filter_map(|nr| {
+            let node = nodes.iter().position(|n| n.name == nr.node)?;
+            Some(NodeSlot { node: node as u32, replicas: u32::try_from(nr.replicas).ok()? })
+        })
+        .collect();
+    let per_replica =
+        convert::job("", &tj.spec, 0).map(|j| j.per_replica).unwrap_or_else(|_| ReplicaRequest::default());
+    let started = status
+        .start_time
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map_or(now, |t| u64::try_from(t.as_second()).unwrap_or(now));
+    Some(RunningJob {
+        id: tj.metadata.uid.clone().unwrap_or_default(),
+        queue: tj.spec.queue_name.clone(),
+        priority: tj.spec.priority,
+        cluster,
+        accelerator: placement.accelerator.clone(),
+        slots,
+        per_replica,
+        started_at: started,
+        estimated_end: started + placement.estimated_runtime_seconds.max(0.0).ceil() as u64,
+    })
+}
