@@ -51,6 +51,21 @@ pub struct CycleConfig {
     /// Preemption searches per cycle (each scans the running jobs of eligible clusters).
     pub max_preemption_attempts: usize,
     pub placement: PlacementRule,
+    /// Waiting-aware placement: a job that fits now only on slower types may wait for a
+    /// type at least this many times faster (estimated runtime) when its objective scores
+    /// that better. Values <= 1 turn it off.
+    #[serde(default = "default_wait_speedup")]
+    pub wait_speedup: f64,
+}
+
+/// (start, cluster, group, projected free capacity at start, the gang's slots then)
+type Earliest = (u64, usize, usize, Vec<NodeCapacity>, Vec<NodeSlot>);
+
+/// Projections of future capacity per cycle for waiting-aware placement.
+const MAX_WAIT_CHECKS: usize = 64;
+
+fn default_wait_speedup() -> f64 {
+    1.5
 }
 
 impl Default for CycleConfig {
@@ -61,6 +76,7 @@ impl Default for CycleConfig {
             preemption: true,
             max_preemption_attempts: 64,
             placement: PlacementRule::Scored,
+            wait_speedup: default_wait_speedup(),
         }
     }
 }
@@ -167,6 +183,8 @@ struct CycleState<'a> {
     reservation: Option<Reservation>,
     preempted: Vec<bool>,
     preemption_attempts: usize,
+    /// Projections made for waiting-aware placement in this cycle.
+    wait_checks: usize,
     no_room: HashMap<ShapeKey, Arc<[Rejection]>>,
 }
 
@@ -236,6 +254,7 @@ impl<'a> CycleState<'a> {
             reservation: None,
             preempted: vec![false; snap.running.len()],
             preemption_attempts: 0,
+            wait_checks: 0,
             no_room: HashMap::new(),
         }
     }
@@ -432,6 +451,13 @@ impl<'a> CycleState<'a> {
             .collect();
 
         if !within_quota.is_empty() {
+            if let Some(action) = self.try_wait_for_faster(job, q, &within_quota, &eligible, &mut runtimes) {
+                return Decision {
+                    job: job.id.clone(),
+                    action,
+                    explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
+                };
+            }
             return self.admit(job, q, within_quota, rejected);
         }
         if eligible.is_empty() {
@@ -456,6 +482,19 @@ impl<'a> CycleState<'a> {
                     explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
                 };
             }
+        }
+        // Nothing fits now; if no eligible type is within quota either, quota is what the
+        // job waits for (a reservation would not help it).
+        let quota_allows = eligible.iter().any(|&(c, g)| {
+            let accelerator = self.accelerator_name(c, g);
+            self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_ok()
+        });
+        if !quota_allows {
+            return Decision {
+                job: job.id.clone(),
+                action: Action::Queued(QueuedReason::QuotaExceeded),
+                explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
+            };
         }
         if self.reservation.is_none() {
             let action = self.try_reserve(job, q, &eligible);
@@ -501,19 +540,22 @@ impl<'a> CycleState<'a> {
 
     fn estimate(&self, job: &Job, c: usize, g: usize, nodes: u32, cache: &mut RuntimeCache) -> Estimate {
         let pool = self.snap.pool;
-        let model: &ThroughputModel = &self.scheduler.model;
-        let accelerator = self.accelerator_name(c, g);
+        let (runtime_s, source, power_w) = self.runtime(job, c, g, nodes, cache);
+        self.scheduler.model.estimate_with_runtime(job, pool, &pool.clusters[c], power_w, runtime_s, source)
+    }
+
+    /// Runtime, its source and power of `job` on group `g` of cluster `c` over `nodes` nodes.
+    fn runtime(&self, job: &Job, c: usize, g: usize, nodes: u32, cache: &mut RuntimeCache) -> RuntimeValue {
         let key = (self.group_types[c][g], nodes);
-        let (runtime_s, source, power_w) = match cache.0.iter().find(|e| e.0 == key) {
-            Some(e) => e.1,
-            None => {
-                let (runtime_s, source) = model.runtime_s(job, &pool.catalogue, accelerator, nodes);
-                let value = (runtime_s, source, ThroughputModel::power_w(job, &pool.catalogue, accelerator));
-                cache.0.push((key, value));
-                value
-            }
-        };
-        model.estimate_with_runtime(job, pool, &pool.clusters[c], power_w, runtime_s, source)
+        if let Some(e) = cache.0.iter().find(|e| e.0 == key) {
+            return e.1;
+        }
+        let pool = self.snap.pool;
+        let accelerator = self.accelerator_name(c, g);
+        let (runtime_s, source) = self.scheduler.model.runtime_s(job, &pool.catalogue, accelerator, nodes);
+        let value = (runtime_s, source, ThroughputModel::power_w(job, &pool.catalogue, accelerator));
+        cache.0.push((key, value));
+        value
     }
 
     /// Looks for room for the whole gang in one type group of a cluster.
@@ -631,47 +673,166 @@ impl<'a> CycleState<'a> {
         (0..index.free().len() as u32).filter(move |n| index.group_of(*n) == Some(g))
     }
 
+    /// The earliest time (before `before`, when given) at which the gang fits in group `g`
+    /// of cluster `c` as its running gangs end: (start, projected free capacity then, the
+    /// gang's slots then).
+    fn earliest_fit(
+        &self,
+        job: &Job,
+        c: usize,
+        g: usize,
+        before: Option<u64>,
+    ) -> Option<(u64, Vec<NodeCapacity>, Vec<NodeSlot>)> {
+        if self.releases[c].is_empty() {
+            return None;
+        }
+        let mut free = self.indexes[c].free().to_vec();
+        let nodes: Vec<u32> = self.nodes_of_group(c, g).collect();
+        let mut ends: Vec<&Release> = self.releases[c].iter().collect();
+        ends.sort_by_key(|r| r.end);
+        for r in ends {
+            if before.is_some_and(|b| r.end >= b) {
+                return None;
+            }
+            apply_to(&mut free, &r.slots, &r.request, false);
+            if let Some(slots) = find_slots_in(&free, nodes.iter().copied(), &job.per_replica, job.replicas) {
+                return Some((r.end.max(self.snap.now), free, slots));
+            }
+        }
+        None
+    }
+
     /// EASY reservation for the first gang that cannot start: the earliest time its gang
     /// fits on an eligible cluster as running jobs end.
     fn try_reserve(&mut self, job: &Job, q: usize, eligible: &[(usize, usize)]) -> Action {
-        // (start, cluster, group, projected free capacity at start, the gang's slots then)
-        type Earliest = (u64, usize, usize, Vec<NodeCapacity>, Vec<NodeSlot>);
         let mut best: Option<Earliest> = None;
         for &(c, g) in eligible {
             let accelerator = self.accelerator_name(c, g);
             if self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_err() {
                 continue;
             }
-            let mut free = self.indexes[c].free().to_vec();
-            let nodes: Vec<u32> = self.nodes_of_group(c, g).collect();
-            let mut ends: Vec<&Release> = self.releases[c].iter().collect();
-            ends.sort_by_key(|r| r.end);
-            let mut at = None;
-            for r in ends {
-                if best.as_ref().is_some_and(|b| r.end >= b.0) {
-                    break;
-                }
-                apply_to(&mut free, &r.slots, &r.request, false);
-                if let Some(slots) = find_slots_in(&free, nodes.iter().copied(), &job.per_replica, job.replicas) {
-                    at = Some((r.end.max(self.snap.now), slots));
-                    break;
-                }
-            }
-            if let Some((t, slots)) = at {
+            if let Some((t, free, slots)) = self.earliest_fit(job, c, g, best.as_ref().map(|b| b.0)) {
                 best = Some((t, c, g, free, slots));
             }
         }
-        let Some((start_at, c, g, mut free, slots)) = best else {
+        let Some((start_at, c, g, free, slots)) = best else {
             // Never fits on today's pool (counting foreign usage): not a capacity wait.
             return Action::Queued(QueuedReason::Unschedulable);
         };
-        apply_to(&mut free, &slots, &job.per_replica, true);
+        self.reserve(job, start_at, c, g, free, &slots)
+    }
+
+    fn reserve(
+        &mut self,
+        job: &Job,
+        start_at: u64,
+        c: usize,
+        g: usize,
+        mut free: Vec<NodeCapacity>,
+        slots: &[NodeSlot],
+    ) -> Action {
+        apply_to(&mut free, slots, &job.per_replica, true);
         self.reservation = Some(Reservation { cluster: c, start_at, spare: free });
         Action::Reserve {
             cluster: self.snap.pool.clusters[c].name.clone(),
             accelerator: self.accelerator_name(c, g).map(str::to_string),
             start_at,
         }
+    }
+
+    /// Waiting-aware placement: a job that fits now only on slower accelerators may
+    /// instead wait for a type at least [`CycleConfig::wait_speedup`] times faster that
+    /// frees up soon, when the job's objective scores that wait-and-run better than
+    /// starting now. The wait becomes the cycle's one reservation, so backfill keeps it;
+    /// with a reservation already held, or with scored placement or backfill off, the job
+    /// starts now.
+    fn try_wait_for_faster(
+        &mut self,
+        job: &Job,
+        q: usize,
+        now_found: &[Found],
+        eligible: &[(usize, usize)],
+        cache: &mut RuntimeCache,
+    ) -> Option<Action> {
+        let config = &self.scheduler.config;
+        if config.placement != PlacementRule::Scored
+            || !config.backfill
+            || self.reservation.is_some()
+            || !(config.wait_speedup.is_finite() && config.wait_speedup > 1.0)
+        {
+            return None;
+        }
+        let speedup = config.wait_speedup;
+        let fastest_now = now_found.iter().map(|f| f.estimate.runtime_s).fold(f64::INFINITY, f64::min);
+        // Types much faster than the fastest start now (runtime estimated on one node).
+        let mut seen: Vec<u16> = Vec::new();
+        let mut faster: Vec<u16> = Vec::new();
+        for &(c, g) in eligible {
+            let Some(t) = self.group_types[c][g] else {
+                continue;
+            };
+            if seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            if self.runtime(job, c, g, 1, cache).0 * speedup <= fastest_now {
+                faster.push(t);
+            }
+        }
+        if faster.is_empty() {
+            return None;
+        }
+        // Groups of those types not usable now, within quota.
+        // Both lists are in (cluster, group) order: walk them together.
+        let mut later: Vec<(usize, usize)> = Vec::new();
+        let mut k = 0;
+        for &(c, g) in eligible {
+            while k < now_found.len() && (now_found[k].cluster, now_found[k].group) < (c, g) {
+                k += 1;
+            }
+            let usable_now = k < now_found.len() && (now_found[k].cluster, now_found[k].group) == (c, g);
+            if usable_now || !self.group_types[c][g].is_some_and(|t| faster.contains(&t)) {
+                continue;
+            }
+            let accelerator = self.accelerator_name(c, g);
+            if self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_err() {
+                continue;
+            }
+            later.push((c, g));
+        }
+        if later.is_empty() {
+            return None;
+        }
+        let now = self.snap.now;
+        let mut metrics: Vec<Metrics> = now_found.iter().map(|f| Metrics::of(&f.estimate, 0.0)).collect();
+        let mut waits: Vec<Earliest> = Vec::new();
+        for (c, g) in later {
+            // Projections cost a pass over the cluster's running gangs: a few per cycle.
+            if self.wait_checks >= MAX_WAIT_CHECKS {
+                break;
+            }
+            self.wait_checks += 1;
+            // Waiting only pays if the job can still end before it would end now.
+            let horizon = now.saturating_add(fastest_now.ceil() as u64);
+            let Some((t, free, slots)) = self.earliest_fit(job, c, g, Some(horizon)) else {
+                continue;
+            };
+            let mut nodes: Vec<u32> = slots.iter().map(|s| s.node).collect();
+            nodes.dedup();
+            let estimate = self.estimate(job, c, g, nodes.len() as u32, cache);
+            metrics.push(Metrics::of(&estimate, (t - now) as f64));
+            waits.push((t, c, g, free, slots));
+        }
+        if waits.is_empty() {
+            return None;
+        }
+        let scores = score_all(job.objective, &metrics);
+        let best = (0..scores.len()).min_by(|a, b| scores[*a].total.total_cmp(&scores[*b].total).then(a.cmp(b)))?;
+        if best < now_found.len() {
+            return None;
+        }
+        let (t, c, g, free, slots) = waits.swap_remove(best - now_found.len());
+        Some(self.reserve(job, t, c, g, free, &slots))
     }
 
     fn may_preempt(&self, q: usize) -> bool {

@@ -46,6 +46,16 @@ impl ProfileSet {
         }
     }
 
+    /// Multiplies every measured rate of `model` by `factor` (e.g. to slow measurements
+    /// down the way a peer simulator does).
+    pub fn scale_model(&mut self, model: &str, factor: f64) {
+        if let Some(by_type) = self.by_model.get_mut(model) {
+            for p in by_type.values_mut().flatten() {
+                p.steps_per_s *= factor;
+            }
+        }
+    }
+
     /// Whether the model has any measurement.
     pub fn has_model(&self, model: &str) -> bool {
         self.by_model.contains_key(model)

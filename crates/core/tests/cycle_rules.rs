@@ -300,3 +300,64 @@ fn data_locality_counts_in_the_estimate() {
     let far = out.decisions[0].explanation.candidates.iter().find(|c| &*c.cluster == "far").expect("far scored");
     assert!((far.estimate.transfer_s - 3600.0).abs() < 1e-6, "4,500 GB at 10 Gbit/s");
 }
+
+#[test]
+fn waits_briefly_for_a_much_faster_type_but_not_long() {
+    // "fast": one A100 node, busy until t=600 (8 GPUs); "slow": one free T4 node.
+    // 8 V100-hours on 8 devices: 3600 s x 125/312 = 1442 s on A100, 3600 x 125/65 = 6923 s on T4.
+    let fast = cluster("fast", ClusterKind::AI, "a", 1, Some("A100-80G"), 8);
+    let slow = cluster("slow", ClusterKind::AI, "a", 1, Some("T4"), 8);
+    let mut p = pool(vec![fast, slow]);
+    let mut busy = running("busy", "q", 0, &[0], 8, 600);
+    occupy(&mut p, std::slice::from_ref(&busy));
+    let mut j = job("j", "q", 1, 8, 8.0);
+    j.objective = Objective::Fastest;
+    let out = run(&p, &[Queue::unlimited("q")], std::slice::from_ref(&j), std::slice::from_ref(&busy));
+    assert_eq!(
+        action(&out, "j"),
+        &Action::Reserve { cluster: "fast".into(), accelerator: Some("A100-80G".into()), start_at: 600 },
+        "600 s wait + 1442 s beats 6923 s now"
+    );
+    // A wait longer than the slow run: start now on the slow type.
+    p.release(0, &busy.slots, &busy.per_replica);
+    busy.estimated_end = 8000;
+    occupy(&mut p, std::slice::from_ref(&busy));
+    let out = run(&p, &[Queue::unlimited("q")], std::slice::from_ref(&j), std::slice::from_ref(&busy));
+    assert_eq!(placement(&out, "j").cluster, "slow");
+    // Turned off: starts now.
+    busy.estimated_end = 600;
+    let scheduler = Scheduler {
+        config: computenet_core::CycleConfig { wait_speedup: 1.0, ..Default::default() },
+        ..Scheduler::default()
+    };
+    let queues = [Queue::unlimited("q")];
+    let out = scheduler.cycle(&Snapshot {
+        now: 0,
+        pool: &p,
+        queues: &queues,
+        pending: std::slice::from_ref(&j),
+        running: std::slice::from_ref(&busy),
+    });
+    assert_eq!(placement(&out, "j").cluster, "slow");
+}
+
+#[test]
+fn a_job_over_quota_waits_for_quota_not_for_capacity() {
+    // The only node is busy and the queue's quota is used up: the job waits for quota, it is
+    // not "unschedulable" and takes no reservation.
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("H800"), 8)]);
+    let busy = vec![running("r0", "q", 0, &[0], 8, 1000)];
+    occupy(&mut p, &busy);
+    let q = Queue {
+        quotas: vec![Quota {
+            resource: ResourceName::Accelerators,
+            accelerator: None,
+            nominal: 8,
+            borrowing_limit: None,
+            lending_limit: None,
+        }],
+        ..Queue::unlimited("q")
+    };
+    let out = run(&p, &[q], &[job("j", "q", 1, 8, 1.0)], &busy);
+    assert_eq!(action(&out, "j"), &Action::Queued(QueuedReason::QuotaExceeded));
+}
