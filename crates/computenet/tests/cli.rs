@@ -17,13 +17,20 @@ fn simulate_on_the_embedded_default_prints_a_table_per_policy() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("seed city pool"), "{stdout}");
     let header = stdout.lines().find(|l| l.contains("computenet")).expect("policy header");
-    for policy in ["fifo", "least-loaded", "agnostic", "computenet"] {
-        assert!(header.contains(policy), "{header}");
-    }
+    let policies = [
+        "fifo",
+        "least-loaded",
+        "agnostic",
+        "computenet",
+        "computenet-fastest",
+        "computenet-cheapest",
+        "computenet-greenest",
+    ];
+    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), policies.to_vec(), "all policies by default");
     let completed = stdout.lines().find(|l| l.starts_with("completed")).expect("completed row");
     assert_eq!(
         completed.split_whitespace().skip(1).collect::<Vec<_>>(),
-        vec!["200"; 4],
+        vec!["200"; 7],
         "all jobs finish: {completed}"
     );
     for row in ["avg JCT", "p99 JCT", "avg queueing", "utilisation AI", "energy"] {
@@ -71,4 +78,104 @@ fn bench_reports_time_and_memory() {
     let (ok, stdout, stderr) = computenet(&["bench", "--size", "S", "--repeat", "1"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("admissions/s") && stdout.contains("peak resident memory"), "{stdout}");
+}
+
+fn data() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    assert!(
+        dir.join("README.md").is_file(),
+        "reference data missing: expected {} (../shared/data beside the repository)",
+        dir.display()
+    );
+    dir
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("computenet-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn simulate_sia_workload_writes_json_and_plots() {
+    let workload = data().join("sia/workloads/philly/workload-1.csv");
+    let pool = concat!(env!("CARGO_MANIFEST_DIR"), "/../../seeds/pools/sia-64.yaml");
+    let dir = temp_dir("sia");
+    let json_path = dir.join("out.json");
+    let plots = dir.join("plots");
+    let (ok, stdout, stderr) = computenet(&[
+        "simulate",
+        "--format",
+        "sia",
+        "--pool",
+        pool,
+        "--workload",
+        workload.to_str().expect("utf8"),
+        "--policy",
+        "fifo",
+        "--policy",
+        "computenet",
+        "--json",
+        json_path.to_str().expect("utf8"),
+        "--plots",
+        plots.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("64 accelerators"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("written")).expect("json");
+    assert_eq!(json["workloads"][0]["name"], "workload-1");
+    assert_eq!(json["workloads"][0]["jobs"], 160);
+    let policies = json["policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 2);
+    for p in policies {
+        assert_eq!(p["completed"], 160, "{p}");
+        for key in ["avg_jct_s", "p99_jct_s", "avg_queue_s", "makespan_s", "energy_kwh", "jain_fairness"] {
+            assert!(p[key].as_f64().expect(key) > 0.0, "{key}: {p}");
+        }
+        assert!(p["utilisation_by_accelerator"]["A100-40G"].as_f64().expect("A100 share") > 0.0);
+    }
+    for file in ["jct-cdf-workload-1.svg", "utilisation-workload-1-fifo.svg", "utilisation-workload-1-computenet.svg"] {
+        let svg = std::fs::read_to_string(plots.join(file)).expect(file);
+        assert!(svg.contains("<svg") && svg.contains("<text"), "{file} is an SVG with text");
+    }
+    let cdf = std::fs::read_to_string(plots.join("jct-cdf-workload-1.svg")).expect("cdf");
+    assert!(cdf.contains("\nfifo\n") && cdf.contains("\ncomputenet\n"), "one line per policy in the legend");
+    let util = std::fs::read_to_string(plots.join("utilisation-workload-1-fifo.svg")).expect("util");
+    assert!(util.contains("\nsia-t4\n") && util.contains("\nsia-a100\n"), "one line per cluster");
+}
+
+#[test]
+fn malformed_and_missing_workloads_are_named() {
+    let dir = temp_dir("malformed");
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "name,time,application,num_replicas,batch_size\ncifar10-0,1,cifar10,4,128\nx,2,cifar10,four,128\n",
+    )
+    .expect("write");
+    let (ok, _, stderr) =
+        computenet(&["simulate", "--format", "sia", "--workload", bad.to_str().expect("utf8"), "--policy", "fifo"]);
+    assert!(!ok);
+    let expected = format!("{}:3: num_replicas \"four\" is not a valid number", bad.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    let (ok, _, stderr) =
+        computenet(&["simulate", "--format", "philly", "--workload", "/nonexistent/philly.csv", "--policy", "fifo"]);
+    assert!(!ok);
+    assert!(stderr.contains("workload /nonexistent/philly.csv not found"), "{stderr}");
+}
+
+#[test]
+fn bench_replays_a_philly_trace() {
+    let dir = temp_dir("replay");
+    let trace = dir.join("philly.csv");
+    std::fs::write(
+        &trace,
+        "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:00:00,3600,8,28800,a\n2017-10-09 07:00:10,60,1,60,b\n",
+    )
+    .expect("write");
+    let (ok, stdout, stderr) = computenet(&["bench", "--replay", trace.to_str().expect("utf8"), "--policy", "fifo"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("(2 jobs) on 2000 GPUs") && stdout.contains("completed 2 of 2"), "{stdout}");
+    assert!(stdout.contains("peak resident memory"), "{stdout}");
 }

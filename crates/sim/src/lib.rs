@@ -7,11 +7,13 @@
 
 pub mod engine;
 pub mod error;
+pub mod plots;
 pub mod policy;
 pub mod report;
+pub mod traces;
 pub mod workload;
 
-pub use engine::{Simulation, SimulationResult};
+pub use engine::{RunOptions, Simulation, SimulationResult};
 pub use error::{Error, Result};
 pub use policy::Policy;
 pub use report::Summary;

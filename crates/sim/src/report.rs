@@ -21,9 +21,14 @@ pub struct Summary {
     pub makespan_s: u64,
     /// Device-time used over device-time available until the makespan, per cluster kind.
     pub utilisation_by_kind: BTreeMap<String, f64>,
+    /// The same per accelerator type (`CPU` for CPU cores).
+    pub utilisation_by_accelerator: BTreeMap<String, f64>,
     pub energy_kwh: f64,
     pub cost: f64,
     pub preemptions: u32,
+    /// Jain's index over the jobs' share of time in the system spent running
+    /// (run time / JCT): 1 when every job waited in the same proportion.
+    pub jain_fairness: f64,
     pub cycles: u64,
 }
 
@@ -54,36 +59,50 @@ impl Summary {
         let first = result.jobs.iter().map(|j| j.submitted_at).min().unwrap_or(0);
         let makespan = result.end_time.saturating_sub(first);
 
-        // Utilisation by kind: device-seconds used / device-seconds offered.
+        // Utilisation by kind and type: device-seconds used / device-seconds offered.
         let cluster_kind: BTreeMap<&str, ClusterKind> =
             result.pool.clusters.iter().map(|c| (c.name.as_str(), c.kind)).collect();
         let mut offered: BTreeMap<ClusterKind, f64> = BTreeMap::new();
+        let mut offered_type: BTreeMap<String, f64> = BTreeMap::new();
         for c in &result.pool.clusters {
-            let devices: u64 = c
-                .nodes
-                .iter()
-                .map(|n| {
-                    if n.accelerator.is_some() {
-                        u64::from(n.allocatable.accelerators)
-                    } else {
-                        n.allocatable.cpu_millis / 1000
-                    }
-                })
-                .sum();
-            *offered.entry(c.kind).or_default() += devices as f64 * makespan as f64;
+            for n in &c.nodes {
+                let (name, devices) = match &n.accelerator {
+                    Some(a) => (a.clone(), u64::from(n.allocatable.accelerators)),
+                    None => (CPU_ONLY.to_string(), n.allocatable.cpu_millis / 1000),
+                };
+                *offered.entry(c.kind).or_default() += devices as f64 * makespan as f64;
+                *offered_type.entry(name).or_default() += devices as f64 * makespan as f64;
+            }
         }
         let mut used: BTreeMap<ClusterKind, f64> = BTreeMap::new();
+        let mut used_type: BTreeMap<String, f64> = BTreeMap::new();
         for j in &done {
             if let (Some(c), Some(s), Some(f)) = (&j.cluster, j.started_at, j.finished_at) {
+                let device_s = j.devices as f64 * (f - s) as f64;
                 if let Some(kind) = cluster_kind.get(c.as_str()) {
-                    *used.entry(*kind).or_default() += j.devices as f64 * (f - s) as f64;
+                    *used.entry(*kind).or_default() += device_s;
                 }
+                let name = j.accelerator.clone().unwrap_or_else(|| CPU_ONLY.to_string());
+                *used_type.entry(name).or_default() += device_s;
             }
         }
         let utilisation_by_kind = offered
             .iter()
             .map(|(k, o)| (k.to_string(), if *o > 0.0 { used.get(k).copied().unwrap_or(0.0) / o } else { 0.0 }))
             .collect();
+        let utilisation_by_accelerator = offered_type
+            .iter()
+            .map(|(k, o)| (k.clone(), if *o > 0.0 { used_type.get(k).copied().unwrap_or(0.0) / o } else { 0.0 }))
+            .collect();
+        let shares: Vec<f64> = done
+            .iter()
+            .filter_map(|j| {
+                let (s, f) = (j.started_at?, j.finished_at?);
+                let jct = f.saturating_sub(j.submitted_at) as f64;
+                Some(if jct > 0.0 { (f - s) as f64 / jct } else { 1.0 })
+            })
+            .collect();
+        let jain_fairness = jain(&shares);
         Summary {
             policy: policy.to_string(),
             jobs: result.jobs.len(),
@@ -95,12 +114,113 @@ impl Summary {
             p99_queue_s: percentile(&queue, 99.0),
             makespan_s: makespan,
             utilisation_by_kind,
+            utilisation_by_accelerator,
             energy_kwh: result.jobs.iter().map(|j| j.energy_kwh).sum(),
             cost: result.jobs.iter().map(|j| j.cost).sum(),
             preemptions: result.jobs.iter().map(|j| j.preemptions).sum(),
+            jain_fairness,
             cycles: result.cycles,
         }
     }
+
+    /// The mean of several runs of one policy (over workloads); counts are summed.
+    pub fn mean(policy: &str, runs: &[Summary]) -> Summary {
+        let n = runs.len().max(1) as f64;
+        let avg = |f: &dyn Fn(&Summary) -> f64| runs.iter().map(f).sum::<f64>() / n;
+        let avg_map = |f: &dyn Fn(&Summary) -> &BTreeMap<String, f64>| {
+            let mut m: BTreeMap<String, f64> = BTreeMap::new();
+            for r in runs {
+                for (k, v) in f(r) {
+                    *m.entry(k.clone()).or_default() += v / n;
+                }
+            }
+            m
+        };
+        Summary {
+            policy: policy.to_string(),
+            jobs: runs.iter().map(|r| r.jobs).sum(),
+            completed: runs.iter().map(|r| r.completed).sum(),
+            avg_jct_s: avg(&|r| r.avg_jct_s),
+            p50_jct_s: avg(&|r| r.p50_jct_s),
+            p99_jct_s: avg(&|r| r.p99_jct_s),
+            avg_queue_s: avg(&|r| r.avg_queue_s),
+            p99_queue_s: avg(&|r| r.p99_queue_s),
+            makespan_s: avg(&|r| r.makespan_s as f64).round() as u64,
+            utilisation_by_kind: avg_map(&|r| &r.utilisation_by_kind),
+            utilisation_by_accelerator: avg_map(&|r| &r.utilisation_by_accelerator),
+            energy_kwh: avg(&|r| r.energy_kwh),
+            cost: avg(&|r| r.cost),
+            preemptions: runs.iter().map(|r| r.preemptions).sum(),
+            jain_fairness: avg(&|r| r.jain_fairness),
+            cycles: runs.iter().map(|r| r.cycles).sum(),
+        }
+    }
+}
+
+/// Jain's fairness index of `x`: (sum x)^2 / (n sum x^2), 1 for an empty or all-zero set.
+pub fn jain(x: &[f64]) -> f64 {
+    let sum: f64 = x.iter().sum();
+    let squares: f64 = x.iter().map(|v| v * v).sum();
+    if x.is_empty() || squares == 0.0 {
+        1.0
+    } else {
+        sum * sum / (x.len() as f64 * squares)
+    }
+}
+
+/// Completion times of finished jobs in seconds, sorted (for CDF plots).
+pub fn sorted_jcts(result: &SimulationResult) -> Vec<f64> {
+    let mut v: Vec<f64> =
+        result.jobs.iter().filter_map(|j| Some(j.finished_at?.saturating_sub(j.submitted_at) as f64)).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Busy share of each cluster's devices over time, averaged over `buckets` equal
+/// intervals from the first submission to the end: (cluster, [(bucket start s, share)]).
+pub fn utilisation_over_time(result: &SimulationResult, buckets: usize) -> Vec<(String, Vec<(f64, f64)>)> {
+    let start = result.jobs.iter().map(|j| j.submitted_at).min().unwrap_or(0) as f64;
+    let end = (result.end_time as f64).max(start + 1.0);
+    let buckets = buckets.max(1);
+    let width = (end - start) / buckets as f64;
+    let mut out = Vec::new();
+    for c in &result.pool.clusters {
+        let capacity: u64 = c
+            .nodes
+            .iter()
+            .map(|n| {
+                if n.accelerator.is_some() {
+                    u64::from(n.allocatable.accelerators)
+                } else {
+                    n.allocatable.cpu_millis / 1000
+                }
+            })
+            .sum();
+        let mut busy = vec![0.0f64; buckets];
+        for j in result.jobs.iter().filter(|j| j.cluster.as_deref() == Some(c.name.as_str())) {
+            let (Some(s), Some(f)) = (j.started_at, j.finished_at) else {
+                continue;
+            };
+            let (s, f) = (s as f64, f as f64);
+            let first = (((s - start) / width).floor().max(0.0) as usize).min(buckets - 1);
+            let last = (((f - start) / width).floor().max(0.0) as usize).min(buckets - 1);
+            for (b, slot) in busy.iter_mut().enumerate().take(last + 1).skip(first) {
+                let lo = start + b as f64 * width;
+                let overlap = (f.min(lo + width) - s.max(lo)).max(0.0);
+                *slot += overlap * j.devices as f64;
+            }
+        }
+        let series = busy
+            .iter()
+            .enumerate()
+            .map(|(b, used)| {
+                let share = if capacity == 0 { 0.0 } else { used / (width * capacity as f64) };
+                (start + b as f64 * width, share)
+            })
+            .collect();
+        out.push((c.name.clone(), series));
+    }
+    out
 }
 
 fn hours(s: f64) -> String {
@@ -132,9 +252,21 @@ pub fn table(summaries: &[Summary]) -> String {
             ));
         }
     }
+    let types: std::collections::BTreeSet<&String> =
+        summaries.iter().flat_map(|s| s.utilisation_by_accelerator.keys()).collect();
+    for t in types {
+        rows.push((
+            format!("utilisation {t}"),
+            summaries
+                .iter()
+                .map(|s| format!("{:.1} %", 100.0 * s.utilisation_by_accelerator.get(t).copied().unwrap_or(0.0)))
+                .collect(),
+        ));
+    }
     rows.push(("energy".into(), summaries.iter().map(|s| format!("{:.1} kWh", s.energy_kwh)).collect()));
     rows.push(("energy cost".into(), summaries.iter().map(|s| format!("{:.1}", s.cost)).collect()));
     rows.push(("preemptions".into(), summaries.iter().map(|s| s.preemptions.to_string()).collect()));
+    rows.push(("Jain fairness".into(), summaries.iter().map(|s| format!("{:.3}", s.jain_fairness)).collect()));
     let label_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let col_w: Vec<usize> = (0..summaries.len())
         .map(|i| rows.iter().map(|r| r.1[i].len()).chain([summaries[i].policy.len()]).max().unwrap_or(0))
@@ -166,5 +298,12 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn jain_index_is_one_when_equal_and_one_over_n_when_one_has_all() {
+        assert!((jain(&[0.5, 0.5, 0.5]) - 1.0).abs() < 1e-12);
+        assert!((jain(&[1.0, 0.0, 0.0, 0.0]) - 0.25).abs() < 1e-12);
+        assert_eq!(jain(&[]), 1.0);
     }
 }

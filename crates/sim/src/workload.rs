@@ -1,6 +1,7 @@
 //! Workloads: the jobs a simulation replays.
 
 use computenet_core::job::{AcceleratorConstraint, ReplicaRequest};
+use computenet_core::profiles::ProfileSet;
 use computenet_core::{Job, Objective, Work};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -108,6 +109,42 @@ impl GeneratedWorkload {
     }
 }
 
+impl GeneratedWorkload {
+    /// [`GeneratedWorkload::generate`] with Gavel's job types: each GPU job becomes a job
+    /// type of the matrix drawn uniformly (seeded) among those measured on a V100 at its
+    /// device count, training for the steps its V100 duration takes at the measured rate.
+    /// Jobs whose device count has no V100 measurement keep their device-hours.
+    pub fn generate_with_profiles(&self, profiles: &ProfileSet) -> Vec<Job> {
+        let mut jobs = self.generate();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x6761_7665_6c00);
+        let mut by_scale: BTreeMap<u32, Vec<(String, f64)>> = BTreeMap::new();
+        for model in profiles.models() {
+            for gpus in [1u32, 2, 4, 8] {
+                if let Some((rate, true)) = profiles.steps_per_s(model, "V100", gpus, 1, None) {
+                    by_scale.entry(gpus).or_default().push((model.to_string(), rate));
+                }
+            }
+        }
+        for job in &mut jobs {
+            let gpus = job.per_replica.accelerators;
+            let Work::DeviceHours { hours, .. } = &job.work else {
+                continue;
+            };
+            let Some(types) = by_scale.get(&gpus).filter(|t| gpus > 0 && !t.is_empty()) else {
+                continue;
+            };
+            let (model, rate) = &types[rng.gen_range(0..types.len())];
+            let duration_s = hours * 3600.0 / f64::from(gpus);
+            job.work = Work::ModelSteps {
+                model: model.clone(),
+                steps: (duration_s * rate).round().max(1.0) as u64,
+                batch_size: None,
+            };
+        }
+        jobs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +176,38 @@ mod tests {
         }
         .generate();
         assert_eq!(jobs, again, "seeded");
+    }
+
+    #[test]
+    fn gavel_types_replace_device_hours_where_measured() {
+        use computenet_core::profiles::ProfilePoint;
+        let mut p = ProfileSet::default();
+        p.insert(
+            "A (batch size 1)",
+            "V100",
+            ProfilePoint { gpus: 1, nodes: Some(1), local_batch: None, steps_per_s: 2.0 },
+        );
+        let w = GeneratedWorkload {
+            jobs: 200,
+            rate_per_hour: 60.0,
+            seed: 1,
+            queues: vec!["q".into()],
+            cpu_job_share: 0.0,
+            mixed_objectives: false,
+        };
+        let plain = w.generate();
+        let jobs = w.generate_with_profiles(&p);
+        for (a, b) in plain.iter().zip(&jobs) {
+            match (&a.work, &b.work) {
+                (Work::DeviceHours { hours, .. }, Work::ModelSteps { steps, .. }) => {
+                    assert_eq!(a.per_replica.accelerators, 1);
+                    assert_eq!(*steps, (hours * 3600.0 * 2.0).round() as u64);
+                }
+                (x, y) => {
+                    assert_ne!(a.per_replica.accelerators, 1, "1-GPU jobs are converted");
+                    assert_eq!(x, y);
+                }
+            }
+        }
     }
 }
