@@ -125,8 +125,24 @@ where
     }
 }
 
+/// Longest a single member call may take: a hung member must not stall the loop.
+pub const MEMBER_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(MEMBER_CALL_TIMEOUT, f).await.unwrap_or_else(|_| {
+        Err(crate::error::Error::Member {
+            member: String::new(),
+            why: format!("{what}: no answer within {MEMBER_CALL_TIMEOUT:?}"),
+        })
+    })
+}
+
 /// Creates the namespace, Service and Job on the member unless they exist.
 pub async fn dispatch(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
+    bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label)).await
+}
+
+async fn dispatch_unbounded(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
     let ns: Namespace =
         serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
             .map_err(kube::Error::SerdeError)?;
@@ -137,6 +153,10 @@ pub async fn dispatch(member: &Client, namespace: &str, tj: &TrainingJob, gpu_la
 
 /// Deletes the Job (with its pods) and the Service; absent objects are fine.
 pub async fn cancel(member: &Client, namespace: &str, uid: &str) -> Result<()> {
+    bounded("cancel", cancel_unbounded(member, namespace, uid)).await
+}
+
+async fn cancel_unbounded(member: &Client, namespace: &str, uid: &str) -> Result<()> {
     let name = remote_name(uid);
     let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
     for result in [

@@ -1,0 +1,35 @@
+# Shared helpers of the end-to-end tests: named checks and a final "N passed, M failed".
+# shellcheck shell=bash
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+not_ok() { FAILED=$((FAILED + 1)); echo "not ok - $*"; }
+# check NAME CMD...: runs CMD, records the result under NAME.
+check() {
+  local name=$1; shift
+  local out
+  if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name"; printf '%s\n' "$out" | sed 's/^/    /' | tail -20; fi
+}
+# refused NAME PATTERN FILE: kubectl apply of FILE must fail with a message matching PATTERN.
+refused() {
+  local name=$1 pattern=$2 file=$3 out
+  if out=$(kubectl apply -f "$file" 2>&1); then
+    not_ok "$name (accepted)"; kubectl delete -f "$file" --ignore-not-found >/dev/null 2>&1
+  elif printf '%s' "$out" | grep -qE "$pattern"; then
+    ok "$name"
+  else
+    not_ok "$name (wrong message)"; printf '%s\n' "$out" | sed 's/^/    /'
+  fi
+}
+# wait_for TIMEOUT_S CMD...: retries CMD until it succeeds.
+wait_for() {
+  local end=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -ge "$end" ] && return 1
+    sleep 0.5
+  done
+}
+summary() {
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
+}

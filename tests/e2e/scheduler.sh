@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# computenet serve on the test bed, driven with kubectl as a user would: the job lifecycle,
+# gang placement, waiting in order, tenant isolation, failures, deletion, suspension,
+# crash safety with two replicas and leader election, and member loss.
+#
+# Needs the test bed up with three members and untainted KWOK nodes:
+#   tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint
+# (ai-1 and ai-3: 4 A100-80G + 4 H800 nodes of 8 GPUs each; general-2: CPU only).
+# COMPUTENET_BIN points at the computenet binary (default: target/debug/computenet).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+# shellcheck disable=SC1091
+. "$root/tests/testbed/run/env"
+export KUBECONFIG=$HUB_KUBECONFIG
+BIN=${COMPUTENET_BIN:-$root/target/debug/computenet}
+[ -x "$BIN" ] || { echo "computenet binary not found at $BIN (cargo build -p computenet)" >&2; exit 1; }
+tmp=$(mktemp -d)
+SERVE_PIDS=()
+
+serve() { # serve NAME: starts a scheduler replica with leader election, logs to $tmp/NAME.log
+  setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --interval-ms 500 --member-timeout-s 5 \
+    --lease-duration-s 3 --identity "$1" > "$tmp/$1.log" 2>&1 &
+  SERVE_PIDS+=($!)
+  echo $! > "$tmp/$1.pid"
+}
+stop_all() {
+  for p in "${SERVE_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${SERVE_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+}
+unstick() { # removes computenet's finalizer from jobs no scheduler is left to clean up
+  kubectl get tj -A -o jsonpath='{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.namespace} {.metadata.name}{"\n"}{end}' 2>/dev/null |
+    while read -r ns name; do kubectl patch tj "$name" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1; done
+}
+cleanup() {
+  # Delete the jobs while a scheduler still runs, so it removes their remote objects.
+  kubectl delete tj --all -n e2e-a --timeout=60s >/dev/null 2>&1
+  kubectl delete tj --all -n e2e-b --timeout=30s >/dev/null 2>&1
+  stop_all
+  unstick
+  kubectl delete ns e2e-a e2e-b --wait=false >/dev/null 2>&1
+  if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+member_kubeconfig() { local var; var="$(echo "$1" | tr 'a-z-' 'A-Z_')_KUBECONFIG"; echo "${!var}"; }
+field() { kubectl get tj "$2" -n "$1" -o jsonpath="$3" 2>/dev/null; }
+phase_is() { [ "$(field "$1" "$2" '{.status.phase}')" = "$3" ]; }
+wait_phase() { wait_for "$4" phase_is "$1" "$2" "$3"; }
+
+# tj NAME RUN_SECONDS REPLICAS GPUS [EXTRA_SPEC] [EXTRA_ANNOTATIONS] [NAMESPACE] [QUEUE]
+tj() {
+  local name=$1 run=$2 replicas=$3 gpus=$4 extra=${5:-} ann=${6:-} ns=${7:-e2e-a} queue=${8:-research}
+  local acc=""
+  [ "$gpus" -gt 0 ] && acc=", accelerators: {count: $gpus}"
+  cat <<EOT
+---
+apiVersion: computenet.io/v1alpha1
+kind: TrainingJob
+metadata:
+  name: $name
+  namespace: $ns
+  annotations: {computenet.io/run-seconds: "$run"$ann}
+spec:
+  queueName: $queue
+  replicas: $replicas
+  resources: {cpu: "4", memory: 16Gi$acc}
+  workload: {image: example/train:1.0, command: ["python", "train.py"]}
+  work: {gpuHours: 1}
+$extra
+EOT
+}
+
+kubectl apply -f "$root/deploy/crds/" >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
+# Leftovers of an interrupted run must not get in the way.
+unstick
+wait_for 60 bash -c '! kubectl get ns e2e-a e2e-b >/dev/null 2>&1' || { echo "namespaces e2e-a/e2e-b still terminating" >&2; exit 1; }
+kubectl apply -f - >/dev/null <<EOT
+apiVersion: v1
+kind: Namespace
+metadata: {name: e2e-a, labels: {computenet.io/tenant: research}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: e2e-b, labels: {computenet.io/tenant: other}}
+---
+apiVersion: computenet.io/v1alpha1
+kind: ComputeQueue
+metadata: {name: research}
+spec:
+  namespaceSelector: {matchLabels: {computenet.io/tenant: research}}
+  cohort: city
+  quotas: [{resource: nvidia.com/gpu, nominal: 256}]
+---
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: ai-1}
+spec:
+  kind: AI
+  site: west
+  kubernetes: {kubeconfigSecretRef: {name: ai-1-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: computenet-jobs}
+  efficiency: {pue: 1.1, energyPricePerKWh: 0.5}
+---
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: ai-3}
+spec:
+  kind: AI
+  site: east
+  kubernetes: {kubeconfigSecretRef: {name: ai-3-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: computenet-jobs}
+  efficiency: {pue: 1.4, energyPricePerKWh: 0.9}
+---
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: general-2}
+spec:
+  kind: General
+  site: west
+  kubernetes: {kubeconfigSecretRef: {name: general-2-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: computenet-jobs}
+EOT
+
+# --- Without the CRDs the scheduler says so.
+missing=$(RUST_BACKTRACE=0 "$BIN" serve --kubeconfig "$(member_kubeconfig ai-1)" --no-leader-election 2>&1)
+check "serve explains missing CRDs" bash -c "printf '%s' \"\$1\" | grep -q 'CRDs are not installed'" _ "$missing"
+
+serve replica-a
+check "members turn Ready with their capacity" wait_for 30 bash -c '[ "$(kubectl get mcl ai-1 -o jsonpath="{.status.gpus}")" = "64/64" ] && [ "$(kubectl get mcl ai-3 -o jsonpath="{.status.conditions[0].status}")" = True ]'
+
+# --- Lifecycle: Queued -> Admitted -> Running -> Succeeded, visible in kubectl get and Events.
+tj life 3 2 4 | kubectl apply -f - >/dev/null
+check "a job runs to Succeeded" wait_phase e2e-a life Succeeded 60
+check "it went through Admitted, Dispatched, Running, Succeeded" bash -c '
+  reasons=$(kubectl get events -n e2e-a --field-selector involvedObject.name=life -o jsonpath="{range .items[*]}{.reason} {end}")
+  for r in Admitted Dispatched Running Succeeded; do echo "$reasons" | grep -qw "$r" || { echo "missing $r in: $reasons"; exit 1; }; done'
+check "kubectl get tj shows queue, cluster and accelerator" bash -c 'kubectl get tj life -n e2e-a | tail -1 | grep -E "research +Succeeded +ai-1 +(H800|A100-80G) +8"'
+check "the member ran an Indexed Job of 2 pods" bash -c "
+  name=\$(kubectl get tj life -n e2e-a -o jsonpath='{.status.remote.name}')
+  [ \"\$(KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job \$name -n computenet-jobs -o jsonpath='{.spec.completionMode} {.spec.completions} {.status.succeeded}')\" = 'Indexed 2 2' ]"
+
+# --- Gangs: 4 x 8 H800 fits only where 4 H800 nodes are free.
+tj hold-west 120 1 8 '  placement: {sites: [west]}
+  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8, types: [H800]}}' | sed '/^  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8}}$/d' | kubectl apply -f - >/dev/null
+check "a filler takes one H800 node of ai-1" wait_phase e2e-a hold-west Running 30
+tj gang 20 4 8 '  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8, types: [H800]}}' | sed '0,/^  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8}}$/{//d}' | kubectl apply -f - >/dev/null
+check "the 4 x 8 gang lands on ai-3, where 4 H800 nodes are free" wait_for 30 bash -c '[ "$(kubectl get tj gang -n e2e-a -o jsonpath="{.status.placement.cluster}/{.status.placement.accelerator}")" = ai-3/H800 ]'
+check "on 4 distinct nodes" bash -c '[ "$(kubectl get tj gang -n e2e-a -o jsonpath="{range .status.placement.nodes[*]}{.node}{\"\\n\"}{end}" | sort -u | wc -l)" = 4 ]'
+check "ai-1 was rejected for capacity" bash -c 'kubectl get tj gang -n e2e-a -o jsonpath="{.status.explanation.rejected}" | grep -q "ai-1"'
+
+# --- Beyond capacity, jobs wait in order and start when capacity frees.
+for w in w1 w2; do
+  tj $w 3 4 8 '  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8, types: [H800]}}' | sed '0,/^  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8}}$/{//d}' | kubectl apply -f - >/dev/null
+  sleep 1
+done
+check "waiting jobs are Queued in order (positions 1 and 2), with the reason" wait_for 20 bash -c '
+  [ "$(kubectl get tj w1 w2 -n e2e-a -o jsonpath="{.items[*].status.queuePosition}")" = "1 2" ] &&
+  kubectl get tj w1 -n e2e-a -o jsonpath="{.status.explanation.summary}" | grep -q "capacity reserved on" &&
+  kubectl get tj w2 -n e2e-a -o jsonpath="{.status.explanation.summary}" | grep -q "waiting for capacity"'
+check "both run once capacity frees" bash -c 'wait_for() { local end=$(( $(date +%s) + $1 )); shift; until "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 1; done; }
+  wait_for 90 bash -c "[ \"\$(kubectl get tj w1 w2 -n e2e-a -o jsonpath=\"{.items[*].status.phase}\")\" = \"Succeeded Succeeded\" ]"'
+check "in submission order" bash -c '[[ "$(kubectl get tj w1 -n e2e-a -o jsonpath="{.status.startTime}")" < "$(kubectl get tj w2 -n e2e-a -o jsonpath="{.status.startTime}")" ]]'
+kubectl delete tj hold-west -n e2e-a --wait=false >/dev/null
+
+# --- Tenant isolation and unknown queues: Pending with a reason.
+{ tj lost 1 1 1 "" "" e2e-a nope; tj outsider 1 1 1 "" "" e2e-b research; } | kubectl apply -f - >/dev/null
+check "a missing queue leaves the job Pending with QueueNotFound" wait_for 20 bash -c '[ "$(kubectl get tj lost -n e2e-a -o jsonpath="{.status.phase} {.status.conditions[?(@.type==\"Queued\")].reason}")" = "Pending QueueNotFound" ]'
+check "a namespace outside the queue's selector is refused" wait_for 20 bash -c '[ "$(kubectl get tj outsider -n e2e-b -o jsonpath="{.status.phase} {.status.conditions[?(@.type==\"Queued\")].reason}")" = "Pending NamespaceNotAllowed" ]'
+
+# --- Failure is mirrored with its reason.
+tj crash 1 1 1 "" ', computenet.io/fail: "true"' | kubectl apply -f - >/dev/null
+check "a failing job reaches Failed" wait_phase e2e-a crash Failed 60
+check "with the member's reason" bash -c '[ -n "$(kubectl get tj crash -n e2e-a -o jsonpath="{.status.conditions[?(@.type==\"Finished\")].reason}")" ]'
+
+# --- Deletion removes the remote objects (finalizer).
+tj doomed 300 1 2 | kubectl apply -f - >/dev/null
+check "a long job runs" wait_phase e2e-a doomed Running 30
+remote=$(field e2e-a doomed '{.status.remote.cluster} {.status.remote.name}')
+kubectl delete tj doomed -n e2e-a --timeout=30s >/dev/null 2>&1
+check "deleting it deletes its Job and Service on the member" wait_for 30 bash -c "
+  set -- $remote
+  ! KUBECONFIG=\$(echo \"$(member_kubeconfig ai-1) $(member_kubeconfig ai-3)\" | tr ' ' '\n' | sed -n \"\$( [ \$1 = ai-1 ] && echo 1 || echo 2 )p\") kubectl get job,svc \$2 -n computenet-jobs >/dev/null 2>&1"
+check "and the TrainingJob is gone" bash -c '! kubectl get tj doomed -n e2e-a >/dev/null 2>&1'
+
+# --- Suspend stops the job and frees its capacity; resume runs it again.
+tj pausable 300 1 2 | kubectl apply -f - >/dev/null
+check "a job to suspend runs" wait_phase e2e-a pausable Running 30
+kubectl patch tj pausable -n e2e-a --type=merge -p '{"spec":{"suspend":true}}' >/dev/null
+check "suspend stops it" wait_phase e2e-a pausable Suspended 30
+check "and releases its place" bash -c '[ "$(kubectl get tj pausable -n e2e-a -o jsonpath="{.status.admitted}")" = false ]'
+kubectl patch tj pausable -n e2e-a --type=merge -p '{"spec":{"suspend":false}}' >/dev/null
+check "resume runs it again" wait_phase e2e-a pausable Running 30
+kubectl delete tj pausable -n e2e-a --wait=false >/dev/null
+
+# --- Crash safety: two replicas, kill -9 the leader in the middle of dispatching 200 jobs.
+serve replica-b
+for i in $(seq -w 1 200); do tj "burst-$i" 1 1 1; done > "$tmp/burst.yaml"
+kubectl apply -f "$tmp/burst.yaml" >/dev/null
+wait_for 30 bash -c "[ \$(kubectl get tj -n e2e-a -o jsonpath='{range .items[*]}{.status.remote.name}{\"\\n\"}{end}' | grep -c cn-) -ge 20 ]"
+leader=$(grep -l "leading" "$tmp"/replica-*.log | head -1 | xargs -r basename | sed 's/.log$//')
+check "one replica leads" test -n "$leader"
+kill -9 "$(cat "$tmp/$leader.pid")"
+check "the other replica takes over" wait_for 30 bash -c "grep -h leading $tmp/replica-*.log | wc -l | grep -q 2"
+check "all 200 jobs succeed" wait_for 240 bash -c "[ \$(kubectl get tj -n e2e-a -o jsonpath='{range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}' | grep -c '^burst-.* Succeeded') = 200 ]"
+count_remote() {
+  for m in ai-1 ai-3 general-2; do
+    KUBECONFIG=$(member_kubeconfig $m) kubectl get jobs -n computenet-jobs -o jsonpath='{range .items[*]}{.metadata.labels.computenet\.io/job-name}{"\n"}{end}' 2>/dev/null
+  done | grep '^burst-' | sort | uniq -c | awk '{print $1}' | sort | uniq -c
+}
+runs=$(count_remote | tr -s ' ' | sed 's/^ //')
+check "each ran exactly once (one member Job per TrainingJob, none duplicated)" test "$runs" = "200 1"
+
+# --- Member loss: stop ai-1's apiserver.
+kubectl delete tj -n e2e-a -l '!keep' --wait=false >/dev/null 2>&1
+wait_for 60 bash -c '[ -z "$(kubectl get tj -n e2e-a -o name)" ]'
+tj stay 600 1 8 '  onMemberLoss: Wait' | kubectl apply -f - >/dev/null
+tj move 600 1 8 '  onMemberLoss: Requeue' | kubectl apply -f - >/dev/null
+check "two long jobs run on the cheaper member ai-1" wait_for 40 bash -c '[ "$(kubectl get tj stay move -n e2e-a -o jsonpath="{.items[*].status.phase} {.items[*].status.placement.cluster}")" = "Running Running ai-1 ai-1" ]'
+apiserver_pid=$(cat "$TESTBED_RUN_DIR/pids/kube-apiserver@ai-1.pid")
+kill -STOP "$apiserver_pid"
+tj later 5 1 8 | kubectl apply -f - >/dev/null
+check "the member turns NotReady" wait_for 30 bash -c '[ "$(kubectl get mcl ai-1 -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}")" = False ]'
+check "a Requeue job moves to ai-3 and runs there" wait_for 40 bash -c '[ "$(kubectl get tj move -n e2e-a -o jsonpath="{.status.placement.cluster} {.status.phase}")" = "ai-3 Running" ]'
+check "a Wait job stays bound to ai-1" bash -c '[ "$(kubectl get tj stay -n e2e-a -o jsonpath="{.status.placement.cluster} {.status.phase}")" = "ai-1 Running" ]'
+check "new work goes to the other member" wait_for 40 bash -c '[ "$(kubectl get tj later -n e2e-a -o jsonpath="{.status.placement.cluster}")" = ai-3 ]'
+kill -CONT "$apiserver_pid"
+check "the member turns Ready again" wait_for 40 bash -c '[ "$(kubectl get mcl ai-1 -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}")" = True ]'
+check "the moved job's leftover on ai-1 is cleaned up" wait_for 90 bash -c "! KUBECONFIG=$(member_kubeconfig ai-1) kubectl get jobs -n computenet-jobs -o jsonpath='{..computenet\.io/job-name}' | grep -qw move"
+summary
