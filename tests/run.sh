@@ -39,6 +39,9 @@ cargo build --workspace --all-targets --locked
 step "Rust tests"
 cargo test --workspace --locked
 
+step "generated CRDs are committed"
+cargo run --quiet --locked -p computenet -- crdgen --check
+
 step "the README's first command, once"
 cargo run --quiet --release --locked -p computenet -- simulate --jobs 300 >/dev/null
 
@@ -46,9 +49,14 @@ if [ "$testbed" = 1 ]; then
   step "test bed: up (builds and installs on first use)"
   cleanup() { tests/testbed/down.sh >/dev/null 2>&1 || true; }
   trap cleanup EXIT
-  tests/testbed/up.sh
+  # Three members (two AI, one general-purpose) with untainted KWOK nodes for the e2e tests.
+  tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint
   step "test bed: smoke test"
   tests/testbed/smoke.sh
+  step "e2e: the API on the hub"
+  tests/e2e/api.sh
+  step "e2e: computenet serve"
+  COMPUTENET_BIN="$PWD/target/debug/computenet" tests/e2e/scheduler.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT
