@@ -43,7 +43,7 @@ step "generated CRDs are committed"
 cargo run --quiet --locked -p computenet -- crdgen --check
 
 step "the README's first command, once"
-cargo run --quiet --release --locked -p computenet -- simulate --jobs 300 >/dev/null
+cargo run --quiet --locked -p computenet -- simulate --jobs 300 >/dev/null
 
 if [ "$testbed" = 1 ]; then
   step "test bed: up (builds and installs on first use)"

@@ -243,8 +243,13 @@ pub struct TrainingJobStatus {
     /// Why the job is where it is, or why it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<ExplanationStatus>,
+    /// When the job was admitted (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
+    /// When its objects were created on the member (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_time: Option<String>,
+    /// When the job ended (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<String>,
     /// Times the job was preempted or requeued after a member loss.

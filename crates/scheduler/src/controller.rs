@@ -197,6 +197,45 @@ impl Loop {
         }
     }
 
+    /// Writes many statuses concurrently, then records their Events concurrently.
+    async fn write_many(
+        &mut self,
+        writes: Vec<(Arc<TrainingJob>, TrainingJobStatus, Option<(EventType, String, String)>)>,
+    ) {
+        let client = self.hub.client.clone();
+        let concurrency = self.config.concurrency.max(1);
+        let results: Vec<_> = stream::iter(writes)
+            .map(|(tj, status, event)| {
+                let client = client.clone();
+                async move {
+                    let r = status::training_job(&client, &tj, &status).await;
+                    (tj, event, r)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut events = Vec::new();
+        for (tj, event, result) in results {
+            match result {
+                Ok(stored) => {
+                    let stored = Arc::new(stored);
+                    self.overrides.insert(uid(&tj), stored.clone());
+                    if let Some(e) = event {
+                        events.push((stored, e));
+                    }
+                }
+                Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
+            }
+        }
+        let this = &*self;
+        stream::iter(events)
+            .for_each_concurrent(concurrency, |(tj, (kind, reason, note))| async move {
+                this.publish(&tj, kind, &reason, note).await;
+            })
+            .await;
+    }
+
     async fn tick(&mut self) {
         self.sync_members().await;
         let jobs = self.training_jobs();
@@ -230,7 +269,7 @@ impl Loop {
         self.clean_orphans(&jobs).await;
     }
 
-    /// Connects to new Kubernetes members and probes all of them.
+    /// Connects to new Kubernetes members (each then probes itself in the background).
     async fn sync_members(&mut self) {
         let specs = self.hub.members.state();
         let names: Vec<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
@@ -248,8 +287,6 @@ impl Loop {
                 Err(e) => tracing::warn!(error = %e, "member connection"),
             }
         }
-        let probes = self.members.values().map(|m| m.probe());
-        futures::future::join_all(probes).await;
     }
 
     async fn member_views(&self) -> Vec<MemberView> {
@@ -276,6 +313,7 @@ impl Loop {
 
     /// Finalizers on, remote cleanup on deletion, suspension.
     async fn finalizers_and_suspension(&mut self, jobs: &[Arc<TrainingJob>]) {
+        let mut need_finalizer = Vec::new();
         for tj in jobs {
             let has_finalizer = tj.metadata.finalizers.iter().flatten().any(|f| f == labels::FINALIZER);
             if tj.metadata.deletion_timestamp.is_some() {
@@ -293,9 +331,7 @@ impl Loop {
                 continue;
             }
             if !has_finalizer && !snapshot::is_finished(tj) {
-                if let Err(e) = status::set_finalizer(&self.hub.client, tj, true).await {
-                    tracing::debug!(error = %e, "adding finalizer");
-                }
+                need_finalizer.push(tj.clone());
             }
             let current = tj.status.clone().unwrap_or_default();
             if tj.spec.suspend && current.phase != Some(TrainingJobPhase::Suspended) && !snapshot::is_finished(tj) {
@@ -339,6 +375,19 @@ impl Loop {
                 self.write(tj, status).await;
             }
         }
+        // New jobs get the finalizer before anything is created for them (concurrently:
+        // a burst of submissions must not wait on one patch at a time).
+        let client = self.hub.client.clone();
+        stream::iter(need_finalizer)
+            .for_each_concurrent(self.config.concurrency.max(1), |tj| {
+                let client = client.clone();
+                async move {
+                    if let Err(e) = status::set_finalizer(&client, &tj, true).await {
+                        tracing::debug!(error = %e, "adding finalizer");
+                    }
+                }
+            })
+            .await;
     }
 
     /// Dispatches admitted jobs that have no remote objects yet, mirrors the state of
@@ -448,51 +497,43 @@ impl Loop {
             .buffer_unordered(concurrency)
             .collect()
             .await;
+        let mut writes = Vec::new();
         for (tj, placement, result) in results {
             let current = tj.status.clone().unwrap_or_default();
             match result {
                 Ok(()) => {
-                    let remote = RemoteReference {
-                        cluster: placement.cluster.clone(),
-                        kind: "Job".into(),
-                        name: dispatch::remote_name(&uid(&tj)),
-                    };
+                    let name = dispatch::remote_name(&uid(&tj));
+                    let remote =
+                        RemoteReference { cluster: placement.cluster.clone(), kind: "Job".into(), name: name.clone() };
                     if current.remote.as_ref() != Some(&remote) || current.phase == Some(TrainingJobPhase::Admitted) {
                         let status = TrainingJobStatus {
                             phase: Some(TrainingJobPhase::Dispatched),
                             remote: Some(remote),
+                            dispatch_time: current.dispatch_time.clone().or_else(|| Some(now_rfc3339())),
                             ..current
                         };
-                        if self.write(&tj, status).await {
-                            self.publish(
-                                &tj,
-                                EventType::Normal,
-                                "Dispatched",
-                                format!("created Job {} on {}", dispatch::remote_name(&uid(&tj)), placement.cluster),
-                            )
-                            .await;
-                        }
+                        let note = format!("created Job {name} on {}", placement.cluster);
+                        writes.push((tj, status, Some((EventType::Normal, "Dispatched".to_string(), note))));
                     }
                 }
                 Err(e) => {
                     tracing::warn!(job = ?tj.metadata.name, error = %e, "dispatch failed; retrying next cycle");
-                    let conditions = upsert(
+                    let failed = status::condition(
                         &current.conditions,
-                        status::condition(
-                            &current.conditions,
-                            "Dispatched",
-                            false,
-                            "DispatchFailed",
-                            &e.to_string(),
-                            tj.metadata.generation,
-                        ),
+                        "Dispatched",
+                        false,
+                        "DispatchFailed",
+                        &e.to_string(),
+                        tj.metadata.generation,
                     );
+                    let conditions = upsert(&current.conditions, failed);
                     if !status::same_conditions(&conditions, &current.conditions) {
-                        self.write(&tj, TrainingJobStatus { conditions, ..current }).await;
+                        writes.push((tj, TrainingJobStatus { conditions, ..current }, None));
                     }
                 }
             }
         }
+        self.write_many(writes).await;
     }
 
     async fn requeue(&mut self, tj: &TrainingJob, current: &TrainingJobStatus, reason: &str, message: &str) {
@@ -537,7 +578,6 @@ impl Loop {
                 .await;
             }
         }
-        let concurrency = self.config.concurrency.max(1);
         let mut writes = Vec::new();
         for decision in &outcome.decisions {
             let Some(tj) = by_uid.get(&decision.job) else { continue };
@@ -574,38 +614,24 @@ impl Loop {
                 }
             }
         }
-        let client = self.hub.client.clone();
-        let results: Vec<(Arc<TrainingJob>, bool, Result<TrainingJob>)> = stream::iter(writes)
+        let writes = writes
+            .into_iter()
             .map(|(tj, status, admitted)| {
-                let client = client.clone();
-                async move {
-                    let r = status::training_job(&client, &tj, &status).await;
-                    (tj, admitted, r)
-                }
+                let event = admitted.then(|| {
+                    let p = status.placement.as_ref();
+                    let note = p.map_or_else(String::new, |p| {
+                        format!("placed on {} ({})", p.cluster, p.accelerator.as_deref().unwrap_or("CPU"))
+                    });
+                    (EventType::Normal, "Admitted".to_string(), note)
+                });
+                (tj, status, event)
             })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let mut newly_admitted = Vec::new();
-        for (tj, admitted, result) in results {
-            match result {
-                Ok(stored) => {
-                    let stored = Arc::new(stored);
-                    self.overrides.insert(uid(&tj), stored.clone());
-                    if admitted {
-                        newly_admitted.push(stored);
-                    }
-                }
-                Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
-            }
-        }
-        for tj in &newly_admitted {
-            let p = tj.status.as_ref().and_then(|s| s.placement.as_ref());
-            let note = p.map_or_else(String::new, |p| {
-                format!("placed on {} ({})", p.cluster, p.accelerator.as_deref().unwrap_or("CPU"))
-            });
-            self.publish(tj, EventType::Normal, "Admitted", note).await;
-        }
+            .collect();
+        self.write_many(writes).await;
+        let newly_admitted: Vec<Arc<TrainingJob>> = outcome
+            .admissions()
+            .filter_map(|(id, _)| self.overrides.get(id).filter(|tj| snapshot::is_admitted(tj)).cloned())
+            .collect();
         // Dispatch right away rather than waiting for the next tick.
         if !newly_admitted.is_empty() {
             self.mirror(&newly_admitted).await;
@@ -860,6 +886,7 @@ fn admitted_status(
         remote: None,
         explanation: Some(explanation(decision, summary)),
         start_time: Some(now_rfc3339()),
+        dispatch_time: None,
         completion_time: None,
         requeues: current.requeues,
         conditions: upsert(

@@ -137,18 +137,22 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T>>)
     })
 }
 
-/// Creates the namespace, Service and Job on the member unless they exist.
+/// Creates the Service and Job on the member unless they exist (see [`ensure_namespace`]).
 pub async fn dispatch(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
     bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label)).await
 }
 
 async fn dispatch_unbounded(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
+    create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &headless_service(tj, namespace)?).await?;
+    create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &indexed_job(tj, namespace, gpu_label)?).await
+}
+
+/// Creates the member namespace jobs go to, unless it exists.
+pub async fn ensure_namespace(member: &Client, namespace: &str) -> Result<()> {
     let ns: Namespace =
         serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
             .map_err(kube::Error::SerdeError)?;
-    create_if_absent(&Api::<Namespace>::all(member.clone()), &ns).await?;
-    create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &headless_service(tj, namespace)?).await?;
-    create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &indexed_job(tj, namespace, gpu_label)?).await
+    bounded("namespace", create_if_absent(&Api::<Namespace>::all(member.clone()), &ns)).await
 }
 
 /// Deletes the Job (with its pods) and the Service; absent objects are fine.

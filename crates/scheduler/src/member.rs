@@ -49,20 +49,6 @@ impl KubernetesMember {
         (last.elapsed() <= timeout, h.last_error.clone())
     }
 
-    /// Asks the member's apiserver for its version, recording the outcome.
-    pub async fn probe(&self) {
-        let result = tokio::time::timeout(Duration::from_secs(3), self.client.apiserver_version()).await;
-        let mut h = self.health.lock().await;
-        match result {
-            Ok(Ok(_)) => {
-                h.last_ok = Some(Instant::now());
-                h.last_error = None;
-            }
-            Ok(Err(e)) => h.last_error = Some(e.to_string()),
-            Err(_) => h.last_error = Some("no answer within 3 s".to_string()),
-        }
-    }
-
     /// Whether the caches have seen the member at least once.
     pub async fn ever_reached(&self) -> bool {
         self.health.lock().await.last_ok.is_some()
@@ -91,7 +77,10 @@ pub async fn connect(hub: &Client, member: &MemberCluster, changed: Arc<Notify>)
     config.read_timeout = Some(Duration::from_secs(30));
     let client = Client::try_from(config).map_err(|e| fail(format!("client: {e}")))?;
     let managed = watcher::Config::default().labels(&format!("{}=true", labels::MANAGED));
-    Ok(KubernetesMember {
+    crate::dispatch::ensure_namespace(&client, &conn.namespace)
+        .await
+        .map_err(|e| fail(format!("namespace {}: {e}", conn.namespace)))?;
+    let member = KubernetesMember {
         name: name.clone(),
         namespace: conn.namespace.clone(),
         nodes: cache(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
@@ -100,7 +89,35 @@ pub async fn connect(hub: &Client, member: &MemberCluster, changed: Arc<Notify>)
         credentials_version: secret.metadata.resource_version.unwrap_or_default(),
         health: Arc::new(Mutex::new(Health { last_ok: None, last_error: None, since: Instant::now() })),
         client,
-    })
+    };
+    // Probe on its own schedule, so that a long scheduling tick never makes a healthy
+    // member look unreachable. The task ends when the member is dropped.
+    let weak = Arc::downgrade(&member.health);
+    let client = member.client.clone();
+    tokio::spawn(async move {
+        while let Some(health) = weak.upgrade() {
+            probe(&client, &health).await;
+            drop(health);
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    });
+    Ok(member)
+}
+
+/// How often members are probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+async fn probe(client: &Client, health: &Mutex<Health>) {
+    let result = tokio::time::timeout(Duration::from_secs(3), client.apiserver_version()).await;
+    let mut h = health.lock().await;
+    match result {
+        Ok(Ok(_)) => {
+            h.last_ok = Some(Instant::now());
+            h.last_error = None;
+        }
+        Ok(Err(e)) => h.last_error = Some(e.to_string()),
+        Err(_) => h.last_error = Some("no answer within 3 s".to_string()),
+    }
 }
 
 /// All connected members, by name.
