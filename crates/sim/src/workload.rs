@@ -57,50 +57,44 @@ impl GeneratedWorkload {
             let queue = self.queues[rng.gen_range(0..self.queues.len().max(1))].clone();
             let objective =
                 if self.mixed_objectives { Objective::ALL[rng.gen_range(0..4)] } else { Objective::Balanced };
-            if rng.gen_bool(self.cpu_job_share.clamp(0.0, 1.0)) {
-                // A CPU gang: `gpus` replicas of 8 cores, the same work in core-hours x 8.
-                jobs.push(Job {
-                    id: format!("cpu-{i:05}"),
-                    queue,
-                    priority: 0,
-                    submitted_at: t.round() as u64,
-                    replicas: gpus,
-                    per_replica: ReplicaRequest {
-                        cpu_millis: 8000,
-                        memory_bytes: 32 << 30,
-                        accelerators: 0,
-                        extended: BTreeMap::new(),
-                    },
-                    accelerator: AcceleratorConstraint::default(),
-                    cluster_kinds: Vec::new(),
-                    sites: Vec::new(),
-                    data_set: None,
-                    work: Work::DeviceHours {
-                        hours: duration_s * f64::from(gpus) * 8.0 / 3600.0,
-                        reference: "CPU".to_string(),
-                    },
-                    objective,
-                    max_runtime_s: None,
-                });
-                continue;
-            }
-            jobs.push(Job {
-                id: format!("{}-{i:05}", job_type.to_ascii_lowercase()),
-                queue,
-                priority: 0,
-                submitted_at: t.round() as u64,
-                replicas: 1,
-                per_replica: ReplicaRequest {
+            let cpu_job = rng.gen_bool(self.cpu_job_share.clamp(0.0, 1.0));
+            // A GPU job is one replica of `gpus` devices; a CPU job a gang of `gpus`
+            // replicas of 8 cores doing the same work in core-hours (x 8).
+            let (id, replicas, per_replica, hours, reference) = if cpu_job {
+                let per_replica = ReplicaRequest {
+                    cpu_millis: 8000,
+                    memory_bytes: 32 << 30,
+                    accelerators: 0,
+                    extended: BTreeMap::new(),
+                };
+                (format!("cpu-{i:05}"), gpus, per_replica, duration_s * f64::from(gpus) * 8.0 / 3600.0, "CPU")
+            } else {
+                let per_replica = ReplicaRequest {
                     cpu_millis: 4000 * u64::from(gpus),
                     memory_bytes: (32u64 << 30) * u64::from(gpus),
                     accelerators: gpus,
                     extended: BTreeMap::new(),
-                },
+                };
+                (
+                    format!("{}-{i:05}", job_type.to_ascii_lowercase()),
+                    1,
+                    per_replica,
+                    duration_s * f64::from(gpus) / 3600.0,
+                    "V100",
+                )
+            };
+            jobs.push(Job {
+                id,
+                queue,
+                priority: 0,
+                submitted_at: t.round() as u64,
+                replicas,
+                per_replica,
                 accelerator: AcceleratorConstraint::default(),
                 cluster_kinds: Vec::new(),
                 sites: Vec::new(),
                 data_set: None,
-                work: Work::DeviceHours { hours: duration_s * f64::from(gpus) / 3600.0, reference: "V100".to_string() },
+                work: Work::DeviceHours { hours, reference: reference.to_string() },
                 objective,
                 max_runtime_s: None,
             });
