@@ -14,8 +14,9 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"; kubectl delete ns e2e-api --ignore-not-fo
 
 check "CRDs apply" kubectl apply -f "$root/deploy/crds/"
 check "CRDs established" kubectl wait --for=condition=Established crd/trainingjobs.computenet.io crd/memberclusters.computenet.io crd/computequeues.computenet.io --timeout=30s
-check "short names and category resolve" bash -c 'kubectl get tj,mcl,cnq -A >/dev/null && kubectl get computenet -A >/dev/null'
-check "kubectl explain shows field docs" bash -c 'kubectl explain trainingjob.spec.replicas | grep -q "all or nothing"'
+# Discovery and the published OpenAPI follow a new CRD within seconds: allow for that.
+check "short names and category resolve" wait_for 30 bash -c 'kubectl get tj,mcl,cnq -A >/dev/null && kubectl get computenet -A >/dev/null'
+check "kubectl explain shows field docs" wait_for 30 bash -c 'kubectl explain trainingjob.spec.replicas | grep -q "all or nothing"'
 kubectl create namespace e2e-api >/dev/null 2>&1
 
 job() { # job NAME EXTRA_SPEC_YAML
