@@ -22,7 +22,7 @@ cleanup() {
   kubectl delete tj --all -n bench --timeout=120s >/dev/null 2>&1 || true
   [ -n "${serve_pid:-}" ] && kill "$serve_pid" 2>/dev/null
   kubectl delete ns bench --wait=false >/dev/null 2>&1 || true
-  rm -rf "$tmp"
+  if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 
@@ -55,7 +55,7 @@ spec:
   site: east
   kubernetes: {kubeconfigSecretRef: {name: ai-3-kubeconfig, namespace: computenet-system, key: kubeconfig}}
 EOT
-"$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election > "$tmp/serve.log" 2>&1 &
+RUST_LOG=${RUST_LOG:-info} "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election > "$tmp/serve.log" 2>&1 &
 serve_pid=$!
 until kubectl get mcl ai-1 ai-3 -o jsonpath='{.items[*].status.conditions[0].status}' 2>/dev/null | grep -q "True True"; do sleep 0.5; done
 echo "members ready: $(kubectl get mcl ai-1 ai-3 -o jsonpath='{.items[*].status.gpus}') GPUs free/total"

@@ -394,6 +394,7 @@ impl Loop {
     /// those that do, and requeues what a lost member held.
     async fn mirror(&mut self, jobs: &[Arc<TrainingJob>]) {
         let mut to_dispatch = Vec::new();
+        let mut mirrored = Vec::new();
         for tj in jobs {
             if !snapshot::is_admitted(tj)
                 || snapshot::is_finished(tj)
@@ -477,15 +478,14 @@ impl Loop {
                         }
                         _ => {}
                     }
-                    if self.write(tj, status).await {
-                        let kind =
-                            if new_phase == TrainingJobPhase::Failed { EventType::Warning } else { EventType::Normal };
-                        self.publish(tj, kind, &format!("{new_phase:?}"), format!("on member {}", placement.cluster))
-                            .await;
-                    }
+                    let kind =
+                        if new_phase == TrainingJobPhase::Failed { EventType::Warning } else { EventType::Normal };
+                    let event = (kind, format!("{new_phase:?}"), format!("on member {}", placement.cluster));
+                    mirrored.push((tj.clone(), status, Some(event)));
                 }
             }
         }
+        self.write_many(mirrored).await;
         let concurrency = self.config.concurrency.max(1);
         let results: Vec<(Arc<TrainingJob>, PlacementStatus, Result<()>)> = stream::iter(to_dispatch)
             .map(|(tj, m, placement)| async move {
