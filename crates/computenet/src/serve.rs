@@ -76,17 +76,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }),
             concurrency: args.concurrency,
         };
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let shutdown = async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => futures_pending().await } } => {}
+                _ = term.recv() => {}
             }
         };
         computenet_scheduler::run(client, config, shutdown).await.map_err(anyhow::Error::from)
     })
-}
-
-async fn futures_pending() {
-    std::future::pending::<()>().await
 }
