@@ -30,20 +30,27 @@ impl TypeGroup {
         (raw as usize).min(self.buckets.len() - 1)
     }
 
-    /// Upper bound of replicas the group can host, from bucket sizes alone.
-    fn replica_bound(&self, request: &ReplicaRequest) -> u64 {
+    /// Whether bucket sizes alone allow `replicas` replicas; if not, the upper bound they
+    /// give. Walks from the fullest-free bucket down and stops as soon as it is enough, so
+    /// the common case looks at one or two buckets.
+    fn replica_bound(&self, request: &ReplicaRequest, replicas: u32) -> Result<(), u64> {
         let need = self.need_key(request);
         let per = if self.accelerator.is_some() { request.accelerators } else { (request.cpu_millis / 1000) as u32 };
-        self.buckets[need..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let key = (need + i) as u64;
-                let per_node =
-                    if per == 0 || i + need == self.buckets.len() - 1 { u64::MAX / 1024 } else { key / u64::from(per) };
-                b.len() as u64 * per_node
-            })
-            .fold(0u64, u64::saturating_add)
+        let top = self.buckets.len() - 1;
+        let mut bound = 0u64;
+        for key in (need..=top).rev() {
+            let nodes = self.buckets[key].len() as u64;
+            if nodes == 0 {
+                continue;
+            }
+            // The top bucket may be capped (CPU), so count its nodes as unbounded.
+            let per_node = if per == 0 || key == top { u64::MAX / 1024 } else { key as u64 / u64::from(per) };
+            bound = bound.saturating_add(nodes.saturating_mul(per_node));
+            if bound >= u64::from(replicas) {
+                return Ok(());
+            }
+        }
+        Err(bound)
     }
 }
 
@@ -133,8 +140,7 @@ impl ClusterIndex {
     ) -> Result<(), u32> {
         slots.clear();
         let group = &self.groups[g];
-        let bound = group.replica_bound(request);
-        if bound < u64::from(replicas) {
+        if let Err(bound) = group.replica_bound(request, replicas) {
             return Err(u32::try_from(bound).unwrap_or(u32::MAX));
         }
         let mut remaining = replicas;
