@@ -486,12 +486,21 @@ impl Loop {
             }
         }
         self.write_many(mirrored).await;
+        // The nodeSelector needs the raw label value of the chosen type on that member:
+        // read each member's nodes once, with the same catalogue the snapshot uses.
+        let catalogue = snapshot::catalogue(&self.hub.members.state());
+        let mut raw_labels: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for (_, m, placement) in &to_dispatch {
+            raw_labels.entry(placement.cluster.clone()).or_insert_with(|| {
+                m.nodes.state().iter().filter_map(|n| snapshot::node_accelerator(n, &catalogue)).collect()
+            });
+        }
         let concurrency = self.config.concurrency.max(1);
+        let raw_labels = &raw_labels;
         let results: Vec<(Arc<TrainingJob>, PlacementStatus, Result<()>)> = stream::iter(to_dispatch)
             .map(|(tj, m, placement)| async move {
-                let result =
-                    dispatch::dispatch(&m.client, &m.namespace, &tj, placement_gpu_label(&m, &placement).as_deref())
-                        .await;
+                let label = placement.accelerator.as_ref().and_then(|a| raw_labels.get(&placement.cluster)?.get(a));
+                let result = dispatch::dispatch(&m.client, &m.namespace, &tj, label.map(String::as_str)).await;
                 (tj, placement, result)
             })
             .buffer_unordered(concurrency)
@@ -794,16 +803,6 @@ impl Loop {
             }
         }
     }
-}
-
-fn placement_gpu_label(m: &KubernetesMember, placement: &PlacementStatus) -> Option<String> {
-    let accelerator = placement.accelerator.as_ref()?;
-    // The raw label value of the chosen type, as found on the member's nodes.
-    let catalogue = computenet_core::Catalogue::built_in();
-    m.nodes.state().iter().find_map(|n| {
-        let raw = n.metadata.labels.as_ref()?.get(labels::GPU_PRODUCT)?;
-        (catalogue.canonical_name(raw).as_deref().unwrap_or(raw) == accelerator).then(|| raw.clone())
-    })
 }
 
 fn upsert(

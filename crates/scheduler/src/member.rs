@@ -27,8 +27,6 @@ pub struct KubernetesMember {
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
     pub jobs: Store<Job>,
-    /// The Secret's resourceVersion the connection was made from (reconnect on change).
-    pub credentials_version: String,
     health: Arc<Mutex<Health>>,
 }
 
@@ -86,7 +84,6 @@ pub async fn connect(hub: &Client, member: &MemberCluster, changed: Arc<Notify>)
         nodes: cache(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
         pods: cache(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
         jobs: cache(Api::namespaced(client.clone(), &conn.namespace), managed, changed),
-        credentials_version: secret.metadata.resource_version.unwrap_or_default(),
         health: Arc::new(Mutex::new(Health { last_ok: None, last_error: None, since: Instant::now() })),
         client,
     };

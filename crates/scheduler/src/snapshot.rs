@@ -50,8 +50,6 @@ pub struct Built {
     pub queues: Vec<Queue>,
     pub pending: Vec<Job>,
     pub running: Vec<RunningJob>,
-    /// Raw node label value per (cluster, canonical accelerator type), for nodeSelectors.
-    pub gpu_labels: BTreeMap<(usize, String), String>,
     /// TrainingJobs (by UID) that cannot be queued, and why.
     pub problems: Vec<(String, Problem)>,
 }
@@ -87,13 +85,37 @@ fn is_managed(labels_map: Option<&BTreeMap<String, String>>) -> bool {
     labels_map.is_some_and(|l| l.get(labels::MANAGED).is_some_and(|v| v == "true"))
 }
 
+/// The catalogue: built-in figures with every member's overrides.
+pub fn catalogue(members: &[Arc<MemberCluster>]) -> Catalogue {
+    let mut catalogue = Catalogue::built_in();
+    for m in members {
+        for (name, spec) in convert::efficiency(&m.spec.efficiency).1 {
+            catalogue.set(&name, spec);
+        }
+    }
+    catalogue
+}
+
+/// A GPU node's accelerator type: (catalogue name, raw `nvidia.com/gpu.product` label value).
+/// `None` for nodes without `nvidia.com/gpu` capacity.
+pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, String)> {
+    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+    if quantity(allocatable, labels::GPU_RESOURCE, parse_count) == 0 {
+        return None;
+    }
+    let raw = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::GPU_PRODUCT))
+        .cloned()
+        .unwrap_or_else(|| "unknown-gpu".to_string());
+    let canonical = catalogue.canonical_name(&raw).unwrap_or_else(|| raw.clone());
+    Some((canonical, raw))
+}
+
 /// Builds one core cluster from a member's nodes and the pods not run by computenet.
-fn cluster(
-    view: &MemberView,
-    catalogue: &Catalogue,
-    index: usize,
-    gpu_labels: &mut BTreeMap<(usize, String), String>,
-) -> Cluster {
+fn cluster(view: &MemberView, catalogue: &Catalogue) -> Cluster {
     let spec = &view.member.spec;
     let (efficiency, _) = convert::efficiency(&spec.efficiency);
     let mut nodes: Vec<CoreNode> = Vec::with_capacity(view.nodes.len());
@@ -104,15 +126,7 @@ fn cluster(
         let name = node.metadata.name.clone().unwrap_or_default();
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         let gpus = quantity(allocatable, labels::GPU_RESOURCE, parse_count) as u32;
-        let raw = node.metadata.labels.as_ref().and_then(|l| l.get(labels::GPU_PRODUCT)).cloned();
-        let accelerator = if gpus > 0 {
-            let raw = raw.unwrap_or_else(|| "unknown-gpu".to_string());
-            let canonical = catalogue.canonical_name(&raw).unwrap_or_else(|| raw.clone());
-            gpu_labels.entry((index, canonical.clone())).or_insert(raw);
-            Some(canonical)
-        } else {
-            None
-        };
+        let accelerator = node_accelerator(node, catalogue).map(|(canonical, _)| canonical);
         by_name.insert(node.metadata.name.as_deref().unwrap_or_default(), nodes.len());
         nodes.push(CoreNode {
             name,
@@ -184,21 +198,14 @@ pub fn build(
     jobs: &[Arc<TrainingJob>],
     namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Built {
-    let mut catalogue = Catalogue::built_in();
-    for m in members {
-        for (name, spec) in convert::efficiency(&m.member.spec.efficiency).1 {
-            catalogue.set(&name, spec);
-        }
-    }
-    let mut gpu_labels = BTreeMap::new();
-    let clusters: Vec<Cluster> =
-        members.iter().enumerate().map(|(i, m)| cluster(m, &catalogue, i, &mut gpu_labels)).collect();
+    let specs: Vec<Arc<MemberCluster>> = members.iter().map(|m| m.member.clone()).collect();
+    let catalogue = catalogue(&specs);
+    let clusters: Vec<Cluster> = members.iter().map(|m| cluster(m, &catalogue)).collect();
     let mut built = Built {
         pool: Pool { clusters, catalogue, data_sets: BTreeMap::new(), wan_gbps: 10.0 },
         queues: Vec::new(),
         pending: Vec::new(),
         running: Vec::new(),
-        gpu_labels,
         problems: Vec::new(),
     };
 
