@@ -1,0 +1,179 @@
+//! Efficiency data in: instant PromQL queries over HTTP, read on a timer per member.
+
+use crate::error::{Error, Result};
+use crate::slurm::api::errors_of;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Longest a query may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The queries of one member, with `$cluster` and `$site` already replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EfficiencyQueries {
+    pub url: String,
+    pub gpu_power: String,
+    pub gpu_utilization: String,
+    pub pue: String,
+    pub interval: Duration,
+}
+
+/// Replaces `$cluster` and `$site` in a query.
+pub fn expand(query: &str, cluster: &str, site: &str) -> String {
+    query.replace("$cluster", cluster).replace("$site", site)
+}
+
+/// The last reading of a member's efficiency series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reading {
+    pub gpu_power_w: Option<f64>,
+    pub gpu_utilization: Option<f64>,
+    pub pue: Option<f64>,
+    pub at: Option<SystemTime>,
+    /// Why the last read failed (each failed query, in one line).
+    pub error: Option<String>,
+}
+
+/// The first sample of an instant query's answer (`vector` or `scalar`); `None` for an
+/// empty result. Errors name Prometheus' `error` field.
+pub fn first_sample(body: &Value) -> Result<Option<f64>> {
+    let what = "PromQL query";
+    if body.get("status").and_then(Value::as_str) != Some("success") {
+        let why = body
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| errors_of(body).into_iter().next())
+            .unwrap_or_else(|| "no status in the answer".into());
+        return Err(Error::Server { what: what.into(), status: 200, errors: vec![why] });
+    }
+    let data = body.get("data").ok_or_else(|| Error::Decode { what: what.into(), why: "no data".into() })?;
+    let value = match data.get("resultType").and_then(Value::as_str) {
+        Some("vector") => {
+            data.get("result").and_then(Value::as_array).and_then(|r| r.first()).and_then(|s| s.get("value"))
+        }
+        Some("scalar") => data.get("result"),
+        other => {
+            return Err(Error::Decode {
+                what: what.into(),
+                why: format!("result type {other:?} is not a vector or scalar"),
+            })
+        }
+    };
+    let Some(pair) = value else { return Ok(None) };
+    let text = pair
+        .get(1)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Decode { what: what.into(), why: format!("sample {pair} is not [time, \"value\"]") })?;
+    let v: f64 = text.parse().map_err(|_| Error::Decode { what: what.into(), why: format!("value {text:?}") })?;
+    Ok(v.is_finite().then_some(v))
+}
+
+/// Runs one instant query.
+pub async fn query(http: &reqwest::Client, url: &str, promql: &str) -> Result<Option<f64>> {
+    let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
+    let what = format!("querying {endpoint}");
+    let response = http.get(&endpoint).query(&[("query", promql)]).send().await.map_err(|e| Error::Transport {
+        what: what.clone(),
+        why: if e.is_timeout() { format!("no answer within {} s", QUERY_TIMEOUT.as_secs()) } else { e.to_string() },
+    })?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.map_err(|e| Error::Decode { what: what.clone(), why: e.to_string() })?;
+    match first_sample(&body) {
+        Err(e) if status >= 400 => Err(Error::Server { what, status, errors: vec![e.to_string()] }),
+        other => other,
+    }
+}
+
+/// Reads a member's efficiency series on a timer; the latest reading is shared.
+#[derive(Debug, Clone)]
+pub struct EfficiencyPoller {
+    pub queries: EfficiencyQueries,
+    reading: Arc<Mutex<Reading>>,
+}
+
+impl EfficiencyPoller {
+    /// Starts reading; the task ends when the poller is dropped.
+    pub fn start(queries: EfficiencyQueries, changed: Arc<tokio::sync::Notify>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(QUERY_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let poller = Self { queries: queries.clone(), reading: Arc::new(Mutex::new(Reading::default())) };
+        let weak = Arc::downgrade(&poller.reading);
+        tokio::spawn(async move {
+            loop {
+                let (power, util, pue) = tokio::join!(
+                    query(&http, &queries.url, &queries.gpu_power),
+                    query(&http, &queries.url, &queries.gpu_utilization),
+                    query(&http, &queries.url, &queries.pue),
+                );
+                let Some(shared) = weak.upgrade() else { break };
+                let mut errors = Vec::new();
+                let mut keep = |name: &str, r: Result<Option<f64>>| match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        errors.push(format!("{name}: {e}"));
+                        None
+                    }
+                };
+                let next = Reading {
+                    gpu_power_w: keep("gpu power", power),
+                    gpu_utilization: keep("gpu utilisation", util).map(|u| u.clamp(0.0, 1.0)),
+                    pue: keep("pue", pue).filter(|p| *p >= 1.0),
+                    at: Some(SystemTime::now()),
+                    error: (!errors.is_empty()).then(|| errors.join("; ")),
+                };
+                {
+                    let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    if *r != (Reading { at: r.at, ..next.clone() }) {
+                        changed.notify_one();
+                    }
+                    *r = next;
+                }
+                drop(shared);
+                tokio::time::sleep(queries.interval).await;
+            }
+        });
+        Ok(poller)
+    }
+
+    /// The latest reading.
+    pub fn reading(&self) -> Reading {
+        self.reading.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn instant_query_answers_read() {
+        let vector = json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {}, "value": [1700000000.1, "2560.5"]}]}});
+        assert_eq!(first_sample(&vector).expect("reads"), Some(2560.5));
+        let scalar = json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "1.25"]}});
+        assert_eq!(first_sample(&scalar).expect("reads"), Some(1.25));
+        let empty = json!({"status": "success", "data": {"resultType": "vector", "result": []}});
+        assert_eq!(first_sample(&empty).expect("reads"), None);
+        let nan = json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "NaN"]}]}});
+        assert_eq!(first_sample(&nan).expect("reads"), None);
+        let bad = json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 5"});
+        assert!(first_sample(&bad).expect_err("refused").to_string().contains("parse error at char 5"));
+        let matrix = json!({"status": "success", "data": {"resultType": "matrix", "result": []}});
+        assert!(first_sample(&matrix).is_err());
+        let odd = json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, 2]}]}});
+        assert!(first_sample(&odd).is_err());
+    }
+
+    #[test]
+    fn placeholders_expand() {
+        assert_eq!(
+            expand(r#"sum(x{cluster="$cluster",site="$site"})"#, "ai-1", "west"),
+            r#"sum(x{cluster="ai-1",site="west"})"#
+        );
+    }
+}

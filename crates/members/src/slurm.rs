@@ -1,0 +1,16 @@
+//! Supercomputing members: Slurm clusters reached through slurmrestd.
+//!
+//! - [`api`]: what slurmrestd returns (v0.0.38 and later shapes), and its `errors` array.
+//! - [`convert`]: pure translations: gres, node states, host lists, job states, batch jobs.
+//! - [`client`]: the HTTP client, with static or self-signed HS256 tokens.
+//! - [`member`]: a connected member: background poller, dispatch, cancel.
+
+pub mod api;
+pub mod client;
+pub mod convert;
+pub mod member;
+
+pub use api::{SlurmJob, SlurmNode};
+pub use client::{Credentials, SlurmClient};
+pub use convert::{BatchJob, RemotePhase, RemoteState};
+pub use member::{SlurmMember, SlurmPlacement};

@@ -1,0 +1,265 @@
+//! A small slurmrestd client: nodes, jobs, submit, cancel. The API version is a parameter,
+//! so a newer server's paths (`/slurm/v0.0.40/...`) work with the same calls.
+
+use super::api::{self, SlurmJob, SlurmNode};
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How the client proves who it is.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A token issued by `scontrol token` (sent as is).
+    Token(String),
+    /// The cluster's HS256 JWT key: the client signs its own short-lived tokens.
+    JwtKey(Vec<u8>),
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never print secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Token(_) => f.write_str("Token(..)"),
+            Credentials::JwtKey(_) => f.write_str("JwtKey(..)"),
+        }
+    }
+}
+
+/// Lifetime of a self-signed token; it is renewed when less than a third is left.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Longest a single call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A slurmrestd endpoint with its user and credentials.
+#[derive(Debug)]
+pub struct SlurmClient {
+    http: reqwest::Client,
+    endpoint: String,
+    api_version: String,
+    user: String,
+    credentials: Credentials,
+    /// The current self-signed token and its expiry (seconds since the epoch).
+    signed: Mutex<Option<(String, u64)>>,
+}
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    exp: u64,
+    iat: u64,
+    sun: &'a str,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl SlurmClient {
+    /// A client for `endpoint` (e.g. `http://slurm-head:6820`) and `api_version` (e.g. `v0.0.38`).
+    pub fn new(endpoint: &str, api_version: &str, user: &str, credentials: Credentials) -> Result<Self> {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(Error::Config(format!("Slurm endpoint {endpoint:?} must start with http:// or https://")));
+        }
+        if user.is_empty() {
+            return Err(Error::Config("Slurm user name is empty".into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            api_version: api_version.to_string(),
+            user: user.to_string(),
+            credentials,
+            signed: Mutex::new(None),
+        })
+    }
+
+    /// The token to send now: the given one, or a self-signed one renewed before expiry.
+    pub fn token(&self) -> Result<String> {
+        match &self.credentials {
+            Credentials::Token(t) => Ok(t.clone()),
+            Credentials::JwtKey(key) => {
+                let mut signed = self.signed.lock().map_err(|_| Error::Config("token cache poisoned".into()))?;
+                let now = now();
+                if let Some((token, exp)) = signed.as_ref() {
+                    if *exp > now + TOKEN_LIFETIME.as_secs() / 3 {
+                        return Ok(token.clone());
+                    }
+                }
+                let exp = now + TOKEN_LIFETIME.as_secs();
+                let token = jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                    &Claims { exp, iat: now, sun: &self.user },
+                    &jsonwebtoken::EncodingKey::from_secret(key),
+                )
+                .map_err(|e| Error::Config(format!("signing a Slurm token: {e}")))?;
+                *signed = Some((token.clone(), exp));
+                Ok(token)
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/slurm/{}/{}", self.endpoint, self.api_version, path)
+    }
+
+    /// One call; non-2xx answers and answers with a non-empty `errors` array are errors.
+    async fn call(&self, what: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (value, status) = self.call_raw(what, method, path, body).await?;
+        let errors = api::errors_of(&value);
+        match status {
+            401 | 403 => Err(Error::Auth { what: what.into(), status, errors }),
+            200..=299 if errors.is_empty() => Ok(value),
+            _ => Err(Error::Server { what: what.into(), status, errors }),
+        }
+    }
+
+    async fn call_raw(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(Value, u16)> {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("X-SLURM-USER-NAME", &self.user)
+            .header("X-SLURM-USER-TOKEN", self.token()?);
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request.send().await.map_err(|e| transport(what, &e))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| transport(what, &e))?;
+        // Some failures (auth, proxies) answer with plain text or nothing.
+        let value = serde_json::from_str(&text).unwrap_or_else(|_| {
+            let t = text.trim();
+            if t.is_empty() {
+                Value::Null
+            } else {
+                serde_json::json!({"errors": [t.chars().take(300).collect::<String>()]})
+            }
+        });
+        Ok((value, status))
+    }
+
+    /// `GET ping`: whether slurmctld answers through slurmrestd.
+    pub async fn ping(&self) -> Result<()> {
+        self.call("ping", reqwest::Method::GET, "ping", None).await.map(|_| ())
+    }
+
+    /// `GET nodes`.
+    pub async fn nodes(&self) -> Result<Vec<SlurmNode>> {
+        #[derive(Deserialize)]
+        struct Nodes {
+            #[serde(default)]
+            nodes: Vec<SlurmNode>,
+        }
+        let v = self.call("listing nodes", reqwest::Method::GET, "nodes", None).await?;
+        Ok(decode::<Nodes>("listing nodes", v)?.nodes)
+    }
+
+    /// `GET jobs`: the jobs slurmctld still knows (finished ones for `MinJobAge`).
+    pub async fn jobs(&self) -> Result<Vec<SlurmJob>> {
+        #[derive(Deserialize)]
+        struct Jobs {
+            #[serde(default)]
+            jobs: Vec<SlurmJob>,
+        }
+        let v = self.call("listing jobs", reqwest::Method::GET, "jobs", None).await?;
+        Ok(decode::<Jobs>("listing jobs", v)?.jobs)
+    }
+
+    /// `POST job/submit`: the new job's id.
+    pub async fn submit(&self, request: &Value) -> Result<u64> {
+        let v = self.call("submitting a job", reqwest::Method::POST, "job/submit", Some(request)).await?;
+        v.get("job_id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Error::Decode { what: "submitting a job".into(), why: "no job_id in the answer".into() })
+    }
+
+    /// `DELETE job/{id}`; a job Slurm no longer knows, or one that already ended, is fine.
+    pub async fn cancel(&self, job_id: u64) -> Result<()> {
+        let what = format!("cancelling job {job_id}");
+        let (value, status) = self.call_raw(&what, reqwest::Method::DELETE, &format!("job/{job_id}"), None).await?;
+        let errors = api::errors_of(&value);
+        // 2017: invalid job id; 2021: job already completing or completed.
+        let gone = matches!(api::error_number(&value), Some(2017 | 2021));
+        match status {
+            401 | 403 => Err(Error::Auth { what, status, errors }),
+            200..=299 => Ok(()),
+            _ if gone => Ok(()),
+            _ => Err(Error::Server { what, status, errors }),
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| Error::Decode { what: what.into(), why: e.to_string() })
+}
+
+fn transport(what: &str, e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+        Error::Timeout { what: what.into(), seconds: CALL_TIMEOUT.as_secs() }
+    } else {
+        // reqwest's top-level message hides the cause (connection refused, DNS...).
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            why = format!("{why}: {s}");
+            source = s.source();
+        }
+        Error::Transport { what: what.into(), why }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_tokens_carry_the_user_and_are_reused_until_near_expiry() {
+        let c = SlurmClient::new("http://localhost:6820", "v0.0.38", "nobody", Credentials::JwtKey(b"k".to_vec()))
+            .expect("client");
+        let t1 = c.token().expect("token");
+        let t2 = c.token().expect("token");
+        assert_eq!(t1, t2, "reused while fresh");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.required_spec_claims = ["exp".to_string()].into();
+        #[derive(Deserialize)]
+        struct Read {
+            sun: String,
+            exp: u64,
+            iat: u64,
+        }
+        let read = jsonwebtoken::decode::<Read>(&t1, &jsonwebtoken::DecodingKey::from_secret(b"k"), &validation)
+            .expect("valid HS256 token");
+        assert_eq!(read.claims.sun, "nobody");
+        assert_eq!(read.claims.exp - read.claims.iat, TOKEN_LIFETIME.as_secs());
+        // Near expiry: renewed.
+        *c.signed.lock().expect("lock") = Some(("old".into(), now() + 10));
+        assert_ne!(c.token().expect("token"), "old");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let e = SlurmClient::new("slurm:6820", "v0.0.38", "u", Credentials::Token("t".into())).expect_err("no scheme");
+        assert!(e.to_string().contains("http://"));
+        let e = SlurmClient::new("http://x", "v0.0.38", "", Credentials::Token("t".into())).expect_err("no user");
+        assert!(e.to_string().contains("user"));
+        assert_eq!(format!("{:?}", Credentials::Token("secret".into())), "Token(..)");
+    }
+
+    #[test]
+    fn paths_follow_the_api_version() {
+        let c = SlurmClient::new("http://h:6820/", "v0.0.40", "u", Credentials::Token("t".into())).expect("client");
+        assert_eq!(c.url("nodes"), "http://h:6820/slurm/v0.0.40/nodes");
+    }
+}
