@@ -49,11 +49,19 @@ pub struct ClusterEfficiency {
     /// Grid carbon intensity in gCO2e per kWh, when known.
     #[serde(default, rename = "carbonGPerKWh", skip_serializing_if = "Option::is_none")]
     pub carbon_g_per_kwh: Option<f64>,
+    /// Measured device power over what the catalogue predicts (1: as predicted); scales
+    /// the device power of every job's energy estimate here.
+    #[serde(default = "one")]
+    pub power_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for ClusterEfficiency {
     fn default() -> Self {
-        Self { pue: 1.5, energy_price_per_kwh: 0.8, carbon_g_per_kwh: None }
+        Self { pue: 1.5, energy_price_per_kwh: 0.8, carbon_g_per_kwh: None, power_scale: 1.0 }
     }
 }
 

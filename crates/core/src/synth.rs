@@ -149,6 +149,7 @@ pub fn problem(size: ProblemSize, seed: u64) -> (Pool, Vec<Queue>, Vec<Job>) {
             pue: 1.1 + 0.05 * f64::from(c % 8),
             energy_price_per_kwh: 0.4 + 0.1 * f64::from(c % 6),
             carbon_g_per_kwh: Some(300.0 + 40.0 * f64::from(c % 9)),
+            ..ClusterEfficiency::default()
         };
         clusters.push(cl);
     }

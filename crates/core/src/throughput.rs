@@ -184,7 +184,8 @@ impl ThroughputModel {
         runtime_s: f64,
         source: EstimateSource,
     ) -> Estimate {
-        let energy_kwh = power_w * runtime_s / 3600.0 / 1000.0 * cluster.efficiency.pue;
+        let energy_kwh =
+            power_w * cluster.efficiency.power_scale * runtime_s / 3600.0 / 1000.0 * cluster.efficiency.pue;
         let transfer_s = match &job.data_set {
             Some(name) if !pool.holds_data_set(cluster, name) => {
                 let gb = pool.data_sets.get(name).map_or(0.0, |d| d.size_gb);
@@ -202,6 +203,49 @@ impl ThroughputModel {
         }
     }
 }
+/// Device power at utilisation `u` in the linear model: idle draw is [`IDLE_POWER_SHARE`]
+/// of board power, full load all of it.
+pub const IDLE_POWER_SHARE: f64 = 0.3;
+
+/// What measured power, utilisation and PUE say about a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasuredEfficiency {
+    /// Useful TFLOPS per facility watt (算效): peak TFLOPS x utilisation over power x PUE.
+    pub tflops_per_watt: f64,
+    /// Measured power over the linear model's prediction at the measured utilisation.
+    pub power_scale: f64,
+}
+
+/// Efficiency of a cluster's accelerators from measurements: total accelerator power in
+/// watts, mean utilisation in 0..=1 and the facility's PUE. `None` for a cluster without
+/// accelerators or without a positive power reading.
+pub fn measured_efficiency(
+    cluster: &Cluster,
+    catalogue: &Catalogue,
+    power_w: f64,
+    utilization: f64,
+    pue: f64,
+) -> Option<MeasuredEfficiency> {
+    let u = utilization.clamp(0.0, 1.0);
+    let (mut peak_tflops, mut board_w) = (0.0, 0.0);
+    for n in &cluster.nodes {
+        let Some(spec) = n.accelerator.as_deref().and_then(|a| catalogue.get(a)) else { continue };
+        let devices = f64::from(n.allocatable.accelerators);
+        peak_tflops += spec.peak_tflops * devices;
+        board_w += spec.board_power_w * devices;
+    }
+    if board_w <= 0.0 || !power_w.is_finite() || power_w <= 0.0 {
+        return None;
+    }
+    let predicted_w = board_w * (IDLE_POWER_SHARE + (1.0 - IDLE_POWER_SHARE) * u);
+    Some(MeasuredEfficiency {
+        tflops_per_watt: peak_tflops * u / (power_w * pue.max(1.0)),
+        // Bounded: a broken exporter must not make a cluster look free or unusable.
+        power_scale: (power_w / predicted_w).clamp(0.25, 4.0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +303,47 @@ mod tests {
         assert!((t - 50.0 * 125.0 / 989.0).abs() < 1e-6);
         let unknown = job(Work::ModelSteps { model: "llama".into(), steps: 1, batch_size: None }, 1, 1);
         assert_eq!(m.runtime_s(&unknown, &c, Some("V100"), 1), (3600.0, EstimateSource::Unknown));
+    }
+
+    #[test]
+    fn measurements_give_tflops_per_watt_and_a_power_scale() {
+        use crate::pool::{Cluster, ClusterKind, Node, NodeCapacity};
+        let catalogue = Catalogue::built_in();
+        let node = |name: &str| Node {
+            name: name.into(),
+            accelerator: Some("H800".into()),
+            allocatable: NodeCapacity { cpu_millis: 1000, memory_bytes: 1, accelerators: 8, extended: BTreeMap::new() },
+            allocated: NodeCapacity::default(),
+            labels: BTreeMap::new(),
+            topology_domain: String::new(),
+            unschedulable: false,
+        };
+        let cluster = Cluster {
+            name: "c".into(),
+            kind: ClusterKind::AI,
+            site: "s".into(),
+            ready: true,
+            cordoned: false,
+            efficiency: Default::default(),
+            data_sets: Vec::new(),
+            nodes: vec![node("a"), node("b")],
+        };
+        let h800 = catalogue.get("H800").expect("H800");
+        let board = 16.0 * h800.board_power_w;
+        // Exactly the model's prediction at 50 % utilisation: scale 1.
+        let predicted = board * (IDLE_POWER_SHARE + (1.0 - IDLE_POWER_SHARE) * 0.5);
+        let m = measured_efficiency(&cluster, &catalogue, predicted, 0.5, 1.25).expect("measured");
+        assert!((m.power_scale - 1.0).abs() < 1e-9);
+        let expected = 16.0 * h800.peak_tflops * 0.5 / (predicted * 1.25);
+        assert!((m.tflops_per_watt - expected).abs() < 1e-9);
+        // Drawing twice the prediction doubles the scale and halves the efficiency.
+        let hot = measured_efficiency(&cluster, &catalogue, 2.0 * predicted, 0.5, 1.25).expect("measured");
+        assert!((hot.power_scale - 2.0).abs() < 1e-9 && (hot.tflops_per_watt * 2.0 - expected).abs() < 1e-9);
+        // Nonsense readings are bounded or refused.
+        assert_eq!(measured_efficiency(&cluster, &catalogue, 1e9, 0.5, 1.0).map(|m| m.power_scale), Some(4.0));
+        assert_eq!(measured_efficiency(&cluster, &catalogue, 0.0, 0.5, 1.0), None);
+        assert_eq!(measured_efficiency(&cluster, &catalogue, f64::NAN, 0.5, 1.0), None);
+        let cpu_only = Cluster { nodes: Vec::new(), ..cluster.clone() };
+        assert_eq!(measured_efficiency(&cpu_only, &catalogue, 100.0, 0.5, 1.0), None);
     }
 }
