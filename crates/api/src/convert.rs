@@ -2,13 +2,14 @@
 
 use crate::compute_queue::{self, ComputeQueueSpec, QuotaSpec};
 use crate::error::{Error, Result};
-use crate::member_cluster::EfficiencyProfile;
+use crate::member_cluster::{EfficiencyProfile, FreeNodeGroup, MemberCluster, MAX_FREE_NODE_GROUPS};
 use crate::training_job::{self, TrainingJobSpec};
 use computenet_core::accelerator::AcceleratorSpec;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::queue::{PreemptionPolicy, PreemptionScope, QueueingStrategy, Quota, ResourceName};
 use computenet_core::{
-    AcceleratorConstraint, ClusterEfficiency, ClusterKind, Job, Objective, Queue, ReplicaRequest, Work,
+    AcceleratorConstraint, Cluster, ClusterEfficiency, ClusterKind, Job, Node, NodeCapacity, Objective, Queue,
+    ReplicaRequest, Work,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -161,6 +162,7 @@ pub fn efficiency(profile: &EfficiencyProfile) -> (ClusterEfficiency, Vec<(Strin
             pue: profile.pue,
             energy_price_per_kwh: profile.energy_price_per_kwh,
             carbon_g_per_kwh: profile.carbon_g_per_kwh,
+            power_scale: 1.0,
         },
         profile
             .accelerators
@@ -195,6 +197,183 @@ pub fn selector_matches(selector: Option<&LabelSelector>, labels: &BTreeMap<Stri
         }
     });
     labels_ok && expressions_ok
+}
+
+/// Significant binary digits that CPU and memory keep, coarsest last, when a cluster has
+/// more distinct node shapes than `status.freeNodes` may hold.
+const GROUP_PRECISIONS: [u32; 8] = [8, 7, 6, 5, 4, 3, 2, 1];
+
+/// Nodes rebuilt from one group at most, whatever a status claims.
+pub const MAX_NODES_PER_GROUP: i64 = 100_000;
+
+/// `v` rounded down to its `bits` most significant binary digits (relative error < 2^(1-bits)).
+fn round_down(v: u64, bits: u32) -> u64 {
+    let shift = (u64::BITS - v.leading_zeros()).saturating_sub(bits);
+    (v >> shift) << shift
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Groups nodes by (type, devices, free devices, CPU, free CPU, memory, free memory), CPU and
+/// memory rounded down to `bits` significant digits when given, device counts to powers of
+/// two when `round_devices`.
+fn group_nodes(nodes: &[&Node], bits: Option<u32>, round_devices: bool) -> Vec<FreeNodeGroup> {
+    type Key = (Option<String>, u32, u32, u64, u64, u64, u64);
+    let r = |v: u64| bits.map_or(v, |b| round_down(v, b));
+    let d = |v: u32| if round_devices { round_down(u64::from(v), 1) as u32 } else { v };
+    let mut groups: BTreeMap<Key, i64> = BTreeMap::new();
+    for n in nodes {
+        let free = n.free();
+        let a = &n.allocatable;
+        let key = (
+            n.accelerator.clone(),
+            d(a.accelerators),
+            d(free.accelerators),
+            r(a.cpu_millis),
+            r(free.cpu_millis),
+            r(a.memory_bytes),
+            r(free.memory_bytes),
+        );
+        *groups.entry(key).or_default() += 1;
+    }
+    groups
+        .into_iter()
+        .map(|((accelerator, acc, free_acc, cpu, free_cpu, mem, free_mem), count)| FreeNodeGroup {
+            accelerator,
+            count,
+            accelerators: i64::from(acc),
+            free_accelerators: i64::from(free_acc),
+            cpu_millis: to_i64(cpu),
+            free_cpu_millis: to_i64(free_cpu),
+            memory_bytes: to_i64(mem),
+            free_memory_bytes: to_i64(free_mem),
+        })
+        .collect()
+}
+
+/// A member's schedulable nodes as `status.freeNodes`: grouped by accelerator type, what
+/// each node offers and what it has free, so that gang fits can be told without the nodes.
+///
+/// At most [`MAX_FREE_NODE_GROUPS`] groups. When the exact shapes are more, CPU and memory
+/// are rounded down to fewer significant binary digits (8 down to 1, i.e. to within 1 % ..
+/// 50 %), then device counts to powers of two; rounding is always down, so the groups never
+/// offer more than the nodes do. Should even that leave too many, the groups with the least
+/// free are left out. Unschedulable nodes are not counted.
+pub fn free_node_groups(cluster: &Cluster) -> Vec<FreeNodeGroup> {
+    let nodes: Vec<&Node> = cluster.nodes.iter().filter(|n| !n.unschedulable).collect();
+    let mut groups = group_nodes(&nodes, None, false);
+    for bits in GROUP_PRECISIONS {
+        if groups.len() <= MAX_FREE_NODE_GROUPS {
+            return groups;
+        }
+        groups = group_nodes(&nodes, Some(bits), false);
+    }
+    if groups.len() > MAX_FREE_NODE_GROUPS {
+        groups = group_nodes(&nodes, Some(1), true);
+    }
+    if groups.len() > MAX_FREE_NODE_GROUPS {
+        let mut by_use: Vec<(usize, FreeNodeGroup)> = groups.into_iter().enumerate().collect();
+        by_use.sort_by(|(i, a), (j, b)| {
+            (b.free_accelerators, b.free_cpu_millis, b.count, *j).cmp(&(
+                a.free_accelerators,
+                a.free_cpu_millis,
+                a.count,
+                *i,
+            ))
+        });
+        by_use.truncate(MAX_FREE_NODE_GROUPS);
+        by_use.sort_by_key(|(i, _)| *i);
+        groups = by_use.into_iter().map(|(_, g)| g).collect();
+    }
+    groups
+}
+
+/// The core's view of a member as its status shows it: kind, site, efficiency, data sets
+/// and cordon from the spec, readiness from the `Ready` condition, and one synthetic node
+/// per node of `status.freeNodes` (named `<member>/<group>-<i>`) offering and having free
+/// what its group says. Gang fits on it are those on the member when the status was
+/// written. `None` when the member has no status yet.
+pub fn cluster_from_status(member: &MemberCluster) -> Option<Cluster> {
+    let status = member.status.as_ref()?;
+    let name = member.metadata.name.clone().unwrap_or_default();
+    let spec = &member.spec;
+    let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+    let amount = |v: i64| u64::try_from(v).unwrap_or(0);
+    let mut nodes = Vec::new();
+    for (g, group) in status.free_nodes.iter().enumerate() {
+        let free = NodeCapacity {
+            cpu_millis: amount(group.free_cpu_millis),
+            memory_bytes: amount(group.free_memory_bytes),
+            accelerators: count(group.free_accelerators),
+            extended: BTreeMap::new(),
+        };
+        let allocatable = NodeCapacity {
+            cpu_millis: amount(group.cpu_millis).max(free.cpu_millis),
+            memory_bytes: amount(group.memory_bytes).max(free.memory_bytes),
+            accelerators: count(group.accelerators).max(free.accelerators),
+            extended: BTreeMap::new(),
+        };
+        let allocated = allocatable.saturating_sub(&free);
+        for i in 0..group.count.clamp(0, MAX_NODES_PER_GROUP) {
+            nodes.push(Node {
+                name: format!("{name}/{g}-{i}"),
+                accelerator: group.accelerator.clone(),
+                allocatable: allocatable.clone(),
+                allocated: allocated.clone(),
+                labels: BTreeMap::new(),
+                topology_domain: String::new(),
+                unschedulable: false,
+            });
+        }
+    }
+    Some(Cluster {
+        name,
+        kind: cluster_kind(spec.kind),
+        site: spec.site.clone(),
+        ready: status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+        cordoned: spec.cordoned,
+        efficiency: efficiency(&spec.efficiency).0,
+        data_sets: spec.data_sets.clone(),
+        nodes,
+    })
+}
+
+/// Rounds a figure for status (three decimals).
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A decision's explanation as written in TrainingJob status: the candidates with their
+/// score breakdown and the reason each rejected member was rejected.
+pub fn explanation_status(
+    e: &computenet_core::explain::Explanation,
+    summary: String,
+) -> training_job::ExplanationStatus {
+    training_job::ExplanationStatus {
+        summary,
+        candidates: e
+            .candidates
+            .iter()
+            .map(|c| training_job::CandidateStatus {
+                cluster: c.cluster.to_string(),
+                accelerator: c.accelerator.as_deref().map(str::to_string),
+                score: round3(c.score.total),
+                time_score: round3(c.score.time),
+                energy_score: round3(c.score.energy),
+                cost_score: round3(c.score.cost),
+                carbon_score: round3(c.score.carbon),
+                runtime_seconds: round3(c.estimate.runtime_s),
+                energy_k_wh: round3(c.estimate.energy_kwh),
+            })
+            .collect(),
+        rejected: e
+            .rejected
+            .iter()
+            .map(|r| training_job::RejectedStatus { cluster: r.cluster.to_string(), reason: r.reason.to_string() })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +426,191 @@ maxRunSeconds: 86400
         assert_eq!(q.quotas[1].nominal, 500_000, "cpu in millicores");
         assert_eq!(q.strategy, QueueingStrategy::StrictFifo);
         assert_eq!(q.preemption.within_queue, PreemptionScope::LowerPriority);
+    }
+
+    fn node(name: &str, accelerator: Option<&str>, allocatable: (u32, u64, u64), used: (u32, u64, u64)) -> Node {
+        let cap = |(a, c, m): (u32, u64, u64)| NodeCapacity {
+            cpu_millis: c,
+            memory_bytes: m,
+            accelerators: a,
+            extended: BTreeMap::new(),
+        };
+        Node {
+            name: name.into(),
+            accelerator: accelerator.map(str::to_string),
+            allocatable: cap(allocatable),
+            allocated: cap(used),
+            labels: BTreeMap::new(),
+            topology_domain: String::new(),
+            unschedulable: false,
+        }
+    }
+
+    const GI: u64 = 1 << 30;
+
+    fn mixed_cluster() -> Cluster {
+        let gpu = |i: usize, t: &str, used: u32| {
+            node(
+                &format!("n{i}"),
+                Some(t),
+                (8, 64_000, 512 * GI),
+                (used, u64::from(used) * 4000, u64::from(used) * 32 * GI),
+            )
+        };
+        let mut nodes = vec![
+            gpu(0, "A100-80G", 0),
+            gpu(1, "A100-80G", 3),
+            gpu(2, "A100-80G", 8),
+            gpu(3, "A100-80G", 0),
+            gpu(4, "H800", 4),
+            gpu(5, "H800", 4),
+            node("c0", None, (0, 32_000, 128 * GI), (0, 8_500, 16 * GI)),
+            node("c1", None, (0, 32_000, 128 * GI), (0, 0, 0)),
+        ];
+        let mut cordoned = gpu(6, "H800", 0);
+        cordoned.unschedulable = true;
+        nodes.push(cordoned);
+        Cluster {
+            name: "ai-west".into(),
+            kind: ClusterKind::AI,
+            site: "west".into(),
+            ready: true,
+            cordoned: false,
+            efficiency: ClusterEfficiency { pue: 1.2, energy_price_per_kwh: 0.6, ..ClusterEfficiency::default() },
+            data_sets: vec!["corpus".into()],
+            nodes,
+        }
+    }
+
+    fn member_with(cluster: &Cluster, groups: Vec<FreeNodeGroup>) -> MemberCluster {
+        let mut m = MemberCluster::new(
+            &cluster.name,
+            serde_yaml::from_str(
+                "kind: AI\nsite: west\nkubernetes: {kubeconfigSecretRef: {name: s, namespace: n, key: k}}\nefficiency: {pue: 1.2, energyPricePerKWh: 0.6}\ndataSets: [corpus]",
+            )
+            .expect("valid spec"),
+        );
+        m.status = Some(crate::MemberClusterStatus {
+            free_nodes: groups,
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "Reachable".into(),
+                message: String::new(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        });
+        m
+    }
+
+    /// Whether `replicas` x `request` fits on nodes of `accelerator`, or how many replicas do.
+    fn gang_fit(
+        cluster: &Cluster,
+        accelerator: Option<&str>,
+        request: &ReplicaRequest,
+        replicas: u32,
+    ) -> Result<(), u32> {
+        let index = computenet_core::index::ClusterIndex::new(cluster);
+        let Some(g) = index.groups().iter().position(|g| g.accelerator.as_deref() == accelerator) else {
+            return Err(0);
+        };
+        index.find_slots(g, request, replicas, None).map(|_| ())
+    }
+
+    fn request(accelerators: u32, cores: u64, gib: u64) -> ReplicaRequest {
+        ReplicaRequest { cpu_millis: cores * 1000, memory_bytes: gib * GI, accelerators, extended: BTreeMap::new() }
+    }
+
+    const SHAPES: [(Option<&str>, u32, u64, u64, u32); 10] = [
+        (Some("A100-80G"), 8, 4, 16, 2),
+        (Some("A100-80G"), 8, 4, 16, 3),
+        (Some("A100-80G"), 5, 4, 16, 3),
+        (Some("A100-80G"), 1, 1, 1, 21),
+        (Some("A100-80G"), 1, 1, 1, 22),
+        (Some("A100-80G"), 4, 40, 16, 2),
+        (Some("H800"), 4, 8, 64, 2),
+        (Some("H800"), 8, 8, 64, 1),
+        (None, 0, 23, 64, 2),
+        (None, 0, 24, 64, 2),
+    ];
+
+    #[test]
+    fn free_node_groups_round_trip_to_the_same_gang_fits() {
+        let cluster = mixed_cluster();
+        let groups = free_node_groups(&cluster);
+        assert_eq!(groups.iter().map(|g| g.count).sum::<i64>(), 8, "the cordoned node is left out");
+        assert_eq!(groups.len(), 6, "{groups:?}");
+        let rebuilt = cluster_from_status(&member_with(&cluster, groups)).expect("has a status");
+        assert_eq!((rebuilt.kind, rebuilt.site.as_str(), rebuilt.ready), (ClusterKind::AI, "west", true));
+        assert_eq!((rebuilt.efficiency.pue, rebuilt.efficiency.energy_price_per_kwh), (1.2, 0.6));
+        assert_eq!(rebuilt.data_sets, cluster.data_sets);
+        assert_eq!(rebuilt.nodes.len(), 8);
+        for (accelerator, gpus, cores, gib, replicas) in SHAPES {
+            let r = request(gpus, cores, gib);
+            assert_eq!(
+                gang_fit(&rebuilt, accelerator, &r, replicas),
+                gang_fit(&cluster, accelerator, &r, replicas),
+                "{replicas} x {r:?} on {accelerator:?}"
+            );
+        }
+        assert_eq!(gang_fit(&rebuilt, Some("A100-80G"), &request(8, 4, 16), 2), Ok(()));
+        assert_eq!(gang_fit(&rebuilt, Some("A100-80G"), &request(8, 4, 16), 3), Err(2));
+    }
+
+    #[test]
+    fn many_node_shapes_stay_within_the_bound_and_never_fit_more() {
+        let mut cluster = mixed_cluster();
+        cluster.nodes = (0..600u64)
+            .map(|i| {
+                let t = ["A100-80G", "H800", "V100"][(i % 3) as usize];
+                node(
+                    &format!("n{i}"),
+                    Some(t),
+                    (8, 96_000 + i * 10, 700 * GI + i * 12_345_678),
+                    ((i % 9) as u32, i * 97, i * 3 * GI / 7),
+                )
+            })
+            .collect();
+        let groups = free_node_groups(&cluster);
+        assert!(groups.len() <= MAX_FREE_NODE_GROUPS, "{} groups", groups.len());
+        assert_eq!(groups.iter().map(|g| g.count).sum::<i64>(), 600, "coarsening keeps every node");
+        let rebuilt = cluster_from_status(&member_with(&cluster, groups)).expect("has a status");
+        for t in ["A100-80G", "H800", "V100"] {
+            for (gpus, cores, gib) in [(1, 1, 1), (4, 16, 128), (8, 90, 600), (2, 64, 64)] {
+                for replicas in [1, 10, 50, 150, 400] {
+                    let r = request(gpus, cores, gib);
+                    let (orig, back) =
+                        (gang_fit(&cluster, Some(t), &r, replicas), gang_fit(&rebuilt, Some(t), &r, replicas));
+                    assert!(
+                        orig.is_ok() || back.is_err(),
+                        "{replicas} x {r:?} on {t}: rebuilt fits, original does not"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_without_status_has_no_cluster_and_readiness_follows_the_condition() {
+        let cluster = mixed_cluster();
+        let mut member = member_with(&cluster, free_node_groups(&cluster));
+        member.status.as_mut().expect("status").conditions[0].status = "False".into();
+        assert!(!cluster_from_status(&member).expect("status").ready);
+        member.status = None;
+        assert!(cluster_from_status(&member).is_none());
+    }
+
+    #[test]
+    fn rounding_keeps_leading_digits() {
+        assert_eq!(round_down(0, 1), 0);
+        assert_eq!(round_down(6, 1), 4);
+        assert_eq!(round_down(23, 2), 16);
+        assert_eq!(round_down(24, 2), 24);
+        assert_eq!(round_down(1000, 64), 1000);
     }
 
     #[test]

@@ -51,6 +51,52 @@ pub struct MemberClusterSpec {
     /// Take the member out of placement; running jobs stay.
     #[serde(default)]
     pub cordoned: bool,
+    /// Where measured power, utilisation and PUE come from; measured values replace the
+    /// configured PUE and scale energy estimates in placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+}
+
+/// A Prometheus server with the member's efficiency series, and the PromQL to read them.
+/// In the queries, `$cluster` is replaced by the member's name and `$site` by its site.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL, e.g. http://prometheus.monitoring:9090.
+    #[schemars(length(min = 1, max = 512))]
+    pub url: String,
+    /// Total accelerator power of the member, in watts (default: DCGM's board power).
+    #[serde(default = "default_power_query")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub gpu_power_query: String,
+    /// Mean accelerator utilisation, 0 to 1 (default: DCGM's GPU utilisation / 100).
+    #[serde(default = "default_utilization_query")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub gpu_utilization_query: String,
+    /// The facility's PUE.
+    #[serde(default = "default_pue_query")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub pue_query: String,
+    /// Seconds between reads.
+    #[serde(default = "default_interval")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub interval_seconds: i64,
+}
+
+fn default_power_query() -> String {
+    r#"sum(DCGM_FI_DEV_POWER_USAGE{cluster="$cluster"})"#.to_string()
+}
+
+fn default_utilization_query() -> String {
+    r#"avg(DCGM_FI_DEV_GPU_UTIL{cluster="$cluster"}) / 100"#.to_string()
+}
+
+fn default_pue_query() -> String {
+    r#"facility_pue{site="$site"}"#.to_string()
+}
+
+fn default_interval() -> i64 {
+    15
 }
 
 /// Where a Secret value lives.
@@ -101,14 +147,32 @@ pub struct SlurmConnection {
     /// Secret with the HS256 key to sign short-lived tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_key_secret_ref: Option<SecretKeyRef>,
-    /// Partitions to use; empty uses all.
+    /// Partitions to use; empty uses all nodes and the cluster's default partition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub partitions: Vec<String>,
+    /// Working directory of batch jobs; must exist and be writable by the Slurm user on
+    /// every node.
+    #[serde(default = "default_working_directory")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub working_directory: String,
+    /// Output (stdout and stderr) path of batch jobs; Slurm's patterns work (`%j` job id,
+    /// `%x` job name); a relative path is under the working directory.
+    #[serde(default = "default_standard_output")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub standard_output: String,
 }
 
 fn default_slurm_api() -> String {
     "v0.0.38".to_string()
+}
+
+fn default_working_directory() -> String {
+    "/tmp".to_string()
+}
+
+fn default_standard_output() -> String {
+    "computenet-%x-%j.out".to_string()
 }
 
 /// Facility efficiency, and accelerator figures that override the built-in catalogue.
@@ -163,6 +227,34 @@ pub struct AcceleratorFigures {
     pub memory_gi_b: f64,
 }
 
+/// Efficiency measured through `spec.prometheus`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasuredEfficiency {
+    /// Total accelerator power, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_power_watts: Option<f64>,
+    /// Mean accelerator utilisation, 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_utilization: Option<f64>,
+    /// Facility PUE (used instead of spec.efficiency.pue while fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pue: Option<f64>,
+    /// Useful TFLOPS per facility watt: peak TFLOPS x utilisation over power x PUE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tflops_per_watt: Option<f64>,
+    /// Measured power over the model's prediction at this utilisation; scales the device
+    /// power of energy estimates on this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_scale: Option<f64>,
+    /// When the values were read (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_at: Option<String>,
+    /// Why the last read failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Observed state of a member.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -176,9 +268,19 @@ pub struct MemberClusterStatus {
     /// Capacity per accelerator type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accelerators: Vec<AcceleratorCapacity>,
+    /// Schedulable nodes grouped by accelerator type and by what they offer and have free:
+    /// enough to tell away from the member whether a gang fits (`kubectl computenet
+    /// dry-run`). At most 64 groups: when there would be more, CPU and memory are rounded
+    /// down to coarser steps, so a fit read from here never claims more than the member has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub free_nodes: Vec<FreeNodeGroup>,
     /// Schedulable nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<i32>,
+    /// Efficiency measured through spec.prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<MeasuredEfficiency>,
     /// RFC 3339 time of the last successful contact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<String>,
@@ -195,4 +297,45 @@ pub struct AcceleratorCapacity {
     pub free: i64,
     /// Most devices free on one node: the largest per-replica request that fits now.
     pub largest_free_slot: i64,
+}
+
+/// The most groups `status.freeNodes` holds.
+pub const MAX_FREE_NODE_GROUPS: usize = 64;
+
+/// `count` schedulable nodes of one accelerator type with the same allocatable and free
+/// resources. Free is allocatable less everything running there, computenet's jobs and
+/// others alike.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreeNodeGroup {
+    /// Accelerator type (catalogue name); absent for CPU-only nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    /// Nodes in the group.
+    #[schemars(range(min = 0))]
+    pub count: i64,
+    /// Accelerator devices per node.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub accelerators: i64,
+    /// Free accelerator devices per node.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub free_accelerators: i64,
+    /// Allocatable CPU per node, millicores.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub cpu_millis: i64,
+    /// Free CPU per node, millicores.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub free_cpu_millis: i64,
+    /// Allocatable memory per node, bytes.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub memory_bytes: i64,
+    /// Free memory per node, bytes.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub free_memory_bytes: i64,
 }

@@ -255,6 +255,9 @@ pub struct TrainingJobStatus {
     /// Times the job was preempted or requeued after a member loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requeues: Option<i32>,
+    /// Exit code of the job's command once it ended, when the member reports one (Slurm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
