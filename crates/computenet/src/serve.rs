@@ -2,8 +2,10 @@
 
 use anyhow::Context;
 use computenet_scheduler::lease::LeaseConfig;
+use computenet_scheduler::web::{self, WebState};
 use computenet_scheduler::ServeConfig;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,6 +37,27 @@ pub struct Args {
     /// Concurrent writes to the hub and the members.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Address of the HTTP server (/metrics, /healthz, /readyz, /api/pool and the dashboard
+    /// at /); `:PORT` listens on all interfaces, '' disables it.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    listen: String,
+    /// Serve no HTTP at all (same as --listen '').
+    #[arg(long)]
+    no_http: bool,
+    /// Pending jobs per queue shown with their position (metrics and dashboard).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    top_pending: usize,
+}
+
+/// The HTTP address, or `None` when disabled.
+fn listen_addr(args: &Args) -> anyhow::Result<Option<SocketAddr>> {
+    let listen = args.listen.trim();
+    if args.no_http || listen.is_empty() {
+        return Ok(None);
+    }
+    let full = if listen.starts_with(':') { format!("0.0.0.0{listen}") } else { listen.to_string() };
+    let addr = full.parse().with_context(|| format!("--listen {listen:?}: expected HOST:PORT, e.g. 0.0.0.0:8080"))?;
+    Ok(Some(addr))
 }
 
 async fn client(args: &Args) -> anyhow::Result<kube::Client> {
@@ -59,7 +82,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let listen = listen_addr(&args)?;
     runtime.block_on(async move {
+        // Probes and metrics come first, so a replica waiting for the lease answers them too.
+        let http = match listen {
+            Some(addr) => web::try_start(addr, WebState::new(args.top_pending)).await,
+            None => None,
+        };
+        let web = http.as_ref().map(|s| s.state().clone());
         let client = client(&args).await?;
         let identity = args.identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -75,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 duration: Duration::from_secs(args.lease_duration_s.max(3)),
             }),
             concurrency: args.concurrency,
+            web,
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -85,6 +116,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ = term.recv() => {}
             }
         };
-        computenet_scheduler::run(client, config, shutdown).await.map_err(anyhow::Error::from)
+        let result = computenet_scheduler::run(client, config, shutdown).await;
+        // Stop the HTTP server with the controllers, letting requests in flight finish.
+        if let Some(server) = http {
+            server.stop(Duration::from_secs(5)).await;
+        }
+        result.map_err(anyhow::Error::from)
     })
 }

@@ -7,23 +7,25 @@
 //! queue status. All state lives in the hub and the members, so a restart picks up
 //! where the last process stopped.
 
-use crate::dispatch;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::labels;
 use crate::lease::{self, LeaseConfig};
-use crate::member::{self, KubernetesMember, Members};
-use crate::snapshot::{self, Built, MemberView};
+use crate::member::{Member, Members, RemoteStatus};
+use crate::metrics::Metrics;
+use crate::observe;
+use crate::snapshot::{self, Built, MemberNodes, MemberView};
 use crate::status;
+use computenet_api::convert::round3 as round;
 use computenet_api::training_job::{
-    CandidateStatus, ExplanationStatus, MemberLossPolicy, NodeReplicas, PlacementStatus, RejectedStatus,
-    RemoteReference, TrainingJobPhase, TrainingJobStatus,
+    ExplanationStatus, MemberLossPolicy, NodeReplicas, PlacementStatus, RemoteReference, TrainingJobPhase,
+    TrainingJobStatus,
 };
 use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberCluster, MemberClusterStatus, TrainingJob};
 use computenet_core::explain::Placement;
 use computenet_core::{Action, CycleOutcome, Decision, Scheduler, Snapshot};
+use computenet_members::prometheus::{self, EfficiencyPoller, EfficiencyQueries, Reading};
 use futures::stream::{self, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -45,6 +47,8 @@ pub struct ServeConfig {
     pub lease: Option<LeaseConfig>,
     /// Concurrent writes to the hub and members.
     pub concurrency: usize,
+    /// Metrics, probes and the dashboard's data; `None` records nothing.
+    pub web: Option<crate::web::WebState>,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -71,7 +75,10 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
     let mut lease_task = match &config.lease {
         Some(l) => {
             tracing::info!(lease = %l.name, identity = %l.identity, "waiting for the leader lease");
+            // A standby replica is ready: it serves probes and metrics while it waits.
+            config.web.iter().for_each(|w| w.set_ready(true));
             lease::acquire(&client, l).await?;
+            config.web.iter().for_each(|w| w.set_ready(false));
             tracing::info!("leading");
             tokio::spawn(lease::keep(client.clone(), l.clone()))
         }
@@ -90,6 +97,8 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         recorder,
         overrides: HashMap::new(),
         heartbeats: HashMap::new(),
+        connect_errors: HashMap::new(),
+        efficiency: HashMap::new(),
     };
     tokio::pin!(shutdown);
     loop {
@@ -106,8 +115,18 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         let started = Instant::now();
         state.tick().await;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "tick");
+        if let Some(web) = &config.web {
+            web.metrics().cycle_duration(started.elapsed().as_secs_f64());
+            web.set_ready(true);
+        }
     }
 }
+
+/// A status to write, with the Event (type, reason, note) to record once it is written.
+type StatusWrite = (Arc<TrainingJob>, TrainingJobStatus, Option<(EventType, String, String)>);
+
+/// A dispatch attempt: the job, where it was placed, and the kind and name of what runs it.
+type DispatchOutcome = (Arc<TrainingJob>, PlacementStatus, Result<(String, String)>);
 
 struct Loop {
     hub: Hub,
@@ -120,6 +139,10 @@ struct Loop {
     overrides: HashMap<String, Arc<TrainingJob>>,
     /// When each member's status was last written.
     heartbeats: HashMap<String, Instant>,
+    /// Why a member could not be connected, by name.
+    connect_errors: HashMap<String, String>,
+    /// Readers of members' efficiency series, by member name.
+    efficiency: HashMap<String, EfficiencyPoller>,
 }
 
 fn resource_version(tj: &TrainingJob) -> u64 {
@@ -134,27 +157,13 @@ fn now_rfc3339() -> String {
     Timestamp::now().to_string()
 }
 
-fn phase(tj: &TrainingJob) -> Option<TrainingJobPhase> {
-    tj.status.as_ref().and_then(|s| s.phase)
+/// The member a job is placed on, if any.
+fn placed_on(tj: &TrainingJob) -> Option<&String> {
+    Some(&tj.status.as_ref()?.placement.as_ref()?.cluster)
 }
 
-/// What an Admitted job's remote Job says.
-fn remote_phase(job: &Job) -> (TrainingJobPhase, Option<(String, String)>) {
-    let status = job.status.clone().unwrap_or_default();
-    for c in status.conditions.iter().flatten() {
-        if c.status == "True" && (c.type_ == "Complete" || c.type_ == "SuccessCriteriaMet") {
-            return (TrainingJobPhase::Succeeded, None);
-        }
-        if c.status == "True" && (c.type_ == "Failed" || c.type_ == "FailureTarget") {
-            let reason = c.reason.clone().unwrap_or_else(|| "Failed".into());
-            return (TrainingJobPhase::Failed, Some((reason, c.message.clone().unwrap_or_default())));
-        }
-    }
-    if status.active.unwrap_or(0) > 0 || status.ready.unwrap_or(0) > 0 {
-        (TrainingJobPhase::Running, None)
-    } else {
-        (TrainingJobPhase::Dispatched, None)
-    }
+fn phase(tj: &TrainingJob) -> Option<TrainingJobPhase> {
+    tj.status.as_ref().and_then(|s| s.phase)
 }
 
 impl Loop {
@@ -175,6 +184,10 @@ impl Loop {
         }
         self.overrides.retain(|id, _| seen.contains(id));
         jobs
+    }
+
+    fn metrics(&self) -> Option<&Metrics> {
+        self.config.web.as_ref().map(|w| w.metrics())
     }
 
     async fn publish(&self, tj: &TrainingJob, type_: EventType, reason: &str, note: String) {
@@ -198,10 +211,7 @@ impl Loop {
     }
 
     /// Writes many statuses concurrently, then records their Events concurrently.
-    async fn write_many(
-        &mut self,
-        writes: Vec<(Arc<TrainingJob>, TrainingJobStatus, Option<(EventType, String, String)>)>,
-    ) {
+    async fn write_many(&mut self, writes: Vec<StatusWrite>) {
         let client = self.hub.client.clone();
         let concurrency = self.config.concurrency.max(1);
         let results: Vec<_> = stream::iter(writes)
@@ -243,7 +253,7 @@ impl Loop {
         let jobs = self.training_jobs();
         self.mirror(&jobs).await;
         let jobs = self.training_jobs();
-        let views = self.member_views().await;
+        let views = self.member_views(&jobs);
         let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
             .hub
             .namespaces
@@ -267,48 +277,106 @@ impl Loop {
         let jobs = self.training_jobs();
         self.write_queue_status(&queues, &jobs, &built).await;
         self.clean_orphans(&jobs).await;
+        if let Some(web) = &self.config.web {
+            let heartbeats = observe::heartbeats(views.iter().map(|v| v.member.as_ref()));
+            let mut observation = observe::observe(&built, &queues, &jobs, &heartbeats, now, web.top_n());
+            for m in &mut observation.members {
+                let reading = views.iter().find(|v| v.member.metadata.name.as_deref() == Some(&m.name));
+                if let Some(r) = reading.and_then(|v| v.measured.as_ref()) {
+                    m.set_measured(r.gpu_power_w, r.gpu_utilization);
+                }
+            }
+            web.publish(observation);
+        }
     }
 
-    /// Connects to new Kubernetes members (each then probes itself in the background).
+    /// Connects to new members (each then probes or polls itself in the background).
     async fn sync_members(&mut self) {
         let specs = self.hub.members.state();
+        self.sync_efficiency(&specs);
         let names: Vec<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
         self.members.retain(|name, _| names.contains(name));
         for m in &specs {
             let name = m.metadata.name.clone().unwrap_or_default();
-            if m.spec.kubernetes.is_none() || self.members.contains_key(&name) {
+            if self.members.contains_key(&name) {
                 continue;
             }
-            match member::connect(&self.hub.client, m, self.changed.clone()).await {
+            match Member::connect(&self.hub.client, m, self.changed.clone()).await {
                 Ok(conn) => {
                     tracing::info!(member = %name, "connected");
+                    self.connect_errors.remove(&name);
                     self.members.insert(name, conn);
                 }
-                Err(e) => tracing::warn!(error = %e, "member connection"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "member connection");
+                    self.connect_errors.insert(name, e.to_string());
+                }
             }
         }
     }
 
-    async fn member_views(&self) -> Vec<MemberView> {
+    fn member_views(&self, jobs: &[Arc<TrainingJob>]) -> Vec<MemberView> {
         let mut specs: Vec<Arc<MemberCluster>> = self.hub.members.state();
         specs.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut views = Vec::new();
         for m in specs {
             let name = m.metadata.name.clone().unwrap_or_default();
+            let measured = self.fresh_reading(&name);
             let Some(conn) = self.members.get(&name) else {
-                views.push(MemberView { member: m, ready: false, nodes: Vec::new(), pods: Vec::new() });
+                views.push(MemberView { member: m, ready: false, nodes: MemberNodes::None, measured });
                 continue;
             };
-            let (reachable, _) = conn.reachable(self.config.member_timeout).await;
-            let ready = reachable && conn.ever_reached().await;
-            views.push(MemberView { member: m, ready, nodes: conn.nodes.state(), pods: conn.pods.state() });
+            let (reachable, _) = conn.reachable(self.config.member_timeout);
+            let ready = reachable && conn.ever_reached();
+            let admitted_here: Vec<&TrainingJob> = jobs
+                .iter()
+                .filter(|j| snapshot::is_admitted(j) && placed_on(j) == Some(&name))
+                .map(|j| j.as_ref())
+                .collect();
+            views.push(MemberView { member: m, ready, nodes: conn.nodes(&admitted_here), measured });
         }
         views
     }
 
-    fn member_of(&self, tj: &TrainingJob) -> Option<&KubernetesMember> {
-        let cluster = &tj.status.as_ref()?.placement.as_ref()?.cluster;
-        self.members.get(cluster)
+    /// A member's efficiency reading, unless it is older than three read intervals.
+    fn fresh_reading(&self, name: &str) -> Option<Reading> {
+        let poller = self.efficiency.get(name)?;
+        let reading = poller.reading();
+        let age = reading.at?.elapsed().unwrap_or_default();
+        (age <= poller.queries.interval * 3 + Duration::from_secs(5)).then_some(reading)
+    }
+
+    /// Starts, restarts or stops efficiency readers as members name a Prometheus or not.
+    fn sync_efficiency(&mut self, specs: &[Arc<MemberCluster>]) {
+        let mut wanted = HashMap::new();
+        for m in specs {
+            let (Some(name), Some(p)) = (m.metadata.name.clone(), m.spec.prometheus.as_ref()) else { continue };
+            let q = |query: &str| prometheus::expand(query, &name, &m.spec.site);
+            let queries = EfficiencyQueries {
+                url: p.url.clone(),
+                gpu_power: q(&p.gpu_power_query),
+                gpu_utilization: q(&p.gpu_utilization_query),
+                pue: q(&p.pue_query),
+                interval: Duration::from_secs(u64::try_from(p.interval_seconds).unwrap_or(15).max(1)),
+            };
+            wanted.insert(name, queries);
+        }
+        self.efficiency.retain(|name, poller| wanted.get(name) == Some(&poller.queries));
+        for (name, queries) in wanted {
+            if self.efficiency.contains_key(&name) {
+                continue;
+            }
+            match EfficiencyPoller::start(queries, self.changed.clone()) {
+                Ok(poller) => {
+                    self.efficiency.insert(name, poller);
+                }
+                Err(e) => tracing::warn!(member = %name, error = %e, "efficiency reader"),
+            }
+        }
+    }
+
+    fn member_of(&self, tj: &TrainingJob) -> Option<&Member> {
+        self.members.get(placed_on(tj)?)
     }
 
     /// Finalizers on, remote cleanup on deletion, suspension.
@@ -319,7 +387,7 @@ impl Loop {
             if tj.metadata.deletion_timestamp.is_some() {
                 if has_finalizer {
                     if let Some(m) = self.member_of(tj).cloned() {
-                        if let Err(e) = dispatch::cancel(&m.client, &m.namespace, &uid(tj)).await {
+                        if let Err(e) = m.cancel(tj).await {
                             tracing::warn!(job = ?tj.metadata.name, error = %e, "cleanup on the member failed; retrying");
                             continue;
                         }
@@ -337,7 +405,7 @@ impl Loop {
             if tj.spec.suspend && current.phase != Some(TrainingJobPhase::Suspended) && !snapshot::is_finished(tj) {
                 if snapshot::is_admitted(tj) {
                     if let Some(m) = self.member_of(tj).cloned() {
-                        if dispatch::cancel(&m.client, &m.namespace, &uid(tj)).await.is_err() {
+                        if m.cancel(tj).await.is_err() {
                             continue;
                         }
                     }
@@ -406,7 +474,7 @@ impl Loop {
             let current = tj.status.clone().unwrap_or_default();
             let Some(placement) = current.placement.clone() else { continue };
             let Some(m) = self.members.get(&placement.cluster).cloned() else { continue };
-            let (reachable, error) = m.reachable(self.config.member_timeout).await;
+            let (reachable, error) = m.reachable(self.config.member_timeout);
             let started = matches!(current.phase, Some(TrainingJobPhase::Running));
             if !reachable {
                 if !started || tj.spec.on_member_loss == MemberLossPolicy::Requeue {
@@ -420,18 +488,51 @@ impl Loop {
                 }
                 continue;
             }
-            let remote =
-                m.jobs.state().into_iter().find(|j| {
-                    j.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == tj.metadata.uid.as_ref()
-                });
-            match remote {
-                None => to_dispatch.push((tj.clone(), m, placement)),
-                Some(job) => {
-                    let (new_phase, failure) = remote_phase(&job);
+            if !m.ever_reached() {
+                // Its caches are empty: "no remote objects" would mean nothing yet.
+                continue;
+            }
+            let remote = m.remote_status(tj);
+            let remote = match (remote, &m, &current.remote) {
+                (Some(r), _, _) => r,
+                // A batch job this attempt submitted that Slurm no longer lists (it forgets
+                // finished jobs after MinJobAge): submitting again could run it twice.
+                (None, Member::Slurm(_), Some(r)) => RemoteStatus {
+                    phase: TrainingJobPhase::Failed,
+                    failure: Some((
+                        "RemoteJobLost".into(),
+                        format!("Slurm no longer knows batch job {}; its outcome is unknown", r.name),
+                    )),
+                    exit_code: None,
+                    nodes: None,
+                },
+                (None, _, _) => {
+                    to_dispatch.push((tj.clone(), m, placement));
+                    continue;
+                }
+            };
+            {
+                let RemoteStatus { phase: new_phase, failure, exit_code, nodes } = remote;
+                {
+                    let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
+                    // Where the member picks the nodes itself (Slurm), record the real ones
+                    // so the snapshot charges the job where it runs.
+                    let mut moved = false;
+                    if let (Some(nodes), Some(p)) = (nodes, status.placement.as_mut()) {
+                        let real: Vec<NodeReplicas> =
+                            nodes.into_iter().map(|node| NodeReplicas { node, replicas: 1 }).collect();
+                        if p.nodes != real {
+                            p.nodes = real;
+                            moved = true;
+                        }
+                    }
                     if current.phase == Some(new_phase) {
+                        if moved {
+                            mirrored.push((tj.clone(), status, None));
+                        }
                         continue;
                     }
-                    let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
+                    status.exit_code = exit_code;
                     let generation = tj.metadata.generation;
                     match new_phase {
                         TrainingJobPhase::Running => {
@@ -441,7 +542,7 @@ impl Loop {
                                     &current.conditions,
                                     "Running",
                                     true,
-                                    "PodsRunning",
+                                    if matches!(m, Member::Slurm(_)) { "BatchJobRunning" } else { "PodsRunning" },
                                     "all replicas started on the member",
                                     generation,
                                 ),
@@ -486,21 +587,21 @@ impl Loop {
             }
         }
         self.write_many(mirrored).await;
-        // The nodeSelector needs the raw label value of the chosen type on that member:
-        // read each member's nodes once, with the same catalogue the snapshot uses.
+        // The nodeSelector (Kubernetes) or gres request (Slurm) needs the member's raw name
+        // of the chosen type: read each member's nodes once, with the snapshot's catalogue.
         let catalogue = snapshot::catalogue(&self.hub.members.state());
-        let mut raw_labels: HashMap<String, HashMap<String, String>> = HashMap::new();
+        let mut raw_names: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         for (_, m, placement) in &to_dispatch {
-            raw_labels.entry(placement.cluster.clone()).or_insert_with(|| {
-                m.nodes.state().iter().filter_map(|n| snapshot::node_accelerator(n, &catalogue)).collect()
-            });
+            raw_names
+                .entry(placement.cluster.clone())
+                .or_insert_with(|| snapshot::raw_accelerator_names(&m.nodes(&[]), &catalogue));
         }
         let concurrency = self.config.concurrency.max(1);
-        let raw_labels = &raw_labels;
-        let results: Vec<(Arc<TrainingJob>, PlacementStatus, Result<()>)> = stream::iter(to_dispatch)
+        let raw_names = &raw_names;
+        let results: Vec<DispatchOutcome> = stream::iter(to_dispatch)
             .map(|(tj, m, placement)| async move {
-                let label = placement.accelerator.as_ref().and_then(|a| raw_labels.get(&placement.cluster)?.get(a));
-                let result = dispatch::dispatch(&m.client, &m.namespace, &tj, label.map(String::as_str)).await;
+                let raw = placement.accelerator.as_ref().and_then(|a| raw_names.get(&placement.cluster)?.get(a));
+                let result = m.dispatch(&tj, raw.map(String::as_str)).await;
                 (tj, placement, result)
             })
             .buffer_unordered(concurrency)
@@ -510,10 +611,9 @@ impl Loop {
         for (tj, placement, result) in results {
             let current = tj.status.clone().unwrap_or_default();
             match result {
-                Ok(()) => {
-                    let name = dispatch::remote_name(&uid(&tj));
+                Ok((kind, name)) => {
                     let remote =
-                        RemoteReference { cluster: placement.cluster.clone(), kind: "Job".into(), name: name.clone() };
+                        RemoteReference { cluster: placement.cluster.clone(), kind: kind.clone(), name: name.clone() };
                     if current.remote.as_ref() != Some(&remote) || current.phase == Some(TrainingJobPhase::Admitted) {
                         let status = TrainingJobStatus {
                             phase: Some(TrainingJobPhase::Dispatched),
@@ -521,12 +621,15 @@ impl Loop {
                             dispatch_time: current.dispatch_time.clone().or_else(|| Some(now_rfc3339())),
                             ..current
                         };
-                        let note = format!("created Job {name} on {}", placement.cluster);
+                        let note = format!("created {kind} {name} on {}", placement.cluster);
                         writes.push((tj, status, Some((EventType::Normal, "Dispatched".to_string(), note))));
                     }
                 }
                 Err(e) => {
                     tracing::warn!(job = ?tj.metadata.name, error = %e, "dispatch failed; retrying next cycle");
+                    if let Some(m) = self.metrics() {
+                        m.dispatch_error(&placement.cluster);
+                    }
                     let failed = status::condition(
                         &current.conditions,
                         "Dispatched",
@@ -597,7 +700,7 @@ impl Loop {
                     for v in victims {
                         if let Some(victim) = by_uid.get(v) {
                             if let Some(m) = self.member_of(victim).cloned() {
-                                if dispatch::cancel(&m.client, &m.namespace, v).await.is_err() {
+                                if m.cancel(victim).await.is_err() {
                                     continue;
                                 }
                             }
@@ -608,6 +711,9 @@ impl Loop {
                                 tj.metadata.name.as_deref().unwrap_or_default()
                             );
                             self.requeue(victim, &vs, "Preempted", &why).await;
+                            if let Some(m) = self.metrics() {
+                                m.preempted(&victim.spec.queue_name);
+                            }
                         }
                     }
                     let status = queued_status(tj, &current, decision, outcome);
@@ -641,6 +747,12 @@ impl Loop {
             .admissions()
             .filter_map(|(id, _)| self.overrides.get(id).filter(|tj| snapshot::is_admitted(tj)).cloned())
             .collect();
+        for tj in &newly_admitted {
+            let cluster = tj.status.as_ref().and_then(|s| s.placement.as_ref()).map_or("", |p| p.cluster.as_str());
+            if let Some(m) = self.metrics() {
+                m.admitted(&tj.spec.queue_name, cluster);
+            }
+        }
         // Dispatch right away rather than waiting for the next tick.
         if !newly_admitted.is_empty() {
             self.mirror(&newly_admitted).await;
@@ -671,23 +783,22 @@ impl Loop {
             let gpus_free: i64 = by_type.values().map(|v| v.1).sum();
             let conn = self.members.get(&name);
             let (ready, reason, message) = match (conn, view.ready) {
-                (None, _) if view.member.spec.slurm.is_some() => {
-                    (false, "NotSupportedYet", "Slurm members are served by the Slurm backend".to_string())
-                }
                 (None, _) => (
                     false,
                     "NotConnected",
-                    "could not connect with the kubeconfig Secret (see the scheduler log)".to_string(),
+                    self.connect_errors
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_else(|| "not connected yet (see the scheduler log)".to_string()),
                 ),
                 (Some(_), true) => (true, "Reachable", format!("{} schedulable nodes", schedulable)),
-                (Some(c), false) => (
-                    false,
-                    "Unreachable",
-                    c.reachable(self.config.member_timeout)
-                        .await
-                        .1
-                        .unwrap_or_else(|| "no successful contact yet".into()),
-                ),
+                (Some(c), false) => {
+                    let why =
+                        c.reachable(self.config.member_timeout).1.unwrap_or_else(|| "no successful contact yet".into());
+                    let reason =
+                        if why.contains("authentication refused") { "AuthenticationFailed" } else { "Unreachable" };
+                    (false, reason, why)
+                }
             };
             let previous = view.member.status.clone().unwrap_or_default();
             let status = MemberClusterStatus {
@@ -702,7 +813,9 @@ impl Loop {
                         largest_free_slot: largest,
                     })
                     .collect(),
+                free_nodes: computenet_api::convert::free_node_groups(cluster),
                 nodes: Some(schedulable),
+                measured: view.measured.as_ref().map(|r| snapshot::measured(r, cluster, &built.pool.catalogue).0),
                 last_heartbeat: if ready { Some(now_rfc3339()) } else { previous.last_heartbeat.clone() },
                 conditions: vec![status::condition(
                     &previous.conditions,
@@ -781,24 +894,25 @@ impl Loop {
             .filter_map(|j| Some((uid(j), j.status.as_ref()?.placement.as_ref()?.cluster.clone())))
             .collect();
         let known: std::collections::HashSet<String> = jobs.iter().map(|j| uid(j)).collect();
+        let attempt: HashMap<String, String> = jobs.iter().map(|j| (uid(j), crate::batch::key(j))).collect();
         for (name, m) in &self.members {
-            if !m.reachable(self.config.member_timeout).await.0 {
+            if !m.reachable(self.config.member_timeout).0 || !m.ever_reached() {
                 continue;
             }
-            for job in m.jobs.state() {
-                let Some(id) = job.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)).cloned() else {
+            let slurm = matches!(m, Member::Slurm(_));
+            for job in m.remote_jobs() {
+                // A finished batch job holds nothing, and Slurm forgets it by itself.
+                if slurm && job.finished {
                     continue;
-                };
-                let age = job
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(0, |t| Timestamp::now().as_second() - t.0.as_second());
-                let finished_here = jobs.iter().any(|j| uid(j) == id && snapshot::is_finished(j));
-                let orphan = !known.contains(&id) || (!finished_here && admitted_to.get(&id) != Some(name));
-                if orphan && age > 30 {
-                    tracing::info!(member = %name, job = ?job.metadata.name, "deleting orphaned remote job");
-                    let _ = dispatch::cancel(&m.client, &m.namespace, &id).await;
+                }
+                let finished_here = jobs.iter().any(|j| uid(j) == job.uid && snapshot::is_finished(j));
+                let earlier_attempt = slurm && attempt.get(&job.uid).is_some_and(|k| *k != job.key);
+                let orphan = !known.contains(&job.uid)
+                    || (!finished_here && admitted_to.get(&job.uid) != Some(name))
+                    || earlier_attempt;
+                if orphan && job.age_s.unwrap_or(i64::MAX) > 30 {
+                    tracing::info!(member = %name, job = %job.key, "deleting orphaned remote job");
+                    let _ = m.cancel_remote(&job).await;
                 }
             }
         }
@@ -816,35 +930,7 @@ fn upsert(
 }
 
 fn explanation(decision: &Decision, summary: String) -> ExplanationStatus {
-    ExplanationStatus {
-        summary,
-        candidates: decision
-            .explanation
-            .candidates
-            .iter()
-            .map(|c| CandidateStatus {
-                cluster: c.cluster.to_string(),
-                accelerator: c.accelerator.as_deref().map(str::to_string),
-                score: round(c.score.total),
-                time_score: round(c.score.time),
-                energy_score: round(c.score.energy),
-                cost_score: round(c.score.cost),
-                carbon_score: round(c.score.carbon),
-                runtime_seconds: round(c.estimate.runtime_s),
-                energy_k_wh: round(c.estimate.energy_kwh),
-            })
-            .collect(),
-        rejected: decision
-            .explanation
-            .rejected
-            .iter()
-            .map(|r| RejectedStatus { cluster: r.cluster.to_string(), reason: r.reason.to_string() })
-            .collect(),
-    }
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+    computenet_api::convert::explanation_status(&decision.explanation, summary)
 }
 
 fn admitted_status(
@@ -887,6 +973,7 @@ fn admitted_status(
         start_time: Some(now_rfc3339()),
         dispatch_time: None,
         completion_time: None,
+        exit_code: None,
         requeues: current.requeues,
         conditions: upsert(
             &current.conditions,

@@ -45,7 +45,7 @@ pub fn headless_service(tj: &TrainingJob, namespace: &str) -> Result<Service> {
             "publishNotReadyAddresses": true
         }
     }))
-    .map_err(|e| kube::Error::SerdeError(e))?)
+    .map_err(kube::Error::SerdeError)?)
 }
 
 /// The Indexed Job: completions = parallelism = replicas, per-replica resources, a

@@ -1,22 +1,31 @@
 //! The computenet service (`computenet serve`).
 //!
 //! - [`hub`]: caches of the hub's TrainingJobs, ComputeQueues, MemberClusters and Namespaces.
-//! - [`member`]: connections to Kubernetes members and caches of their Nodes, Pods and Jobs.
+//! - [`member`]: connections to members (Kubernetes: caches of Nodes, Pods and Jobs; Slurm:
+//!   a poller over slurmrestd) behind one type.
 //! - [`snapshot`]: turns the caches into the core's [`computenet_core::Snapshot`] input.
-//! - [`dispatch`]: the Indexed Job and headless Service a job becomes on its member.
+//! - [`dispatch`]: the Indexed Job and headless Service a job becomes on a Kubernetes member.
+//! - [`batch`]: the batch job a job becomes on a Slurm member.
 //! - [`status`]: what is written back (server-side apply, one field manager).
 //! - [`controller`]: the loop: snapshot, cycle, write, dispatch, mirror.
 //! - [`lease`]: leader election with a coordination.k8s.io Lease.
+//! - [`observe`]: the pool as the dashboard and the metrics show it (pure).
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
+//! - [`web`]: the HTTP server: metrics, probes, the JSON API and the dashboard.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod controller;
 pub mod dispatch;
 pub mod error;
 pub mod hub;
 pub mod lease;
 pub mod member;
+pub mod metrics;
+pub mod observe;
 pub mod snapshot;
 pub mod status;
+pub mod web;
 
 pub use controller::{run, ServeConfig};
 pub use error::{Error, Result};

@@ -3,12 +3,15 @@
 
 use crate::labels;
 use computenet_api::convert;
+use computenet_api::member_cluster::MeasuredEfficiency;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
 use computenet_core::pool::NodeSlot;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::{
     Catalogue, Cluster, Job, Node as CoreNode, NodeCapacity, Pool, Queue, ReplicaRequest, RunningJob,
 };
+use computenet_members::prometheus::Reading;
+use computenet_members::slurm::{convert as slurm, SlurmNode};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,8 +21,58 @@ use std::sync::Arc;
 pub struct MemberView {
     pub member: Arc<MemberCluster>,
     pub ready: bool,
-    pub nodes: Vec<Arc<Node>>,
-    pub pods: Vec<Arc<Pod>>,
+    pub nodes: MemberNodes,
+    /// The latest fresh reading of its efficiency series, if it names a Prometheus.
+    pub measured: Option<Reading>,
+}
+
+/// What measurements make of a cluster: the status to show, and the cluster's efficiency
+/// with the measured PUE and power scale in place of the configured figures.
+pub fn measured(
+    reading: &Reading,
+    cluster: &Cluster,
+    catalogue: &Catalogue,
+) -> (MeasuredEfficiency, computenet_core::ClusterEfficiency) {
+    let mut efficiency = cluster.efficiency.clone();
+    if let Some(pue) = reading.pue {
+        efficiency.pue = pue;
+    }
+    let derived = match (reading.gpu_power_w, reading.gpu_utilization) {
+        (Some(p), Some(u)) => {
+            computenet_core::throughput::measured_efficiency(cluster, catalogue, p, u, efficiency.pue)
+        }
+        _ => None,
+    };
+    if let Some(d) = derived {
+        efficiency.power_scale = d.power_scale;
+    }
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let status = MeasuredEfficiency {
+        gpu_power_watts: reading.gpu_power_w.map(round),
+        gpu_utilization: reading.gpu_utilization.map(round),
+        pue: reading.pue.map(round),
+        tflops_per_watt: derived.map(|d| (d.tflops_per_watt * 1e6).round() / 1e6),
+        power_scale: derived.map(|d| round(d.power_scale)),
+        sampled_at: reading
+            .at
+            .map(|t| k8s_openapi::jiff::Timestamp::try_from(t).map_or_else(|_| String::new(), |t| t.to_string())),
+        error: reading.error.clone(),
+    };
+    (status, efficiency)
+}
+
+/// A member's nodes as its backend reports them.
+#[derive(Debug, Default)]
+pub enum MemberNodes {
+    /// Not connected: no nodes.
+    #[default]
+    None,
+    /// Nodes, and the pods whose requests use them (computenet's own pods are skipped:
+    /// admitted TrainingJobs are charged by their placement instead).
+    Kubernetes { nodes: Vec<Arc<Node>>, pods: Vec<Arc<Pod>> },
+    /// Slurm nodes (their allocations include every running job, computenet's too), and
+    /// the nodes each of computenet's running batch jobs holds, by TrainingJob UID.
+    Slurm { nodes: Vec<SlurmNode>, held: BTreeMap<String, Vec<String>> },
 }
 
 /// Why a TrainingJob cannot be queued.
@@ -114,13 +167,56 @@ pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, S
     Some((canonical, raw))
 }
 
-/// Builds one core cluster from a member's nodes and the pods not run by computenet.
+/// Raw accelerator names on a member by catalogue name: the `nvidia.com/gpu.product`
+/// label value (Kubernetes) or the `gres` type (Slurm) to ask for a type by.
+pub fn raw_accelerator_names(nodes: &MemberNodes, catalogue: &Catalogue) -> BTreeMap<String, String> {
+    match nodes {
+        MemberNodes::None => BTreeMap::new(),
+        MemberNodes::Kubernetes { nodes, .. } => nodes.iter().filter_map(|n| node_accelerator(n, catalogue)).collect(),
+        MemberNodes::Slurm { nodes, .. } => nodes
+            .iter()
+            .filter_map(|n| match slurm::core_node(n, catalogue) {
+                (CoreNode { accelerator: Some(a), .. }, Some(raw)) => Some((a, raw)),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// Builds one core cluster from a member's nodes.
 fn cluster(view: &MemberView, catalogue: &Catalogue) -> Cluster {
     let spec = &view.member.spec;
     let (efficiency, _) = convert::efficiency(&spec.efficiency);
-    let mut nodes: Vec<CoreNode> = Vec::with_capacity(view.nodes.len());
+    let nodes = match &view.nodes {
+        MemberNodes::None => Vec::new(),
+        MemberNodes::Kubernetes { nodes, pods } => kubernetes_nodes(nodes, pods, catalogue),
+        MemberNodes::Slurm { nodes, .. } => {
+            let mut core: Vec<CoreNode> = nodes.iter().map(|n| slurm::core_node(n, catalogue).0).collect();
+            core.sort_by(|a, b| a.name.cmp(&b.name));
+            core
+        }
+    };
+    let mut cluster = Cluster {
+        name: view.member.metadata.name.clone().unwrap_or_default(),
+        kind: convert::cluster_kind(spec.kind),
+        site: spec.site.clone(),
+        ready: view.ready,
+        cordoned: spec.cordoned,
+        efficiency,
+        data_sets: spec.data_sets.clone(),
+        nodes,
+    };
+    if let Some(reading) = &view.measured {
+        cluster.efficiency = measured(reading, &cluster, catalogue).1;
+    }
+    cluster
+}
+
+/// Core nodes from Kubernetes Nodes, charged with the pods not run by computenet.
+fn kubernetes_nodes(view_nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
+    let mut nodes: Vec<CoreNode> = Vec::with_capacity(view_nodes.len());
     let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut sorted: Vec<&Arc<Node>> = view.nodes.iter().collect();
+    let mut sorted: Vec<&Arc<Node>> = view_nodes.iter().collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     for node in sorted {
         let name = node.metadata.name.clone().unwrap_or_default();
@@ -149,7 +245,7 @@ fn cluster(view: &MemberView, catalogue: &Catalogue) -> Cluster {
             unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
         });
     }
-    for pod in &view.pods {
+    for pod in pods {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         if matches!(phase, "Succeeded" | "Failed") || is_managed(pod.metadata.labels.as_ref()) {
             continue;
@@ -163,16 +259,7 @@ fn cluster(view: &MemberView, catalogue: &Catalogue) -> Cluster {
         a.memory_bytes += used.memory_bytes;
         a.accelerators += used.accelerators;
     }
-    Cluster {
-        name: view.member.metadata.name.clone().unwrap_or_default(),
-        kind: convert::cluster_kind(spec.kind),
-        site: spec.site.clone(),
-        ready: view.ready,
-        cordoned: spec.cordoned,
-        efficiency,
-        data_sets: spec.data_sets.clone(),
-        nodes,
-    }
+    nodes
 }
 
 /// Seconds since the epoch of a TrainingJob's creation.
@@ -230,6 +317,23 @@ pub fn build(
         }
         if is_admitted(tj) {
             if let Some(running) = running_job(tj, &built.pool, now) {
+                // Slurm's node allocations already include a running batch job: take it
+                // out first, so charging by placement counts it once.
+                if let Some(MemberNodes::Slurm { held, .. }) = members.get(running.cluster).map(|m| &m.nodes) {
+                    if let Some(held_nodes) = held.get(&uid) {
+                        let one = NodeCapacity {
+                            cpu_millis: running.per_replica.cpu_millis,
+                            memory_bytes: running.per_replica.memory_bytes,
+                            accelerators: running.per_replica.accelerators,
+                            extended: BTreeMap::new(),
+                        };
+                        for node in &mut built.pool.clusters[running.cluster].nodes {
+                            if held_nodes.contains(&node.name) {
+                                node.allocated = node.allocated.saturating_sub(&one);
+                            }
+                        }
+                    }
+                }
                 built.pool.charge(running.cluster, &running.slots, &running.per_replica);
                 built.running.push(running);
             }

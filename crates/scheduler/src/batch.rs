@@ -1,0 +1,92 @@
+//! What a TrainingJob becomes on a Slurm member: a batch job with one task per replica,
+//! named from the TrainingJob's UID and tagged with its attempt key, so a repeated dispatch
+//! finds the job it submitted before.
+
+use crate::dispatch::remote_name;
+use computenet_api::TrainingJob;
+use computenet_members::slurm::member::{attempt_key, comment};
+use computenet_members::slurm::{BatchJob, SlurmPlacement};
+
+/// The attempt key of a TrainingJob as it stands (UID and requeue count).
+pub fn key(tj: &TrainingJob) -> String {
+    attempt_key(
+        tj.metadata.uid.as_deref().unwrap_or_default(),
+        tj.status.as_ref().and_then(|s| s.requeues).unwrap_or(0),
+    )
+}
+
+/// The batch job for `tj`, asking for `gpu_type` (the member's `gres` type name) if given.
+pub fn batch_job(tj: &TrainingJob, placement: &SlurmPlacement, gpu_type: Option<&str>) -> BatchJob {
+    let spec = &tj.spec;
+    let per_replica = computenet_api::convert::job("", spec, 0).map(|j| j.per_replica).unwrap_or_default();
+    let training_job = format!(
+        "{}/{}",
+        tj.metadata.namespace.as_deref().unwrap_or_default(),
+        tj.metadata.name.as_deref().unwrap_or_default()
+    );
+    BatchJob {
+        name: remote_name(tj.metadata.uid.as_deref().unwrap_or_default()),
+        comment: comment(&key(tj), &training_job),
+        training_job,
+        replicas: u32::try_from(spec.replicas).unwrap_or(1).max(1),
+        gpus_per_replica: per_replica.accelerators,
+        gpu_type: gpu_type.map(str::to_string),
+        // Slurm counts whole CPUs and MiB: round up so the job gets at least what it asked.
+        cpus_per_replica: u32::try_from(per_replica.cpu_millis.div_ceil(1000)).unwrap_or(u32::MAX),
+        memory_mib_per_replica: per_replica.memory_bytes.div_ceil(1 << 20),
+        time_limit_minutes: spec.max_run_seconds.map(|s| u64::try_from(s).unwrap_or(0).div_ceil(60)),
+        partition: (!placement.partitions.is_empty()).then(|| placement.partitions.join(",")),
+        working_directory: placement.working_directory.clone(),
+        standard_output: placement.standard_output.clone(),
+        command: spec.workload.command.clone(),
+        env: spec.workload.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn training_job(requeues: Option<i32>) -> TrainingJob {
+        let mut tj: TrainingJob = serde_yaml::from_str(
+            r#"
+apiVersion: computenet.io/v1alpha1
+kind: TrainingJob
+metadata: {name: bert-large, namespace: team-a, uid: 0a1b2c3d-4e5f-6789-abcd-ef0123456789}
+spec:
+  queueName: research
+  replicas: 4
+  resources: {cpu: "7500m", memory: 64Gi, accelerators: {count: 8, types: [H800]}}
+  workload: {image: example/bert:1.0, command: ["torchrun", "train.py"], env: [{name: LR, value: "0.1"}]}
+  maxRunSeconds: 3601
+"#,
+        )
+        .expect("valid");
+        tj.status = requeues.map(|r| computenet_api::TrainingJobStatus { requeues: Some(r), ..Default::default() });
+        tj
+    }
+
+    #[test]
+    fn the_batch_job_carries_the_gang_and_its_limits() {
+        let placement = SlurmPlacement {
+            partitions: vec!["gpu".into(), "debug".into()],
+            working_directory: "/scratch".into(),
+            standard_output: "%x-%j.out".into(),
+        };
+        let b = batch_job(&training_job(None), &placement, Some("h800"));
+        assert_eq!(b.name, "cn-0a1b2c3d4e5f6789abcd");
+        assert_eq!(b.comment, "computenet uid=0a1b2c3d-4e5f-6789-abcd-ef0123456789.0 job=team-a/bert-large");
+        assert_eq!((b.replicas, b.gpus_per_replica, b.gpu_type.as_deref()), (4, 8, Some("h800")));
+        assert_eq!((b.cpus_per_replica, b.memory_mib_per_replica), (8, 65536), "rounded up to whole CPUs");
+        assert_eq!(b.time_limit_minutes, Some(61));
+        assert_eq!(b.partition.as_deref(), Some("gpu,debug"));
+        assert_eq!(b.command, ["torchrun", "train.py"]);
+        assert_eq!(b.env, [("LR".to_string(), "0.1".to_string())]);
+    }
+
+    #[test]
+    fn a_requeued_job_gets_a_new_attempt_key() {
+        assert!(key(&training_job(None)).ends_with(".0"));
+        assert!(key(&training_job(Some(2))).ends_with(".2"));
+    }
+}

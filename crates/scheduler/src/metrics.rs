@@ -1,0 +1,447 @@
+//! Prometheus metrics of `computenet serve`, served at `/metrics`.
+//!
+//! Gauges are set from each cycle's [`PoolObservation`]; label sets that disappear (a
+//! member removed, a job leaving the top N of its queue) are removed. Counters and the
+//! cycle histogram are recorded by the controller as things happen.
+
+use crate::observe::PoolObservation;
+use prometheus::{Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// Content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Buckets of the scheduling-cycle histogram, in seconds.
+const CYCLE_BUCKETS: [f64; 15] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// A gauge family set as a whole: what is not set in an update is removed.
+#[derive(Debug)]
+struct Gauges {
+    vec: GaugeVec,
+    present: Mutex<BTreeSet<Vec<String>>>,
+}
+
+impl Gauges {
+    fn new(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Self {
+        let vec = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+        registry.register(Box::new(vec.clone())).expect("metric registered once");
+        Self { vec, present: Mutex::new(BTreeSet::new()) }
+    }
+
+    /// Sets these label sets to these values and removes the others.
+    fn replace(&self, values: Vec<(Vec<String>, f64)>) {
+        let mut present = self.present.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = BTreeSet::new();
+        for (labels, value) in values {
+            self.vec.with_label_values(&labels).set(value);
+            now.insert(labels);
+        }
+        for stale in present.difference(&now) {
+            let _ = self.vec.remove_label_values(stale);
+        }
+        *present = now;
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry.register(Box::new(vec.clone())).expect("metric registered once");
+    vec
+}
+
+fn labels<const N: usize>(values: [&str; N]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+/// The metrics registry of one scheduler process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    cluster_accelerators: Gauges,
+    cluster_cpu_cores: Gauges,
+    cluster_ready: Gauges,
+    cluster_heartbeat_age: Gauges,
+    cluster_pue: Gauges,
+    cluster_power: Gauges,
+    cluster_utilization: Gauges,
+    cluster_efficiency: Gauges,
+    queue_jobs: Gauges,
+    queue_used: Gauges,
+    queue_quota: Gauges,
+    pending_position: Gauges,
+    admissions: IntCounterVec,
+    preemptions: IntCounterVec,
+    dispatch_errors: IntCounterVec,
+    cycle: Histogram,
+    /// One update at a time, so label-set bookkeeping stays consistent.
+    updating: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every computenet metric family.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let cycle = Histogram::with_opts(
+            HistogramOpts::new(
+                "computenet_scheduling_cycle_duration_seconds",
+                "Duration of one scheduling cycle (snapshot, decisions, writes, dispatch), in seconds.",
+            )
+            .buckets(CYCLE_BUCKETS.to_vec()),
+        )
+        .expect("valid histogram");
+        r.register(Box::new(cycle.clone())).expect("metric registered once");
+        Self {
+            cluster_accelerators: Gauges::new(
+                &r,
+                "computenet_cluster_accelerators",
+                "Accelerator devices of a member cluster by type; state is total, allocated or free (total minus allocated and free is on unschedulable nodes).",
+                &["cluster", "kind", "accelerator", "state"],
+            ),
+            cluster_cpu_cores: Gauges::new(
+                &r,
+                "computenet_cluster_cpu_cores",
+                "CPU cores of a member cluster; state is total, allocated or free.",
+                &["cluster", "kind", "state"],
+            ),
+            cluster_ready: Gauges::new(
+                &r,
+                "computenet_cluster_ready",
+                "Whether the member cluster is reachable and its capacity fresh (1) or not (0).",
+                &["cluster", "kind"],
+            ),
+            cluster_heartbeat_age: Gauges::new(
+                &r,
+                "computenet_cluster_heartbeat_age_seconds",
+                "Seconds since the last successful contact with the member cluster recorded in its status.",
+                &["cluster"],
+            ),
+            cluster_pue: Gauges::new(
+                &r,
+                "computenet_cluster_pue",
+                "Power usage effectiveness of the member cluster's facility.",
+                &["cluster"],
+            ),
+            cluster_power: Gauges::new(
+                &r,
+                "computenet_cluster_power_watts",
+                "Measured power draw of the member cluster's accelerators, in watts.",
+                &["cluster"],
+            ),
+            cluster_utilization: Gauges::new(
+                &r,
+                "computenet_cluster_gpu_utilization_ratio",
+                "Measured mean accelerator utilisation of the member cluster (0 to 1).",
+                &["cluster"],
+            ),
+            cluster_efficiency: Gauges::new(
+                &r,
+                "computenet_cluster_efficiency_tflops_per_watt",
+                "Computing efficiency of the member cluster in TFLOPS per facility watt: measured when power and utilisation are known, else rated (peak TFLOPS over board power, divided by PUE).",
+                &["cluster"],
+            ),
+            queue_jobs: Gauges::new(
+                &r,
+                "computenet_queue_jobs",
+                "Jobs of a ComputeQueue; state is pending, admitted (holding capacity, running included) or running.",
+                &["queue", "state"],
+            ),
+            queue_used: Gauges::new(
+                &r,
+                "computenet_queue_accelerators_used",
+                "Accelerators held by the admitted jobs of a ComputeQueue.",
+                &["queue"],
+            ),
+            queue_quota: Gauges::new(
+                &r,
+                "computenet_queue_accelerators_quota",
+                "Nominal accelerator quota of a ComputeQueue (absent when unlimited).",
+                &["queue"],
+            ),
+            pending_position: Gauges::new(
+                &r,
+                "computenet_pending_job_position",
+                "Position of a pending job in its queue (1 is next); only the first N jobs of each queue.",
+                &["queue", "namespace", "job"],
+            ),
+            admissions: counter(
+                &r,
+                "computenet_admissions_total",
+                "Jobs admitted, by queue and member cluster.",
+                &["queue", "cluster"],
+            ),
+            preemptions: counter(&r, "computenet_preemptions_total", "Jobs preempted, by their queue.", &["queue"]),
+            dispatch_errors: counter(
+                &r,
+                "computenet_dispatch_errors_total",
+                "Failed attempts to create a job's objects on a member cluster.",
+                &["cluster"],
+            ),
+            cycle,
+            registry: r,
+            updating: Mutex::new(()),
+        }
+    }
+
+    /// The registry, to add process or library metrics to.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Sets the gauges from an observation and removes the label sets it no longer has.
+    pub fn update(&self, o: &PoolObservation) {
+        let _one = self.updating.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut accelerators, mut cpu, mut ready, mut age, mut pue, mut power, mut util, mut efficiency) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for m in &o.members {
+            let (c, k) = (m.name.as_str(), m.kind.as_str());
+            for a in &m.accelerators {
+                let t = a.accelerator.as_str();
+                accelerators.push((labels([c, k, t, "total"]), a.devices.total));
+                accelerators.push((labels([c, k, t, "allocated"]), a.devices.allocated));
+                accelerators.push((labels([c, k, t, "free"]), a.devices.free));
+            }
+            cpu.push((labels([c, k, "total"]), m.cpu_cores.total));
+            cpu.push((labels([c, k, "allocated"]), m.cpu_cores.allocated));
+            cpu.push((labels([c, k, "free"]), m.cpu_cores.free));
+            ready.push((labels([c, k]), if m.ready { 1.0 } else { 0.0 }));
+            pue.push((labels([c]), m.pue));
+            let optional = [
+                (&mut age, m.heartbeat_age_seconds),
+                (&mut power, m.power_watts),
+                (&mut util, m.gpu_utilization_ratio),
+                (&mut efficiency, m.tflops_per_watt),
+            ];
+            for (family, value) in optional {
+                if let Some(v) = value {
+                    family.push((labels([c]), v));
+                }
+            }
+        }
+        self.cluster_accelerators.replace(accelerators);
+        self.cluster_cpu_cores.replace(cpu);
+        self.cluster_ready.replace(ready);
+        self.cluster_heartbeat_age.replace(age);
+        self.cluster_pue.replace(pue);
+        self.cluster_power.replace(power);
+        self.cluster_utilization.replace(util);
+        self.cluster_efficiency.replace(efficiency);
+
+        let (mut jobs, mut used, mut quota, mut positions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for q in &o.queues {
+            let n = q.name.as_str();
+            jobs.push((labels([n, "pending"]), q.pending as f64));
+            jobs.push((labels([n, "admitted"]), q.admitted as f64));
+            jobs.push((labels([n, "running"]), q.running as f64));
+            used.push((labels([n]), q.accelerators_used as f64));
+            if let Some(x) = q.accelerators_quota {
+                quota.push((labels([n]), x as f64));
+            }
+            for p in &q.top_pending {
+                positions.push((labels([n, &p.namespace, &p.name]), f64::from(p.position)));
+            }
+        }
+        // Counters start at 0 for every member and queue, so rate() works from the first scrape.
+        for q in &o.queues {
+            self.preemptions.with_label_values(&[q.name.as_str()]);
+            for m in &o.members {
+                self.admissions.with_label_values(&[q.name.as_str(), m.name.as_str()]);
+            }
+        }
+        for m in &o.members {
+            self.dispatch_errors.with_label_values(&[m.name.as_str()]);
+        }
+        self.queue_jobs.replace(jobs);
+        self.queue_used.replace(used);
+        self.queue_quota.replace(quota);
+        self.pending_position.replace(positions);
+    }
+
+    /// A job was admitted from `queue` to `cluster`.
+    pub fn admitted(&self, queue: &str, cluster: &str) {
+        self.admissions.with_label_values(&[queue, cluster]).inc();
+    }
+
+    /// A job of `queue` was preempted.
+    pub fn preempted(&self, queue: &str) {
+        self.preemptions.with_label_values(&[queue]).inc();
+    }
+
+    /// Creating a job's objects on `cluster` failed.
+    pub fn dispatch_error(&self, cluster: &str) {
+        self.dispatch_errors.with_label_values(&[cluster]).inc();
+    }
+
+    /// One scheduling cycle took `seconds`.
+    pub fn cycle_duration(&self, seconds: f64) {
+        self.cycle.observe(seconds);
+    }
+
+    /// Everything in the text exposition format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{
+        AcceleratorObservation, Capacity, EfficiencySource, MemberObservation, PendingObservation, QueueObservation,
+    };
+
+    fn member(name: &str, kind: &str, gpus: Option<(&str, Capacity)>) -> MemberObservation {
+        MemberObservation {
+            name: name.into(),
+            kind: kind.into(),
+            site: "qingdao".into(),
+            ready: true,
+            cordoned: false,
+            nodes: 2,
+            accelerators: gpus
+                .map(|(t, devices)| AcceleratorObservation { accelerator: t.into(), devices })
+                .into_iter()
+                .collect(),
+            cpu_cores: Capacity { total: 64.0, allocated: 6.5, free: 57.5 },
+            pue: 1.25,
+            peak_tflops: 0.0,
+            power_watts: None,
+            gpu_utilization_ratio: None,
+            tflops_per_watt: Some(0.5),
+            efficiency_source: EfficiencySource::Rated,
+            heartbeat_age_seconds: Some(3.0),
+            rated_power_watts: 0.0,
+        }
+    }
+
+    fn pending(name: &str, position: u32) -> PendingObservation {
+        PendingObservation {
+            namespace: "team-a".into(),
+            name: name.into(),
+            position,
+            accelerators: 8,
+            reason: String::new(),
+        }
+    }
+
+    fn observation(top: Vec<PendingObservation>) -> PoolObservation {
+        PoolObservation {
+            generated_at: 1,
+            members: vec![
+                member("ai-1", "AI", Some(("A100-80G", Capacity { total: 16.0, allocated: 4.0, free: 12.0 }))),
+                member("general-2", "General", None),
+            ],
+            queues: vec![QueueObservation {
+                name: "research".into(),
+                cohort: None,
+                pending: 3,
+                admitted: 2,
+                running: 1,
+                accelerators_used: 6,
+                accelerators_quota: Some(8),
+                top_pending: top,
+            }],
+            placements: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn encodes_gauges_after_update() {
+        let m = Metrics::new();
+        m.update(&observation(vec![pending("first", 1), pending("second", 2)]));
+        let text = m.encode();
+        for line in [
+            r#"computenet_cluster_accelerators{accelerator="A100-80G",cluster="ai-1",kind="AI",state="total"} 16"#,
+            r#"computenet_cluster_accelerators{accelerator="A100-80G",cluster="ai-1",kind="AI",state="allocated"} 4"#,
+            r#"computenet_cluster_accelerators{accelerator="A100-80G",cluster="ai-1",kind="AI",state="free"} 12"#,
+            r#"computenet_cluster_cpu_cores{cluster="general-2",kind="General",state="free"} 57.5"#,
+            r#"computenet_cluster_ready{cluster="ai-1",kind="AI"} 1"#,
+            r#"computenet_cluster_heartbeat_age_seconds{cluster="ai-1"} 3"#,
+            r#"computenet_cluster_pue{cluster="general-2"} 1.25"#,
+            r#"computenet_cluster_efficiency_tflops_per_watt{cluster="ai-1"} 0.5"#,
+            r#"computenet_queue_jobs{queue="research",state="pending"} 3"#,
+            r#"computenet_queue_jobs{queue="research",state="admitted"} 2"#,
+            r#"computenet_queue_jobs{queue="research",state="running"} 1"#,
+            r#"computenet_queue_accelerators_used{queue="research"} 6"#,
+            r#"computenet_queue_accelerators_quota{queue="research"} 8"#,
+            r#"computenet_pending_job_position{job="second",namespace="team-a",queue="research"} 2"#,
+            r#"computenet_admissions_total{cluster="general-2",queue="research"} 0"#,
+            r#"computenet_preemptions_total{queue="research"} 0"#,
+            r#"computenet_dispatch_errors_total{cluster="ai-1"} 0"#,
+            "# TYPE computenet_scheduling_cycle_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        // Not measured yet: no series at all.
+        assert!(!text.contains("computenet_cluster_power_watts{"));
+        assert!(!text.contains("computenet_cluster_gpu_utilization_ratio{"));
+    }
+
+    #[test]
+    fn measured_values_are_exported_when_present() {
+        let m = Metrics::new();
+        let mut o = observation(Vec::new());
+        o.members[0].power_watts = Some(2500.0);
+        o.members[0].gpu_utilization_ratio = Some(0.75);
+        m.update(&o);
+        let text = m.encode();
+        assert!(text.contains(r#"computenet_cluster_power_watts{cluster="ai-1"} 2500"#));
+        assert!(text.contains(r#"computenet_cluster_gpu_utilization_ratio{cluster="ai-1"} 0.75"#));
+        assert!(!text.contains(r#"computenet_cluster_power_watts{cluster="general-2"}"#));
+    }
+
+    #[test]
+    fn stale_series_are_removed() {
+        let m = Metrics::new();
+        m.update(&observation(vec![pending("first", 1), pending("second", 2)]));
+        // "first" was admitted, "second" moved up; ai-1 left the pool.
+        let mut o = observation(vec![pending("second", 1)]);
+        o.members.remove(0);
+        m.update(&o);
+        let text = m.encode();
+        assert!(!text.contains(r#"job="first""#), "{text}");
+        assert!(text.contains(r#"computenet_pending_job_position{job="second",namespace="team-a",queue="research"} 1"#));
+        assert!(
+            !text.lines().any(|l| l.starts_with("computenet_cluster_") && l.contains(r#"cluster="ai-1""#)),
+            "{text}"
+        );
+        assert!(text.contains(r#"computenet_cluster_ready{cluster="general-2",kind="General"} 1"#));
+        // Queue gone: all its gauges go (counters stay, as counters do).
+        m.update(&PoolObservation::default());
+        assert!(!m.encode().lines().any(|l| l.starts_with("computenet_queue_") && l.contains("research")));
+        assert!(!m.encode().contains("computenet_pending_job_position{"));
+    }
+
+    #[test]
+    fn counters_and_histogram() {
+        let m = Metrics::new();
+        m.admitted("research", "ai-1");
+        m.admitted("research", "ai-1");
+        m.preempted("batch");
+        m.dispatch_error("ai-1");
+        m.cycle_duration(0.03);
+        m.cycle_duration(0.2);
+        let text = m.encode();
+        for line in [
+            r#"computenet_admissions_total{cluster="ai-1",queue="research"} 2"#,
+            r#"computenet_preemptions_total{queue="batch"} 1"#,
+            r#"computenet_dispatch_errors_total{cluster="ai-1"} 1"#,
+            r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.05"} 1"#,
+            r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.25"} 2"#,
+            "computenet_scheduling_cycle_duration_seconds_count 2",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+}
