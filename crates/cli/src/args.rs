@@ -1,0 +1,107 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// kubectl computenet: the compute pool, its queues and jobs, as the computenet scheduler sees them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-computenet",
+    bin_name = "kubectl computenet",
+    version,
+    about = "The computenet compute pool, its queues and jobs, as the scheduler sees them",
+    long_about = "The computenet compute pool, its queues and jobs, as the scheduler sees them.\n\n\
+        Reads MemberCluster, ComputeQueue and TrainingJob objects and their status from the hub \
+        cluster with the usual kubeconfig ($KUBECONFIG, ~/.kube/config, or --kubeconfig and \
+        --context). Needs only read access to them; it never contacts member clusters and never \
+        changes anything.",
+    after_help = "Installed on the PATH as kubectl-computenet, it runs as `kubectl computenet ...`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every subcommand.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Kubeconfig of the hub [default: $KUBECONFIG, else ~/.kube/config]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use [default: the current context]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace of the job for `explain` and `dry-run` [default: the context's namespace, else "default"]
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table, value_name = "FORMAT")]
+    pub output: Output,
+}
+
+/// How reports are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people
+    Table,
+    /// The report as JSON
+    Json,
+    /// The report as YAML
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capacity and efficiency of the pool: totals by cluster kind and accelerator, then one row per member
+    #[command(long_about = "Capacity and efficiency of the pool.\n\n\
+        First the totals by cluster kind and accelerator type (CPU cores for CPU capacity): TOTAL \
+        counts every member, FREE only Ready members that are not cordoned, i.e. what a new job \
+        could use now. Then one row per member: readiness, schedulable nodes, free/total \
+        accelerators per type and CPU cores, peak TFLOPS of its accelerators (of its cores for a \
+        CPU-only member), TFLOPS per kW of facility power (board power x PUE), PUE, energy price \
+        and the age of the scheduler's last heartbeat. Figures come from MemberCluster status, \
+        written by `computenet serve`.")]
+    Pool,
+    /// Queues: pending, admitted and running jobs, usage against quota, and the pending jobs in order
+    #[command(long_about = "Queues: per ComputeQueue the pending, admitted and running jobs, the usage of each \
+        quota by admitted jobs against its nominal amount (with borrowing and lending limits), and the \
+        pending jobs in the order the scheduler will consider them (queue position, then priority and \
+        submission time) with the reason each one waits.")]
+    Queue {
+        /// Only this ComputeQueue
+        name: Option<String>,
+    },
+    /// Why a job is where it is, or why it waits
+    #[command(long_about = "Why a TrainingJob is where it is, or why it waits: its phase and queue position, \
+        its placement (member, accelerator, nodes, estimated runtime, energy and cost), the scheduler's \
+        explanation (the best candidates with their score breakdown, lower is better, and why every \
+        other member was rejected) and its conditions. The namespace comes from -n, else the \
+        kubeconfig context.")]
+    Explain {
+        /// Name of the TrainingJob
+        job: String,
+    },
+    /// Where a TrainingJob would go now, when it would start and end, its energy and cost, without creating it
+    #[command(
+        name = "dry-run",
+        long_about = "Where a TrainingJob would go now, without creating it.\n\n\
+            Runs the scheduler's own scheduling cycle on a copy of the pool rebuilt from the members' \
+            status (free capacity per node group, which already counts the jobs running there), with \
+            the hub's queues, quotas and running jobs, and with the job queued behind the hub's other \
+            pending jobs as if submitted now, so the answer reflects queue order. Prints the decision \
+            (admitted to a member and accelerator, a reservation, preemption, or queued with the \
+            reason), the estimated start (now, or the reservation's time) and finish, energy and \
+            cost, the best candidates with their scores and why other members were rejected.\n\n\
+            It can differ from what `computenet serve` later does: the status may be a few seconds \
+            old, running jobs are matched to node groups rather than to their nodes, and jobs \
+            submitted or ending meanwhile change the picture.",
+        after_help = "Example:\n  kubectl computenet dry-run -f job.yaml -n team-a\n  cat job.yaml | kubectl computenet dry-run -f -"
+    )]
+    DryRun {
+        /// TrainingJob manifest (YAML or JSON); `-` reads standard input
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+    },
+}

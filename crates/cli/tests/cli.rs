@@ -1,0 +1,154 @@
+//! `kubectl-computenet` as a user runs it, without a hub: help, bad arguments, bad
+//! manifests and an unreachable hub.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn plugin(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-computenet"))
+        .args(args)
+        // No ambient kubeconfig: every test says which one it means.
+        .env("KUBECONFIG", scratch("absent").join("kubeconfig"))
+        .env("HOME", scratch("home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or_default().as_bytes()).expect("writes stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("binary ends");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kubectl-computenet-test-{}", std::process::id())).join(name);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A kubeconfig for a hub nobody listens on.
+fn unreachable_kubeconfig() -> PathBuf {
+    let path = scratch("unreachable").join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: hub, cluster: {server: \"https://127.0.0.1:9\"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: hub, context: {cluster: hub, user: u, namespace: team-a}}]\ncurrent-context: hub\n",
+    )
+    .expect("writes kubeconfig");
+    path
+}
+
+const JOB: &str = "apiVersion: computenet.io/v1alpha1\nkind: TrainingJob\nmetadata: {name: try}\nspec:\n  queueName: research\n  replicas: 1\n  resources: {cpu: \"4\", memory: 16Gi, accelerators: {count: 1}}\n  workload: {image: example/train:1, command: [python]}\n";
+
+fn one_line_error(run: &Run) -> &str {
+    assert_eq!(run.code, 1, "stdout: {} stderr: {}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    run.stderr.trim_end()
+}
+
+#[test]
+fn help_lists_the_subcommands_and_common_options() {
+    let run = plugin(&["--help"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for word in [
+        "pool",
+        "queue",
+        "explain",
+        "dry-run",
+        "--kubeconfig",
+        "--context",
+        "--namespace",
+        "--output",
+        "kubectl computenet",
+    ] {
+        assert!(run.stdout.contains(word), "{word} missing from:\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn each_subcommand_has_help() {
+    for (sub, words) in [
+        ("pool", &["totals by cluster kind", "TFLOPS per kW"][..]),
+        ("queue", &["[NAME]", "usage of each quota"][..]),
+        ("explain", &["<JOB>", "rejected"][..]),
+        ("dry-run", &["--filename <FILE>", "without creating it", "queue order"][..]),
+    ] {
+        let run = plugin(&[sub, "--help"], None);
+        assert_eq!(run.code, 0, "{sub}: {}", run.stderr);
+        for w in words {
+            assert!(run.stdout.contains(w), "{sub} --help lacks {w:?}:\n{}", run.stdout);
+        }
+        assert!(run.stdout.contains("-o, --output <FORMAT>"), "{sub}: global options in its help");
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_with_usage() {
+    for args in [&["frobnicate"][..], &["pool", "-o", "xml"][..], &["explain"][..], &["dry-run"][..], &[][..]] {
+        let run = plugin(args, None);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("Usage:") || run.stderr.contains("--help"), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn dry_run_checks_the_manifest_before_the_hub() {
+    let pod = scratch("manifests").join("pod.yaml");
+    std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n").expect("writes");
+    let run = plugin(&["dry-run", "-f", pod.to_str().expect("utf8")], None);
+    assert!(
+        one_line_error(&run).ends_with("a Pod of v1 is not a TrainingJob of computenet.io/v1alpha1"),
+        "{}",
+        run.stderr
+    );
+    let run = plugin(&["dry-run", "-f", "/nonexistent/job.yaml"], None);
+    assert!(one_line_error(&run).starts_with("error: reading /nonexistent/job.yaml"), "{}", run.stderr);
+    let run = plugin(
+        &["dry-run", "-f", "-"],
+        Some("kind: TrainingJob\napiVersion: computenet.io/v1alpha1\nmetadata: {name: x}\nspec: {replicas: 1}\n"),
+    );
+    assert!(one_line_error(&run).starts_with("error: standard input: invalid TrainingJob"), "{}", run.stderr);
+}
+
+#[test]
+fn an_unreachable_hub_is_one_line_and_exit_code_1() {
+    let kubeconfig = unreachable_kubeconfig();
+    let path = kubeconfig.to_str().expect("utf8");
+    for args in [&["pool"][..], &["queue"][..], &["explain", "job"][..]] {
+        let mut all = vec!["--kubeconfig", path];
+        all.extend_from_slice(args);
+        let run = plugin(&all, None);
+        assert!(
+            one_line_error(&run).starts_with("error: cannot reach the hub at https://127.0.0.1:9"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let run = plugin(&["dry-run", "-f", "-", "--kubeconfig", path], Some(JOB));
+    assert!(one_line_error(&run).starts_with("error: cannot reach the hub"), "{}", run.stderr);
+}
+
+#[test]
+fn a_missing_kubeconfig_or_context_is_named() {
+    let run = plugin(&["pool", "--kubeconfig", "/nonexistent/kubeconfig"], None);
+    assert!(one_line_error(&run).contains("/nonexistent/kubeconfig"), "{}", run.stderr);
+    let kubeconfig = unreachable_kubeconfig();
+    let run = plugin(&["pool", "--kubeconfig", kubeconfig.to_str().expect("utf8"), "--context", "nope"], None);
+    assert!(one_line_error(&run).contains("nope"), "{}", run.stderr);
+    let run = plugin(&["pool"], None);
+    assert!(one_line_error(&run).contains("kubeconfig"), "{}", run.stderr);
+}
