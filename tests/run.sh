@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: Rust build and tests (unit, rule, property
 # and CLI tests), the benchmarks compiled, then the real test bed (hub + member Kubernetes
 # control planes with KWOK nodes, Slurm with slurmrestd, Prometheus) brought up from
-# nothing, smoke-tested and torn down. Installs what it needs (Debian packages, Go-built
+# nothing, smoke-tested, driven end to end (API, Helm chart, scheduler, Slurm members,
+# Prometheus efficiency, kubectl plugin, dashboard in headless Chromium) and torn down. Installs what it needs (Debian packages, Go-built
 # control plane cached under ~/.cache/computenet-testbed).
 #
 #   tests/run.sh                 everything
@@ -53,10 +54,23 @@ if [ "$testbed" = 1 ]; then
   tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint
   step "test bed: smoke test"
   tests/testbed/smoke.sh
+  step "Slurm client against the real slurmrestd"
+  (set -a; . tests/testbed/run/env; cargo test --locked -p computenet-members --test slurmrestd -- --ignored)
   step "e2e: the API on the hub"
   tests/e2e/api.sh
+  export COMPUTENET_BIN="$PWD/target/debug/computenet"
+  step "e2e: deployment (Helm chart, manifests, examples, Grafana dashboard)"
+  tests/e2e/helm.sh
+  step "e2e: metrics and the dashboard (headless Chromium)"
+  DASHBOARD_SCREENSHOT="${DASHBOARD_SCREENSHOT:-$(mktemp -d)/dashboard.png}" tests/e2e/dashboard.sh
   step "e2e: computenet serve"
-  COMPUTENET_BIN="$PWD/target/debug/computenet" tests/e2e/scheduler.sh
+  tests/e2e/scheduler.sh
+  step "e2e: Slurm members"
+  tests/e2e/slurm.sh
+  step "e2e: efficiency from Prometheus"
+  tests/e2e/efficiency.sh
+  step "e2e: kubectl computenet"
+  tests/e2e/plugin.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT

@@ -33,3 +33,14 @@ summary() {
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" = 0 ]
 }
+# use_testbed: the test bed's environment (tests/testbed/run/env), kubectl on the hub, and
+# BIN the computenet binary (COMPUTENET_BIN, default target/debug/computenet). Needs $root.
+use_testbed() {
+  local env=$root/tests/testbed/run/env
+  [ -r "$env" ] || { echo "no test bed here: bring it up with tests/testbed/up.sh" >&2; exit 1; }
+  # shellcheck disable=SC1090
+  . "$env"
+  export KUBECONFIG=$HUB_KUBECONFIG
+  BIN=${COMPUTENET_BIN:-$root/target/debug/computenet}
+  [ -x "$BIN" ] || { echo "computenet binary not found at $BIN (cargo build -p computenet)" >&2; exit 1; }
+}

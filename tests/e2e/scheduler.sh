@@ -12,11 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
-# shellcheck disable=SC1091
-. "$root/tests/testbed/run/env"
-export KUBECONFIG=$HUB_KUBECONFIG
-BIN=${COMPUTENET_BIN:-$root/target/debug/computenet}
-[ -x "$BIN" ] || { echo "computenet binary not found at $BIN (cargo build -p computenet)" >&2; exit 1; }
+use_testbed
 tmp=$(mktemp -d)
 SERVE_PIDS=()
 
