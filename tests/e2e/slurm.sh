@@ -37,7 +37,8 @@ cleanup() {
   # Nothing of this test keeps running on Slurm.
   squeue -h -o %i -n "$(squeue -h -o '%j' | grep '^cn-' | sort -u | paste -sd, -)" 2>/dev/null | xargs -r scancel 2>/dev/null
   kubectl delete ns "$NS" --wait=false >/dev/null 2>&1
-  kubectl delete mcl slurm >/dev/null 2>&1
+  kubectl delete mcl slurm slurm-bogus slurm-empty >/dev/null 2>&1
+  kubectl -n computenet-system delete secret slurm-e2e-tokens >/dev/null 2>&1
   kubectl delete cnq hpc >/dev/null 2>&1
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
@@ -134,6 +135,29 @@ check "GPU types come from gres (A100-80G and H800, 16 each)" bash -c '
   [ "$(kubectl get mcl slurm -o jsonpath="{.status.accelerators[?(@.accelerator==\"H800\")].total}")" = 16 ] &&
   [ "$(kubectl get mcl slurm -o jsonpath="{.status.accelerators[?(@.accelerator==\"A100-80G\")].total}")" = 16 ]'
 check "kubectl get mcl shows it as HPC" bash -c 'kubectl get mcl slurm | tail -1 | grep -E "slurm +HPC +east +True"'
+
+# --- Credentials Slurm refuses: NotReady with a reason that says so, never a crash.
+kubectl -n computenet-system create secret generic slurm-e2e-tokens --from-literal=bogus=not-a-token \
+  --from-literal=empty= --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+for key in bogus empty; do cat <<EOT
+---
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: slurm-$key}
+spec:
+  kind: HPC
+  site: nowhere
+  slurm: {endpoint: "$SLURMRESTD_URL", userName: "$SLURM_USER_NAME", tokenSecretRef: {name: slurm-e2e-tokens, namespace: computenet-system, key: $key}}
+EOT
+done | kubectl apply -f - >/dev/null
+check "a token slurmctld rejects: NotReady, ServerError, with a hint to check the Secret" wait_for 30 bash -c '
+  [ "$(kubectl get mcl slurm-bogus -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].reason}")" = "False ServerError" ] &&
+  kubectl get mcl slurm-bogus -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].message}" | grep -q "check the user name and the token"'
+check "an empty token: NotConnected, naming the Secret" wait_for 30 bash -c '
+  [ "$(kubectl get mcl slurm-empty -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].reason}")" = "False NotConnected" ] &&
+  kubectl get mcl slurm-empty -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].message}" | grep -q "slurm-e2e-tokens.*is empty"'
+kubectl delete mcl slurm-bogus slurm-empty >/dev/null
+kubectl -n computenet-system delete secret slurm-e2e-tokens >/dev/null
 
 scontrol update nodename=node4 state=drain reason=computenet-e2e
 check "a drained node's GPUs leave the free capacity (24/32)" wait_for 20 bash -c '[ "$(kubectl get mcl slurm -o jsonpath={.status.gpus})" = 24/32 ]'

@@ -23,6 +23,20 @@ pub enum Error {
     Config(String),
 }
 
+impl Error {
+    /// A CamelCase reason for a member's Ready condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Timeout { .. } => "Timeout",
+            Error::Transport { .. } => "Unreachable",
+            Error::Auth { .. } => "AuthenticationFailed",
+            Error::Server { .. } => "ServerError",
+            Error::Decode { .. } => "UnexpectedAnswer",
+            Error::Config(_) => "InvalidConfig",
+        }
+    }
+}
+
 fn detail(errors: &[String]) -> String {
     if errors.is_empty() {
         String::new()
@@ -33,3 +47,25 @@ fn detail(errors: &[String]) -> String {
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_a_condition_reason_and_a_readable_message() {
+        let auth = Error::Auth { what: "listing nodes".into(), status: 401, errors: vec![] };
+        assert_eq!(
+            (auth.reason(), auth.to_string().as_str()),
+            ("AuthenticationFailed", "listing nodes: authentication refused (HTTP 401)")
+        );
+        let server =
+            Error::Server { what: "submitting a job".into(), status: 500, errors: vec!["a [2014]".into(), "b".into()] };
+        assert_eq!(
+            (server.reason(), server.to_string().as_str()),
+            ("ServerError", "submitting a job: HTTP 500: a [2014]; b")
+        );
+        assert_eq!(Error::Timeout { what: "x".into(), seconds: 5 }.reason(), "Timeout");
+        assert_eq!(Error::Transport { what: "x".into(), why: "refused".into() }.reason(), "Unreachable");
+    }
+}

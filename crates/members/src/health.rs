@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 pub struct Health {
     last_ok: Option<Instant>,
     last_error: Option<String>,
+    last_reason: Option<&'static str>,
     since: Instant,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Self { last_ok: None, last_error: None, since: Instant::now() }
+        Self { last_ok: None, last_error: None, last_reason: None, since: Instant::now() }
     }
 }
 
@@ -22,11 +23,24 @@ impl Health {
     pub fn ok(&mut self) {
         self.last_ok = Some(Instant::now());
         self.last_error = None;
+        self.last_reason = None;
     }
 
     /// A failed call.
     pub fn failed(&mut self, why: impl Into<String>) {
         self.last_error = Some(why.into());
+        self.last_reason = None;
+    }
+
+    /// A failed call, with a CamelCase reason for the member's Ready condition.
+    pub fn failed_because(&mut self, reason: &'static str, why: impl Into<String>) {
+        self.last_error = Some(why.into());
+        self.last_reason = Some(reason);
+    }
+
+    /// The reason given with the last failure, if any.
+    pub fn last_reason(&self) -> Option<&'static str> {
+        self.last_reason
     }
 
     /// Whether the member answered within `timeout` (a member never reached counts from
@@ -58,7 +72,10 @@ mod tests {
         assert!(!h.reachable(Duration::ZERO).0 || !h.ever_reached());
         h.failed("refused");
         assert_eq!(h.reachable(Duration::from_secs(60)).1.as_deref(), Some("refused"));
+        h.failed_because("AuthenticationFailed", "HTTP 401");
+        assert_eq!(h.last_reason(), Some("AuthenticationFailed"));
         h.ok();
+        assert_eq!(h.last_reason(), None);
         assert!(h.ever_reached());
         assert_eq!(h.reachable(Duration::from_secs(60)), (true, None));
     }

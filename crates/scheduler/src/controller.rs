@@ -795,9 +795,7 @@ impl Loop {
                 (Some(c), false) => {
                     let why =
                         c.reachable(self.config.member_timeout).1.unwrap_or_else(|| "no successful contact yet".into());
-                    let reason =
-                        if why.contains("authentication refused") { "AuthenticationFailed" } else { "Unreachable" };
-                    (false, reason, why)
+                    (false, c.unready_reason(), why)
                 }
             };
             let previous = view.member.status.clone().unwrap_or_default();

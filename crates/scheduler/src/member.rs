@@ -119,7 +119,14 @@ pub async fn connect_slurm(hub: &Client, member: &MemberCluster, changed: Arc<No
         (Some(r), _) => {
             let token = secret_value(hub, r).await.map_err(fail)?;
             let token = String::from_utf8(token).map_err(|_| fail("the Slurm token is not UTF-8".into()))?;
-            Credentials::Token(token.trim().to_string())
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(fail(format!(
+                    "the Slurm token in Secret {}/{} (key {:?}) is empty",
+                    r.namespace, r.name, r.key
+                )));
+            }
+            Credentials::Token(token)
         }
         (None, Some(r)) => Credentials::JwtKey(secret_value(hub, r).await.map_err(fail)?),
         (None, None) => return Err(fail("spec.slurm needs tokenSecretRef or jwtKeySecretRef".into())),
@@ -158,6 +165,14 @@ impl Member {
         match self {
             Member::Kubernetes(k) => k.health().reachable(timeout),
             Member::Slurm(s) => s.reachable(timeout),
+        }
+    }
+
+    /// The reason for a NotReady condition.
+    pub fn unready_reason(&self) -> &'static str {
+        match self {
+            Member::Kubernetes(_) => "Unreachable",
+            Member::Slurm(s) => s.failure_reason().unwrap_or("Unreachable"),
         }
     }
 

@@ -4,7 +4,7 @@
 use super::api::{SlurmJob, SlurmNode};
 use super::client::SlurmClient;
 use super::convert::{self, BatchJob};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::health::Health;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,7 +134,12 @@ impl SlurmMember {
             }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::debug!(member = name, error = %e, "Slurm poll failed");
-                s.health.failed(e.to_string());
+                let mut why = e.to_string();
+                if matches!(e, Error::Server { status: 500, .. }) && why.contains("Unspecified error") {
+                    // slurmrestd 22.05 answers a token slurmctld rejects this way.
+                    why.push_str(" (slurmrestd also answers so when slurmctld rejects the token: check the user name and the token or key Secret)");
+                }
+                s.health.failed_because(e.reason(), why);
                 None
             }
         }
@@ -143,6 +148,12 @@ impl SlurmMember {
     /// Whether the member answered within `timeout`, and the last error.
     pub fn reachable(&self, timeout: Duration) -> (bool, Option<String>) {
         self.lock().health.reachable(timeout)
+    }
+
+    /// The reason of the last failed poll (`Timeout`, `Unreachable`, `AuthenticationFailed`,
+    /// `ServerError`...), if the last poll failed.
+    pub fn failure_reason(&self) -> Option<&'static str> {
+        self.lock().health.last_reason()
     }
 
     /// Whether the member answered at least once.
@@ -215,7 +226,6 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
 
     fn job(id: u64, comment: &str, state: &str) -> SlurmJob {
         SlurmJob { job_id: id, comment: comment.into(), job_state: vec![state.into()], ..SlurmJob::default() }
