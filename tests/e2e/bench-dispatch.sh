@@ -11,12 +11,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-# shellcheck disable=SC1091
-. "$root/tests/testbed/run/env"
-export KUBECONFIG=$HUB_KUBECONFIG
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 JOBS=${1:-2000}
-BIN=${COMPUTENET_BIN:-$root/target/release/computenet}
-[ -x "$BIN" ] || { echo "build it first: cargo build --release -p computenet" >&2; exit 1; }
+COMPUTENET_BIN=${COMPUTENET_BIN:-$root/target/release/computenet}
+use_testbed
 tmp=$(mktemp -d)
 cleanup() {
   kubectl delete tj --all -n bench --timeout=120s >/dev/null 2>&1 || true
@@ -28,6 +27,8 @@ trap cleanup EXIT
 
 kubectl apply -f "$root/deploy/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
+# A previous run's namespace may still be terminating.
+wait_for 180 bash -c '! kubectl get ns bench >/dev/null 2>&1' || { echo "namespace bench still terminating" >&2; exit 1; }
 kubectl apply -f - >/dev/null <<EOT
 apiVersion: v1
 kind: Namespace

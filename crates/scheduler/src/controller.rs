@@ -8,6 +8,7 @@
 //! where the last process stopped.
 
 use crate::error::{Error, Result};
+use crate::events::EventSink;
 use crate::hub::Hub;
 use crate::labels;
 use crate::lease::{self, LeaseConfig};
@@ -28,8 +29,8 @@ use computenet_members::prometheus::{self, EfficiencyPoller, EfficiencyQueries, 
 use futures::stream::{self, StreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Client, Resource};
+use kube::runtime::events::EventType;
+use kube::{Api, Client};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -87,14 +88,13 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
     let changed = Arc::new(Notify::new());
     let hub = Hub::start(client.clone(), changed.clone()).await;
     tracing::info!("caches ready; scheduling");
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: "computenet-scheduler".into(), instance: None });
+    let events = EventSink::start(client.clone(), config.concurrency);
     let mut state = Loop {
         hub,
         config: config.clone(),
         members: Members::new(),
         changed: changed.clone(),
-        recorder,
+        events,
         overrides: HashMap::new(),
         heartbeats: HashMap::new(),
         connect_errors: HashMap::new(),
@@ -133,7 +133,7 @@ struct Loop {
     config: ServeConfig,
     members: Members,
     changed: Arc<Notify>,
-    recorder: Recorder,
+    events: EventSink,
     /// Objects as last written, until the watch cache catches up with them (so a job
     /// admitted in one tick is never seen as pending in the next).
     overrides: HashMap<String, Arc<TrainingJob>>,
@@ -190,11 +190,8 @@ impl Loop {
         self.config.web.as_ref().map(|w| w.metrics())
     }
 
-    async fn publish(&self, tj: &TrainingJob, type_: EventType, reason: &str, note: String) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-        if let Err(e) = self.recorder.publish(&event, &tj.object_ref(&())).await {
-            tracing::debug!(error = %e, "event not recorded");
-        }
+    fn publish(&self, tj: &TrainingJob, type_: EventType, reason: &str, note: String) {
+        self.events.publish(tj, type_, reason, note);
     }
 
     async fn write(&mut self, tj: &TrainingJob, status: TrainingJobStatus) -> bool {
@@ -210,7 +207,7 @@ impl Loop {
         }
     }
 
-    /// Writes many statuses concurrently, then records their Events concurrently.
+    /// Writes many statuses concurrently, then queues their Events.
     async fn write_many(&mut self, writes: Vec<StatusWrite>) {
         let client = self.hub.client.clone();
         let concurrency = self.config.concurrency.max(1);
@@ -238,12 +235,9 @@ impl Loop {
                 Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
             }
         }
-        let this = &*self;
-        stream::iter(events)
-            .for_each_concurrent(concurrency, |(tj, (kind, reason, note))| async move {
-                this.publish(&tj, kind, &reason, note).await;
-            })
-            .await;
+        for (tj, (kind, reason, note)) in events {
+            self.publish(&tj, kind, &reason, note);
+        }
     }
 
     async fn tick(&mut self) {
@@ -430,8 +424,7 @@ impl Loop {
                         EventType::Normal,
                         "Suspended",
                         "stopped; resumes when spec.suspend is false".into(),
-                    )
-                    .await;
+                    );
                 }
             } else if !tj.spec.suspend && current.phase == Some(TrainingJobPhase::Suspended) {
                 let status = TrainingJobStatus {
@@ -660,7 +653,7 @@ impl Loop {
             ..TrainingJobStatus::default()
         };
         if self.write(tj, status).await {
-            self.publish(tj, EventType::Warning, reason, message.to_string()).await;
+            self.publish(tj, EventType::Warning, reason, message.to_string());
         }
     }
 

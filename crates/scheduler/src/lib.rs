@@ -7,6 +7,7 @@
 //! - [`dispatch`]: the Indexed Job and headless Service a job becomes on a Kubernetes member.
 //! - [`batch`]: the batch job a job becomes on a Slurm member.
 //! - [`status`]: what is written back (server-side apply, one field manager).
+//! - [`events`]: Events, recorded in the background, off the loop's path.
 //! - [`controller`]: the loop: snapshot, cycle, write, dispatch, mirror.
 //! - [`lease`]: leader election with a coordination.k8s.io Lease.
 //! - [`observe`]: the pool as the dashboard and the metrics show it (pure).
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod controller;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod hub;
 pub mod lease;
 pub mod member;

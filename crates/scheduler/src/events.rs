@@ -1,0 +1,46 @@
+//! Events, recorded off the scheduling loop's path: the loop queues them and goes on; a
+//! background task records them, several at a time. Events are best effort: when the
+//! queue is full (the hub is far behind), new ones are dropped with a debug log rather
+//! than slowing scheduling down.
+
+use computenet_api::TrainingJob;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use tokio::sync::mpsc;
+
+/// Events waiting to be recorded, at most.
+pub const QUEUE_CAPACITY: usize = 10_000;
+
+/// Queues Events for the background recorder.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<(ObjectReference, Event)>,
+}
+
+impl EventSink {
+    /// Starts the recorder (`concurrency` Events in flight); it ends when every sink is dropped.
+    pub fn start(client: Client, concurrency: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<(ObjectReference, Event)>(QUEUE_CAPACITY);
+        let recorder = Recorder::new(client, Reporter { controller: "computenet-scheduler".into(), instance: None });
+        let events = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        tokio::spawn(events.for_each_concurrent(concurrency.max(1), move |(reference, event)| {
+            let recorder = recorder.clone();
+            async move {
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    tracing::debug!(error = %e, "event not recorded");
+                }
+            }
+        }));
+        Self { tx }
+    }
+
+    /// Queues an Event about a TrainingJob.
+    pub fn publish(&self, tj: &TrainingJob, type_: EventType, reason: &str, note: String) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if self.tx.try_send((tj.object_ref(&()), event)).is_err() {
+            tracing::debug!(job = ?tj.metadata.name, reason, "event queue full or closed; event dropped");
+        }
+    }
+}
