@@ -504,80 +504,68 @@ impl Loop {
                     continue;
                 }
             };
-            {
-                let RemoteStatus { phase: new_phase, failure, exit_code, nodes } = remote;
-                {
-                    let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
-                    // Where the member picks the nodes itself (Slurm), record the real ones
-                    // so the snapshot charges the job where it runs.
-                    let mut moved = false;
-                    if let (Some(nodes), Some(p)) = (nodes, status.placement.as_mut()) {
-                        let real: Vec<NodeReplicas> =
-                            nodes.into_iter().map(|node| NodeReplicas { node, replicas: 1 }).collect();
-                        if p.nodes != real {
-                            p.nodes = real;
-                            moved = true;
-                        }
-                    }
-                    if current.phase == Some(new_phase) {
-                        if moved {
-                            mirrored.push((tj.clone(), status, None));
-                        }
-                        continue;
-                    }
-                    status.exit_code = exit_code;
-                    let generation = tj.metadata.generation;
-                    match new_phase {
-                        TrainingJobPhase::Running => {
-                            status.conditions = upsert(
-                                &current.conditions,
-                                status::condition(
-                                    &current.conditions,
-                                    "Running",
-                                    true,
-                                    if matches!(m, Member::Slurm(_)) { "BatchJobRunning" } else { "PodsRunning" },
-                                    "all replicas started on the member",
-                                    generation,
-                                ),
-                            );
-                        }
-                        TrainingJobPhase::Succeeded => {
-                            status.completion_time = Some(now_rfc3339());
-                            status.conditions = upsert(
-                                &current.conditions,
-                                status::condition(
-                                    &current.conditions,
-                                    "Finished",
-                                    true,
-                                    "Succeeded",
-                                    "all replicas completed",
-                                    generation,
-                                ),
-                            );
-                        }
-                        TrainingJobPhase::Failed => {
-                            let (reason, message) = failure.unwrap_or_else(|| ("Failed".into(), String::new()));
-                            status.completion_time = Some(now_rfc3339());
-                            status.conditions = upsert(
-                                &current.conditions,
-                                status::condition(
-                                    &current.conditions,
-                                    "Finished",
-                                    false,
-                                    &reason,
-                                    &message,
-                                    generation,
-                                ),
-                            );
-                        }
-                        _ => {}
-                    }
-                    let kind =
-                        if new_phase == TrainingJobPhase::Failed { EventType::Warning } else { EventType::Normal };
-                    let event = (kind, format!("{new_phase:?}"), format!("on member {}", placement.cluster));
-                    mirrored.push((tj.clone(), status, Some(event)));
+            let RemoteStatus { phase: new_phase, failure, exit_code, nodes } = remote;
+            let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
+            // Where the member picks the nodes itself (Slurm), record the real ones
+            // so the snapshot charges the job where it runs.
+            let mut moved = false;
+            if let (Some(nodes), Some(p)) = (nodes, status.placement.as_mut()) {
+                let real: Vec<NodeReplicas> =
+                    nodes.into_iter().map(|node| NodeReplicas { node, replicas: 1 }).collect();
+                if p.nodes != real {
+                    p.nodes = real;
+                    moved = true;
                 }
             }
+            if current.phase == Some(new_phase) {
+                if moved {
+                    mirrored.push((tj.clone(), status, None));
+                }
+                continue;
+            }
+            status.exit_code = exit_code;
+            let generation = tj.metadata.generation;
+            match new_phase {
+                TrainingJobPhase::Running => {
+                    status.conditions = upsert(
+                        &current.conditions,
+                        status::condition(
+                            &current.conditions,
+                            "Running",
+                            true,
+                            if matches!(m, Member::Slurm(_)) { "BatchJobRunning" } else { "PodsRunning" },
+                            "all replicas started on the member",
+                            generation,
+                        ),
+                    );
+                }
+                TrainingJobPhase::Succeeded => {
+                    status.completion_time = Some(now_rfc3339());
+                    status.conditions = upsert(
+                        &current.conditions,
+                        status::condition(
+                            &current.conditions,
+                            "Finished",
+                            true,
+                            "Succeeded",
+                            "all replicas completed",
+                            generation,
+                        ),
+                    );
+                }
+                TrainingJobPhase::Failed => {
+                    let (reason, message) = failure.unwrap_or_else(|| ("Failed".into(), String::new()));
+                    status.completion_time = Some(now_rfc3339());
+                    status.conditions = upsert(
+                        &current.conditions,
+                        status::condition(&current.conditions, "Finished", false, &reason, &message, generation),
+                    );
+                }
+                _ => {}
+            }
+            let kind = if new_phase == TrainingJobPhase::Failed { EventType::Warning } else { EventType::Normal };
+            let event = (kind, format!("{new_phase:?}"), format!("on member {}", placement.cluster));
+            mirrored.push((tj.clone(), status, Some(event)));
         }
         self.write_many(mirrored).await;
         // The nodeSelector (Kubernetes) or gres request (Slurm) needs the member's raw name
