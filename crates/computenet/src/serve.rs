@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async move {
         // Probes and metrics come first, so a replica waiting for the lease answers them too.
         let http = match listen {
-            Some(addr) => web::try_start(addr, WebState::new(args.top_pending)).await,
+            Some(addr) => web::try_start(addr, WebState::new(args.top_pending)?).await,
             None => None,
         };
         let web = http.as_ref().map(|s| s.state().clone());

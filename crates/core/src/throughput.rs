@@ -217,6 +217,11 @@ pub struct MeasuredEfficiency {
     pub power_scale: f64,
 }
 
+/// Useful TFLOPS per facility watt (算效): peak TFLOPS x utilisation over power x PUE.
+pub fn useful_tflops_per_watt(peak_tflops: f64, utilization: f64, power_w: f64, pue: f64) -> f64 {
+    peak_tflops * utilization.clamp(0.0, 1.0) / (power_w * pue.max(1.0))
+}
+
 /// Efficiency of a cluster's accelerators from measurements: total accelerator power in
 /// watts, mean utilisation in 0..=1 and the facility's PUE. `None` for a cluster without
 /// accelerators or without a positive power reading.
@@ -240,7 +245,7 @@ pub fn measured_efficiency(
     }
     let predicted_w = board_w * (IDLE_POWER_SHARE + (1.0 - IDLE_POWER_SHARE) * u);
     Some(MeasuredEfficiency {
-        tflops_per_watt: peak_tflops * u / (power_w * pue.max(1.0)),
+        tflops_per_watt: useful_tflops_per_watt(peak_tflops, u, power_w, pue),
         // Bounded: a broken exporter must not make a cluster look free or unusable.
         power_scale: (power_w / predicted_w).clamp(0.25, 4.0),
     })

@@ -54,11 +54,6 @@ impl Health {
     pub fn ever_reached(&self) -> bool {
         self.last_ok.is_some()
     }
-
-    /// Seconds since the last answer, if any.
-    pub fn age(&self) -> Option<Duration> {
-        self.last_ok.map(|t| t.elapsed())
-    }
 }
 
 #[cfg(test)]

@@ -273,14 +273,7 @@ impl Loop {
         self.clean_orphans(&jobs).await;
         if let Some(web) = &self.config.web {
             let heartbeats = observe::heartbeats(views.iter().map(|v| v.member.as_ref()));
-            let mut observation = observe::observe(&built, &queues, &jobs, &heartbeats, now, web.top_n());
-            for m in &mut observation.members {
-                let reading = views.iter().find(|v| v.member.metadata.name.as_deref() == Some(&m.name));
-                if let Some(r) = reading.and_then(|v| v.measured.as_ref()) {
-                    m.set_measured(r.gpu_power_w, r.gpu_utilization);
-                }
-            }
-            web.publish(observation);
+            web.publish(observe::observe(&built, &queues, &jobs, &heartbeats, now, web.top_n()));
         }
     }
 
@@ -794,7 +787,7 @@ impl Loop {
                     .collect(),
                 free_nodes: computenet_api::convert::free_node_groups(cluster),
                 nodes: Some(schedulable),
-                measured: view.measured.as_ref().map(|r| snapshot::measured(r, cluster, &built.pool.catalogue).0),
+                measured: built.measured[i].clone(),
                 last_heartbeat: if ready { Some(now_rfc3339()) } else { previous.last_heartbeat.clone() },
                 conditions: vec![status::condition(
                     &previous.conditions,

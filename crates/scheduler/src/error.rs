@@ -15,6 +15,8 @@ pub enum Error {
     Member { member: String, why: String },
     #[error("lost the leader lease {0}")]
     LostLease(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Result with the service's [`Error`].

@@ -24,10 +24,10 @@ struct Gauges {
 }
 
 impl Gauges {
-    fn new(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Self {
-        let vec = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-        registry.register(Box::new(vec.clone())).expect("metric registered once");
-        Self { vec, present: Mutex::new(BTreeSet::new()) }
+    fn new(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
+        let vec = GaugeVec::new(Opts::new(name, help), labels)?;
+        registry.register(Box::new(vec.clone()))?;
+        Ok(Self { vec, present: Mutex::new(BTreeSet::new()) })
     }
 
     /// Sets these label sets to these values and removes the others.
@@ -45,10 +45,10 @@ impl Gauges {
     }
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry.register(Box::new(vec.clone())).expect("metric registered once");
-    vec
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
 }
 
 fn labels<const N: usize>(values: [&str; N]) -> Vec<String> {
@@ -79,15 +79,10 @@ pub struct Metrics {
     updating: Mutex<()>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    /// A registry with every computenet metric family.
-    pub fn new() -> Self {
+    /// A registry with every computenet metric family (an error only if a definition is
+    /// invalid or registered twice).
+    pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
         let cycle = Histogram::with_opts(
             HistogramOpts::new(
@@ -95,99 +90,98 @@ impl Metrics {
                 "Duration of one scheduling cycle (snapshot, decisions, writes, dispatch), in seconds.",
             )
             .buckets(CYCLE_BUCKETS.to_vec()),
-        )
-        .expect("valid histogram");
-        r.register(Box::new(cycle.clone())).expect("metric registered once");
-        Self {
+        )?;
+        r.register(Box::new(cycle.clone()))?;
+        Ok(Self {
             cluster_accelerators: Gauges::new(
                 &r,
                 "computenet_cluster_accelerators",
                 "Accelerator devices of a member cluster by type; state is total, allocated or free (total minus allocated and free is on unschedulable nodes).",
                 &["cluster", "kind", "accelerator", "state"],
-            ),
+            )?,
             cluster_cpu_cores: Gauges::new(
                 &r,
                 "computenet_cluster_cpu_cores",
                 "CPU cores of a member cluster; state is total, allocated or free.",
                 &["cluster", "kind", "state"],
-            ),
+            )?,
             cluster_ready: Gauges::new(
                 &r,
                 "computenet_cluster_ready",
                 "Whether the member cluster is reachable and its capacity fresh (1) or not (0).",
                 &["cluster", "kind"],
-            ),
+            )?,
             cluster_heartbeat_age: Gauges::new(
                 &r,
                 "computenet_cluster_heartbeat_age_seconds",
                 "Seconds since the last successful contact with the member cluster recorded in its status.",
                 &["cluster"],
-            ),
+            )?,
             cluster_pue: Gauges::new(
                 &r,
                 "computenet_cluster_pue",
                 "Power usage effectiveness of the member cluster's facility.",
                 &["cluster"],
-            ),
+            )?,
             cluster_power: Gauges::new(
                 &r,
                 "computenet_cluster_power_watts",
                 "Measured power draw of the member cluster's accelerators, in watts.",
                 &["cluster"],
-            ),
+            )?,
             cluster_utilization: Gauges::new(
                 &r,
                 "computenet_cluster_gpu_utilization_ratio",
                 "Measured mean accelerator utilisation of the member cluster (0 to 1).",
                 &["cluster"],
-            ),
+            )?,
             cluster_efficiency: Gauges::new(
                 &r,
                 "computenet_cluster_efficiency_tflops_per_watt",
                 "Computing efficiency of the member cluster in TFLOPS per facility watt: measured when power and utilisation are known, else rated (peak TFLOPS over board power, divided by PUE).",
                 &["cluster"],
-            ),
+            )?,
             queue_jobs: Gauges::new(
                 &r,
                 "computenet_queue_jobs",
                 "Jobs of a ComputeQueue; state is pending, admitted (holding capacity, running included) or running.",
                 &["queue", "state"],
-            ),
+            )?,
             queue_used: Gauges::new(
                 &r,
                 "computenet_queue_accelerators_used",
                 "Accelerators held by the admitted jobs of a ComputeQueue.",
                 &["queue"],
-            ),
+            )?,
             queue_quota: Gauges::new(
                 &r,
                 "computenet_queue_accelerators_quota",
                 "Nominal accelerator quota of a ComputeQueue (absent when unlimited).",
                 &["queue"],
-            ),
+            )?,
             pending_position: Gauges::new(
                 &r,
                 "computenet_pending_job_position",
                 "Position of a pending job in its queue (1 is next); only the first N jobs of each queue.",
                 &["queue", "namespace", "job"],
-            ),
+            )?,
             admissions: counter(
                 &r,
                 "computenet_admissions_total",
                 "Jobs admitted, by queue and member cluster.",
                 &["queue", "cluster"],
-            ),
-            preemptions: counter(&r, "computenet_preemptions_total", "Jobs preempted, by their queue.", &["queue"]),
+            )?,
+            preemptions: counter(&r, "computenet_preemptions_total", "Jobs preempted, by their queue.", &["queue"])?,
             dispatch_errors: counter(
                 &r,
                 "computenet_dispatch_errors_total",
                 "Failed attempts to create a job's objects on a member cluster.",
                 &["cluster"],
-            ),
+            )?,
             cycle,
             registry: r,
             updating: Mutex::new(()),
-        }
+        })
     }
 
     /// The registry, to add process or library metrics to.
@@ -358,7 +352,7 @@ mod tests {
 
     #[test]
     fn encodes_gauges_after_update() {
-        let m = Metrics::new();
+        let m = Metrics::new().expect("metrics");
         m.update(&observation(vec![pending("first", 1), pending("second", 2)]));
         let text = m.encode();
         for line in [
@@ -390,7 +384,7 @@ mod tests {
 
     #[test]
     fn measured_values_are_exported_when_present() {
-        let m = Metrics::new();
+        let m = Metrics::new().expect("metrics");
         let mut o = observation(Vec::new());
         o.members[0].power_watts = Some(2500.0);
         o.members[0].gpu_utilization_ratio = Some(0.75);
@@ -403,7 +397,7 @@ mod tests {
 
     #[test]
     fn stale_series_are_removed() {
-        let m = Metrics::new();
+        let m = Metrics::new().expect("metrics");
         m.update(&observation(vec![pending("first", 1), pending("second", 2)]));
         // "first" was admitted, "second" moved up; ai-1 left the pool.
         let mut o = observation(vec![pending("second", 1)]);
@@ -425,7 +419,7 @@ mod tests {
 
     #[test]
     fn counters_and_histogram() {
-        let m = Metrics::new();
+        let m = Metrics::new().expect("metrics");
         m.admitted("research", "ai-1");
         m.admitted("research", "ai-1");
         m.preempted("batch");

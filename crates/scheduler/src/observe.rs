@@ -112,7 +112,8 @@ impl MemberObservation {
         let pue = self.pue.max(1.0);
         match (power_watts, gpu_utilization_ratio) {
             (Some(w), Some(u)) if w > 0.0 => {
-                self.tflops_per_watt = Some(self.peak_tflops * u.clamp(0.0, 1.0) / (w * pue));
+                self.tflops_per_watt =
+                    Some(computenet_core::throughput::useful_tflops_per_watt(self.peak_tflops, u, w, pue));
                 self.efficiency_source = EfficiencySource::Measured;
             }
             _ => {
@@ -350,7 +351,14 @@ pub fn observe(
         .pool
         .clusters
         .iter()
-        .map(|c| member(c, &built.pool.catalogue, heartbeats.get(&c.name).copied(), now_unix))
+        .enumerate()
+        .map(|(i, c)| {
+            let mut m = member(c, &built.pool.catalogue, heartbeats.get(&c.name).copied(), now_unix);
+            if let Some(measured) = built.measured.get(i).and_then(Option::as_ref) {
+                m.set_measured(measured.gpu_power_watts, measured.gpu_utilization);
+            }
+            m
+        })
         .collect();
     members.sort_by(|a, b| a.name.cmp(&b.name));
     let mut queues: Vec<QueueObservation> = queues.iter().map(|q| queue(q, built, jobs, top_n)).collect();
@@ -407,6 +415,7 @@ mod tests {
             pending: Vec::new(),
             running: Vec::new(),
             problems: Vec::new(),
+            measured: Vec::new(),
         }
     }
 

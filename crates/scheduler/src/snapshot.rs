@@ -28,7 +28,7 @@ pub struct MemberView {
 
 /// What measurements make of a cluster: the status to show, and the cluster's efficiency
 /// with the measured PUE and power scale in place of the configured figures.
-pub fn measured(
+fn measured(
     reading: &Reading,
     cluster: &Cluster,
     catalogue: &Catalogue,
@@ -105,6 +105,8 @@ pub struct Built {
     pub running: Vec<RunningJob>,
     /// TrainingJobs (by UID) that cannot be queued, and why.
     pub problems: Vec<(String, Problem)>,
+    /// What each cluster's measurements say (same order as `pool.clusters`).
+    pub measured: Vec<Option<MeasuredEfficiency>>,
 }
 
 fn quantity(
@@ -183,8 +185,8 @@ pub fn raw_accelerator_names(nodes: &MemberNodes, catalogue: &Catalogue) -> BTre
     }
 }
 
-/// Builds one core cluster from a member's nodes.
-fn cluster(view: &MemberView, catalogue: &Catalogue) -> Cluster {
+/// Builds one core cluster from a member's nodes, with its measured efficiency applied.
+fn cluster(view: &MemberView, catalogue: &Catalogue) -> (Cluster, Option<MeasuredEfficiency>) {
     let spec = &view.member.spec;
     let (efficiency, _) = convert::efficiency(&spec.efficiency);
     let nodes = match &view.nodes {
@@ -206,10 +208,12 @@ fn cluster(view: &MemberView, catalogue: &Catalogue) -> Cluster {
         data_sets: spec.data_sets.clone(),
         nodes,
     };
-    if let Some(reading) = &view.measured {
-        cluster.efficiency = measured(reading, &cluster, catalogue).1;
-    }
-    cluster
+    let status = view.measured.as_ref().map(|reading| {
+        let (status, efficiency) = measured(reading, &cluster, catalogue);
+        cluster.efficiency = efficiency;
+        status
+    });
+    (cluster, status)
 }
 
 /// Core nodes from Kubernetes Nodes, charged with the pods not run by computenet.
@@ -287,13 +291,14 @@ pub fn build(
 ) -> Built {
     let specs: Vec<Arc<MemberCluster>> = members.iter().map(|m| m.member.clone()).collect();
     let catalogue = catalogue(&specs);
-    let clusters: Vec<Cluster> = members.iter().map(|m| cluster(m, &catalogue)).collect();
+    let (clusters, measured): (Vec<Cluster>, Vec<_>) = members.iter().map(|m| cluster(m, &catalogue)).unzip();
     let mut built = Built {
         pool: Pool { clusters, catalogue, data_sets: BTreeMap::new(), wan_gbps: 10.0 },
         queues: Vec::new(),
         pending: Vec::new(),
         running: Vec::new(),
         problems: Vec::new(),
+        measured,
     };
 
     let mut queue_specs: BTreeMap<&str, &ComputeQueue> = BTreeMap::new();

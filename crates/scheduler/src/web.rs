@@ -29,8 +29,8 @@ pub struct WebState {
 
 impl WebState {
     /// Empty state; `top_n` pending jobs per queue get a position series and a dashboard row.
-    pub fn new(top_n: usize) -> Self {
-        Self { observation: Arc::default(), metrics: Arc::new(Metrics::new()), ready: Arc::default(), top_n }
+    pub fn new(top_n: usize) -> crate::Result<Self> {
+        Ok(Self { observation: Arc::default(), metrics: Arc::new(Metrics::new()?), ready: Arc::default(), top_n })
     }
 
     /// How many pending jobs per queue to show.
@@ -202,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_and_readiness() {
-        let state = WebState::new(10);
+        let state = WebState::new(10).expect("web state");
         assert_eq!(get(&state, "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(&state, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
         state.set_ready(true);
@@ -212,7 +212,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_in_text_format() {
-        let state = WebState::new(10);
+        let state = WebState::new(10).expect("web state");
         state.publish(observation());
         state.metrics().admitted("research", "ai-1");
         let (status, content_type, body) = get(&state, "/metrics").await;
@@ -224,7 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn pool_as_json() {
-        let state = WebState::new(10);
+        let state = WebState::new(10).expect("web state");
         state.publish(observation());
         let (status, content_type, body) = get(&state, "/api/pool").await;
         assert_eq!(status, StatusCode::OK);
@@ -237,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn dashboard_is_self_contained() {
-        let (status, content_type, body) = get(&WebState::new(10), "/").await;
+        let (status, content_type, body) = get(&WebState::new(10).expect("web state"), "/").await;
         assert_eq!(status, StatusCode::OK);
         assert!(content_type.unwrap().starts_with("text/html"));
         assert!(body.contains("/api/pool"));
