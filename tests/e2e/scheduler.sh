@@ -169,14 +169,20 @@ tj crash 1 1 1 "" ', computenet.io/fail: "true"' | kubectl apply -f - >/dev/null
 check "a failing job reaches Failed" wait_phase e2e-a crash Failed 60
 check "with the member's reason" bash -c '[ -n "$(kubectl get tj crash -n e2e-a -o jsonpath="{.status.conditions[?(@.type==\"Finished\")].reason}")" ]'
 
-# --- Deletion removes the remote objects (finalizer).
-tj doomed 300 1 2 | kubectl apply -f - >/dev/null
+# --- Deletion removes the remote objects (finalizer). A gang of two has a Service too;
+# a single replica (crash, above) is its own master and has none.
+on_member() { local m=$1; shift; KUBECONFIG=$(member_kubeconfig "$m") kubectl "$@" -n computenet-jobs; }
+read -r crash_member crash_remote < <(field e2e-a crash '{.status.remote.cluster} {.status.remote.name}')
+check "a single-replica job's Job is on its member" on_member "$crash_member" get job "$crash_remote"
+check "and it has no Service" bash -c "! KUBECONFIG=$(member_kubeconfig "$crash_member") kubectl get svc $crash_remote -n computenet-jobs >/dev/null 2>&1"
+tj doomed 300 2 2 | kubectl apply -f - >/dev/null
 check "a long job runs" wait_phase e2e-a doomed Running 30
-remote=$(field e2e-a doomed '{.status.remote.cluster} {.status.remote.name}')
+read -r doomed_member doomed_remote < <(field e2e-a doomed '{.status.remote.cluster} {.status.remote.name}')
+check "its Job and headless Service exist on the member" on_member "$doomed_member" get job,svc "$doomed_remote"
 kubectl delete tj doomed -n e2e-a --timeout=30s >/dev/null 2>&1
 check "deleting it deletes its Job and Service on the member" wait_for 30 bash -c "
-  set -- $remote
-  ! KUBECONFIG=\$(echo \"$(member_kubeconfig ai-1) $(member_kubeconfig ai-3)\" | tr ' ' '\n' | sed -n \"\$( [ \$1 = ai-1 ] && echo 1 || echo 2 )p\") kubectl get job,svc \$2 -n computenet-jobs >/dev/null 2>&1"
+  ! KUBECONFIG=$(member_kubeconfig "$doomed_member") kubectl get job $doomed_remote -n computenet-jobs >/dev/null 2>&1 &&
+  ! KUBECONFIG=$(member_kubeconfig "$doomed_member") kubectl get svc $doomed_remote -n computenet-jobs >/dev/null 2>&1"
 check "and the TrainingJob is gone" bash -c '! kubectl get tj doomed -n e2e-a >/dev/null 2>&1'
 
 # --- Suspend stops the job and frees its capacity; resume runs it again.

@@ -10,23 +10,21 @@
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::hub::Hub;
-use crate::labels;
 use crate::lease::{self, LeaseConfig};
 use crate::member::{Member, Members, RemoteStatus};
 use crate::metrics::Metrics;
 use crate::observe;
 use crate::snapshot::{self, Built, MemberNodes, MemberView};
 use crate::status;
+use crate::work::{self, resource_version, Dispatched, InFlight, Note, Target};
 use computenet_api::convert::round3 as round;
 use computenet_api::training_job::{
-    ExplanationStatus, MemberLossPolicy, NodeReplicas, PlacementStatus, RemoteReference, TrainingJobPhase,
-    TrainingJobStatus,
+    ExplanationStatus, MemberLossPolicy, NodeReplicas, PlacementStatus, TrainingJobPhase, TrainingJobStatus,
 };
 use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberCluster, MemberClusterStatus, TrainingJob};
 use computenet_core::explain::Placement;
 use computenet_core::{Action, CycleOutcome, Decision, Scheduler, Snapshot};
 use computenet_members::prometheus::{self, EfficiencyPoller, EfficiencyQueries, Reading};
-use futures::stream::{self, StreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -88,19 +86,26 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
     let changed = Arc::new(Notify::new());
     let hub = Hub::start(client.clone(), changed.clone()).await;
     tracing::info!("caches ready; scheduling");
-    let events = EventSink::start(client.clone(), config.concurrency);
+    // Events are best effort: a few at a time, so they never crowd out the writes that
+    // schedule and dispatch.
+    let events = EventSink::start(client.clone(), (config.concurrency / 8).max(1));
     let mut state = Loop {
         hub,
         config: config.clone(),
         members: Members::new(),
         changed: changed.clone(),
         events,
+        work: InFlight::new(config.concurrency, changed.clone()),
+        dispatched: HashMap::new(),
         overrides: HashMap::new(),
         heartbeats: HashMap::new(),
+        queue_writes: HashMap::new(),
+        position_writes: HashMap::new(),
         connect_errors: HashMap::new(),
         efficiency: HashMap::new(),
     };
     tokio::pin!(shutdown);
+    let mut last_cycle = Instant::now();
     loop {
         tokio::select! {
             _ = &mut shutdown => { tracing::info!("shutting down"); return Ok(()); }
@@ -110,11 +115,13 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
             _ = changed.notified() => {}
             _ = tokio::time::sleep(config.interval) => {}
         }
-        // Let a burst of watch events settle into one cycle.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Let a burst of watch events (and landed work) settle into one cycle: a cycle
+        // reads every job, so cycles back to back would cost CPU that the API calls need.
+        tokio::time::sleep(MIN_CYCLE_SPACING.saturating_sub(last_cycle.elapsed()).max(Duration::from_millis(50))).await;
         let started = Instant::now();
+        last_cycle = started;
         state.tick().await;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "tick");
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, in_flight = state.work.len(), "tick");
         if let Some(web) = &config.web {
             web.metrics().cycle_duration(started.elapsed().as_secs_f64());
             web.set_ready(true);
@@ -122,11 +129,25 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
     }
 }
 
-/// A status to write, with the Event (type, reason, note) to record once it is written.
-type StatusWrite = (Arc<TrainingJob>, TrainingJobStatus, Option<(EventType, String, String)>);
+/// Least time from the start of one cycle to the start of the next.
+const MIN_CYCLE_SPACING: Duration = Duration::from_millis(200);
 
-/// A dispatch attempt: the job, where it was placed, and the kind and name of what runs it.
-type DispatchOutcome = (Arc<TrainingJob>, PlacementStatus, Result<(String, String)>);
+/// A status to write, with the Event to record once it is written.
+type StatusWrite = (Arc<TrainingJob>, TrainingJobStatus, Option<Note>);
+
+/// How long a queued job's new position may wait before it is written, when nothing else
+/// about the job changed: positions shift with every admission, and rewriting every
+/// pending job each cycle would load the hub for little use.
+const POSITION_REFRESH: Duration = Duration::from_secs(5);
+
+/// A job created on its member but not started there is shown as Dispatched after this
+/// long; one that starts sooner goes from Admitted straight to Running, one status write
+/// fewer. (Its dispatchTime is when its objects were created, either way.)
+const DISPATCHED_GRACE: Duration = Duration::from_secs(2);
+
+/// Least time between two writes of a member's or a queue's status when only its numbers
+/// changed (a changed condition is written at once).
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
 
 struct Loop {
     hub: Hub,
@@ -134,27 +155,27 @@ struct Loop {
     members: Members,
     changed: Arc<Notify>,
     events: EventSink,
+    /// Work in flight, per job.
+    work: InFlight,
     /// Objects as last written, until the watch cache catches up with them (so a job
     /// admitted in one tick is never seen as pending in the next).
     overrides: HashMap<String, Arc<TrainingJob>>,
+    /// Dispatches made by this process and not yet recorded in the job's status.
+    dispatched: HashMap<String, Dispatched>,
     /// When each member's status was last written.
     heartbeats: HashMap<String, Instant>,
+    /// When each queue's status was last written.
+    queue_writes: HashMap<String, Instant>,
+    /// When each queued job's position was last written.
+    position_writes: HashMap<String, Instant>,
     /// Why a member could not be connected, by name.
     connect_errors: HashMap<String, String>,
     /// Readers of members' efficiency series, by member name.
     efficiency: HashMap<String, EfficiencyPoller>,
 }
 
-fn resource_version(tj: &TrainingJob) -> u64 {
-    tj.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 fn uid(tj: &TrainingJob) -> String {
     tj.metadata.uid.clone().unwrap_or_default()
-}
-
-fn now_rfc3339() -> String {
-    Timestamp::now().to_string()
 }
 
 /// The member a job is placed on, if any.
@@ -167,13 +188,13 @@ fn phase(tj: &TrainingJob) -> Option<TrainingJobPhase> {
 }
 
 impl Loop {
-    /// The current TrainingJobs: the watch cache, with newer own writes on top.
+    /// The current TrainingJobs: the watch cache, with newer own writes on top, and jobs
+    /// with work in flight as that work will leave them.
     fn training_jobs(&mut self) -> Vec<Arc<TrainingJob>> {
         let mut jobs = self.hub.jobs.state();
         let mut seen = std::collections::HashSet::new();
         for tj in &mut jobs {
             let id = uid(tj);
-            seen.insert(id.clone());
             if let Some(mine) = self.overrides.get(&id) {
                 if resource_version(mine) > resource_version(tj) {
                     *tj = mine.clone();
@@ -181,8 +202,17 @@ impl Loop {
                     self.overrides.remove(&id);
                 }
             }
+            if let Some(expected) = self.work.expected(&id) {
+                *tj = expected.clone();
+            }
+            if tj.status.as_ref().is_some_and(|s| s.remote.is_some()) {
+                self.dispatched.remove(&id);
+            }
+            seen.insert(id);
         }
         self.overrides.retain(|id, _| seen.contains(id));
+        self.dispatched.retain(|id, _| seen.contains(id));
+        self.position_writes.retain(|id, _| seen.contains(id));
         jobs
     }
 
@@ -190,62 +220,66 @@ impl Loop {
         self.config.web.as_ref().map(|w| w.metrics())
     }
 
-    fn publish(&self, tj: &TrainingJob, type_: EventType, reason: &str, note: String) {
-        self.events.publish(tj, type_, reason, note);
+    /// Whether the job has work in flight (and so must be left alone this cycle).
+    fn busy(&self, tj: &TrainingJob) -> bool {
+        self.work.contains(&uid(tj))
     }
 
-    async fn write(&mut self, tj: &TrainingJob, status: TrainingJobStatus) -> bool {
-        match status::training_job(&self.hub.client, tj, &status).await {
-            Ok(stored) => {
-                self.overrides.insert(uid(tj), Arc::new(stored));
-                true
+    /// Takes in the work that landed: stored objects, Events, metrics.
+    fn absorb(&mut self) {
+        for landed in self.work.landed() {
+            let about = landed.stored.clone().unwrap_or_else(|| landed.job.clone());
+            if let Some(d) = landed.dispatched {
+                self.dispatched.insert(landed.uid.clone(), d);
             }
-            Err(e) => {
-                tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed");
-                false
+            if let Some(stored) = landed.stored {
+                self.overrides.insert(landed.uid, stored);
+            }
+            for (kind, reason, note) in landed.notes {
+                self.events.publish(&about, kind, &reason, note);
+            }
+            if let Some(m) = self.metrics() {
+                if let Some((queue, cluster)) = &landed.admitted {
+                    m.admitted(queue, cluster);
+                }
+                if let Some(cluster) = &landed.dispatch_failed {
+                    m.dispatch_error(cluster);
+                }
             }
         }
     }
 
-    /// Writes many statuses concurrently, then queues their Events.
-    async fn write_many(&mut self, writes: Vec<StatusWrite>) {
+    /// Starts a status write in the background.
+    fn write(&mut self, tj: &Arc<TrainingJob>, status: TrainingJobStatus, note: Option<Note>) {
+        let expected = work::with_status(tj, &status);
         let client = self.hub.client.clone();
-        let concurrency = self.config.concurrency.max(1);
-        let results: Vec<_> = stream::iter(writes)
-            .map(|(tj, status, event)| {
-                let client = client.clone();
-                async move {
-                    let r = status::training_job(&client, &tj, &status).await;
-                    (tj, event, r)
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let mut events = Vec::new();
-        for (tj, event, result) in results {
-            match result {
-                Ok(stored) => {
-                    let stored = Arc::new(stored);
-                    self.overrides.insert(uid(&tj), stored.clone());
-                    if let Some(e) = event {
-                        events.push((stored, e));
-                    }
-                }
-                Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
-            }
-        }
-        for (tj, (kind, reason, note)) in events {
-            self.publish(&tj, kind, &reason, note);
-        }
+        self.work.start(expected, work::write_status(client, tj.clone(), status, note));
+    }
+
+    /// Where an admitted job goes, when its member is connected. The nodeSelector
+    /// (Kubernetes) or gres request (Slurm) needs the member's raw name of the chosen type,
+    /// read from its nodes once per cycle (`raw_names` caches them by member).
+    fn target(
+        &self,
+        placement: &PlacementStatus,
+        raw_names: &mut HashMap<String, BTreeMap<String, String>>,
+    ) -> Option<Target> {
+        let member = self.members.get(&placement.cluster)?.clone();
+        let names = raw_names.entry(placement.cluster.clone()).or_insert_with(|| {
+            let catalogue = snapshot::catalogue(&self.hub.members.state());
+            snapshot::raw_accelerator_names(&member.nodes(&[]), &catalogue)
+        });
+        let raw_accelerator = placement.accelerator.as_ref().and_then(|a| names.get(a)).cloned();
+        Some(Target { member, placement: placement.clone(), raw_accelerator })
     }
 
     async fn tick(&mut self) {
+        self.absorb();
         self.sync_members().await;
         let jobs = self.training_jobs();
-        self.finalizers_and_suspension(&jobs).await;
+        self.deletions_and_suspension(&jobs);
         let jobs = self.training_jobs();
-        self.mirror(&jobs).await;
+        let mirrored = self.mirror(&jobs);
         let jobs = self.training_jobs();
         let views = self.member_views(&jobs);
         let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
@@ -266,7 +300,11 @@ impl Loop {
             pending: &built.pending,
             running: &built.running,
         });
-        self.apply(&jobs, &built, &outcome).await;
+        self.apply(&jobs, &built, &outcome);
+        // After the admissions: work starts first come first served, and admissions matter most.
+        for (tj, status, note) in mirrored {
+            self.write(&tj, status, note);
+        }
         self.write_member_status(&built, &views).await;
         let jobs = self.training_jobs();
         self.write_queue_status(&queues, &jobs, &built).await;
@@ -366,37 +404,21 @@ impl Loop {
         self.members.get(placed_on(tj)?)
     }
 
-    /// Finalizers on, remote cleanup on deletion, suspension.
-    async fn finalizers_and_suspension(&mut self, jobs: &[Arc<TrainingJob>]) {
-        let mut need_finalizer = Vec::new();
+    /// Remote cleanup on deletion; suspension and resumption.
+    fn deletions_and_suspension(&mut self, jobs: &[Arc<TrainingJob>]) {
         for tj in jobs {
-            let has_finalizer = tj.metadata.finalizers.iter().flatten().any(|f| f == labels::FINALIZER);
+            if self.busy(tj) {
+                continue;
+            }
             if tj.metadata.deletion_timestamp.is_some() {
-                if has_finalizer {
-                    if let Some(m) = self.member_of(tj).cloned() {
-                        if let Err(e) = m.cancel(tj).await {
-                            tracing::warn!(job = ?tj.metadata.name, error = %e, "cleanup on the member failed; retrying");
-                            continue;
-                        }
-                    }
-                    if let Err(e) = status::set_finalizer(&self.hub.client, tj, false).await {
-                        tracing::debug!(error = %e, "removing finalizer");
-                    }
+                if status::has_finalizer(tj) {
+                    let (client, member) = (self.hub.client.clone(), self.member_of(tj).cloned());
+                    self.work.start(tj.clone(), work::clean_up(client, tj.clone(), member));
                 }
                 continue;
             }
-            if !has_finalizer && !snapshot::is_finished(tj) {
-                need_finalizer.push(tj.clone());
-            }
             let current = tj.status.clone().unwrap_or_default();
             if tj.spec.suspend && current.phase != Some(TrainingJobPhase::Suspended) && !snapshot::is_finished(tj) {
-                if snapshot::is_admitted(tj) {
-                    if let Some(m) = self.member_of(tj).cloned() {
-                        if m.cancel(tj).await.is_err() {
-                            continue;
-                        }
-                    }
-                }
                 let status = TrainingJobStatus {
                     phase: Some(TrainingJobPhase::Suspended),
                     admitted: Some(false),
@@ -411,14 +433,11 @@ impl Loop {
                     requeues: current.requeues,
                     ..TrainingJobStatus::default()
                 };
-                if self.write(tj, status).await {
-                    self.publish(
-                        tj,
-                        EventType::Normal,
-                        "Suspended",
-                        "stopped; resumes when spec.suspend is false".into(),
-                    );
-                }
+                let member = if snapshot::is_admitted(tj) { self.member_of(tj).cloned() } else { None };
+                let note =
+                    (EventType::Normal, "Suspended".into(), "stopped; resumes when spec.suspend is false".into());
+                let work = work::stop_then_write(self.hub.client.clone(), tj.clone(), member, status.clone(), note);
+                self.work.start(work::with_status(tj, &status), work);
             } else if !tj.spec.suspend && current.phase == Some(TrainingJobPhase::Suspended) {
                 let status = TrainingJobStatus {
                     phase: Some(TrainingJobPhase::Queued),
@@ -426,34 +445,22 @@ impl Loop {
                     requeues: current.requeues,
                     ..TrainingJobStatus::default()
                 };
-                self.write(tj, status).await;
+                self.write(tj, status, None);
             }
         }
-        // New jobs get the finalizer before anything is created for them (concurrently:
-        // a burst of submissions must not wait on one patch at a time).
-        let client = self.hub.client.clone();
-        stream::iter(need_finalizer)
-            .for_each_concurrent(self.config.concurrency.max(1), |tj| {
-                let client = client.clone();
-                async move {
-                    if let Err(e) = status::set_finalizer(&client, &tj, true).await {
-                        tracing::debug!(error = %e, "adding finalizer");
-                    }
-                }
-            })
-            .await;
     }
 
-    /// Dispatches admitted jobs that have no remote objects yet, mirrors the state of
-    /// those that do, and requeues what a lost member held.
-    async fn mirror(&mut self, jobs: &[Arc<TrainingJob>]) {
-        let mut to_dispatch = Vec::new();
+    /// Starts dispatch of admitted jobs that have no remote objects yet and requeues what
+    /// a lost member held; returns the status writes that mirror the members' state.
+    fn mirror(&mut self, jobs: &[Arc<TrainingJob>]) -> Vec<StatusWrite> {
         let mut mirrored = Vec::new();
+        let mut raw_names = HashMap::new();
         for tj in jobs {
             if !snapshot::is_admitted(tj)
                 || snapshot::is_finished(tj)
                 || tj.metadata.deletion_timestamp.is_some()
                 || tj.spec.suspend
+                || self.busy(tj)
             {
                 continue;
             }
@@ -470,7 +477,8 @@ impl Loop {
                         self.config.member_timeout,
                         error.unwrap_or_default()
                     );
-                    self.requeue(tj, &current, "MemberLost", &why).await;
+                    let status = requeued_status(tj, &current, "MemberLost", &why);
+                    self.write(tj, status, Some((EventType::Warning, "MemberLost".into(), why)));
                 }
                 continue;
             }
@@ -493,12 +501,38 @@ impl Loop {
                     nodes: None,
                 },
                 (None, _, _) => {
-                    to_dispatch.push((tj.clone(), m, placement));
+                    // Admitted but not dispatched (a crash or a failed call in between): again.
+                    let target = self.target(&placement, &mut raw_names);
+                    let work = work::admit_and_dispatch(self.hub.client.clone(), tj.clone(), None, target);
+                    self.work.start(tj.clone(), work);
                     continue;
                 }
             };
             let RemoteStatus { phase: new_phase, failure, exit_code, nodes } = remote;
+            // A dispatch not in the status yet is recorded with this write. Without a record
+            // of it (this process did not make it: a restart in between) the dispatch runs
+            // again, finds the objects, and so learns what to record.
+            let record = match (&current.remote, self.dispatched.get(&uid(tj))) {
+                (Some(_), _) => None,
+                (None, Some(d)) => Some(d.clone()),
+                (None, None) => {
+                    let target = self.target(&placement, &mut raw_names);
+                    let work = work::admit_and_dispatch(self.hub.client.clone(), tj.clone(), None, target);
+                    self.work.start(tj.clone(), work);
+                    continue;
+                }
+            };
+            if new_phase == TrainingJobPhase::Dispatched
+                && record.as_ref().is_some_and(|d| d.at.elapsed() < DISPATCHED_GRACE)
+            {
+                continue;
+            }
+            let recording = record.is_some();
             let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
+            if let Some(d) = record {
+                status.remote = Some(d.remote);
+                status.dispatch_time = Some(d.time);
+            }
             // Where the member picks the nodes itself (Slurm), record the real ones
             // so the snapshot charges the job where it runs.
             let mut moved = false;
@@ -510,7 +544,7 @@ impl Loop {
                     moved = true;
                 }
             }
-            if current.phase == Some(new_phase) {
+            if current.phase == Some(new_phase) && !recording {
                 if moved {
                     mirrored.push((tj.clone(), status, None));
                 }
@@ -520,7 +554,7 @@ impl Loop {
             let generation = tj.metadata.generation;
             match new_phase {
                 TrainingJobPhase::Running => {
-                    status.conditions = upsert(
+                    status.conditions = status::upsert(
                         &current.conditions,
                         status::condition(
                             &current.conditions,
@@ -533,8 +567,8 @@ impl Loop {
                     );
                 }
                 TrainingJobPhase::Succeeded => {
-                    status.completion_time = Some(now_rfc3339());
-                    status.conditions = upsert(
+                    status.completion_time = Some(status::now_rfc3339());
+                    status.conditions = status::upsert(
                         &current.conditions,
                         status::condition(
                             &current.conditions,
@@ -548,8 +582,8 @@ impl Loop {
                 }
                 TrainingJobPhase::Failed => {
                     let (reason, message) = failure.unwrap_or_else(|| ("Failed".into(), String::new()));
-                    status.completion_time = Some(now_rfc3339());
-                    status.conditions = upsert(
+                    status.completion_time = Some(status::now_rfc3339());
+                    status.conditions = status::upsert(
                         &current.conditions,
                         status::condition(&current.conditions, "Finished", false, &reason, &message, generation),
                     );
@@ -557,180 +591,109 @@ impl Loop {
                 _ => {}
             }
             let kind = if new_phase == TrainingJobPhase::Failed { EventType::Warning } else { EventType::Normal };
-            let event = (kind, format!("{new_phase:?}"), format!("on member {}", placement.cluster));
-            mirrored.push((tj.clone(), status, Some(event)));
+            // The Dispatched Event went out when the objects were created.
+            let event = (new_phase != TrainingJobPhase::Dispatched)
+                .then(|| (kind, format!("{new_phase:?}"), format!("on member {}", placement.cluster)));
+            mirrored.push((tj.clone(), status, event));
         }
-        self.write_many(mirrored).await;
-        // The nodeSelector (Kubernetes) or gres request (Slurm) needs the member's raw name
-        // of the chosen type: read each member's nodes once, with the snapshot's catalogue.
-        let catalogue = snapshot::catalogue(&self.hub.members.state());
-        let mut raw_names: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        for (_, m, placement) in &to_dispatch {
-            raw_names
-                .entry(placement.cluster.clone())
-                .or_insert_with(|| snapshot::raw_accelerator_names(&m.nodes(&[]), &catalogue));
-        }
-        let concurrency = self.config.concurrency.max(1);
-        let raw_names = &raw_names;
-        let results: Vec<DispatchOutcome> = stream::iter(to_dispatch)
-            .map(|(tj, m, placement)| async move {
-                let raw = placement.accelerator.as_ref().and_then(|a| raw_names.get(&placement.cluster)?.get(a));
-                let result = m.dispatch(&tj, raw.map(String::as_str)).await;
-                (tj, placement, result)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let mut writes = Vec::new();
-        for (tj, placement, result) in results {
-            let current = tj.status.clone().unwrap_or_default();
-            match result {
-                Ok((kind, name)) => {
-                    let remote =
-                        RemoteReference { cluster: placement.cluster.clone(), kind: kind.clone(), name: name.clone() };
-                    if current.remote.as_ref() != Some(&remote) || current.phase == Some(TrainingJobPhase::Admitted) {
-                        let status = TrainingJobStatus {
-                            phase: Some(TrainingJobPhase::Dispatched),
-                            remote: Some(remote),
-                            dispatch_time: current.dispatch_time.clone().or_else(|| Some(now_rfc3339())),
-                            ..current
-                        };
-                        let note = format!("created {kind} {name} on {}", placement.cluster);
-                        writes.push((tj, status, Some((EventType::Normal, "Dispatched".to_string(), note))));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(job = ?tj.metadata.name, error = %e, "dispatch failed; retrying next cycle");
-                    if let Some(m) = self.metrics() {
-                        m.dispatch_error(&placement.cluster);
-                    }
-                    let failed = status::condition(
-                        &current.conditions,
-                        "Dispatched",
-                        false,
-                        "DispatchFailed",
-                        &e.to_string(),
-                        tj.metadata.generation,
-                    );
-                    let conditions = upsert(&current.conditions, failed);
-                    if !status::same_conditions(&conditions, &current.conditions) {
-                        writes.push((tj, TrainingJobStatus { conditions, ..current }, None));
-                    }
-                }
-            }
-        }
-        self.write_many(writes).await;
+        mirrored
     }
 
-    async fn requeue(&mut self, tj: &TrainingJob, current: &TrainingJobStatus, reason: &str, message: &str) {
-        let status = TrainingJobStatus {
-            phase: Some(if reason == "Preempted" { TrainingJobPhase::Preempted } else { TrainingJobPhase::Queued }),
-            admitted: Some(false),
-            requeues: Some(current.requeues.unwrap_or(0) + 1),
-            conditions: upsert(
-                &current.conditions,
-                status::condition(&current.conditions, "Admitted", false, reason, message, tj.metadata.generation),
-            ),
-            ..TrainingJobStatus::default()
-        };
-        if self.write(tj, status).await {
-            self.publish(tj, EventType::Warning, reason, message.to_string());
-        }
-    }
-
-    /// Writes the cycle's decisions: admissions (then dispatch), queue positions and reasons, preemptions.
-    async fn apply(&mut self, jobs: &[Arc<TrainingJob>], built: &Built, outcome: &CycleOutcome) {
+    /// Starts the cycle's decisions: admissions (each then dispatched), queue positions
+    /// and reasons, preemptions.
+    fn apply(&mut self, jobs: &[Arc<TrainingJob>], built: &Built, outcome: &CycleOutcome) {
         let by_uid: HashMap<String, Arc<TrainingJob>> = jobs.iter().map(|j| (uid(j), j.clone())).collect();
         for (id, problem) in &built.problems {
             let Some(tj) = by_uid.get(id) else { continue };
+            if self.busy(tj) {
+                continue;
+            }
             let current = tj.status.clone().unwrap_or_default();
             let (reason, message) = problem.reason_and_message();
-            let conditions = upsert(
+            let conditions = status::upsert(
                 &current.conditions,
                 status::condition(&current.conditions, "Queued", false, reason, &message, tj.metadata.generation),
             );
             if current.phase != Some(TrainingJobPhase::Pending)
                 || !status::same_conditions(&conditions, &current.conditions)
             {
-                self.write(
-                    tj,
-                    TrainingJobStatus {
-                        phase: Some(TrainingJobPhase::Pending),
-                        conditions,
-                        requeues: current.requeues,
-                        ..TrainingJobStatus::default()
-                    },
-                )
-                .await;
+                let status = TrainingJobStatus {
+                    phase: Some(TrainingJobPhase::Pending),
+                    conditions,
+                    requeues: current.requeues,
+                    ..TrainingJobStatus::default()
+                };
+                self.write(tj, status, None);
             }
         }
-        let mut writes = Vec::new();
+        let mut raw_names = HashMap::new();
         for decision in &outcome.decisions {
             let Some(tj) = by_uid.get(&decision.job) else { continue };
+            // Its last write has not landed: decide again next cycle, on what it left.
+            if self.busy(tj) {
+                continue;
+            }
             let current = tj.status.clone().unwrap_or_default();
             match &decision.action {
-                Action::Admit(p) => writes.push((tj.clone(), admitted_status(tj, &current, p, decision, built), true)),
+                Action::Admit(p) => {
+                    let status = admitted_status(tj, &current, p, decision, built);
+                    let Some(placement) = status.placement.clone() else { continue };
+                    let note = format!("placed on {} ({})", p.cluster, p.accelerator.as_deref().unwrap_or("CPU"));
+                    let target = self.target(&placement, &mut raw_names);
+                    let expected = work::with_status(tj, &status);
+                    let admission = (status, (EventType::Normal, "Admitted".to_string(), note));
+                    let work = work::admit_and_dispatch(self.hub.client.clone(), tj.clone(), Some(admission), target);
+                    self.work.start(expected, work);
+                }
                 Action::Preempt { victims, cluster } => {
                     for v in victims {
-                        if let Some(victim) = by_uid.get(v) {
-                            if let Some(m) = self.member_of(victim).cloned() {
-                                if m.cancel(victim).await.is_err() {
-                                    continue;
-                                }
-                            }
-                            let vs = victim.status.clone().unwrap_or_default();
-                            let why = format!(
-                                "preempted on {cluster} for {}/{}",
-                                tj.metadata.namespace.as_deref().unwrap_or_default(),
-                                tj.metadata.name.as_deref().unwrap_or_default()
-                            );
-                            self.requeue(victim, &vs, "Preempted", &why).await;
+                        let Some(victim) = by_uid.get(v) else { continue };
+                        if self.busy(victim) {
+                            continue;
+                        }
+                        let why = format!(
+                            "preempted on {cluster} for {}/{}",
+                            tj.metadata.namespace.as_deref().unwrap_or_default(),
+                            tj.metadata.name.as_deref().unwrap_or_default()
+                        );
+                        let vs = victim.status.clone().unwrap_or_default();
+                        let status = requeued_status(victim, &vs, "Preempted", &why);
+                        let note = (EventType::Warning, "Preempted".to_string(), why);
+                        let member = self.member_of(victim).cloned();
+                        let work = work::stop_then_write(
+                            self.hub.client.clone(),
+                            victim.clone(),
+                            member,
+                            status.clone(),
+                            note,
+                        );
+                        if self.work.start(work::with_status(victim, &status), work) {
                             if let Some(m) = self.metrics() {
                                 m.preempted(&victim.spec.queue_name);
                             }
                         }
                     }
-                    let status = queued_status(tj, &current, decision, outcome);
-                    if differs(&current, &status) {
-                        writes.push((tj.clone(), status, false));
-                    }
+                    self.write_queued(tj, &current, queued_status(tj, &current, decision, outcome));
                 }
-                _ => {
-                    let status = queued_status(tj, &current, decision, outcome);
-                    if differs(&current, &status) {
-                        writes.push((tj.clone(), status, false));
-                    }
-                }
+                _ => self.write_queued(tj, &current, queued_status(tj, &current, decision, outcome)),
             }
         }
-        let writes = writes
-            .into_iter()
-            .map(|(tj, status, admitted)| {
-                let event = admitted.then(|| {
-                    let p = status.placement.as_ref();
-                    let note = p.map_or_else(String::new, |p| {
-                        format!("placed on {} ({})", p.cluster, p.accelerator.as_deref().unwrap_or("CPU"))
-                    });
-                    (EventType::Normal, "Admitted".to_string(), note)
-                });
-                (tj, status, event)
-            })
-            .collect();
-        self.write_many(writes).await;
-        let newly_admitted: Vec<Arc<TrainingJob>> = outcome
-            .admissions()
-            .filter_map(|(id, _)| self.overrides.get(id).filter(|tj| snapshot::is_admitted(tj)).cloned())
-            .collect();
-        for tj in &newly_admitted {
-            let cluster = tj.status.as_ref().and_then(|s| s.placement.as_ref()).map_or("", |p| p.cluster.as_str());
-            if let Some(m) = self.metrics() {
-                m.admitted(&tj.spec.queue_name, cluster);
-            }
+    }
+
+    /// Writes a queued job's status when users would see a difference; a new position
+    /// alone waits [`POSITION_REFRESH`] after the last one written.
+    fn write_queued(&mut self, tj: &Arc<TrainingJob>, current: &TrainingJobStatus, status: TrainingJobStatus) {
+        if !differs(current, &status) {
+            return;
         }
-        // Dispatch right away rather than waiting for the next tick.
-        if !newly_admitted.is_empty() {
-            self.mirror(&newly_admitted).await;
+        let only_position =
+            !differs(current, &TrainingJobStatus { queue_position: current.queue_position, ..status.clone() });
+        let id = uid(tj);
+        if only_position && self.position_writes.get(&id).is_some_and(|t| t.elapsed() < POSITION_REFRESH) {
+            return;
         }
+        self.position_writes.insert(id, Instant::now());
+        self.write(tj, status, None);
     }
 
     async fn write_member_status(&mut self, built: &Built, views: &[MemberView]) {
@@ -788,7 +751,7 @@ impl Loop {
                 free_nodes: computenet_api::convert::free_node_groups(cluster),
                 nodes: Some(schedulable),
                 measured: built.measured[i].clone(),
-                last_heartbeat: if ready { Some(now_rfc3339()) } else { previous.last_heartbeat.clone() },
+                last_heartbeat: if ready { Some(status::now_rfc3339()) } else { previous.last_heartbeat.clone() },
                 conditions: vec![status::condition(
                     &previous.conditions,
                     "Ready",
@@ -804,8 +767,11 @@ impl Loop {
                 ..status.clone()
             } == MemberClusterStatus { conditions: Vec::new(), ..previous.clone() }
                 && status::same_conditions(&status.conditions, &previous.conditions);
-            let beat_due = self.heartbeats.get(&name).is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
-            if !unchanged || (ready && beat_due) {
+            let same_conditions = status::same_conditions(&status.conditions, &previous.conditions);
+            let since = self.heartbeats.get(&name).map(Instant::elapsed);
+            let refresh_due = since.is_none_or(|t| t >= STATUS_REFRESH);
+            let beat_due = since.is_none_or(|t| t >= Duration::from_secs(10));
+            if !same_conditions || (!unchanged && refresh_due) || (ready && beat_due) {
                 match status::member_cluster(&self.hub.client, &name, &status).await {
                     Ok(()) => {
                         self.heartbeats.insert(name, Instant::now());
@@ -816,7 +782,7 @@ impl Loop {
         }
     }
 
-    async fn write_queue_status(&self, queues: &[Arc<ComputeQueue>], jobs: &[Arc<TrainingJob>], built: &Built) {
+    async fn write_queue_status(&mut self, queues: &[Arc<ComputeQueue>], jobs: &[Arc<TrainingJob>], built: &Built) {
         for q in queues {
             let name = q.metadata.name.clone().unwrap_or_default();
             let mine: Vec<&Arc<TrainingJob>> =
@@ -848,9 +814,13 @@ impl Loop {
                 usage: Vec::new(),
                 conditions: Vec::new(),
             };
-            if q.status.as_ref() != Some(&status) {
-                if let Err(e) = status::compute_queue(&self.hub.client, &name, &status).await {
-                    tracing::warn!(queue = %name, error = %e, "queue status write failed");
+            let due = self.queue_writes.get(&name).is_none_or(|t| t.elapsed() >= STATUS_REFRESH);
+            if q.status.as_ref() != Some(&status) && due {
+                match status::compute_queue(&self.hub.client, &name, &status).await {
+                    Ok(()) => {
+                        self.queue_writes.insert(name, Instant::now());
+                    }
+                    Err(e) => tracing::warn!(queue = %name, error = %e, "queue status write failed"),
                 }
             }
         }
@@ -866,6 +836,8 @@ impl Loop {
             .filter_map(|j| Some((uid(j), j.status.as_ref()?.placement.as_ref()?.cluster.clone())))
             .collect();
         let known: std::collections::HashSet<String> = jobs.iter().map(|j| uid(j)).collect();
+        let finished: std::collections::HashSet<String> =
+            jobs.iter().filter(|j| snapshot::is_finished(j)).map(|j| uid(j)).collect();
         let attempt: HashMap<String, String> = jobs.iter().map(|j| (uid(j), crate::batch::key(j))).collect();
         for (name, m) in &self.members {
             if !m.reachable(self.config.member_timeout).0 || !m.ever_reached() {
@@ -877,7 +849,7 @@ impl Loop {
                 if slurm && job.finished {
                     continue;
                 }
-                let finished_here = jobs.iter().any(|j| uid(j) == job.uid && snapshot::is_finished(j));
+                let finished_here = finished.contains(&job.uid);
                 let earlier_attempt = slurm && attempt.get(&job.uid).is_some_and(|k| *k != job.key);
                 let orphan = !known.contains(&job.uid)
                     || (!finished_here && admitted_to.get(&job.uid) != Some(name))
@@ -889,16 +861,6 @@ impl Loop {
             }
         }
     }
-}
-
-fn upsert(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    new: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
-) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    let mut out: Vec<_> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
-    out.push(new);
-    out.sort_by(|a, b| a.type_.cmp(&b.type_));
-    out
 }
 
 fn explanation(decision: &Decision, summary: String) -> ExplanationStatus {
@@ -942,12 +904,12 @@ fn admitted_status(
         }),
         remote: None,
         explanation: Some(explanation(decision, summary)),
-        start_time: Some(now_rfc3339()),
+        start_time: Some(status::now_rfc3339()),
         dispatch_time: None,
         completion_time: None,
         exit_code: None,
         requeues: current.requeues,
-        conditions: upsert(
+        conditions: status::upsert(
             &current.conditions,
             status::condition(
                 &current.conditions,
@@ -958,6 +920,20 @@ fn admitted_status(
                 tj.metadata.generation,
             ),
         ),
+    }
+}
+
+/// Back in the queue after a member loss or a preemption, one more requeue counted.
+fn requeued_status(tj: &TrainingJob, current: &TrainingJobStatus, reason: &str, message: &str) -> TrainingJobStatus {
+    TrainingJobStatus {
+        phase: Some(if reason == "Preempted" { TrainingJobPhase::Preempted } else { TrainingJobPhase::Queued }),
+        admitted: Some(false),
+        requeues: Some(current.requeues.unwrap_or(0) + 1),
+        conditions: status::upsert(
+            &current.conditions,
+            status::condition(&current.conditions, "Admitted", false, reason, message, tj.metadata.generation),
+        ),
+        ..TrainingJobStatus::default()
     }
 }
 
@@ -992,7 +968,7 @@ fn queued_status(
         admitted: Some(false),
         explanation: Some(explanation(decision, summary.clone())),
         requeues: current.requeues,
-        conditions: upsert(
+        conditions: status::upsert(
             &current.conditions,
             status::condition(&current.conditions, "Admitted", false, reason, &summary, tj.metadata.generation),
         ),

@@ -1,6 +1,7 @@
 //! What a TrainingJob becomes on a Kubernetes member: an Indexed batch Job (one pod per
-//! replica) and a headless Service for rank discovery. Names and labels derive from the
-//! TrainingJob's UID, so a repeated dispatch finds the objects it made before.
+//! replica) and, for a gang of more than one replica, a headless Service for rank
+//! discovery (a single replica is its own master, on localhost). Names and labels derive
+//! from the TrainingJob's UID, so a repeated dispatch finds the objects it made before.
 
 use crate::error::Result;
 use crate::labels;
@@ -29,6 +30,11 @@ fn object_labels(tj: &TrainingJob) -> BTreeMap<String, String> {
         (labels::JOB_NAMESPACE.to_string(), tj.metadata.namespace.clone().unwrap_or_default()),
         (labels::JOB_NAME.to_string(), tj.metadata.name.clone().unwrap_or_default()),
     ])
+}
+
+/// Whether the job's replicas need a Service to find each other.
+pub fn needs_service(tj: &TrainingJob) -> bool {
+    tj.spec.replicas > 1
 }
 
 /// The headless Service giving each replica a stable DNS name.
@@ -62,7 +68,7 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
     let mut env = vec![
         json!({"name": "WORLD_SIZE", "value": spec.replicas.to_string()}),
         json!({"name": "RANK", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}),
-        json!({"name": "MASTER_ADDR", "value": format!("{name}-0.{name}.{namespace}.svc")}),
+        json!({"name": "MASTER_ADDR", "value": master_addr(tj, &name, namespace)}),
         json!({"name": "MASTER_PORT", "value": MASTER_PORT.to_string()}),
         json!({"name": "COMPUTENET_JOB", "value": format!("{}/{}", tj.metadata.namespace.as_deref().unwrap_or_default(), tj.metadata.name.as_deref().unwrap_or_default())}),
     ];
@@ -78,7 +84,6 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
         .collect();
     let mut pod_spec = json!({
         "restartPolicy": "Never",
-        "subdomain": name,
         "containers": [{
             "name": "trainer",
             "image": spec.workload.image,
@@ -88,6 +93,9 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
             "resources": {"requests": resources, "limits": resources}
         }]
     });
+    if needs_service(tj) {
+        pod_spec["subdomain"] = json!(name);
+    }
     if let Some(label) = gpu_label {
         pod_spec["nodeSelector"] = json!({labels::GPU_PRODUCT: label});
     }
@@ -111,6 +119,15 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
         job["spec"]["activeDeadlineSeconds"] = json!(seconds);
     }
     Ok(serde_json::from_value(job).map_err(kube::Error::SerdeError)?)
+}
+
+/// Rank 0's address: its DNS name under the headless Service, or localhost when alone.
+fn master_addr(tj: &TrainingJob, name: &str, namespace: &str) -> String {
+    if needs_service(tj) {
+        format!("{name}-0.{name}.{namespace}.svc")
+    } else {
+        "localhost".to_string()
+    }
 }
 
 async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<()>
@@ -137,13 +154,16 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T>>)
     })
 }
 
-/// Creates the Service and Job on the member unless they exist (see [`ensure_namespace`]).
+/// Creates the Job (and its Service) on the member unless they exist (see [`ensure_namespace`]).
 pub async fn dispatch(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
     bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label)).await
 }
 
 async fn dispatch_unbounded(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
-    create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &headless_service(tj, namespace)?).await?;
+    if needs_service(tj) {
+        create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &headless_service(tj, namespace)?)
+            .await?;
+    }
     create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &indexed_job(tj, namespace, gpu_label)?).await
 }
 
@@ -240,6 +260,20 @@ spec:
         assert_eq!(annotations["computenet.io/run-seconds"], "5");
         assert!(annotations.get("other.io/x").is_none(), "only computenet.io/ annotations travel");
         assert_eq!(v["metadata"]["labels"][labels::JOB_UID], "0a1b2c3d-4e5f-6789-abcd-ef0123456789");
+    }
+
+    #[test]
+    fn a_single_replica_is_its_own_master_without_a_service() {
+        let mut tj = training_job();
+        tj.spec.replicas = 1;
+        assert!(!needs_service(&tj));
+        let v = serde_json::to_value(indexed_job(&tj, "ns", None).expect("builds")).expect("json");
+        let pod = &v["spec"]["template"]["spec"];
+        assert!(pod.get("subdomain").is_none(), "no Service to be a subdomain of");
+        let env = pod["containers"][0]["env"].as_array().expect("env");
+        let master = env.iter().find(|e| e["name"] == "MASTER_ADDR").expect("MASTER_ADDR");
+        assert_eq!(master["value"], "localhost");
+        assert!(needs_service(&training_job()), "a gang of 4 needs one");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`batch`]: the batch job a job becomes on a Slurm member.
 //! - [`status`]: what is written back (server-side apply, one field manager).
 //! - [`events`]: Events, recorded in the background, off the loop's path.
-//! - [`controller`]: the loop: snapshot, cycle, write, dispatch, mirror.
+//! - [`controller`]: the loop: snapshot, cycle, decisions, mirror.
+//! - [`work`]: the API calls that carry out decisions, per job, in the background.
 //! - [`lease`]: leader election with a coordination.k8s.io Lease.
 //! - [`observe`]: the pool as the dashboard and the metrics show it (pure).
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
@@ -28,6 +29,7 @@ pub mod observe;
 pub mod snapshot;
 pub mod status;
 pub mod web;
+pub mod work;
 
 pub use controller::{run, ServeConfig};
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ use computenet_members::Health;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
 use std::collections::BTreeMap;
@@ -255,11 +255,12 @@ impl Member {
     pub fn remote_status(&self, tj: &TrainingJob) -> Option<RemoteStatus> {
         match self {
             Member::Kubernetes(k) => {
+                // Remote names derive from the UID: a lookup, not a scan (this runs per job per cycle).
                 let id = uid(tj);
+                let key = ObjectRef::new(&crate::dispatch::remote_name(&id)).within(&k.namespace);
                 k.jobs
-                    .state()
-                    .into_iter()
-                    .find(|j| j.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == Some(&id))
+                    .get(&key)
+                    .filter(|j| j.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == Some(&id))
                     .map(|j| kubernetes_status(&j))
             }
             Member::Slurm(s) => {

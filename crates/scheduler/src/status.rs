@@ -43,6 +43,19 @@ pub fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
             .all(|(x, y)| x.type_ == y.type_ && x.status == y.status && x.reason == y.reason && x.message == y.message)
 }
 
+/// The conditions with `new` in place of any of its type, sorted by type.
+pub fn upsert(conditions: &[Condition], new: Condition) -> Vec<Condition> {
+    let mut out: Vec<_> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
+    out.push(new);
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    out
+}
+
+/// Now, as status timestamps are written.
+pub fn now_rfc3339() -> String {
+    Timestamp::now().to_string()
+}
+
 fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
@@ -77,16 +90,33 @@ pub async fn compute_queue(client: &Client, name: &str, status: &computenet_api:
         .map(|_| ())
 }
 
-/// Adds or removes computenet's finalizer (JSON merge patch of the whole list).
-pub async fn set_finalizer(client: &Client, tj: &TrainingJob, present: bool) -> Result<()> {
+/// Adds computenet's finalizer by server-side apply: computenet owns its entry of the
+/// list and nothing else, so it needs no read-modify-write and cannot clobber another
+/// controller's finalizer, and it can go concurrently with a status write. The UID makes
+/// it fail rather than touch a recreated object of the same name. Returns the object as stored.
+pub async fn add_finalizer(client: &Client, tj: &TrainingJob) -> Result<TrainingJob> {
+    let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
+    let name = tj.metadata.name.as_deref().unwrap_or_default();
+    let patch = json!({
+        "apiVersion": "computenet.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "uid": tj.metadata.uid, "finalizers": [crate::labels::FINALIZER]},
+    });
+    Ok(api.patch(name, &params(), &Patch::Apply(&patch)).await?)
+}
+
+/// Removes computenet's finalizer (JSON merge patch of the whole list, guarded by the
+/// resourceVersion: a concurrent change makes it fail and the next cycle retries).
+pub async fn remove_finalizer(client: &Client, tj: &TrainingJob) -> Result<()> {
     let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
     let mut finalizers: Vec<String> = tj.metadata.finalizers.clone().unwrap_or_default();
     finalizers.retain(|f| f != crate::labels::FINALIZER);
-    if present {
-        finalizers.push(crate::labels::FINALIZER.to_string());
-    }
-    // The resourceVersion makes this a compare-and-swap: a concurrent change retries next loop.
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tj.metadata.resource_version}});
     api.patch(tj.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+
+/// Whether the job carries computenet's finalizer.
+pub fn has_finalizer(tj: &TrainingJob) -> bool {
+    tj.metadata.finalizers.iter().flatten().any(|f| f == crate::labels::FINALIZER)
 }

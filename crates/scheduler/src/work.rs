@@ -1,0 +1,309 @@
+//! Work in flight: the loop decides, and the API calls that carry out a decision for one
+//! job run in the background, so a burst of submissions, a slow member or a slow write
+//! never holds up the next cycle, and each job goes on as soon as its own calls return
+//! (not when the whole batch has).
+//!
+//! At most one piece of work per job is in flight. Until it lands the loop sees the job as
+//! the work will leave it (admitted, say), so it is neither scheduled nor written twice.
+//! The order inside one piece of work keeps restarts safe: a job's admission is written
+//! before anything is created for it on a member, so a crash in between never runs it twice.
+
+use crate::member::Member;
+use crate::status;
+use computenet_api::training_job::{PlacementStatus, RemoteReference, TrainingJobStatus};
+use computenet_api::TrainingJob;
+use kube::runtime::events::EventType;
+use kube::Client;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+/// An Event to record about a job: type, reason, note.
+pub type Note = (EventType, String, String);
+
+/// What a piece of work did, reported back to the loop.
+#[derive(Debug)]
+pub struct Landed {
+    pub uid: String,
+    /// The job as handed to the work.
+    pub job: Arc<TrainingJob>,
+    /// The job as stored by the work's last successful write, if any.
+    pub stored: Option<Arc<TrainingJob>>,
+    /// Events to record, once written.
+    pub notes: Vec<Note>,
+    /// The admission was written: (queue, member), for the metrics.
+    pub admitted: Option<(String, String)>,
+    /// Dispatch to this member failed, for the metrics.
+    pub dispatch_failed: Option<String>,
+    /// The job's objects were created on its member: what and when (recorded in the
+    /// status by the loop's next mirror, together with the phase the member reports).
+    pub dispatched: Option<Dispatched>,
+}
+
+/// A dispatch not yet recorded in the job's status.
+#[derive(Debug, Clone)]
+pub struct Dispatched {
+    pub remote: RemoteReference,
+    /// When the member's objects were created (status.dispatchTime).
+    pub time: String,
+    pub at: std::time::Instant,
+}
+
+impl Landed {
+    fn new(job: Arc<TrainingJob>) -> Self {
+        Landed {
+            uid: job.metadata.uid.clone().unwrap_or_default(),
+            job,
+            stored: None,
+            notes: Vec::new(),
+            admitted: None,
+            dispatch_failed: None,
+            dispatched: None,
+        }
+    }
+
+    /// The newest known state of the job.
+    fn latest(&self) -> Arc<TrainingJob> {
+        self.stored.clone().unwrap_or_else(|| self.job.clone())
+    }
+
+    fn store(&mut self, stored: TrainingJob) {
+        let newer = self.stored.as_ref().is_none_or(|s| resource_version(&stored) > resource_version(s));
+        if newer {
+            self.stored = Some(Arc::new(stored));
+        }
+    }
+}
+
+pub fn resource_version(tj: &TrainingJob) -> u64 {
+    tj.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The jobs with work in flight, and the work's results as they land.
+#[derive(Debug)]
+pub struct InFlight {
+    expected: HashMap<String, Arc<TrainingJob>>,
+    permits: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<Landed>,
+    rx: mpsc::UnboundedReceiver<Landed>,
+    changed: Arc<Notify>,
+}
+
+impl InFlight {
+    /// At most `concurrency` pieces of work run at once (the rest wait, first come first
+    /// served); each one that lands notifies `changed`.
+    pub fn new(concurrency: usize, changed: Arc<Notify>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        InFlight { expected: HashMap::new(), permits: Arc::new(Semaphore::new(concurrency.max(1))), tx, rx, changed }
+    }
+
+    /// The job as its work in flight will leave it.
+    pub fn expected(&self, uid: &str) -> Option<&Arc<TrainingJob>> {
+        self.expected.get(uid)
+    }
+
+    pub fn contains(&self, uid: &str) -> bool {
+        self.expected.contains_key(uid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.expected.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expected.is_empty()
+    }
+
+    /// Starts `work` for a job, which is seen as `expected` until it lands. Returns false
+    /// (and drops the work) when the job has work in flight already.
+    pub fn start(&mut self, expected: Arc<TrainingJob>, work: impl Future<Output = Landed> + Send + 'static) -> bool {
+        let uid = expected.metadata.uid.clone().unwrap_or_default();
+        if self.expected.contains_key(&uid) {
+            return false;
+        }
+        self.expected.insert(uid, expected);
+        let (permits, tx, changed) = (self.permits.clone(), self.tx.clone(), self.changed.clone());
+        tokio::spawn(async move {
+            // The semaphore is never closed; without a permit the work still runs.
+            let _permit = permits.acquire_owned().await.ok();
+            let _ = tx.send(work.await);
+            changed.notify_one();
+        });
+        true
+    }
+
+    /// The work that has landed since the last call; those jobs are free again.
+    pub fn landed(&mut self) -> Vec<Landed> {
+        let mut out = Vec::new();
+        while let Ok(landed) = self.rx.try_recv() {
+            self.expected.remove(&landed.uid);
+            out.push(landed);
+        }
+        out
+    }
+}
+
+/// The job with a new status, as a write will leave it.
+pub fn with_status(tj: &TrainingJob, status: &TrainingJobStatus) -> Arc<TrainingJob> {
+    let mut expected = tj.clone();
+    expected.status = Some(status.clone());
+    Arc::new(expected)
+}
+
+/// Writes a status; the note becomes an Event once it is written.
+pub async fn write_status(
+    client: Client,
+    tj: Arc<TrainingJob>,
+    status: TrainingJobStatus,
+    note: Option<Note>,
+) -> Landed {
+    let mut landed = Landed::new(tj.clone());
+    match status::training_job(&client, &tj, &status).await {
+        Ok(stored) => {
+            landed.store(stored);
+            landed.notes.extend(note);
+        }
+        Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
+    }
+    landed
+}
+
+/// Where an admitted job goes: its member, its placement, and the member's own name for
+/// the chosen accelerator type (a node label value on Kubernetes, a gres type on Slurm).
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // Member holds clients without Debug.
+pub struct Target {
+    pub member: Member,
+    pub placement: PlacementStatus,
+    pub raw_accelerator: Option<String>,
+}
+
+/// Admits the job (when `admission` is given) and dispatches it to `target` (when the
+/// member is connected). The admission and the finalizer are written first, side by side;
+/// only once both are stored is anything created on the member. The dispatch itself is
+/// reported in [`Landed::dispatched`] for the loop to record.
+pub async fn admit_and_dispatch(
+    client: Client,
+    tj: Arc<TrainingJob>,
+    admission: Option<(TrainingJobStatus, Note)>,
+    target: Option<Target>,
+) -> Landed {
+    let mut landed = Landed::new(tj.clone());
+    let needs_finalizer = !status::has_finalizer(&tj);
+    let finalizer = async {
+        if needs_finalizer {
+            Some(status::add_finalizer(&client, &tj).await)
+        } else {
+            None
+        }
+    };
+    let admit = async {
+        match &admission {
+            Some((status, _)) => Some(status::training_job(&client, &tj, status).await),
+            None => None,
+        }
+    };
+    let (finalizer, admit) = futures::join!(finalizer, admit);
+    match admit {
+        Some(Ok(stored)) => {
+            landed.store(stored);
+            if let Some((status, note)) = admission {
+                landed.notes.push(note);
+                let cluster = status.placement.map(|p| p.cluster).unwrap_or_default();
+                landed.admitted = Some((tj.spec.queue_name.clone(), cluster));
+            }
+        }
+        Some(Err(e)) => {
+            tracing::warn!(job = ?tj.metadata.name, error = %e, "admission write failed");
+            return landed;
+        }
+        None => {}
+    }
+    match finalizer {
+        Some(Ok(stored)) => landed.store(stored),
+        Some(Err(e)) => {
+            // Without the finalizer a deletion could leave the remote job behind: retry next cycle.
+            tracing::warn!(job = ?tj.metadata.name, error = %e, "adding the finalizer failed; dispatch waits");
+            return landed;
+        }
+        None => {}
+    }
+    if let Some(target) = target {
+        dispatch(&client, target, &mut landed).await;
+    }
+    landed
+}
+
+/// Creates the job's objects on its member. Nothing is written on success: the loop
+/// records the dispatch with the first state the member reports, one status write instead
+/// of two (the hub's writes are what a burst of jobs waits on).
+async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
+    let tj = landed.latest();
+    let current = tj.status.clone().unwrap_or_default();
+    let cluster = target.placement.cluster.clone();
+    match target.member.dispatch(&tj, target.raw_accelerator.as_deref()).await {
+        Ok((kind, name)) => {
+            let note = format!("created {kind} {name} on {cluster}");
+            if current.remote.is_none() {
+                landed.notes.push((EventType::Normal, "Dispatched".into(), note));
+            }
+            landed.dispatched = Some(Dispatched {
+                remote: RemoteReference { cluster, kind, name },
+                time: current.dispatch_time.clone().unwrap_or_else(status::now_rfc3339),
+                at: std::time::Instant::now(),
+            });
+        }
+        Err(e) => {
+            tracing::warn!(job = ?tj.metadata.name, error = %e, "dispatch failed; retrying next cycle");
+            landed.dispatch_failed = Some(cluster);
+            let failed = status::condition(
+                &current.conditions,
+                "Dispatched",
+                false,
+                "DispatchFailed",
+                &e.to_string(),
+                tj.metadata.generation,
+            );
+            let conditions = status::upsert(&current.conditions, failed);
+            if !status::same_conditions(&conditions, &current.conditions) {
+                match status::training_job(client, &tj, &TrainingJobStatus { conditions, ..current }).await {
+                    Ok(stored) => landed.store(stored),
+                    Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Stops the job on its member (when it has one), then writes its new status: suspension
+/// and preemption. When stopping fails nothing is written and the next cycle tries again.
+pub async fn stop_then_write(
+    client: Client,
+    tj: Arc<TrainingJob>,
+    member: Option<Member>,
+    status: TrainingJobStatus,
+    note: Note,
+) -> Landed {
+    if let Some(m) = member {
+        if let Err(e) = m.cancel(&tj).await {
+            tracing::warn!(job = ?tj.metadata.name, error = %e, "stopping the job on its member failed; retrying");
+            return Landed::new(tj);
+        }
+    }
+    write_status(client, tj, status, Some(note)).await
+}
+
+/// A deleted job: removes its objects on its member, then computenet's finalizer.
+pub async fn clean_up(client: Client, tj: Arc<TrainingJob>, member: Option<Member>) -> Landed {
+    if let Some(m) = member {
+        if let Err(e) = m.cancel(&tj).await {
+            tracing::warn!(job = ?tj.metadata.name, error = %e, "cleanup on the member failed; retrying");
+            return Landed::new(tj);
+        }
+    }
+    if let Err(e) = status::remove_finalizer(&client, &tj).await {
+        tracing::debug!(job = ?tj.metadata.name, error = %e, "removing the finalizer; retrying");
+    }
+    Landed::new(tj)
+}
