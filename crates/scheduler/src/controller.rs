@@ -121,7 +121,7 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         let started = Instant::now();
         last_cycle = started;
         state.tick().await;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, in_flight = state.work.len(), "tick");
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, in_flight = state.work.count(), "tick");
         if let Some(web) = &config.web {
             web.metrics().cycle_duration(started.elapsed().as_secs_f64());
             web.set_ready(true);

@@ -107,12 +107,9 @@ impl InFlight {
         self.expected.contains_key(uid)
     }
 
-    pub fn len(&self) -> usize {
+    /// How many jobs have work in flight.
+    pub fn count(&self) -> usize {
         self.expected.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.expected.is_empty()
     }
 
     /// Starts `work` for a job, which is seen as `expected` until it lands. Returns false
