@@ -36,7 +36,14 @@ for m in $MEMBER_NAMES; do
 done
 
 # a. hub API and RBAC
-hub_lists_namespaces() { "${HUB[@]}" get namespaces -o name | grep -qx namespace/computenet-system; }
+# The list is read whole before grep -q looks at it: with pipefail, kubectl killed by
+# SIGPIPE after an early match would fail the check.
+hub_lists_namespaces() {
+  local names
+  names=$("${HUB[@]}" get namespaces -o name) || return 1
+  echo "$names"
+  grep -qx namespace/computenet-system <<<"$names"
+}
 hub_rbac_denies_unprivileged() {
   local a
   a=$("${HUB[@]}" auth can-i list secrets -n computenet-system --as=system:serviceaccount:default:nobody 2>&1)
