@@ -21,9 +21,33 @@ pub enum Error {
     /// A setting or credential is unusable.
     #[error("{0}")]
     Config(String),
+    /// A Kubernetes API call (to a member, or to the hub for its Secrets) failed.
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Any of the above, on the named member.
+    #[error("member {member}: {source}")]
+    Member {
+        member: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
+    /// The error, said of `member`.
+    pub fn on(self, member: &str) -> Error {
+        Error::Member { member: member.to_string(), source: Box::new(self) }
+    }
+
+    /// A Kubernetes API failure while doing `what`.
+    pub fn kube(what: &str) -> impl FnOnce(kube::Error) -> Error + '_ {
+        move |source| Error::Kube { what: what.to_string(), source }
+    }
+
     /// A CamelCase reason for a member's Ready condition.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -33,6 +57,8 @@ impl Error {
             Error::Server { .. } => "ServerError",
             Error::Decode { .. } => "UnexpectedAnswer",
             Error::Config(_) => "InvalidConfig",
+            Error::Kube { .. } => "Unreachable",
+            Error::Member { source, .. } => source.reason(),
         }
     }
 }

@@ -1,19 +1,28 @@
-//! Member-cluster backends that are not Kubernetes.
+//! Member-cluster backends, behind one [`Member`] type.
 //!
+//! - [`member`]: a connected member of either kind: connecting (credentials from the hub's
+//!   Secrets), readiness, a TrainingJob's state there, dispatch, cancel, nodes.
+//! - [`kubernetes`]: general-purpose and AI members: Indexed Jobs and headless Services,
+//!   caches of Nodes, Pods and Jobs kept current by watches.
 //! - [`slurm`]: supercomputing members reached through slurmrestd: capacity from nodes,
 //!   batch jobs for admitted TrainingJobs, their state mirrored back, cancellation.
 //! - [`prometheus`]: measured efficiency (accelerator power, utilisation, facility PUE)
 //!   read from a member's Prometheus with PromQL.
+//! - [`labels`]: the labels and names computenet puts on what it creates.
 //!
-//! The pure parts (parsing `gres` strings, node states, job states, building the batch
-//! script) live in [`slurm::convert`] and are unit-tested without a server; the client
-//! and the background poller are thin wrappers over reqwest.
+//! The pure parts (the Job and Service a TrainingJob becomes, parsing `gres` strings, node
+//! states, job states, building the batch script) are unit-tested without a server; the
+//! clients, watches and pollers are thin wrappers over kube and reqwest.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod health;
+pub mod kubernetes;
+pub mod labels;
+pub mod member;
 pub mod prometheus;
 pub mod slurm;
 
 pub use error::{Error, Result};
 pub use health::Health;
+pub use member::{Member, MemberNodes, Members, RemoteJob, RemoteStatus};

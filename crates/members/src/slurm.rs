@@ -4,8 +4,10 @@
 //! - [`convert`]: pure translations: gres, node states, host lists, job states, batch jobs.
 //! - [`client`]: the HTTP client, with static or self-signed HS256 tokens.
 //! - [`member`]: a connected member: background poller, dispatch, cancel.
+//! - [`batch`]: what a TrainingJob becomes there (a batch job with one task per replica).
 
 pub mod api;
+pub mod batch;
 pub mod client;
 pub mod convert;
 pub mod member;

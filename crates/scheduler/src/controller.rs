@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::hub::Hub;
 use crate::lease::{self, LeaseConfig};
-use crate::member::{Member, Members, RemoteStatus};
 use crate::metrics::Metrics;
 use crate::observe;
 use crate::snapshot::{self, Built, MemberNodes, MemberView};
@@ -25,6 +24,7 @@ use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberCluster, MemberClus
 use computenet_core::explain::Placement;
 use computenet_core::{Action, CycleOutcome, Decision, Scheduler, Snapshot};
 use computenet_members::prometheus::{self, EfficiencyPoller, EfficiencyQueries, Reading};
+use computenet_members::{Member, Members, RemoteStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -838,7 +838,8 @@ impl Loop {
         let known: std::collections::HashSet<String> = jobs.iter().map(|j| uid(j)).collect();
         let finished: std::collections::HashSet<String> =
             jobs.iter().filter(|j| snapshot::is_finished(j)).map(|j| uid(j)).collect();
-        let attempt: HashMap<String, String> = jobs.iter().map(|j| (uid(j), crate::batch::key(j))).collect();
+        let attempt: HashMap<String, String> =
+            jobs.iter().map(|j| (uid(j), computenet_members::slurm::batch::key(j))).collect();
         for (name, m) in &self.members {
             if !m.reachable(self.config.member_timeout).0 || !m.ever_reached() {
                 continue;

@@ -11,8 +11,8 @@ pub enum Error {
     MissingCrds(String),
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
-    #[error("member {member}: {why}")]
-    Member { member: String, why: String },
+    #[error(transparent)]
+    Member(#[from] computenet_members::Error),
     #[error("lost the leader lease {0}")]
     LostLease(String),
     #[error("metrics: {0}")]

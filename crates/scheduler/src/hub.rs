@@ -1,37 +1,13 @@
 //! Caches of the hub's objects, kept current by watches.
 
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
-use futures::StreamExt;
+use computenet_members::kubernetes::cache;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
-use std::hash::Hash;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client};
 use std::sync::Arc;
 use tokio::sync::Notify;
-
-/// Starts a watch of `api` into a cache; every change wakes `changed`.
-pub fn cache<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                // The watcher retries with backoff; one bad event does not stop it.
-                tracing::warn!(error = %e, "watch error");
-            }
-            changed.notify_one();
-        }
-    });
-    reader
-}
 
 /// The hub's caches.
 // kube::Client has no Debug implementation.

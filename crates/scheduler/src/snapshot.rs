@@ -11,7 +11,8 @@ use computenet_core::{
     Catalogue, Cluster, Job, Node as CoreNode, NodeCapacity, Pool, Queue, ReplicaRequest, RunningJob,
 };
 use computenet_members::prometheus::Reading;
-use computenet_members::slurm::{convert as slurm, SlurmNode};
+use computenet_members::slurm::convert as slurm;
+pub use computenet_members::MemberNodes;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,20 +60,6 @@ fn measured(
         error: reading.error.clone(),
     };
     (status, efficiency)
-}
-
-/// A member's nodes as its backend reports them.
-#[derive(Debug, Default)]
-pub enum MemberNodes {
-    /// Not connected: no nodes.
-    #[default]
-    None,
-    /// Nodes, and the pods whose requests use them (computenet's own pods are skipped:
-    /// admitted TrainingJobs are charged by their placement instead).
-    Kubernetes { nodes: Vec<Arc<Node>>, pods: Vec<Arc<Pod>> },
-    /// Slurm nodes (their allocations include every running job, computenet's too), and
-    /// the nodes each of computenet's running batch jobs holds, by TrainingJob UID.
-    Slurm { nodes: Vec<SlurmNode>, held: BTreeMap<String, Vec<String>> },
 }
 
 /// Why a TrainingJob cannot be queued.

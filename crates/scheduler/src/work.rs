@@ -8,10 +8,10 @@
 //! The order inside one piece of work keeps restarts safe: a job's admission is written
 //! before anything is created for it on a member, so a crash in between never runs it twice.
 
-use crate::member::Member;
 use crate::status;
 use computenet_api::training_job::{PlacementStatus, RemoteReference, TrainingJobStatus};
 use computenet_api::TrainingJob;
+use computenet_members::Member;
 use kube::runtime::events::EventType;
 use kube::Client;
 use std::collections::HashMap;

@@ -3,8 +3,9 @@
 //! discovery (a single replica is its own master, on localhost). Names and labels derive
 //! from the TrainingJob's UID, so a repeated dispatch finds the objects it made before.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::labels;
+pub use crate::member::remote_name;
 use computenet_api::TrainingJob;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -15,13 +16,6 @@ use std::collections::BTreeMap;
 
 /// Port of the rendezvous (torch.distributed's default).
 pub const MASTER_PORT: u16 = 29500;
-
-/// The member-side name of a TrainingJob: short, DNS-safe, unique by UID.
-pub fn remote_name(uid: &str) -> String {
-    let short: String =
-        uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_ascii_lowercase();
-    format!("cn-{short}")
-}
 
 fn object_labels(tj: &TrainingJob) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -38,9 +32,9 @@ pub fn needs_service(tj: &TrainingJob) -> bool {
 }
 
 /// The headless Service giving each replica a stable DNS name.
-pub fn headless_service(tj: &TrainingJob, namespace: &str) -> Result<Service> {
+pub fn headless_service(tj: &TrainingJob, namespace: &str) -> Result<Service, kube::Error> {
     let name = remote_name(tj.metadata.uid.as_deref().unwrap_or_default());
-    Ok(serde_json::from_value(json!({
+    serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj)},
@@ -51,12 +45,12 @@ pub fn headless_service(tj: &TrainingJob, namespace: &str) -> Result<Service> {
             "publishNotReadyAddresses": true
         }
     }))
-    .map_err(kube::Error::SerdeError)?)
+    .map_err(kube::Error::SerdeError)
 }
 
 /// The Indexed Job: completions = parallelism = replicas, per-replica resources, a
 /// nodeSelector for the chosen accelerator type, the distributed-training environment.
-pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -> Result<Job> {
+pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -> Result<Job, kube::Error> {
     let uid = tj.metadata.uid.clone().unwrap_or_default();
     let name = remote_name(&uid);
     let spec = &tj.spec;
@@ -118,7 +112,7 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
     if let Some(seconds) = spec.max_run_seconds {
         job["spec"]["activeDeadlineSeconds"] = json!(seconds);
     }
-    Ok(serde_json::from_value(job).map_err(kube::Error::SerdeError)?)
+    serde_json::from_value(job).map_err(kube::Error::SerdeError)
 }
 
 /// Rank 0's address: its DNS name under the headless Service, or localhost when alone.
@@ -130,7 +124,7 @@ fn master_addr(tj: &TrainingJob, name: &str, namespace: &str) -> String {
     }
 }
 
-async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<()>
+async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
@@ -138,20 +132,18 @@ where
         Ok(_) => Ok(()),
         // Already there from an earlier dispatch: that is the point of deterministic names.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
 /// Longest a single member call may take: a hung member must not stall the loop.
 pub const MEMBER_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(MEMBER_CALL_TIMEOUT, f).await.unwrap_or_else(|_| {
-        Err(crate::error::Error::Member {
-            member: String::new(),
-            why: format!("{what}: no answer within {MEMBER_CALL_TIMEOUT:?}"),
-        })
-    })
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T, kube::Error>>) -> Result<T> {
+    match tokio::time::timeout(MEMBER_CALL_TIMEOUT, f).await {
+        Ok(result) => result.map_err(Error::kube(what)),
+        Err(_) => Err(Error::Timeout { what: what.to_string(), seconds: MEMBER_CALL_TIMEOUT.as_secs() }),
+    }
 }
 
 /// Creates the Job (and its Service) on the member unless they exist (see [`ensure_namespace`]).
@@ -159,7 +151,12 @@ pub async fn dispatch(member: &Client, namespace: &str, tj: &TrainingJob, gpu_la
     bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label)).await
 }
 
-async fn dispatch_unbounded(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
+async fn dispatch_unbounded(
+    member: &Client,
+    namespace: &str,
+    tj: &TrainingJob,
+    gpu_label: Option<&str>,
+) -> Result<(), kube::Error> {
     if needs_service(tj) {
         create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &headless_service(tj, namespace)?)
             .await?;
@@ -171,8 +168,9 @@ async fn dispatch_unbounded(member: &Client, namespace: &str, tj: &TrainingJob, 
 pub async fn ensure_namespace(member: &Client, namespace: &str) -> Result<()> {
     let ns: Namespace =
         serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
-            .map_err(kube::Error::SerdeError)?;
-    bounded("namespace", create_if_absent(&Api::<Namespace>::all(member.clone()), &ns)).await
+            .map_err(|e| Error::Config(format!("namespace {namespace:?}: {e}")))?;
+    bounded(&format!("creating namespace {namespace}"), create_if_absent(&Api::<Namespace>::all(member.clone()), &ns))
+        .await
 }
 
 /// Deletes the Job (with its pods) and the Service; absent objects are fine.
@@ -180,7 +178,7 @@ pub async fn cancel(member: &Client, namespace: &str, uid: &str) -> Result<()> {
     bounded("cancel", cancel_unbounded(member, namespace, uid)).await
 }
 
-async fn cancel_unbounded(member: &Client, namespace: &str, uid: &str) -> Result<()> {
+async fn cancel_unbounded(member: &Client, namespace: &str, uid: &str) -> Result<(), kube::Error> {
     let name = remote_name(uid);
     let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
     for result in [
@@ -190,7 +188,7 @@ async fn cancel_unbounded(member: &Client, namespace: &str, uid: &str) -> Result
         match result {
             Ok(()) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -218,13 +216,6 @@ spec:
         .expect("valid");
         tj.status = None;
         tj
-    }
-
-    #[test]
-    fn names_are_deterministic_and_dns_safe() {
-        let n = remote_name("0a1b2c3d-4e5f-6789-abcd-ef0123456789");
-        assert_eq!(n, "cn-0a1b2c3d4e5f6789abcd");
-        assert!(n.len() <= 63 && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! named from the TrainingJob's UID and tagged with its attempt key, so a repeated dispatch
 //! finds the job it submitted before.
 
-use crate::dispatch::remote_name;
+use super::member::{attempt_key, comment};
+use super::{BatchJob, SlurmPlacement};
+use crate::member::remote_name;
 use computenet_api::TrainingJob;
-use computenet_members::slurm::member::{attempt_key, comment};
-use computenet_members::slurm::{BatchJob, SlurmPlacement};
 
 /// The attempt key of a TrainingJob as it stands (UID and requeue count).
 pub fn key(tj: &TrainingJob) -> String {
