@@ -13,7 +13,7 @@ use crate::hub::Hub;
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::observe;
-use crate::snapshot::{self, Built, MemberNodes, MemberView};
+use crate::snapshot::{self, Built, MemberView};
 use crate::status;
 use crate::work::{self, resource_version, Dispatched, InFlight, Note, Target};
 use computenet_api::convert::round3 as round;
@@ -24,7 +24,7 @@ use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberCluster, MemberClus
 use computenet_core::explain::Placement;
 use computenet_core::{Action, CycleOutcome, Decision, Scheduler, Snapshot};
 use computenet_members::prometheus::{self, EfficiencyPoller, EfficiencyQueries, Reading};
-use computenet_members::{Member, Members, RemoteStatus};
+use computenet_members::{Member, MemberNodes, Members, RemoteStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -236,6 +236,13 @@ impl Loop {
                 self.overrides.insert(landed.uid, stored);
             }
             for (kind, reason, note) in landed.notes {
+                // Notes come back only from writes that were stored: a preemption whose
+                // stop failed (and is retried) is counted once, when it lands.
+                if reason == "Preempted" {
+                    if let Some(m) = self.metrics() {
+                        m.preempted(&about.spec.queue_name);
+                    }
+                }
                 self.events.publish(&about, kind, &reason, note);
             }
             if let Some(m) = self.metrics() {
@@ -271,6 +278,18 @@ impl Loop {
         });
         let raw_accelerator = placement.accelerator.as_ref().and_then(|a| names.get(a)).cloned();
         Some(Target { member, placement: placement.clone(), raw_accelerator })
+    }
+
+    /// Starts the dispatch of an admitted job (idempotent: existing objects are found).
+    fn dispatch_again(
+        &mut self,
+        tj: &Arc<TrainingJob>,
+        placement: &PlacementStatus,
+        raw_names: &mut HashMap<String, BTreeMap<String, String>>,
+    ) {
+        let target = self.target(placement, raw_names);
+        let work = work::admit_and_dispatch(self.hub.client.clone(), tj.clone(), None, target);
+        self.work.start(tj.clone(), work);
     }
 
     async fn tick(&mut self) {
@@ -502,9 +521,7 @@ impl Loop {
                 },
                 (None, _, _) => {
                     // Admitted but not dispatched (a crash or a failed call in between): again.
-                    let target = self.target(&placement, &mut raw_names);
-                    let work = work::admit_and_dispatch(self.hub.client.clone(), tj.clone(), None, target);
-                    self.work.start(tj.clone(), work);
+                    self.dispatch_again(tj, &placement, &mut raw_names);
                     continue;
                 }
             };
@@ -516,9 +533,7 @@ impl Loop {
                 (Some(_), _) => None,
                 (None, Some(d)) => Some(d.clone()),
                 (None, None) => {
-                    let target = self.target(&placement, &mut raw_names);
-                    let work = work::admit_and_dispatch(self.hub.client.clone(), tj.clone(), None, target);
-                    self.work.start(tj.clone(), work);
+                    self.dispatch_again(tj, &placement, &mut raw_names);
                     continue;
                 }
             };
@@ -667,11 +682,7 @@ impl Loop {
                             status.clone(),
                             note,
                         );
-                        if self.work.start(work::with_status(victim, &status), work) {
-                            if let Some(m) = self.metrics() {
-                                m.preempted(&victim.spec.queue_name);
-                            }
-                        }
+                        self.work.start(work::with_status(victim, &status), work);
                     }
                     self.write_queued(tj, &current, queued_status(tj, &current, decision, outcome));
                 }
@@ -761,17 +772,16 @@ impl Loop {
                     view.member.metadata.generation,
                 )],
             };
-            let unchanged = MemberClusterStatus {
+            let same_conditions = status::same_conditions(&status.conditions, &previous.conditions);
+            let same_numbers = MemberClusterStatus {
                 last_heartbeat: previous.last_heartbeat.clone(),
                 conditions: Vec::new(),
                 ..status.clone()
-            } == MemberClusterStatus { conditions: Vec::new(), ..previous.clone() }
-                && status::same_conditions(&status.conditions, &previous.conditions);
-            let same_conditions = status::same_conditions(&status.conditions, &previous.conditions);
+            } == MemberClusterStatus { conditions: Vec::new(), ..previous.clone() };
             let since = self.heartbeats.get(&name).map(Instant::elapsed);
             let refresh_due = since.is_none_or(|t| t >= STATUS_REFRESH);
             let beat_due = since.is_none_or(|t| t >= Duration::from_secs(10));
-            if !same_conditions || (!unchanged && refresh_due) || (ready && beat_due) {
+            if !same_conditions || (!same_numbers && refresh_due) || (ready && beat_due) {
                 match status::member_cluster(&self.hub.client, &name, &status).await {
                     Ok(()) => {
                         self.heartbeats.insert(name, Instant::now());

@@ -12,7 +12,7 @@ use computenet_core::{
 };
 use computenet_members::prometheus::Reading;
 use computenet_members::slurm::convert as slurm;
-pub use computenet_members::MemberNodes;
+use computenet_members::MemberNodes;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -68,6 +68,20 @@ impl Landed {
         self.stored.clone().unwrap_or_else(|| self.job.clone())
     }
 
+    /// Writes the job's status and keeps what was stored; false (logged) when it failed.
+    async fn write(&mut self, client: &Client, tj: &TrainingJob, status: &TrainingJobStatus) -> bool {
+        match status::training_job(client, tj, status).await {
+            Ok(stored) => {
+                self.store(stored);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed");
+                false
+            }
+        }
+    }
+
     fn store(&mut self, stored: TrainingJob) {
         let newer = self.stored.as_ref().is_none_or(|s| resource_version(&stored) > resource_version(s));
         if newer {
@@ -156,12 +170,8 @@ pub async fn write_status(
     note: Option<Note>,
 ) -> Landed {
     let mut landed = Landed::new(tj.clone());
-    match status::training_job(&client, &tj, &status).await {
-        Ok(stored) => {
-            landed.store(stored);
-            landed.notes.extend(note);
-        }
-        Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
+    if landed.write(&client, &tj, &status).await {
+        landed.notes.extend(note);
     }
     landed
 }
@@ -264,10 +274,7 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
             );
             let conditions = status::upsert(&current.conditions, failed);
             if !status::same_conditions(&conditions, &current.conditions) {
-                match status::training_job(client, &tj, &TrainingJobStatus { conditions, ..current }).await {
-                    Ok(stored) => landed.store(stored),
-                    Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed"),
-                }
+                landed.write(client, &tj, &TrainingJobStatus { conditions, ..current }).await;
             }
         }
     }

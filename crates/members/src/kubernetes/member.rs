@@ -5,6 +5,7 @@ use super::{cache, job};
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::labels;
+use crate::member::remote_name;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -77,7 +78,7 @@ impl KubernetesMember {
     /// The Job of the TrainingJob with this UID, as last read.
     pub fn job(&self, uid: &str) -> Option<Arc<Job>> {
         // Remote names derive from the UID: a lookup, not a scan (this runs per job per cycle).
-        let key = ObjectRef::new(&job::remote_name(uid)).within(&self.namespace);
+        let key = ObjectRef::new(&remote_name(uid)).within(&self.namespace);
         self.jobs.get(&key).filter(|j| job_uid(j) == Some(uid))
     }
 }
