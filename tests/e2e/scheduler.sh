@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # computenet serve on the test bed, driven with kubectl as a user would: the job lifecycle,
 # gang placement, waiting in order, tenant isolation, failures, deletion, suspension,
-# crash safety with two replicas and leader election, and member loss.
+# preemption, crash safety with two replicas and leader election, and member loss.
 #
 # Needs the test bed up with three members and untainted KWOK nodes:
 #   tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint
@@ -16,9 +16,10 @@ use_testbed
 tmp=$(mktemp -d)
 SERVE_PIDS=()
 
-serve() { # serve NAME: starts a scheduler replica with leader election, logs to $tmp/NAME.log
+serve() { # serve NAME PORT: starts a scheduler replica with leader election, metrics on
+  # 127.0.0.1:PORT, logs to $tmp/NAME.log
   setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --interval-ms 500 --member-timeout-s 5 \
-    --lease-duration-s 3 --identity "$1" > "$tmp/$1.log" 2>&1 &
+    --lease-duration-s 3 --identity "$1" --listen "127.0.0.1:$2" > "$tmp/$1.log" 2>&1 &
   SERVE_PIDS+=($!)
   echo $! > "$tmp/$1.pid"
 }
@@ -37,6 +38,7 @@ cleanup() {
   stop_all
   unstick
   kubectl delete ns e2e-a e2e-b --wait=false >/dev/null 2>&1
+  kubectl delete cnq urgent --ignore-not-found >/dev/null 2>&1
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -122,7 +124,7 @@ EOT
 missing=$(RUST_BACKTRACE=0 "$BIN" serve --kubeconfig "$(member_kubeconfig ai-1)" --no-leader-election 2>&1)
 check "serve explains missing CRDs" bash -c "printf '%s' \"\$1\" | grep -q 'CRDs are not installed'" _ "$missing"
 
-serve replica-a
+serve replica-a 18090
 check "members turn Ready with their capacity" wait_for 30 bash -c '[ "$(kubectl get mcl ai-1 -o jsonpath="{.status.gpus}")" = "64/64" ] && [ "$(kubectl get mcl ai-3 -o jsonpath="{.status.conditions[0].status}")" = True ]'
 
 # --- Lifecycle: Queued -> Admitted -> Running -> Succeeded, visible in kubectl get and Events.
@@ -202,7 +204,7 @@ check "resume runs it again" wait_phase e2e-a pausable Running 30
 kubectl delete tj pausable -n e2e-a --wait=false >/dev/null
 
 # --- Crash safety: two replicas, kill -9 the leader in the middle of dispatching 200 jobs.
-serve replica-b
+serve replica-b 18091
 for i in $(seq -w 1 200); do tj "burst-$i" 1 1 1; done > "$tmp/burst.yaml"
 kubectl apply -f "$tmp/burst.yaml" >/dev/null
 wait_for 30 bash -c "[ \$(kubectl get tj -n e2e-a -o jsonpath='{range .items[*]}{.status.remote.name}{\"\\n\"}{end}' | grep -c cn-) -ge 20 ]"
@@ -222,6 +224,38 @@ check "each ran exactly once (one member Job per TrainingJob, none duplicated)" 
 # --- Member loss: stop ai-1's apiserver.
 kubectl delete tj -n e2e-a -l '!keep' --wait=false >/dev/null 2>&1
 wait_for 60 bash -c '[ -z "$(kubectl get tj -n e2e-a -o name)" ]'
+
+# --- Preemption: a queue that preempts lower priorities within itself. A low-priority gang
+# fills ai-1's four H800 nodes; a higher-priority job that fits only there takes one.
+kubectl apply -f - >/dev/null <<EOT
+apiVersion: computenet.io/v1alpha1
+kind: ComputeQueue
+metadata: {name: urgent}
+spec:
+  namespaceSelector: {matchLabels: {computenet.io/tenant: other}}
+  quotas: [{resource: nvidia.com/gpu, nominal: 256}]
+  preemption: {withinQueue: LowerPriority}
+EOT
+h800_west='  placement: {sites: [west]}
+  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8, types: [H800]}}'
+only_h800() { sed '/^  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8}}$/d'; }
+tj low 600 4 8 "$h800_west" "" e2e-b urgent | only_h800 | kubectl apply -f - >/dev/null
+check "a low-priority gang fills ai-1's H800 nodes" wait_phase e2e-b low Running 40
+low_remote=$(field e2e-b low '{.status.remote.name}')
+tj high 600 1 8 "$h800_west
+  priority: 100" "" e2e-b urgent | only_h800 | kubectl apply -f - >/dev/null
+check "a higher-priority job preempts it (Preempted Event)" wait_for 40 bash -c \
+  'kubectl get events -n e2e-b --field-selector involvedObject.name=low -o jsonpath="{range .items[*]}{.reason} {end}" | grep -qw Preempted'
+check "the preempted gang is back in the queue, one requeue counted" wait_for 20 bash -c \
+  '[ "$(kubectl get tj low -n e2e-b -o jsonpath="{.status.admitted} {.status.requeues}")" = "false 1" ]'
+check "its Job is deleted on ai-1" wait_for 30 bash -c "! KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job $low_remote -n computenet-jobs >/dev/null 2>&1"
+check "the higher-priority job runs on ai-1" wait_for 40 bash -c \
+  '[ "$(kubectl get tj high -n e2e-b -o jsonpath="{.status.phase} {.status.placement.cluster}")" = "Running ai-1" ]'
+sleep 2 # a few more cycles: the preemption must not be counted again
+check "computenet_preemptions_total counts it once" bash -c \
+  'for port in 18090 18091; do curl -s "127.0.0.1:$port/metrics"; done | grep -qx "computenet_preemptions_total{queue=\"urgent\"} 1"'
+kubectl delete tj low high -n e2e-b --wait=false >/dev/null
+wait_for 60 bash -c '! kubectl get tj low high -n e2e-b >/dev/null 2>&1'
 tj stay 600 1 8 '  onMemberLoss: Wait' | kubectl apply -f - >/dev/null
 tj move 600 1 8 '  onMemberLoss: Requeue' | kubectl apply -f - >/dev/null
 check "two long jobs run on the cheaper member ai-1" wait_for 40 bash -c '[ "$(kubectl get tj stay move -n e2e-a -o jsonpath="{.items[*].status.phase} {.items[*].status.placement.cluster}")" = "Running Running ai-1 ai-1" ]'
