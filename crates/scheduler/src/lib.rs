@@ -26,5 +26,3 @@ pub mod work;
 
 pub use controller::{run, ServeConfig};
 pub use error::{Error, Result};
-
-pub use computenet_members::labels;

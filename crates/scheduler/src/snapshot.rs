@@ -1,7 +1,6 @@
 //! Builds the core's input from the caches: the pool from member Nodes and Pods, the
 //! queues, and the pending and running jobs from TrainingJobs.
 
-use crate::labels;
 use computenet_api::convert;
 use computenet_api::member_cluster::MeasuredEfficiency;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
@@ -10,6 +9,7 @@ use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::{
     Catalogue, Cluster, Job, Node as CoreNode, NodeCapacity, Pool, Queue, ReplicaRequest, RunningJob,
 };
+use computenet_members::labels;
 use computenet_members::prometheus::Reading;
 use computenet_members::slurm::convert as slurm;
 use computenet_members::MemberNodes;

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use computenet_api::training_job::TrainingJobStatus;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob, FIELD_MANAGER};
+use computenet_members::labels::FINALIZER;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -100,7 +101,7 @@ pub async fn add_finalizer(client: &Client, tj: &TrainingJob) -> Result<Training
     let patch = json!({
         "apiVersion": "computenet.io/v1alpha1",
         "kind": "TrainingJob",
-        "metadata": {"name": name, "uid": tj.metadata.uid, "finalizers": [crate::labels::FINALIZER]},
+        "metadata": {"name": name, "uid": tj.metadata.uid, "finalizers": [FINALIZER]},
     });
     Ok(api.patch(name, &params(), &Patch::Apply(&patch)).await?)
 }
@@ -110,7 +111,7 @@ pub async fn add_finalizer(client: &Client, tj: &TrainingJob) -> Result<Training
 pub async fn remove_finalizer(client: &Client, tj: &TrainingJob) -> Result<()> {
     let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
     let mut finalizers: Vec<String> = tj.metadata.finalizers.clone().unwrap_or_default();
-    finalizers.retain(|f| f != crate::labels::FINALIZER);
+    finalizers.retain(|f| f != FINALIZER);
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tj.metadata.resource_version}});
     api.patch(tj.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
@@ -118,5 +119,5 @@ pub async fn remove_finalizer(client: &Client, tj: &TrainingJob) -> Result<()> {
 
 /// Whether the job carries computenet's finalizer.
 pub fn has_finalizer(tj: &TrainingJob) -> bool {
-    tj.metadata.finalizers.iter().flatten().any(|f| f == crate::labels::FINALIZER)
+    tj.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
