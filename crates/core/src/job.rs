@@ -1,21 +1,9 @@
 //! Training jobs: gangs of replicas, their constraints, work estimate and objective.
 
 use crate::error::{Error, Result};
-use crate::pool::{ClusterKind, NodeSlot};
+pub use crate::resources::ReplicaRequest;
+use crate::resources::{ClusterKind, NodeSlot};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// What one replica of a gang needs on its node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReplicaRequest {
-    pub cpu_millis: u64,
-    pub memory_bytes: u64,
-    /// Accelerator devices per replica (0 for a CPU-only job).
-    pub accelerators: u32,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extended: BTreeMap<String, u64>,
-}
 
 /// Which accelerator types a job accepts.
 #[derive(Debug, Clone, Default, PartialEq, Hash, Eq, Serialize, Deserialize)]

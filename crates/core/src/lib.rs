@@ -8,6 +8,8 @@
 //! Map of the crate:
 //! - [`quantity`]: Kubernetes-style quantities ("500m", "64Gi").
 //! - [`accelerator`]: accelerator types and the built-in catalogue of vendor figures.
+//! - [`resources`]: value types shared by jobs and the pool (replica request, node slot,
+//!   cluster kind).
 //! - [`pool`]: member clusters, nodes and their capacity; allocating and releasing.
 //! - [`job`]: training jobs (gangs), their constraints, work estimate and objective.
 //! - [`queue`]: queues, quotas with borrowing and lending, cohorts, fair share.
@@ -28,6 +30,7 @@ pub mod pool;
 pub mod profiles;
 pub mod quantity;
 pub mod queue;
+pub mod resources;
 pub mod score;
 pub mod synth;
 pub mod throughput;

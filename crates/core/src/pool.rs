@@ -6,36 +6,11 @@
 
 use crate::accelerator::{AcceleratorSpec, Catalogue};
 use crate::error::{Error, Result};
-use crate::job::ReplicaRequest;
 use crate::quantity::{parse_bytes, parse_cpu_millis};
+use crate::resources::ReplicaRequest;
+pub use crate::resources::{ClusterKind, NodeSlot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// What a member cluster is for (通算, 智算, 超算).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ClusterKind {
-    /// General-purpose CPU Kubernetes cluster.
-    General,
-    /// AI (GPU/NPU) Kubernetes cluster.
-    AI,
-    /// Supercomputing (Slurm) cluster.
-    HPC,
-}
-
-impl ClusterKind {
-    /// All kinds, in display order.
-    pub const ALL: [ClusterKind; 3] = [ClusterKind::General, ClusterKind::AI, ClusterKind::HPC];
-}
-
-impl std::fmt::Display for ClusterKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ClusterKind::General => "General",
-            ClusterKind::AI => "AI",
-            ClusterKind::HPC => "HPC",
-        })
-    }
-}
 
 /// Efficiency profile of a cluster's facility.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,14 +172,6 @@ pub struct DataSet {
     /// Sites holding a copy.
     #[serde(default)]
     pub sites: Vec<String>,
-}
-
-/// A node and how many replicas of a gang it hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeSlot {
-    /// Index of the node in its cluster's `nodes`.
-    pub node: u32,
-    pub replicas: u32,
 }
 
 /// The whole pool of member clusters.
