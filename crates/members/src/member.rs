@@ -4,10 +4,12 @@
 
 use crate::error::{Error, Result};
 use crate::kubernetes::{self, KubernetesMember};
+use crate::labels::remote_name;
 use crate::slurm::{self, convert, Credentials, RemotePhase, SlurmClient, SlurmMember, SlurmNode, SlurmPlacement};
 use computenet_api::member_cluster::SecretKeyRef;
 use computenet_api::training_job::TrainingJobPhase;
 use computenet_api::{MemberCluster, TrainingJob};
+use computenet_core::{Catalogue, Node as CoreNode};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::{Api, Client};
@@ -15,13 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-/// The member-side name of a TrainingJob: short, DNS-safe, unique by UID.
-pub fn remote_name(uid: &str) -> String {
-    let short: String =
-        uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_ascii_lowercase();
-    format!("cn-{short}")
-}
 
 /// Reads one key of a Secret in the hub.
 async fn secret_value(hub: &Client, r: &SecretKeyRef) -> Result<Vec<u8>> {
@@ -124,6 +119,42 @@ pub enum MemberNodes {
     /// Slurm nodes (their allocations include every running job, computenet's too), and
     /// the nodes each of computenet's running batch jobs holds, by TrainingJob UID.
     Slurm { nodes: Vec<SlurmNode>, held: BTreeMap<String, Vec<String>> },
+}
+
+impl MemberNodes {
+    /// The nodes as the core's nodes, sorted by name. Kubernetes nodes are charged with the
+    /// pods not run by computenet; Slurm nodes with everything Slurm allocated, computenet's
+    /// own batch jobs included (see `held`).
+    pub fn core_nodes(&self, catalogue: &Catalogue) -> Vec<CoreNode> {
+        match self {
+            MemberNodes::None => Vec::new(),
+            MemberNodes::Kubernetes { nodes, pods } => kubernetes::nodes::core_nodes(nodes, pods, catalogue),
+            MemberNodes::Slurm { nodes, .. } => {
+                let mut core: Vec<CoreNode> = nodes.iter().map(|n| convert::core_node(n, catalogue).0).collect();
+                core.sort_by(|a, b| a.name.cmp(&b.name));
+                core
+            }
+        }
+    }
+
+    /// The member's own names of its accelerator types, by catalogue name: the
+    /// `nvidia.com/gpu.product` label value (Kubernetes) or the `gres` type (Slurm), to ask
+    /// for a type by when dispatching.
+    pub fn raw_accelerator_names(&self, catalogue: &Catalogue) -> BTreeMap<String, String> {
+        match self {
+            MemberNodes::None => BTreeMap::new(),
+            MemberNodes::Kubernetes { nodes, .. } => {
+                nodes.iter().filter_map(|n| kubernetes::nodes::node_accelerator(n, catalogue)).collect()
+            }
+            MemberNodes::Slurm { nodes, .. } => nodes
+                .iter()
+                .filter_map(|n| match convert::core_node(n, catalogue) {
+                    (CoreNode { accelerator: Some(a), .. }, Some(raw)) => Some((a, raw)),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// What an Indexed Job's status says.
@@ -313,17 +344,5 @@ impl Member {
                 MemberNodes::Slurm { nodes: s.nodes(), held }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_deterministic_and_dns_safe() {
-        let n = remote_name("0a1b2c3d-4e5f-6789-abcd-ef0123456789");
-        assert_eq!(n, "cn-0a1b2c3d4e5f6789abcd");
-        assert!(n.len() <= 63 && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::labels;
-use crate::member::remote_name;
+use crate::labels::remote_name;
 use computenet_api::TrainingJob;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Service};

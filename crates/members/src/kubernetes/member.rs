@@ -1,11 +1,11 @@
 //! A connected Kubernetes member: caches of its Nodes, Pods and computenet's Jobs, and a
 //! probe of its apiserver on its own schedule.
 
-use super::{cache, job};
+use super::{cache_while, job};
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::labels;
-use crate::member::remote_name;
+use crate::labels::remote_name;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -32,6 +32,8 @@ pub struct KubernetesMember {
     pub pods: Store<Pod>,
     pub jobs: Store<Job>,
     health: Arc<Mutex<Health>>,
+    /// The watches run while a clone of this member exists.
+    _alive: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl KubernetesMember {
@@ -47,14 +49,26 @@ impl KubernetesMember {
         let client = Client::try_from(config).map_err(Error::kube("client"))?;
         job::ensure_namespace(&client, namespace).await?;
         let managed = watcher::Config::default().labels(&format!("{}=true", labels::MANAGED));
+        let (alive_tx, alive) = tokio::sync::watch::channel(());
         let member = KubernetesMember {
             name: name.to_string(),
             namespace: namespace.to_string(),
-            nodes: cache(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
-            pods: cache(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
-            jobs: cache(Api::namespaced(client.clone(), namespace), managed, changed),
+            nodes: cache_while(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                changed.clone(),
+                Some(alive.clone()),
+            ),
+            pods: cache_while(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                changed.clone(),
+                Some(alive.clone()),
+            ),
+            jobs: cache_while(Api::namespaced(client.clone(), namespace), managed, changed, Some(alive)),
             health: Arc::new(Mutex::new(Health::default())),
             client,
+            _alive: Arc::new(alive_tx),
         };
         // Probe on its own schedule, so that a long scheduling tick never makes a healthy
         // member look unreachable. The task ends when the member is dropped.

@@ -4,7 +4,7 @@
 
 use super::member::{attempt_key, comment};
 use super::{BatchJob, SlurmPlacement};
-use crate::member::remote_name;
+use crate::labels::remote_name;
 use computenet_api::TrainingJob;
 
 /// The attempt key of a TrainingJob as it stands (UID and requeue count).

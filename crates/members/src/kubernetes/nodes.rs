@@ -1,0 +1,169 @@
+//! A Kubernetes member's Nodes and Pods as the core's nodes (pure).
+
+use crate::labels;
+use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
+use computenet_core::{Catalogue, Node as CoreNode, NodeCapacity};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Accelerator type of nodes that carry GPUs but no product label.
+pub const UNKNOWN_GPU: &str = "unknown-gpu";
+
+fn quantity(
+    map: Option<&BTreeMap<String, Quantity>>,
+    key: &str,
+    parse: fn(&str) -> computenet_core::Result<u64>,
+) -> u64 {
+    map.and_then(|m| m.get(key)).and_then(|q| parse(&q.0).ok()).unwrap_or(0)
+}
+
+fn allocatable(node: &Node) -> Option<&BTreeMap<String, Quantity>> {
+    node.status.as_ref().and_then(|s| s.allocatable.as_ref())
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Requests of a pod (sum of its containers; init containers do not overlap with them).
+fn pod_requests(pod: &Pod) -> NodeCapacity {
+    let mut cap = NodeCapacity::default();
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref().or(r.limits.as_ref()));
+        cap.cpu_millis = cap.cpu_millis.saturating_add(quantity(requests, "cpu", parse_cpu_millis));
+        cap.memory_bytes = cap.memory_bytes.saturating_add(quantity(requests, "memory", parse_bytes));
+        let gpus = u32::try_from(quantity(requests, labels::GPU_RESOURCE, parse_count)).unwrap_or(u32::MAX);
+        cap.accelerators = cap.accelerators.saturating_add(gpus);
+    }
+    cap
+}
+
+fn is_managed(pod: &Pod) -> bool {
+    pod.metadata.labels.as_ref().is_some_and(|l| l.get(labels::MANAGED).is_some_and(|v| v == "true"))
+}
+
+/// A GPU node's accelerator type: (catalogue name, raw `nvidia.com/gpu.product` value).
+/// `None` for nodes without `nvidia.com/gpu` capacity.
+pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, String)> {
+    if quantity(allocatable(node), labels::GPU_RESOURCE, parse_count) == 0 {
+        return None;
+    }
+    let raw = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::GPU_PRODUCT))
+        .cloned()
+        .unwrap_or_else(|| UNKNOWN_GPU.to_string());
+    let canonical = catalogue.canonical_name(&raw).unwrap_or_else(|| raw.clone());
+    Some((canonical, raw))
+}
+
+/// Core nodes (sorted by name), charged with the running pods not run by computenet:
+/// computenet's own jobs are charged by their placement instead.
+pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
+    let mut sorted: Vec<&Arc<Node>> = nodes.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut out: Vec<CoreNode> = Vec::with_capacity(sorted.len());
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in sorted {
+        let alloc = allocatable(node);
+        let labels_map = node.metadata.labels.clone().unwrap_or_default();
+        by_name.insert(node.metadata.name.as_deref().unwrap_or_default(), out.len());
+        out.push(CoreNode {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            accelerator: node_accelerator(node, catalogue).map(|(canonical, _)| canonical),
+            allocatable: NodeCapacity {
+                cpu_millis: quantity(alloc, "cpu", parse_cpu_millis),
+                memory_bytes: quantity(alloc, "memory", parse_bytes),
+                accelerators: u32::try_from(quantity(alloc, labels::GPU_RESOURCE, parse_count)).unwrap_or(u32::MAX),
+                extended: BTreeMap::new(),
+            },
+            allocated: NodeCapacity::default(),
+            topology_domain: labels_map.get("topology.kubernetes.io/zone").cloned().unwrap_or_default(),
+            labels: labels_map,
+            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
+        });
+    }
+    for pod in pods {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        if matches!(phase, "Succeeded" | "Failed") || is_managed(pod) {
+            continue;
+        }
+        let Some(&n) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).and_then(|n| by_name.get(n)) else {
+            continue;
+        };
+        let used = pod_requests(pod);
+        let a = &mut out[n].allocated;
+        a.cpu_millis = a.cpu_millis.saturating_add(used.cpu_millis);
+        a.memory_bytes = a.memory_bytes.saturating_add(used.memory_bytes);
+        a.accelerators = a.accelerators.saturating_add(used.accelerators);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, gpus: u32, product: Option<&str>, ready: bool) -> Arc<Node> {
+        let mut labels = serde_json::json!({"topology.kubernetes.io/zone": "zone-a"});
+        if let Some(p) = product {
+            labels[labels::GPU_PRODUCT] = p.into();
+        }
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": labels},
+                "status": {
+                    "allocatable": {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": gpus.to_string()},
+                    "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]
+                }
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn pod(node: &str, gpus: u32, managed: bool, phase: &str) -> Arc<Pod> {
+        let labels = if managed { serde_json::json!({"computenet.io/managed": "true"}) } else { serde_json::json!({}) };
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "labels": labels},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {
+                    "cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": gpus.to_string()}}}]},
+                "status": {"phase": phase}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn nodes_are_sorted_typed_and_charged_with_foreign_running_pods_only() {
+        let catalogue = Catalogue::built_in();
+        let nodes =
+            [node("b", 8, Some("NVIDIA-H800"), true), node("a", 8, Some("A100-80G"), false), node("c", 0, None, true)];
+        let pods = [pod("b", 2, false, "Running"), pod("b", 4, true, "Running"), pod("b", 1, false, "Succeeded")];
+        let core = core_nodes(&nodes, &pods, &catalogue);
+        let names: Vec<&str> = core.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(core[0].unschedulable, "a NotReady node is unschedulable");
+        assert_eq!(core[1].allocated.accelerators, 2, "managed and finished pods are not charged");
+        assert_eq!(core[1].allocated.cpu_millis, 500);
+        assert_eq!(core[2].accelerator, None);
+        assert_eq!(core[1].topology_domain, "zone-a");
+    }
+
+    #[test]
+    fn unlabelled_gpu_nodes_have_an_unknown_type() {
+        let catalogue = Catalogue::built_in();
+        assert_eq!(
+            node_accelerator(&node("x", 4, None, true), &catalogue),
+            Some((UNKNOWN_GPU.to_string(), UNKNOWN_GPU.to_string()))
+        );
+        assert_eq!(node_accelerator(&node("x", 0, Some("A100-80G"), true), &catalogue), None);
+    }
+}
