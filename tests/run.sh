@@ -65,6 +65,8 @@ if [ "$testbed" = 1 ]; then
   DASHBOARD_SCREENSHOT="${DASHBOARD_SCREENSHOT:-$(mktemp -d)/dashboard.png}" tests/e2e/dashboard.sh
   step "e2e: computenet serve"
   tests/e2e/scheduler.sh
+  step "e2e: one hub view, measured profiles, dispatch backoff"
+  tests/e2e/service.sh
   step "e2e: Slurm members"
   tests/e2e/slurm.sh
   step "e2e: efficiency from Prometheus"

@@ -332,7 +332,7 @@ pub fn cluster_from_status(member: &MemberCluster) -> Option<Cluster> {
         name,
         kind: cluster_kind(spec.kind),
         site: spec.site.clone(),
-        ready: status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+        ready: crate::conditions::is_true(&status.conditions, crate::conditions::types::READY),
         cordoned: spec.cordoned,
         efficiency: efficiency(&spec.efficiency).0,
         data_sets: spec.data_sets.clone(),
@@ -343,6 +343,16 @@ pub fn cluster_from_status(member: &MemberCluster) -> Option<Cluster> {
 /// Rounds a figure for status (three decimals).
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// How an estimate's source is shown: profile-based or a fallback.
+pub fn estimate_source(source: computenet_core::throughput::EstimateSource) -> &'static str {
+    use computenet_core::throughput::EstimateSource as S;
+    match source {
+        S::Measured => "Profile",
+        S::ScaledProfile => "ScaledProfile",
+        S::PeakTflops | S::Unknown => "Fallback",
+    }
 }
 
 /// A decision's explanation as written in TrainingJob status: the candidates with their
@@ -366,6 +376,7 @@ pub fn explanation_status(
                 carbon_score: round3(c.score.carbon),
                 runtime_seconds: round3(c.estimate.runtime_s),
                 energy_k_wh: round3(c.estimate.energy_kwh),
+                estimate_source: Some(estimate_source(c.estimate.source).to_string()),
             })
             .collect(),
         rejected: e

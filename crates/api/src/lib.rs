@@ -5,15 +5,20 @@
 //! - [`ComputeQueue`] (cluster-scoped, `cnq`): quotas, cohort, fair-share weight and policies.
 //!
 //! The CRD YAML under `deploy/crds/` is generated from these types by `computenet crdgen`
-//! and never edited by hand. [`convert`] turns the resources into the core's types.
+//! and never edited by hand. [`convert`] turns the resources into the core's types;
+//! [`view`] reads a whole hub (jobs, queues, members) as the core and every display see
+//! it; [`conditions`] names every condition type, reason and Event reason computenet writes.
 #![forbid(unsafe_code)]
 
 pub mod compute_queue;
+pub mod conditions;
 pub mod convert;
 pub mod crdgen;
 pub mod error;
 pub mod member_cluster;
+pub mod profiles;
 pub mod training_job;
+pub mod view;
 
 pub use compute_queue::{ComputeQueue, ComputeQueueSpec, ComputeQueueStatus};
 pub use error::{Error, Result};

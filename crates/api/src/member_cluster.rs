@@ -1,7 +1,7 @@
 //! `MemberCluster`: one member of the pool and how to reach it.
 
 use crate::training_job::ClusterKind;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -247,9 +247,9 @@ pub struct MeasuredEfficiency {
     /// power of energy estimates on this member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_scale: Option<f64>,
-    /// When the values were read (RFC 3339).
+    /// When the values were read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sampled_at: Option<String>,
+    pub sampled_at: Option<Time>,
     /// Why the last read failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -281,9 +281,9 @@ pub struct MemberClusterStatus {
     /// Efficiency measured through spec.prometheus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured: Option<MeasuredEfficiency>,
-    /// RFC 3339 time of the last successful contact.
+    /// The last successful contact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_heartbeat: Option<String>,
+    pub last_heartbeat: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

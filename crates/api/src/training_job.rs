@@ -1,6 +1,6 @@
 //! `TrainingJob`: what a researcher submits.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -243,21 +243,24 @@ pub struct TrainingJobStatus {
     /// Why the job is where it is, or why it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<ExplanationStatus>,
-    /// When the job was admitted (RFC 3339).
+    /// When the job was admitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<String>,
-    /// When its objects were created on the member (RFC 3339).
+    pub start_time: Option<Time>,
+    /// When its objects were created on the member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dispatch_time: Option<String>,
-    /// When the job ended (RFC 3339).
+    pub dispatch_time: Option<Time>,
+    /// When the job ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completion_time: Option<String>,
+    pub completion_time: Option<Time>,
     /// Times the job was preempted or requeued after a member loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requeues: Option<i32>,
     /// Exit code of the job's command once it ended, when the member reports one (Slurm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Dispatch failures in a row and when the next attempt is due (exponential backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -280,6 +283,14 @@ pub struct PlacementStatus {
     /// Admitted behind a reservation without delaying it.
     #[serde(default)]
     pub backfilled: bool,
+}
+
+/// Failed attempts in a row and when the next one is due.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStatus {
+    pub attempts: i32,
+    pub next_attempt_time: Time,
 }
 
 /// Replicas on one node.
@@ -328,6 +339,11 @@ pub struct CandidateStatus {
     pub carbon_score: f64,
     pub runtime_seconds: f64,
     pub energy_k_wh: f64,
+    /// Where the runtime estimate came from: `Profile` (a measured throughput profile of
+    /// the job's model, `ScaledProfile` when scaled to this type or size) or `Fallback`
+    /// (peak TFLOPS x utilisation, or the job's maximum runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_source: Option<String>,
 }
 
 /// A member that was not a candidate.

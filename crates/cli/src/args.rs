@@ -94,14 +94,30 @@ pub enum Command {
             (admitted to a member and accelerator, a reservation, preemption, or queued with the \
             reason), the estimated start (now, or the reservation's time) and finish, energy and \
             cost, the best candidates with their scores and why other members were rejected.\n\n\
+            Runtimes come from the measured throughput profiles the scheduler uses: those of the \
+            hub's ConfigMap (--profiles-configmap in --profiles-namespace), plus any given with \
+            --profiles; each candidate says where its runtime estimate came from (Profile, \
+            ScaledProfile or Fallback). A ConfigMap that is missing, cannot be read or does not \
+            parse is noted in the report and left out.\n\n\
             It can differ from what `computenet serve` later does: the status may be a few seconds \
             old, running jobs are matched to node groups rather than to their nodes, and jobs \
             submitted or ending meanwhile change the picture.",
-        after_help = "Example:\n  kubectl computenet dry-run -f job.yaml -n team-a\n  cat job.yaml | kubectl computenet dry-run -f -"
+        after_help = "Example:\n  kubectl computenet dry-run -f job.yaml -n team-a\n  cat job.yaml | kubectl computenet dry-run -f -\n  kubectl computenet dry-run -f job.yaml --profiles lab.yaml --profiles-configmap ''"
     )]
     DryRun {
         /// TrainingJob manifest (YAML or JSON); `-` reads standard input
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
         file: PathBuf,
+        /// Throughput profile files or folders (repeatable), added to the ConfigMap's: Gavel's
+        /// matrix (*.gavel.json), Sia tables (sia.<model>.placements-<gpu>.csv or
+        /// <model>/placements-<gpu>.csv) or computenet's own format (*.yaml)
+        #[arg(long = "profiles", value_name = "PATH")]
+        profiles: Vec<PathBuf>,
+        /// The hub's ConfigMap of throughput profiles, as `computenet serve` reads it; '' reads none
+        #[arg(long, value_name = "NAME", default_value = "computenet-profiles")]
+        profiles_configmap: String,
+        /// Namespace of the profiles ConfigMap
+        #[arg(long, value_name = "NAMESPACE", default_value = "computenet-system")]
+        profiles_namespace: String,
     },
 }

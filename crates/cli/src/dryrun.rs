@@ -7,24 +7,30 @@
 //! they hold of their queue's quota; the hub's other pending jobs are queued with it, so the
 //! answer reflects queue order. The job goes last among jobs of its priority, as if it was
 //! submitted now.
+//!
+//! Hub objects are read through [`computenet_api::view`], as the service reads them, and
+//! runtimes come from the same measured throughput profiles: the files given with
+//! `--profiles` and the hub's profiles ConfigMap ([`Profiles`]).
 
 use crate::explain::{candidates_table, gang, rejected_table};
-use crate::pool;
-use crate::queue::{created_at, is_admitted, is_finished};
 use crate::table::{self, number};
 use anyhow::{bail, Context};
 use computenet_api::convert::round3 as round;
 use computenet_api::training_job::{CandidateStatus, RejectedStatus};
-use computenet_api::{convert, ComputeQueue, MemberCluster, TrainingJob, TrainingJobPhase};
+use computenet_api::view::{self, Problem};
+use computenet_api::{convert, profiles, ComputeQueue, MemberCluster, TrainingJob, TrainingJobPhase};
 use computenet_core::explain::Explanation;
 use computenet_core::pool::NodeSlot;
-use computenet_core::Node;
+use computenet_core::profiles::ProfileSet;
 use computenet_core::{
-    Action, Cluster, ClusterEfficiency, Decision, Job, NodeCapacity, Pool, ReplicaRequest, RunningJob, Scheduler,
-    Snapshot,
+    Action, Cluster, ClusterEfficiency, CycleConfig, Decision, Job, Node, NodeCapacity, Pool, ReplicaRequest,
+    RunningJob, Scheduler, Snapshot, ThroughputModel,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// The id of the dry-run job in the cycle (never a UID).
 const DRY_RUN_ID: &str = "dry-run:";
@@ -63,6 +69,66 @@ pub fn parse_manifest(text: &str, source: &str) -> anyhow::Result<TrainingJob> {
     Ok(job)
 }
 
+/// The measured throughput profiles the dry-run estimates with, as the service has them:
+/// profile files first, then the hub's profiles ConfigMap.
+#[derive(Debug, Clone, Default)]
+pub struct Profiles {
+    pub set: ProfileSet,
+    /// What the report should say about them: a ConfigMap missing, unreadable or refused.
+    pub notes: Vec<String>,
+}
+
+/// What reading the hub's profiles ConfigMap gave.
+#[derive(Debug, Clone)]
+pub enum ConfigMapRead {
+    /// Not asked for (`--profiles-configmap ''`).
+    Disabled,
+    /// It does not exist.
+    Missing,
+    /// Its data: a document per key.
+    Found(BTreeMap<String, String>),
+    /// Could not be read (not allowed, or the request failed): why.
+    Failed(String),
+}
+
+impl Profiles {
+    /// The profiles of files and folders given with `--profiles` (see
+    /// [`computenet_api::profiles`] for the formats); an error names the document refused.
+    pub fn from_paths(paths: &[PathBuf]) -> anyhow::Result<Profiles> {
+        let documents = profiles::read_paths(paths)?;
+        let set = profiles::parse_all(documents.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
+        Ok(Profiles { set, notes: Vec::new() })
+    }
+
+    /// Adds the profiles of the ConfigMap `namespace/name` (each key a document). One that
+    /// is missing or cannot be read adds none; one with a document that does not parse is
+    /// ignored whole, as the service refuses it. Each of these is noted.
+    pub fn add_config_map(&mut self, namespace: &str, name: &str, read: ConfigMapRead) {
+        let fallback = if self.set.models().next().is_some() {
+            "only the --profiles files' measured profiles are used"
+        } else {
+            "no measured profiles are used (runtimes from peak TFLOPS)"
+        };
+        match read {
+            ConfigMapRead::Disabled => {}
+            ConfigMapRead::Missing => {
+                self.notes.push(format!("no profiles ConfigMap {namespace}/{name} on the hub: {fallback}"))
+            }
+            ConfigMapRead::Failed(why) => self.notes.push(format!(
+                "could not read the profiles ConfigMap {namespace}/{name} ({why}): {fallback}, the scheduler's may differ"
+            )),
+            ConfigMapRead::Found(data) => {
+                match profiles::parse_all(data.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                    Ok(set) => self.set.extend(set),
+                    Err(e) => self.notes.push(format!(
+                        "the profiles ConfigMap {namespace}/{name} is ignored, {e}: {fallback} (the scheduler keeps the profiles it had before)"
+                    )),
+                }
+            }
+        }
+    }
+}
+
 /// What the hub shows, and the job to try.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
@@ -75,6 +141,8 @@ pub struct Input<'a> {
     /// Labels of the job's namespace: `None` when it does not exist, `Some(None)` when they
     /// could not be read.
     pub namespace_labels: Option<Option<&'a BTreeMap<String, String>>>,
+    /// Measured throughput profiles.
+    pub profiles: &'a Profiles,
     /// Seconds since the epoch.
     pub now: u64,
 }
@@ -161,9 +229,8 @@ pub fn pool_from_status(members: &[MemberCluster], now: u64, notes: &mut Vec<Str
                     ));
                 }
                 let age = status
-                    .and_then(|s| s.last_heartbeat.as_deref())
-                    .and_then(table::parse_time)
-                    .map(|t| now as i64 - t);
+                    .and_then(|s| s.last_heartbeat.as_ref())
+                    .map(|t| table::seconds_since(t, i64::try_from(now).unwrap_or(i64::MAX)));
                 if c.ready && age.is_some_and(|a| a > STALE_AFTER_S) {
                     notes.push(format!(
                         "member {name}'s status is {} old: is `computenet serve` running?",
@@ -178,7 +245,7 @@ pub fn pool_from_status(members: &[MemberCluster], now: u64, notes: &mut Vec<Str
             }
         }
     }
-    Pool { clusters, catalogue: pool::catalogue(members), data_sets: BTreeMap::new(), wan_gbps: 10.0 }
+    Pool { clusters, catalogue: view::catalogue(members), data_sets: BTreeMap::new(), wan_gbps: view::WAN_GBPS }
 }
 
 /// Puts up to `left` replicas on `nodes` of `accelerator`, first node first: into capacity
@@ -217,6 +284,9 @@ fn place(
 
 /// Admitted jobs as running gangs on the rebuilt pool.
 ///
+/// Each is the service's running job ([`view::running_job`]: its queue, priority, request,
+/// start and expected end) with its own slots, since the rebuilt pool has node groups with
+/// synthetic names rather than the nodes its placement names.
 /// The status counts a job in its members' allocated capacity once the scheduler has seen it
 /// running there, which is the case when it started before the member's last heartbeat.
 /// Such a job's replicas are matched to synthetic nodes of its accelerator type whose
@@ -226,16 +296,17 @@ fn place(
 /// allocated capacity to match. Jobs on members not in the pool are left out, as the
 /// scheduler leaves them out.
 pub fn running_jobs(pool: &mut Pool, members: &[MemberCluster], jobs: &[TrainingJob], now: u64) -> Vec<RunningJob> {
-    let heartbeat: BTreeMap<String, i64> = members
+    let heartbeat: BTreeMap<String, u64> = members
         .iter()
         .filter_map(|m| {
-            let t = m.status.as_ref()?.last_heartbeat.as_deref().and_then(table::parse_time)?;
-            Some((m.metadata.name.clone()?, t))
+            let t = m.status.as_ref()?.last_heartbeat.as_ref()?;
+            Some((m.metadata.name.clone()?, view::unix(t.0)))
         })
         .collect();
-    let mut admitted: Vec<&TrainingJob> = jobs.iter().filter(|j| is_admitted(j) && !is_finished(j)).collect();
-    let started = |j: &TrainingJob| j.status.as_ref().and_then(|s| s.start_time.as_deref()).and_then(table::parse_time);
-    admitted.sort_by_key(|j| (started(j), j.metadata.uid.clone()));
+    let mut admitted: Vec<&TrainingJob> =
+        jobs.iter().filter(|j| view::is_admitted(j) && !view::is_finished(j)).collect();
+    let started = |j: &TrainingJob| j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| view::unix(t.0));
+    admitted.sort_by_key(|j| (started(j), view::uid(j).to_string()));
     let mut matched: Vec<Vec<NodeCapacity>> =
         pool.clusters.iter().map(|c| vec![NodeCapacity::default(); c.nodes.len()]).collect();
     let mut out = Vec::new();
@@ -243,43 +314,30 @@ pub fn running_jobs(pool: &mut Pool, members: &[MemberCluster], jobs: &[Training
         let Some(placement) = tj.status.as_ref().and_then(|s| s.placement.as_ref()) else {
             continue;
         };
-        let Some(c) = pool.cluster_index(&placement.cluster) else {
+        let Some(mut running) = view::running_job(tj, pool, now) else {
             continue;
         };
-        let Ok(job) = convert::job("", &tj.spec, 0) else {
-            continue;
-        };
-        let request = job.per_replica;
-        let start = started(tj);
-        let counted = match (start, heartbeat.get(&placement.cluster)) {
+        let c = running.cluster;
+        let counted = match (started(tj), heartbeat.get(&placement.cluster)) {
             (Some(s), Some(h)) => s < *h,
             _ => true,
         };
         let mut wanted: Vec<u32> = placement.nodes.iter().map(|n| n.replicas.max(0) as u32).collect();
         if wanted.is_empty() {
-            wanted.push(job.replicas);
+            wanted.push(u32::try_from(tj.spec.replicas).unwrap_or(0));
         }
         let cluster = &mut pool.clusters[c];
         let accelerator = placement.accelerator.as_deref();
+        let request = &running.per_replica;
         let mut slots: BTreeMap<u32, u32> = BTreeMap::new();
         for mut left in wanted {
             if counted {
-                left = place(&mut cluster.nodes, &mut matched[c], &request, accelerator, left, &mut slots, false);
+                left = place(&mut cluster.nodes, &mut matched[c], request, accelerator, left, &mut slots, false);
             }
-            place(&mut cluster.nodes, &mut matched[c], &request, accelerator, left, &mut slots, true);
+            place(&mut cluster.nodes, &mut matched[c], request, accelerator, left, &mut slots, true);
         }
-        let started_at = start.and_then(|s| u64::try_from(s).ok()).unwrap_or(now);
-        out.push(RunningJob {
-            id: tj.metadata.uid.clone().unwrap_or_default(),
-            queue: tj.spec.queue_name.clone(),
-            priority: tj.spec.priority,
-            cluster: c,
-            accelerator: placement.accelerator.clone(),
-            slots: slots.into_iter().map(|(node, replicas)| NodeSlot { node, replicas }).collect(),
-            per_replica: request,
-            started_at,
-            estimated_end: started_at + placement.estimated_runtime_seconds.max(0.0).ceil() as u64,
-        });
+        running.slots = slots.into_iter().map(|(node, replicas)| NodeSlot { node, replicas }).collect();
+        out.push(running);
     }
     out
 }
@@ -294,17 +352,36 @@ fn add(cap: &NodeCapacity, request: &ReplicaRequest, replicas: u32) -> NodeCapac
     }
 }
 
-/// The hub's other pending jobs, as the scheduler would queue them.
-fn pending_jobs(jobs: &[TrainingJob], skip: &str) -> Vec<Job> {
+/// The queues with every namespace admitted, for jobs whose namespace the scheduler has
+/// already checked (or that the plugin cannot check).
+fn open_to_all_namespaces(queues: &BTreeMap<String, &ComputeQueue>) -> Vec<ComputeQueue> {
+    queues
+        .iter()
+        .map(|(name, q)| {
+            let mut open = (*q).clone();
+            open.metadata.name = Some(name.clone());
+            open.spec.namespace_selector = Some(LabelSelector::default());
+            open
+        })
+        .collect()
+}
+
+/// Queues by name, as [`view::pending_job`] takes them.
+fn by_name(queues: &[ComputeQueue]) -> BTreeMap<String, &ComputeQueue> {
+    queues.iter().map(|q| (q.metadata.name.clone().unwrap_or_default(), q)).collect()
+}
+
+/// The hub's other pending jobs, as the scheduler would queue them ([`view::pending_job`]
+/// with `open`, the valid queues open to all namespaces). Their namespaces are not read: the
+/// jobs the scheduler refused are Pending and left out, the others are taken as it took them.
+fn pending_jobs(jobs: &[TrainingJob], open: &BTreeMap<String, &ComputeQueue>, skip: &str) -> Vec<Job> {
+    let no_labels = BTreeMap::new();
     jobs.iter()
-        .filter(|j| !is_admitted(j) && !is_finished(j) && !j.spec.suspend && j.metadata.deletion_timestamp.is_none())
+        .filter(|j| view::is_waiting(j))
         .filter(|j| job_name(j) != skip)
         // Jobs the scheduler refused (unknown queue, namespace not allowed, invalid) are Pending.
-        .filter(|j| j.status.as_ref().and_then(|s| s.phase) != Some(TrainingJobPhase::Pending))
-        .filter_map(|j| {
-            let created = created_at(j).and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-            convert::job(j.metadata.uid.as_deref().unwrap_or_default(), &j.spec, created).ok()
-        })
+        .filter(|j| view::phase(j) != Some(TrainingJobPhase::Pending))
+        .filter_map(|j| view::pending_job(j, open, &no_labels).ok())
         .collect()
 }
 
@@ -370,54 +447,64 @@ impl DryRunReport {
 
 /// Runs the dry-run.
 pub fn run(input: &Input<'_>) -> anyhow::Result<DryRunReport> {
-    let tj = input.job;
-    let name = job_name(tj);
-    let mut report = empty_report(tj);
-    let queue = input.queues.iter().find(|q| q.metadata.name.as_deref() == Some(tj.spec.queue_name.as_str()));
-    let namespace = tj.metadata.namespace.clone().unwrap_or_default();
-    // Not queueable at all: the scheduler would leave it Pending with a condition.
-    let refused = match (queue, input.namespace_labels) {
-        (None, _) => Some(format!("ComputeQueue {:?} does not exist", tj.spec.queue_name)),
-        (Some(_), None) => Some(format!("namespace {namespace:?} does not exist")),
-        (Some(q), Some(Some(labels))) if !convert::selector_matches(q.spec.namespace_selector.as_ref(), labels) => Some(
-            format!(
-                "ComputeQueue {:?} does not admit jobs from namespace {namespace:?} (its namespaceSelector does not match)",
-                tj.spec.queue_name
-            ),
-        ),
-        (Some(_), Some(None)) => {
-            report.notes.push(format!(
-                "could not read namespace {namespace:?}: the queue's namespaceSelector was not checked"
-            ));
-            None
-        }
-        _ => None,
-    };
-    let job = convert::job(&format!("{DRY_RUN_ID}{name}"), &tj.spec, input.now).context("the job is invalid")?;
-    if let Some(why) = refused {
-        report.decision = "Pending".into();
-        report.summary = format!("would stay Pending: {why}");
-        report.reason = Some(why);
-        return Ok(report);
+    let name = job_name(input.job);
+    let mut report = empty_report(input.job);
+    report.notes.extend(input.profiles.notes.iter().cloned());
+    let view::HubQueues { core: queues, by_name: valid, invalid } = view::queues(input.queues);
+    for (qname, e) in invalid {
+        report.notes.push(format!("ComputeQueue {qname} is invalid and left out: {e}"));
     }
+    // The job as the scheduler would see it, submitted now.
+    let mut tj = input.job.clone();
+    tj.metadata.uid = Some(format!("{DRY_RUN_ID}{name}"));
+    tj.metadata.creation_timestamp =
+        Some(Time(Timestamp::from_second(i64::try_from(input.now).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH)));
+    let namespace = tj.metadata.namespace.clone().unwrap_or_default();
+    let no_labels = BTreeMap::new();
+    let open_queues = open_to_all_namespaces(&valid);
+    let open = by_name(&open_queues);
+    // As the service queues it; `Err(None)`: its namespace does not exist.
+    let queued = match input.namespace_labels {
+        Some(Some(labels)) => view::pending_job(&tj, &valid, labels).map_err(Some),
+        // The queue and the spec are checked all the same.
+        None => view::pending_job(&tj, &open, &no_labels).map_err(Some).and(Err(None)),
+        Some(None) => {
+            report
+                .notes
+                .push(format!("could not read namespace {namespace:?}: the queue's namespaceSelector was not checked"));
+            view::pending_job(&tj, &open, &no_labels).map_err(Some)
+        }
+    };
+    let job = match queued {
+        Ok(job) => job,
+        Err(Some(Problem::Invalid(why))) => bail!("the job is invalid: {why}"),
+        // Not queueable at all: the scheduler would leave it Pending with a condition.
+        Err(problem) => {
+            // With the Queued condition's reason, when the scheduler would write one.
+            let (reason, why) = match problem {
+                Some(p) => {
+                    let (reason, why) = p.reason_and_message();
+                    (format!(" ({reason})"), why)
+                }
+                None => (String::new(), format!("namespace {namespace:?} does not exist")),
+            };
+            report.decision = "Pending".into();
+            report.summary = format!("would stay Pending{reason}: {why}");
+            report.reason = Some(why);
+            return Ok(report);
+        }
+    };
     if tj.spec.suspend {
         report.notes.push("spec.suspend is set: the job would not start until resumed; shown as if it were not".into());
     }
 
     let mut pool = pool_from_status(input.members, input.now, &mut report.notes);
     let running = running_jobs(&mut pool, input.members, input.jobs, input.now);
-    let mut queues = Vec::new();
-    for q in input.queues {
-        let qname = q.metadata.name.as_deref().unwrap_or_default();
-        match convert::queue(qname, &q.spec) {
-            Ok(core) => queues.push(core),
-            Err(e) => report.notes.push(format!("ComputeQueue {qname} is invalid and left out: {e}")),
-        }
-    }
-    let mut pending = pending_jobs(input.jobs, &name);
+    let mut pending = pending_jobs(input.jobs, &open, &name);
     let others = pending.len();
     pending.push(job.clone());
-    let scheduler = Scheduler::default();
+    let scheduler =
+        Scheduler { model: ThroughputModel::with_profiles(input.profiles.set.clone()), config: CycleConfig::default() };
     let outcome = scheduler.cycle(&Snapshot {
         now: input.now,
         pool: &pool,
@@ -655,10 +742,19 @@ mod tests {
     }
 
     fn dry_run(job: &TrainingJob, members: &[MemberCluster], jobs: &[TrainingJob]) -> DryRunReport {
+        dry_run_with(job, members, jobs, &Profiles::default())
+    }
+
+    fn dry_run_with(
+        job: &TrainingJob,
+        members: &[MemberCluster],
+        jobs: &[TrainingJob],
+        profiles: &Profiles,
+    ) -> DryRunReport {
         let queues = [fixtures::queue("research", QUEUE)];
         let labels = labels();
-        run(&Input { job, members, queues: &queues, jobs, namespace_labels: Some(Some(&labels)), now: NOW as u64 })
-            .expect("runs")
+        let namespace_labels = Some(Some(&labels));
+        run(&Input { job, members, queues: &queues, jobs, namespace_labels, profiles, now: NOW as u64 }).expect("runs")
     }
 
     #[test]
@@ -788,11 +884,13 @@ mod tests {
             queues: &queues,
             jobs: &[],
             namespace_labels: Some(Some(&other)),
+            profiles: &Profiles::default(),
             now: NOW as u64,
         };
         let report = run(&input).expect("runs");
         assert_eq!(report.decision, "Pending");
         assert!(report.summary.contains("does not admit jobs from namespace \"team-a\""), "{}", report.summary);
+        assert!(report.summary.starts_with("would stay Pending (NamespaceNotAllowed): "), "{}", report.summary);
         let report = run(&Input { namespace_labels: None, ..input }).expect("runs");
         assert!(report.summary.contains("namespace \"team-a\" does not exist"));
         let mut unknown = job.clone();
@@ -814,6 +912,7 @@ mod tests {
             queues: &queues,
             jobs: &[],
             namespace_labels: Some(Some(&labels)),
+            profiles: &Profiles::default(),
             now: NOW as u64,
         };
         let err = format!("{:#}", run(&input).unwrap_err());
@@ -852,5 +951,103 @@ mod tests {
             }
         }
         assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    /// A bert profile of 16 H800s over two nodes: 10 steps/s.
+    const BERT_ON_H800: &str =
+        "profiles:\n- model: bert\n  accelerator: H800\n  points: [{gpus: 16, nodes: 2, stepsPerS: 10.0}]\n";
+
+    fn config_map(data: &[(&str, &str)]) -> ConfigMapRead {
+        ConfigMapRead::Found(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn measured_profiles_give_the_runtime_and_say_so() {
+        let bert = manifest(2, 8, "").replace("work: {gpuHours: 8}", "work: {model: bert, steps: 72000}");
+        let job = parse_manifest(&bert, "job.yaml").expect("valid");
+        let without = dry_run(&job, &members(), &[]);
+        let mut profiles = Profiles::default();
+        profiles.add_config_map("computenet-system", "computenet-profiles", config_map(&[("lab.yaml", BERT_ON_H800)]));
+        assert!(profiles.notes.is_empty(), "{:?}", profiles.notes);
+        let with = dry_run_with(&job, &members(), &[], &profiles);
+        for r in [&without, &with] {
+            assert_eq!((r.decision.as_str(), r.cluster.as_deref(), r.nodes), ("Admit", Some("ai-east"), Some(2)));
+        }
+        // 72000 steps at 10 steps/s, measured on exactly this placement.
+        assert!((with.runtime_seconds.expect("runtime") - 7200.0).abs() < 0.01, "{with:?}");
+        assert_eq!(with.candidates[0].estimate_source.as_deref(), Some("Profile"));
+        // Without a profile of bert, the model's fallback: the default runtime.
+        assert!((without.runtime_seconds.expect("runtime") - 3600.0).abs() < 0.01, "{without:?}");
+        assert_eq!(without.candidates[0].estimate_source.as_deref(), Some("Fallback"));
+        let text = table(&with);
+        let row = text.lines().find(|l| l.starts_with("1 ")).expect("candidate row");
+        assert!(row.contains("ai-east") && row.contains("2h") && row.contains("Profile"), "{text}");
+        assert!(text.contains("ESTIMATE FROM"), "{text}");
+    }
+
+    #[test]
+    fn profile_files_are_read_and_a_bad_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("kubectl-computenet-profiles-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lab")).expect("temp dir");
+        std::fs::write(dir.join("lab").join("bert.yaml"), BERT_ON_H800).expect("writes");
+        std::fs::write(dir.join("lab").join("notes.txt"), "not a profile").expect("writes");
+        let profiles = Profiles::from_paths(&[dir.join("lab")]).expect("a folder of profiles");
+        assert!(profiles.set.has_model("bert"));
+        std::fs::write(dir.join("typo.yaml"), "profile: []\n").expect("writes");
+        let err = Profiles::from_paths(&[dir.join("typo.yaml")]).unwrap_err().to_string();
+        assert!(err.contains("typo.yaml") && err.contains("unknown field"), "{err}");
+        assert!(Profiles::from_paths(&[dir.join("absent.yaml")]).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_missing_unreadable_or_refused_config_map_is_a_note_not_an_error() {
+        let (ns, name) = ("computenet-system", "computenet-profiles");
+        let mut profiles = Profiles::default();
+        profiles.add_config_map(ns, name, ConfigMapRead::Disabled);
+        assert!(profiles.notes.is_empty());
+        profiles.add_config_map(ns, name, ConfigMapRead::Missing);
+        assert!(profiles.notes[0].starts_with("no profiles ConfigMap computenet-system/computenet-profiles"));
+        profiles.add_config_map(ns, name, ConfigMapRead::Failed("not allowed: forbidden".into()));
+        assert!(profiles.notes[1].contains("not allowed: forbidden"), "{:?}", profiles.notes);
+        // One bad key refuses the whole ConfigMap, as the service does.
+        let bad = config_map(&[("lab.yaml", BERT_ON_H800), ("notes.txt", "x")]);
+        profiles.add_config_map(ns, name, bad);
+        assert!(
+            profiles.notes[2].contains("notes.txt") && profiles.notes[2].contains("ignored"),
+            "{:?}",
+            profiles.notes
+        );
+        assert!(!profiles.set.has_model("bert"));
+        // The notes reach the report.
+        let job = parse_manifest(&manifest(1, 1, ""), "job.yaml").expect("valid");
+        let report = dry_run_with(&job, &members(), &[], &profiles);
+        assert_eq!(report.notes[..3], profiles.notes[..], "{:?}", report.notes);
+        assert!(table(&report).contains("- no profiles ConfigMap computenet-system/computenet-profiles"));
+    }
+
+    #[test]
+    fn other_jobs_are_queued_as_the_scheduler_took_them() {
+        // The queue admits only tenant=research; the plugin reads no other namespace.
+        let queues = [fixtures::queue("research", "namespaceSelector: {matchLabels: {tenant: research}}")];
+        let accepted = fixtures::queued(fixtures::job("team-b", "accepted", "research", 4, 8, NOW - 100), 1, "waiting");
+        let mut refused = fixtures::queued(fixtures::job("team-c", "refused", "research", 4, 8, NOW - 200), 1, "no");
+        refused.status.as_mut().expect("status").phase = Some(TrainingJobPhase::Pending);
+        let job = parse_manifest(&manifest(4, 8, ""), "job.yaml").expect("valid");
+        let ms = members();
+        let jobs = [accepted, refused];
+        let input = Input {
+            job: &job,
+            members: &ms,
+            queues: &queues,
+            jobs: &jobs,
+            namespace_labels: Some(None),
+            profiles: &Profiles::default(),
+            now: NOW as u64,
+        };
+        let report = run(&input).expect("runs");
+        assert_eq!(report.pending_jobs, 1, "the job the scheduler left Pending is left out");
+        assert_eq!(report.decision, "Reserve", "behind the accepted one: {report:?}");
+        assert!(report.notes.iter().any(|n| n.contains("namespaceSelector was not checked")), "{:?}", report.notes);
     }
 }

@@ -1,10 +1,11 @@
 //! `kubectl computenet explain JOB`: why a job is where it is, or why it waits.
 
-use crate::queue::{created_at, wait_reason};
+use crate::queue::wait_reason;
 use crate::table::{self, number, or_dash, Table};
-use computenet_api::training_job::{CandidateStatus, PlacementStatus, RejectedStatus, RemoteReference};
+use computenet_api::training_job::{CandidateStatus, PlacementStatus, RejectedStatus, RemoteReference, RetryStatus};
 use computenet_api::{TrainingJob, TrainingJobSpec};
 use computenet_core::quantity::format_bytes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
 /// The explain report.
@@ -26,11 +27,15 @@ pub struct ExplainReport {
     pub summary: String,
     pub placement: Option<PlacementStatus>,
     pub remote: Option<RemoteReference>,
-    pub created: Option<String>,
-    pub start_time: Option<String>,
-    pub dispatch_time: Option<String>,
-    pub completion_time: Option<String>,
+    /// Times, RFC 3339.
+    pub created: Option<Time>,
+    pub start_time: Option<Time>,
+    pub dispatch_time: Option<Time>,
+    pub completion_time: Option<Time>,
     pub requeues: Option<i32>,
+    /// Dispatch failures in a row and when the next attempt is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryStatus>,
     /// The best candidates with their score breakdown; lower is better.
     pub candidates: Vec<CandidateStatus>,
     /// Every other member and why it was not a candidate.
@@ -97,11 +102,12 @@ pub fn build(job: &TrainingJob, now: i64) -> ExplainReport {
         summary,
         placement: status.placement.clone(),
         remote: status.remote.clone(),
-        created: created_at(job).and_then(|s| u64::try_from(s).ok()).map(table::timestamp),
+        created: job.metadata.creation_timestamp.clone(),
         start_time: status.start_time.clone(),
         dispatch_time: status.dispatch_time.clone(),
         completion_time: status.completion_time.clone(),
         requeues: status.requeues,
+        retry: status.retry.clone(),
         candidates: explanation.candidates,
         rejected: explanation.rejected,
         conditions: status
@@ -112,7 +118,7 @@ pub fn build(job: &TrainingJob, now: i64) -> ExplainReport {
                 status: c.status.clone(),
                 reason: c.reason.clone(),
                 message: c.message.clone(),
-                age_seconds: now - c.last_transition_time.0.as_second(),
+                age_seconds: table::seconds_since(&c.last_transition_time, now),
             })
             .collect(),
     }
@@ -130,6 +136,7 @@ pub fn candidates_table(candidates: &[CandidateStatus]) -> String {
         "COST",
         "CARBON",
         "RUNTIME",
+        "ESTIMATE FROM",
         "ENERGY KWH",
     ]);
     for (i, c) in candidates.iter().enumerate() {
@@ -143,6 +150,7 @@ pub fn candidates_table(candidates: &[CandidateStatus]) -> String {
             number(c.cost_score, 3),
             number(c.carbon_score, 3),
             table::duration(c.runtime_seconds),
+            or_dash(c.estimate_source.as_deref()),
             number(c.energy_k_wh, 2),
         ]);
     }
@@ -162,11 +170,8 @@ fn field(out: &mut String, name: &str, value: impl AsRef<str>) {
     out.push_str(&format!("{:<12}{}\n", format!("{name}:"), value.as_ref()));
 }
 
-fn with_age(time: &Option<String>, now: i64) -> Option<String> {
-    time.as_ref().map(|t| match table::parse_time(t) {
-        Some(s) => format!("{t} ({} ago)", table::age(now - s)),
-        None => t.clone(),
-    })
+fn with_age(time: &Option<Time>, now: i64) -> Option<String> {
+    time.as_ref().map(|t| format!("{} ({} ago)", table::time(t), table::age(table::seconds_since(t, now))))
 }
 
 /// The report as text and tables.
@@ -231,6 +236,19 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
     if let Some(n) = report.requeues.filter(|n| *n > 0) {
         field(&mut out, "Requeues", n.to_string());
     }
+    if let Some(r) = &report.retry {
+        let wait = -table::seconds_since(&r.next_attempt_time, now);
+        let when = if wait > 0 { format!("in {}", table::age(wait)) } else { "due".to_string() };
+        field(
+            &mut out,
+            "Retry",
+            format!(
+                "dispatch failed {} time(s) in a row; next attempt {} ({when})",
+                r.attempts,
+                table::time(&r.next_attempt_time)
+            ),
+        );
+    }
     if !report.candidates.is_empty() {
         out.push_str("\nCandidates (scores: lower is better):\n");
         out.push_str(&candidates_table(&report.candidates));
@@ -279,6 +297,7 @@ mod tests {
                 score: 0.2,
                 runtime_seconds: 3600.0,
                 energy_k_wh: 10.0,
+                estimate_source: Some("Profile".into()),
                 ..Default::default()
             },
             CandidateStatus {
@@ -302,6 +321,14 @@ mod tests {
         assert!(text.contains("Admitted:   "), "{text}");
         let first = text.lines().find(|l| l.starts_with("1 ")).expect("candidate row");
         assert!(first.contains("ai-west") && first.contains("0.2") && first.contains("1h"), "{first}");
+        assert!(first.contains("Profile"), "the estimate's source: {first}");
+        let second = text.lines().find(|l| l.starts_with("2 ")).expect("candidate row");
+        assert!(second.contains("ai-east") && second.contains(" - "), "no source recorded: {second}");
+        let admitted = format!("Admitted:   {} (10m ago)", fixtures::rfc3339(NOW - 600));
+        assert!(text.contains(&admitted), "{text}");
+        let json = serde_json::to_value(&report).expect("serialises");
+        assert_eq!(json["startTime"], fixtures::rfc3339(NOW - 600).as_str());
+        assert_eq!(json["created"], fixtures::rfc3339(NOW - 900).as_str());
         assert!(text.lines().any(|l| l.starts_with("general ") && l.contains("no allowed accelerator type")), "{text}");
     }
 
@@ -315,6 +342,26 @@ mod tests {
         assert!(text.contains("Phase:      Queued, position 2 in research"), "{text}");
         assert!(text.contains("only 1 replicas fit now"), "{text}");
         assert!(text.lines().any(|l| l.starts_with("Admitted ") && l.contains("InsufficientCapacity")), "{text}");
+    }
+
+    #[test]
+    fn a_dispatch_being_retried_shows_when() {
+        let mut job = fixtures::running(
+            fixtures::job("team-a", "bert", "research", 1, 8, NOW - 900),
+            "ai-west",
+            "H800",
+            &[("gpu-h800-1", 1)],
+            NOW - 600,
+        );
+        let status = job.status.as_mut().expect("status");
+        status.phase = Some(computenet_api::TrainingJobPhase::Admitted);
+        status.retry = Some(RetryStatus { attempts: 3, next_attempt_time: fixtures::time(NOW + 8) });
+        let text = table(&build(&job, NOW), NOW);
+        let expected = format!(
+            "Retry:      dispatch failed 3 time(s) in a row; next attempt {} (in 8s)",
+            fixtures::rfc3339(NOW + 8)
+        );
+        assert!(text.contains(&expected), "{text}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Hand-built hub objects for the unit tests.
 
+use computenet_api::conditions::{reasons, types};
 use computenet_api::member_cluster::{AcceleratorCapacity, FreeNodeGroup};
 use computenet_api::training_job::{ExplanationStatus, NodeReplicas, PlacementStatus, RejectedStatus};
 use computenet_api::{
@@ -111,11 +112,11 @@ pub fn member(
         free_nodes: groups,
         nodes: Some(nodes as i32),
         measured: None,
-        last_heartbeat: Some(rfc3339(NOW - 5)),
+        last_heartbeat: Some(time(NOW - 5)),
         conditions: vec![if ready {
-            condition("Ready", true, "Reachable", "8 schedulable nodes")
+            condition(types::READY, true, reasons::REACHABLE, "8 schedulable nodes")
         } else {
-            condition("Ready", false, "Unreachable", "no successful contact for 30s")
+            condition(types::READY, false, "Unreachable", "no successful contact for 30s")
         }],
     });
     m
@@ -152,7 +153,7 @@ pub fn queued(mut j: TrainingJob, position: i32, summary: &str) -> TrainingJob {
             candidates: Vec::new(),
             rejected: vec![RejectedStatus { cluster: "ai-west".into(), reason: "only 1 replicas fit now".into() }],
         }),
-        conditions: vec![condition("Admitted", false, "InsufficientCapacity", summary)],
+        conditions: vec![condition(types::ADMITTED, false, reasons::INSUFFICIENT_CAPACITY, summary)],
         ..TrainingJobStatus::default()
     });
     j
@@ -185,8 +186,8 @@ pub fn running(
             candidates: Vec::new(),
             rejected: Vec::new(),
         }),
-        start_time: Some(rfc3339(started)),
-        conditions: vec![condition("Admitted", true, "Admitted", &format!("placed on {cluster}"))],
+        start_time: Some(time(started)),
+        conditions: vec![condition(types::ADMITTED, true, reasons::ADMITTED, &format!("placed on {cluster}"))],
         ..TrainingJobStatus::default()
     });
     j

@@ -3,7 +3,7 @@
 use crate::args::Global;
 use anyhow::Context;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -106,6 +106,17 @@ impl Hub {
             Ok(job) => Ok(job),
             Err(e) => Err(self.error(e, &format!("reading trainingjob {name:?} in namespace {namespace:?}"))),
         }
+    }
+
+    /// A ConfigMap: `Ok(None)` when it does not exist, `Err` with why it cannot be read.
+    pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, String> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|e| match e {
+            kube::Error::Api(status) if status.code == 401 || status.code == 403 => {
+                format!("not allowed: {}", status.message)
+            }
+            other => chain(&other),
+        })
     }
 
     /// A namespace's labels: `None` when it does not exist, `Some(None)` when it cannot be read.

@@ -79,8 +79,8 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             let now = now();
             render(output, &explain::build(&tj, now), |r| explain::table(r, now))
         }
-        Command::DryRun { file } => {
-            // The manifest is checked before the hub is contacted.
+        Command::DryRun { file, profiles, profiles_configmap, profiles_namespace } => {
+            // The manifest and the profile files are checked before the hub is contacted.
             let (text, source) = if file.as_os_str() == "-" {
                 let mut text = String::new();
                 std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
@@ -90,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                 (text, file.display().to_string())
             };
             let mut job = dryrun::parse_manifest(&text, &source)?;
+            let mut profiles = dryrun::Profiles::from_paths(&profiles)?;
             let hub = hub::Hub::connect(&cli.global).await?;
             let namespace = match (&job.metadata.namespace, &cli.global.namespace) {
                 (Some(own), Some(flag)) if own != flag => anyhow::bail!(
@@ -103,12 +104,23 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             let queues = hub.queues().await?;
             let jobs = hub.jobs().await?;
             let labels = hub.namespace_labels(&namespace).await;
+            let config_map = if profiles_configmap.is_empty() {
+                dryrun::ConfigMapRead::Disabled
+            } else {
+                match hub.config_map(&profiles_namespace, &profiles_configmap).await {
+                    Ok(Some(cm)) => dryrun::ConfigMapRead::Found(cm.data.unwrap_or_default()),
+                    Ok(None) => dryrun::ConfigMapRead::Missing,
+                    Err(why) => dryrun::ConfigMapRead::Failed(why),
+                }
+            };
+            profiles.add_config_map(&profiles_namespace, &profiles_configmap, config_map);
             let input = dryrun::Input {
                 job: &job,
                 members: &members,
                 queues: &queues,
                 jobs: &jobs,
                 namespace_labels: labels.as_ref().map(|l| l.as_ref()),
+                profiles: &profiles,
                 now: u64::try_from(now()).unwrap_or(0),
             };
             render(output, &dryrun::run(&input)?, dryrun::table)

@@ -1,11 +1,12 @@
 //! `kubectl computenet pool`: the pool's capacity and efficiency from MemberCluster status.
 
 use crate::table::{self, number, or_dash, ratio, Table};
+use computenet_api::conditions::{self, types};
 use computenet_api::convert;
 use computenet_api::member_cluster::AcceleratorCapacity;
-use computenet_api::MemberCluster;
+use computenet_api::{view, MemberCluster};
 use computenet_core::accelerator::CPU_ONLY;
-use computenet_core::{Catalogue, ClusterKind};
+use computenet_core::ClusterKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -71,19 +72,9 @@ pub struct MemberRow {
     pub energy_price_per_kwh: f64,
     #[serde(rename = "carbonGPerKWh", skip_serializing_if = "Option::is_none")]
     pub carbon_g_per_kwh: Option<f64>,
+    /// RFC 3339.
     pub last_heartbeat: Option<String>,
     pub heartbeat_age_seconds: Option<i64>,
-}
-
-/// The accelerator catalogue the scheduler uses: built-in figures with every member's overrides.
-pub fn catalogue(members: &[MemberCluster]) -> Catalogue {
-    let mut catalogue = Catalogue::built_in();
-    for m in members {
-        for (name, spec) in convert::efficiency(&m.spec.efficiency).1 {
-            catalogue.set(&name, spec);
-        }
-    }
-    catalogue
 }
 
 /// The Ready condition's (status, reason, message) of a member.
@@ -91,8 +82,8 @@ pub fn readiness(member: &MemberCluster) -> (bool, String, Option<String>) {
     let Some(status) = &member.status else {
         return (false, "NoStatus".into(), Some("the scheduler has not written a status yet".into()));
     };
-    match status.conditions.iter().find(|c| c.type_ == "Ready") {
-        Some(c) if c.status == "True" => (true, "Ready".into(), None),
+    match conditions::find(&status.conditions, types::READY) {
+        Some(c) if c.status == "True" => (true, types::READY.into(), None),
         Some(c) => (false, c.reason.clone(), Some(c.message.clone()).filter(|m| !m.is_empty())),
         None => (false, "Unknown".into(), None),
     }
@@ -112,7 +103,7 @@ fn kind_rank(kind: &str) -> usize {
 
 /// The report: `now` is seconds since the epoch, for heartbeat ages.
 pub fn build(members: &[MemberCluster], now: i64) -> PoolReport {
-    let catalogue = catalogue(members);
+    let catalogue = view::catalogue(members);
     let mut sorted: Vec<&MemberCluster> = members.iter().collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut rows = Vec::new();
@@ -168,8 +159,8 @@ pub fn build(members: &[MemberCluster], now: i64) -> PoolReport {
             measured_tflops_per_watt: measured.tflops_per_watt,
             energy_price_per_kwh: m.spec.efficiency.energy_price_per_kwh,
             carbon_g_per_kwh: m.spec.efficiency.carbon_g_per_kwh,
-            heartbeat_age_seconds: status.last_heartbeat.as_deref().and_then(table::parse_time).map(|t| now - t),
-            last_heartbeat: status.last_heartbeat,
+            heartbeat_age_seconds: status.last_heartbeat.as_ref().map(|t| table::seconds_since(t, now)),
+            last_heartbeat: status.last_heartbeat.as_ref().map(table::time),
         });
     }
     PoolReport {

@@ -3,11 +3,11 @@
 use crate::table::{self, or_dash, Table};
 use anyhow::bail;
 use computenet_api::compute_queue::QueueingStrategy;
-use computenet_api::convert;
-use computenet_api::{ComputeQueue, TrainingJob, TrainingJobPhase};
+use computenet_api::view::{self, QueueUsage};
+use computenet_api::{convert, ComputeQueue, TrainingJob};
 use computenet_core::quantity::{format_bytes, format_cpu_millis};
 use computenet_core::queue::gang_usage;
-use computenet_core::ResourceName;
+use computenet_core::{Queue, ResourceName};
 use serde::Serialize;
 
 /// The queue report.
@@ -25,13 +25,19 @@ pub struct QueueRow {
     pub cohort: Option<String>,
     pub weight: f64,
     pub strategy: String,
-    /// Jobs not admitted yet (queued, pending, preempted or suspended).
-    pub pending: usize,
+    /// Jobs not admitted yet (queued, pending, preempted or suspended). This count, the
+    /// admitted and running ones and the accelerators come from [`view::queue_usage`], as
+    /// `kubectl get cnq` and the dashboard show them.
+    pub pending: u64,
     /// Jobs holding capacity (admitted, dispatched or running).
-    pub admitted: usize,
-    pub running: usize,
-    /// Accelerators in use by admitted jobs.
-    pub gpus_used: i64,
+    pub admitted: u64,
+    /// Admitted jobs whose replicas run.
+    pub running: u64,
+    /// Accelerators held by admitted jobs.
+    pub gpus_used: u64,
+    /// Nominal accelerator quota: the all-types quota, else the sum of per-type quotas;
+    /// none when the queue sets none (unlimited) or is invalid.
+    pub gpus_quota: Option<u64>,
     pub quotas: Vec<QuotaRow>,
     /// Not admitted jobs, next first.
     pub pending_jobs: Vec<PendingJob>,
@@ -69,23 +75,17 @@ pub struct PendingJob {
     pub reason: String,
 }
 
-fn phase(job: &TrainingJob) -> Option<TrainingJobPhase> {
-    job.status.as_ref().and_then(|s| s.phase)
-}
-
-/// Whether the job holds capacity (as the scheduler counts it).
-pub fn is_admitted(job: &TrainingJob) -> bool {
-    job.status.as_ref().and_then(|s| s.admitted).unwrap_or(false)
-}
-
-/// Whether the job has ended.
-pub fn is_finished(job: &TrainingJob) -> bool {
-    phase(job).is_some_and(|p| p.is_finished())
-}
-
-/// Seconds since the epoch of the job's creation.
-pub fn created_at(job: &TrainingJob) -> Option<i64> {
-    job.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second())
+impl QueueRow {
+    /// The headline numbers, as [`view::queue_usage`] gave them.
+    pub fn usage(&self) -> QueueUsage {
+        QueueUsage {
+            pending: self.pending,
+            admitted: self.admitted,
+            running: self.running,
+            accelerators_used: self.gpus_used,
+            accelerators_quota: self.gpus_quota,
+        }
+    }
 }
 
 /// Why a job waits, in one line: its explanation, else the message of a false condition.
@@ -114,9 +114,9 @@ fn format_amount(resource: &ResourceName, v: u64) -> String {
     }
 }
 
-fn quotas(queue: &ComputeQueue, admitted: &[&TrainingJob]) -> Vec<QuotaRow> {
-    let name = queue.metadata.name.as_deref().unwrap_or_default();
-    let core = convert::queue(name, &queue.spec).ok();
+/// Each quota of `queue` (`core` its translation, `None` when invalid) and its use by the
+/// queue's admitted jobs.
+fn quotas(queue: &ComputeQueue, core: Option<&Queue>, admitted: &[&TrainingJob]) -> Vec<QuotaRow> {
     queue
         .spec
         .quotas
@@ -126,7 +126,7 @@ fn quotas(queue: &ComputeQueue, admitted: &[&TrainingJob]) -> Vec<QuotaRow> {
             let text = |v: &Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>| {
                 v.as_ref().map(convert::quantity_text)
             };
-            let (used, nominal, percent) = match core.as_ref().map(|c| &c.quotas[i]) {
+            let (used, nominal, percent) = match core.and_then(|c| c.quotas.get(i)) {
                 Some(cq) => {
                     let used: u64 = admitted
                         .iter()
@@ -136,10 +136,10 @@ fn quotas(queue: &ComputeQueue, admitted: &[&TrainingJob]) -> Vec<QuotaRow> {
                             if cq.accelerator.as_deref().is_some_and(|a| Some(a) != accelerator) {
                                 return None;
                             }
-                            let core_job = convert::job("", &j.spec, 0).ok()?;
                             let replicas: u32 = placement.nodes.iter().map(|n| n.replicas.max(0) as u32).sum();
-                            let replicas = if replicas == 0 { core_job.replicas } else { replicas };
-                            gang_usage(&core_job.per_replica, replicas, accelerator)
+                            let replicas =
+                                if replicas == 0 { u32::try_from(j.spec.replicas).unwrap_or(0) } else { replicas };
+                            gang_usage(&view::per_replica(j), replicas, accelerator)
                                 .into_iter()
                                 .find(|(r, _)| *r == cq.resource)
                                 .map(|(_, v)| v)
@@ -180,13 +180,17 @@ pub fn build(
     let mut rows = Vec::new();
     for q in selected {
         let name = q.metadata.name.clone().unwrap_or_default();
-        let mine: Vec<&TrainingJob> = jobs.iter().filter(|j| j.spec.queue_name == name && !is_finished(j)).collect();
-        let admitted: Vec<&TrainingJob> = mine.iter().copied().filter(|j| is_admitted(j)).collect();
-        let mut pending: Vec<&TrainingJob> = mine.iter().copied().filter(|j| !is_admitted(j)).collect();
+        let core = convert::queue(&name, &q.spec).ok();
+        let usage = view::queue_usage(&name, core.as_ref(), jobs);
+        let mine: Vec<&TrainingJob> =
+            jobs.iter().filter(|j| j.spec.queue_name == name && !view::is_finished(j)).collect();
+        let admitted: Vec<&TrainingJob> = mine.iter().copied().filter(|j| view::is_admitted(j)).collect();
+        let mut pending: Vec<&TrainingJob> = mine.iter().copied().filter(|j| !view::is_admitted(j)).collect();
         pending.sort_by(|a, b| {
             let pos = |j: &TrainingJob| j.status.as_ref().and_then(|s| s.queue_position);
-            let key =
-                |j: &TrainingJob| (pos(j).is_none(), pos(j), -j.spec.priority, created_at(j), j.metadata.name.clone());
+            let key = |j: &TrainingJob| {
+                (pos(j).is_none(), pos(j), -j.spec.priority, view::created_at(j), j.metadata.name.clone())
+            };
             key(a).cmp(&key(b))
         });
         rows.push(QueueRow {
@@ -197,11 +201,12 @@ pub fn build(
                 QueueingStrategy::BestEffortFIFO => "BestEffortFIFO",
             }
             .to_string(),
-            pending: pending.len(),
-            admitted: admitted.len(),
-            running: mine.iter().filter(|j| phase(j) == Some(TrainingJobPhase::Running)).count(),
-            gpus_used: admitted.iter().filter_map(|j| j.status.as_ref()?.placement.as_ref().map(|p| p.gpus)).sum(),
-            quotas: quotas(q, &admitted),
+            pending: usage.pending,
+            admitted: usage.admitted,
+            running: usage.running,
+            gpus_used: usage.accelerators_used,
+            gpus_quota: usage.accelerators_quota,
+            quotas: quotas(q, core.as_ref(), &admitted),
             pending_jobs: pending
                 .iter()
                 .map(|j| PendingJob {
@@ -209,10 +214,10 @@ pub fn build(
                     namespace: j.metadata.namespace.clone().unwrap_or_default(),
                     name: j.metadata.name.clone().unwrap_or_default(),
                     priority: j.spec.priority,
-                    phase: phase(j).map_or_else(|| "-".to_string(), |p| format!("{p:?}")),
+                    phase: view::phase(j).map_or_else(|| "-".to_string(), |p| format!("{p:?}")),
                     replicas: j.spec.replicas,
                     gpus_per_replica: j.spec.resources.accelerators.as_ref().map_or(0, |a| i64::from(a.count)),
-                    age_seconds: created_at(j).map(|c| now - c),
+                    age_seconds: j.metadata.creation_timestamp.as_ref().map(|t| table::seconds_since(t, now)),
                     reason: wait_reason(j),
                 })
                 .collect(),
@@ -227,7 +232,8 @@ pub fn table(report: &QueueReport) -> String {
     if report.queues.is_empty() {
         return "No ComputeQueues on the hub.\n".to_string();
     }
-    let mut t = Table::new(&["QUEUE", "COHORT", "WEIGHT", "STRATEGY", "PENDING", "ADMITTED", "RUNNING", "GPUS IN USE"]);
+    let mut t =
+        Table::new(&["QUEUE", "COHORT", "WEIGHT", "STRATEGY", "PENDING", "ADMITTED", "RUNNING", "GPUS USED/QUOTA"]);
     for q in &report.queues {
         t.row(vec![
             q.name.clone(),
@@ -237,7 +243,7 @@ pub fn table(report: &QueueReport) -> String {
             q.pending.to_string(),
             q.admitted.to_string(),
             q.running.to_string(),
-            q.gpus_used.to_string(),
+            q.usage().gpu_usage(),
         ]);
     }
     let mut out = t.render();
@@ -331,6 +337,10 @@ mod tests {
         assert_eq!(report.queues.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(), ["batch", "research"]);
         let r = &report.queues[1];
         assert_eq!((r.pending, r.admitted, r.running, r.gpus_used), (3, 2, 2, 20));
+        // The headline is `kubectl get cnq`'s: the all-types quota counts, not the H800 one.
+        let core = convert::queue("research", &queues[0].spec).expect("valid");
+        assert_eq!(r.usage(), view::queue_usage("research", Some(&core), &jobs));
+        assert_eq!((r.gpus_quota, r.usage().gpu_usage().as_str()), (Some(64), "20/64"));
         let quotas: Vec<String> = r
             .quotas
             .iter()
@@ -378,6 +388,11 @@ mod tests {
         );
         assert!(pending[2].starts_with("- ") && pending[2].contains("a/fresh"));
         assert!(text.contains("Quotas of research:"), "{text}");
+        let headline = text.lines().find(|l| l.starts_with("research ")).expect("queue row");
+        assert!(headline.contains("city") && headline.ends_with("20/64"), "{headline}");
+        let batch = table(&build(&queues, &jobs, Some("batch"), NOW).expect("builds"));
+        let row = batch.lines().find(|l| l.starts_with("batch ")).expect("queue row");
+        assert!(row.ends_with("0/-"), "no quota is unlimited: {row}");
         let gpu = text.lines().find(|l| l.starts_with("nvidia.com/gpu ")).expect("quota row");
         assert!(gpu.contains("20") && gpu.contains("64") && gpu.contains("31%"), "{gpu}");
     }

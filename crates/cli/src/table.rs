@@ -1,5 +1,6 @@
 //! Aligned text columns, kubectl style, and the formatting of numbers, times and ages.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 /// A table of text cells printed in aligned columns three spaces apart.
@@ -98,9 +99,14 @@ pub fn timestamp(seconds: u64) -> String {
         .map_or_else(|| seconds.to_string(), |t| t.to_string())
 }
 
-/// Seconds since the epoch of an RFC 3339 time.
-pub fn parse_time(text: &str) -> Option<i64> {
-    text.parse::<Timestamp>().ok().map(|t| t.as_second())
+/// A time of an object as RFC 3339, to the second, as the apiserver and kubectl show it.
+pub fn time(t: &Time) -> String {
+    k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", t.0).unwrap_or_else(|_| t.0.to_string())
+}
+
+/// Seconds from `t` to `now` (seconds since the epoch): an age, negative for a future time.
+pub fn seconds_since(t: &Time, now: i64) -> i64 {
+    now.saturating_sub(t.0.as_second())
 }
 
 /// "free/total".
@@ -142,9 +148,13 @@ mod tests {
     }
 
     #[test]
-    fn times_round_trip() {
+    fn times_print_as_the_apiserver_writes_them() {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(parse_time("1970-01-01T00:01:00Z"), Some(60));
-        assert_eq!(parse_time("yesterday"), None);
+        let minute = Time(Timestamp::from_second(60).expect("valid"));
+        assert_eq!(time(&minute), "1970-01-01T00:01:00Z");
+        assert_eq!(serde_json::to_value(&minute).expect("serialises"), time(&minute).as_str());
+        let fraction = Time(Timestamp::new(60, 500_000_000).expect("valid"));
+        assert_eq!(time(&fraction), "1970-01-01T00:01:00Z", "whole seconds, like the apiserver");
+        assert_eq!((seconds_since(&minute, 90), seconds_since(&minute, 0)), (30, -60));
     }
 }

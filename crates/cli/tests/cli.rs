@@ -85,7 +85,19 @@ fn each_subcommand_has_help() {
         ("pool", &["totals by cluster kind", "TFLOPS per kW"][..]),
         ("queue", &["[NAME]", "usage of each quota"][..]),
         ("explain", &["<JOB>", "rejected"][..]),
-        ("dry-run", &["--filename <FILE>", "without creating it", "queue order"][..]),
+        (
+            "dry-run",
+            &[
+                "--filename <FILE>",
+                "without creating it",
+                "queue order",
+                "--profiles <PATH>",
+                "--profiles-configmap <NAME>",
+                "[default: computenet-profiles]",
+                "--profiles-namespace <NAMESPACE>",
+                "[default: computenet-system]",
+            ][..],
+        ),
     ] {
         let run = plugin(&[sub, "--help"], None);
         assert_eq!(run.code, 0, "{sub}: {}", run.stderr);
@@ -122,6 +134,28 @@ fn dry_run_checks_the_manifest_before_the_hub() {
         Some("kind: TrainingJob\napiVersion: computenet.io/v1alpha1\nmetadata: {name: x}\nspec: {replicas: 1}\n"),
     );
     assert!(one_line_error(&run).starts_with("error: standard input: invalid TrainingJob"), "{}", run.stderr);
+}
+
+#[test]
+fn dry_run_checks_profile_files_before_the_hub() {
+    let dir = scratch("profiles");
+    let profiles = dir.join("lab.yaml");
+    let job = dir.join("job.yaml");
+    std::fs::write(&job, JOB).expect("writes");
+    let kubeconfig = unreachable_kubeconfig();
+    let (job, kubeconfig) = (job.to_str().expect("utf8"), kubeconfig.to_str().expect("utf8"));
+    let dry_run =
+        |profiles: &str| plugin(&["dry-run", "-f", job, "--kubeconfig", kubeconfig, "--profiles", profiles], None);
+    std::fs::write(&profiles, "profile: []\n").expect("writes");
+    let run = dry_run(profiles.to_str().expect("utf8"));
+    let error = one_line_error(&run);
+    assert!(error.contains("lab.yaml") && error.contains("unknown field"), "{error}");
+    let run = dry_run("/nonexistent/profiles");
+    assert!(one_line_error(&run).contains("/nonexistent/profiles"), "{}", run.stderr);
+    // Good profiles get as far as the hub.
+    std::fs::write(&profiles, "profiles: []\n").expect("writes");
+    let run = dry_run(profiles.to_str().expect("utf8"));
+    assert!(one_line_error(&run).starts_with("error: cannot reach the hub"), "{}", run.stderr);
 }
 
 #[test]

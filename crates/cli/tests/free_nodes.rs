@@ -1,6 +1,7 @@
 //! The node summary in MemberCluster status gives `dry-run` the same gang fits as the
 //! member's nodes: exactly while the shapes fit in the summary, never more once it rounds.
 
+use computenet_api::conditions::{reasons, types};
 use computenet_api::convert::{cluster_from_status, free_node_groups};
 use computenet_api::member_cluster::MAX_FREE_NODE_GROUPS;
 use computenet_api::{MemberCluster, MemberClusterStatus};
@@ -82,9 +83,9 @@ fn member_of(c: &Cluster) -> MemberCluster {
     m.status = Some(MemberClusterStatus {
         free_nodes: free_node_groups(c),
         conditions: vec![Condition {
-            type_: "Ready".into(),
+            type_: types::READY.into(),
             status: "True".into(),
-            reason: "Reachable".into(),
+            reason: reasons::REACHABLE.into(),
             message: String::new(),
             last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
             observed_generation: None,

@@ -4,6 +4,7 @@
 
 mod bench;
 mod crdgen;
+mod estimate;
 mod serve;
 mod simulate;
 
@@ -28,6 +29,9 @@ enum Command {
     Crdgen(crdgen::Args),
     /// Run the scheduler against a hub cluster.
     Serve(serve::Args),
+    /// Estimate one job's runtime, energy and cost on one accelerator type with the
+    /// simulator's throughput model and the given profiles.
+    Estimate(estimate::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Crdgen(args) => crdgen::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Estimate(args) => estimate::run(args),
     }
 }

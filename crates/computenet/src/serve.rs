@@ -1,7 +1,9 @@
 //! `computenet serve`: the scheduler service in the hub cluster.
 
 use anyhow::Context;
+use computenet_scheduler::backoff::BackoffPolicy;
 use computenet_scheduler::lease::LeaseConfig;
+use computenet_scheduler::profiles::ProfileSource;
 use computenet_scheduler::web::{self, WebState};
 use computenet_scheduler::ServeConfig;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -47,6 +49,22 @@ pub struct Args {
     /// Pending jobs per queue shown with their position (metrics and dashboard).
     #[arg(long, default_value_t = 10, value_name = "N")]
     top_pending: usize,
+    #[command(flatten)]
+    profiles: crate::estimate::ProfileArgs,
+    /// ConfigMap of throughput profiles, watched while running (each key a document:
+    /// *.gavel.json, sia.<model>.placements-<gpu>.csv or *.yaml); '' disables it.
+    #[arg(long, default_value = "computenet-profiles", value_name = "NAME")]
+    profiles_configmap: String,
+    /// Namespace of the profiles ConfigMap; default: the lease namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    profiles_namespace: Option<String>,
+    /// First delay before retrying a job whose dispatch failed, in milliseconds; it
+    /// doubles with each failure in a row.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    dispatch_backoff_ms: u64,
+    /// Longest delay between dispatch attempts of one job, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "S")]
+    dispatch_backoff_max_s: u64,
 }
 
 /// The HTTP address, or `None` when disabled.
@@ -95,6 +113,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         });
+        let namespace = args.profiles_namespace.clone().unwrap_or_else(|| args.lease_namespace.clone());
+        let configmap = args.profiles_configmap.trim();
+        let profiles = ProfileSource {
+            files: args.profiles.profiles()?,
+            config_map: (!configmap.is_empty()).then(|| (namespace, configmap.to_string())),
+            cycle: args.profiles.cycle(),
+        };
         let config = ServeConfig {
             interval: Duration::from_millis(args.interval_ms.max(10)),
             member_timeout: Duration::from_secs(args.member_timeout_s.max(1)),
@@ -106,6 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }),
             concurrency: args.concurrency,
             web,
+            profiles,
+            backoff: BackoffPolicy {
+                base: Duration::from_millis(args.dispatch_backoff_ms.max(1)),
+                cap: Duration::from_secs(args.dispatch_backoff_max_s.max(1)),
+            },
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -1,5 +1,7 @@
 //! The one error type of the members crate.
 
+use computenet_api::conditions::reasons;
+
 /// Errors of a member backend.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,13 +53,13 @@ impl Error {
     /// A CamelCase reason for a member's Ready condition.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Timeout { .. } => "Timeout",
-            Error::Transport { .. } => "Unreachable",
-            Error::Auth { .. } => "AuthenticationFailed",
-            Error::Server { .. } => "ServerError",
-            Error::Decode { .. } => "UnexpectedAnswer",
-            Error::Config(_) => "InvalidConfig",
-            Error::Kube { .. } => "Unreachable",
+            Error::Timeout { .. } => reasons::TIMEOUT,
+            Error::Transport { .. } => reasons::UNREACHABLE,
+            Error::Auth { .. } => reasons::AUTHENTICATION_FAILED,
+            Error::Server { .. } => reasons::SERVER_ERROR,
+            Error::Decode { .. } => reasons::UNEXPECTED_ANSWER,
+            Error::Config(_) => reasons::INVALID_CONFIG,
+            Error::Kube { .. } => reasons::UNREACHABLE,
             Error::Member { source, .. } => source.reason(),
         }
     }

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::kubernetes::{self, KubernetesMember};
 use crate::labels::remote_name;
 use crate::slurm::{self, convert, Credentials, RemotePhase, SlurmClient, SlurmMember, SlurmNode, SlurmPlacement};
+use computenet_api::conditions::reasons;
 use computenet_api::member_cluster::SecretKeyRef;
 use computenet_api::training_job::TrainingJobPhase;
 use computenet_api::{MemberCluster, TrainingJob};
@@ -234,8 +235,8 @@ impl Member {
     /// The reason for a NotReady condition.
     pub fn unready_reason(&self) -> &'static str {
         match self {
-            Member::Kubernetes(_) => "Unreachable",
-            Member::Slurm(s) => s.failure_reason().unwrap_or("Unreachable"),
+            Member::Kubernetes(_) => reasons::UNREACHABLE,
+            Member::Slurm(s) => s.failure_reason().unwrap_or(reasons::UNREACHABLE),
         }
     }
 

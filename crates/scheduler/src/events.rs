@@ -3,6 +3,7 @@
 //! queue is full (the hub is far behind), new ones are dropped with a debug log rather
 //! than slowing scheduling down.
 
+use computenet_api::conditions::EventReason;
 use computenet_api::TrainingJob;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -12,6 +13,24 @@ use tokio::sync::mpsc;
 
 /// Events waiting to be recorded, at most.
 pub const QUEUE_CAPACITY: usize = 10_000;
+
+/// Longest Event note the apiserver accepts, in bytes.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// The note cut to what the apiserver accepts (a member's error can be longer), on a
+/// character boundary, marked as cut.
+fn bounded(mut note: String) -> String {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push('…');
+    note
+}
 
 /// Queues Events for the background recorder.
 #[derive(Debug, Clone)]
@@ -37,10 +56,27 @@ impl EventSink {
     }
 
     /// Queues an Event about a TrainingJob.
-    pub fn publish(&self, tj: &TrainingJob, type_: EventType, reason: &str, note: String) {
+    pub fn publish(&self, tj: &TrainingJob, reason: EventReason, note: String) {
+        let note = bounded(note);
+        let type_ = if reason.is_warning() { EventType::Warning } else { EventType::Normal };
+        let reason = reason.as_str();
         let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
         if self.tx.try_send((tj.object_ref(&()), event)).is_err() {
             tracing::debug!(job = ?tj.metadata.name, reason, "event queue full or closed; event dropped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_notes_are_cut_to_what_the_apiserver_takes() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(2000);
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_NOTE_BYTES && cut.ends_with('…'), "{}", cut.len());
+        assert!(bounded("x".repeat(MAX_NOTE_BYTES)).len() == MAX_NOTE_BYTES);
     }
 }

@@ -1,28 +1,45 @@
-//! The computenet service (`computenet serve`).
+//! The computenet service (`computenet serve`), split by who owns which state (see
+//! docs/design.md):
 //!
-//! - [`hub`]: caches of the hub's TrainingJobs, ComputeQueues, MemberClusters and Namespaces.
-//! - [`snapshot`]: turns the caches into the core's [`computenet_core::Snapshot`] input.
-//! - [`status`]: what is written back (server-side apply, one field manager).
-//! - [`events`]: Events, recorded in the background, off the loop's path.
-//! - [`controller`]: the loop: snapshot, cycle, decisions, mirror.
-//! - [`work`]: the API calls that carry out decisions, per job, in the background.
+//! - [`run`]: the leader lease, the hub's caches and the select loop, one pass a turn.
+//! - [`service`]: one pass, its numbered steps over the pieces below.
+//! - [`hub`]: caches of the hub's TrainingJobs, ComputeQueues, MemberClusters, Namespaces.
+//! - [`overlay`]: the jobs as this process knows them (cache + own writes + work in flight).
+//! - [`connections`]: member connections (in the background) and efficiency readers.
+//! - [`snapshot`]: the core's input from the hub and the members (pure).
+//! - [`schedule`]: the scheduling pass: cycle, then admissions, preemptions, positions.
+//! - [`jobs`]: the per-job reconciler: cleanup, suspension, dispatch with backoff, mirror,
+//!   member loss, orphans.
+//! - [`transitions`]: a job's status transitions (pure).
+//! - [`backoff`]: per-job exponential backoff (pure).
+//! - [`reporters`]: member and queue status, the observation for metrics and dashboard.
+//! - [`work`]: background API work, at most one piece per job; [`status`]: the writes.
+//! - [`events`]: Events, recorded in the background.
+//! - [`profiles`]: throughput profiles from files and a ConfigMap.
 //! - [`lease`]: leader election with a coordination.k8s.io Lease.
-//! - [`observe`]: the pool as the dashboard and the metrics show it (pure).
-//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
-//! - [`web`]: the HTTP server: metrics, probes, the JSON API and the dashboard.
+//! - [`observe`], [`metrics`], [`web`]: what `/metrics`, `/api/pool` and the dashboard show.
 #![forbid(unsafe_code)]
 
-pub mod controller;
+pub mod backoff;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod hub;
+pub mod jobs;
 pub mod lease;
 pub mod metrics;
 pub mod observe;
+pub mod overlay;
+pub mod profiles;
+pub mod reporters;
+pub mod run;
+pub mod schedule;
+pub mod service;
 pub mod snapshot;
 pub mod status;
+pub mod transitions;
 pub mod web;
 pub mod work;
 
-pub use controller::{run, ServeConfig};
 pub use error::{Error, Result};
+pub use run::{run, ServeConfig};

@@ -2,12 +2,11 @@
 //! pool, built after each scheduling cycle by a pure function of the cycle's snapshot and
 //! the hub's objects (no IO, so it is tested with hand-built inputs).
 
-use crate::snapshot::{self, Built};
-use computenet_api::training_job::TrainingJobPhase;
+use crate::snapshot::Built;
+use computenet_api::view;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
 use computenet_core::accelerator::CPU_ONLY;
-use computenet_core::{Catalogue, Cluster, ResourceName};
-use k8s_openapi::jiff::Timestamp;
+use computenet_core::{Catalogue, Cluster};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -190,17 +189,12 @@ pub struct PlacementObservation {
     pub reason: String,
 }
 
-/// Seconds since the epoch of an RFC 3339 time.
-fn unix(rfc3339: &str) -> Option<u64> {
-    rfc3339.parse::<Timestamp>().ok().and_then(|t| u64::try_from(t.as_second()).ok())
-}
-
 /// Last heartbeats (seconds since the epoch) recorded in the members' status, by name.
 pub fn heartbeats<'a>(members: impl IntoIterator<Item = &'a MemberCluster>) -> BTreeMap<String, u64> {
     members
         .into_iter()
         .filter_map(|m| {
-            let at = unix(m.status.as_ref()?.last_heartbeat.as_deref()?)?;
+            let at = view::unix(m.status.as_ref()?.last_heartbeat.as_ref()?.0);
             Some((m.metadata.name.clone()?, at))
         })
         .collect()
@@ -261,43 +255,20 @@ fn member(c: &Cluster, catalogue: &Catalogue, heartbeat: Option<u64>, now: u64) 
     m
 }
 
-fn phase(tj: &TrainingJob) -> Option<TrainingJobPhase> {
-    tj.status.as_ref().and_then(|s| s.phase)
-}
-
-fn gang_accelerators(tj: &TrainingJob) -> u64 {
-    let per_replica = tj.spec.resources.accelerators.as_ref().map_or(0, |a| a.count);
-    u64::try_from(i64::from(tj.spec.replicas) * i64::from(per_replica)).unwrap_or(0)
-}
-
 fn queue(q: &ComputeQueue, built: &Built, jobs: &[Arc<TrainingJob>], top_n: usize) -> QueueObservation {
     let name = q.metadata.name.clone().unwrap_or_default();
-    let mine: Vec<&Arc<TrainingJob>> =
-        jobs.iter().filter(|j| j.spec.queue_name == name && !snapshot::is_finished(j)).collect();
-    let admitted: Vec<&&Arc<TrainingJob>> = mine.iter().filter(|j| snapshot::is_admitted(j)).collect();
-    let running = admitted.iter().filter(|j| phase(j) == Some(TrainingJobPhase::Running)).count() as u64;
-    let used = admitted
+    let core = built.queues.iter().find(|cq| cq.name == name);
+    let usage = view::queue_usage(&name, core, jobs.iter().map(AsRef::as_ref));
+    let mut top: Vec<PendingObservation> = jobs
         .iter()
-        .filter_map(|j| j.status.as_ref()?.placement.as_ref().map(|p| u64::try_from(p.gpus).unwrap_or(0)))
-        .sum();
-    let quota = built.queues.iter().find(|cq| cq.name == name).and_then(|cq| {
-        let accelerators = cq.quotas.iter().filter(|x| x.resource == ResourceName::Accelerators);
-        let all_types = accelerators.clone().find(|x| x.accelerator.is_none());
-        match all_types {
-            Some(x) => Some(x.nominal),
-            None => accelerators.map(|x| x.nominal).reduce(|a, b| a + b),
-        }
-    });
-    let mut top: Vec<PendingObservation> = mine
-        .iter()
-        .filter(|j| !snapshot::is_admitted(j))
+        .filter(|j| j.spec.queue_name == name && !view::is_finished(j) && !view::is_admitted(j))
         .filter_map(|j| {
             let status = j.status.as_ref()?;
             Some(PendingObservation {
                 namespace: j.metadata.namespace.clone().unwrap_or_default(),
                 name: j.metadata.name.clone().unwrap_or_default(),
                 position: u32::try_from(status.queue_position?).ok()?,
-                accelerators: gang_accelerators(j),
+                accelerators: view::gang_accelerators(j),
                 reason: status.explanation.as_ref().map(|e| e.summary.clone()).unwrap_or_default(),
             })
         })
@@ -306,11 +277,11 @@ fn queue(q: &ComputeQueue, built: &Built, jobs: &[Arc<TrainingJob>], top_n: usiz
     top.truncate(top_n);
     QueueObservation {
         cohort: q.spec.cohort.clone(),
-        pending: (mine.len() - admitted.len()) as u64,
-        admitted: admitted.len() as u64,
-        running,
-        accelerators_used: used,
-        accelerators_quota: quota,
+        pending: usage.pending,
+        admitted: usage.admitted,
+        running: usage.running,
+        accelerators_used: usage.accelerators_used,
+        accelerators_quota: usage.accelerators_quota,
         top_pending: top,
         name,
     }
@@ -327,7 +298,7 @@ fn placement(tj: &TrainingJob) -> Option<PlacementObservation> {
         accelerator: p.accelerator.clone(),
         accelerators: p.gpus,
         phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
-        admitted_at: unix(status.start_time.as_deref()?)?,
+        admitted_at: view::unix(status.start_time.as_ref()?.0),
         backfilled: p.backfilled,
         estimated_runtime_seconds: p.estimated_runtime_seconds,
         estimated_energy_kwh: p.estimated_energy_k_wh,
@@ -375,8 +346,10 @@ pub fn observe(
 mod tests {
     use super::*;
     use computenet_api::compute_queue::ComputeQueueSpec;
-    use computenet_api::training_job::{ExplanationStatus, PlacementStatus, TrainingJobSpec, TrainingJobStatus};
-    use computenet_core::{ClusterEfficiency, ClusterKind, Node, NodeCapacity, Pool, Queue, Quota};
+    use computenet_api::training_job::{
+        ExplanationStatus, PlacementStatus, TrainingJobPhase, TrainingJobSpec, TrainingJobStatus,
+    };
+    use computenet_core::{ClusterEfficiency, ClusterKind, Node, NodeCapacity, Pool, Queue, Quota, ResourceName};
 
     fn node(name: &str, accelerator: Option<&str>, gpus: (u32, u32), cpu: (u64, u64)) -> Node {
         Node {
@@ -410,7 +383,12 @@ mod tests {
 
     fn built(clusters: Vec<Cluster>, queues: Vec<Queue>) -> Built {
         Built {
-            pool: Pool { clusters, catalogue: Catalogue::built_in(), data_sets: BTreeMap::new(), wan_gbps: 10.0 },
+            pool: Pool {
+                clusters,
+                catalogue: Catalogue::built_in(),
+                data_sets: BTreeMap::new(),
+                wan_gbps: view::WAN_GBPS,
+            },
             queues,
             pending: Vec::new(),
             running: Vec::new(),
@@ -469,7 +447,7 @@ mod tests {
                 summary: format!("admitted to {cluster} (A100-80G): best of 1 feasible member(s) by Balanced"),
                 ..Default::default()
             }),
-            start_time: Some(at.into()),
+            start_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at.parse().unwrap())),
             ..Default::default()
         }
     }
@@ -632,7 +610,9 @@ mod tests {
             ..m.clone()
         };
         m.status = Some(computenet_api::MemberClusterStatus {
-            last_heartbeat: Some("2026-01-01T00:00:00Z".into()),
+            last_heartbeat: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().unwrap(),
+            )),
             ..Default::default()
         });
         let h = heartbeats([&m, &silent]);

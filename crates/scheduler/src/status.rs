@@ -5,57 +5,10 @@ use crate::error::Result;
 use computenet_api::training_job::TrainingJobStatus;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob, FIELD_MANAGER};
 use computenet_members::labels::FINALIZER;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::json;
-
-/// A condition, keeping the transition time when its status did not change.
-pub fn condition(
-    previous: &[Condition],
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or_else(|| Time(Timestamp::now()), |c| c.last_transition_time.clone());
-    Condition {
-        type_: type_.to_string(),
-        status,
-        reason: reason.to_string(),
-        message: message.to_string(),
-        last_transition_time,
-        observed_generation: generation,
-    }
-}
-
-/// Whether two condition lists say the same (ignoring transition times).
-pub fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.type_ == y.type_ && x.status == y.status && x.reason == y.reason && x.message == y.message)
-}
-
-/// The conditions with `new` in place of any of its type, sorted by type.
-pub fn upsert(conditions: &[Condition], new: Condition) -> Vec<Condition> {
-    let mut out: Vec<_> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
-    out.push(new);
-    out.sort_by(|a, b| a.type_.cmp(&b.type_));
-    out
-}
-
-/// Now, as status timestamps are written.
-pub fn now_rfc3339() -> String {
-    Timestamp::now().to_string()
-}
 
 fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()

@@ -1,26 +1,34 @@
-//! Work in flight: the loop decides, and the API calls that carry out a decision for one
-//! job run in the background, so a burst of submissions, a slow member or a slow write
-//! never holds up the next cycle, and each job goes on as soon as its own calls return
-//! (not when the whole batch has).
+//! Work in flight: the API calls that carry out a decision for one job run in the
+//! background, so a burst of submissions, a slow member or a slow write never holds up the
+//! next pass, and each job goes on as soon as its own calls return.
 //!
-//! At most one piece of work per job is in flight. Until it lands the loop sees the job as
-//! the work will leave it (admitted, say), so it is neither scheduled nor written twice.
-//! The order inside one piece of work keeps restarts safe: a job's admission is written
-//! before anything is created for it on a member, so a crash in between never runs it twice.
+//! At most one piece of work per job is in flight ([`InFlight`]). The order inside one
+//! piece of work keeps restarts safe: a job's admission is written before anything is
+//! created for it on a member, so a crash in between never runs it twice.
 
+use crate::backoff::BackoffPolicy;
 use crate::status;
+use crate::transitions::{self, DispatchRecord, Transition};
+use computenet_api::conditions::EventReason;
 use computenet_api::training_job::{PlacementStatus, RemoteReference, TrainingJobStatus};
 use computenet_api::TrainingJob;
 use computenet_members::Member;
-use kube::runtime::events::EventType;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-/// An Event to record about a job: type, reason, note.
-pub type Note = (EventType, String, String);
+/// A dispatch that failed, for the backoff and the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchFailure {
+    pub cluster: String,
+    /// Failures in a row, this one included.
+    pub attempts: u32,
+    /// When the next attempt is due (milliseconds since the epoch).
+    pub next_attempt_ms: u64,
+}
 
 /// What a piece of work did, reported back to the loop.
 #[derive(Debug)]
@@ -30,24 +38,14 @@ pub struct Landed {
     pub job: Arc<TrainingJob>,
     /// The job as stored by the work's last successful write, if any.
     pub stored: Option<Arc<TrainingJob>>,
-    /// Events to record, once written.
-    pub notes: Vec<Note>,
+    /// Events to record (only for writes that were stored).
+    pub events: Vec<(EventReason, String)>,
     /// The admission was written: (queue, member), for the metrics.
     pub admitted: Option<(String, String)>,
-    /// Dispatch to this member failed, for the metrics.
-    pub dispatch_failed: Option<String>,
-    /// The job's objects were created on its member: what and when (recorded in the
-    /// status by the loop's next mirror, together with the phase the member reports).
-    pub dispatched: Option<Dispatched>,
-}
-
-/// A dispatch not yet recorded in the job's status.
-#[derive(Debug, Clone)]
-pub struct Dispatched {
-    pub remote: RemoteReference,
-    /// When the member's objects were created (status.dispatchTime).
-    pub time: String,
-    pub at: std::time::Instant,
+    pub dispatch_failed: Option<DispatchFailure>,
+    /// The job's objects were created on its member (recorded in the status by the next
+    /// mirror, together with the phase the member reports).
+    pub dispatched: Option<DispatchRecord>,
 }
 
 impl Landed {
@@ -56,7 +54,7 @@ impl Landed {
             uid: job.metadata.uid.clone().unwrap_or_default(),
             job,
             stored: None,
-            notes: Vec::new(),
+            events: Vec::new(),
             admitted: None,
             dispatch_failed: None,
             dispatched: None,
@@ -90,6 +88,7 @@ impl Landed {
     }
 }
 
+/// The object's resourceVersion as a number (0 when absent or not numeric).
 pub fn resource_version(tj: &TrainingJob) -> u64 {
     tj.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -162,38 +161,35 @@ pub fn with_status(tj: &TrainingJob, status: &TrainingJobStatus) -> Arc<Training
     Arc::new(expected)
 }
 
-/// Writes a status; the note becomes an Event once it is written.
-pub async fn write_status(
-    client: Client,
-    tj: Arc<TrainingJob>,
-    status: TrainingJobStatus,
-    note: Option<Note>,
-) -> Landed {
+/// Writes a status; its Event is recorded once it is stored.
+pub async fn write_status(client: Client, tj: Arc<TrainingJob>, transition: Transition) -> Landed {
     let mut landed = Landed::new(tj.clone());
-    if landed.write(&client, &tj, &status).await {
-        landed.notes.extend(note);
+    if landed.write(&client, &tj, &transition.status).await {
+        landed.events.extend(transition.event);
     }
     landed
 }
 
-/// Where an admitted job goes: its member, its placement, and the member's own name for
-/// the chosen accelerator type (a node label value on Kubernetes, a gres type on Slurm).
+/// Where an admitted job goes: its member, its placement, the member's own name for the
+/// chosen accelerator type (a node label value on Kubernetes, a gres type on Slurm), and
+/// how many dispatches of it failed in a row before this one.
 #[derive(Clone)]
 #[allow(missing_debug_implementations)] // Member holds clients without Debug.
 pub struct Target {
     pub member: Member,
     pub placement: PlacementStatus,
     pub raw_accelerator: Option<String>,
+    pub failures: u32,
+    pub backoff: BackoffPolicy,
 }
 
 /// Admits the job (when `admission` is given) and dispatches it to `target` (when the
 /// member is connected). The admission and the finalizer are written first, side by side;
-/// only once both are stored is anything created on the member. The dispatch itself is
-/// reported in [`Landed::dispatched`] for the loop to record.
+/// only once both are stored is anything created on the member.
 pub async fn admit_and_dispatch(
     client: Client,
     tj: Arc<TrainingJob>,
-    admission: Option<(TrainingJobStatus, Note)>,
+    admission: Option<Transition>,
     target: Option<Target>,
 ) -> Landed {
     let mut landed = Landed::new(tj.clone());
@@ -207,7 +203,7 @@ pub async fn admit_and_dispatch(
     };
     let admit = async {
         match &admission {
-            Some((status, _)) => Some(status::training_job(&client, &tj, status).await),
+            Some(t) => Some(status::training_job(&client, &tj, &t.status).await),
             None => None,
         }
     };
@@ -215,9 +211,9 @@ pub async fn admit_and_dispatch(
     match admit {
         Some(Ok(stored)) => {
             landed.store(stored);
-            if let Some((status, note)) = admission {
-                landed.notes.push(note);
-                let cluster = status.placement.map(|p| p.cluster).unwrap_or_default();
+            if let Some(t) = admission {
+                landed.events.extend(t.event);
+                let cluster = t.status.placement.map(|p| p.cluster).unwrap_or_default();
                 landed.admitted = Some((tj.spec.queue_name.clone(), cluster));
             }
         }
@@ -230,7 +226,7 @@ pub async fn admit_and_dispatch(
     match finalizer {
         Some(Ok(stored)) => landed.store(stored),
         Some(Err(e)) => {
-            // Without the finalizer a deletion could leave the remote job behind: retry next cycle.
+            // Without the finalizer a deletion could leave the remote job behind: retry next pass.
             tracing::warn!(job = ?tj.metadata.name, error = %e, "adding the finalizer failed; dispatch waits");
             return landed;
         }
@@ -242,52 +238,50 @@ pub async fn admit_and_dispatch(
     landed
 }
 
-/// Creates the job's objects on its member. Nothing is written on success: the loop
-/// records the dispatch with the first state the member reports, one status write instead
-/// of two (the hub's writes are what a burst of jobs waits on).
+fn now_ms() -> u64 {
+    u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0)
+}
+
+/// Creates the job's objects on its member. Nothing is written on success: the next
+/// mirror records the dispatch with the first state the member reports, one status write
+/// instead of two. A failure is written with when the next attempt is due.
 async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
     let tj = landed.latest();
     let current = tj.status.clone().unwrap_or_default();
     let cluster = target.placement.cluster.clone();
     match target.member.dispatch(&tj, target.raw_accelerator.as_deref()).await {
         Ok((kind, name)) => {
-            let note = format!("created {kind} {name} on {cluster}");
             if current.remote.is_none() {
-                landed.notes.push((EventType::Normal, "Dispatched".into(), note));
+                landed.events.push((EventReason::Dispatched, format!("created {kind} {name} on {cluster}")));
             }
-            landed.dispatched = Some(Dispatched {
+            landed.dispatched = Some(DispatchRecord {
                 remote: RemoteReference { cluster, kind, name },
-                time: current.dispatch_time.clone().unwrap_or_else(status::now_rfc3339),
-                at: std::time::Instant::now(),
+                time: current.dispatch_time.map_or_else(Timestamp::now, |t| t.0),
             });
         }
         Err(e) => {
-            tracing::warn!(job = ?tj.metadata.name, error = %e, "dispatch failed; retrying next cycle");
-            landed.dispatch_failed = Some(cluster);
-            let failed = status::condition(
-                &current.conditions,
-                "Dispatched",
-                false,
-                "DispatchFailed",
-                &e.to_string(),
-                tj.metadata.generation,
-            );
-            let conditions = status::upsert(&current.conditions, failed);
-            if !status::same_conditions(&conditions, &current.conditions) {
-                landed.write(client, &tj, &TrainingJobStatus { conditions, ..current }).await;
+            let attempts = target.failures.saturating_add(1);
+            let delay_ms = u64::try_from(target.backoff.delay(attempts).as_millis()).unwrap_or(u64::MAX);
+            let next_attempt_ms = now_ms().saturating_add(delay_ms);
+            tracing::warn!(job = ?tj.metadata.name, error = %e, attempts, retry_in_ms = delay_ms, "dispatch failed");
+            let next = Timestamp::from_millisecond(i64::try_from(next_attempt_ms).unwrap_or(i64::MAX))
+                .unwrap_or_else(|_| Timestamp::now());
+            let status = transitions::dispatch_failed(&tj, &current, &e.to_string(), attempts, next, Timestamp::now());
+            if landed.write(client, &tj, &status).await && attempts == 1 {
+                landed.events.push((EventReason::DispatchFailed, e.to_string()));
             }
+            landed.dispatch_failed = Some(DispatchFailure { cluster, attempts, next_attempt_ms });
         }
     }
 }
 
 /// Stops the job on its member (when it has one), then writes its new status: suspension
-/// and preemption. When stopping fails nothing is written and the next cycle tries again.
+/// and preemption. When stopping fails nothing is written and the next pass tries again.
 pub async fn stop_then_write(
     client: Client,
     tj: Arc<TrainingJob>,
     member: Option<Member>,
-    status: TrainingJobStatus,
-    note: Note,
+    transition: Transition,
 ) -> Landed {
     if let Some(m) = member {
         if let Err(e) = m.cancel(&tj).await {
@@ -295,7 +289,7 @@ pub async fn stop_then_write(
             return Landed::new(tj);
         }
     }
-    write_status(client, tj, status, Some(note)).await
+    write_status(client, tj, transition).await
 }
 
 /// A deleted job: removes its objects on its member, then computenet's finalizer.

@@ -1,0 +1,202 @@
+//! Condition types, condition reasons and Event reasons: the one list of the words
+//! computenet writes into status and Events. Code decides on these typed values, never on
+//! free strings read back from an object.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// Condition types.
+pub mod types {
+    /// TrainingJob: could it enter its queue (false with the reason while it cannot).
+    pub const QUEUED: &str = "Queued";
+    /// TrainingJob: holds a placement.
+    pub const ADMITTED: &str = "Admitted";
+    /// TrainingJob: its objects exist on its member (false while dispatch fails).
+    pub const DISPATCHED: &str = "Dispatched";
+    /// TrainingJob: all replicas started.
+    pub const RUNNING: &str = "Running";
+    /// TrainingJob: ended (true: succeeded, false: failed, with the reason).
+    pub const FINISHED: &str = "Finished";
+    /// MemberCluster: reachable and schedulable.
+    pub const READY: &str = "Ready";
+}
+
+/// Condition reasons, by the condition they go with.
+pub mod reasons {
+    // Queued=False
+    pub const QUEUE_NOT_FOUND: &str = "QueueNotFound";
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    // Admitted=True
+    pub const ADMITTED: &str = "Admitted";
+    // Admitted=False: waiting, with what it waits for
+    pub const RESERVED: &str = "Reserved";
+    pub const PREEMPTING: &str = "Preempting";
+    pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    pub const BLOCKED_BY_QUEUE_HEAD: &str = "BlockedByQueueHead";
+    pub const WAITING_FOR_PREEMPTION: &str = "WaitingForPreemption";
+    // Admitted=False: taken back
+    pub const PREEMPTED: &str = "Preempted";
+    pub const MEMBER_LOST: &str = "MemberLost";
+    pub const SUSPENDED: &str = "Suspended";
+    // Dispatched=False
+    pub const DISPATCH_FAILED: &str = "DispatchFailed";
+    // Running=True
+    pub const PODS_RUNNING: &str = "PodsRunning";
+    pub const BATCH_JOB_RUNNING: &str = "BatchJobRunning";
+    // Finished
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const FAILED: &str = "Failed";
+    pub const REMOTE_JOB_LOST: &str = "RemoteJobLost";
+    // Ready (MemberCluster)
+    pub const REACHABLE: &str = "Reachable";
+    pub const NOT_CONNECTED: &str = "NotConnected";
+    pub const UNREACHABLE: &str = "Unreachable";
+    pub const TIMEOUT: &str = "Timeout";
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    pub const SERVER_ERROR: &str = "ServerError";
+    pub const UNEXPECTED_ANSWER: &str = "UnexpectedAnswer";
+    pub const INVALID_CONFIG: &str = "InvalidConfig";
+}
+
+/// Why an Event is recorded about a TrainingJob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    Admitted,
+    Dispatched,
+    DispatchFailed,
+    Running,
+    Succeeded,
+    Failed,
+    Preempted,
+    MemberLost,
+    Suspended,
+}
+
+impl EventReason {
+    /// The Event's reason field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::Admitted => "Admitted",
+            EventReason::Dispatched => "Dispatched",
+            EventReason::DispatchFailed => "DispatchFailed",
+            EventReason::Running => "Running",
+            EventReason::Succeeded => "Succeeded",
+            EventReason::Failed => "Failed",
+            EventReason::Preempted => "Preempted",
+            EventReason::MemberLost => "MemberLost",
+            EventReason::Suspended => "Suspended",
+        }
+    }
+
+    /// Warnings are what a user should look at.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            EventReason::DispatchFailed | EventReason::Failed | EventReason::Preempted | EventReason::MemberLost
+        )
+    }
+}
+
+impl std::fmt::Display for EventReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A condition, keeping the transition time of `previous` when its status did not change.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// Whether two condition lists say the same (ignoring transition times).
+pub fn same(a: &[Condition], b: &[Condition]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.type_ == y.type_
+                && x.status == y.status
+                && x.reason == y.reason
+                && x.message == y.message
+                && x.observed_generation == y.observed_generation
+        })
+}
+
+/// The conditions with `new` in place of any of its type, sorted by type.
+pub fn upsert(conditions: &[Condition], new: Condition) -> Vec<Condition> {
+    let mut out: Vec<_> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
+    out.push(new);
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    out
+}
+
+/// Whether the condition of this type is True.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// The condition of this type, if any.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_is_kept_while_the_status_holds() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let first = condition(&[], types::ADMITTED, false, reasons::QUOTA_EXCEEDED, "a", Some(1), t0);
+        let same_status = condition(&[first.clone()], types::ADMITTED, false, reasons::RESERVED, "b", Some(1), t1);
+        assert_eq!(same_status.last_transition_time, Time(t0));
+        let flipped = condition(&[first], types::ADMITTED, true, reasons::ADMITTED, "c", Some(1), t1);
+        assert_eq!(flipped.last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn upsert_replaces_by_type_and_sorts() {
+        let t = Timestamp::from_second(0).unwrap();
+        let a = condition(&[], types::RUNNING, true, reasons::PODS_RUNNING, "", None, t);
+        let b = condition(&[], types::ADMITTED, true, reasons::ADMITTED, "", None, t);
+        let list = upsert(&upsert(&[], a), b.clone());
+        assert_eq!(list.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["Admitted", "Running"]);
+        let b2 = condition(&list, types::ADMITTED, false, reasons::PREEMPTED, "", None, t);
+        let list = upsert(&list, b2);
+        assert_eq!(list.len(), 2);
+        assert!(!is_true(&list, types::ADMITTED) && is_true(&list, types::RUNNING));
+    }
+
+    #[test]
+    fn same_ignores_times_but_not_generation() {
+        let t0 = Timestamp::from_second(0).unwrap();
+        let t1 = Timestamp::from_second(9).unwrap();
+        let a = condition(&[], types::READY, true, reasons::REACHABLE, "m", Some(1), t0);
+        let b = condition(&[], types::READY, true, reasons::REACHABLE, "m", Some(1), t1);
+        let c = condition(&[], types::READY, true, reasons::REACHABLE, "m", Some(2), t1);
+        assert!(same(&[a.clone()], &[b]));
+        assert!(!same(&[a], &[c]));
+    }
+}

@@ -1,0 +1,564 @@
+//! The per-job reconciler: everything that happens to one admitted, suspended or deleted
+//! TrainingJob outside the scheduling pass: its finalizer and cleanup, suspension and
+//! resumption, dispatch to its member (with per-job exponential backoff), the mirror of
+//! its state there, requeueing after a member loss, and orphan cleanup on members.
+//!
+//! [`next_step`] decides from the job and what its member reports (pure, unit-tested);
+//! [`Reconciler`] carries the step out as background work.
+
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::overlay::Overlay;
+use crate::snapshot::RawAccelerators;
+use crate::transitions::{self, DispatchRecord, MemberKind, Requeue, Transition};
+use crate::work::{self, Landed, Target};
+use computenet_api::conditions::reasons;
+use computenet_api::training_job::{MemberLossPolicy, TrainingJobPhase};
+use computenet_api::view;
+use computenet_api::TrainingJob;
+use computenet_members::{Member, Members, RemoteJob, RemoteStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the job's member says, as far as the job is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberState {
+    /// No connection to its member (unknown member, or connecting).
+    NotConnected,
+    /// Unreachable for longer than the member timeout, with the last error.
+    Lost(String),
+    /// Connected but never answered yet: its caches say nothing.
+    NotReachedYet,
+    /// Answering; `remote` is the job's objects there (None: none yet).
+    Reachable { kind: MemberKind, remote: Option<RemoteStatus> },
+}
+
+/// What to do for one job now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Nothing to do (not ours to act on, or waiting).
+    Wait,
+    /// Deleted: remove its objects on its member, then the finalizer.
+    CleanUp,
+    /// Suspended: stop it on its member when `stop`, then write the transition.
+    Suspend { stop: bool, transition: Transition },
+    /// Resumed: back to its queue.
+    Resume(Transition),
+    /// Its member is lost: back to its queue.
+    Requeue(Transition),
+    /// Create its objects on its member (idempotent: existing ones are found).
+    Dispatch,
+    /// Dispatch failed before and the next attempt is not due yet.
+    BackingOff,
+    /// Write what its member reports.
+    Mirror(Transition),
+}
+
+/// A newly created member object is shown as Dispatched only after this long: one that
+/// starts sooner goes from Admitted straight to Running, one status write fewer.
+pub const DISPATCHED_GRACE: Duration = Duration::from_secs(2);
+
+/// Decides the next step for a job that has no work in flight. `record` is a dispatch this
+/// process made that the status does not show yet, with whether it is younger than
+/// [`DISPATCHED_GRACE`]; `backoff_due` whether a failed dispatch may be tried again now.
+pub fn next_step(
+    tj: &TrainingJob,
+    member: &MemberState,
+    record: Option<(&DispatchRecord, bool)>,
+    backoff_due: bool,
+    now: Timestamp,
+) -> Step {
+    let current = view::status(tj);
+    if tj.metadata.deletion_timestamp.is_some() {
+        return if crate::status::has_finalizer(tj) { Step::CleanUp } else { Step::Wait };
+    }
+    if view::is_finished(tj) {
+        return Step::Wait;
+    }
+    if tj.spec.suspend {
+        if current.phase == Some(TrainingJobPhase::Suspended) {
+            return Step::Wait;
+        }
+        let stop = view::is_admitted(tj);
+        return Step::Suspend { stop, transition: transitions::suspended(tj, &current, now) };
+    }
+    if current.phase == Some(TrainingJobPhase::Suspended) {
+        return Step::Resume(Transition { status: transitions::resumed(&current), event: None });
+    }
+    if !view::is_admitted(tj) || current.placement.is_none() {
+        return Step::Wait;
+    }
+    let cluster = current.placement.as_ref().map(|p| p.cluster.clone()).unwrap_or_default();
+    let (kind, remote) = match member {
+        MemberState::NotConnected | MemberState::NotReachedYet => return Step::Wait,
+        MemberState::Lost(error) => {
+            let started = current.phase == Some(TrainingJobPhase::Running);
+            if started && tj.spec.on_member_loss == MemberLossPolicy::Wait {
+                return Step::Wait;
+            }
+            let why = format!("member {cluster} unreachable: {error}");
+            return Step::Requeue(transitions::requeued(tj, &current, Requeue::MemberLost, &why, now));
+        }
+        MemberState::Reachable { kind, remote } => (*kind, remote.clone()),
+    };
+    let remote = match (remote, kind, &current.remote) {
+        (Some(r), _, _) => r,
+        // A batch job this attempt submitted that Slurm no longer lists (it forgets
+        // finished jobs after MinJobAge): submitting again could run it twice.
+        (None, MemberKind::Slurm, Some(r)) => RemoteStatus {
+            phase: TrainingJobPhase::Failed,
+            failure: Some((
+                reasons::REMOTE_JOB_LOST.into(),
+                format!("Slurm no longer knows batch job {}; its outcome is unknown", r.name),
+            )),
+            exit_code: None,
+            nodes: None,
+        },
+        // Admitted but not dispatched (a failed call, or a crash in between).
+        (None, _, _) => return if backoff_due { Step::Dispatch } else { Step::BackingOff },
+    };
+    // A dispatch the status does not record: with this process's record it is written
+    // with this state; without one (a restart in between) the dispatch runs again, finds
+    // the objects, and so learns what to record.
+    let record = match (&current.remote, record) {
+        (Some(_), _) => None,
+        (None, Some((d, fresh))) => {
+            if remote.phase == TrainingJobPhase::Dispatched && fresh {
+                return Step::Wait;
+            }
+            Some(d)
+        }
+        (None, None) => return Step::Dispatch,
+    };
+    match transitions::mirrored(tj, &current, remote, kind, record, now) {
+        Some(t) => Step::Mirror(t),
+        None => Step::Wait,
+    }
+}
+
+/// Whether a computenet job found on a member is an orphan to delete: its TrainingJob is
+/// gone, no longer admitted to this member (unless it finished here), or (Slurm) an
+/// earlier attempt of it. Recent objects are kept: the hub's cache may lag behind them.
+pub fn is_orphan(job: &RemoteJob, member: &str, slurm: bool, hub: &HubIndex) -> bool {
+    // A finished batch job holds nothing, and Slurm forgets it by itself.
+    if slurm && job.finished {
+        return false;
+    }
+    if job.age_s.is_some_and(|age| age <= ORPHAN_MIN_AGE_S) {
+        return false;
+    }
+    let known = hub.attempt.contains_key(&job.uid);
+    let finished_here = hub.finished.contains(&job.uid);
+    let earlier_attempt = slurm && hub.attempt.get(&job.uid).is_some_and(|k| *k != job.key);
+    !known || (!finished_here && hub.admitted_to.get(&job.uid).map(String::as_str) != Some(member)) || earlier_attempt
+}
+
+/// Seconds a member object must exist before it can be judged an orphan.
+pub const ORPHAN_MIN_AGE_S: i64 = 30;
+
+/// What orphan cleanup needs to know of the hub's jobs, by UID.
+#[derive(Debug, Default)]
+pub struct HubIndex {
+    /// Admitted (or being deleted) jobs and the member they are placed on.
+    pub admitted_to: HashMap<String, String>,
+    pub finished: HashSet<String>,
+    /// Every job's current Slurm attempt key.
+    pub attempt: HashMap<String, String>,
+}
+
+impl HubIndex {
+    pub fn new(jobs: &[Arc<TrainingJob>]) -> Self {
+        let mut index = HubIndex::default();
+        for j in jobs {
+            let uid = view::uid(j).to_string();
+            if view::is_admitted(j) || j.metadata.deletion_timestamp.is_some() {
+                if let Some(cluster) = view::placed_on(j) {
+                    index.admitted_to.insert(uid.clone(), cluster.to_string());
+                }
+            }
+            if view::is_finished(j) {
+                index.finished.insert(uid.clone());
+            }
+            index.attempt.insert(uid, computenet_members::slurm::batch::key(j));
+        }
+        index
+    }
+}
+
+/// The reconciler's own state: dispatches not recorded yet, and backoffs.
+#[allow(missing_debug_implementations)] // kube::Client has no Debug implementation.
+pub struct Reconciler {
+    client: Client,
+    member_timeout: Duration,
+    policy: BackoffPolicy,
+    /// Dispatches made by this process and not yet recorded in the job's status.
+    dispatched: HashMap<String, (DispatchRecord, Instant)>,
+    /// Failed dispatches in a row, by UID (restored from status.retry after a restart).
+    backoffs: HashMap<String, Backoff>,
+}
+
+fn now_ms(now: Timestamp) -> u64 {
+    u64::try_from(now.as_millisecond()).unwrap_or(0)
+}
+
+/// A job's backoff: this process's, or what its status recorded.
+fn backoff_of(known: Option<&Backoff>, tj: &TrainingJob) -> Backoff {
+    known.copied().unwrap_or_else(|| {
+        let retry = tj.status.as_ref().and_then(|s| s.retry.as_ref());
+        retry.map_or_else(Backoff::default, |r| Backoff {
+            failures: u32::try_from(r.attempts).unwrap_or(0),
+            next_attempt_ms: now_ms(r.next_attempt_time.0),
+        })
+    })
+}
+
+impl Reconciler {
+    pub fn new(client: Client, member_timeout: Duration, policy: BackoffPolicy) -> Self {
+        Reconciler { client, member_timeout, policy, dispatched: HashMap::new(), backoffs: HashMap::new() }
+    }
+
+    /// Takes in what a piece of work reports about dispatch.
+    pub fn absorb(&mut self, landed: &Landed) {
+        if let Some(d) = &landed.dispatched {
+            self.dispatched.insert(landed.uid.clone(), (d.clone(), Instant::now()));
+            self.backoffs.remove(&landed.uid);
+        }
+        if let Some(f) = &landed.dispatch_failed {
+            self.backoffs
+                .insert(landed.uid.clone(), Backoff { failures: f.attempts, next_attempt_ms: f.next_attempt_ms });
+        }
+    }
+
+    /// Forgets jobs that are gone and dispatches the status now records.
+    pub fn prune(&mut self, jobs: &[Arc<TrainingJob>]) {
+        let live: HashSet<&str> = jobs.iter().map(|j| view::uid(j)).collect();
+        let recorded: HashSet<&str> = jobs
+            .iter()
+            .filter(|j| j.status.as_ref().is_some_and(|s| s.remote.is_some()))
+            .map(|j| view::uid(j))
+            .collect();
+        self.dispatched.retain(|id, _| live.contains(id.as_str()) && !recorded.contains(id.as_str()));
+        self.backoffs.retain(|id, _| live.contains(id.as_str()));
+    }
+
+    /// Failed dispatches in a row of a job.
+    pub fn failures(&self, tj: &TrainingJob) -> u32 {
+        backoff_of(self.backoffs.get(view::uid(tj)), tj).failures
+    }
+
+    /// What the job's member says of it.
+    pub fn member_state(&self, tj: &TrainingJob, members: &Members) -> MemberState {
+        let Some(m) = view::placed_on(tj).and_then(|c| members.get(c)) else { return MemberState::NotConnected };
+        let (reachable, error) = m.reachable(self.member_timeout);
+        if !reachable {
+            let error = error.unwrap_or_else(|| "no answer".into());
+            return MemberState::Lost(format!("for over {:?}: {error}", self.member_timeout));
+        }
+        if !m.ever_reached() {
+            return MemberState::NotReachedYet;
+        }
+        let kind = match m {
+            Member::Kubernetes(_) => MemberKind::Kubernetes,
+            Member::Slurm(_) => MemberKind::Slurm,
+        };
+        MemberState::Reachable { kind, remote: m.remote_status(tj) }
+    }
+
+    /// Reconciles every job without work in flight; returns the mirror writes, for the
+    /// caller to start after the pass's admissions (which matter more).
+    pub fn reconcile(
+        &mut self,
+        overlay: &mut Overlay,
+        jobs: &[Arc<TrainingJob>],
+        members: &Members,
+        raw_accelerators: &RawAccelerators,
+        now: Timestamp,
+    ) -> Vec<(Arc<TrainingJob>, Transition)> {
+        let mut mirrors = Vec::new();
+        for tj in jobs {
+            let uid = view::uid(tj);
+            if overlay.busy(uid) {
+                continue;
+            }
+            let state = self.member_state(tj, members);
+            let record = self.dispatched.get(uid).map(|(d, at)| (d, at.elapsed() < DISPATCHED_GRACE));
+            let backoff_due = backoff_of(self.backoffs.get(uid), tj).due(now_ms(now));
+            let member = view::placed_on(tj).and_then(|c| members.get(c)).cloned();
+            match next_step(tj, &state, record, backoff_due, now) {
+                Step::Wait | Step::BackingOff => {}
+                Step::CleanUp => {
+                    overlay.start(tj.clone(), work::clean_up(self.client.clone(), tj.clone(), member));
+                }
+                Step::Suspend { stop, transition } => {
+                    let member = if stop { member } else { None };
+                    let expected = work::with_status(tj, &transition.status);
+                    overlay.start(expected, work::stop_then_write(self.client.clone(), tj.clone(), member, transition));
+                }
+                // Back to the queue at once, so the scheduling step sees it as it will be.
+                Step::Resume(t) | Step::Requeue(t) => {
+                    let expected = work::with_status(tj, &t.status);
+                    overlay.start(expected, work::write_status(self.client.clone(), tj.clone(), t));
+                }
+                Step::Mirror(t) => mirrors.push((tj.clone(), t)),
+                Step::Dispatch => {
+                    let target = self.target(tj, members, raw_accelerators);
+                    overlay.start(tj.clone(), work::admit_and_dispatch(self.client.clone(), tj.clone(), None, target));
+                }
+            }
+        }
+        mirrors
+    }
+
+    /// Where an admitted job is dispatched, when its member is connected.
+    pub fn target(&self, tj: &TrainingJob, members: &Members, raw_accelerators: &RawAccelerators) -> Option<Target> {
+        let placement = tj.status.as_ref()?.placement.clone()?;
+        let member = members.get(&placement.cluster)?.clone();
+        let raw_accelerator = placement.accelerator.as_ref().map(|a| {
+            raw_accelerators.get(&placement.cluster).and_then(|m| m.get(a)).cloned().unwrap_or_else(|| a.clone())
+        });
+        Some(Target { member, placement, raw_accelerator, failures: self.failures(tj), backoff: self.policy })
+    }
+
+    /// Deletes member objects that no TrainingJob accounts for (left by a member loss, a
+    /// crash or a deletion the hub finished without us).
+    pub async fn clean_orphans(&self, jobs: &[Arc<TrainingJob>], members: &Members) {
+        let index = HubIndex::new(jobs);
+        for (name, m) in members {
+            if !m.reachable(self.member_timeout).0 || !m.ever_reached() {
+                continue;
+            }
+            let slurm = matches!(m, Member::Slurm(_));
+            for job in m.remote_jobs() {
+                if is_orphan(&job, name, slurm, &index) {
+                    tracing::info!(member = %name, job = %job.key, "deleting orphaned remote job");
+                    let _ = m.cancel_remote(&job).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use computenet_api::conditions::{types, EventReason};
+    use computenet_api::training_job::{PlacementStatus, RemoteReference, TrainingJobSpec, TrainingJobStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn job(status: Option<TrainingJobStatus>) -> TrainingJob {
+        let spec: TrainingJobSpec = serde_json::from_value(serde_json::json!({
+            "queueName": "q", "replicas": 2,
+            "resources": {"cpu": "4", "memory": "16Gi", "accelerators": {"count": 8}},
+            "workload": {"image": "x", "command": ["true"]}
+        }))
+        .unwrap();
+        let mut tj = TrainingJob::new("j", spec);
+        tj.metadata.uid = Some("uid-1".into());
+        tj.metadata.namespace = Some("team-a".into());
+        tj.metadata.generation = Some(1);
+        tj.metadata.finalizers = Some(vec![computenet_members::labels::FINALIZER.into()]);
+        tj.status = status;
+        tj
+    }
+
+    fn admitted(phase: TrainingJobPhase, remote: bool) -> TrainingJob {
+        job(Some(TrainingJobStatus {
+            phase: Some(phase),
+            admitted: Some(true),
+            placement: Some(PlacementStatus { cluster: "ai-1".into(), gpus: 16, ..Default::default() }),
+            remote: remote.then(|| RemoteReference { cluster: "ai-1".into(), kind: "Job".into(), name: "cn-x".into() }),
+            start_time: Some(Time(t(100))),
+            ..Default::default()
+        }))
+    }
+
+    fn reachable(phase: Option<TrainingJobPhase>) -> MemberState {
+        MemberState::Reachable {
+            kind: MemberKind::Kubernetes,
+            remote: phase.map(|phase| RemoteStatus { phase, failure: None, exit_code: None, nodes: None }),
+        }
+    }
+
+    fn record() -> DispatchRecord {
+        DispatchRecord {
+            remote: RemoteReference { cluster: "ai-1".into(), kind: "Job".into(), name: "cn-x".into() },
+            time: t(150),
+        }
+    }
+
+    #[test]
+    fn an_admitted_job_without_objects_is_dispatched_unless_backing_off() {
+        let tj = admitted(TrainingJobPhase::Admitted, false);
+        assert_eq!(next_step(&tj, &reachable(None), None, true, t(200)), Step::Dispatch);
+        assert_eq!(next_step(&tj, &reachable(None), None, false, t(200)), Step::BackingOff);
+        // Not while the member is connecting or never answered.
+        assert_eq!(next_step(&tj, &MemberState::NotConnected, None, true, t(200)), Step::Wait);
+        assert_eq!(next_step(&tj, &MemberState::NotReachedYet, None, true, t(200)), Step::Wait);
+    }
+
+    #[test]
+    fn the_first_state_after_dispatch_is_written_with_the_dispatch() {
+        let tj = admitted(TrainingJobPhase::Admitted, false);
+        let r = record();
+        // Just created and not started: wait for Running instead of writing Dispatched.
+        assert_eq!(
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Dispatched)), Some((&r, true)), true, t(200)),
+            Step::Wait
+        );
+        let Step::Mirror(m) =
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), Some((&r, true)), true, t(200))
+        else {
+            panic!("expected a mirror write")
+        };
+        assert_eq!(m.status.phase, Some(TrainingJobPhase::Running));
+        assert_eq!(m.status.remote, Some(r.remote.clone()));
+        assert_eq!(m.status.dispatch_time, Some(Time(t(150))));
+        assert!(computenet_api::conditions::is_true(&m.status.conditions, types::RUNNING));
+        assert!(computenet_api::conditions::is_true(&m.status.conditions, types::DISPATCHED));
+        assert_eq!(m.event.map(|e| e.0), Some(EventReason::Running));
+        // Objects found but no record (a restart between dispatch and its record): dispatch
+        // again, which finds them and learns what to record.
+        assert_eq!(next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(200)), Step::Dispatch);
+    }
+
+    #[test]
+    fn mirror_transitions_to_the_end_and_nothing_when_unchanged() {
+        let running = admitted(TrainingJobPhase::Running, true);
+        assert_eq!(next_step(&running, &reachable(Some(TrainingJobPhase::Running)), None, true, t(300)), Step::Wait);
+        let Step::Mirror(done) = next_step(&running, &reachable(Some(TrainingJobPhase::Succeeded)), None, true, t(300))
+        else {
+            panic!("expected a mirror write")
+        };
+        assert_eq!(done.status.phase, Some(TrainingJobPhase::Succeeded));
+        assert_eq!(done.status.completion_time, Some(Time(t(300))));
+        let failed = MemberState::Reachable {
+            kind: MemberKind::Slurm,
+            remote: Some(RemoteStatus {
+                phase: TrainingJobPhase::Failed,
+                failure: Some(("NonZeroExitCode".into(), "exit 3".into())),
+                exit_code: Some(3),
+                nodes: Some(vec!["n1".into(), "n2".into()]),
+            }),
+        };
+        let Step::Mirror(f) = next_step(&running, &failed, None, true, t(300)) else {
+            panic!("expected a mirror write")
+        };
+        assert_eq!((f.status.phase, f.status.exit_code), (Some(TrainingJobPhase::Failed), Some(3)));
+        let finished = computenet_api::conditions::find(&f.status.conditions, types::FINISHED).unwrap();
+        assert_eq!((finished.status.as_str(), finished.reason.as_str()), ("False", "NonZeroExitCode"));
+        assert_eq!(f.status.placement.unwrap().nodes.len(), 2, "Slurm's own nodes are recorded");
+        // A finished job is left alone.
+        let done_job = job(Some(done.status));
+        assert_eq!(next_step(&done_job, &reachable(None), None, true, t(400)), Step::Wait);
+    }
+
+    #[test]
+    fn a_slurm_job_that_slurm_forgot_fails_instead_of_running_twice() {
+        let tj = admitted(TrainingJobPhase::Running, true);
+        let forgot = MemberState::Reachable { kind: MemberKind::Slurm, remote: None };
+        let Step::Mirror(m) = next_step(&tj, &forgot, None, true, t(300)) else { panic!("expected a mirror write") };
+        assert_eq!(m.status.phase, Some(TrainingJobPhase::Failed));
+        let finished = computenet_api::conditions::find(&m.status.conditions, types::FINISHED).unwrap();
+        assert_eq!(finished.reason, reasons::REMOTE_JOB_LOST);
+    }
+
+    #[test]
+    fn member_loss_requeues_unless_a_running_job_waits() {
+        let lost = MemberState::Lost("for over 30s: connection refused".into());
+        let admitted_only = admitted(TrainingJobPhase::Admitted, false);
+        let Step::Requeue(r) = next_step(&admitted_only, &lost, None, true, t(300)) else {
+            panic!("expected a requeue")
+        };
+        assert_eq!(
+            (r.status.phase, r.status.admitted, r.status.requeues),
+            (Some(TrainingJobPhase::Queued), Some(false), Some(1))
+        );
+        assert_eq!(r.event.as_ref().map(|e| e.0), Some(EventReason::MemberLost));
+        let mut waiting = admitted(TrainingJobPhase::Running, true);
+        waiting.spec.on_member_loss = MemberLossPolicy::Wait;
+        assert_eq!(next_step(&waiting, &lost, None, true, t(300)), Step::Wait);
+        let requeue_running = admitted(TrainingJobPhase::Running, true);
+        assert!(matches!(next_step(&requeue_running, &lost, None, true, t(300)), Step::Requeue(_)));
+    }
+
+    #[test]
+    fn suspend_stops_admitted_jobs_and_resume_queues_them() {
+        let mut tj = admitted(TrainingJobPhase::Running, true);
+        tj.spec.suspend = true;
+        let Step::Suspend { stop, transition } =
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(300))
+        else {
+            panic!("expected a suspension")
+        };
+        assert!(stop, "an admitted job is stopped on its member");
+        assert_eq!(
+            (transition.status.phase, transition.status.admitted),
+            (Some(TrainingJobPhase::Suspended), Some(false))
+        );
+        let mut queued = job(None);
+        queued.spec.suspend = true;
+        assert!(matches!(
+            next_step(&queued, &MemberState::NotConnected, None, true, t(300)),
+            Step::Suspend { stop: false, .. }
+        ));
+        // Already suspended: nothing; suspend cleared: resumed.
+        let mut suspended = job(Some(transition.status));
+        suspended.spec.suspend = true;
+        assert_eq!(next_step(&suspended, &MemberState::NotConnected, None, true, t(301)), Step::Wait);
+        suspended.spec.suspend = false;
+        let Step::Resume(r) = next_step(&suspended, &MemberState::NotConnected, None, true, t(302)) else {
+            panic!("expected a resumption")
+        };
+        assert_eq!((r.status.phase, r.status.admitted), (Some(TrainingJobPhase::Queued), Some(false)));
+    }
+
+    #[test]
+    fn deleted_jobs_are_cleaned_up_while_they_hold_the_finalizer() {
+        let mut tj = admitted(TrainingJobPhase::Running, true);
+        tj.metadata.deletion_timestamp = Some(Time(t(500)));
+        assert_eq!(next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(501)), Step::CleanUp);
+        tj.metadata.finalizers = None;
+        assert_eq!(next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(501)), Step::Wait);
+    }
+
+    #[test]
+    fn backoff_is_restored_from_status_after_a_restart() {
+        let mut tj = admitted(TrainingJobPhase::Admitted, false);
+        if let Some(s) = tj.status.as_mut() {
+            s.retry =
+                Some(computenet_api::training_job::RetryStatus { attempts: 4, next_attempt_time: Time(t(1_000)) });
+        }
+        let b = backoff_of(None, &tj);
+        assert_eq!(b.failures, 4);
+        assert!(!b.due(999_999) && b.due(1_000_000));
+        let mine = Backoff { failures: 1, next_attempt_ms: 5 };
+        assert_eq!(backoff_of(Some(&mine), &tj), mine, "this process's own record wins");
+    }
+
+    fn remote(uid: &str, key: &str, age: i64, finished: bool) -> RemoteJob {
+        RemoteJob { uid: uid.into(), key: key.into(), age_s: Some(age), finished }
+    }
+
+    #[test]
+    fn orphans_are_old_objects_no_job_accounts_for() {
+        let here = Arc::new(admitted(TrainingJobPhase::Running, true));
+        let key = computenet_members::slurm::batch::key(&here);
+        let index = HubIndex::new(&[here]);
+        assert!(!is_orphan(&remote("uid-1", "uid-1", 60, false), "ai-1", false, &index), "its job is admitted here");
+        assert!(is_orphan(&remote("uid-1", "uid-1", 60, false), "ai-3", false, &index), "admitted elsewhere");
+        assert!(is_orphan(&remote("uid-gone", "uid-gone", 60, false), "ai-1", false, &index), "no such job");
+        assert!(!is_orphan(&remote("uid-gone", "uid-gone", 10, false), "ai-1", false, &index), "too recent to judge");
+        assert!(!is_orphan(&remote("uid-1", &key, 60, false), "ai-1", true, &index), "current Slurm attempt");
+        assert!(is_orphan(&remote("uid-1", "uid-1/0-old", 60, false), "ai-1", true, &index), "an earlier attempt");
+        assert!(
+            !is_orphan(&remote("uid-gone", "x", 60, true), "ai-1", true, &index),
+            "finished batch jobs hold nothing"
+        );
+    }
+}

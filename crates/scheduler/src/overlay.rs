@@ -1,0 +1,74 @@
+//! The TrainingJobs as this process knows them: the watch cache, with its own newer
+//! writes on top and jobs with work in flight as that work will leave them ("assume, then
+//! write in the background"), so a job admitted in one pass is never seen as pending in
+//! the next while the watch catches up.
+
+use crate::work::{resource_version, InFlight, Landed};
+use computenet_api::view;
+use computenet_api::TrainingJob;
+use kube::runtime::reflector::Store;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+/// The overlay over the hub's TrainingJob cache.
+#[derive(Debug)]
+pub struct Overlay {
+    /// Objects as last written, until the watch cache catches up with them.
+    overrides: HashMap<String, Arc<TrainingJob>>,
+    work: InFlight,
+}
+
+impl Overlay {
+    pub fn new(work: InFlight) -> Self {
+        Overlay { overrides: HashMap::new(), work }
+    }
+
+    /// The current TrainingJobs.
+    pub fn jobs(&mut self, cache: &Store<TrainingJob>) -> Vec<Arc<TrainingJob>> {
+        let mut jobs = cache.state();
+        let mut seen = HashSet::with_capacity(jobs.len());
+        for tj in &mut jobs {
+            let id = view::uid(tj).to_string();
+            if let Some(mine) = self.overrides.get(&id) {
+                if resource_version(mine) > resource_version(tj) {
+                    *tj = mine.clone();
+                } else {
+                    self.overrides.remove(&id);
+                }
+            }
+            if let Some(expected) = self.work.expected(&id) {
+                *tj = expected.clone();
+            }
+            seen.insert(id);
+        }
+        self.overrides.retain(|id, _| seen.contains(id));
+        jobs
+    }
+
+    /// Whether the job has work in flight (and so must be left alone this pass).
+    pub fn busy(&self, uid: &str) -> bool {
+        self.work.contains(uid)
+    }
+
+    /// Starts work for a job, seen as `expected` until it lands; false when it is busy.
+    pub fn start(&mut self, expected: Arc<TrainingJob>, work: impl Future<Output = Landed> + Send + 'static) -> bool {
+        self.work.start(expected, work)
+    }
+
+    /// Jobs with work in flight.
+    pub fn in_flight(&self) -> usize {
+        self.work.count()
+    }
+
+    /// The work that landed since the last call; what it stored overrides the cache.
+    pub fn landed(&mut self) -> Vec<Landed> {
+        let landed = self.work.landed();
+        for l in &landed {
+            if let Some(stored) = &l.stored {
+                self.overrides.insert(l.uid.clone(), stored.clone());
+            }
+        }
+        landed
+    }
+}

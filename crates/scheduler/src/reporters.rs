@@ -1,0 +1,270 @@
+//! Reporters: after each pass, what the pool looks like goes out: MemberCluster status
+//! (capacity, readiness, measured efficiency), ComputeQueue status (the shared
+//! [`view::queue_usage`], so `kubectl get cnq`, the dashboard and the plugin agree), and
+//! the observation behind `/metrics`, `/api/pool` and the dashboard.
+
+use crate::connections::Connections;
+use crate::observe;
+use crate::snapshot::{Built, MemberView};
+use crate::status;
+use crate::web::WebState;
+use computenet_api::conditions::{self, reasons, types};
+use computenet_api::member_cluster::AcceleratorCapacity;
+use computenet_api::view::{self, QueueUsage};
+use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberClusterStatus, TrainingJob};
+use computenet_core::Cluster;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Least time between two writes of a member's or a queue's status when only its numbers
+/// changed (a changed condition is written at once).
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
+/// A ready member's heartbeat is written at least this often.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Whether a member is ready, and why not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A member's status from its cluster in the snapshot (pure).
+pub fn member_status(
+    cluster: &Cluster,
+    readiness: &Readiness,
+    measured: Option<computenet_api::member_cluster::MeasuredEfficiency>,
+    previous: &MemberClusterStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> MemberClusterStatus {
+    let mut by_type: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    let (mut cpu_total, mut cpu_free, mut schedulable) = (0u64, 0u64, 0);
+    for n in &cluster.nodes {
+        let free = n.free();
+        if !n.unschedulable {
+            schedulable += 1;
+        }
+        cpu_total += n.allocatable.cpu_millis / 1000;
+        cpu_free += free.cpu_millis / 1000;
+        if let Some(a) = &n.accelerator {
+            let e = by_type.entry(a.clone()).or_default();
+            e.0 += i64::from(n.allocatable.accelerators);
+            e.1 += i64::from(free.accelerators);
+            e.2 = e.2.max(i64::from(free.accelerators));
+        }
+    }
+    let gpus_total: i64 = by_type.values().map(|v| v.0).sum();
+    let gpus_free: i64 = by_type.values().map(|v| v.1).sum();
+    let message = if readiness.ready { format!("{schedulable} schedulable nodes") } else { readiness.message.clone() };
+    MemberClusterStatus {
+        gpus: Some(format!("{gpus_free}/{gpus_total}")),
+        cpus: Some(format!("{cpu_free}/{cpu_total}")),
+        accelerators: by_type
+            .into_iter()
+            .map(|(accelerator, (total, free, largest))| AcceleratorCapacity {
+                accelerator,
+                total,
+                free,
+                largest_free_slot: largest,
+            })
+            .collect(),
+        free_nodes: computenet_api::convert::free_node_groups(cluster),
+        nodes: Some(schedulable),
+        measured,
+        last_heartbeat: if readiness.ready { Some(Time(now)) } else { previous.last_heartbeat.clone() },
+        conditions: vec![conditions::condition(
+            &previous.conditions,
+            types::READY,
+            readiness.ready,
+            readiness.reason,
+            &message,
+            generation,
+            now,
+        )],
+    }
+}
+
+/// A queue's status from its usage (pure).
+pub fn queue_status(usage: &QueueUsage) -> ComputeQueueStatus {
+    let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    ComputeQueueStatus {
+        pending: count(usage.pending),
+        admitted: count(usage.admitted),
+        running: count(usage.running),
+        gpu_usage: Some(usage.gpu_usage()),
+        usage: Vec::new(),
+        conditions: Vec::new(),
+    }
+}
+
+/// What the reporters remember between passes: when they last wrote each object.
+#[allow(missing_debug_implementations)] // kube::Client has no Debug implementation.
+pub struct Reporters {
+    client: Client,
+    member_timeout: Duration,
+    member_writes: HashMap<String, Instant>,
+    queue_writes: HashMap<String, Instant>,
+}
+
+impl Reporters {
+    pub fn new(client: Client, member_timeout: Duration) -> Self {
+        Reporters { client, member_timeout, member_writes: HashMap::new(), queue_writes: HashMap::new() }
+    }
+
+    fn readiness(&self, connections: &Connections, name: &str, ready: bool) -> Readiness {
+        match connections.members().get(name) {
+            None => Readiness {
+                ready: false,
+                reason: reasons::NOT_CONNECTED,
+                message: connections.error(name).unwrap_or("not connected yet (see the scheduler log)").to_string(),
+            },
+            Some(_) if ready => Readiness { ready: true, reason: reasons::REACHABLE, message: String::new() },
+            Some(c) => Readiness {
+                ready: false,
+                reason: c.unready_reason(),
+                message: c.reachable(self.member_timeout).1.unwrap_or_else(|| "no successful contact yet".into()),
+            },
+        }
+    }
+
+    /// Writes each member's status when its conditions changed, its numbers changed (at
+    /// most every [`STATUS_REFRESH`]), or a heartbeat is due.
+    pub async fn members(&mut self, built: &Built, views: &[MemberView], connections: &Connections) {
+        let now = Timestamp::now();
+        for (i, v) in views.iter().enumerate() {
+            let name = v.member.metadata.name.clone().unwrap_or_default();
+            let readiness = self.readiness(connections, &name, v.ready);
+            let previous = v.member.status.clone().unwrap_or_default();
+            let status = member_status(
+                &built.pool.clusters[i],
+                &readiness,
+                built.measured[i].clone(),
+                &previous,
+                v.member.metadata.generation,
+                now,
+            );
+            let same_conditions = conditions::same(&status.conditions, &previous.conditions);
+            let strip = |s: &MemberClusterStatus| MemberClusterStatus {
+                last_heartbeat: None,
+                conditions: Vec::new(),
+                ..s.clone()
+            };
+            let same_numbers = strip(&status) == strip(&previous);
+            let since = self.member_writes.get(&name).map(Instant::elapsed);
+            let refresh_due = since.is_none_or(|t| t >= STATUS_REFRESH);
+            let beat_due = since.is_none_or(|t| t >= HEARTBEAT);
+            if !same_conditions || (!same_numbers && refresh_due) || (readiness.ready && beat_due) {
+                match status::member_cluster(&self.client, &name, &status).await {
+                    Ok(()) => {
+                        self.member_writes.insert(name, Instant::now());
+                    }
+                    Err(e) => tracing::warn!(member = %name, error = %e, "member status write failed"),
+                }
+            }
+        }
+        let live: std::collections::HashSet<String> =
+            views.iter().filter_map(|v| v.member.metadata.name.clone()).collect();
+        self.member_writes.retain(|n, _| live.contains(n));
+    }
+
+    /// Writes each queue's counts and usage when they changed (at most every [`STATUS_REFRESH`]).
+    pub async fn queues(&mut self, queues: &[Arc<ComputeQueue>], jobs: &[Arc<TrainingJob>], built: &Built) {
+        for q in queues {
+            let name = q.metadata.name.clone().unwrap_or_default();
+            let core = built.queues.iter().find(|c| c.name == name);
+            let status = queue_status(&view::queue_usage(&name, core, jobs.iter().map(AsRef::as_ref)));
+            let due = self.queue_writes.get(&name).is_none_or(|t| t.elapsed() >= STATUS_REFRESH);
+            if q.status.as_ref() != Some(&status) && due {
+                match status::compute_queue(&self.client, &name, &status).await {
+                    Ok(()) => {
+                        self.queue_writes.insert(name, Instant::now());
+                    }
+                    Err(e) => tracing::warn!(queue = %name, error = %e, "queue status write failed"),
+                }
+            }
+        }
+    }
+
+    /// Publishes the pool's observation to the metrics and the dashboard.
+    pub fn observation(
+        web: &WebState,
+        built: &Built,
+        views: &[MemberView],
+        queues: &[Arc<ComputeQueue>],
+        jobs: &[Arc<TrainingJob>],
+        now: Timestamp,
+    ) {
+        let heartbeats = observe::heartbeats(views.iter().map(|v| v.member.as_ref()));
+        web.publish(observe::observe(built, queues, jobs, &heartbeats, view::unix(now), web.top_n()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use computenet_core::{ClusterEfficiency, ClusterKind, Node, NodeCapacity};
+
+    fn node(name: &str, gpus: (u32, u32), unschedulable: bool) -> Node {
+        Node {
+            name: name.into(),
+            accelerator: Some("A100-80G".into()),
+            allocatable: NodeCapacity {
+                cpu_millis: 64_000,
+                memory_bytes: 1 << 39,
+                accelerators: gpus.0,
+                extended: BTreeMap::new(),
+            },
+            allocated: NodeCapacity {
+                cpu_millis: 8_000,
+                memory_bytes: 0,
+                accelerators: gpus.1,
+                extended: BTreeMap::new(),
+            },
+            labels: BTreeMap::new(),
+            topology_domain: String::new(),
+            unschedulable,
+        }
+    }
+
+    #[test]
+    fn member_status_counts_free_capacity_and_keeps_the_heartbeat_while_not_ready() {
+        let cluster = Cluster {
+            name: "ai-1".into(),
+            kind: ClusterKind::AI,
+            site: "s".into(),
+            ready: true,
+            cordoned: false,
+            efficiency: ClusterEfficiency::default(),
+            data_sets: Vec::new(),
+            nodes: vec![node("a", (8, 2), false), node("b", (8, 0), false), node("c", (8, 0), true)],
+        };
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let ready = Readiness { ready: true, reason: reasons::REACHABLE, message: String::new() };
+        let s = member_status(&cluster, &ready, None, &MemberClusterStatus::default(), Some(1), t0);
+        // The unschedulable node counts in the totals, with nothing free.
+        assert_eq!((s.gpus.as_deref(), s.cpus.as_deref(), s.nodes), (Some("14/24"), Some("112/192"), Some(2)));
+        assert_eq!(s.accelerators[0].largest_free_slot, 8);
+        assert_eq!(s.last_heartbeat, Some(Time(t0)));
+        assert_eq!(s.conditions[0].message, "2 schedulable nodes");
+        let lost = Readiness { ready: false, reason: "Unreachable", message: "connection refused".into() };
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let s2 = member_status(&cluster, &lost, None, &s, Some(1), t1);
+        assert_eq!(s2.last_heartbeat, Some(Time(t0)), "the last contact stays");
+        assert_eq!((s2.conditions[0].status.as_str(), s2.conditions[0].reason.as_str()), ("False", "Unreachable"));
+        assert_eq!(s2.conditions[0].last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn queue_status_shows_the_shared_usage() {
+        let usage =
+            QueueUsage { pending: 3, admitted: 2, running: 1, accelerators_used: 12, accelerators_quota: Some(16) };
+        let s = queue_status(&usage);
+        assert_eq!((s.pending, s.admitted, s.running, s.gpu_usage.as_deref()), (3, 2, 1, Some("12/16")));
+    }
+}

@@ -1,0 +1,118 @@
+//! One pass of the service, in order, over the pieces that own its state:
+//!
+//! 1. take in landed work ([`Overlay`], [`Reconciler`], Events, metrics);
+//! 2. members: connect new or changed ones in the background ([`Connections`]);
+//! 3. per-job reconcile: cleanup, suspension, dispatch with backoff, mirror ([`Reconciler`]);
+//! 4. scheduling: snapshot, cycle, admissions, preemptions, positions ([`Scheduling`]);
+//! 5. the mirror writes of step 3 (after admissions: work starts first come first served);
+//! 6. reporters: member and queue status, the observation ([`Reporters`]);
+//! 7. orphan cleanup on members.
+
+use crate::connections::Connections;
+use crate::events::EventSink;
+use crate::hub::Hub;
+use crate::jobs::Reconciler;
+use crate::overlay::Overlay;
+use crate::reporters::Reporters;
+use crate::schedule::{self, Scheduling};
+use crate::snapshot;
+use crate::web::WebState;
+use computenet_api::conditions::EventReason;
+use computenet_api::view;
+use computenet_core::Scheduler;
+use k8s_openapi::jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The service's state between passes, by owner.
+#[allow(missing_debug_implementations)] // Hub and Connections hold clients without Debug.
+pub struct Service {
+    pub hub: Hub,
+    pub member_timeout: Duration,
+    pub connections: Connections,
+    pub overlay: Overlay,
+    pub reconciler: Reconciler,
+    pub scheduling: Scheduling,
+    pub reporters: Reporters,
+    pub events: EventSink,
+    pub web: Option<WebState>,
+}
+
+impl Service {
+    /// Replaces the throughput profiles and cycle settings the scheduling pass uses.
+    pub fn set_scheduler(&mut self, scheduler: Scheduler) {
+        self.scheduling.set_scheduler(scheduler);
+    }
+
+    /// Step 1: what background work did.
+    fn absorb(&mut self) {
+        for landed in self.overlay.landed() {
+            self.reconciler.absorb(&landed);
+            let about = landed.stored.clone().unwrap_or_else(|| landed.job.clone());
+            let metrics = self.web.as_ref().map(|w| w.metrics());
+            for (reason, note) in &landed.events {
+                // Events come back only from writes that were stored: a preemption whose
+                // stop failed (and is retried) is counted once, when it lands.
+                if *reason == EventReason::Preempted {
+                    metrics.iter().for_each(|m| m.preempted(&about.spec.queue_name));
+                }
+                self.events.publish(&about, *reason, note.clone());
+            }
+            if let Some(m) = metrics {
+                if let Some((queue, cluster)) = &landed.admitted {
+                    m.admitted(queue, cluster);
+                }
+                if let Some(f) = &landed.dispatch_failed {
+                    m.dispatch_error(&f.cluster);
+                }
+            }
+        }
+    }
+
+    /// One pass.
+    pub async fn pass(&mut self) {
+        // 1
+        self.absorb();
+        // 2
+        let specs = self.hub.members.state();
+        self.connections.sync(&specs);
+        let jobs = self.overlay.jobs(&self.hub.jobs);
+        self.reconciler.prune(&jobs);
+        let views = self.connections.views(&specs, &jobs, self.member_timeout);
+        let raw = snapshot::raw_accelerators(&views);
+        let now = Timestamp::now();
+        // 3
+        let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &raw, now);
+        // 4: on the jobs as step 3 left them.
+        let jobs = self.overlay.jobs(&self.hub.jobs);
+        let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
+            .hub
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
+            .collect();
+        let queues = self.hub.queues.state();
+        let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+        let members = self.connections.members();
+        self.scheduling.pass(&mut self.overlay, &self.reconciler, members, &raw, &jobs, &built, now);
+        // 5
+        for (tj, transition) in mirrors {
+            schedule::start_write(&mut self.overlay, &self.hub.client, tj, transition);
+        }
+        // 6
+        self.reporters.members(&built, &views, &self.connections).await;
+        let jobs = self.overlay.jobs(&self.hub.jobs);
+        self.reporters.queues(&queues, &jobs, &built).await;
+        if let Some(web) = &self.web {
+            Reporters::observation(web, &built, &views, &queues, &jobs, now);
+        }
+        // 7
+        self.reconciler.clean_orphans(&jobs, self.connections.members()).await;
+    }
+
+    /// Jobs with work in flight.
+    pub fn in_flight(&self) -> usize {
+        self.overlay.in_flight()
+    }
+}

@@ -1,0 +1,368 @@
+//! A TrainingJob's status transitions, as pure functions of the job, what was decided or
+//! observed, and the time: the scheduling pass and the per-job reconciler only choose
+//! which one applies, and these say what the status becomes.
+
+use crate::snapshot::Built;
+use computenet_api::conditions::{self, reasons, types, EventReason};
+use computenet_api::convert::{self, round3};
+use computenet_api::training_job::{
+    ExplanationStatus, NodeReplicas, PlacementStatus, RetryStatus, TrainingJobPhase, TrainingJobStatus,
+};
+use computenet_api::view::Problem;
+use computenet_api::TrainingJob;
+use computenet_core::explain::Placement;
+use computenet_core::{Action, CycleOutcome, Decision, QueuedReason};
+use computenet_members::RemoteStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// A new status and the Event to record once it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub status: TrainingJobStatus,
+    pub event: Option<(EventReason, String)>,
+}
+
+fn set(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let c = conditions::condition(&current.conditions, type_, ok, reason, message, tj.metadata.generation, now);
+    conditions::upsert(&current.conditions, c)
+}
+
+fn explanation(decision: &Decision, summary: String) -> ExplanationStatus {
+    convert::explanation_status(&decision.explanation, summary)
+}
+
+/// Which estimate the chosen placement rests on, in words.
+fn estimate_words(p: &Placement) -> &'static str {
+    match convert::estimate_source(p.estimate.source) {
+        "Profile" => "runtime from a measured profile",
+        "ScaledProfile" => "runtime from a measured profile, scaled",
+        _ => "runtime from the peak-TFLOPS fallback",
+    }
+}
+
+/// Admitted to a placement by the cycle.
+pub fn admitted(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    p: &Placement,
+    decision: &Decision,
+    built: &Built,
+    now: Timestamp,
+) -> Transition {
+    let nodes = &built.pool.clusters[p.cluster_index].nodes;
+    let gpus = i64::from(tj.spec.replicas) * i64::from(tj.spec.resources.accelerators.as_ref().map_or(0, |a| a.count));
+    let accelerator = p.accelerator.as_deref().unwrap_or("CPU");
+    let summary = format!(
+        "admitted to {} ({accelerator}){}: best of {} feasible member(s) by {:?}; {}",
+        p.cluster,
+        if p.backfilled { ", backfilled" } else { "" },
+        decision.explanation.feasible_clusters,
+        tj.spec.placement.objective,
+        estimate_words(p),
+    );
+    let status = TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Admitted),
+        queue_position: None,
+        admitted: Some(true),
+        placement: Some(PlacementStatus {
+            cluster: p.cluster.clone(),
+            accelerator: p.accelerator.clone(),
+            gpus,
+            nodes: p
+                .slots
+                .iter()
+                .filter_map(|s| {
+                    let node = nodes.get(s.node as usize)?;
+                    Some(NodeReplicas { node: node.name.clone(), replicas: i32::try_from(s.replicas).ok()? })
+                })
+                .collect(),
+            estimated_runtime_seconds: round3(p.estimate.runtime_s + p.estimate.transfer_s),
+            estimated_energy_k_wh: round3(p.estimate.energy_kwh),
+            estimated_cost: round3(p.estimate.cost),
+            backfilled: p.backfilled,
+        }),
+        remote: None,
+        explanation: Some(explanation(decision, summary)),
+        start_time: Some(Time(now)),
+        dispatch_time: None,
+        completion_time: None,
+        exit_code: None,
+        retry: None,
+        requeues: current.requeues,
+        conditions: set(
+            tj,
+            current,
+            types::ADMITTED,
+            true,
+            reasons::ADMITTED,
+            &format!("placed on {}", p.cluster),
+            now,
+        ),
+    };
+    Transition { status, event: Some((EventReason::Admitted, format!("placed on {} ({accelerator})", p.cluster))) }
+}
+
+/// Why a job goes back to its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    Preempted,
+    MemberLost,
+}
+
+/// Back in the queue after a preemption or a member loss, one more requeue counted.
+pub fn requeued(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    why: Requeue,
+    message: &str,
+    now: Timestamp,
+) -> Transition {
+    let (phase, reason, event) = match why {
+        Requeue::Preempted => (TrainingJobPhase::Preempted, reasons::PREEMPTED, EventReason::Preempted),
+        Requeue::MemberLost => (TrainingJobPhase::Queued, reasons::MEMBER_LOST, EventReason::MemberLost),
+    };
+    let status = TrainingJobStatus {
+        phase: Some(phase),
+        admitted: Some(false),
+        requeues: Some(current.requeues.unwrap_or(0).saturating_add(1)),
+        conditions: set(tj, current, types::ADMITTED, false, reason, message, now),
+        ..TrainingJobStatus::default()
+    };
+    Transition { status, event: Some((event, message.to_string())) }
+}
+
+/// The Admitted=False reason for a job the cycle left waiting.
+pub fn queued_reason(r: &QueuedReason) -> &'static str {
+    match r {
+        QueuedReason::UnknownQueue { .. } => reasons::QUEUE_NOT_FOUND,
+        QueuedReason::Invalid { .. } => reasons::INVALID_SPEC,
+        QueuedReason::InsufficientCapacity => reasons::INSUFFICIENT_CAPACITY,
+        QueuedReason::QuotaExceeded => reasons::QUOTA_EXCEEDED,
+        QueuedReason::Unschedulable => reasons::UNSCHEDULABLE,
+        QueuedReason::BlockedByQueueHead { .. } => reasons::BLOCKED_BY_QUEUE_HEAD,
+        QueuedReason::WaitingForPreemption => reasons::WAITING_FOR_PREEMPTION,
+    }
+}
+
+/// Left waiting by the cycle: position, reason and explanation.
+pub fn queued(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    decision: &Decision,
+    outcome: &CycleOutcome,
+    now: Timestamp,
+) -> TrainingJobStatus {
+    let (reason, summary) = match &decision.action {
+        Action::Reserve { cluster, start_at, .. } => (
+            reasons::RESERVED,
+            format!(
+                "first in line: capacity reserved on {cluster} from {}",
+                i64::try_from(*start_at)
+                    .ok()
+                    .and_then(|s| Timestamp::from_second(s).ok())
+                    .map_or_else(|| start_at.to_string(), |t| t.to_string())
+            ),
+        ),
+        Action::Preempt { cluster, victims } => {
+            (reasons::PREEMPTING, format!("preempting {} job(s) on {cluster} to make room", victims.len()))
+        }
+        Action::Queued(r) => (queued_reason(r), r.to_string()),
+        Action::Admit(_) => (reasons::ADMITTED, String::new()),
+    };
+    let position = outcome.positions.get(&decision.job).and_then(|p| i32::try_from(p.position).ok());
+    let stays_preempted = current.phase == Some(TrainingJobPhase::Preempted) && reason != reasons::RESERVED;
+    TrainingJobStatus {
+        phase: Some(if stays_preempted { TrainingJobPhase::Preempted } else { TrainingJobPhase::Queued }),
+        queue_position: position,
+        admitted: Some(false),
+        explanation: Some(explanation(decision, summary.clone())),
+        requeues: current.requeues,
+        conditions: set(tj, current, types::ADMITTED, false, reason, &summary, now),
+        ..TrainingJobStatus::default()
+    }
+}
+
+/// Cannot enter its queue: Pending with the reason. `None` when the status says so already.
+pub fn problem(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    problem: &Problem,
+    now: Timestamp,
+) -> Option<TrainingJobStatus> {
+    let (reason, message) = problem.reason_and_message();
+    let conditions = set(tj, current, types::QUEUED, false, reason, &message, now);
+    let unchanged =
+        current.phase == Some(TrainingJobPhase::Pending) && conditions::same(&conditions, &current.conditions);
+    (!unchanged).then(|| TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Pending),
+        conditions,
+        requeues: current.requeues,
+        ..TrainingJobStatus::default()
+    })
+}
+
+/// Stopped by `spec.suspend`; its capacity is released.
+pub fn suspended(tj: &TrainingJob, current: &TrainingJobStatus, now: Timestamp) -> Transition {
+    let condition = conditions::condition(
+        &current.conditions,
+        types::ADMITTED,
+        false,
+        reasons::SUSPENDED,
+        "spec.suspend is true",
+        tj.metadata.generation,
+        now,
+    );
+    let status = TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Suspended),
+        admitted: Some(false),
+        conditions: vec![condition],
+        requeues: current.requeues,
+        ..TrainingJobStatus::default()
+    };
+    Transition { status, event: Some((EventReason::Suspended, "stopped; resumes when spec.suspend is false".into())) }
+}
+
+/// `spec.suspend` set back to false: queued again.
+pub fn resumed(current: &TrainingJobStatus) -> TrainingJobStatus {
+    TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Queued),
+        admitted: Some(false),
+        requeues: current.requeues,
+        ..TrainingJobStatus::default()
+    }
+}
+
+/// A dispatch that failed: the Dispatched=False condition with the error, and when the
+/// next attempt is due.
+pub fn dispatch_failed(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    error: &str,
+    attempts: u32,
+    next_attempt: Timestamp,
+    now: Timestamp,
+) -> TrainingJobStatus {
+    TrainingJobStatus {
+        conditions: set(tj, current, types::DISPATCHED, false, reasons::DISPATCH_FAILED, error, now),
+        retry: Some(RetryStatus {
+            attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+            next_attempt_time: Time(next_attempt),
+        }),
+        ..current.clone()
+    }
+}
+
+/// What kind of member runs the job, for the Running reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    Kubernetes,
+    Slurm,
+}
+
+/// A dispatch made by this process that the status does not record yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchRecord {
+    pub remote: computenet_api::training_job::RemoteReference,
+    /// When the member's objects were created (status.dispatchTime).
+    pub time: Timestamp,
+}
+
+/// The job's status after what its member reports: the phase, the dispatch (recorded with
+/// the first state written after it), the nodes the member chose, and the end. `None` when
+/// nothing users see changed.
+pub fn mirrored(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    remote: RemoteStatus,
+    kind: MemberKind,
+    record: Option<&DispatchRecord>,
+    now: Timestamp,
+) -> Option<Transition> {
+    let RemoteStatus { phase: new_phase, failure, exit_code, nodes } = remote;
+    let cluster = current.placement.as_ref().map(|p| p.cluster.clone()).unwrap_or_default();
+    let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
+    if let Some(d) = record {
+        status.remote = Some(d.remote.clone());
+        status.dispatch_time = Some(Time(d.time));
+        status.retry = None;
+        status.conditions = conditions::upsert(
+            &current.conditions,
+            conditions::condition(
+                &current.conditions,
+                types::DISPATCHED,
+                true,
+                EventReason::Dispatched.as_str(),
+                &format!("{} {} on {cluster}", d.remote.kind, d.remote.name),
+                tj.metadata.generation,
+                now,
+            ),
+        );
+    }
+    // Where the member picks the nodes itself (Slurm), record the real ones so the
+    // snapshot charges the job where it runs.
+    let mut moved = false;
+    if let (Some(nodes), Some(p)) = (nodes, status.placement.as_mut()) {
+        let real: Vec<NodeReplicas> = nodes.into_iter().map(|node| NodeReplicas { node, replicas: 1 }).collect();
+        if p.nodes != real {
+            p.nodes = real;
+            moved = true;
+        }
+    }
+    if current.phase == Some(new_phase) && record.is_none() {
+        return moved.then_some(Transition { status, event: None });
+    }
+    status.exit_code = exit_code;
+    let base = status.conditions.clone();
+    let with = |type_: &str, ok: bool, reason: &str, message: &str| {
+        let c = conditions::condition(&base, type_, ok, reason, message, tj.metadata.generation, now);
+        conditions::upsert(&base, c)
+    };
+    let event = match new_phase {
+        TrainingJobPhase::Running => {
+            let reason = match kind {
+                MemberKind::Kubernetes => reasons::PODS_RUNNING,
+                MemberKind::Slurm => reasons::BATCH_JOB_RUNNING,
+            };
+            status.conditions = with(types::RUNNING, true, reason, "all replicas started on the member");
+            Some(EventReason::Running)
+        }
+        TrainingJobPhase::Succeeded => {
+            status.completion_time = Some(Time(now));
+            status.conditions = with(types::FINISHED, true, reasons::SUCCEEDED, "all replicas completed");
+            Some(EventReason::Succeeded)
+        }
+        TrainingJobPhase::Failed => {
+            let (reason, message) = failure.unwrap_or_else(|| (reasons::FAILED.into(), String::new()));
+            status.completion_time = Some(Time(now));
+            status.conditions = with(types::FINISHED, false, &reason, &message);
+            Some(EventReason::Failed)
+        }
+        // The Dispatched Event went out when the objects were created.
+        _ => None,
+    };
+    Some(Transition { status, event: event.map(|e| (e, format!("on member {cluster}"))) })
+}
+
+/// Whether a queued status differs from the stored one in what users see.
+pub fn differs(current: &TrainingJobStatus, new: &TrainingJobStatus) -> bool {
+    current.phase != new.phase
+        || current.queue_position != new.queue_position
+        || current.admitted != new.admitted
+        || current.explanation.as_ref().map(|e| &e.summary) != new.explanation.as_ref().map(|e| &e.summary)
+        || !conditions::same(&current.conditions, &new.conditions)
+}
+
+/// Whether the only difference is the queue position (written less often).
+pub fn only_position_differs(current: &TrainingJobStatus, new: &TrainingJobStatus) -> bool {
+    differs(current, new)
+        && !differs(current, &TrainingJobStatus { queue_position: current.queue_position, ..new.clone() })
+}
