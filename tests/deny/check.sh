@@ -45,7 +45,10 @@ if [ "$need_db" = 1 ]; then
     commit=$(git -C "$src" rev-parse HEAD)
     date=$(git -C "$src" log -1 --format=%cI HEAD)
   fi
-  [ -n "$commit" ] && [ -n "$date" ] || { echo "$src: source commit or its date unknown" >&2; exit 1; }
+  if [ -z "$commit" ] || [ -z "$date" ]; then
+    echo "$src: source commit or its date unknown" >&2
+    exit 1
+  fi
   g() { git -C "$db" -c user.name=advisory-db -c user.email=advisory-db@localhost \
     -c commit.gpgsign=false -c core.hooksPath=/dev/null "$@"; }
   g init -q -b main
