@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: Rust build and tests (unit, rule, property
-# and CLI tests), the benchmarks compiled, then the real test bed (hub + member Kubernetes
-# control planes with KWOK nodes, Slurm with slurmrestd, Prometheus) brought up from
-# nothing, smoke-tested, driven end to end (API, Helm chart, scheduler, Slurm members,
-# Prometheus efficiency, kubectl plugin, dashboard in headless Chromium) and torn down. Installs what it needs (Debian packages, Go-built
-# control plane cached under ~/.cache/computenet-testbed).
+# The whole test suite, from a fresh machine: formatting, clippy (warnings are errors),
+# cargo deny (advisories, bans, licences, sources; tests/deny/README.md), Rust build and
+# tests (unit, rule, property and CLI tests), the benchmarks compiled, then the real test
+# bed (hub + member Kubernetes control planes with KWOK nodes, Slurm with slurmrestd,
+# Prometheus) brought up from nothing, smoke-tested, driven end to end (API, Helm chart,
+# scheduler, Slurm members, Prometheus efficiency, kubectl plugin, dashboard in headless
+# Chromium) and torn down. Installs what it needs (Debian packages, Go-built control plane
+# cached under ~/.cache/computenet-testbed, cargo-deny under ~/.cache/computenet-tools).
 #
 #   tests/run.sh                 everything
 #   tests/run.sh --no-testbed    Rust only (quick)
@@ -15,7 +17,7 @@ testbed=1
 for arg in "$@"; do
   case "$arg" in
     --no-testbed) testbed=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -33,6 +35,20 @@ if cargo fmt --version >/dev/null 2>&1; then
 else
   echo "rustfmt not installed: skipped"
 fi
+
+step "clippy (-D warnings)"
+cargo clippy --version >/dev/null 2>&1 || { echo "clippy not installed: rustup component add clippy" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo deny"
+# cargo-deny from crates.io, built once into a cache folder (about 10 minutes on 2 cores).
+deny_version=0.20.2
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/computenet-tools"
+export PATH="$tools/bin:$PATH"
+if [ "$(cargo-deny --version 2>/dev/null)" != "cargo-deny $deny_version" ]; then
+  env -u CARGO_TARGET_DIR cargo install cargo-deny --locked --version "$deny_version" --root "$tools"
+fi
+tests/deny/check.sh
 
 step "build (all targets, locked)"
 cargo build --workspace --all-targets --locked

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A member cluster: a Kubernetes cluster (general-purpose or AI) or a Slurm cluster.
+// kube's derive takes one `printcolumn` per column, by design: their repeated keys are no mistake.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "computenet.io",
