@@ -126,8 +126,12 @@ fn sniff(path: &Path) -> anyhow::Result<Format> {
     })
 }
 
+/// The workload's name: its file name without `.csv` or `.csv.gz`.
 fn file_stem(path: &Path) -> String {
-    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+    match traces::csv_stem(path) {
+        Some(stem) => stem.to_string(),
+        None => path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -179,3 +179,32 @@ fn bench_replays_a_philly_trace() {
     assert!(stdout.contains("(2 jobs) on 2000 GPUs") && stdout.contains("completed 2 of 2"), "{stdout}");
     assert!(stdout.contains("peak resident memory"), "{stdout}");
 }
+
+#[test]
+fn simulate_reads_a_compressed_trace() {
+    use std::io::Write;
+    let dir = temp_dir("gz");
+    let trace = dir.join("small.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(
+        b"timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:00:00,3600,8,28800,a\n2017-10-09 07:00:10,60,1,60,b\n",
+    )
+    .expect("compress");
+    std::fs::write(&trace, gz.finish().expect("compress")).expect("write");
+    let json_path = dir.join("out.json");
+    let (ok, stdout, stderr) = computenet(&[
+        "simulate",
+        "--workload",
+        trace.to_str().expect("utf8"),
+        "--policy",
+        "fifo",
+        "--json",
+        json_path.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("Philly-derived trace"), "format told from the decompressed header: {stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("written")).expect("json");
+    assert_eq!(json["workloads"][0]["name"], "small", "named without .csv.gz");
+    assert_eq!(json["workloads"][0]["jobs"], 2);
+}
