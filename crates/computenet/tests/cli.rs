@@ -3,7 +3,12 @@
 use std::process::Command;
 
 fn computenet(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_computenet")).args(args).output().expect("binary runs");
+    computenet_in(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+/// Runs the binary with `dir` as its working directory.
+fn computenet_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_computenet")).current_dir(dir).args(args).output().expect("binary runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -80,13 +85,10 @@ fn bench_reports_time_and_memory() {
     assert!(stdout.contains("admissions/s") && stdout.contains("peak resident memory"), "{stdout}");
 }
 
+/// The repository's reference data (see data/README.md).
 fn data() -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(
-        dir.join("README.md").is_file(),
-        "reference data missing: expected {} (../shared/data beside the repository)",
-        dir.display()
-    );
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    assert!(dir.join("README.md").is_file(), "reference data missing: expected {}", dir.display());
     dir
 }
 
@@ -143,6 +145,29 @@ fn simulate_sia_workload_writes_json_and_plots() {
     assert!(cdf.contains("\nfifo\n") && cdf.contains("\ncomputenet\n"), "one line per policy in the legend");
     let util = std::fs::read_to_string(plots.join("utilisation-workload-1-fifo.svg")).expect("util");
     assert!(util.contains("\nsia-t4\n") && util.contains("\nsia-a100\n"), "one line per cluster");
+}
+
+#[test]
+fn default_profiles_are_found_from_outside_the_repository() {
+    // No data/ above the temporary folder: the default is the data/ of the checkout the
+    // binary was built from.
+    let dir = temp_dir("outside");
+    let workload = data().join("sia/workloads/philly/workload-1.csv");
+    let (ok, stdout, stderr) = computenet_in(
+        &dir,
+        &["simulate", "--format", "sia", "--workload", workload.to_str().expect("utf8"), "--policy", "fifo"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("160 jobs; step times from") && stdout.contains("data/sia/traces"), "{stdout}");
+    let (ok, _, stderr) = computenet_in(
+        &dir,
+        &["simulate", "--format", "sia", "--profiles", "/nonexistent/profiles", "--policy", "fifo"],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("Sia profiles folder /nonexistent/profiles not found") && stderr.contains("--profiles"),
+        "{stderr}"
+    );
 }
 
 #[test]
