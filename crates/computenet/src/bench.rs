@@ -15,8 +15,8 @@ pub struct Args {
     repeat: u32,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Instead of one cycle: replay this Philly-format trace (e.g.
-    /// ../shared/data/sia/traces/philly.csv) through the simulator and time it.
+    /// Instead of one cycle: replay this Philly-format trace, `.csv` or `.csv.gz` (e.g.
+    /// data/sia/traces/philly.csv.gz), through the simulator and time it.
     #[arg(long)]
     replay: Option<std::path::PathBuf>,
     /// Pool of the replay (default: the 2,000-GPU benchmark pool).

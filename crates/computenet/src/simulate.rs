@@ -31,14 +31,16 @@ pub struct Args {
     /// Pool description (YAML); default: the seed-derived city pool.
     #[arg(long)]
     pool: Option<PathBuf>,
-    /// Workload file or folder of workload files (default per format under ../shared/data).
+    /// Workload file or folder of workload files, `.csv` or `.csv.gz` (default per format
+    /// under the repository's data/ folder).
     #[arg(long)]
     workload: Option<PathBuf>,
     /// Workload format; default: from the workload file's header, or `generated`.
     #[arg(long, value_enum)]
     format: Option<Format>,
     /// Throughput profiles: a folder holding `gavel/simulation_throughputs.json` and/or
-    /// `sia/traces/` (default ../shared/data), or a Sia `traces` folder itself.
+    /// `sia/traces/` (default: the repository's data/ folder), or a Sia `traces` folder
+    /// itself.
     #[arg(long)]
     profiles: Option<PathBuf>,
     /// Policy to run (repeatable): fifo, least-loaded, agnostic, computenet,
@@ -87,24 +89,29 @@ struct Workload {
     queues: Vec<Queue>,
 }
 
-/// `../shared/data` beside the repository: found from the working directory upwards,
-/// else from where this binary was built.
+/// The repository's `data/` folder: the first one found from the working directory
+/// upwards (so that a checkout works from any of its folders), else the one of the checkout
+/// this binary was built from.
 pub fn data_root() -> PathBuf {
     if let Ok(cwd) = std::env::current_dir() {
         for dir in cwd.ancestors() {
-            if dir.join("Cargo.toml").is_file() && dir.join("crates/core").is_dir() {
-                return dir.join("../shared/data");
+            let data = dir.join("data");
+            if data.join("sia").is_dir() || (dir.join("Cargo.toml").is_file() && dir.join("crates/sim").is_dir()) {
+                return data;
             }
         }
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    // crates/computenet -> the workspace root.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest).join("data")
 }
 
-fn must_exist(path: &Path, what: &str) -> anyhow::Result<()> {
+/// Fails when a default or given input is missing, saying how to pass it (`flag`).
+fn must_exist(path: &Path, what: &str, flag: &str) -> anyhow::Result<()> {
     if !path.exists() {
         bail!(
-            "{what} {} not found (the reference data is read from ../shared/data beside the repository; \
-             see its README.md, or pass the path explicitly)",
+            "{what} {} not found (the defaults are read from the repository's data/ folder, looked up from \
+             the working directory upwards; see data/README.md, or pass the path with {flag})",
             path.display()
         );
     }
@@ -126,8 +133,12 @@ fn sniff(path: &Path) -> anyhow::Result<Format> {
     })
 }
 
+/// The workload's name: its file name without `.csv` or `.csv.gz`.
 fn file_stem(path: &Path) -> String {
-    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+    match traces::csv_stem(path) {
+        Some(stem) => stem.to_string(),
+        None => path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -285,7 +296,7 @@ fn load(
 ) -> anyhow::Result<(ThroughputModel, Vec<Workload>, String)> {
     let workload_path = |default: PathBuf| -> anyhow::Result<PathBuf> {
         let path = args.workload.clone().unwrap_or(default);
-        must_exist(&path, "workload")?;
+        must_exist(&path, "workload", "--workload")?;
         Ok(path)
     };
     Ok(match format {
@@ -303,7 +314,7 @@ fn load(
             let (model, jobs, types) = match &args.profiles {
                 Some(dir) => {
                     let path = dir.join("gavel/simulation_throughputs.json");
-                    must_exist(&path, "Gavel throughput matrix")?;
+                    must_exist(&path, "Gavel throughput matrix", "--profiles")?;
                     let profiles = traces::load_gavel_matrix(&path)?;
                     let jobs = generator.generate_with_profiles(&profiles);
                     (ThroughputModel::with_profiles(profiles), jobs, "Gavel's job types and throughput matrix")
@@ -327,7 +338,7 @@ fn load(
             } else {
                 profiles_dir.to_path_buf()
             };
-            must_exist(&traces_dir, "Sia profiles folder")?;
+            must_exist(&traces_dir, "Sia profiles folder", "--profiles")?;
             let models = traces::load_sia_models(&traces_dir)?;
             let mut workloads = Vec::new();
             for file in traces::workload_files(&path)? {
@@ -346,7 +357,7 @@ fn load(
             (ThroughputModel::with_profiles(models.profiles), workloads, line)
         }
         Format::Philly => {
-            let path = workload_path(data.join("sia/traces/philly.csv"))?;
+            let path = workload_path(data.join("sia/traces/philly.csv.gz"))?;
             let mut workloads = Vec::new();
             for file in traces::workload_files(&path)? {
                 let rows = traces::parse_philly(&traces::read(&file)?, &file.display().to_string())?;

@@ -3,7 +3,12 @@
 use std::process::Command;
 
 fn computenet(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_computenet")).args(args).output().expect("binary runs");
+    computenet_in(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+/// Runs the binary with `dir` as its working directory.
+fn computenet_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_computenet")).current_dir(dir).args(args).output().expect("binary runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -80,13 +85,10 @@ fn bench_reports_time_and_memory() {
     assert!(stdout.contains("admissions/s") && stdout.contains("peak resident memory"), "{stdout}");
 }
 
+/// The repository's reference data (see data/README.md).
 fn data() -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(
-        dir.join("README.md").is_file(),
-        "reference data missing: expected {} (../shared/data beside the repository)",
-        dir.display()
-    );
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    assert!(dir.join("README.md").is_file(), "reference data missing: expected {}", dir.display());
     dir
 }
 
@@ -146,6 +148,29 @@ fn simulate_sia_workload_writes_json_and_plots() {
 }
 
 #[test]
+fn default_profiles_are_found_from_outside_the_repository() {
+    // No data/ above the temporary folder: the default is the data/ of the checkout the
+    // binary was built from.
+    let dir = temp_dir("outside");
+    let workload = data().join("sia/workloads/philly/workload-1.csv");
+    let (ok, stdout, stderr) = computenet_in(
+        &dir,
+        &["simulate", "--format", "sia", "--workload", workload.to_str().expect("utf8"), "--policy", "fifo"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("160 jobs; step times from") && stdout.contains("data/sia/traces"), "{stdout}");
+    let (ok, _, stderr) = computenet_in(
+        &dir,
+        &["simulate", "--format", "sia", "--profiles", "/nonexistent/profiles", "--policy", "fifo"],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("Sia profiles folder /nonexistent/profiles not found") && stderr.contains("--profiles"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn malformed_and_missing_workloads_are_named() {
     let dir = temp_dir("malformed");
     let bad = dir.join("bad.csv");
@@ -178,4 +203,33 @@ fn bench_replays_a_philly_trace() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("(2 jobs) on 2000 GPUs") && stdout.contains("completed 2 of 2"), "{stdout}");
     assert!(stdout.contains("peak resident memory"), "{stdout}");
+}
+
+#[test]
+fn simulate_reads_a_compressed_trace() {
+    use std::io::Write;
+    let dir = temp_dir("gz");
+    let trace = dir.join("small.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(
+        b"timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:00:00,3600,8,28800,a\n2017-10-09 07:00:10,60,1,60,b\n",
+    )
+    .expect("compress");
+    std::fs::write(&trace, gz.finish().expect("compress")).expect("write");
+    let json_path = dir.join("out.json");
+    let (ok, stdout, stderr) = computenet(&[
+        "simulate",
+        "--workload",
+        trace.to_str().expect("utf8"),
+        "--policy",
+        "fifo",
+        "--json",
+        json_path.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("Philly-derived trace"), "format told from the decompressed header: {stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("written")).expect("json");
+    assert_eq!(json["workloads"][0]["name"], "small", "named without .csv.gz");
+    assert_eq!(json["workloads"][0]["jobs"], 2);
 }

@@ -10,6 +10,8 @@
 //! - the Philly-derived trace: `timestamp,duration,num_gpus,gpu_time,cluster`;
 //! - Alibaba GPU 2023 pods: `name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,
 //!   pod_phase,creation_time,deletion_time,scheduled_time`.
+//!
+//! Any of these files may be gzip-compressed (`.csv.gz`, `.json.gz`): [`read`] decompresses.
 
 use crate::error::{Error, Result};
 use computenet_core::job::{AcceleratorConstraint, ReplicaRequest};
@@ -18,11 +20,42 @@ use computenet_core::profiles::{
 };
 use computenet_core::{Catalogue, Job, Objective, Work};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Reads a whole file, naming it on failure.
+/// Reads a whole file, naming it on failure; a `.gz` file is decompressed, so that large
+/// traces can be kept compressed.
 pub fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    if !is_gzip(path) {
+        return std::fs::read_to_string(path).map_err(io);
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::new();
+    // Multi-member, as `cat a.gz b.gz` and some compressors write.
+    flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)).read_to_string(&mut text).map_err(io)?;
+    Ok(text)
+}
+
+fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x == "gz")
+}
+
+/// The file name without `.csv` or `.csv.gz`, if it is a CSV file.
+pub fn csv_stem(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_suffix(".csv.gz").or_else(|| name.strip_suffix(".csv"))
+}
+
+/// `dir/stem.csv`, or `dir/stem.csv.gz` when only that exists.
+fn csv_in(dir: &Path, stem: &str) -> PathBuf {
+    let plain = dir.join(format!("{stem}.csv"));
+    let compressed = dir.join(format!("{stem}.csv.gz"));
+    if !plain.is_file() && compressed.is_file() {
+        compressed
+    } else {
+        plain
+    }
 }
 
 /// A CSV file without quoting: the header's columns and the data rows with line numbers.
@@ -186,7 +219,7 @@ pub fn load_sia_models(dir: &Path) -> Result<SiaModels> {
             continue;
         }
         for gpu in ["aws", "rtx", "dgx-ext"] {
-            let path = mdir.join(format!("placements-{gpu}.csv"));
+            let path = csv_in(&mdir, &format!("placements-{gpu}"));
             if !path.is_file() {
                 continue;
             }
@@ -204,12 +237,8 @@ pub fn load_sia_models(dir: &Path) -> Result<SiaModels> {
         }
         files.sort();
         for path in files {
-            let Some(batch) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("validation-"))
-                .and_then(|n| n.strip_suffix(".csv"))
-                .and_then(|b| b.parse::<u32>().ok())
+            let Some(batch) =
+                csv_stem(&path).and_then(|n| n.strip_prefix("validation-")).and_then(|b| b.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -512,8 +541,8 @@ pub fn load_gavel_matrix(path: &Path) -> Result<ProfileSet> {
 // ---------------------------------------------------------------------------------------
 // Folders of workloads
 
-/// The `.csv` files of a folder, in natural order (`workload-2` before `workload-10`);
-/// a file is itself.
+/// The `.csv` and `.csv.gz` files of a folder, in natural order (`workload-2` before
+/// `workload-10`); a file is itself.
 pub fn workload_files(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -525,13 +554,13 @@ pub fn workload_files(path: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for e in entries {
         let p = e.map_err(|source| Error::Io { path: path.to_path_buf(), source })?.path();
-        if p.is_file() && p.extension().is_some_and(|x| x == "csv") {
+        if p.is_file() && csv_stem(&p).is_some() {
             files.push(p);
         }
     }
     files.sort_by_key(|p| natural_key(&p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     if files.is_empty() {
-        return Err(Error::Invalid(format!("no .csv workload files in {}", path.display())));
+        return Err(Error::Invalid(format!("no .csv or .csv.gz workload files in {}", path.display())));
     }
     Ok(files)
 }
@@ -645,6 +674,31 @@ mod tests {
         }];
         let err = sia_jobs(&rows, &m, "w.csv", "q").unwrap_err().to_string();
         assert!(err.starts_with("w.csv:7: no validation table"), "{err}");
+    }
+
+    #[test]
+    fn gzip_files_read_like_plain_ones() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("computenet-traces-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let text = "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:00:00,60,1,60,a\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(text.as_bytes()).expect("compress");
+        let gz_path = dir.join("workload-2.csv.gz");
+        std::fs::write(&gz_path, gz.finish().expect("compress")).expect("write");
+        std::fs::write(dir.join("workload-10.csv"), text).expect("write");
+        std::fs::write(dir.join("notes.txt"), "not a workload").expect("write");
+        assert_eq!(read(&gz_path).expect("reads"), text);
+        let files = workload_files(&dir).expect("folder");
+        let names: Vec<_> = files.iter().filter_map(|f| csv_stem(f)).collect();
+        assert_eq!(names, vec!["workload-2", "workload-10"]);
+
+        // A corrupt archive is an error naming the file, not a panic.
+        let bad = dir.join("bad.csv.gz");
+        std::fs::write(&bad, b"not gzip").expect("write");
+        let err = read(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.csv.gz"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

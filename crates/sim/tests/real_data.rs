@@ -1,16 +1,12 @@
-//! Loaders on the real reference data in ../shared/data (CI always has it).
+//! Loaders on the real reference data in the repository's data/ folder.
 
 use computenet_core::{Catalogue, Work};
 use computenet_sim::traces;
 use std::path::PathBuf;
 
 fn data() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(
-        dir.join("README.md").is_file(),
-        "reference data missing: expected {} (../shared/data beside the repository; see the simulator docs)",
-        dir.display()
-    );
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    assert!(dir.join("README.md").is_file(), "reference data missing: expected {}", dir.display());
     dir
 }
 
@@ -52,7 +48,7 @@ fn every_sia_workload_loads() {
 
 #[test]
 fn philly_trace_loads_in_full() {
-    let path = data().join("sia/traces/philly.csv");
+    let path = data().join("sia/traces/philly.csv.gz");
     let rows = traces::parse_philly(&traces::read(&path).expect("reads"), &path.display().to_string()).expect("parses");
     assert_eq!(rows.len(), 82_247, "82,248 lines with the header");
     let jobs = traces::philly_jobs(&rows, "V100");
