@@ -26,7 +26,9 @@ if [ -e "$SLURM_CONF_FILE" ]; then
   fi
 fi
 
-# Clients first, then the servers they talk to.
+# Clients first, then the servers they talk to. computenet.pid: the `computenet serve`
+# of tests/demo.sh.
+stop_pidfiles 10 "$PIDS"/computenet.pid
 stop_pidfiles 10 "$PIDS"/kwok@*.pid "$PIDS"/kube-scheduler@*.pid "$PIDS"/kube-controller-manager@*.pid \
   "$PIDS"/prometheus.pid "$PIDS"/slurmrestd.pid "$PIDS"/slurmd@*.pid
 stop_pidfiles 10 "$PIDS"/kube-apiserver@*.pid "$PIDS"/slurmctld.pid
