@@ -170,7 +170,8 @@ mod tests {
         let t0 = Timestamp::from_second(1_000).unwrap();
         let t1 = Timestamp::from_second(2_000).unwrap();
         let first = condition(&[], types::ADMITTED, false, reasons::QUOTA_EXCEEDED, "a", Some(1), t0);
-        let same_status = condition(&[first.clone()], types::ADMITTED, false, reasons::RESERVED, "b", Some(1), t1);
+        let same_status =
+            condition(std::slice::from_ref(&first), types::ADMITTED, false, reasons::RESERVED, "b", Some(1), t1);
         assert_eq!(same_status.last_transition_time, Time(t0));
         let flipped = condition(&[first], types::ADMITTED, true, reasons::ADMITTED, "c", Some(1), t1);
         assert_eq!(flipped.last_transition_time, Time(t1));
@@ -196,7 +197,7 @@ mod tests {
         let a = condition(&[], types::READY, true, reasons::REACHABLE, "m", Some(1), t0);
         let b = condition(&[], types::READY, true, reasons::REACHABLE, "m", Some(1), t1);
         let c = condition(&[], types::READY, true, reasons::REACHABLE, "m", Some(2), t1);
-        assert!(same(&[a.clone()], &[b]));
+        assert!(same(std::slice::from_ref(&a), &[b]));
         assert!(!same(&[a], &[c]));
     }
 }

@@ -6,11 +6,10 @@
 //! 4. write: admissions (then dispatch), preemptions and queue positions start as
 //!    background work; the overlay shows them as done meanwhile.
 
-use crate::jobs::Reconciler;
 use crate::overlay::Overlay;
-use crate::snapshot::{Built, RawAccelerators};
+use crate::snapshot::Built;
 use crate::transitions::{self, Requeue, Transition};
-use crate::work;
+use crate::work::{self, Target};
 use computenet_api::training_job::TrainingJobStatus;
 use computenet_api::view;
 use computenet_api::TrainingJob;
@@ -102,13 +101,13 @@ impl Scheduling {
         self.scheduler = scheduler;
     }
 
-    /// Steps 2 to 4: the cycle over `built`, and its writes started.
+    /// Steps 2 to 4: the cycle over `built`, and its writes started. `target` says where
+    /// an admitted job is dispatched.
     pub fn pass(
         &mut self,
         overlay: &mut Overlay,
-        reconciler: &Reconciler,
+        target: impl Fn(&TrainingJob) -> Option<Target>,
         members: &Members,
-        raw: &RawAccelerators,
         jobs: &[Arc<TrainingJob>],
         built: &Built,
         now: Timestamp,
@@ -124,7 +123,7 @@ impl Scheduling {
             match write {
                 Write::Admit(tj, t) => {
                     let expected = work::with_status(&tj, &t.status);
-                    let target = reconciler.target(&expected, members, raw);
+                    let target = target(&expected);
                     overlay.start(expected, work::admit_and_dispatch(self.client.clone(), tj, Some(t), target));
                 }
                 Write::Preempt(victim, t) => {
@@ -276,7 +275,7 @@ mod tests {
     #[test]
     fn an_unchanged_queued_status_is_not_written_again() {
         let waiting = job("c", "q", 8, 3);
-        let first = run(&[waiting.clone()], 0, &[]);
+        let first = run(std::slice::from_ref(&waiting), 0, &[]);
         let [Write::Queued(_, status)] = first.as_slice() else { panic!("one queued write: {first:?}") };
         let mut stored = (*waiting).clone();
         stored.status = Some(status.clone());

@@ -95,7 +95,8 @@ impl Service {
         let queues = self.hub.queues.state();
         let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
         let members = self.connections.members();
-        self.scheduling.pass(&mut self.overlay, &self.reconciler, members, &raw, &jobs, &built, now);
+        let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
+        self.scheduling.pass(&mut self.overlay, target, members, &jobs, &built, now);
         // 5
         for (tj, transition) in mirrors {
             schedule::start_write(&mut self.overlay, &self.hub.client, tj, transition);
