@@ -90,6 +90,7 @@ have = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
 want = sorted([("ServiceAccount", "computenet"), ("ClusterRole", "computenet"), ("ClusterRoleBinding", "computenet"),
                ("Role", "computenet-secrets"), ("RoleBinding", "computenet-secrets"),
                ("Role", "computenet-leader-election"), ("RoleBinding", "computenet-leader-election"),
+               ("Role", "computenet-profiles"), ("RoleBinding", "computenet-profiles"),
                ("Service", "computenet"), ("Deployment", "computenet"), ("PodDisruptionBudget", "computenet")])
 if have != want: fail(f"objects: {have}")
 for d in docs:
@@ -334,6 +335,8 @@ check "SA can get its CRDs" can yes get customresourcedefinitions.apiextensions.
 check "SA can get Secrets in its namespace" can yes get secrets -n "$NS"
 check "SA can create and renew its Lease" bash -c "$(declare -f can); SA=$SA; can yes create leases.coordination.k8s.io -n $NS && can yes update leases.coordination.k8s.io/computenet-scheduler -n $NS"
 check "SA cannot update another Lease" can no update leases.coordination.k8s.io/kube-controller-manager -n "$NS"
+check "SA can read and watch its profiles ConfigMap" bash -c "$(declare -f can); SA=$SA; can yes get configmaps/computenet-profiles -n $NS && can yes watch configmaps/computenet-profiles -n $NS"
+check "SA cannot read other ConfigMaps" bash -c "$(declare -f can); SA=$SA; can no get configmaps/kube-root-ca.crt -n $NS && can no list configmaps -n $NS"
 check "SA cannot list Secrets, even in its namespace" can no list secrets -n "$NS"
 check "SA cannot list Secrets cluster-wide" can no list secrets --all-namespaces
 check "SA cannot get Secrets in another namespace" can no get secrets -n kube-system
@@ -403,16 +406,17 @@ spec:
   site: west
   kubernetes: {kubeconfigSecretRef: {name: e2e-helm-member, namespace: $NS, key: kubeconfig}, namespace: e2e-helm-jobs}
 EOT
-  # The chart's arguments, with this test's listen address and the throwaway Lease namespace.
+  # The chart's arguments, with this test's listen address and the throwaway release's
+  # namespace for the Lease and the profiles ConfigMap.
   mapfile -t args < <("$PY" - "$tmp/default.yaml" <<'EOF'
 import sys, yaml
 dep = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment")
 for a in dep["spec"]["template"]["spec"]["containers"][0]["args"]:
-    if not a.startswith(("--listen=", "--lease-namespace=")): print(a)
+    if not a.startswith(("--listen=", "--lease-namespace=", "--profiles-namespace=")): print(a)
 EOF
 )
   POD_NAME=e2e-helm-0 setsid "$BIN" "${args[@]}" --kubeconfig "$tmp/sa.kubeconfig" --listen "127.0.0.1:$port" \
-    --lease-namespace "$NS" > "$tmp/serve.log" 2>&1 &
+    --lease-namespace "$NS" --profiles-namespace "$NS" > "$tmp/serve.log" 2>&1 &
   SERVE_PID=$!
   url="http://127.0.0.1:$port"
   check "serve as the ServiceAccount: /healthz answers" wait_for 30 curl -fsS "$url/healthz"
