@@ -175,7 +175,7 @@ if [ -n "${SAVE_POOL:-}" ]; then kubectl computenet pool > "$SAVE_POOL"; fi
 
 # --- queue: the pending jobs in order, with usage against quota.
 kubectl computenet queue plug-research > "$tmp/queue.txt" 2>&1
-check "queue lists plug-research with 2 pending and 1 admitted" bash -c "grep -qE '^plug-research +plug +1 +BestEffortFIFO +2 +1 +1 +$((h800 * 8))\$' '$tmp/queue.txt'"
+check "queue lists plug-research with 2 pending, 1 admitted and its GPUs used/quota" bash -c "grep -qE '^plug-research +plug +1 +BestEffortFIFO +2 +1 +1 +$((h800 * 8))/256\$' '$tmp/queue.txt'"
 check "queue lists the pending jobs in order" bash -c "
   sed -n '/^Pending in plug-research/,\$p' '$tmp/queue.txt' | grep -E '^[0-9]+ ' | awk '{print \$1, \$2}' | tr '\n' ' ' | grep -qx '1 plug-a/wait-1 2 plug-a/wait-2 '"
 check "queue shows GPU usage against the quota" bash -c "grep -qE '^nvidia.com/gpu +- +$((h800 * 8)) +256 ' '$tmp/queue.txt'"
