@@ -180,6 +180,12 @@ EOT
 } > "$RUN/demo-objects.yaml"
 kubectl apply -f "$RUN/demo-objects.yaml" >/dev/null || fail "kubectl apply -f $RUN/demo-objects.yaml"
 log "registered members $(kubectl get mcl -o jsonpath='{.items[*].metadata.name}'), queues $(kubectl get cnq -o jsonpath='{.items[*].metadata.name}')"
+# Measured throughput: Sia's bert step times (A100-40G, data/) as the service's profiles,
+# so bert-large is placed by a measured estimate rather than the peak-TFLOPS fallback.
+kubectl create configmap computenet-profiles -n computenet-system \
+  --from-file=sia.bert.placements-dgx-ext.csv=data/sia/traces/bert/placements-dgx-ext.csv \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null || fail "creating the computenet-profiles ConfigMap"
+log "throughput profiles: bert (Sia's measured step times) in ConfigMap computenet-system/computenet-profiles"
 
 # ---- computenet serve, in the background; its pid file is with the test bed's, so
 # down.sh stops it too.
