@@ -74,7 +74,7 @@ impl Profiles {
         }
         self.applied = Some(version);
         let Some(cm) = cm else {
-            tracing::info!("no profiles ConfigMap: using the profile files only");
+            tracing::info!("no profiles ConfigMap (yet): using the profile files only");
             return Some(self.build(None));
         };
         match from_config_map(&cm) {
