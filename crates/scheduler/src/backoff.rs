@@ -5,7 +5,13 @@
 //! the next attempt time are also written to the job's status (`status.retry`), so users
 //! see them and a restarted service goes on from there instead of from zero.
 
+use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
+
+/// Milliseconds since the epoch (0 before it).
+pub fn epoch_ms(t: Timestamp) -> u64 {
+    u64::try_from(t.as_millisecond()).unwrap_or(0)
+}
 
 /// How delays grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,11 @@ impl Backoff {
     /// Whether an attempt may be made at `now_ms`.
     pub fn due(&self, now_ms: u64) -> bool {
         now_ms >= self.next_attempt_ms
+    }
+
+    /// When the next attempt is due.
+    pub fn next_attempt(&self) -> Timestamp {
+        Timestamp::from_millisecond(i64::try_from(self.next_attempt_ms).unwrap_or(i64::MAX)).unwrap_or(Timestamp::MAX)
     }
 
     /// After one more failure at `now_ms`.

@@ -6,7 +6,7 @@
 //! [`next_step`] decides from the job and what its member reports (pure, unit-tested);
 //! [`Reconciler`] carries the step out as background work.
 
-use crate::backoff::{Backoff, BackoffPolicy};
+use crate::backoff::{epoch_ms, Backoff, BackoffPolicy};
 use crate::overlay::Overlay;
 use crate::snapshot::RawAccelerators;
 use crate::transitions::{self, DispatchRecord, MemberKind, Requeue, Transition};
@@ -199,17 +199,13 @@ pub struct Reconciler {
     backoffs: HashMap<String, Backoff>,
 }
 
-fn now_ms(now: Timestamp) -> u64 {
-    u64::try_from(now.as_millisecond()).unwrap_or(0)
-}
-
 /// A job's backoff: this process's, or what its status recorded.
 fn backoff_of(known: Option<&Backoff>, tj: &TrainingJob) -> Backoff {
     known.copied().unwrap_or_else(|| {
         let retry = tj.status.as_ref().and_then(|s| s.retry.as_ref());
         retry.map_or_else(Backoff::default, |r| Backoff {
             failures: u32::try_from(r.attempts).unwrap_or(0),
-            next_attempt_ms: now_ms(r.next_attempt_time.0),
+            next_attempt_ms: epoch_ms(r.next_attempt_time.0),
         })
     })
 }
@@ -226,8 +222,7 @@ impl Reconciler {
             self.backoffs.remove(&landed.uid);
         }
         if let Some(f) = &landed.dispatch_failed {
-            self.backoffs
-                .insert(landed.uid.clone(), Backoff { failures: f.attempts, next_attempt_ms: f.next_attempt_ms });
+            self.backoffs.insert(landed.uid.clone(), f.backoff);
         }
     }
 
@@ -243,9 +238,9 @@ impl Reconciler {
         self.backoffs.retain(|id, _| live.contains(id.as_str()));
     }
 
-    /// Failed dispatches in a row of a job.
-    pub fn failures(&self, tj: &TrainingJob) -> u32 {
-        backoff_of(self.backoffs.get(view::uid(tj)), tj).failures
+    /// A job's failed dispatches in a row and when the next is due.
+    pub fn backoff(&self, tj: &TrainingJob) -> Backoff {
+        backoff_of(self.backoffs.get(view::uid(tj)), tj)
     }
 
     /// What the job's member says of it.
@@ -284,7 +279,7 @@ impl Reconciler {
             }
             let state = self.member_state(tj, members);
             let record = self.dispatched.get(uid).map(|(d, at)| (d, at.elapsed() < DISPATCHED_GRACE));
-            let backoff_due = backoff_of(self.backoffs.get(uid), tj).due(now_ms(now));
+            let backoff_due = self.backoff(tj).due(epoch_ms(now));
             let member = view::placed_on(tj).and_then(|c| members.get(c)).cloned();
             match next_step(tj, &state, record, backoff_due, now) {
                 Step::Wait | Step::BackingOff => {}
@@ -318,7 +313,7 @@ impl Reconciler {
         let raw_accelerator = placement.accelerator.as_ref().map(|a| {
             raw_accelerators.get(&placement.cluster).and_then(|m| m.get(a)).cloned().unwrap_or_else(|| a.clone())
         });
-        Some(Target { member, placement, raw_accelerator, failures: self.failures(tj), backoff: self.policy })
+        Some(Target { member, placement, raw_accelerator, backoff: self.backoff(tj), policy: self.policy })
     }
 
     /// Deletes member objects that no TrainingJob accounts for (left by a member loss, a

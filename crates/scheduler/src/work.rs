@@ -6,7 +6,7 @@
 //! piece of work keeps restarts safe: a job's admission is written before anything is
 //! created for it on a member, so a crash in between never runs it twice.
 
-use crate::backoff::BackoffPolicy;
+use crate::backoff::{epoch_ms, Backoff, BackoffPolicy};
 use crate::status;
 use crate::transitions::{self, DispatchRecord, Transition};
 use computenet_api::conditions::EventReason;
@@ -24,10 +24,8 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 #[derive(Debug, Clone, PartialEq)]
 pub struct DispatchFailure {
     pub cluster: String,
-    /// Failures in a row, this one included.
-    pub attempts: u32,
-    /// When the next attempt is due (milliseconds since the epoch).
-    pub next_attempt_ms: u64,
+    /// Failures in a row, this one included, and when the next attempt is due.
+    pub backoff: Backoff,
 }
 
 /// What a piece of work did, reported back to the loop.
@@ -172,15 +170,15 @@ pub async fn write_status(client: Client, tj: Arc<TrainingJob>, transition: Tran
 
 /// Where an admitted job goes: its member, its placement, the member's own name for the
 /// chosen accelerator type (a node label value on Kubernetes, a gres type on Slurm), and
-/// how many dispatches of it failed in a row before this one.
+/// the job's backoff (dispatches of it that failed in a row before this one).
 #[derive(Clone)]
 #[allow(missing_debug_implementations)] // Member holds clients without Debug.
 pub struct Target {
     pub member: Member,
     pub placement: PlacementStatus,
     pub raw_accelerator: Option<String>,
-    pub failures: u32,
-    pub backoff: BackoffPolicy,
+    pub backoff: Backoff,
+    pub policy: BackoffPolicy,
 }
 
 /// Admits the job (when `admission` is given) and dispatches it to `target` (when the
@@ -238,10 +236,6 @@ pub async fn admit_and_dispatch(
     landed
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0)
-}
-
 /// Creates the job's objects on its member. Nothing is written on success: the next
 /// mirror records the dispatch with the first state the member reports, one status write
 /// instead of two. A failure is written with when the next attempt is due.
@@ -260,17 +254,16 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
             });
         }
         Err(e) => {
-            let attempts = target.failures.saturating_add(1);
-            let delay_ms = u64::try_from(target.backoff.delay(attempts).as_millis()).unwrap_or(u64::MAX);
-            let next_attempt_ms = now_ms().saturating_add(delay_ms);
-            tracing::warn!(job = ?tj.metadata.name, error = %e, attempts, retry_in_ms = delay_ms, "dispatch failed");
-            let next = Timestamp::from_millisecond(i64::try_from(next_attempt_ms).unwrap_or(i64::MAX))
-                .unwrap_or_else(|_| Timestamp::now());
-            let status = transitions::dispatch_failed(&tj, &current, &e.to_string(), attempts, next, Timestamp::now());
+            let now = Timestamp::now();
+            let backoff = target.backoff.failed(&target.policy, epoch_ms(now));
+            let attempts = backoff.failures;
+            tracing::warn!(job = ?tj.metadata.name, error = %e, attempts, next = %backoff.next_attempt(), "dispatch failed");
+            let status =
+                transitions::dispatch_failed(&tj, &current, &e.to_string(), attempts, backoff.next_attempt(), now);
             if landed.write(client, &tj, &status).await && attempts == 1 {
                 landed.events.push((EventReason::DispatchFailed, e.to_string()));
             }
-            landed.dispatch_failed = Some(DispatchFailure { cluster, attempts, next_attempt_ms });
+            landed.dispatch_failed = Some(DispatchFailure { cluster, backoff });
         }
     }
 }
