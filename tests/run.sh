@@ -89,6 +89,8 @@ if [ "$testbed" = 1 ]; then
   tests/e2e/efficiency.sh
   step "e2e: kubectl computenet"
   tests/e2e/plugin.sh
+  step "e2e: faults (bad objects, slow and hostile members, lost replies, deposed leaders)"
+  tests/e2e/faults.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT
