@@ -60,19 +60,35 @@ fn suffix_multiplier(suffix: &str, input: &str) -> Result<(i32, u128)> {
         _ => {
             return Err(Error::Quantity {
                 input: input.to_string(),
-                why: "unknown suffix (use m, k, M, G, T, Ki, Mi, Gi, Ti)",
+                why: "unknown suffix (use m, k, M, G, T, P, Ki, Mi, Gi, Ti, Pi)",
             })
         }
     })
 }
 
+/// Longest quantity text the parser reads; longer input is refused before any work.
+pub const MAX_QUANTITY_LEN: usize = 64;
+
 /// Parses a quantity into units of `10^-resolution` (resolution 3 gives milli-units).
+///
+/// Strict: an unsigned decimal number and an optional suffix, nothing else (no spaces,
+/// no sign, no exponent), so what passes here is also what a member's apiserver or
+/// Slurm takes. Values larger than a `u64` of the unit are errors, never wrapped.
 fn parse_scaled(input: &str, resolution: u32) -> Result<u64> {
-    let trimmed = input.trim();
-    if trimmed.starts_with('-') {
-        return Err(Error::Quantity { input: input.to_string(), why: "must not be negative" });
+    let bad = |why| Error::Quantity { input: input.chars().take(MAX_QUANTITY_LEN).collect(), why };
+    if input.len() > MAX_QUANTITY_LEN {
+        return Err(bad("longer than 64 characters"));
     }
-    let (number, suffix) = split_suffix(trimmed.trim_start_matches('+'));
+    if input.starts_with(|c: char| c.is_whitespace()) || input.ends_with(|c: char| c.is_whitespace()) {
+        return Err(bad("has spaces around it"));
+    }
+    if input.starts_with('-') {
+        return Err(bad("must not be negative"));
+    }
+    if input.starts_with('+') {
+        return Err(bad("must not have a sign"));
+    }
+    let (number, suffix) = split_suffix(input);
     let (exp10, binary) = suffix_multiplier(suffix, input)?;
     // Work in units of 10^-9 so fractions of binary suffixes ("1.5Ki") stay exact.
     const FRACTION_DIGITS: i32 = 9;
@@ -86,7 +102,7 @@ fn parse_scaled(input: &str, resolution: u32) -> Result<u64> {
             Some(v.div_ceil(10u128.pow((-shift) as u32)))
         }
     });
-    value.and_then(|v| u64::try_from(v).ok()).ok_or(Error::Quantity { input: input.to_string(), why: "too large" })
+    value.and_then(|v| u64::try_from(v).ok()).ok_or_else(|| bad("too large"))
 }
 
 /// CPU quantity in millicores: "8" -> 8000, "500m" -> 500, "1.5" -> 1500.
@@ -147,8 +163,83 @@ mod tests {
 
     #[test]
     fn bad_quantities_are_errors() {
-        for bad in ["", "-1", "abc", "1.2.3", "5Qi", "99999999999999999999999Pi", "."] {
+        for bad in [
+            "",
+            "-1",
+            "abc",
+            "1.2.3",
+            "5Qi",
+            "99999999999999999999999Pi",
+            ".",
+            " 8",
+            "8 ",
+            "\t8",
+            "+8",
+            "+-8",
+            "1e400",
+            "1e3",
+            "NaN",
+            "inf",
+            "Infinity",
+            "8x",
+            "8 Gi",
+            "0x10",
+            "١",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad:?} should be rejected");
+            assert!(parse_cpu_millis(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let why = |s: &str| parse_bytes(s).unwrap_err().to_string();
+        assert_eq!(why(" 8"), "invalid quantity \" 8\": has spaces around it");
+        assert_eq!(why("+-8"), "invalid quantity \"+-8\": must not have a sign");
+        assert_eq!(why("8x"), "invalid quantity \"8x\": unknown suffix (use m, k, M, G, T, P, Ki, Mi, Gi, Ti, Pi)");
+        assert_eq!(
+            why("1e400"),
+            "invalid quantity \"1e400\": unknown suffix (use m, k, M, G, T, P, Ki, Mi, Gi, Ti, Pi)"
+        );
+        assert!(why(&"9".repeat(1000)).ends_with("longer than 64 characters"));
+        assert!(why("99999999999999999999").ends_with("too large"));
+        assert!(parse_bytes("16383Pi").is_ok() && why("16384Pi").ends_with("too large"), "u64 holds 2^64 - 1 bytes");
+    }
+
+    #[test]
+    fn huge_values_are_refused_not_wrapped() {
+        assert_eq!(parse_bytes("18446744073709551615"), Ok(u64::MAX));
+        assert!(parse_bytes("18446744073709551616").is_err());
+        assert_eq!(parse_cpu_millis("18446744073709551615m"), Ok(u64::MAX));
+        assert!(parse_cpu_millis("18446744073709552").is_err(), "cores x 1000 overflow u64");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_never_reads_past_the_input(s in "\\PC{0,80}") {
+            let _ = parse_bytes(&s);
+            let _ = parse_cpu_millis(&s);
+            let _ = parse_count(&s);
+        }
+
+        #[test]
+        fn integers_parse_to_themselves(n in 0u64..u64::MAX) {
+            proptest::prop_assert_eq!(parse_bytes(&n.to_string()), Ok(n));
+        }
+
+        #[test]
+        fn anything_with_spaces_or_signs_is_refused(n in 0u64..1_000_000, pre in "[ +\t-]{1,3}") {
+            let with_prefix = format!("{pre}{n}");
+            let with_suffix = format!("{n}{pre}");
+            proptest::prop_assert!(parse_bytes(&with_prefix).is_err());
+            proptest::prop_assert!(parse_bytes(&with_suffix).is_err());
+        }
+
+        #[test]
+        fn suffixes_scale_exactly(n in 0u64..1_000_000) {
+            proptest::prop_assert_eq!(parse_bytes(&format!("{n}Ki")), Ok(n << 10));
+            proptest::prop_assert_eq!(parse_bytes(&format!("{n}G")), Ok(n * 1_000_000_000));
+            proptest::prop_assert_eq!(parse_cpu_millis(&format!("{n}m")), Ok(n));
         }
     }
 
