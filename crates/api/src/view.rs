@@ -180,12 +180,7 @@ pub fn running_job(job: &TrainingJob, pool: &Pool, now: u64) -> Option<RunningJo
 
 /// A runtime estimate in whole seconds, bounded so that adding it to a time cannot overflow.
 pub fn estimated_seconds(runtime_s: f64) -> u64 {
-    const TEN_YEARS: f64 = 10.0 * 365.0 * 86_400.0;
-    if runtime_s.is_finite() {
-        runtime_s.clamp(0.0, TEN_YEARS).ceil() as u64
-    } else {
-        TEN_YEARS as u64
-    }
+    computenet_core::throughput::bounded_seconds(runtime_s).ceil() as u64
 }
 
 /// The ComputeQueues of a hub, read once.

@@ -646,7 +646,8 @@ impl<'a> CycleState<'a> {
         let accelerator = self.accelerator_name(chosen.cluster, chosen.group);
         self.indexes[chosen.cluster].apply(&slots, &job.per_replica, true);
         self.ledger.admit(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
-        let end = self.snap.now + (chosen.estimate.transfer_s + chosen.estimate.runtime_s).ceil() as u64;
+        // Estimates are bounded, but `now` comes from outside: never overflow.
+        let end = self.snap.now.saturating_add((chosen.estimate.transfer_s + chosen.estimate.runtime_s).ceil() as u64);
         self.releases[chosen.cluster].push(Release { end, slots: slots.clone(), request: job.per_replica.clone() });
         if chosen.long {
             if let Some(r) = self.reservation.as_mut() {

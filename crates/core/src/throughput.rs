@@ -35,6 +35,30 @@ pub struct Estimate {
     pub source: EstimateSource,
 }
 
+/// Longest runtime (and data-transfer time) an estimate gives: ten years. A job that
+/// claims more work (`gpuHours: 1e300`) is estimated at this, so every estimate, the
+/// energy and cost that follow, and `start + runtime` stay finite.
+pub const MAX_RUNTIME_S: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// `seconds` as an estimate: within 0..=[`MAX_RUNTIME_S`]; NaN (no information) is the maximum.
+pub fn bounded_seconds(seconds: f64) -> f64 {
+    if seconds.is_nan() {
+        MAX_RUNTIME_S
+    } else {
+        seconds.clamp(0.0, MAX_RUNTIME_S)
+    }
+}
+
+/// A non-negative finite figure derived from bounded inputs (energy, cost, carbon): NaN
+/// and negatives become 0, infinities the largest finite value.
+fn finite(value: f64) -> f64 {
+    if value.is_nan() {
+        0.0
+    } else {
+        value.clamp(0.0, f64::MAX)
+    }
+}
+
 /// The throughput model: measured profiles, with a peak-TFLOPS fallback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,8 +125,20 @@ impl ThroughputModel {
         }
     }
 
-    /// Runtime in seconds of `job` on `accelerator` (None: CPU-only) over `nodes` nodes.
+    /// Runtime in seconds of `job` on `accelerator` (None: CPU-only) over `nodes` nodes,
+    /// within 0..=[`MAX_RUNTIME_S`].
     pub fn runtime_s(
+        &self,
+        job: &Job,
+        catalogue: &Catalogue,
+        accelerator: Option<&str>,
+        nodes: u32,
+    ) -> (f64, EstimateSource) {
+        let (runtime_s, source) = self.unbounded_runtime_s(job, catalogue, accelerator, nodes);
+        (bounded_seconds(runtime_s), source)
+    }
+
+    fn unbounded_runtime_s(
         &self,
         job: &Job,
         catalogue: &Catalogue,
@@ -184,12 +220,13 @@ impl ThroughputModel {
         runtime_s: f64,
         source: EstimateSource,
     ) -> Estimate {
+        let runtime_s = bounded_seconds(runtime_s);
         let energy_kwh =
-            power_w * cluster.efficiency.power_scale * runtime_s / 3600.0 / 1000.0 * cluster.efficiency.pue;
+            finite(power_w * cluster.efficiency.power_scale * runtime_s / 3600.0 / 1000.0 * cluster.efficiency.pue);
         let transfer_s = match &job.data_set {
             Some(name) if !pool.holds_data_set(cluster, name) => {
                 let gb = pool.data_sets.get(name).map_or(0.0, |d| d.size_gb);
-                gb * 8.0 / pool.wan_gbps.max(1e-6)
+                bounded_seconds(gb * 8.0 / pool.wan_gbps.max(1e-6))
             }
             _ => 0.0,
         };
@@ -197,8 +234,8 @@ impl ThroughputModel {
             runtime_s,
             transfer_s,
             energy_kwh,
-            cost: energy_kwh * cluster.efficiency.energy_price_per_kwh,
-            carbon_kg: cluster.efficiency.carbon_g_per_kwh.map(|g| energy_kwh * g / 1000.0),
+            cost: finite(energy_kwh * cluster.efficiency.energy_price_per_kwh),
+            carbon_kg: cluster.efficiency.carbon_g_per_kwh.map(|g| finite(energy_kwh * g / 1000.0)),
             source,
         }
     }
