@@ -50,6 +50,25 @@ pub fn raw_accelerators(members: &[MemberView]) -> RawAccelerators {
 /// Upper bound on a measured PUE: beyond it a reading is wrong, not a facility.
 const MAX_PUE: f64 = 5.0;
 
+/// Upper bound on a member's measured accelerator power, watts (a 100 MW member is
+/// beyond any facility: the reading is wrong).
+const MAX_POWER_W: f64 = 1e8;
+
+/// A reading with every value that is not a plausible measurement left out: NaN, infinite,
+/// negative, PUE outside 1..=5, power above 100 MW. Utilisation is clamped to 0..=1 (an
+/// exporter reporting 101 % is close enough to be used). What is left out is neither
+/// shown in the status nor used in placement.
+pub fn sane(reading: &Reading) -> Reading {
+    let within = |v: Option<f64>, lo: f64, hi: f64| v.filter(|v| v.is_finite() && (lo..=hi).contains(v));
+    Reading {
+        gpu_power_w: within(reading.gpu_power_w, 0.0, MAX_POWER_W),
+        gpu_utilization: reading.gpu_utilization.filter(|u| u.is_finite()).map(|u| u.clamp(0.0, 1.0)),
+        pue: within(reading.pue, 1.0, MAX_PUE),
+        at: reading.at,
+        error: reading.error.clone(),
+    }
+}
+
 /// What measurements make of a cluster: the status to show, and the cluster's efficiency
 /// with the measured PUE and power scale in place of the configured figures.
 fn measured(
@@ -57,8 +76,9 @@ fn measured(
     cluster: &Cluster,
     catalogue: &Catalogue,
 ) -> (MeasuredEfficiency, computenet_core::ClusterEfficiency) {
+    let reading = &sane(reading);
     let mut efficiency = cluster.efficiency.clone();
-    if let Some(pue) = reading.pue.filter(|p| p.is_finite() && (1.0..=MAX_PUE).contains(p)) {
+    if let Some(pue) = reading.pue {
         efficiency.pue = pue;
     }
     let derived = match (reading.gpu_power_w, reading.gpu_utilization) {
@@ -170,5 +190,30 @@ fn release_slurm_allocation(pool: &mut Pool, members: &[MemberView], running: &R
         if held_nodes.contains(&node.name) {
             node.allocated = node.allocated.saturating_sub(&one);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implausible_measurements_are_left_out_or_clamped() {
+        let r = |power: f64, util: f64, pue: f64| {
+            sane(&Reading {
+                gpu_power_w: Some(power),
+                gpu_utilization: Some(util),
+                pue: Some(pue),
+                ..Reading::default()
+            })
+        };
+        let ok = r(3200.0, 0.5, 1.3);
+        assert_eq!((ok.gpu_power_w, ok.gpu_utilization, ok.pue), (Some(3200.0), Some(0.5), Some(1.3)));
+        let bad = r(f64::INFINITY, f64::NAN, 40.0);
+        assert_eq!((bad.gpu_power_w, bad.gpu_utilization, bad.pue), (None, None, None));
+        let off = r(-1.0, 1.7, 0.5);
+        assert_eq!((off.gpu_power_w, off.gpu_utilization, off.pue), (None, Some(1.0), None));
+        assert_eq!(r(2e8, -0.5, f64::NAN).gpu_utilization, Some(0.0));
+        assert_eq!(r(2e8, 0.0, 1.0).gpu_power_w, None);
     }
 }
