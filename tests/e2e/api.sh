@@ -45,6 +45,33 @@ refused "negative gpuHours" "gpuHours.*greater than or equal to 0" "$(job neg ' 
 refused "maxRunSeconds is positive" "maxRunSeconds.*greater than or equal to 1" "$(job norun '  maxRunSeconds: 0')"
 refused "accelerator count is positive" "count.*greater than or equal to 1" "$(job nogpu '' | xargs sed -i 's/count: 8/count: 0/'; echo "$tmp/nogpu.yaml")"
 
+# Bounds on every number and a pattern on quantity strings: what the scheduler could not
+# read (or would read wrongly) never gets stored.
+jobsed() { # jobsed NAME SED_EXPR [EXTRA_SPEC_YAML]: a job with its lines edited by sed
+  local f; f=$(job "$1" "${3:-}"); sed -i "$2" "$f"; echo "$f"
+}
+check "memory as plain bytes beyond int32 is accepted" kubectl apply -f "$(jobsed bytes 's/memory: 64Gi/memory: 68719476736/')"
+check "a CPU count as an integer is accepted" kubectl apply -f "$(jobsed intcpu 's/cpu: "8"/cpu: 8/')"
+refused "a quantity with a leading space" 'spec.resources.cpu.*should match' "$(jobsed space 's/cpu: "8"/cpu: " 8"/')"
+refused "a quantity with a trailing space" 'spec.resources.cpu.*should match' "$(jobsed trail 's/cpu: "8"/cpu: "8 "/')"
+refused "a quantity with an unknown suffix" 'spec.resources.memory.*should match' "$(jobsed suffix 's/memory: 64Gi/memory: 8x/')"
+refused "a quantity with signs" 'spec.resources.memory.*should match' "$(jobsed signs 's/memory: 64Gi/memory: "+-8"/')"
+refused "a quantity with an exponent" 'spec.resources.memory.*should match' "$(jobsed exp 's/memory: 64Gi/memory: "1e400"/')"
+refused "a negative integer quantity" 'spec.resources.memory.*greater than or equal to 0' "$(jobsed negmem 's/memory: 64Gi/memory: -1/')"
+refused "an integer quantity beyond 2^53" 'spec.resources.memory.*less than or equal to 9007199254740991' "$(jobsed hugemem 's/memory: 64Gi/memory: 9007199254740992/')"
+refused "a very long quantity string" 'spec.resources.cpu.*may not be (longer|more) than 32' "$(jobsed longcpu 's/cpu: "8"/cpu: "000000000000000000000000000000008"/')"
+refused "priority above its maximum" 'spec.priority.*less than or equal to 1000000000' "$(job prihigh '  priority: 1000000001')"
+refused "priority below its minimum" 'spec.priority.*greater than or equal to -1000000' "$(job prilow '  priority: -1000001')"
+refused "replicas above their maximum" 'spec.replicas.*less than or equal to 4096' "$(jobsed manyrep 's/replicas: 2/replicas: 4097/')"
+refused "accelerator count above its maximum" 'count.*less than or equal to 64' "$(jobsed manygpu 's/count: 8/count: 65/')"
+refused "minMemoryGiB above its maximum" 'minMemoryGiB.*less than or equal to 4096' "$(jobsed bigmem 's/count: 8,/count: 8, minMemoryGiB: 4097,/')"
+refused "gpuHours above its maximum" 'gpuHours.*less than or equal to 1e\+07' "$(job hours '  work: {gpuHours: 1e300}')"
+refused "steps above their maximum" 'steps.*less than or equal to 1000000000000' "$(job steps '  work: {model: bert, steps: 1000000000001}')"
+refused "batchSize above its maximum" 'batchSize.*less than or equal to 10000000' "$(job batch '  work: {model: bert, steps: 10, batchSize: 10000001}')"
+refused "maxRunSeconds above ten years" 'maxRunSeconds.*less than or equal to 315360000' "$(job longrun '  maxRunSeconds: 315360001')"
+refused "an env name with =" 'env\[0\].name.*should match' "$(jobsed enveq 's/command: \["torchrun", "train.py"\]}/command: ["torchrun", "train.py"], env: [{name: "A=B", value: x}]}/')"
+refused "an env name starting with a digit" 'env\[0\].name.*should match' "$(jobsed envdigit 's/command: \["torchrun", "train.py"\]}/command: ["torchrun", "train.py"], env: [{name: 1A, value: x}]}/')"
+
 # Frozen after admission: the scheduler marks status.admitted; then only suspend may change.
 kubectl patch tj good -n e2e-api --subresource=status --type=merge -p '{"status":{"admitted":true,"phase":"Admitted"}}' >/dev/null
 check "spec changes are refused after admission" bash -c '! kubectl patch tj good -n e2e-api --type=merge -p "{\"spec\":{\"replicas\":4}}" 2>&1 | grep -q patched'
@@ -83,6 +110,24 @@ spec:
   weight: 1
   quotas: [{resource: nvidia.com/gpu, nominal: 64, borrowingLimit: 32}]
 EOT
+refused "a quota with a leading space" 'nominal.*should match' - <<'EOT'
+apiVersion: computenet.io/v1alpha1
+kind: ComputeQueue
+metadata: {name: e2e-bad-quota}
+spec:
+  quotas: [{resource: cpu, nominal: " 8"}]
+EOT
+refused "a negative borrowing limit" 'borrowingLimit.*greater than or equal to 0' - <<'EOT'
+apiVersion: computenet.io/v1alpha1
+kind: ComputeQueue
+metadata: {name: e2e-bad-quota}
+spec:
+  quotas: [{resource: nvidia.com/gpu, nominal: 8, borrowingLimit: -1}]
+EOT
+refused "an accelerator peak above its maximum" 'peakTflops.*less than or equal to' "$(member e2e-peak '  kind: AI
+  site: west
+  kubernetes: {kubeconfigSecretRef: {name: a, namespace: b, key: c}}
+  efficiency: {accelerators: {A100: {peakTflops: 1e300, boardPowerW: 400, memoryGiB: 80}}}')"
 check "printer columns are served" bash -c 'kubectl get cnq e2e-research -o wide | head -1 | grep -q "GPU USAGE/QUOTA" && kubectl get mcl e2e-ai | head -1 | grep -q "GPUS FREE/TOTAL" && kubectl get tj -n e2e-api | head -1 | grep -q "POSITION"'
 kubectl delete mcl e2e-ai --ignore-not-found >/dev/null 2>&1
 kubectl delete cnq e2e-research --ignore-not-found >/dev/null 2>&1

@@ -1,7 +1,7 @@
 //! `ComputeQueue`: quotas, cohort, fair-share weight and policies.
 
+use crate::quantity::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,15 +61,16 @@ pub struct QuotaSpec {
     pub resource: String,
     /// Only this accelerator type counts (a flavour); absent counts all types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
     pub accelerator: Option<String>,
     /// Guaranteed amount (a quantity: 64, "256", "1Ti").
-    pub nominal: IntOrString,
+    pub nominal: Quantity,
     /// How much more may be borrowed from the cohort; absent is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub borrowing_limit: Option<IntOrString>,
+    pub borrowing_limit: Option<Quantity>,
     /// How much of nominal others may borrow; absent is all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lending_limit: Option<IntOrString>,
+    pub lending_limit: Option<Quantity>,
 }
 
 /// Preemption policy.

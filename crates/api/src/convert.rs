@@ -3,7 +3,8 @@
 use crate::compute_queue::{self, ComputeQueueSpec, QuotaSpec};
 use crate::error::{Error, Result};
 use crate::member_cluster::{EfficiencyProfile, FreeNodeGroup, MemberCluster, MAX_FREE_NODE_GROUPS};
-use crate::training_job::{self, TrainingJobSpec};
+use crate::quantity::Quantity;
+use crate::training_job::{self, TrainingJobSpec, MAX_RUN_SECONDS};
 use computenet_core::accelerator::AcceleratorSpec;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::queue::{PreemptionPolicy, PreemptionScope, QueueingStrategy, Quota, ResourceName};
@@ -12,19 +13,15 @@ use computenet_core::{
     ReplicaRequest, Work,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-/// The text of an int-or-string quantity.
-pub fn quantity_text(q: &IntOrString) -> String {
-    match q {
-        IntOrString::Int(i) => i.to_string(),
-        IntOrString::String(s) => s.clone(),
-    }
+/// The text of a quantity, as written.
+pub fn quantity_text(q: &Quantity) -> String {
+    q.text().into_owned()
 }
 
-fn parse_with(field: &str, q: &IntOrString, parse: fn(&str) -> computenet_core::Result<u64>) -> Result<u64> {
-    parse(&quantity_text(q)).map_err(|e| Error::field(field, e.to_string()))
+fn parse_with(field: &str, q: &Quantity, parse: fn(&str) -> computenet_core::Result<u64>) -> Result<u64> {
+    parse(&q.text()).map_err(|e| Error::field(field, e.to_string()))
 }
 
 /// The core's cluster kind.
@@ -69,14 +66,20 @@ pub fn job(id: &str, spec: &TrainingJobSpec, submitted_at: u64) -> Result<Job> {
     let work = match (&w.model, w.steps, w.gpu_hours) {
         (Some(model), Some(steps), None) => Work::ModelSteps {
             model: model.clone(),
-            steps: u64::try_from(steps).map_err(|_| Error::field("spec.work.steps", "must be positive"))?,
+            steps: u64::try_from(steps)
+                .ok()
+                .filter(|s| (1..=training_job::MAX_STEPS as u64).contains(s))
+                .ok_or_else(|| Error::field("spec.work.steps", format!("must be 1 to {}", training_job::MAX_STEPS)))?,
             batch_size: w.batch_size.and_then(|b| u32::try_from(b).ok()),
         },
-        (None, None, Some(hours)) if hours.is_finite() && hours >= 0.0 => Work::DeviceHours {
+        (None, None, Some(hours)) if (0.0..=training_job::MAX_GPU_HOURS).contains(&hours) => Work::DeviceHours {
             hours,
             reference: w.reference_accelerator.clone().unwrap_or_else(|| "V100".to_string()),
         },
         (None, None, None) => Work::Unknown,
+        (None, None, Some(_)) => {
+            return Err(Error::field("spec.work.gpuHours", format!("must be 0 to {}", training_job::MAX_GPU_HOURS)))
+        }
         _ => return Err(Error::field("spec.work", "give model and steps, or gpuHours")),
     };
     let objective = match spec.placement.objective {
@@ -88,7 +91,14 @@ pub fn job(id: &str, spec: &TrainingJobSpec, submitted_at: u64) -> Result<Job> {
     Ok(Job {
         id: id.to_string(),
         queue: spec.queue_name.clone(),
-        priority: spec.priority,
+        priority: Some(spec.priority)
+            .filter(|p| (training_job::MIN_PRIORITY..=training_job::MAX_PRIORITY).contains(p))
+            .ok_or_else(|| {
+                Error::field(
+                    "spec.priority",
+                    format!("must be {} to {}", training_job::MIN_PRIORITY, training_job::MAX_PRIORITY),
+                )
+            })?,
         submitted_at,
         replicas,
         per_replica,
@@ -98,7 +108,8 @@ pub fn job(id: &str, spec: &TrainingJobSpec, submitted_at: u64) -> Result<Job> {
         data_set: spec.placement.data_set.clone(),
         work,
         objective,
-        max_runtime_s: spec.max_run_seconds.and_then(|s| u64::try_from(s).ok()),
+        // Objects stored under an older schema may hold more: cap, as estimates are capped.
+        max_runtime_s: spec.max_run_seconds.and_then(|s| u64::try_from(s).ok()).map(|s| s.min(MAX_RUN_SECONDS as u64)),
     })
 }
 
@@ -423,6 +434,98 @@ maxRunSeconds: 86400
         let bad = BERT.replace("memory: 64Gi", "memory: lots");
         let err = job("u", &spec(&bad), 0).unwrap_err().to_string();
         assert!(err.starts_with("spec.resources.memory:"), "{err}");
+    }
+
+    #[test]
+    fn plain_byte_counts_beyond_i32_convert() {
+        let big = BERT.replace("memory: 64Gi", "memory: 68719476736").replace("cpu: \"8\"", "cpu: 8");
+        let j = job("u", &spec(&big), 0).expect("converts");
+        assert_eq!((j.per_replica.memory_bytes, j.per_replica.cpu_millis), (64 << 30, 8000));
+    }
+
+    #[test]
+    fn numbers_outside_the_schema_name_their_field() {
+        let cases = [
+            ("priority: 100", "priority: 2000000000", "spec.priority:"),
+            ("steps: 100000", "steps: 1000000000001", "spec.work.steps:"),
+            ("memory: 64Gi", "memory: -1", "spec.resources.memory:"),
+            ("memory: 64Gi", "memory: \" 8\"", "spec.resources.memory:"),
+            ("cpu: \"8\"", "cpu: \"8x\"", "spec.resources.cpu:"),
+        ];
+        for (from, to, field) in cases {
+            let err = job("u", &spec(&BERT.replace(from, to)), 0).unwrap_err().to_string();
+            assert!(err.starts_with(field), "{to}: {err}");
+        }
+        let hours = BERT.replace("work: {model: bert, steps: 100000}", "work: {gpuHours: 1e300}");
+        let err = job("u", &spec(&hours), 0).unwrap_err().to_string();
+        assert!(err.starts_with("spec.work.gpuHours:"), "{err}");
+        let long = BERT.replace("maxRunSeconds: 86400", "maxRunSeconds: 9000000000000");
+        assert_eq!(job("u", &spec(&long), 0).unwrap().max_runtime_s, Some(MAX_RUN_SECONDS as u64));
+    }
+
+    fn any_quantity() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u64..=crate::quantity::MAX_INTEGER).prop_map(serde_json::Value::from),
+            proptest::string::string_regex("[0-9]{1,12}(\\.[0-9]{0,3})?(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+                .unwrap()
+                .prop_map(serde_json::Value::from),
+        ]
+    }
+
+    fn any_work() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(serde_json::json!({})),
+            (1i64..=training_job::MAX_STEPS, proptest::option::of(1i32..=training_job::MAX_BATCH_SIZE))
+                .prop_map(|(steps, batch)| serde_json::json!({"model": "bert", "steps": steps, "batchSize": batch})),
+            prop_oneof![Just(0.0), Just(training_job::MAX_GPU_HOURS), 0.0..=training_job::MAX_GPU_HOURS]
+                .prop_map(|h| serde_json::json!({"gpuHours": h, "referenceAccelerator": "V100"})),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any spec the schema admits converts without panicking, and its estimates on
+        /// every catalogue type are finite, non-negative and bounded.
+        #[test]
+        fn valid_specs_give_finite_bounded_estimates(
+            replicas in 1i32..=4096,
+            count in proptest::option::of(1i32..=64),
+            cpu in any_quantity(),
+            memory in any_quantity(),
+            priority in training_job::MIN_PRIORITY..=training_job::MAX_PRIORITY,
+            work in any_work(),
+            max_run in proptest::option::of(1i64..=MAX_RUN_SECONDS),
+            nodes in 1u32..=4096,
+        ) {
+            let mut resources = serde_json::json!({"cpu": cpu, "memory": memory});
+            if let Some(count) = count {
+                resources["accelerators"] = serde_json::json!({"count": count});
+            }
+            let spec: TrainingJobSpec = serde_json::from_value(serde_json::json!({
+                "queueName": "q", "priority": priority, "replicas": replicas, "resources": resources,
+                "workload": {"image": "i", "command": ["c"]}, "work": work, "maxRunSeconds": max_run,
+            })).unwrap();
+            // Quantities larger than the parser's units are conversion errors, never panics.
+            let Ok(j) = job("u", &spec, u64::MAX) else { return Ok(()) };
+            let catalogue = computenet_core::Catalogue::built_in();
+            let model = computenet_core::ThroughputModel::default();
+            let cluster = Cluster {
+                name: "c".into(), kind: ClusterKind::AI, site: String::new(), ready: true, cordoned: false,
+                efficiency: ClusterEfficiency { pue: 5.0, energy_price_per_kwh: 1e6, carbon_g_per_kwh: Some(1e5), power_scale: 4.0 },
+                data_sets: Vec::new(), nodes: Vec::new(),
+            };
+            let pool = computenet_core::Pool { clusters: vec![cluster.clone()], catalogue: catalogue.clone(), data_sets: BTreeMap::new(), wan_gbps: 1.0 };
+            for accelerator in [None, Some("A100-80G"), Some("V100"), Some("no-such-type")] {
+                let e = model.estimate(&j, &pool, &cluster, accelerator, nodes);
+                let max = computenet_core::throughput::MAX_RUNTIME_S;
+                proptest::prop_assert!(e.runtime_s.is_finite() && (0.0..=max).contains(&e.runtime_s), "{:?}", e);
+                proptest::prop_assert!(e.energy_kwh.is_finite() && e.energy_kwh >= 0.0, "{:?}", e);
+                proptest::prop_assert!(e.cost.is_finite() && e.cost >= 0.0, "{:?}", e);
+                proptest::prop_assert!(e.carbon_kg.is_none_or(|c| c.is_finite() && c >= 0.0), "{:?}", e);
+                proptest::prop_assert!(serde_json::to_value(round3(e.runtime_s)).unwrap().is_number());
+            }
+        }
     }
 
     #[test]

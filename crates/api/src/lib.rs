@@ -17,12 +17,14 @@ pub mod crdgen;
 pub mod error;
 pub mod member_cluster;
 pub mod profiles;
+pub mod quantity;
 pub mod training_job;
 pub mod view;
 
 pub use compute_queue::{ComputeQueue, ComputeQueueSpec, ComputeQueueStatus};
 pub use error::{Error, Result};
 pub use member_cluster::{MemberCluster, MemberClusterSpec, MemberClusterStatus};
+pub use quantity::Quantity;
 pub use training_job::{TrainingJob, TrainingJobPhase, TrainingJobSpec, TrainingJobStatus};
 
 /// The API group.

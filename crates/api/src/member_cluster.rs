@@ -187,14 +187,15 @@ pub struct EfficiencyProfile {
     pub pue: f64,
     /// Energy price per kWh.
     #[serde(default = "default_price", rename = "energyPricePerKWh")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub energy_price_per_kwh: f64,
     /// Grid carbon intensity, gCO2e per kWh.
     #[serde(default, rename = "carbonGPerKWh", skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 100_000.0))]
     pub carbon_g_per_kwh: Option<f64>,
     /// Per-accelerator figures (peak dense 16-bit TFLOPS, board power W, memory GiB).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 64))]
     pub accelerators: BTreeMap<String, AcceleratorFigures>,
 }
 
@@ -221,11 +222,11 @@ impl Default for EfficiencyProfile {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AcceleratorFigures {
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub peak_tflops: f64,
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 100_000.0))]
     pub board_power_w: f64,
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 100_000.0))]
     pub memory_gi_b: f64,
 }
 

@@ -1,7 +1,7 @@
 //! `TrainingJob`: what a researcher submits.
 
+use crate::quantity::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,7 @@ pub struct TrainingJobSpec {
     pub queue_name: String,
     /// Higher runs first; within one priority, queues share by weighted fair share.
     #[serde(default)]
+    #[schemars(range(min = MIN_PRIORITY, max = MAX_PRIORITY))]
     pub priority: i32,
     /// Replicas of the gang (all or nothing), one pod or Slurm node each.
     #[schemars(range(min = 1, max = 4096))]
@@ -50,7 +51,7 @@ pub struct TrainingJobSpec {
     pub placement: PlacementPreferences,
     /// Wall-clock limit in seconds; the job is stopped when it runs longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_RUN_SECONDS))]
     pub max_run_seconds: Option<i64>,
     /// Stop the job (or keep it from starting); setting it back to false resumes it.
     #[serde(default)]
@@ -60,6 +61,23 @@ pub struct TrainingJobSpec {
     pub on_member_loss: MemberLossPolicy,
 }
 
+/// Lowest priority.
+pub const MIN_PRIORITY: i32 = -1_000_000;
+/// Highest priority.
+pub const MAX_PRIORITY: i32 = 1_000_000_000;
+/// Longest `maxRunSeconds`: ten years, the longest runtime estimate too.
+pub const MAX_RUN_SECONDS: i64 = computenet_core::throughput::MAX_RUNTIME_S as i64;
+/// Most training steps.
+pub const MAX_STEPS: i64 = 1_000_000_000_000;
+/// Largest global batch size.
+pub const MAX_BATCH_SIZE: i32 = 10_000_000;
+/// Most device-hours a job may declare (ten million: more than a year of 1000 devices).
+pub const MAX_GPU_HOURS: f64 = 10_000_000.0;
+/// Largest minimum device memory, GiB.
+pub const MAX_MIN_MEMORY_GIB: i32 = 4096;
+/// What an environment variable name must look like (Kubernetes' C_IDENTIFIER).
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
 /// CEL: after admission only `suspend` may change. Optional fields are compared by presence too.
 const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.status.admitted) || !oldSelf.status.admitted || (self.spec.queueName == oldSelf.spec.queueName && self.spec.priority == oldSelf.spec.priority && self.spec.replicas == oldSelf.spec.replicas && self.spec.resources == oldSelf.spec.resources && self.spec.workload == oldSelf.spec.workload && self.spec.work == oldSelf.spec.work && self.spec.placement == oldSelf.spec.placement && has(self.spec.maxRunSeconds) == has(oldSelf.spec.maxRunSeconds) && (!has(self.spec.maxRunSeconds) || self.spec.maxRunSeconds == oldSelf.spec.maxRunSeconds))";
 
@@ -67,10 +85,10 @@ const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.statu
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaResources {
-    /// CPU per replica, a Kubernetes quantity ("8", "500m").
-    pub cpu: IntOrString,
-    /// Memory per replica, a Kubernetes quantity ("64Gi").
-    pub memory: IntOrString,
+    /// CPU per replica: cores as an integer, or a quantity ("8", "500m").
+    pub cpu: Quantity,
+    /// Memory per replica: bytes as an integer, or a quantity ("64Gi").
+    pub memory: Quantity,
     /// Accelerators per replica; absent for a CPU-only job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerators: Option<AcceleratorRequest>,
@@ -90,7 +108,7 @@ pub struct AcceleratorRequest {
     pub types: Vec<String>,
     /// Minimum device memory in GiB, as an alternative or addition to `types`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_MIN_MEMORY_GIB))]
     pub min_memory_gi_b: Option<i32>,
 }
 
@@ -114,7 +132,8 @@ pub struct Workload {
 /// One environment variable.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct EnvVar {
-    #[schemars(length(min = 1, max = 256))]
+    /// A C identifier (letters, digits, `_`; not starting with a digit), as Kubernetes requires.
+    #[schemars(length(min = 1, max = 256), pattern(ENV_NAME_PATTERN))]
     pub name: String,
     #[serde(default)]
     #[schemars(length(max = 4096))]
@@ -133,15 +152,15 @@ pub struct WorkEstimate {
     pub model: Option<String>,
     /// Training steps at the global batch size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_STEPS))]
     pub steps: Option<i64>,
     /// Global batch size, when the profile depends on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_BATCH_SIZE))]
     pub batch_size: Option<i32>,
     /// Device-hours on the reference accelerator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = MAX_GPU_HOURS))]
     pub gpu_hours: Option<f64>,
     /// The reference accelerator of `gpuHours` (default V100).
     #[serde(default, skip_serializing_if = "Option::is_none")]

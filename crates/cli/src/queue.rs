@@ -123,9 +123,7 @@ fn quotas(queue: &ComputeQueue, core: Option<&Queue>, admitted: &[&TrainingJob])
         .iter()
         .enumerate()
         .map(|(i, q)| {
-            let text = |v: &Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>| {
-                v.as_ref().map(convert::quantity_text)
-            };
+            let text = |v: &Option<computenet_api::Quantity>| v.as_ref().map(convert::quantity_text);
             let (used, nominal, percent) = match core.and_then(|c| c.quotas.get(i)) {
                 Some(cq) => {
                     let used: u64 = admitted
