@@ -73,6 +73,8 @@ pub enum EventReason {
     Preempted,
     MemberLost,
     Suspended,
+    /// The object does not decode into the type the scheduler reads; it is ignored.
+    InvalidObject,
 }
 
 impl EventReason {
@@ -88,6 +90,7 @@ impl EventReason {
             EventReason::Preempted => "Preempted",
             EventReason::MemberLost => "MemberLost",
             EventReason::Suspended => "Suspended",
+            EventReason::InvalidObject => "InvalidObject",
         }
     }
 
@@ -95,7 +98,11 @@ impl EventReason {
     pub fn is_warning(self) -> bool {
         matches!(
             self,
-            EventReason::DispatchFailed | EventReason::Failed | EventReason::Preempted | EventReason::MemberLost
+            EventReason::DispatchFailed
+                | EventReason::Failed
+                | EventReason::Preempted
+                | EventReason::MemberLost
+                | EventReason::InvalidObject
         )
     }
 }

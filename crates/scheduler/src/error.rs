@@ -15,6 +15,8 @@ pub enum Error {
     Member(#[from] computenet_members::Error),
     #[error("lost the leader lease {0}")]
     LostLease(String),
+    #[error("the hub's caches were not listed within {0:?}: this replica cannot schedule")]
+    CachesNotReady(std::time::Duration),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

@@ -57,12 +57,18 @@ impl EventSink {
 
     /// Queues an Event about a TrainingJob.
     pub fn publish(&self, tj: &TrainingJob, reason: EventReason, note: String) {
+        self.publish_about(tj.object_ref(&()), reason, note);
+    }
+
+    /// Queues an Event about any object.
+    pub fn publish_about(&self, object: ObjectReference, reason: EventReason, note: String) {
         let note = bounded(note);
         let type_ = if reason.is_warning() { EventType::Warning } else { EventType::Normal };
         let reason = reason.as_str();
         let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-        if self.tx.try_send((tj.object_ref(&()), event)).is_err() {
-            tracing::debug!(job = ?tj.metadata.name, reason, "event queue full or closed; event dropped");
+        let name = object.name.clone();
+        if self.tx.try_send((object, event)).is_err() {
+            tracing::debug!(object = ?name, reason, "event queue full or closed; event dropped");
         }
     }
 }

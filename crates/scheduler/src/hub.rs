@@ -1,13 +1,27 @@
 //! Caches of the hub's objects, kept current by watches.
+//!
+//! The watches of TrainingJobs, ComputeQueues and MemberClusters survive objects they
+//! cannot decode ([`computenet_members::kubernetes::watch`]): such an object is left out
+//! of its cache, logged once per resourceVersion, counted in
+//! `computenet_invalid_objects{kind}` and given a Warning Event `InvalidObject` that names
+//! the field. Everything else reads the typed caches as if the object did not exist.
 
+use crate::error::{Error, Result};
+use crate::events::EventSink;
+use computenet_api::conditions::EventReason;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
-use computenet_members::kubernetes::cache;
+use computenet_members::kubernetes::{cache, cache_reporting, Undecodable, Undecodables};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
+
+/// The kinds whose undecodable objects are counted (zero included).
+pub const WATCHED_KINDS: [&str; 3] = ["TrainingJob", "ComputeQueue", "MemberCluster"];
 
 /// The hub's caches.
 // kube::Client has no Debug implementation.
@@ -19,23 +33,69 @@ pub struct Hub {
     pub queues: Store<ComputeQueue>,
     pub members: Store<MemberCluster>,
     pub namespaces: Store<Namespace>,
+    /// Objects left out of the caches because they do not decode.
+    pub undecodables: Undecodables,
+}
+
+/// The Event note about an object that does not decode.
+pub fn invalid_note(u: &Undecodable) -> String {
+    format!(
+        "computenet ignores this {} until it is fixed: it does not match the schema the scheduler reads ({})",
+        u.object.kind.as_deref().unwrap_or("object"),
+        u.error
+    )
 }
 
 impl Hub {
-    /// Starts the watches and waits until every cache has its first list.
-    pub async fn start(client: Client, changed: Arc<Notify>) -> Self {
+    /// Starts the watches and waits until every cache has its first list, at most
+    /// `timeout`: the error means the hub cannot be read, and this replica cannot
+    /// schedule. Undecodable objects do not keep a cache from being ready.
+    pub async fn start(client: Client, changed: Arc<Notify>, events: EventSink, timeout: Duration) -> Result<Self> {
+        let undecodables = Undecodables::reporting(move |u| {
+            // Without a namespace/name/uid the Event could not be tied to the object.
+            if u.object.name.is_some() && u.object.uid.is_some() {
+                events.publish_about(u.object.clone(), EventReason::InvalidObject, invalid_note(u));
+            }
+        });
         let config = watcher::Config::default;
-        let hub = Hub {
-            jobs: cache(Api::all(client.clone()), config(), changed.clone()),
-            queues: cache(Api::all(client.clone()), config(), changed.clone()),
-            members: cache(Api::all(client.clone()), config(), changed.clone()),
-            namespaces: cache(Api::all(client.clone()), config(), changed),
-            client,
+        let jobs = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
+        let queues = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
+        let members = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
+        let namespaces = cache(Api::all(client.clone()), config(), changed);
+        let hub = Hub { jobs, queues, members, namespaces, undecodables, client };
+        let listed = async {
+            let _ = hub.jobs.wait_until_ready().await;
+            let _ = hub.queues.wait_until_ready().await;
+            let _ = hub.members.wait_until_ready().await;
+            let _ = hub.namespaces.wait_until_ready().await;
         };
-        let _ = hub.jobs.wait_until_ready().await;
-        let _ = hub.queues.wait_until_ready().await;
-        let _ = hub.members.wait_until_ready().await;
-        let _ = hub.namespaces.wait_until_ready().await;
-        hub
+        tokio::time::timeout(timeout, listed).await.map_err(|_| Error::CachesNotReady(timeout))?;
+        Ok(hub)
+    }
+
+    /// Undecodable objects per watched kind, zero included.
+    pub fn invalid_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> = WATCHED_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+        counts.extend(self.undecodables.counts());
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    #[test]
+    fn the_note_names_the_kind_and_the_field() {
+        let u = Undecodable {
+            object: ObjectReference { kind: Some("TrainingJob".into()), ..Default::default() },
+            error: "spec.replicas: invalid type: string \"four\", expected i32".into(),
+        };
+        let note = invalid_note(&u);
+        assert!(
+            note.contains("this TrainingJob")
+                && note.ends_with("(spec.replicas: invalid type: string \"four\", expected i32)")
+        );
     }
 }

@@ -74,6 +74,7 @@ pub struct Metrics {
     admissions: IntCounterVec,
     preemptions: IntCounterVec,
     dispatch_errors: IntCounterVec,
+    invalid_objects: Gauges,
     cycle: Histogram,
     /// One update at a time, so label-set bookkeeping stays consistent.
     updating: Mutex<()>,
@@ -178,6 +179,12 @@ impl Metrics {
                 "Failed attempts to create a job's objects on a member cluster.",
                 &["cluster"],
             )?,
+            invalid_objects: Gauges::new(
+                &r,
+                "computenet_invalid_objects",
+                "Hub objects left out of the caches because they do not decode (each has a Warning Event InvalidObject), by kind.",
+                &["kind"],
+            )?,
             cycle,
             registry: r,
             updating: Mutex::new(()),
@@ -271,6 +278,11 @@ impl Metrics {
     /// Creating a job's objects on `cluster` failed.
     pub fn dispatch_error(&self, cluster: &str) {
         self.dispatch_errors.with_label_values(&[cluster]).inc();
+    }
+
+    /// Undecodable hub objects by kind (see [`crate::hub`]).
+    pub fn invalid_objects(&self, counts: &std::collections::BTreeMap<String, usize>) {
+        self.invalid_objects.replace(counts.iter().map(|(kind, n)| (labels([kind.as_str()]), *n as f64)).collect());
     }
 
     /// One scheduling cycle took `seconds`.
@@ -426,6 +438,7 @@ mod tests {
         m.dispatch_error("ai-1");
         m.cycle_duration(0.03);
         m.cycle_duration(0.2);
+        m.invalid_objects(&[("TrainingJob".to_string(), 2), ("ComputeQueue".to_string(), 0)].into());
         let text = m.encode();
         for line in [
             r#"computenet_admissions_total{cluster="ai-1",queue="research"} 2"#,
@@ -434,6 +447,8 @@ mod tests {
             r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.05"} 1"#,
             r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.25"} 2"#,
             "computenet_scheduling_cycle_duration_seconds_count 2",
+            r#"computenet_invalid_objects{kind="TrainingJob"} 2"#,
+            r#"computenet_invalid_objects{kind="ComputeQueue"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -59,6 +59,10 @@ pub async fn check_crds(client: &Client) -> Result<()> {
     }
 }
 
+/// Longest wait for the hub's caches' first lists: a replica that cannot read the hub
+/// cannot schedule, and says so ([`Error::CachesNotReady`]) instead of holding on.
+const CACHES_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Least time from the start of one pass to the start of the next: a pass reads every
 /// job, so passes back to back would cost CPU that the API calls need.
 const MIN_PASS_SPACING: Duration = Duration::from_millis(200);
@@ -79,7 +83,10 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         None => tokio::spawn(futures::future::pending::<Result<()>>()),
     };
     let changed = Arc::new(Notify::new());
-    let hub = Hub::start(client.clone(), changed.clone()).await;
+    // Events are best effort: a few at a time, so they never crowd out the writes
+    // that schedule and dispatch.
+    let events = EventSink::start(client.clone(), (config.concurrency / 8).max(1));
+    let hub = Hub::start(client.clone(), changed.clone(), events.clone(), CACHES_TIMEOUT).await?;
     let mut profiles = config.profiles.start(client.clone(), changed.clone());
     tracing::info!("caches ready; scheduling");
     let mut service = Service {
@@ -88,9 +95,7 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler()),
         reporters: Reporters::new(client.clone(), config.member_timeout),
-        // Events are best effort: a few at a time, so they never crowd out the writes
-        // that schedule and dispatch.
-        events: EventSink::start(client.clone(), (config.concurrency / 8).max(1)),
+        events,
         member_timeout: config.member_timeout,
         web: config.web.clone(),
         hub,
@@ -116,6 +121,7 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, in_flight = service.in_flight(), "pass");
         if let Some(web) = &config.web {
             web.metrics().cycle_duration(started.elapsed().as_secs_f64());
+            web.metrics().invalid_objects(&service.hub.invalid_counts());
             web.set_ready(true);
         }
     }

@@ -1,0 +1,387 @@
+//! Watches into typed caches that survive objects they cannot decode.
+//!
+//! kube's typed watcher decodes a LIST page as a whole: one stored object that does not
+//! fit the Rust type (written under an older, looser schema, or by hand) fails every
+//! list, and the cache never fills. So the watch reads untyped objects
+//! ([`DynamicObject`]), decodes each one on its own ([`decode`]), and feeds only the
+//! decoded ones into an ordinary kube [`Store`]: the rest of the service reads typed
+//! objects as before. An object that does not decode is left out and recorded in
+//! [`Undecodables`] (logged once per resourceVersion; the owner of the registry may also
+//! report it, e.g. as an Event); when it is fixed or deleted it leaves the registry.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// An object a watch could not decode, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undecodable {
+    /// Kind, apiVersion, namespace, name, uid and resourceVersion, as far as readable.
+    pub object: ObjectReference,
+    /// The decode error, naming the field (`spec.replicas: invalid type: ...`).
+    pub error: String,
+}
+
+/// (kind, namespace, name): one object.
+type Key = (String, String, String);
+
+fn key(kind: &str, namespace: Option<&str>, name: Option<&str>) -> Key {
+    (kind.to_string(), namespace.unwrap_or_default().to_string(), name.unwrap_or_default().to_string())
+}
+
+type Report = Arc<dyn Fn(&Undecodable) + Send + Sync>;
+
+/// The objects the watches sharing this registry left out, by kind.
+#[derive(Clone, Default)]
+pub struct Undecodables {
+    objects: Arc<Mutex<BTreeMap<Key, Undecodable>>>,
+    report: Option<Report>,
+}
+
+impl Debug for Undecodables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Undecodables").field("counts", &self.counts()).finish_non_exhaustive()
+    }
+}
+
+impl Undecodables {
+    /// A registry that calls `report` once for each new undecodable object version.
+    pub fn reporting(report: impl Fn(&Undecodable) + Send + Sync + 'static) -> Self {
+        Self { objects: Arc::default(), report: Some(Arc::new(report)) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, Undecodable>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an undecodable object; logs and reports it unless this version was
+    /// recorded already (every relist sees it again).
+    pub fn record(&self, u: Undecodable) {
+        let o = &u.object;
+        let k = key(o.kind.as_deref().unwrap_or_default(), o.namespace.as_deref(), o.name.as_deref());
+        let new = {
+            let mut objects = self.lock();
+            let seen = objects.get(&k).is_some_and(|old| old.object.resource_version == o.resource_version);
+            objects.insert(k, u.clone());
+            !seen
+        };
+        if new {
+            tracing::warn!(
+                kind = ?u.object.kind, namespace = ?u.object.namespace, name = ?u.object.name,
+                resource_version = ?u.object.resource_version, error = %u.error,
+                "object left out of the cache: it does not decode"
+            );
+            if let Some(report) = &self.report {
+                report(&u);
+            }
+        }
+    }
+
+    /// The object decodes again, or is gone.
+    pub fn forget(&self, kind: &str, namespace: Option<&str>, name: Option<&str>) {
+        self.lock().remove(&key(kind, namespace, name));
+    }
+
+    /// After a full list: objects of `kind` that were not in it are gone.
+    fn keep_only(&self, kind: &str, listed: &BTreeSet<Key>) {
+        self.lock().retain(|k, _| k.0 != kind || listed.contains(k));
+    }
+
+    /// Undecodable objects by kind.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (kind, _, _) in self.lock().keys() {
+            *counts.entry(kind.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Every undecodable object, in (kind, namespace, name) order.
+    pub fn objects(&self) -> Vec<Undecodable> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+/// What is readable of an object that did not decode.
+fn reference(obj: &DynamicObject, kind: &str, api_version: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.to_string()),
+        kind: Some(kind.to_string()),
+        namespace: obj.metadata.namespace.clone(),
+        name: obj.metadata.name.clone(),
+        uid: obj.metadata.uid.clone(),
+        resource_version: obj.metadata.resource_version.clone(),
+        field_path: None,
+    }
+}
+
+/// One untyped object as `K`; the error names the field that did not fit.
+pub fn decode<K: DeserializeOwned>(obj: &DynamicObject) -> Result<K, String> {
+    let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
+/// Turns watch events of untyped objects into events of `K` for a store, leaving out
+/// (and recording) objects that do not decode. Pure but for the registry.
+#[derive(Debug)]
+pub struct Decoder {
+    kind: String,
+    api_version: String,
+    undecodables: Undecodables,
+    /// Objects of the list in progress, decodable or not.
+    listed: BTreeSet<Key>,
+}
+
+impl Decoder {
+    /// A decoder for objects of `resource`, recording into `undecodables`.
+    pub fn new(resource: &ApiResource, undecodables: Undecodables) -> Self {
+        Self {
+            kind: resource.kind.clone(),
+            api_version: resource.api_version.clone(),
+            undecodables,
+            listed: BTreeSet::new(),
+        }
+    }
+
+    fn typed<K: DeserializeOwned>(&self, obj: &DynamicObject) -> Option<K> {
+        let m = &obj.metadata;
+        match decode(obj) {
+            Ok(k) => {
+                self.undecodables.forget(&self.kind, m.namespace.as_deref(), m.name.as_deref());
+                Some(k)
+            }
+            Err(error) => {
+                let object = reference(obj, &self.kind, &self.api_version);
+                self.undecodables.record(Undecodable { object, error });
+                None
+            }
+        }
+    }
+
+    /// The store's event for one watch event; `cached` looks up the store's current
+    /// object, so that an object that stops decoding (or is deleted while undecodable)
+    /// leaves the store instead of staying at its last good version.
+    pub fn event<K>(
+        &mut self,
+        event: watcher::Event<DynamicObject>,
+        cached: impl Fn(&ObjectRef<K>) -> Option<Arc<K>>,
+    ) -> Option<watcher::Event<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned,
+    {
+        let object_ref = |obj: &DynamicObject| {
+            let r = ObjectRef::<K>::new(obj.metadata.name.as_deref().unwrap_or_default());
+            match obj.metadata.namespace.as_deref() {
+                Some(ns) => r.within(ns),
+                None => r,
+            }
+        };
+        match event {
+            watcher::Event::Init => {
+                self.listed.clear();
+                Some(watcher::Event::Init)
+            }
+            watcher::Event::InitApply(obj) => {
+                let m = &obj.metadata;
+                self.listed.insert(key(&self.kind, m.namespace.as_deref(), m.name.as_deref()));
+                self.typed(&obj).map(watcher::Event::InitApply)
+            }
+            watcher::Event::InitDone => {
+                self.undecodables.keep_only(&self.kind, &self.listed);
+                self.listed.clear();
+                Some(watcher::Event::InitDone)
+            }
+            watcher::Event::Apply(obj) => match self.typed(&obj) {
+                Some(k) => Some(watcher::Event::Apply(k)),
+                None => cached(&object_ref(&obj)).map(|old| watcher::Event::Delete(K::clone(&old))),
+            },
+            watcher::Event::Delete(obj) => {
+                let m = &obj.metadata;
+                self.undecodables.forget(&self.kind, m.namespace.as_deref(), m.name.as_deref());
+                match decode::<K>(&obj) {
+                    Ok(k) => Some(watcher::Event::Delete(k)),
+                    Err(_) => cached(&object_ref(&obj)).map(|old| watcher::Event::Delete(K::clone(&old))),
+                }
+            }
+        }
+    }
+}
+
+/// Starts a watch of `api` into a cache; every change wakes `changed`. It runs as long as
+/// the process. Objects that do not decode are left out (see the module docs).
+pub fn cache<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    cache_reporting(api, config, changed, None, Undecodables::default())
+}
+
+/// Like [`cache`], but the watch ends once every sender of `alive` is dropped (a member
+/// that was removed or reconnected).
+pub fn cache_while<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+    alive: Option<tokio::sync::watch::Receiver<()>>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    cache_reporting(api, config, changed, alive, Undecodables::default())
+}
+
+/// Like [`cache_while`], recording the objects left out in `undecodables`.
+pub fn cache_reporting<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+    alive: Option<tokio::sync::watch::Receiver<()>>,
+    undecodables: Undecodables,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let resource = ApiResource::erase::<K>(&());
+    let namespace = api.namespace().map(str::to_string);
+    let client = api.into_client();
+    let untyped: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    let mut decoder = Decoder::new(&resource, undecodables);
+    let (reader, mut writer) = reflector::store::<K>();
+    let stream = watcher(untyped, config).default_backoff();
+    let cached = reader.clone();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        let mut alive = alive;
+        loop {
+            let ended = async {
+                match alive.as_mut() {
+                    // Err: every sender is gone.
+                    Some(rx) => while rx.changed().await.is_ok() {},
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            let event = tokio::select! {
+                event = stream.next() => event,
+                () = ended => break,
+            };
+            let Some(event) = event else { break };
+            match event {
+                Ok(event) => {
+                    if let Some(typed) = decoder.event(event, |r| cached.get(r)) {
+                        writer.apply_watcher_event(&typed);
+                    }
+                }
+                // The watcher retries with backoff; one bad event does not stop it.
+                Err(e) => tracing::warn!(error = %e, "watch error"),
+            }
+            changed.notify_one();
+        }
+    });
+    reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use computenet_api::TrainingJob;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn object(name: &str, rv: &str, spec: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "computenet.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "resourceVersion": rv},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn good() -> serde_json::Value {
+        serde_json::json!({
+            "queueName": "q", "replicas": 1, "resources": {"cpu": 1, "memory": 68719476736_u64},
+            "workload": {"image": "i", "command": ["c"]},
+        })
+    }
+
+    fn bad() -> serde_json::Value {
+        let mut spec = good();
+        spec["replicas"] = "four".into();
+        spec
+    }
+
+    fn decoder(reports: &Arc<AtomicUsize>) -> (Decoder, Undecodables) {
+        let seen = reports.clone();
+        let undecodables = Undecodables::reporting(move |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+        (Decoder::new(&ApiResource::erase::<TrainingJob>(&()), undecodables.clone()), undecodables)
+    }
+
+    #[test]
+    fn a_list_with_an_undecodable_object_keeps_the_others() {
+        let reports = Arc::new(AtomicUsize::new(0));
+        let (mut d, undecodables) = decoder(&reports);
+        let none = |_: &ObjectRef<TrainingJob>| None;
+        assert!(matches!(d.event(watcher::Event::Init, none), Some(watcher::Event::Init)));
+        let ok = d.event(watcher::Event::InitApply(object("a", "1", good())), none);
+        assert!(matches!(ok, Some(watcher::Event::InitApply(_))));
+        assert!(d.event(watcher::Event::InitApply(object("b", "2", bad())), none).is_none());
+        assert!(matches!(d.event(watcher::Event::InitDone, none), Some(watcher::Event::InitDone)));
+        assert_eq!(undecodables.counts().get("TrainingJob"), Some(&1));
+        let u = &undecodables.objects()[0];
+        assert_eq!((u.object.name.as_deref(), u.object.uid.as_deref()), (Some("b"), Some("uid-b")));
+        assert!(u.error.starts_with("spec.replicas: invalid type: string \"four\""), "{}", u.error);
+        // A relist sees it again: reported once per resourceVersion, not per list.
+        d.event(watcher::Event::Init, none);
+        d.event(watcher::Event::InitApply(object("b", "2", bad())), none);
+        d.event(watcher::Event::InitDone, none);
+        assert_eq!(reports.load(Ordering::Relaxed), 1);
+        d.event(watcher::Event::Apply(object("b", "3", bad())), none);
+        assert_eq!(reports.load(Ordering::Relaxed), 2, "a new version is reported again");
+    }
+
+    #[test]
+    fn fixed_or_deleted_objects_leave_the_registry_and_broken_ones_the_store() {
+        let reports = Arc::new(AtomicUsize::new(0));
+        let (mut d, undecodables) = decoder(&reports);
+        let cached_a = |r: &ObjectRef<TrainingJob>| {
+            (r.name == "a").then(|| Arc::new(decode::<TrainingJob>(&object("a", "1", good())).unwrap()))
+        };
+        // A cached object that stops decoding leaves the store.
+        let gone = d.event(watcher::Event::Apply(object("a", "2", bad())), cached_a);
+        assert!(matches!(gone, Some(watcher::Event::Delete(k)) if k.metadata.name.as_deref() == Some("a")));
+        assert_eq!(undecodables.counts().len(), 1);
+        // Fixed: back in the store, out of the registry.
+        assert!(matches!(
+            d.event(watcher::Event::Apply(object("a", "3", good())), cached_a),
+            Some(watcher::Event::Apply(_))
+        ));
+        assert!(undecodables.counts().is_empty());
+        // Deleted while undecodable: out of the registry.
+        d.event(watcher::Event::Apply(object("c", "4", bad())), cached_a);
+        assert!(d.event(watcher::Event::Delete(object("c", "5", bad())), cached_a).is_none());
+        assert!(undecodables.counts().is_empty());
+        // Gone while the watch was down: a relist without it drops it.
+        d.event(watcher::Event::Apply(object("d", "6", bad())), cached_a);
+        d.event(watcher::Event::Init, cached_a);
+        d.event(watcher::Event::InitDone, cached_a);
+        assert!(undecodables.counts().is_empty());
+    }
+}
