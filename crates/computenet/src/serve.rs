@@ -122,6 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         });
+        // Missing CRDs are the likelier mistake, and their message says what to do.
+        computenet_scheduler::run::check_crds(&client).await?;
         let hub_id = computenet_scheduler::hub::hub_id(&client, args.hub_id.as_deref(), &args.lease_namespace).await?;
         let namespace = args.profiles_namespace.clone().unwrap_or_else(|| args.lease_namespace.clone());
         let configmap = args.profiles_configmap.trim();
