@@ -274,6 +274,11 @@ pub struct TrainingJobStatus {
     /// Times the job was preempted or requeued after a member loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requeues: Option<i32>,
+    /// Admissions so far (1 for the first; resumption and requeues admit again). Its
+    /// objects on a member are keyed by it, so an earlier attempt's are never taken for
+    /// the current one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i32>,
     /// Exit code of the job's command once it ended, when the member reports one (Slurm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,

@@ -65,6 +65,15 @@ pub struct Args {
     /// Longest delay between dispatch attempts of one job, in seconds.
     #[arg(long, default_value_t = 300, value_name = "S")]
     dispatch_backoff_max_s: u64,
+    /// This hub's identity on members: a label (computenet.io/hub) on every object it
+    /// creates on Kubernetes members and a word in its Slurm batch jobs' comments. Only
+    /// objects carrying it are this hub's (found again, or cleaned up as orphans), so
+    /// several hubs can share a member. Up to 63 letters, digits, '-', '_' or '.'.
+    /// Default: the UID of the lease namespace (stable while the hub's namespace exists,
+    /// different for every hub cluster); set it when two hubs share one namespace, and
+    /// keep it when moving a hub, or its jobs on members are no longer recognised.
+    #[arg(long, env = "COMPUTENET_HUB_ID", value_name = "ID")]
+    hub_id: Option<String>,
 }
 
 /// The HTTP address, or `None` when disabled.
@@ -113,6 +122,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         });
+        // Missing CRDs are the likelier mistake, and their message says what to do.
+        computenet_scheduler::run::check_crds(&client).await?;
+        let hub_id = computenet_scheduler::hub::hub_id(&client, args.hub_id.as_deref(), &args.lease_namespace).await?;
         let namespace = args.profiles_namespace.clone().unwrap_or_else(|| args.lease_namespace.clone());
         let configmap = args.profiles_configmap.trim();
         let profiles = ProfileSource {
@@ -136,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 base: Duration::from_millis(args.dispatch_backoff_ms.max(1)),
                 cap: Duration::from_secs(args.dispatch_backoff_max_s.max(1)),
             },
+            hub_id,
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -15,6 +15,7 @@
 //! clients, watches and pollers are thin wrappers over kube and reqwest.
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod error;
 pub mod health;
 pub mod kubernetes;

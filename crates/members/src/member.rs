@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::kubernetes::{self, KubernetesMember};
 use crate::labels::remote_name;
+use crate::slurm::member::Owner;
 use crate::slurm::{self, convert, Credentials, RemotePhase, SlurmClient, SlurmMember, SlurmNode, SlurmPlacement};
 use computenet_api::conditions::reasons;
 use computenet_api::member_cluster::SecretKeyRef;
@@ -33,15 +34,26 @@ async fn secret_value(hub: &Client, r: &SecretKeyRef) -> Result<Vec<u8>> {
 }
 
 /// Reads the member's kubeconfig Secret from the hub and connects.
-async fn connect_kubernetes(hub: &Client, member: &MemberCluster, changed: Arc<Notify>) -> Result<KubernetesMember> {
+async fn connect_kubernetes(
+    hub: &Client,
+    member: &MemberCluster,
+    hub_id: &str,
+    changed: Arc<Notify>,
+) -> Result<KubernetesMember> {
     let conn = member.spec.kubernetes.as_ref().ok_or_else(|| Error::Config("not a Kubernetes member".into()))?;
     let bytes = secret_value(hub, &conn.kubeconfig_secret_ref).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config("kubeconfig is not UTF-8".into()))?;
-    KubernetesMember::connect(member.metadata.name.as_deref().unwrap_or_default(), text, &conn.namespace, changed).await
+    let name = member.metadata.name.as_deref().unwrap_or_default();
+    KubernetesMember::connect(name, text, &conn.namespace, hub_id, changed).await
 }
 
 /// Reads the Slurm member's token or key Secret from the hub and starts polling it.
-async fn connect_slurm(hub: &Client, member: &MemberCluster, changed: Arc<Notify>) -> Result<SlurmMember> {
+async fn connect_slurm(
+    hub: &Client,
+    member: &MemberCluster,
+    hub_id: &str,
+    changed: Arc<Notify>,
+) -> Result<SlurmMember> {
     let conn = member.spec.slurm.as_ref().ok_or_else(|| Error::Config("not a Slurm member".into()))?;
     let credentials = match (&conn.token_secret_ref, &conn.jwt_key_secret_ref) {
         (Some(r), _) => {
@@ -65,7 +77,8 @@ async fn connect_slurm(hub: &Client, member: &MemberCluster, changed: Arc<Notify
         working_directory: conn.working_directory.clone(),
         standard_output: conn.standard_output.clone(),
     };
-    Ok(SlurmMember::start(member.metadata.name.as_deref().unwrap_or_default(), client, placement, changed))
+    let owner = Owner { hub: hub_id.to_string(), user: conn.user_name.clone() };
+    Ok(SlurmMember::start(member.metadata.name.as_deref().unwrap_or_default(), client, placement, owner, changed))
 }
 
 /// A connected member of either kind.
@@ -97,12 +110,14 @@ impl RemoteStatus {
     }
 }
 
-/// One of computenet's jobs found on a member (for orphan cleanup).
-#[derive(Debug, Clone)]
+/// One of this hub's jobs found on a member (for orphan cleanup).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RemoteJob {
     pub uid: String,
-    /// Identifies the attempt on the member (the UID on Kubernetes, UID and requeue count on Slurm).
+    /// Identifies the attempt on the member (the UID on Kubernetes, UID and attempt number on Slurm).
     pub key: String,
+    /// The Slurm batch job id (an attempt may, after a lost answer, have two).
+    pub id: Option<u64>,
     /// Seconds since it was created; `None` when unknown.
     pub age_s: Option<i64>,
     pub finished: bool,
@@ -187,13 +202,20 @@ fn slurm_status(job: &slurm::SlurmJob) -> RemoteStatus {
         RemotePhase::Succeeded => TrainingJobPhase::Succeeded,
         RemotePhase::Failed => TrainingJobPhase::Failed,
     };
-    let nodes = job.allocated_node_names();
+    // A host list too large to expand names no nodes (the job still mirrors).
+    let nodes = job.allocated_node_names().unwrap_or_default();
     RemoteStatus {
         phase,
         failure: (phase == TrainingJobPhase::Failed).then(|| (state.reason.clone(), state.message.clone())),
         exit_code: state.exit_code,
         nodes: (!nodes.is_empty()).then_some(nodes),
     }
+}
+
+/// The batch job id the TrainingJob's status records for its current attempt.
+fn recorded_batch_job(tj: &TrainingJob) -> Option<u64> {
+    let remote = tj.status.as_ref()?.remote.as_ref()?;
+    (remote.kind == "SlurmJob").then(|| remote.name.parse().ok())?
 }
 
 fn uid(tj: &TrainingJob) -> String {
@@ -206,11 +228,12 @@ fn seconds_since(epoch_s: i64) -> i64 {
 
 impl Member {
     /// Connects to the member the spec describes, reading its credentials from the hub.
-    pub async fn connect(hub: &Client, spec: &MemberCluster, changed: Arc<Notify>) -> Result<Self> {
+    /// `hub_id` marks everything this hub creates there; only what it marks is its own.
+    pub async fn connect(hub: &Client, spec: &MemberCluster, hub_id: &str, changed: Arc<Notify>) -> Result<Self> {
         let connected = if spec.spec.slurm.is_some() {
-            connect_slurm(hub, spec, changed).await.map(Member::Slurm)
+            connect_slurm(hub, spec, hub_id, changed).await.map(Member::Slurm)
         } else {
-            connect_kubernetes(hub, spec, changed).await.map(Member::Kubernetes)
+            connect_kubernetes(hub, spec, hub_id, changed).await.map(Member::Kubernetes)
         };
         connected.map_err(|e| e.on(spec.metadata.name.as_deref().unwrap_or_default()))
     }
@@ -254,7 +277,7 @@ impl Member {
             Member::Kubernetes(k) => k.job(&uid(tj)).map(|j| kubernetes_status(&j)),
             Member::Slurm(s) => {
                 let key = slurm::batch::key(tj);
-                match s.job(&key) {
+                match s.job(&key, recorded_batch_job(tj)) {
                     Some(job) => Some(slurm_status(&job)),
                     // Submitted by this process, not polled yet.
                     None if s.has_job(&key) => Some(RemoteStatus {
@@ -273,11 +296,11 @@ impl Member {
     /// what runs it there. `accelerator` is the member's raw name of the chosen type.
     pub async fn dispatch(&self, tj: &TrainingJob, accelerator: Option<&str>) -> Result<(String, String)> {
         let dispatched = match self {
-            Member::Kubernetes(k) => kubernetes::job::dispatch(&k.client, &k.namespace, tj, accelerator)
+            Member::Kubernetes(k) => kubernetes::job::dispatch(&k.client, &k.namespace, tj, accelerator, &k.hub)
                 .await
                 .map(|()| ("Job".to_string(), remote_name(&uid(tj)))),
             Member::Slurm(s) => {
-                let batch = slurm::batch::batch_job(tj, &s.placement, accelerator);
+                let batch = slurm::batch::batch_job(tj, &s.placement, accelerator, &s.owner.hub);
                 s.dispatch(&slurm::batch::key(tj), &batch).await.map(|id| ("SlurmJob".to_string(), id.to_string()))
             }
         };
@@ -304,17 +327,18 @@ impl Member {
                     let uid = kubernetes::member::job_uid(job)?.to_string();
                     let age_s = job.metadata.creation_timestamp.as_ref().map(|t| seconds_since(t.0.as_second()));
                     let finished = kubernetes_status(job).finished();
-                    Some(RemoteJob { key: uid.clone(), uid, age_s, finished })
+                    Some(RemoteJob { key: uid.clone(), uid, id: None, age_s, finished })
                 })
                 .collect(),
             Member::Slurm(s) => s
-                .job_keys()
+                .all_jobs()
                 .into_iter()
-                .filter_map(|key| {
-                    let job = s.job(&key)?;
+                .map(|(key, job)| {
                     let finished = slurm_status(&job).finished();
-                    let age_s = (job.submit_time > 0).then(|| seconds_since(job.submit_time as i64));
-                    Some(RemoteJob { uid: slurm::member::uid_of_key(&key).to_string(), key, age_s, finished })
+                    let age_s =
+                        (job.submit_time > 0).then(|| seconds_since(i64::try_from(job.submit_time).unwrap_or(0)));
+                    let uid = convert::uid_of_key(&key).to_string();
+                    RemoteJob { uid, key, id: Some(job.job_id), age_s, finished }
                 })
                 .collect(),
         }
@@ -324,7 +348,10 @@ impl Member {
     pub async fn cancel_remote(&self, job: &RemoteJob) -> Result<()> {
         let cancelled = match self {
             Member::Kubernetes(k) => kubernetes::job::cancel(&k.client, &k.namespace, &job.uid).await,
-            Member::Slurm(s) => s.cancel(&job.key).await,
+            Member::Slurm(s) => match job.id {
+                Some(id) => s.cancel_one(id).await,
+                None => s.cancel(&job.key).await,
+            },
         };
         cancelled.map_err(|e| e.on(self.name()))
     }
@@ -338,8 +365,9 @@ impl Member {
                 let held = admitted_here
                     .iter()
                     .filter_map(|tj| {
-                        let job = s.job(&slurm::batch::key(tj))?;
-                        convert::remote_state(&job).holds_nodes().then(|| (uid(tj), job.allocated_node_names()))
+                        let job = s.job(&slurm::batch::key(tj), recorded_batch_job(tj))?;
+                        let nodes = job.allocated_node_names().ok()?;
+                        convert::remote_state(&job).holds_nodes().then(|| (uid(tj), nodes))
                     })
                     .collect();
                 MemberNodes::Slurm { nodes: s.nodes(), held }

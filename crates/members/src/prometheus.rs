@@ -9,6 +9,12 @@ use std::time::{Duration, SystemTime};
 /// Longest a query may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Highest PUE taken as measured (real facilities are below 3).
+pub const MAX_PUE: f64 = 10.0;
+
+/// Largest answer read; an instant query for one number is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = crate::slurm::convert::MAX_BODY_BYTES;
+
 /// The queries of one member, with `$cluster` and `$site` already replaced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EfficiencyQueries {
@@ -79,7 +85,9 @@ pub async fn query(http: &reqwest::Client, url: &str, promql: &str) -> Result<Op
         why: if e.is_timeout() { format!("no answer within {} s", QUERY_TIMEOUT.as_secs()) } else { e.to_string() },
     })?;
     let status = response.status().as_u16();
-    let body: Value = response.json().await.map_err(|e| Error::Decode { what: what.clone(), why: e.to_string() })?;
+    let bytes = crate::body::read_capped(response, MAX_BODY_BYTES, &what, QUERY_TIMEOUT.as_secs()).await?;
+    let body: Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode { what: what.clone(), why: e.to_string() })?;
     match first_sample(&body) {
         Err(e) if status >= 400 => Err(Error::Server { what, status, errors: vec![e.to_string()] }),
         other => other,
@@ -121,7 +129,8 @@ impl EfficiencyPoller {
                 let next = Reading {
                     gpu_power_w: keep("gpu power", power),
                     gpu_utilization: keep("gpu utilisation", util).map(|u| u.clamp(0.0, 1.0)),
-                    pue: keep("pue", pue).filter(|p| *p >= 1.0),
+                    // A PUE below 1 or above any real facility's is a broken series.
+                    pue: keep("pue", pue).filter(|p| (1.0..=MAX_PUE).contains(p)),
                     at: Some(SystemTime::now()),
                     error: (!errors.is_empty()).then(|| errors.join("; ")),
                 };

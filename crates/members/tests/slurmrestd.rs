@@ -71,7 +71,13 @@ fn a_batch_job_runs_fails_with_its_exit_code_and_cancels() {
         let dir = env("SLURM_JOB_DIR");
         let batch = |name: &str, command: &str, replicas: u32| BatchJob {
             name: name.into(),
-            comment: format!("computenet uid=members-test-{name}.0 job=test/{name}"),
+            comment: convert::Tag {
+                hub: "members-test".into(),
+                uid: format!("members-test-{name}"),
+                attempt: 1,
+                training_job: format!("test/{name}"),
+            }
+            .comment(),
             training_job: format!("test/{name}"),
             replicas,
             gpus_per_replica: 1,
@@ -96,6 +102,10 @@ fn a_batch_job_runs_fails_with_its_exit_code_and_cancels() {
             async move {
                 let jobs = c.jobs().await.expect("jobs");
                 let job = jobs.into_iter().find(|j| j.job_id == id).expect("listed");
+                // The comment comes back as written, and the owner is named.
+                let tag = convert::Tag::parse(&job.comment).expect("the comment reads back");
+                assert_eq!(tag.hub, "members-test");
+                assert!(!job.user_name.is_empty(), "slurmrestd names the job's user");
                 convert::remote_state(&job)
             }
         };

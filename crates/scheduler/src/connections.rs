@@ -24,6 +24,8 @@ type Connected = (String, MemberClusterSpec, Result<Member, String>);
 #[allow(missing_debug_implementations)] // Member holds clients without Debug.
 pub struct Connections {
     hub: Client,
+    /// This hub's identity, on everything it creates on members.
+    hub_id: String,
     changed: Arc<Notify>,
     members: Members,
     /// The spec each connection was made from (a changed spec reconnects).
@@ -41,10 +43,11 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(hub: Client, changed: Arc<Notify>) -> Self {
+    pub fn new(hub: Client, hub_id: String, changed: Arc<Notify>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Connections {
             hub,
+            hub_id,
             changed,
             members: Members::new(),
             specs: HashMap::new(),
@@ -101,10 +104,13 @@ impl Connections {
             self.connecting.insert(name.to_string());
             self.attempted.insert(name.to_string(), std::time::Instant::now());
             let (hub, changed, tx, spec) = (self.hub.clone(), self.changed.clone(), self.tx.clone(), (*m).clone());
+            let hub_id = self.hub_id.clone();
             let name = name.to_string();
             tokio::spawn(async move {
                 let result =
-                    match tokio::time::timeout(CONNECT_TIMEOUT, Member::connect(&hub, &spec, changed.clone())).await {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, Member::connect(&hub, &spec, &hub_id, changed.clone()))
+                        .await
+                    {
                         Ok(r) => r.map_err(|e| e.to_string()),
                         Err(_) => Err(format!("member {name}: connecting took longer than {CONNECT_TIMEOUT:?}")),
                     };

@@ -99,3 +99,25 @@ mod tests {
         );
     }
 }
+
+/// This hub's identity on members: `given`, or the UID of `namespace` (the service's own,
+/// read with `list`, which it may do already: no extra permission). Checked to fit a label
+/// value and a Slurm comment word.
+pub async fn hub_id(client: &Client, given: Option<&str>, namespace: &str) -> crate::Result<String> {
+    let config = |why: String| crate::Error::Member(computenet_members::Error::Config(why));
+    let id = match given {
+        Some(id) => id.trim().to_string(),
+        None => {
+            let params = kube::api::ListParams::default().fields(&format!("metadata.name={namespace}"));
+            let list = Api::<Namespace>::all(client.clone()).list(&params).await.map_err(|e| {
+                config(format!("reading namespace {namespace} for its UID, the default hub id (or pass --hub-id): {e}"))
+            })?;
+            list.items.into_iter().next().and_then(|n| n.metadata.uid).ok_or_else(|| {
+                config(format!("namespace {namespace} not found: its UID is the default hub id (or pass --hub-id)"))
+            })?
+        }
+    };
+    computenet_members::labels::check_hub_id(&id).map_err(|e| config(format!("--hub-id: {e}")))?;
+    tracing::info!(hub_id = %id, "hub identity on members");
+    Ok(id)
+}

@@ -138,9 +138,10 @@ pub fn next_step(
     }
 }
 
-/// Whether a computenet job found on a member is an orphan to delete: its TrainingJob is
+/// Whether a job of this hub found on a member is an orphan to delete: its TrainingJob is
 /// gone, no longer admitted to this member (unless it finished here), or (Slurm) an
 /// earlier attempt of it. Recent objects are kept: the hub's cache may lag behind them.
+/// Only this hub's objects are ever judged (the members list nothing else).
 pub fn is_orphan(job: &RemoteJob, member: &str, slurm: bool, hub: &HubIndex) -> bool {
     // A finished batch job holds nothing, and Slurm forgets it by itself.
     if slurm && job.finished {
@@ -155,6 +156,40 @@ pub fn is_orphan(job: &RemoteJob, member: &str, slurm: bool, hub: &HubIndex) -> 
     !known || (!finished_here && hub.admitted_to.get(&job.uid).map(String::as_str) != Some(member)) || earlier_attempt
 }
 
+/// What orphan cleanup does with one job found on a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No TrainingJob accounts for it: delete it.
+    Orphan,
+    /// A second unfinished batch job of the current attempt (a submit whose answer was
+    /// lost, then made again): cancel it, keeping the batch job `kept`.
+    Duplicate { kept: u64 },
+}
+
+/// The jobs of one member that cleanup removes, with why. Of two or more unfinished batch
+/// jobs of one attempt, the one its status records is kept (else the first submitted,
+/// which a dispatch also finds first), so an attempt never keeps two.
+pub fn judge(jobs: &[RemoteJob], member: &str, slurm: bool, hub: &HubIndex) -> Vec<(RemoteJob, Verdict)> {
+    let mut out = Vec::new();
+    let mut current: HashMap<&str, Vec<&RemoteJob>> = HashMap::new();
+    for job in jobs {
+        if is_orphan(job, member, slurm, hub) {
+            out.push((job.clone(), Verdict::Orphan));
+        } else if slurm && !job.finished && job.id.is_some() {
+            current.entry(job.key.as_str()).or_default().push(job);
+        }
+    }
+    for group in current.values().filter(|g| g.len() > 1) {
+        let ids: Vec<u64> = group.iter().filter_map(|j| j.id).collect();
+        let recorded = group.first().and_then(|j| hub.recorded.get(&j.uid)).copied().filter(|id| ids.contains(id));
+        let Some(kept) = recorded.or_else(|| ids.iter().min().copied()) else { continue };
+        for job in group.iter().filter(|j| j.id != Some(kept)) {
+            out.push(((*job).clone(), Verdict::Duplicate { kept }));
+        }
+    }
+    out
+}
+
 /// Seconds a member object must exist before it can be judged an orphan.
 pub const ORPHAN_MIN_AGE_S: i64 = 30;
 
@@ -166,6 +201,8 @@ pub struct HubIndex {
     pub finished: HashSet<String>,
     /// Every job's current Slurm attempt key.
     pub attempt: HashMap<String, String>,
+    /// The Slurm batch job id a job's status records for its current attempt.
+    pub recorded: HashMap<String, u64>,
 }
 
 impl HubIndex {
@@ -180,6 +217,10 @@ impl HubIndex {
             }
             if view::is_finished(j) {
                 index.finished.insert(uid.clone());
+            }
+            let remote = j.status.as_ref().and_then(|s| s.remote.as_ref()).filter(|r| r.kind == "SlurmJob");
+            if let Some(id) = remote.and_then(|r| r.name.parse().ok()) {
+                index.recorded.insert(uid.clone(), id);
             }
             index.attempt.insert(uid, computenet_members::slurm::batch::key(j));
         }
@@ -325,10 +366,16 @@ impl Reconciler {
                 continue;
             }
             let slurm = matches!(m, Member::Slurm(_));
-            for job in m.remote_jobs() {
-                if is_orphan(&job, name, slurm, &index) {
-                    tracing::info!(member = %name, job = %job.key, "deleting orphaned remote job");
-                    let _ = m.cancel_remote(&job).await;
+            for (job, verdict) in judge(&m.remote_jobs(), name, slurm, &index) {
+                match verdict {
+                    Verdict::Orphan => tracing::info!(member = %name, job = %job.key, "deleting orphaned remote job"),
+                    Verdict::Duplicate { kept } => tracing::warn!(
+                        member = %name, attempt = %job.key, kept, cancelled = ?job.id,
+                        "two batch jobs for one attempt: cancelling the second"
+                    ),
+                }
+                if let Err(e) = m.cancel_remote(&job).await {
+                    tracing::debug!(member = %name, job = %job.key, error = %e, "cleanup on the member; retrying");
                 }
             }
         }
@@ -537,7 +584,45 @@ mod tests {
     }
 
     fn remote(uid: &str, key: &str, age: i64, finished: bool) -> RemoteJob {
-        RemoteJob { uid: uid.into(), key: key.into(), age_s: Some(age), finished }
+        RemoteJob { uid: uid.into(), key: key.into(), id: None, age_s: Some(age), finished }
+    }
+
+    fn batch(uid: &str, key: &str, id: u64, finished: bool) -> RemoteJob {
+        RemoteJob { id: Some(id), ..remote(uid, key, 5, finished) }
+    }
+
+    #[test]
+    fn an_attempt_never_keeps_two_batch_jobs() {
+        let mut tj = admitted(TrainingJobPhase::Running, true);
+        if let Some(s) = tj.status.as_mut() {
+            s.attempt = Some(2);
+        }
+        let key = computenet_members::slurm::batch::key(&tj);
+        let index = HubIndex::new(&[Arc::new(tj.clone())]);
+        let two = [batch("uid-1", &key, 12, false), batch("uid-1", &key, 11, false)];
+        assert_eq!(
+            judge(&two, "ai-1", true, &index),
+            [(two[0].clone(), Verdict::Duplicate { kept: 11 })],
+            "the first submitted is kept while the status records none"
+        );
+        if let Some(s) = tj.status.as_mut() {
+            s.remote = Some(computenet_api::training_job::RemoteReference {
+                cluster: "ai-1".into(),
+                kind: "SlurmJob".into(),
+                name: "12".into(),
+            });
+        }
+        let index = HubIndex::new(&[Arc::new(tj)]);
+        assert_eq!(
+            judge(&two, "ai-1", true, &index),
+            [(two[1].clone(), Verdict::Duplicate { kept: 12 })],
+            "the one the status records is kept"
+        );
+        let one_done = [batch("uid-1", &key, 12, false), batch("uid-1", &key, 11, true)];
+        assert!(judge(&one_done, "ai-1", true, &index).is_empty(), "a finished one holds nothing");
+        let earlier =
+            [batch("uid-1", &key, 12, false), RemoteJob { age_s: Some(60), ..batch("uid-1", "uid-1.1", 3, false) }];
+        assert_eq!(judge(&earlier, "ai-1", true, &index), [(earlier[1].clone(), Verdict::Orphan)]);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct ServeConfig {
     pub profiles: ProfileSource,
     /// Delays between dispatch attempts of a job whose dispatch failed.
     pub backoff: BackoffPolicy,
+    /// This hub's identity: a label on every object it creates on Kubernetes members and
+    /// a word in its Slurm batch jobs' comments; orphans are judged among its own only.
+    pub hub_id: String,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -90,7 +93,7 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
     let mut profiles = config.profiles.start(client.clone(), changed.clone());
     tracing::info!("caches ready; scheduling");
     let mut service = Service {
-        connections: Connections::new(client.clone(), changed.clone()),
+        connections: Connections::new(client.clone(), config.hub_id.clone(), changed.clone()),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler()),

@@ -98,6 +98,8 @@ pub fn admitted(
         exit_code: None,
         retry: None,
         requeues: current.requeues,
+        // Every admission is a new attempt with its own key on the member.
+        attempt: Some(current.attempt.unwrap_or(0).saturating_add(1)),
         conditions: set(
             tj,
             current,
@@ -134,6 +136,7 @@ pub fn requeued(
         phase: Some(phase),
         admitted: Some(false),
         requeues: Some(current.requeues.unwrap_or(0).saturating_add(1)),
+        attempt: current.attempt,
         conditions: set(tj, current, types::ADMITTED, false, reason, message, now),
         ..TrainingJobStatus::default()
     };
@@ -186,6 +189,7 @@ pub fn queued(
         admitted: Some(false),
         explanation: Some(explanation(decision, summary.clone())),
         requeues: current.requeues,
+        attempt: current.attempt,
         conditions: set(tj, current, types::ADMITTED, false, reason, &summary, now),
         ..TrainingJobStatus::default()
     }
@@ -206,6 +210,7 @@ pub fn problem(
         phase: Some(TrainingJobPhase::Pending),
         conditions,
         requeues: current.requeues,
+        attempt: current.attempt,
         ..TrainingJobStatus::default()
     })
 }
@@ -226,6 +231,7 @@ pub fn suspended(tj: &TrainingJob, current: &TrainingJobStatus, now: Timestamp) 
         admitted: Some(false),
         conditions: vec![condition],
         requeues: current.requeues,
+        attempt: current.attempt,
         ..TrainingJobStatus::default()
     };
     Transition { status, event: Some((EventReason::Suspended, "stopped; resumes when spec.suspend is false".into())) }
@@ -237,6 +243,7 @@ pub fn resumed(current: &TrainingJobStatus) -> TrainingJobStatus {
         phase: Some(TrainingJobPhase::Queued),
         admitted: Some(false),
         requeues: current.requeues,
+        attempt: current.attempt,
         ..TrainingJobStatus::default()
     }
 }

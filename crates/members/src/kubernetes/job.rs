@@ -17,10 +17,21 @@ use std::collections::BTreeMap;
 /// Port of the rendezvous (torch.distributed's default).
 pub const MASTER_PORT: u16 = 29500;
 
-fn object_labels(tj: &TrainingJob) -> BTreeMap<String, String> {
+/// Labels of every object made for `tj` by the hub `hub`. Names up to 253 characters are
+/// cut to fit a label value (in full in [`object_annotations`]).
+fn object_labels(tj: &TrainingJob, hub: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::MANAGED.to_string(), "true".to_string()),
-        (labels::JOB_UID.to_string(), tj.metadata.uid.clone().unwrap_or_default()),
+        (labels::HUB.to_string(), hub.to_string()),
+        (labels::JOB_UID.to_string(), labels::label_value(tj.metadata.uid.as_deref().unwrap_or_default())),
+        (labels::JOB_NAMESPACE.to_string(), labels::label_value(tj.metadata.namespace.as_deref().unwrap_or_default())),
+        (labels::JOB_NAME.to_string(), labels::label_value(tj.metadata.name.as_deref().unwrap_or_default())),
+    ])
+}
+
+/// The TrainingJob's namespace and name in full.
+fn object_annotations(tj: &TrainingJob) -> BTreeMap<String, String> {
+    BTreeMap::from([
         (labels::JOB_NAMESPACE.to_string(), tj.metadata.namespace.clone().unwrap_or_default()),
         (labels::JOB_NAME.to_string(), tj.metadata.name.clone().unwrap_or_default()),
     ])
@@ -32,15 +43,16 @@ pub fn needs_service(tj: &TrainingJob) -> bool {
 }
 
 /// The headless Service giving each replica a stable DNS name.
-pub fn headless_service(tj: &TrainingJob, namespace: &str) -> Result<Service, kube::Error> {
+pub fn headless_service(tj: &TrainingJob, namespace: &str, hub: &str) -> Result<Service, kube::Error> {
     let name = remote_name(tj.metadata.uid.as_deref().unwrap_or_default());
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj)},
+        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj, hub),
+                     "annotations": object_annotations(tj)},
         "spec": {
             "clusterIP": "None",
-            "selector": {labels::JOB_UID: tj.metadata.uid},
+            "selector": {labels::JOB_UID: labels::label_value(tj.metadata.uid.as_deref().unwrap_or_default())},
             "ports": [{"name": "rendezvous", "port": MASTER_PORT}],
             "publishNotReadyAddresses": true
         }
@@ -50,7 +62,7 @@ pub fn headless_service(tj: &TrainingJob, namespace: &str) -> Result<Service, ku
 
 /// The Indexed Job: completions = parallelism = replicas, per-replica resources, a
 /// nodeSelector for the chosen accelerator type, the distributed-training environment.
-pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -> Result<Job, kube::Error> {
+pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, hub: &str) -> Result<Job, kube::Error> {
     let uid = tj.metadata.uid.clone().unwrap_or_default();
     let name = remote_name(&uid);
     let spec = &tj.spec;
@@ -68,7 +80,7 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
     ];
     env.extend(spec.workload.env.iter().map(|e| json!({"name": e.name, "value": e.value})));
     // TrainingJob annotations under computenet.io/ travel to the pods (run hints, test knobs).
-    let pod_annotations: BTreeMap<String, String> = tj
+    let mut pod_annotations: BTreeMap<String, String> = tj
         .metadata
         .annotations
         .iter()
@@ -76,6 +88,7 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
         .filter(|(k, _)| k.starts_with("computenet.io/"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    pod_annotations.extend(object_annotations(tj));
     let mut pod_spec = json!({
         "restartPolicy": "Never",
         "containers": [{
@@ -96,7 +109,8 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
     let mut job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj)},
+        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj, hub),
+                     "annotations": object_annotations(tj)},
         "spec": {
             "completionMode": "Indexed",
             "completions": spec.replicas,
@@ -104,7 +118,7 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>) -
             // A gang: one failed replica fails the job.
             "backoffLimit": 0,
             "template": {
-                "metadata": {"labels": object_labels(tj), "annotations": pod_annotations},
+                "metadata": {"labels": object_labels(tj, hub), "annotations": pod_annotations},
                 "spec": pod_spec
             }
         }
@@ -147,8 +161,15 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T, k
 }
 
 /// Creates the Job (and its Service) on the member unless they exist (see [`ensure_namespace`]).
-pub async fn dispatch(member: &Client, namespace: &str, tj: &TrainingJob, gpu_label: Option<&str>) -> Result<()> {
-    bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label)).await
+/// The objects carry the hub's identity `hub`.
+pub async fn dispatch(
+    member: &Client,
+    namespace: &str,
+    tj: &TrainingJob,
+    gpu_label: Option<&str>,
+    hub: &str,
+) -> Result<()> {
+    bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label, hub)).await
 }
 
 async fn dispatch_unbounded(
@@ -156,12 +177,14 @@ async fn dispatch_unbounded(
     namespace: &str,
     tj: &TrainingJob,
     gpu_label: Option<&str>,
+    hub: &str,
 ) -> Result<(), kube::Error> {
     if needs_service(tj) {
-        create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &headless_service(tj, namespace)?)
-            .await?;
+        let service = headless_service(tj, namespace, hub)?;
+        create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &service).await?;
     }
-    create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &indexed_job(tj, namespace, gpu_label)?).await
+    let job = indexed_job(tj, namespace, gpu_label, hub)?;
+    create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &job).await
 }
 
 /// Creates the member namespace jobs go to, unless it exists.
@@ -220,7 +243,7 @@ spec:
 
     #[test]
     fn the_job_is_an_indexed_gang_with_the_training_environment() {
-        let job = indexed_job(&training_job(), "computenet-jobs", Some("NVIDIA-H800")).expect("builds");
+        let job = indexed_job(&training_job(), "computenet-jobs", Some("NVIDIA-H800"), "hub-a").expect("builds");
         let v = serde_json::to_value(&job).expect("json");
         let spec = &v["spec"];
         assert_eq!(spec["completionMode"], "Indexed");
@@ -251,6 +274,22 @@ spec:
         assert_eq!(annotations["computenet.io/run-seconds"], "5");
         assert!(annotations.get("other.io/x").is_none(), "only computenet.io/ annotations travel");
         assert_eq!(v["metadata"]["labels"][labels::JOB_UID], "0a1b2c3d-4e5f-6789-abcd-ef0123456789");
+        assert_eq!(v["metadata"]["labels"][labels::HUB], "hub-a");
+        assert_eq!(spec["template"]["metadata"]["labels"][labels::HUB], "hub-a");
+    }
+
+    #[test]
+    fn a_name_of_253_characters_fits_the_labels_and_stays_whole_in_annotations() {
+        let mut tj = training_job();
+        let name = "n".repeat(253);
+        tj.metadata.name = Some(name.clone());
+        let v = serde_json::to_value(indexed_job(&tj, "ns", None, "hub-a").expect("builds")).expect("json");
+        let label = v["metadata"]["labels"][labels::JOB_NAME].as_str().expect("label");
+        assert!(labels::is_label_value(label), "{label}");
+        assert_eq!(v["metadata"]["annotations"][labels::JOB_NAME], name.as_str());
+        assert_eq!(v["spec"]["template"]["metadata"]["annotations"][labels::JOB_NAME], name.as_str());
+        let svc = serde_json::to_value(headless_service(&tj, "ns", "hub-a").expect("builds")).expect("json");
+        assert!(labels::is_label_value(svc["metadata"]["labels"][labels::JOB_NAME].as_str().expect("label")));
     }
 
     #[test]
@@ -258,7 +297,7 @@ spec:
         let mut tj = training_job();
         tj.spec.replicas = 1;
         assert!(!needs_service(&tj));
-        let v = serde_json::to_value(indexed_job(&tj, "ns", None).expect("builds")).expect("json");
+        let v = serde_json::to_value(indexed_job(&tj, "ns", None, "hub-a").expect("builds")).expect("json");
         let pod = &v["spec"]["template"]["spec"];
         assert!(pod.get("subdomain").is_none(), "no Service to be a subdomain of");
         let env = pod["containers"][0]["env"].as_array().expect("env");
@@ -269,7 +308,8 @@ spec:
 
     #[test]
     fn the_service_is_headless_and_selects_the_gang() {
-        let svc = serde_json::to_value(headless_service(&training_job(), "ns").expect("builds")).expect("json");
+        let svc =
+            serde_json::to_value(headless_service(&training_job(), "ns", "hub-a").expect("builds")).expect("json");
         assert_eq!(svc["spec"]["clusterIP"], "None");
         assert_eq!(svc["spec"]["selector"][labels::JOB_UID], "0a1b2c3d-4e5f-6789-abcd-ef0123456789");
     }

@@ -28,6 +28,8 @@ pub struct KubernetesMember {
     pub client: Client,
     /// Namespace on the member where jobs are created.
     pub namespace: String,
+    /// The hub's identity: on every object it creates, and the only objects it watches.
+    pub hub: String,
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
     pub jobs: Store<Job>,
@@ -38,8 +40,14 @@ pub struct KubernetesMember {
 
 impl KubernetesMember {
     /// Connects with `kubeconfig` (YAML), makes sure `namespace` exists there and starts
-    /// the watches and the probe; every change wakes `changed`.
-    pub async fn connect(name: &str, kubeconfig: &str, namespace: &str, changed: Arc<Notify>) -> Result<Self> {
+    /// the watches (of the Jobs of the hub `hub` only) and the probe; every change wakes `changed`.
+    pub async fn connect(
+        name: &str,
+        kubeconfig: &str,
+        namespace: &str,
+        hub: &str,
+        changed: Arc<Notify>,
+    ) -> Result<Self> {
         let kubeconfig = Kubeconfig::from_yaml(kubeconfig).map_err(|e| Error::Config(format!("kubeconfig: {e}")))?;
         let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
@@ -48,11 +56,13 @@ impl KubernetesMember {
         config.read_timeout = Some(Duration::from_secs(30));
         let client = Client::try_from(config).map_err(Error::kube("client"))?;
         job::ensure_namespace(&client, namespace).await?;
-        let managed = watcher::Config::default().labels(&format!("{}=true", labels::MANAGED));
+        // Another hub's Jobs are never seen here, so never taken for orphans.
+        let managed = watcher::Config::default().labels(&format!("{}=true,{}={hub}", labels::MANAGED, labels::HUB));
         let (alive_tx, alive) = tokio::sync::watch::channel(());
         let member = KubernetesMember {
             name: name.to_string(),
             namespace: namespace.to_string(),
+            hub: hub.to_string(),
             nodes: cache_while(
                 Api::all(client.clone()),
                 watcher::Config::default(),

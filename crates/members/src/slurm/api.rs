@@ -49,6 +49,9 @@ pub struct SlurmJob {
     pub name: String,
     #[serde(default, deserialize_with = "text")]
     pub comment: String,
+    /// The Slurm user that owns the job.
+    #[serde(default, deserialize_with = "text")]
+    pub user_name: String,
     /// State words, upper case (`PENDING`, `RUNNING`, `COMPLETED`...).
     #[serde(default, deserialize_with = "words")]
     pub job_state: Vec<String>,
@@ -91,8 +94,9 @@ pub struct AllocatedNode {
 }
 
 impl SlurmJob {
-    /// Names of the allocated nodes (empty while pending).
-    pub fn allocated_node_names(&self) -> Vec<String> {
+    /// Names of the allocated nodes (empty while pending); an error for a host list too
+    /// large to expand.
+    pub fn allocated_node_names(&self) -> Result<Vec<String>, super::convert::HostListTooLarge> {
         let from_resources: Vec<String> = self
             .job_resources
             .iter()
@@ -103,7 +107,7 @@ impl SlurmJob {
         if from_resources.is_empty() {
             super::convert::expand_hostlist(&self.nodes)
         } else {
-            from_resources
+            Ok(from_resources)
         }
     }
 }
@@ -272,9 +276,9 @@ mod tests {
             "job_resources": {"allocated_nodes": [{"nodename": "node3"}, {"nodename": "node4"}]}
         }))
         .expect("parses");
-        assert_eq!(job.allocated_node_names(), ["node3", "node4"]);
+        assert_eq!(job.allocated_node_names().expect("small"), ["node3", "node4"]);
         let job: SlurmJob = serde_json::from_value(json!({"nodes": "gpu[01-02],cpu7"})).expect("parses");
-        assert_eq!(job.allocated_node_names(), ["gpu01", "gpu02", "cpu7"]);
+        assert_eq!(job.allocated_node_names().expect("small"), ["gpu01", "gpu02", "cpu7"]);
     }
 
     #[test]

@@ -1,33 +1,49 @@
 //! What a TrainingJob becomes on a Slurm member: a batch job with one task per replica,
-//! named from the TrainingJob's UID and tagged with its attempt key, so a repeated dispatch
-//! finds the job it submitted before.
+//! named from the TrainingJob's UID and tagged with its hub and attempt, so a repeated
+//! dispatch finds the job it submitted before and an earlier attempt's job is never
+//! taken for the current one's.
 
-use super::member::{attempt_key, comment};
+use super::convert::{attempt_key, Tag};
 use super::{BatchJob, SlurmPlacement};
 use crate::labels::remote_name;
 use computenet_api::TrainingJob;
 
-/// The attempt key of a TrainingJob as it stands (UID and requeue count).
-pub fn key(tj: &TrainingJob) -> String {
-    attempt_key(
-        tj.metadata.uid.as_deref().unwrap_or_default(),
-        tj.status.as_ref().and_then(|s| s.requeues).unwrap_or(0),
-    )
+/// The attempt number of a TrainingJob as its status stands (0 before its first admission).
+pub fn attempt(tj: &TrainingJob) -> u32 {
+    let stored = tj.status.as_ref().and_then(|s| s.attempt).unwrap_or(0);
+    u32::try_from(stored).unwrap_or(0)
 }
 
-/// The batch job for `tj`, asking for `gpu_type` (the member's `gres` type name) if given.
-pub fn batch_job(tj: &TrainingJob, placement: &SlurmPlacement, gpu_type: Option<&str>) -> BatchJob {
+/// The attempt key of a TrainingJob as its status stands (UID and attempt number): derived
+/// from stored status only, so a restarted leader computes the same one.
+pub fn key(tj: &TrainingJob) -> String {
+    attempt_key(tj.metadata.uid.as_deref().unwrap_or_default(), attempt(tj))
+}
+
+/// The tag of the current attempt, submitted by the hub `hub`.
+pub fn tag(tj: &TrainingJob, hub: &str) -> Tag {
+    Tag {
+        hub: hub.to_string(),
+        uid: tj.metadata.uid.clone().unwrap_or_default(),
+        attempt: attempt(tj),
+        training_job: format!(
+            "{}/{}",
+            tj.metadata.namespace.as_deref().unwrap_or_default(),
+            tj.metadata.name.as_deref().unwrap_or_default()
+        ),
+    }
+}
+
+/// The batch job for `tj` from the hub `hub`, asking for `gpu_type` (the member's `gres`
+/// type name) if given.
+pub fn batch_job(tj: &TrainingJob, placement: &SlurmPlacement, gpu_type: Option<&str>, hub: &str) -> BatchJob {
     let spec = &tj.spec;
     let per_replica = computenet_api::convert::job("", spec, 0).map(|j| j.per_replica).unwrap_or_default();
-    let training_job = format!(
-        "{}/{}",
-        tj.metadata.namespace.as_deref().unwrap_or_default(),
-        tj.metadata.name.as_deref().unwrap_or_default()
-    );
+    let tag = tag(tj, hub);
     BatchJob {
-        name: remote_name(tj.metadata.uid.as_deref().unwrap_or_default()),
-        comment: comment(&key(tj), &training_job),
-        training_job,
+        name: remote_name(&tag.uid),
+        comment: tag.comment(),
+        training_job: tag.training_job,
         replicas: u32::try_from(spec.replicas).unwrap_or(1).max(1),
         gpus_per_replica: per_replica.accelerators,
         gpu_type: gpu_type.map(str::to_string),
@@ -47,7 +63,7 @@ pub fn batch_job(tj: &TrainingJob, placement: &SlurmPlacement, gpu_type: Option<
 mod tests {
     use super::*;
 
-    fn training_job(requeues: Option<i32>) -> TrainingJob {
+    fn training_job(attempt: Option<i32>) -> TrainingJob {
         let mut tj: TrainingJob = serde_yaml::from_str(
             r#"
 apiVersion: computenet.io/v1alpha1
@@ -62,7 +78,7 @@ spec:
 "#,
         )
         .expect("valid");
-        tj.status = requeues.map(|r| computenet_api::TrainingJobStatus { requeues: Some(r), ..Default::default() });
+        tj.status = attempt.map(|a| computenet_api::TrainingJobStatus { attempt: Some(a), ..Default::default() });
         tj
     }
 
@@ -73,9 +89,13 @@ spec:
             working_directory: "/scratch".into(),
             standard_output: "%x-%j.out".into(),
         };
-        let b = batch_job(&training_job(None), &placement, Some("h800"));
+        let b = batch_job(&training_job(Some(1)), &placement, Some("h800"), "hub-a");
         assert_eq!(b.name, "cn-0a1b2c3d4e5f6789abcd");
-        assert_eq!(b.comment, "computenet uid=0a1b2c3d-4e5f-6789-abcd-ef0123456789.0 job=team-a/bert-large");
+        assert_eq!(
+            b.comment,
+            "computenet hub=hub-a uid=0a1b2c3d-4e5f-6789-abcd-ef0123456789 attempt=1 job=team-a/bert-large"
+        );
+        assert_eq!(Tag::parse(&b.comment).map(|t| t.key()), Some(key(&training_job(Some(1)))));
         assert_eq!((b.replicas, b.gpus_per_replica, b.gpu_type.as_deref()), (4, 8, Some("h800")));
         assert_eq!((b.cpus_per_replica, b.memory_mib_per_replica), (8, 65536), "rounded up to whole CPUs");
         assert_eq!(b.time_limit_minutes, Some(61));
@@ -85,8 +105,10 @@ spec:
     }
 
     #[test]
-    fn a_requeued_job_gets_a_new_attempt_key() {
+    fn each_admission_gets_a_new_attempt_key() {
         assert!(key(&training_job(None)).ends_with(".0"));
         assert!(key(&training_job(Some(2))).ends_with(".2"));
+        assert_ne!(key(&training_job(Some(1))), key(&training_job(Some(2))), "resumed: admitted again");
+        assert!(key(&training_job(Some(-4))).ends_with(".0"), "a negative number from a hostile status");
     }
 }

@@ -2,8 +2,8 @@
 //! so a newer server's paths (`/slurm/v0.0.40/...`) work with the same calls.
 
 use super::api::{self, SlurmJob, SlurmNode};
+use super::convert;
 use crate::error::{Error, Result};
-use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -137,16 +137,8 @@ impl SlurmClient {
         }
         let response = request.send().await.map_err(|e| transport(what, &e))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| transport(what, &e))?;
-        // Some failures (auth, proxies) answer with plain text or nothing.
-        let value = serde_json::from_str(&text).unwrap_or_else(|_| {
-            let t = text.trim();
-            if t.is_empty() {
-                Value::Null
-            } else {
-                serde_json::json!({"errors": [t.chars().take(300).collect::<String>()]})
-            }
-        });
+        let body = crate::body::read_capped(response, convert::MAX_BODY_BYTES, what, CALL_TIMEOUT.as_secs()).await?;
+        let value = convert::answer_json(&body);
         Ok((value, status))
     }
 
@@ -157,32 +149,18 @@ impl SlurmClient {
 
     /// `GET nodes`.
     pub async fn nodes(&self) -> Result<Vec<SlurmNode>> {
-        #[derive(Deserialize)]
-        struct Nodes {
-            #[serde(default)]
-            nodes: Vec<SlurmNode>,
-        }
-        let v = self.call("listing nodes", reqwest::Method::GET, "nodes", None).await?;
-        Ok(decode::<Nodes>("listing nodes", v)?.nodes)
+        convert::nodes_of(self.call("listing nodes", reqwest::Method::GET, "nodes", None).await?)
     }
 
     /// `GET jobs`: the jobs slurmctld still knows (finished ones for `MinJobAge`).
     pub async fn jobs(&self) -> Result<Vec<SlurmJob>> {
-        #[derive(Deserialize)]
-        struct Jobs {
-            #[serde(default)]
-            jobs: Vec<SlurmJob>,
-        }
-        let v = self.call("listing jobs", reqwest::Method::GET, "jobs", None).await?;
-        Ok(decode::<Jobs>("listing jobs", v)?.jobs)
+        convert::jobs_of(self.call("listing jobs", reqwest::Method::GET, "jobs", None).await?)
     }
 
-    /// `POST job/submit`: the new job's id.
+    /// `POST job/submit`: the new job's id. See [`submit_in_doubt`] for what a failure says
+    /// about whether the job exists.
     pub async fn submit(&self, request: &Value) -> Result<u64> {
-        let v = self.call("submitting a job", reqwest::Method::POST, "job/submit", Some(request)).await?;
-        v.get("job_id")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| Error::Decode { what: "submitting a job".into(), why: "no job_id in the answer".into() })
+        convert::submitted_id(&self.call("submitting a job", reqwest::Method::POST, "job/submit", Some(request)).await?)
     }
 
     /// `DELETE job/{id}`; a job Slurm no longer knows, or one that already ended, is fine.
@@ -201,8 +179,20 @@ impl SlurmClient {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| Error::Decode { what: what.into(), why: e.to_string() })
+/// Whether a failed submit may still have made a batch job: the request may have reached
+/// slurmctld unless the connection was never made, or Slurm itself answered with a refusal
+/// (a 4xx status, or an answer carrying a Slurm error number).
+pub fn submit_in_doubt(e: &Error) -> bool {
+    match e {
+        Error::Member { source, .. } => submit_in_doubt(source),
+        Error::Auth { .. } | Error::Config(_) => false,
+        // reqwest's chain of causes names a connection that was never made.
+        Error::Transport { why, .. } => !(why.contains("(Connect)") || why.contains("tcp connect error")),
+        Error::Server { status, errors, .. } => {
+            !((400..500).contains(status) || errors.iter().any(|e| e.ends_with(']') && e.contains(" [")))
+        }
+        Error::Timeout { .. } | Error::Decode { .. } | Error::Kube { .. } => true,
+    }
 }
 
 fn transport(what: &str, e: &reqwest::Error) -> Error {
@@ -233,7 +223,7 @@ mod tests {
         assert_eq!(t1, t2, "reused while fresh");
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.required_spec_claims = ["exp".to_string()].into();
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct Read {
             sun: String,
             exp: u64,
@@ -255,6 +245,27 @@ mod tests {
         let e = SlurmClient::new("http://x", "v0.0.38", "", Credentials::Token("t".into())).expect_err("no user");
         assert!(e.to_string().contains("user"));
         assert_eq!(format!("{:?}", Credentials::Token("secret".into())), "Token(..)");
+    }
+
+    #[test]
+    fn a_submit_is_in_doubt_unless_it_surely_made_nothing() {
+        let t = |why: &str| Error::Transport { what: "submitting a job".into(), why: why.into() };
+        assert!(submit_in_doubt(&Error::Timeout { what: "submitting a job".into(), seconds: 5 }));
+        assert!(submit_in_doubt(&t("error sending request: connection reset by peer")));
+        assert!(!submit_in_doubt(&t(
+            "error sending request: client error (Connect): tcp connect error: Connection refused"
+        )));
+        assert!(submit_in_doubt(&Error::Decode { what: "s".into(), why: "no job_id in the answer".into() }));
+        let server = |status, errors: &[&str]| Error::Server {
+            what: "s".into(),
+            status,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+        };
+        assert!(submit_in_doubt(&server(502, &["Bad Gateway"])), "a proxy's error says nothing of Slurm");
+        assert!(!submit_in_doubt(&server(500, &["Requested node configuration is not available [2014]"])));
+        assert!(!submit_in_doubt(&server(400, &[])));
+        assert!(!submit_in_doubt(&Error::Auth { what: "s".into(), status: 401, errors: vec![] }));
+        assert!(submit_in_doubt(&Error::Timeout { what: "s".into(), seconds: 5 }.on("slurm-1")));
     }
 
     #[test]

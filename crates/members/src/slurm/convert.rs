@@ -55,16 +55,37 @@ pub fn parse_gres(text: &str) -> Vec<Gres> {
     out
 }
 
-/// GPUs in a `gres` string: (type of the first typed entry, total count).
+/// GPUs in a `gres` string: (type of the first typed entry, total count, saturating).
 pub fn gpus(text: &str) -> (Option<String>, u32) {
     let gpu: Vec<Gres> = parse_gres(text).into_iter().filter(|g| g.kind == "gpu").collect();
-    (gpu.iter().find_map(|g| g.type_.clone()), gpu.iter().map(|g| g.count).sum())
+    (gpu.iter().find_map(|g| g.type_.clone()), gpu.iter().fold(0u32, |n, g| n.saturating_add(g.count)))
+}
+
+/// Most host names one host list may expand to (a large cluster has a few thousand nodes).
+pub const MAX_HOSTS: usize = 100_000;
+/// Most characters of all the names one host list may expand to.
+pub const MAX_HOSTLIST_CHARS: usize = 4 << 20;
+
+/// A host list too large to expand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("host list {list:?} expands to more than {MAX_HOSTS} names or {MAX_HOSTLIST_CHARS} characters")]
+pub struct HostListTooLarge {
+    /// The start of the list.
+    pub list: String,
 }
 
 /// Expands a Slurm host list: `node[1-3,5],gpu07` gives node1, node2, node3, node5, gpu07
-/// (zero padding kept: `n[01-02]` gives n01, n02).
-pub fn expand_hostlist(list: &str) -> Vec<String> {
-    let mut out = Vec::new();
+/// (zero padding kept: `n[01-02]` gives n01, n02). The whole expansion is capped (names
+/// and characters), not only each range; what cannot be read is kept as written.
+pub fn expand_hostlist(list: &str) -> Result<Vec<String>, HostListTooLarge> {
+    let too_large = || HostListTooLarge { list: list.chars().take(80).collect() };
+    let mut out: Vec<String> = Vec::new();
+    let mut chars = 0usize;
+    let mut push = |out: &mut Vec<String>, name: String| {
+        chars = chars.saturating_add(name.len());
+        out.push(name);
+        out.len() <= MAX_HOSTS && chars <= MAX_HOSTLIST_CHARS
+    };
     let mut depth = 0usize;
     let mut start = 0;
     let mut items = Vec::new();
@@ -81,23 +102,40 @@ pub fn expand_hostlist(list: &str) -> Vec<String> {
     }
     items.push(&list[start..]);
     for item in items.into_iter().map(str::trim).filter(|s| !s.is_empty() && *s != "(null)") {
-        let (Some(open), Some(close)) = (item.find('['), item.rfind(']')) else {
-            out.push(item.to_string());
-            continue;
+        let (open, close) = match (item.find('['), item.rfind(']')) {
+            (Some(open), Some(close)) if open < close => (open, close),
+            _ => {
+                if !push(&mut out, item.to_string()) {
+                    return Err(too_large());
+                }
+                continue;
+            }
         };
         let (prefix, ranges, suffix) = (&item[..open], &item[open + 1..close], &item[close + 1..]);
         for range in ranges.split(',') {
             let (lo, hi) = range.split_once('-').unwrap_or((range, range));
-            let width = lo.len();
+            // Zero padding wider than any real host name is not padding.
+            let width = lo.len().min(20);
             match (lo.parse::<u64>(), hi.parse::<u64>()) {
-                (Ok(a), Ok(b)) if a <= b && b - a < 100_000 => {
-                    out.extend((a..=b).map(|n| format!("{prefix}{n:0width$}{suffix}")));
+                (Ok(a), Ok(b)) if a <= b => {
+                    if usize::try_from(b - a).map_or(true, |n| n >= MAX_HOSTS) {
+                        return Err(too_large());
+                    }
+                    for n in a..=b {
+                        if !push(&mut out, format!("{prefix}{n:0width$}{suffix}")) {
+                            return Err(too_large());
+                        }
+                    }
                 }
-                _ => out.push(format!("{prefix}{range}{suffix}")),
+                _ => {
+                    if !push(&mut out, format!("{prefix}{range}{suffix}")) {
+                        return Err(too_large());
+                    }
+                }
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Why a node takes no new work, or `None` when it is schedulable. Down, drained or
@@ -150,14 +188,14 @@ pub fn core_node(node: &SlurmNode, catalogue: &Catalogue) -> (Node, Option<Strin
         name: node.name.clone(),
         accelerator,
         allocatable: NodeCapacity {
-            cpu_millis: node.cpus * 1000,
-            memory_bytes: node.real_memory * MIB,
+            cpu_millis: node.cpus.saturating_mul(1000),
+            memory_bytes: node.real_memory.saturating_mul(MIB),
             accelerators: gpu_total,
             extended: BTreeMap::new(),
         },
         allocated: NodeCapacity {
-            cpu_millis: node.alloc_cpus * 1000,
-            memory_bytes: node.alloc_memory * MIB,
+            cpu_millis: node.alloc_cpus.saturating_mul(1000),
+            memory_bytes: node.alloc_memory.saturating_mul(MIB),
             accelerators: gpu_used.min(gpu_total),
             extended: BTreeMap::new(),
         },
@@ -239,6 +277,133 @@ pub fn remote_state(job: &SlurmJob) -> RemoteState {
         message,
         exit_code: if finished { exit.map(|e| e.status) } else { None },
     }
+}
+
+/// What computenet writes into a batch job's comment: the hub that submitted it, the
+/// TrainingJob's UID and attempt number, and its `namespace/name` (for people reading
+/// `squeue`). Read back strictly, so a comment merely starting with `computenet uid=`
+/// is never taken for one of a hub's jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub hub: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub training_job: String,
+}
+
+impl Tag {
+    /// The comment: `computenet hub=H uid=U attempt=N job=NS/NAME`.
+    pub fn comment(&self) -> String {
+        format!("computenet hub={} uid={} attempt={} job={}", self.hub, self.uid, self.attempt, self.training_job)
+    }
+
+    /// The attempt key: the UID and the attempt number.
+    pub fn key(&self) -> String {
+        attempt_key(&self.uid, self.attempt)
+    }
+
+    /// Reads a comment written by [`Tag::comment`]; `None` for anything else.
+    pub fn parse(comment: &str) -> Option<Tag> {
+        let mut words = comment.split(' ');
+        if words.next()? != "computenet" {
+            return None;
+        }
+        let hub = words.next()?.strip_prefix("hub=")?;
+        let uid = words.next()?.strip_prefix("uid=")?;
+        let attempt = words.next()?.strip_prefix("attempt=")?;
+        let training_job = words.next()?.strip_prefix("job=")?;
+        if words.next().is_some() || crate::labels::check_hub_id(hub).is_err() {
+            return None;
+        }
+        let uid_ok = (1..=64).contains(&uid.len()) && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let digits = (1..=10).contains(&attempt.len()) && attempt.chars().all(|c| c.is_ascii_digit());
+        let (ns, name) = training_job.split_once('/')?;
+        let dns = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 253
+                && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+        };
+        if !(uid_ok && digits && dns(ns) && dns(name)) {
+            return None;
+        }
+        Some(Tag {
+            hub: hub.to_string(),
+            uid: uid.to_string(),
+            attempt: attempt.parse().ok()?,
+            training_job: training_job.to_string(),
+        })
+    }
+}
+
+/// The key of one attempt of a TrainingJob: its UID and its attempt number (status.attempt).
+/// A job resumed or requeued and placed here again gets a new batch job instead of finding
+/// the cancelled one.
+pub fn attempt_key(uid: &str, attempt: u32) -> String {
+    format!("{uid}.{attempt}")
+}
+
+/// The TrainingJob UID of an attempt key.
+pub fn uid_of_key(key: &str) -> &str {
+    key.rsplit_once('.').map_or(key, |(uid, _)| uid)
+}
+
+/// Largest answer read from slurmrestd or Prometheus; a bigger one is refused.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// An answer body as JSON. Some failures (auth, proxies) answer with plain text or
+/// nothing: text becomes one entry of an `errors` array, nothing becomes null.
+pub fn answer_json(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(body);
+        let t = text.trim();
+        if t.is_empty() {
+            Value::Null
+        } else {
+            json!({"errors": [t.chars().take(300).collect::<String>()]})
+        }
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> crate::Result<T> {
+    serde_json::from_value(value).map_err(|e| crate::Error::Decode { what: what.into(), why: e.to_string() })
+}
+
+/// The nodes of a `GET nodes` answer.
+pub fn nodes_of(answer: Value) -> crate::Result<Vec<SlurmNode>> {
+    #[derive(serde::Deserialize)]
+    struct Nodes {
+        #[serde(default)]
+        nodes: Vec<SlurmNode>,
+    }
+    Ok(decode::<Nodes>("listing nodes", answer)?.nodes)
+}
+
+/// The jobs of a `GET jobs` answer.
+pub fn jobs_of(answer: Value) -> crate::Result<Vec<SlurmJob>> {
+    #[derive(serde::Deserialize)]
+    struct Jobs {
+        #[serde(default)]
+        jobs: Vec<SlurmJob>,
+    }
+    Ok(decode::<Jobs>("listing jobs", answer)?.jobs)
+}
+
+/// The new job's id in a `POST job/submit` answer.
+pub fn submitted_id(answer: &Value) -> crate::Result<u64> {
+    answer
+        .get("job_id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| crate::Error::Decode { what: "submitting a job".into(), why: "no job_id in the answer".into() })
+}
+
+/// The jobs of a raw `GET jobs` body (what a fuzzer feeds).
+pub fn decode_jobs(body: &[u8]) -> crate::Result<Vec<SlurmJob>> {
+    jobs_of(answer_json(body))
+}
+
+/// The nodes of a raw `GET nodes` body.
+pub fn decode_nodes(body: &[u8]) -> crate::Result<Vec<SlurmNode>> {
+    nodes_of(answer_json(body))
 }
 
 /// Port of the rendezvous, as on Kubernetes members.
@@ -376,16 +541,40 @@ mod tests {
         assert_eq!(gpus("gpu"), (None, 1));
         assert_eq!(gpus("gpu:tesla"), (Some("tesla".into()), 1));
         assert_eq!(gpus("gpu:a100:x"), (None, 0), "an unreadable count counts nothing");
+        assert_eq!(gpus("gpu:4294967295,gpu:2"), (None, u32::MAX), "sums saturate");
+        for odd in ["(((", ")),:", "gpu:::::", ",,,", "gpu:a(b:c)d:3", "\u{1F600}:gpu:1(", "gpu:\u{e9}:1"] {
+            let _ = parse_gres(odd);
+        }
     }
 
     #[test]
     fn host_lists_expand() {
-        assert_eq!(expand_hostlist("node[1-3,5]"), ["node1", "node2", "node3", "node5"]);
-        assert_eq!(expand_hostlist("n[01-02],gpu7"), ["n01", "n02", "gpu7"]);
-        assert_eq!(expand_hostlist("node3"), ["node3"]);
-        assert!(expand_hostlist("").is_empty());
-        assert!(expand_hostlist("(null)").is_empty());
-        assert_eq!(expand_hostlist("rack[a-b]"), ["racka-b"], "unreadable ranges stay as written");
+        let e = |l: &str| expand_hostlist(l).expect("small");
+        assert_eq!(e("node[1-3,5]"), ["node1", "node2", "node3", "node5"]);
+        assert_eq!(e("n[01-02],gpu7"), ["n01", "n02", "gpu7"]);
+        assert_eq!(e("node3"), ["node3"]);
+        assert!(e("").is_empty());
+        assert!(e("(null)").is_empty());
+        assert_eq!(e("rack[a-b]"), ["racka-b"], "unreadable ranges stay as written");
+        assert_eq!(e("a]b[c"), ["a]b[c"], "brackets out of order are a name, not a panic");
+    }
+
+    #[test]
+    fn host_lists_are_capped_in_total_not_only_per_range() {
+        assert!(expand_hostlist("n[0-99999]").is_ok(), "one large range within the cap");
+        assert!(expand_hostlist("n[0-100000]").is_err(), "one range over the cap");
+        // Many ranges each under the old per-range cap, together far over it.
+        let many = format!("n[{}]", ["0-99998"; 50].join(","));
+        let err = expand_hostlist(&many).expect_err("too large in total");
+        assert!(err.to_string().contains("expands to more than"), "{err}");
+        let many_items = ["a[0-60000]"; 3].join(",");
+        assert!(expand_hostlist(&many_items).is_err());
+        // Padding as wide as the text itself is not copied into every name.
+        let wide = format!("n[{}-{}]", "0".repeat(10_000), "9".repeat(3));
+        let names = expand_hostlist(&wide).expect("capped width");
+        assert!(names.iter().all(|n| n.len() <= 21), "{}", names[0]);
+        assert!(expand_hostlist("n[18446744073709551614-18446744073709551615]").is_ok());
+        assert!(expand_hostlist("n[0-18446744073709551615]").is_err());
     }
 
     #[test]
@@ -480,10 +669,47 @@ mod tests {
         assert!(killed.message.ends_with("exit code 0, signal 15"), "{}", killed.message);
     }
 
+    #[test]
+    fn comments_read_back_strictly() {
+        let tag = Tag { hub: "hub-a".into(), uid: "0a1b-2c".into(), attempt: 3, training_job: "team-a/bert".into() };
+        assert_eq!(tag.comment(), "computenet hub=hub-a uid=0a1b-2c attempt=3 job=team-a/bert");
+        assert_eq!(Tag::parse(&tag.comment()), Some(tag.clone()));
+        assert_eq!(tag.key(), "0a1b-2c.3");
+        assert_eq!(uid_of_key(&tag.key()), "0a1b-2c");
+        for forged in [
+            "computenet uid=0a1b-2c.3 job=team-a/bert",
+            "computenet hub=hub-a uid=0a1b-2c attempt=3 job=team-a/bert extra",
+            "computenet hub=hub-a uid=0a1b-2c attempt=+3 job=team-a/bert",
+            "computenet hub=hub-a uid=0a1b-2c.3 attempt=3 job=team-a/bert",
+            "computenet hub=hub a uid=0a1b-2c attempt=3 job=team-a/bert",
+            "computenet  hub=hub-a uid=0a1b-2c attempt=3 job=team-a/bert",
+            "computenet hub=hub-a uid=0a1b-2c attempt=3 job=team-a",
+            "computenet hub=hub-a uid=0a1b-2c attempt=99999999999 job=team-a/bert",
+            "xcomputenet hub=hub-a uid=0a1b-2c attempt=3 job=team-a/bert",
+            "",
+        ] {
+            assert_eq!(Tag::parse(forged), None, "{forged:?}");
+        }
+    }
+
+    #[test]
+    fn answers_decode_or_fail_without_panicking() {
+        let jobs = decode_jobs(br#"{"jobs": [{"job_id": 5, "comment": "x", "job_state": "RUNNING"}]}"#).expect("jobs");
+        assert_eq!((jobs[0].job_id, jobs[0].job_state.as_slice()), (5, ["RUNNING".to_string()].as_slice()));
+        assert!(decode_jobs(b"{}").expect("no jobs").is_empty());
+        assert!(decode_jobs(br#"{"jobs": 5}"#).is_err());
+        assert!(decode_jobs(b"not json").expect("text is an errors entry").is_empty());
+        assert!(decode_nodes(&[0xff, 0xfe, b'[']).expect("garbage").is_empty());
+        let deep = "[".repeat(10_000);
+        assert!(decode_jobs(deep.as_bytes()).expect("too deep is text").is_empty());
+        assert_eq!(submitted_id(&json!({"job_id": 9})).expect("id"), 9);
+        assert!(submitted_id(&json!({"job_id": "x"})).is_err());
+    }
+
     fn batch() -> BatchJob {
         BatchJob {
             name: "cn-0a1b2c".into(),
-            comment: "computenet uid=0a1b-2c".into(),
+            comment: "computenet hub=h uid=0a1b-2c attempt=1 job=team-a/bert".into(),
             training_job: "team-a/bert".into(),
             replicas: 2,
             gpus_per_replica: 4,
@@ -511,7 +737,7 @@ mod tests {
         assert_eq!(job["time_limit"], 2);
         assert_eq!(job["partition"], "debug");
         assert_eq!(job["name"], "cn-0a1b2c");
-        assert_eq!(job["comment"], "computenet uid=0a1b-2c");
+        assert_eq!(job["comment"], "computenet hub=h uid=0a1b-2c attempt=1 job=team-a/bert");
         assert_eq!(job["environment"]["WORLD_SIZE"], "2");
         assert_eq!(job["environment"]["MASTER_PORT"], "29500");
         assert_eq!(job["environment"]["LR"], "0.1");

@@ -2,13 +2,14 @@
 //! fresh (slurmrestd has no watch), and dispatch and cancel go through the client.
 
 use super::api::{SlurmJob, SlurmNode};
-use super::client::SlurmClient;
-use super::convert::{self, BatchJob};
+use super::client::{submit_in_doubt, SlurmClient};
+use super::convert::{self, BatchJob, Tag};
 use crate::error::{Error, Result};
 use crate::health::Health;
+use crate::labels::remote_name;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How often the nodes and jobs are read.
@@ -25,15 +26,69 @@ pub struct SlurmPlacement {
     pub standard_output: String,
 }
 
-/// What the poller last read.
+/// How long after a submit whose answer was lost its batch job may still appear (the
+/// request may have been held up on its way to slurmctld): until then it is only looked
+/// up, never submitted again.
+pub const IN_DOUBT_GRACE: Duration = Duration::from_secs(30);
+
+/// What the poller last read, and this process's submits.
 #[derive(Debug, Default)]
 struct State {
     nodes: Vec<SlurmNode>,
-    /// computenet's jobs (those whose comment carries a TrainingJob UID), by attempt key.
+    /// This hub's jobs, by attempt key, lowest job id first.
     jobs: BTreeMap<String, Vec<SlurmJob>>,
     health: Health,
     /// Jobs submitted by this process that the poller has not seen yet, by attempt key.
     submitted: HashMap<String, u64>,
+    /// Submits that were sent but whose answer never came (a timeout, a broken
+    /// connection), by attempt key, with when that was known: the batch job may exist.
+    in_doubt: HashMap<String, Instant>,
+}
+
+/// Whose batch jobs a member reads as its own: those its hub submitted as its user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Owner {
+    /// The hub's identity, in every comment it writes.
+    pub hub: String,
+    /// The Slurm user jobs are submitted as.
+    pub user: String,
+}
+
+impl Owner {
+    /// The attempt key of `job` when this hub submitted it: the comment parses strictly
+    /// and names this hub, the job's name is the one derived from the UID, and (when
+    /// slurmrestd says) the job belongs to this hub's Slurm user. Anything else (another
+    /// hub's job, a look-alike comment someone else wrote) is not ours.
+    pub fn key_of(&self, job: &SlurmJob) -> Option<String> {
+        let tag = Tag::parse(&job.comment)?;
+        let user_ok = job.user_name.is_empty() || job.user_name == self.user;
+        (tag.hub == self.hub && job.name == remote_name(&tag.uid) && user_ok).then(|| tag.key())
+    }
+
+    /// `jobs` that are this hub's, by attempt key, lowest job id first.
+    pub fn mine(&self, jobs: Vec<SlurmJob>) -> BTreeMap<String, Vec<SlurmJob>> {
+        let mut mine: BTreeMap<String, Vec<SlurmJob>> = BTreeMap::new();
+        for j in jobs {
+            if let Some(key) = self.key_of(&j) {
+                mine.entry(key).or_default().push(j);
+            }
+        }
+        for list in mine.values_mut() {
+            list.sort_by_key(|j| j.job_id);
+        }
+        mine
+    }
+}
+
+/// What a dispatch does first, from what is known of the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    /// Its batch job is known: nothing to submit.
+    Known(u64),
+    /// An earlier submit's answer was lost this long ago: look the job up first.
+    LookUp(Duration),
+    /// Nothing is known of it: submit.
+    Submit,
 }
 
 /// One connected Slurm member.
@@ -41,37 +96,25 @@ struct State {
 pub struct SlurmMember {
     pub name: String,
     pub placement: SlurmPlacement,
+    pub owner: Owner,
     client: Arc<SlurmClient>,
     state: Arc<Mutex<State>>,
 }
 
-/// The key of one attempt of a TrainingJob: its UID and how often it was requeued. A job
-/// requeued and placed here again gets a new batch job instead of finding the cancelled one.
-pub fn attempt_key(uid: &str, attempt: i32) -> String {
-    format!("{uid}.{attempt}")
-}
-
-/// The TrainingJob UID of an attempt key.
-pub fn uid_of_key(key: &str) -> &str {
-    key.rsplit_once('.').map_or(key, |(uid, _)| uid)
-}
-
-/// The comment computenet puts on its batch jobs.
-pub fn comment(key: &str, training_job: &str) -> String {
-    format!("computenet uid={key} job={training_job}")
-}
-
-/// The attempt key in a batch job's comment, if computenet made it.
-pub fn key_of(job: &SlurmJob) -> Option<&str> {
-    job.comment.strip_prefix("computenet uid=")?.split_whitespace().next()
-}
-
 impl SlurmMember {
-    /// Starts polling; `changed` is notified when nodes or jobs change.
-    pub fn start(name: &str, client: SlurmClient, placement: SlurmPlacement, changed: Arc<Notify>) -> Self {
+    /// Starts polling; `changed` is notified when nodes or jobs change. Only the batch
+    /// jobs of `owner` are read as computenet's.
+    pub fn start(
+        name: &str,
+        client: SlurmClient,
+        placement: SlurmPlacement,
+        owner: Owner,
+        changed: Arc<Notify>,
+    ) -> Self {
         let member = Self {
             name: name.to_string(),
             placement,
+            owner,
             client: Arc::new(client),
             state: Arc::new(Mutex::new(State::default())),
         };
@@ -79,12 +122,13 @@ impl SlurmMember {
         let weak = Arc::downgrade(&member.state);
         let client = member.client.clone();
         let name = member.name.clone();
+        let owner = member.owner.clone();
         tokio::spawn(async move {
             let mut last = None;
             loop {
                 let read = tokio::join!(client.nodes(), client.jobs());
                 let Some(state) = weak.upgrade() else { break };
-                let fingerprint = Self::record(&state, &name, read);
+                let fingerprint = Self::record(&state, &name, &owner, read);
                 if fingerprint.is_some() && fingerprint != last {
                     last = fingerprint;
                     changed.notify_one();
@@ -104,21 +148,16 @@ impl SlurmMember {
     fn record(
         state: &Mutex<State>,
         name: &str,
+        owner: &Owner,
         read: (Result<Vec<SlurmNode>>, Result<Vec<SlurmJob>>),
     ) -> Option<String> {
         let mut s = lock(state);
         match read {
             (Ok(nodes), Ok(jobs)) => {
-                let mut mine: BTreeMap<String, Vec<SlurmJob>> = BTreeMap::new();
-                for j in jobs {
-                    if let Some(key) = key_of(&j) {
-                        mine.entry(key.to_string()).or_default().push(j);
-                    }
-                }
-                for list in mine.values_mut() {
-                    list.sort_by_key(|j| j.job_id);
-                }
+                let mine = owner.mine(jobs);
                 s.submitted.retain(|key, id| !mine.get(key).is_some_and(|l| l.iter().any(|j| j.job_id == *id)));
+                // A lost answer's job has shown up: no longer in doubt.
+                s.in_doubt.retain(|key, _| !mine.contains_key(key));
                 let fingerprint = format!(
                     "{:?}{:?}",
                     nodes
@@ -167,37 +206,93 @@ impl SlurmMember {
         convert::in_partitions(&s.nodes, &self.placement.partitions).cloned().collect()
     }
 
-    /// The newest batch job of a TrainingJob, as last read.
-    pub fn job(&self, key: &str) -> Option<SlurmJob> {
-        self.lock().jobs.get(key).and_then(|l| l.last().cloned())
+    /// The batch job of an attempt, as last read: the one with id `preferred` (what the
+    /// TrainingJob's status records) when listed, else the first submitted.
+    pub fn job(&self, key: &str, preferred: Option<u64>) -> Option<SlurmJob> {
+        let s = self.lock();
+        let list = s.jobs.get(key)?;
+        list.iter().find(|j| Some(j.job_id) == preferred).or_else(|| list.first()).cloned()
     }
 
-    /// Whether a batch job for the TrainingJob exists (seen, or submitted by this process).
+    /// Whether a batch job for the attempt exists (seen, or submitted by this process).
     pub fn has_job(&self, key: &str) -> bool {
         let s = self.lock();
         s.jobs.contains_key(key) || s.submitted.contains_key(key)
     }
 
-    /// Attempt keys of every batch job computenet has on the member, as last read.
-    pub fn job_keys(&self) -> Vec<String> {
-        self.lock().jobs.keys().cloned().collect()
+    /// Every batch job of this hub on the member, as last read, with its attempt key.
+    pub fn all_jobs(&self) -> Vec<(String, SlurmJob)> {
+        let s = self.lock();
+        s.jobs.iter().flat_map(|(k, l)| l.iter().map(move |j| (k.clone(), j.clone()))).collect()
     }
 
-    /// Submits the batch job unless one exists for this UID (idempotent across restarts:
-    /// the poller's list is read before any dispatch, and jobs carry the UID).
-    pub async fn dispatch(&self, key: &str, job: &BatchJob) -> Result<u64> {
-        if let Some(id) = {
-            let s = self.lock();
-            s.jobs.get(key).and_then(|l| l.last()).map(|j| j.job_id).or_else(|| s.submitted.get(key).copied())
-        } {
-            return Ok(id);
+    /// What a dispatch of the attempt does first.
+    fn before(&self, key: &str) -> Before {
+        let s = self.lock();
+        let listed = s.jobs.get(key).and_then(|l| l.first()).map(|j| j.job_id);
+        if let Some(id) = listed.or_else(|| s.submitted.get(key).copied()) {
+            return Before::Known(id);
         }
-        let id = self.client.submit(&job.submit_request()).await?;
-        self.lock().submitted.insert(key.to_string(), id);
-        Ok(id)
+        match s.in_doubt.get(key) {
+            Some(since) => Before::LookUp(since.elapsed()),
+            None => Before::Submit,
+        }
     }
 
-    /// Cancels every unfinished batch job of the TrainingJob.
+    /// Submits the attempt's batch job unless it has one. Idempotent: the poller's list
+    /// (read before any dispatch) and this process's submits are checked first, and a
+    /// submit whose answer was lost is looked up by its attempt key before anything is
+    /// submitted again, for [`IN_DOUBT_GRACE`]. So an attempt has one batch job.
+    pub async fn dispatch(&self, key: &str, job: &BatchJob) -> Result<u64> {
+        match self.before(key) {
+            Before::Known(id) => return Ok(id),
+            Before::LookUp(since) => {
+                let found = self.owner.mine(self.client.jobs().await?).remove(key);
+                if let Some(id) = found.as_ref().and_then(|l| l.first()).map(|j| j.job_id) {
+                    let mut s = self.lock();
+                    s.in_doubt.remove(key);
+                    s.submitted.insert(key.to_string(), id);
+                    tracing::info!(member = %self.name, key, job_id = id, "found the batch job of a submit whose answer was lost");
+                    return Ok(id);
+                }
+                if since < IN_DOUBT_GRACE {
+                    return Err(Error::Transport {
+                        what: "submitting a job".into(),
+                        why: format!(
+                            "the answer to the last submit of attempt {key} was lost {}s ago and its batch job is not \
+                             listed yet; looking again before submitting anew (after {}s)",
+                            since.as_secs(),
+                            IN_DOUBT_GRACE.as_secs()
+                        ),
+                    });
+                }
+                tracing::warn!(member = %self.name, key, "a submit whose answer was lost made no batch job; submitting again");
+            }
+            Before::Submit => {}
+        }
+        // Recorded before sending: whatever happens to the answer, the next dispatch looks first.
+        self.lock().in_doubt.insert(key.to_string(), Instant::now());
+        let submitted = self.client.submit(&job.submit_request()).await;
+        let mut s = self.lock();
+        match submitted {
+            Ok(id) => {
+                s.in_doubt.remove(key);
+                s.submitted.insert(key.to_string(), id);
+                Ok(id)
+            }
+            Err(e) => {
+                if submit_in_doubt(&e) {
+                    // The grace counts from when the answer was given up on.
+                    s.in_doubt.insert(key.to_string(), Instant::now());
+                } else {
+                    s.in_doubt.remove(key);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancels every unfinished batch job of the attempt.
     pub async fn cancel(&self, key: &str) -> Result<()> {
         let ids: Vec<u64> = {
             let s = self.lock();
@@ -213,8 +308,15 @@ impl SlurmMember {
         for id in ids {
             self.client.cancel(id).await?;
         }
-        self.lock().submitted.remove(key);
+        let mut s = self.lock();
+        s.submitted.remove(key);
+        s.in_doubt.remove(key);
         Ok(())
+    }
+
+    /// Cancels one batch job (a second one of an attempt).
+    pub async fn cancel_one(&self, job_id: u64) -> Result<()> {
+        self.client.cancel(job_id).await
     }
 }
 
@@ -227,42 +329,134 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 mod tests {
     use super::*;
 
-    fn job(id: u64, comment: &str, state: &str) -> SlurmJob {
-        SlurmJob { job_id: id, comment: comment.into(), job_state: vec![state.into()], ..SlurmJob::default() }
+    fn owner() -> Owner {
+        Owner { hub: "hub-a".into(), user: "computenet".into() }
+    }
+
+    fn job(id: u64, uid: &str, attempt: u32, hub: &str, state: &str) -> SlurmJob {
+        let tag = Tag { hub: hub.into(), uid: uid.into(), attempt, training_job: "ns/a".into() };
+        SlurmJob {
+            job_id: id,
+            name: remote_name(uid),
+            comment: tag.comment(),
+            user_name: "computenet".into(),
+            job_state: vec![state.into()],
+            ..SlurmJob::default()
+        }
     }
 
     #[test]
-    fn comments_carry_the_uid() {
-        assert_eq!(attempt_key("0a-1b", 2), "0a-1b.2");
-        assert_eq!(uid_of_key("0a-1b.2"), "0a-1b");
-        assert_eq!(comment("u-1", "ns/a"), "computenet uid=u-1 job=ns/a");
-        assert_eq!(key_of(&job(1, "computenet uid=u-1 job=ns/a", "PENDING")), Some("u-1"));
-        assert_eq!(key_of(&job(1, "someone else's job", "PENDING")), None);
+    fn only_this_hubs_jobs_are_its_own() {
+        let o = owner();
+        assert_eq!(o.key_of(&job(1, "u-1", 2, "hub-a", "PENDING")).as_deref(), Some("u-1.2"));
+        assert_eq!(o.key_of(&job(1, "u-1", 2, "hub-b", "PENDING")), None, "another hub's");
+        let renamed = SlurmJob { name: "cn-other".into(), ..job(1, "u-1", 2, "hub-a", "PENDING") };
+        assert_eq!(o.key_of(&renamed), None, "the name does not follow from the UID");
+        let stranger = SlurmJob { user_name: "mallory".into(), ..job(1, "u-1", 2, "hub-a", "PENDING") };
+        assert_eq!(o.key_of(&stranger), None, "submitted by another Slurm user");
+        let legacy =
+            SlurmJob { comment: "computenet uid=u-1.2 job=ns/a".into(), ..job(1, "u-1", 2, "hub-a", "PENDING") };
+        assert_eq!(o.key_of(&legacy), None);
+        let mine = o.mine(vec![job(9, "u-1", 1, "hub-a", "RUNNING"), job(3, "u-1", 1, "hub-a", "PENDING")]);
+        assert_eq!(mine["u-1.1"].iter().map(|j| j.job_id).collect::<Vec<_>>(), [3, 9], "lowest id first");
     }
 
     #[test]
-    fn polls_keep_computenets_jobs_and_health() {
+    fn polls_keep_this_hubs_jobs_and_clear_what_they_see() {
         let state = Mutex::new(State::default());
-        lock(&state).submitted.insert("u-1".into(), 7);
+        lock(&state).submitted.insert("u-1.1".into(), 7);
+        lock(&state).in_doubt.insert("u-2.1".into(), Instant::now());
+        lock(&state).in_doubt.insert("u-3.1".into(), Instant::now());
         let read = (
             Ok(vec![SlurmNode { name: "n1".into(), ..SlurmNode::default() }]),
-            Ok(vec![job(7, "computenet uid=u-1 job=ns/a", "RUNNING"), job(8, "other", "RUNNING")]),
+            Ok(vec![
+                job(7, "u-1", 1, "hub-a", "RUNNING"),
+                job(8, "u-2", 1, "hub-a", "PENDING"),
+                job(9, "u-4", 1, "hub-b", "RUNNING"),
+                SlurmJob { job_id: 10, comment: "other".into(), ..SlurmJob::default() },
+            ]),
         );
-        let f1 = SlurmMember::record(&state, "m", read);
+        let f1 = SlurmMember::record(&state, "m", &owner(), read);
         assert!(f1.is_some());
         {
             let s = lock(&state);
-            assert_eq!(s.jobs.keys().collect::<Vec<_>>(), ["u-1"]);
+            assert_eq!(s.jobs.keys().collect::<Vec<_>>(), ["u-1.1", "u-2.1"]);
             assert!(s.submitted.is_empty(), "seen by the poller: no longer only ours to remember");
+            assert_eq!(s.in_doubt.keys().collect::<Vec<_>>(), ["u-3.1"], "a lost answer's job showed up");
             assert!(s.health.ever_reached());
         }
         let failed = SlurmMember::record(
             &state,
             "m",
+            &owner(),
             (Err(Error::Timeout { what: "listing nodes".into(), seconds: 5 }), Ok(Vec::new())),
         );
         assert!(failed.is_none());
         assert!(lock(&state).health.reachable(Duration::from_secs(60)).1.is_some_and(|e| e.contains("no answer")));
-        assert_eq!(lock(&state).jobs.len(), 1, "a failed poll keeps the last good view");
+        assert_eq!(lock(&state).jobs.len(), 2, "a failed poll keeps the last good view");
+    }
+
+    fn member(state: State) -> SlurmMember {
+        let token = super::super::Credentials::Token("t".into());
+        let client = SlurmClient::new("http://127.0.0.1:9", "v0.0.38", "computenet", token).expect("client");
+        SlurmMember {
+            name: "slurm-1".into(),
+            placement: SlurmPlacement {
+                partitions: vec![],
+                working_directory: "/tmp".into(),
+                standard_output: "o".into(),
+            },
+            owner: owner(),
+            client: Arc::new(client),
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    #[test]
+    fn a_lost_answer_is_looked_up_before_anything_is_submitted_again() {
+        let mut state = State::default();
+        state
+            .jobs
+            .insert("u-1.1".into(), vec![job(4, "u-1", 1, "hub-a", "RUNNING"), job(5, "u-1", 1, "hub-a", "PENDING")]);
+        state.submitted.insert("u-2.1".into(), 6);
+        state.in_doubt.insert("u-3.1".into(), Instant::now());
+        let m = member(state);
+        assert_eq!(m.before("u-1.1"), Before::Known(4), "listed: the first one");
+        assert_eq!(m.before("u-2.1"), Before::Known(6), "submitted by this process, not listed yet");
+        assert!(matches!(m.before("u-3.1"), Before::LookUp(d) if d < IN_DOUBT_GRACE));
+        assert_eq!(m.before("u-4.1"), Before::Submit);
+        assert_eq!(m.job("u-1.1", Some(5)).map(|j| j.job_id), Some(5), "the one the status records");
+        assert_eq!(m.job("u-1.1", Some(77)).map(|j| j.job_id), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_submit_in_doubt_is_not_sent_again_while_its_job_may_still_appear() {
+        let mut state = State::default();
+        state.in_doubt.insert("u-3.1".into(), Instant::now());
+        let m = member(state);
+        let batch = BatchJob {
+            name: "cn-u3".into(),
+            comment: String::new(),
+            training_job: "ns/a".into(),
+            replicas: 1,
+            gpus_per_replica: 0,
+            gpu_type: None,
+            cpus_per_replica: 1,
+            memory_mib_per_replica: 1,
+            time_limit_minutes: None,
+            partition: None,
+            working_directory: "/tmp".into(),
+            standard_output: "o".into(),
+            command: vec!["true".into()],
+            env: vec![],
+        };
+        // Nothing listens on port 9: the lookup fails, so nothing is submitted.
+        let e = m.dispatch("u-3.1", &batch).await.expect_err("the lookup cannot be made");
+        assert!(e.to_string().contains("listing jobs"), "{e}");
+        assert!(m.lock().in_doubt.contains_key("u-3.1"), "still in doubt");
+        // Nothing known: the submit is tried, and a refused connection surely made nothing.
+        let e = m.dispatch("u-4.1", &batch).await.expect_err("no server");
+        assert!(e.to_string().contains("submitting a job"), "{e}");
+        assert!(!m.lock().in_doubt.contains_key("u-4.1"), "a connection never made leaves no doubt");
     }
 }
