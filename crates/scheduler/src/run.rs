@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub profiles: ProfileSource,
     /// Delays between dispatch attempts of a job whose dispatch failed.
     pub backoff: BackoffPolicy,
+    /// How often the Secrets MemberClusters reference are re-read (changes reconnect).
+    pub secret_check_interval: Duration,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -83,7 +85,7 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
     let mut profiles = config.profiles.start(client.clone(), changed.clone());
     tracing::info!("caches ready; scheduling");
     let mut service = Service {
-        connections: Connections::new(client.clone(), changed.clone()),
+        connections: Connections::new(client.clone(), changed.clone(), config.secret_check_interval),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler()),
