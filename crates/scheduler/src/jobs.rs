@@ -493,6 +493,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_dispatch_ends_the_job_and_frees_what_it_held() {
+        let tj = admitted(TrainingJobPhase::Admitted, false);
+        assert_eq!(view::accelerators_held(&tj), 16);
+        let long = format!("member ai-1: dispatch: denied request: {}", "x".repeat(5000));
+        let rejected = transitions::dispatch_rejected(&tj, &view::status(&tj), &long, t(200));
+        assert_eq!((rejected.status.phase, rejected.status.admitted), (Some(TrainingJobPhase::Failed), Some(false)));
+        for type_ in [types::DISPATCHED, types::FINISHED] {
+            let c = computenet_api::conditions::find(&rejected.status.conditions, type_).unwrap();
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reasons::DISPATCH_REJECTED));
+            assert!(c.message.starts_with("member ai-1: dispatch: denied request") && c.message.len() <= 1024);
+        }
+        assert_eq!(rejected.event.as_ref().map(|e| e.0), Some(EventReason::DispatchRejected));
+        let failed = job(Some(rejected.status));
+        assert!(view::is_finished(&failed) && view::accelerators_held(&failed) == 0, "capacity and quota are free");
+        assert_eq!(next_step(&failed, &reachable(None), None, true, t(201)), Step::Wait, "never dispatched again");
+    }
+
+    #[test]
     fn a_member_refusing_the_credentials_keeps_its_dispatched_jobs() {
         let refused = MemberState::CredentialsRejected("for over 30s: HTTP 401: Unauthorized".into());
         let running = admitted(TrainingJobPhase::Running, true);

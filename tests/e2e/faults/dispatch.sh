@@ -292,7 +292,7 @@ member_uid_before=$(ai1 get job "$remote_before" -n "$MEMBER_NS" -o jsonpath='{.
 # Revoke the old token (its ServiceAccount is gone), then put a new one in the Secret.
 ai1 delete serviceaccount f-dispatch-a -n "$SA_NS" >/dev/null
 revoked=$(date +%s)
-wait_for 10 bash -c "! kubectl --kubeconfig '$tmp/kubeconfig-a' get --raw /version" ||
+wait_for 20 bash -c "! kubectl --kubeconfig '$tmp/kubeconfig-a' get --raw /version" ||
   echo "    (the old token still works)"
 sleep 2
 token_b=$(ai1 create token f-dispatch-b -n "$SA_NS" --duration=2h)
