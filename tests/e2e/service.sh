@@ -5,8 +5,9 @@
 # - a job naming a profiled model gets the profile's estimate (from the computenet-profiles
 #   ConfigMap) in its explanation: the same runtime as `computenet estimate` with that
 #   profile, and not the fallback's;
-# - a job whose member rejects its dispatch is retried with growing delays, visible in its
-#   status and in computenet_dispatch_errors_total, not on every pass.
+# - a job whose member refuses its dispatch for now (a full ResourceQuota there) is retried
+#   with growing delays, visible in its status and in computenet_dispatch_errors_total,
+#   not on every pass.
 #
 # Needs the test bed (tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint) and
 #   cargo build -p computenet -p kubectl-computenet
@@ -32,6 +33,7 @@ cleanup() {
   kubectl delete ns "$NS" --wait=false >/dev/null 2>&1
   kubectl delete cnq svc-all svc-typed --ignore-not-found >/dev/null 2>&1
   kubectl delete configmap computenet-profiles -n computenet-system --ignore-not-found >/dev/null 2>&1
+  kubectl --kubeconfig "$AI_1_KUBECONFIG" delete quota e2e-svc-full -n computenet-jobs --ignore-not-found >/dev/null 2>&1
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -181,30 +183,31 @@ compare 2>&1 | sed 's/^/    /'
 check "the per-type quotas are summed (16) and the usage is the admitted job's (8)" bash -c "
   [ \"\$(kubectl get cnq svc-typed -o jsonpath='{.status.gpuUsage}')\" = 8/16 ]"
 
-# --- a dispatch the member rejects: a TrainingJob name longer than a label value may be.
-long=reject-$(printf 'x%.0s' $(seq 1 60))
+# --- a dispatch the member refuses for now: its job namespace's ResourceQuota is full.
+backoff_job=backoff
 kubectl delete tj all-3 all-4 -n "$NS" --timeout=60s >/dev/null 2>&1
-tj "$long" svc-all 1 "{gpuHours: 1}" | kubectl apply -f - >/dev/null
+kubectl --kubeconfig "$AI_1_KUBECONFIG" create quota e2e-svc-full -n computenet-jobs --hard=count/jobs.batch=0 >/dev/null
+tj "$backoff_job" svc-all 1 "{gpuHours: 1}" | kubectl apply -f - >/dev/null
 check "the job is admitted and its dispatch fails with the member's reason" wait_for 60 bash -c "
-  [ \"\$(kubectl get tj $long -n $NS -o jsonpath='{.status.conditions[?(@.type==\"Dispatched\")].reason}')\" = DispatchFailed ]"
+  [ \"\$(kubectl get tj $backoff_job -n $NS -o jsonpath='{.status.conditions[?(@.type==\"Dispatched\")].reason}')\" = DispatchFailed ]"
 errors() { # this service's dispatch errors, on every member (its counters start at 0)
   curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^computenet_dispatch_errors_total\{/ {s += $2} END {print s + 0}'
 }
-attempts() { field "$long" '{.status.retry.attempts}'; }
+attempts() { field "$backoff_job" '{.status.retry.attempts}'; }
 sleep 20
 a1=$(attempts); e1=$(errors)
 sleep 20
 a2=$(attempts); e2=$(errors)
 echo "    attempts after ~20 s: ${a1:-?} (errors ${e1:-?}); after ~40 s: ${a2:-?} (errors ${e2:-?}); a pass every 0.5 s would be ~80"
 check "the status shows the attempts and when the next is due" bash -c "
-  [ -n \"$a2\" ] && [ -n \"\$(kubectl get tj $long -n $NS -o jsonpath='{.status.retry.nextAttemptTime}')\" ]"
+  [ -n \"$a2\" ] && [ -n \"\$(kubectl get tj $backoff_job -n $NS -o jsonpath='{.status.retry.nextAttemptTime}')\" ]"
 check "attempts grow with doubling delays: 3 to 7 in 20 s, at most 2 more in the next 20 s" bash -c "
   [ \"${a1:-0}\" -ge 3 ] && [ \"${a1:-0}\" -le 7 ] && [ \"${a2:-0}\" -gt \"${a1:-0}\" ] && [ \$(( ${a2:-0} - ${a1:-0} )) -le 2 ]"
 check "computenet_dispatch_errors_total grows as slowly (one per attempt)" bash -c "
   [ \"${e2:-0}\" -ge \"${a2:-99}\" ] && [ \$(( ${e2:-0} - ${e1:-0} )) -le 2 ]"
 check "the condition names the member's reason" bash -c "
-  kubectl get tj $long -n $NS -o jsonpath='{.status.conditions[?(@.type==\"Dispatched\")].message}' | grep -qi 'must be no more than 63'"
+  kubectl get tj $backoff_job -n $NS -o jsonpath='{.status.conditions[?(@.type==\"Dispatched\")].message}' | grep -q 'exceeded quota'"
 check "one DispatchFailed Event, not one per attempt" bash -c "
-  [ \"\$(kubectl get events -n $NS --field-selector reason=DispatchFailed,involvedObject.name=$long -o name | wc -l)\" = 1 ]"
+  [ \"\$(kubectl get events -n $NS --field-selector reason=DispatchFailed,involvedObject.name=$backoff_job -o name | wc -l)\" = 1 ]"
 check "no panic in the service's log" bash -c "! grep -q panicked '$tmp/serve.log'"
 summary

@@ -43,6 +43,8 @@ pub mod reasons {
     pub const SUSPENDED: &str = "Suspended";
     // Dispatched=False
     pub const DISPATCH_FAILED: &str = "DispatchFailed";
+    // Dispatched=False and Finished=False: the member refused the job for good.
+    pub const DISPATCH_REJECTED: &str = "DispatchRejected";
     // Running=True
     pub const PODS_RUNNING: &str = "PodsRunning";
     pub const BATCH_JOB_RUNNING: &str = "BatchJobRunning";
@@ -67,6 +69,7 @@ pub enum EventReason {
     Admitted,
     Dispatched,
     DispatchFailed,
+    DispatchRejected,
     Running,
     Succeeded,
     Failed,
@@ -84,6 +87,7 @@ impl EventReason {
             EventReason::Admitted => "Admitted",
             EventReason::Dispatched => "Dispatched",
             EventReason::DispatchFailed => "DispatchFailed",
+            EventReason::DispatchRejected => "DispatchRejected",
             EventReason::Running => "Running",
             EventReason::Succeeded => "Succeeded",
             EventReason::Failed => "Failed",
@@ -99,6 +103,7 @@ impl EventReason {
         matches!(
             self,
             EventReason::DispatchFailed
+                | EventReason::DispatchRejected
                 | EventReason::Failed
                 | EventReason::Preempted
                 | EventReason::MemberLost
@@ -111,6 +116,22 @@ impl std::fmt::Display for EventReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Longest condition message computenet writes, in bytes: a member's error can be far
+/// longer (a whole webhook answer), and the apiserver caps messages at 32 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// A condition, keeping the transition time of `previous` when its status did not change.
@@ -195,6 +216,15 @@ mod tests {
         let list = upsert(&list, b2);
         assert_eq!(list.len(), 2);
         assert!(!is_true(&list, types::ADMITTED) && is_true(&list, types::RUNNING));
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(cut("short", 10), "short");
+        let c = cut(&"é".repeat(600), MAX_MESSAGE_BYTES);
+        assert!(c.len() <= MAX_MESSAGE_BYTES && c.ends_with('…'), "{}", c.len());
+        assert_eq!(cut(&"x".repeat(MAX_MESSAGE_BYTES), MAX_MESSAGE_BYTES).len(), MAX_MESSAGE_BYTES);
+        assert_eq!(cut("abcdef", 4), "a…");
     }
 
     #[test]

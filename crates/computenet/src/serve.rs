@@ -74,6 +74,12 @@ pub struct Args {
     /// keep it when moving a hub, or its jobs on members are no longer recognised.
     #[arg(long, env = "COMPUTENET_HUB_ID", value_name = "ID")]
     hub_id: Option<String>,
+    /// How often the Secrets that MemberClusters reference (kubeconfigs, Slurm tokens and
+    /// keys) are re-read, in seconds: changed content reconnects the member without a
+    /// restart. A member refusing the credentials (HTTP 401) has them re-read within a few
+    /// seconds regardless.
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    secret_check_interval_s: u64,
 }
 
 /// The HTTP address, or `None` when disabled.
@@ -149,6 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 cap: Duration::from_secs(args.dispatch_backoff_max_s.max(1)),
             },
             hub_id,
+            secret_check_interval: Duration::from_secs(args.secret_check_interval_s.max(1)),
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

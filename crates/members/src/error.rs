@@ -63,6 +63,111 @@ impl Error {
             Error::Member { source, .. } => source.reason(),
         }
     }
+
+    /// Whether trying the same call again can succeed (see [`Retry`]); pure, from the
+    /// error alone.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::Timeout { .. } | Error::Transport { .. } | Error::Decode { .. } | Error::Config(_) => Retry::Later,
+            Error::Auth { .. } => Retry::WithNewCredentials,
+            Error::Server { status, errors, .. } => slurm_retry(*status, errors),
+            Error::Kube { source: kube::Error::Api(status), .. } => {
+                kubernetes_retry(status.code, &status.reason, &status.message)
+            }
+            Error::Kube { .. } => Retry::Later,
+            Error::Member { source, .. } => source.retry(),
+        }
+    }
+}
+
+/// What a failed call says about trying it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The member refused the request itself (an invalid object, an admission policy, a
+    /// partition or account that does not exist): the same request fails again, so the
+    /// job ends instead of holding its capacity.
+    Never,
+    /// Timeouts, broken connections, 5xx, 429, conflicts, exhausted member quotas, missing
+    /// permissions: something that can change without the job changing. Back off.
+    Later,
+    /// The member refused the credentials (401): re-read them from the hub, reconnect,
+    /// then try again.
+    WithNewCredentials,
+}
+
+impl Retry {
+    /// The label of `computenet_dispatch_errors_total`'s `class`.
+    pub fn class(self) -> &'static str {
+        match self {
+            Retry::Never => "permanent",
+            Retry::Later | Retry::WithNewCredentials => "transient",
+        }
+    }
+}
+
+/// Whether a Kubernetes apiserver's refusal of a create is for good.
+///
+/// - 400 BadRequest, 413 (object too large) and 422 Invalid: the object itself is wrong.
+/// - 403 is for good only when an admission policy or webhook denied the object
+///   (`ValidatingAdmissionPolicy ... denied request`, `admission webhook ... denied the
+///   request`) or a LimitRange bound does (`maximum ... per ...`). Other 403s can change
+///   without the job changing and back off: RBAC (`cannot create resource`: the member's
+///   credentials lack a permission an operator can grant), an exhausted ResourceQuota
+///   (`exceeded quota`: frees up as jobs end) and a terminating namespace.
+/// - 401 needs new credentials; everything else (404, 409, 429, 5xx) backs off.
+pub fn kubernetes_retry(code: u16, reason: &str, message: &str) -> Retry {
+    let m = message.to_ascii_lowercase();
+    match code {
+        400 | 413 | 422 => Retry::Never,
+        401 => Retry::WithNewCredentials,
+        // A policy's own message may say anything ("cannot use GPUs"): the denial decides.
+        403 if m.contains("denied request") || m.contains("denied the request") => Retry::Never,
+        403 if m.contains("exceeded quota") || m.contains("cannot ") || m.contains("being terminated") => Retry::Later,
+        403 if (m.contains("maximum") || m.contains("minimum")) && m.contains(" per ") => Retry::Never,
+        _ if reason == "Invalid" || reason == "BadRequest" => Retry::Never,
+        _ => Retry::Later,
+    }
+}
+
+/// What slurmctld says (in slurmrestd's `errors`) when it refuses a batch job for a
+/// reason retrying cannot change: the texts of the `ESLURM_*` errors about the request
+/// itself (partition, account, QOS, gres, time limit, node count, features, licences).
+/// Errors about the moment (busy, accounting limits on running jobs, slurmctld down) are
+/// not here: they back off.
+const SLURM_REJECTIONS: &[&str] = &[
+    "invalid partition",
+    "invalid account",
+    "invalid qos",
+    "invalid generic resource",
+    "invalid gres",
+    "requested time limit",
+    "time limit specification required",
+    "invalid wckey",
+    "invalid feature",
+    "invalid node name",
+    "invalid licen",
+    "node count specification invalid",
+    "requested node configuration is not available",
+    "more processors requested than permitted",
+    "not permitted to use this partition",
+    "memory specification can not be satisfied",
+    "invalid task memory",
+];
+
+/// Whether slurmrestd's refusal of a submit is for good: a 400 or 422 (it could not read
+/// the request), or an error whose text is one of [`SLURM_REJECTIONS`] (slurmrestd
+/// answers most slurmctld refusals with a 500 and the error in `errors`).
+pub fn slurm_retry(status: u16, errors: &[String]) -> Retry {
+    let rejected = errors.iter().any(|e| {
+        let e = e.to_ascii_lowercase();
+        SLURM_REJECTIONS.iter().any(|r| e.contains(r))
+    });
+    match status {
+        401 | 403 => Retry::WithNewCredentials,
+        400 | 422 => Retry::Never,
+        _ if rejected => Retry::Never,
+        _ => Retry::Later,
+    }
 }
 
 fn detail(errors: &[String]) -> String {
@@ -95,5 +200,81 @@ mod tests {
         );
         assert_eq!(Error::Timeout { what: "x".into(), seconds: 5 }.reason(), "Timeout");
         assert_eq!(Error::Transport { what: "x".into(), why: "refused".into() }.reason(), "Unreachable");
+    }
+
+    #[test]
+    fn kubernetes_refusals_of_the_object_are_permanent_and_the_rest_back_off() {
+        use Retry::*;
+        let cases = [
+            (422, "Invalid", "Job.batch \"x\" is invalid: metadata.labels: Invalid value: must be no more than 63 characters", Never),
+            (400, "BadRequest", "the body of the request was in an unknown format", Never),
+            (413, "RequestEntityTooLarge", "request is too large", Never),
+            (403, "Forbidden", "jobs.batch \"cn-1\" is forbidden: ValidatingAdmissionPolicy 'no-gpu' with binding 'b' denied request: no GPUs here", Never),
+            (403, "Forbidden", "admission webhook \"policy.example.com\" denied the request: image not allowed", Never),
+            (403, "Forbidden", "pods \"p\" is forbidden: maximum cpu usage per Container is 2, but limit is 4", Never),
+            (403, "Forbidden", "jobs.batch \"cn-1\" is forbidden: exceeded quota: q, requested: count/jobs.batch=1, used: count/jobs.batch=0, limited: count/jobs.batch=0", Later),
+            (403, "Forbidden", "jobs.batch is forbidden: User \"u\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"n\"", Later),
+            (403, "Forbidden", "unable to create new content in namespace n because it is being terminated", Later),
+            (403, "Forbidden", "jobs.batch \"cn-1\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'b' denied request: jobs cannot use GPUs here", Never),
+            (403, "Forbidden", "something else", Later),
+            (401, "Unauthorized", "Unauthorized", WithNewCredentials),
+            (404, "NotFound", "namespaces \"computenet-jobs\" not found", Later),
+            (409, "Conflict", "the object has been modified", Later),
+            (429, "TooManyRequests", "too many requests", Later),
+            (500, "InternalError", "etcdserver: request timed out", Later),
+            (503, "ServiceUnavailable", "", Later),
+        ];
+        for (code, reason, message, want) in cases {
+            assert_eq!(kubernetes_retry(code, reason, message), want, "{code} {message}");
+        }
+    }
+
+    #[test]
+    fn slurm_refusals_of_the_request_are_permanent_and_the_rest_back_off() {
+        let e = |s: &str| vec![s.to_string()];
+        assert_eq!(slurm_retry(500, &e("Invalid partition name specified [2000]")), Retry::Never);
+        assert_eq!(
+            slurm_retry(500, &e("Invalid account or account/partition combination specified [2045]")),
+            Retry::Never
+        );
+        assert_eq!(
+            slurm_retry(500, &e("Requested time limit is invalid (missing or exceeds some limit) [2051]")),
+            Retry::Never
+        );
+        assert_eq!(slurm_retry(500, &e("Invalid generic resource (gres) specification [2072]")), Retry::Never);
+        assert_eq!(slurm_retry(500, &e("Requested node configuration is not available [2014]")), Retry::Never);
+        assert_eq!(slurm_retry(422, &[]), Retry::Never, "slurmrestd could not read the request");
+        assert_eq!(slurm_retry(500, &e("Unable to contact slurm controller (connect failure) [1007]")), Retry::Later);
+        assert_eq!(
+            slurm_retry(
+                500,
+                &e("Job violates accounting/QOS policy (job submit limit, user's size and/or time limits) [2050]")
+            ),
+            Retry::Later
+        );
+        assert_eq!(slurm_retry(503, &[]), Retry::Later);
+        assert_eq!(slurm_retry(401, &[]), Retry::WithNewCredentials);
+    }
+
+    #[test]
+    fn the_class_follows_the_error_through_the_member_wrapper() {
+        let server = Error::Server {
+            what: "submitting a job".into(),
+            status: 500,
+            errors: vec!["Invalid qos specification".into()],
+        };
+        assert_eq!(server.on("slurm-1").retry(), Retry::Never);
+        assert_eq!(Retry::Never.class(), "permanent");
+        let timeout = Error::Timeout { what: "dispatch".into(), seconds: 5 }.on("ai-1");
+        assert_eq!((timeout.retry(), timeout.retry().class()), (Retry::Later, "transient"));
+        let auth = Error::Auth { what: "x".into(), status: 401, errors: vec![] }.on("slurm-1");
+        assert_eq!((auth.retry(), auth.retry().class()), (Retry::WithNewCredentials, "transient"));
+        let api = kube::Error::Api(Box::new(kube::core::Status {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "bad".into(),
+            ..Default::default()
+        }));
+        assert_eq!(Error::Kube { what: "dispatch".into(), source: api }.on("ai-1").retry(), Retry::Never);
     }
 }

@@ -33,6 +33,26 @@ async fn secret_value(hub: &Client, r: &SecretKeyRef) -> Result<Vec<u8>> {
         .ok_or_else(|| Error::Config(format!("Secret {}/{} has no key {:?}", r.namespace, r.name, r.key)))
 }
 
+/// The Secret keys a MemberCluster's connection reads its credentials from.
+pub fn credential_refs(member: &MemberCluster) -> Vec<&SecretKeyRef> {
+    let kubernetes = member.spec.kubernetes.iter().map(|k| &k.kubeconfig_secret_ref);
+    let slurm = member.spec.slurm.iter().flat_map(|s| s.token_secret_ref.iter().chain(s.jwt_key_secret_ref.iter()));
+    kubernetes.chain(slurm).collect()
+}
+
+/// A digest of the member's credentials as the hub's Secrets hold them now: a rotated
+/// token, key or kubeconfig changes it (the service then reconnects). Only compared
+/// within one process, never stored.
+pub async fn credentials_fingerprint(hub: &Client, member: &MemberCluster) -> Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for r in credential_refs(member) {
+        (&r.namespace, &r.name, &r.key).hash(&mut hasher);
+        secret_value(hub, r).await?.hash(&mut hasher);
+    }
+    Ok(hasher.finish())
+}
+
 /// Reads the member's kubeconfig Secret from the hub and connects.
 async fn connect_kubernetes(
     hub: &Client,
@@ -258,9 +278,19 @@ impl Member {
     /// The reason for a NotReady condition.
     pub fn unready_reason(&self) -> &'static str {
         match self {
-            Member::Kubernetes(_) => reasons::UNREACHABLE,
+            Member::Kubernetes(k) => k.health().last_reason().unwrap_or(reasons::UNREACHABLE),
             Member::Slurm(s) => s.failure_reason().unwrap_or(reasons::UNREACHABLE),
         }
+    }
+
+    /// Whether the member's last answer refused computenet's credentials (HTTP 401 from a
+    /// Kubernetes apiserver, 401/403 from slurmrestd): it is alive but needs new ones.
+    pub fn credentials_rejected(&self) -> bool {
+        let reason = match self {
+            Member::Kubernetes(k) => k.health().last_reason(),
+            Member::Slurm(s) => s.failure_reason(),
+        };
+        reason == Some(reasons::AUTHENTICATION_FAILED)
     }
 
     /// Whether the member has answered at least once (its caches are worth reading).

@@ -1,10 +1,19 @@
 //! Connections to the members: connecting in the background (a slow or unreachable
-//! member never holds up a pass), reconnecting when a MemberCluster's spec changes,
-//! reading each member's efficiency series, and the members as a pass sees them.
+//! member never holds up a pass), reconnecting when a MemberCluster's spec or the content
+//! of the Secrets it references changes, reading each member's efficiency series, and the
+//! members as a pass sees them.
+//!
+//! Secrets are re-read with `get` (the only verb the service's Role grants on them, and
+//! it can be limited to named Secrets; a watch would need `list` and `watch` on every
+//! Secret of the namespace): every `secret_check_interval`, and within a few seconds of a
+//! member refusing the credentials (HTTP 401). A changed Secret reconnects the member;
+//! the old connection keeps serving until the new one is made, so a rotation never
+//! makes the member look lost.
 
 use crate::snapshot::MemberView;
 use computenet_api::view;
 use computenet_api::{MemberCluster, MemberClusterSpec, TrainingJob};
+use computenet_members::member::credentials_fingerprint;
 use computenet_members::prometheus::{self, EfficiencyPoller, EfficiencyQueries, Reading};
 use computenet_members::{Member, MemberNodes, Members};
 use kube::Client;
@@ -17,8 +26,25 @@ use tokio::sync::{mpsc, Notify};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two attempts to connect the same member.
 const RECONNECT_INTERVAL: Duration = Duration::from_secs(5);
+/// Least time between two reads of a member's Secrets while it refuses the credentials.
+const CREDENTIALS_RECHECK: Duration = Duration::from_secs(3);
+/// How often the referenced Secrets are re-read by default.
+pub const DEFAULT_SECRET_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
-type Connected = (String, MemberClusterSpec, Result<Member, String>);
+/// A finished connection: the member's name, the spec and the credentials' fingerprint
+/// it was made from, and the member.
+type Connected = (String, MemberClusterSpec, Result<(Member, u64), String>);
+/// A finished read of a member's Secrets: the name, the spec, the fingerprint.
+type Checked = (String, MemberClusterSpec, Result<u64, String>);
+
+/// Whether a connected member's Secrets are due to be read again (pure): every
+/// `interval`, or after [`CREDENTIALS_RECHECK`] once the member refused the credentials.
+pub fn credentials_check_due(since_last: Option<Duration>, rejected: bool, interval: Duration) -> bool {
+    match since_last {
+        None => true,
+        Some(elapsed) => elapsed >= interval || (rejected && elapsed >= CREDENTIALS_RECHECK),
+    }
+}
 
 /// The connected members and what is known of the others.
 #[allow(missing_debug_implementations)] // Member holds clients without Debug.
@@ -38,14 +64,36 @@ pub struct Connections {
     attempted: HashMap<String, std::time::Instant>,
     tx: mpsc::UnboundedSender<Connected>,
     rx: mpsc::UnboundedReceiver<Connected>,
+    /// The credentials' fingerprint each connection was made from.
+    fingerprints: HashMap<String, u64>,
+    /// Members whose Secrets changed since they connected: reconnect.
+    stale: std::collections::HashSet<String>,
+    /// When each member's Secrets were last read for a check, and checks under way.
+    checked: HashMap<String, std::time::Instant>,
+    checking: std::collections::HashSet<String>,
+    /// Members whose Secrets to read at the next chance (a dispatch got HTTP 401).
+    recheck: std::collections::HashSet<String>,
+    secret_check_interval: Duration,
+    check_tx: mpsc::UnboundedSender<Checked>,
+    check_rx: mpsc::UnboundedReceiver<Checked>,
     /// Readers of members' efficiency series, by member name.
     efficiency: HashMap<String, EfficiencyPoller>,
 }
 
 impl Connections {
-    pub fn new(hub: Client, hub_id: String, changed: Arc<Notify>) -> Self {
+    /// Connections whose Secrets are re-read every `secret_check_interval`.
+    pub fn new(hub: Client, hub_id: String, changed: Arc<Notify>, secret_check_interval: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (check_tx, check_rx) = mpsc::unbounded_channel();
         Connections {
+            fingerprints: HashMap::new(),
+            stale: Default::default(),
+            checked: HashMap::new(),
+            checking: Default::default(),
+            recheck: Default::default(),
+            secret_check_interval: secret_check_interval.max(Duration::from_secs(1)),
+            check_tx,
+            check_rx,
             hub,
             hub_id,
             changed,
@@ -70,17 +118,25 @@ impl Connections {
         self.errors.get(name).map(String::as_str)
     }
 
-    /// Takes in finished connections and starts those the specs need: new members,
-    /// changed specs, and failed ones again (at most every few seconds). Removed members
-    /// are dropped.
+    /// Has the member's Secrets read soon (its credentials were refused).
+    pub fn recheck_credentials(&mut self, name: &str) {
+        self.recheck.insert(name.to_string());
+    }
+
+    /// Takes in finished connections and Secret reads, and starts those the specs need:
+    /// new members, changed specs, changed Secrets, and failed ones again (at most every
+    /// few seconds). Removed members are dropped.
     pub fn sync(&mut self, specs: &[Arc<MemberCluster>]) {
         while let Ok((name, spec, result)) = self.rx.try_recv() {
             self.connecting.remove(&name);
             match result {
-                Ok(member) => {
+                Ok((member, fingerprint)) => {
                     tracing::info!(member = %name, "connected");
                     self.errors.remove(&name);
+                    self.stale.remove(&name);
                     self.members.insert(name.clone(), member);
+                    self.fingerprints.insert(name.clone(), fingerprint);
+                    self.checked.insert(name.clone(), std::time::Instant::now());
                     self.specs.insert(name, spec);
                 }
                 Err(e) => {
@@ -89,16 +145,39 @@ impl Connections {
                 }
             }
         }
+        while let Ok((name, spec, result)) = self.check_rx.try_recv() {
+            self.checking.remove(&name);
+            match result {
+                // Read for the connection still in use: a different digest means new credentials.
+                Ok(f) if self.specs.get(&name) == Some(&spec) && self.fingerprints.get(&name) != Some(&f) => {
+                    tracing::info!(member = %name, "the member's Secret changed; reconnecting");
+                    self.stale.insert(name);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(member = %name, error = %e, "reading the member's Secret"),
+            }
+        }
         let wanted: HashMap<&str, &Arc<MemberCluster>> =
             specs.iter().filter_map(|m| Some((m.metadata.name.as_deref()?, m))).collect();
-        self.members.retain(|name, _| wanted.contains_key(name.as_str()));
-        self.specs.retain(|name, _| wanted.contains_key(name.as_str()));
-        self.errors.retain(|name, _| wanted.contains_key(name.as_str()));
-        self.attempted.retain(|name, _| wanted.contains_key(name.as_str()));
+        let keep = |name: &String| wanted.contains_key(name.as_str());
+        self.members.retain(|name, _| keep(name));
+        self.specs.retain(|name, _| keep(name));
+        self.errors.retain(|name, _| keep(name));
+        self.attempted.retain(|name, _| keep(name));
+        self.fingerprints.retain(|name, _| keep(name));
+        self.stale.retain(keep);
+        self.checked.retain(|name, _| keep(name));
+        self.recheck.retain(keep);
         for (name, m) in &wanted {
-            let current = self.specs.get(*name) == Some(&m.spec) && self.members.contains_key(*name);
+            let current = self.specs.get(*name) == Some(&m.spec)
+                && self.members.contains_key(*name)
+                && !self.stale.contains(*name);
             let recent = self.attempted.get(*name).is_some_and(|t| t.elapsed() < RECONNECT_INTERVAL);
-            if current || recent || self.connecting.contains(*name) {
+            if current {
+                self.check_credentials(name, m);
+                continue;
+            }
+            if recent || self.connecting.contains(*name) {
                 continue;
             }
             self.connecting.insert(name.to_string());
@@ -107,18 +186,47 @@ impl Connections {
             let hub_id = self.hub_id.clone();
             let name = name.to_string();
             tokio::spawn(async move {
-                let result =
-                    match tokio::time::timeout(CONNECT_TIMEOUT, Member::connect(&hub, &spec, &hub_id, changed.clone()))
-                        .await
-                    {
-                        Ok(r) => r.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!("member {name}: connecting took longer than {CONNECT_TIMEOUT:?}")),
-                    };
+                // The fingerprint is read before connecting: a Secret changed in between is
+                // seen by the next check, never missed.
+                let connect = async {
+                    let fingerprint = credentials_fingerprint(&hub, &spec).await.map_err(|e| e.on(&name))?;
+                    Member::connect(&hub, &spec, &hub_id, changed.clone()).await.map(|m| (m, fingerprint))
+                };
+                let result = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("member {name}: connecting took longer than {CONNECT_TIMEOUT:?}")),
+                };
                 let _ = tx.send((name, spec.spec.clone(), result));
                 changed.notify_one();
             });
         }
         self.sync_efficiency(specs);
+    }
+
+    /// Starts a read of a connected member's Secrets when one is due.
+    fn check_credentials(&mut self, name: &str, m: &Arc<MemberCluster>) {
+        if self.checking.contains(name) {
+            return;
+        }
+        let rejected = self.recheck.contains(name) || self.members.get(name).is_some_and(Member::credentials_rejected);
+        let since = self.checked.get(name).map(std::time::Instant::elapsed);
+        if !credentials_check_due(since, rejected, self.secret_check_interval) {
+            return;
+        }
+        self.recheck.remove(name);
+        self.checking.insert(name.to_string());
+        self.checked.insert(name.to_string(), std::time::Instant::now());
+        let (hub, changed, tx, spec) = (self.hub.clone(), self.changed.clone(), self.check_tx.clone(), m.clone());
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let read = tokio::time::timeout(CONNECT_TIMEOUT, credentials_fingerprint(&hub, &spec)).await;
+            let result = match read {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+            };
+            let _ = tx.send((name, spec.spec.clone(), result));
+            changed.notify_one();
+        });
     }
 
     /// Starts, restarts or stops efficiency readers as members name a Prometheus or not.
@@ -184,5 +292,20 @@ impl Connections {
                 MemberView { member: m, ready, nodes: conn.nodes(&admitted_here), measured }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_read_every_interval_and_soon_after_a_refusal() {
+        let interval = Duration::from_secs(30);
+        assert!(credentials_check_due(None, false, interval), "never read since connecting");
+        assert!(!credentials_check_due(Some(Duration::from_secs(10)), false, interval));
+        assert!(credentials_check_due(Some(Duration::from_secs(30)), false, interval));
+        assert!(credentials_check_due(Some(Duration::from_secs(3)), true, interval), "refused: re-read soon");
+        assert!(!credentials_check_due(Some(Duration::from_secs(1)), true, interval), "but not on every pass");
     }
 }

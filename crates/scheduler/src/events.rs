@@ -19,17 +19,11 @@ pub const MAX_NOTE_BYTES: usize = 1024;
 
 /// The note cut to what the apiserver accepts (a member's error can be longer), on a
 /// character boundary, marked as cut.
-fn bounded(mut note: String) -> String {
+fn bounded(note: String) -> String {
     if note.len() <= MAX_NOTE_BYTES {
         return note;
     }
-    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    note.truncate(end);
-    note.push('…');
-    note
+    computenet_api::conditions::cut(&note, MAX_NOTE_BYTES)
 }
 
 /// Queues Events for the background recorder.

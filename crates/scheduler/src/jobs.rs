@@ -29,6 +29,9 @@ pub enum MemberState {
     NotConnected,
     /// Unreachable for longer than the member timeout, with the last error.
     Lost(String),
+    /// Answering, but refusing computenet's credentials for longer than the member
+    /// timeout (its Secret is re-read meanwhile), with the last error.
+    CredentialsRejected(String),
     /// Connected but never answered yet: its caches say nothing.
     NotReachedYet,
     /// Answering; `remote` is the job's objects there (None: none yet).
@@ -93,7 +96,10 @@ pub fn next_step(
     let cluster = current.placement.as_ref().map(|p| p.cluster.clone()).unwrap_or_default();
     let (kind, remote) = match member {
         MemberState::NotConnected | MemberState::NotReachedYet => return Step::Wait,
-        MemberState::Lost(error) => {
+        // Alive but refusing us: whatever was created there still runs, and a requeue
+        // could run it twice (its objects cannot even be removed without credentials).
+        MemberState::CredentialsRejected(_) if current.remote.is_some() || record.is_some() => return Step::Wait,
+        MemberState::Lost(error) | MemberState::CredentialsRejected(error) => {
             let started = current.phase == Some(TrainingJobPhase::Running);
             if started && tj.spec.on_member_loss == MemberLossPolicy::Wait {
                 return Step::Wait;
@@ -289,8 +295,12 @@ impl Reconciler {
         let Some(m) = view::placed_on(tj).and_then(|c| members.get(c)) else { return MemberState::NotConnected };
         let (reachable, error) = m.reachable(self.member_timeout);
         if !reachable {
-            let error = error.unwrap_or_else(|| "no answer".into());
-            return MemberState::Lost(format!("for over {:?}: {error}", self.member_timeout));
+            let error = format!("for over {:?}: {}", self.member_timeout, error.unwrap_or_else(|| "no answer".into()));
+            return if m.credentials_rejected() {
+                MemberState::CredentialsRejected(error)
+            } else {
+                MemberState::Lost(error)
+            };
         }
         if !m.ever_reached() {
             return MemberState::NotReachedYet;
@@ -527,6 +537,39 @@ mod tests {
         assert_eq!(next_step(&waiting, &lost, None, true, t(300)), Step::Wait);
         let requeue_running = admitted(TrainingJobPhase::Running, true);
         assert!(matches!(next_step(&requeue_running, &lost, None, true, t(300)), Step::Requeue(_)));
+    }
+
+    #[test]
+    fn a_refused_dispatch_ends_the_job_and_frees_what_it_held() {
+        let tj = admitted(TrainingJobPhase::Admitted, false);
+        assert_eq!(view::accelerators_held(&tj), 16);
+        let long = format!("member ai-1: dispatch: denied request: {}", "x".repeat(5000));
+        let rejected = transitions::dispatch_rejected(&tj, &view::status(&tj), &long, t(200));
+        assert_eq!((rejected.status.phase, rejected.status.admitted), (Some(TrainingJobPhase::Failed), Some(false)));
+        for type_ in [types::DISPATCHED, types::FINISHED] {
+            let c = computenet_api::conditions::find(&rejected.status.conditions, type_).unwrap();
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reasons::DISPATCH_REJECTED));
+            assert!(c.message.starts_with("member ai-1: dispatch: denied request") && c.message.len() <= 1024);
+        }
+        assert_eq!(rejected.event.as_ref().map(|e| e.0), Some(EventReason::DispatchRejected));
+        let failed = job(Some(rejected.status));
+        assert!(view::is_finished(&failed) && view::accelerators_held(&failed) == 0, "capacity and quota are free");
+        assert_eq!(next_step(&failed, &reachable(None), None, true, t(201)), Step::Wait, "never dispatched again");
+    }
+
+    #[test]
+    fn a_member_refusing_the_credentials_keeps_its_dispatched_jobs() {
+        let refused = MemberState::CredentialsRejected("for over 30s: HTTP 401: Unauthorized".into());
+        let running = admitted(TrainingJobPhase::Running, true);
+        assert_eq!(next_step(&running, &refused, None, true, t(300)), Step::Wait, "recorded on the member");
+        let unrecorded = admitted(TrainingJobPhase::Admitted, false);
+        let r = record();
+        assert_eq!(next_step(&unrecorded, &refused, Some((&r, false)), true, t(300)), Step::Wait, "dispatched here");
+        // Nothing was created for it: back to its queue as for a lost member.
+        let Step::Requeue(q) = next_step(&unrecorded, &refused, None, true, t(300)) else {
+            panic!("expected a requeue")
+        };
+        assert_eq!(q.event.map(|e| e.0), Some(EventReason::MemberLost));
     }
 
     #[test]

@@ -12,6 +12,9 @@ use std::sync::Mutex;
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The `class` label values of `computenet_dispatch_errors_total`.
+const DISPATCH_ERROR_CLASSES: [&str; 2] = ["permanent", "transient"];
+
 /// Buckets of the scheduling-cycle histogram, in seconds.
 const CYCLE_BUCKETS: [f64; 15] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -176,8 +179,8 @@ impl Metrics {
             dispatch_errors: counter(
                 &r,
                 "computenet_dispatch_errors_total",
-                "Failed attempts to create a job's objects on a member cluster.",
-                &["cluster"],
+                "Failed attempts to create a job's objects on a member cluster; class is permanent (the member refused the job, which failed) or transient (backed off and retried).",
+                &["cluster", "class"],
             )?,
             invalid_objects: Gauges::new(
                 &r,
@@ -257,7 +260,9 @@ impl Metrics {
             }
         }
         for m in &o.members {
-            self.dispatch_errors.with_label_values(&[m.name.as_str()]);
+            for class in DISPATCH_ERROR_CLASSES {
+                self.dispatch_errors.with_label_values(&[m.name.as_str(), class]);
+            }
         }
         self.queue_jobs.replace(jobs);
         self.queue_used.replace(used);
@@ -275,9 +280,9 @@ impl Metrics {
         self.preemptions.with_label_values(&[queue]).inc();
     }
 
-    /// Creating a job's objects on `cluster` failed.
-    pub fn dispatch_error(&self, cluster: &str) {
-        self.dispatch_errors.with_label_values(&[cluster]).inc();
+    /// Creating a job's objects on `cluster` failed; `class` is `permanent` or `transient`.
+    pub fn dispatch_error(&self, cluster: &str, class: &str) {
+        self.dispatch_errors.with_label_values(&[cluster, class]).inc();
     }
 
     /// Undecodable hub objects by kind (see [`crate::hub`]).
@@ -384,7 +389,8 @@ mod tests {
             r#"computenet_pending_job_position{job="second",namespace="team-a",queue="research"} 2"#,
             r#"computenet_admissions_total{cluster="general-2",queue="research"} 0"#,
             r#"computenet_preemptions_total{queue="research"} 0"#,
-            r#"computenet_dispatch_errors_total{cluster="ai-1"} 0"#,
+            r#"computenet_dispatch_errors_total{class="permanent",cluster="ai-1"} 0"#,
+            r#"computenet_dispatch_errors_total{class="transient",cluster="ai-1"} 0"#,
             "# TYPE computenet_scheduling_cycle_duration_seconds histogram",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
@@ -435,7 +441,7 @@ mod tests {
         m.admitted("research", "ai-1");
         m.admitted("research", "ai-1");
         m.preempted("batch");
-        m.dispatch_error("ai-1");
+        m.dispatch_error("ai-1", "transient");
         m.cycle_duration(0.03);
         m.cycle_duration(0.2);
         m.invalid_objects(&[("TrainingJob".to_string(), 2), ("ComputeQueue".to_string(), 0)].into());
@@ -443,7 +449,7 @@ mod tests {
         for line in [
             r#"computenet_admissions_total{cluster="ai-1",queue="research"} 2"#,
             r#"computenet_preemptions_total{queue="batch"} 1"#,
-            r#"computenet_dispatch_errors_total{cluster="ai-1"} 1"#,
+            r#"computenet_dispatch_errors_total{class="transient",cluster="ai-1"} 1"#,
             r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.05"} 1"#,
             r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.25"} 2"#,
             "computenet_scheduling_cycle_duration_seconds_count 2",

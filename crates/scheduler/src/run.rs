@@ -42,6 +42,8 @@ pub struct ServeConfig {
     /// This hub's identity: a label on every object it creates on Kubernetes members and
     /// a word in its Slurm batch jobs' comments; orphans are judged among its own only.
     pub hub_id: String,
+    /// How often the Secrets MemberClusters reference are re-read (changes reconnect).
+    pub secret_check_interval: Duration,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -93,7 +95,7 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
     let mut profiles = config.profiles.start(client.clone(), changed.clone());
     tracing::info!("caches ready; scheduling");
     let mut service = Service {
-        connections: Connections::new(client.clone(), config.hub_id.clone(), changed.clone()),
+        connections: Connections::new(client.clone(), config.hub_id.clone(), changed.clone(), config.secret_check_interval),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler()),

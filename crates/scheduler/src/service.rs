@@ -20,6 +20,7 @@ use crate::web::WebState;
 use computenet_api::conditions::EventReason;
 use computenet_api::view;
 use computenet_core::Scheduler;
+use computenet_members::error::Retry;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,12 +59,15 @@ impl Service {
                 }
                 self.events.publish(&about, *reason, note.clone());
             }
+            if let Some(f) = landed.dispatch_failed.as_ref().filter(|f| f.retry == Retry::WithNewCredentials) {
+                self.connections.recheck_credentials(&f.cluster);
+            }
             if let Some(m) = metrics {
                 if let Some((queue, cluster)) = &landed.admitted {
                     m.admitted(queue, cluster);
                 }
                 if let Some(f) = &landed.dispatch_failed {
-                    m.dispatch_error(&f.cluster);
+                    m.dispatch_error(&f.cluster, f.retry.class());
                 }
             }
         }

@@ -268,6 +268,27 @@ pub fn dispatch_failed(
     }
 }
 
+/// A dispatch the member refused for good (see `computenet_members::error::Retry`): the
+/// job ends Failed, and since a finished job holds nothing, its capacity and quota are
+/// free for the next pass. The member's message, cut to [`conditions::MAX_MESSAGE_BYTES`],
+/// goes on both the Dispatched and the Finished condition.
+pub fn dispatch_rejected(tj: &TrainingJob, current: &TrainingJobStatus, error: &str, now: Timestamp) -> Transition {
+    let message = conditions::cut(error, conditions::MAX_MESSAGE_BYTES);
+    let rejected = reasons::DISPATCH_REJECTED;
+    let dispatched = set(tj, current, types::DISPATCHED, false, rejected, &message, now);
+    let finished =
+        conditions::condition(&dispatched, types::FINISHED, false, rejected, &message, tj.metadata.generation, now);
+    let status = TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Failed),
+        admitted: Some(false),
+        completion_time: Some(Time(now)),
+        retry: None,
+        conditions: conditions::upsert(&dispatched, finished),
+        ..current.clone()
+    };
+    Transition { status, event: Some((EventReason::DispatchRejected, message)) }
+}
+
 /// What kind of member runs the job, for the Running reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberKind {

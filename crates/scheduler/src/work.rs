@@ -12,6 +12,7 @@ use crate::transitions::{self, DispatchRecord, Transition};
 use computenet_api::conditions::EventReason;
 use computenet_api::training_job::{PlacementStatus, RemoteReference, TrainingJobStatus};
 use computenet_api::TrainingJob;
+use computenet_members::error::Retry;
 use computenet_members::Member;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -26,6 +27,9 @@ pub struct DispatchFailure {
     pub cluster: String,
     /// Failures in a row, this one included, and when the next attempt is due.
     pub backoff: Backoff,
+    /// Whether retrying can help (the metric's class; a credentials refusal has the
+    /// member's Secret re-read).
+    pub retry: Retry,
 }
 
 /// What a piece of work did, reported back to the loop.
@@ -255,16 +259,56 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
         }
         Err(e) => {
             let now = Timestamp::now();
-            let backoff = target.backoff.failed(&target.policy, epoch_ms(now));
-            let attempts = backoff.failures;
-            tracing::warn!(job = ?tj.metadata.name, error = %e, attempts, next = %backoff.next_attempt(), "dispatch failed");
-            let status =
-                transitions::dispatch_failed(&tj, &current, &e.to_string(), attempts, backoff.next_attempt(), now);
-            if landed.write(client, &tj, &status).await && attempts == 1 {
-                landed.events.push((EventReason::DispatchFailed, e.to_string()));
+            let retry = e.retry();
+            match after_failure(retry, target.backoff, &target.policy, epoch_ms(now)) {
+                AfterFailure::Reject => {
+                    tracing::warn!(job = ?tj.metadata.name, error = %e, "dispatch rejected by the member; the job fails");
+                    // A gang's Service may exist without its Job: remove what was made.
+                    if let Err(c) = target.member.cancel(&tj).await {
+                        tracing::debug!(job = ?tj.metadata.name, error = %c, "removing a rejected job's objects");
+                    }
+                    let t = transitions::dispatch_rejected(&tj, &current, &e.to_string(), now);
+                    if landed.write(client, &tj, &t.status).await {
+                        landed.events.extend(t.event);
+                    }
+                    landed.dispatch_failed = Some(DispatchFailure { cluster, backoff: target.backoff, retry });
+                }
+                AfterFailure::BackOff(backoff) => {
+                    let attempts = backoff.failures;
+                    tracing::warn!(job = ?tj.metadata.name, error = %e, attempts, next = %backoff.next_attempt(), "dispatch failed");
+                    let status = transitions::dispatch_failed(
+                        &tj,
+                        &current,
+                        &computenet_api::conditions::cut(&e.to_string(), computenet_api::conditions::MAX_MESSAGE_BYTES),
+                        attempts,
+                        backoff.next_attempt(),
+                        now,
+                    );
+                    if landed.write(client, &tj, &status).await && attempts == 1 {
+                        landed.events.push((EventReason::DispatchFailed, e.to_string()));
+                    }
+                    landed.dispatch_failed = Some(DispatchFailure { cluster, backoff, retry });
+                }
             }
-            landed.dispatch_failed = Some(DispatchFailure { cluster, backoff });
         }
+    }
+}
+
+/// What follows a failed dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// The member refused the job for good: it fails, releasing what it holds.
+    Reject,
+    /// Try again once the backoff allows (credentials are re-read meanwhile when the
+    /// member refused them).
+    BackOff(Backoff),
+}
+
+/// Decides what follows a failed dispatch from the class of its error (pure).
+pub fn after_failure(retry: Retry, backoff: Backoff, policy: &BackoffPolicy, now_ms: u64) -> AfterFailure {
+    match retry {
+        Retry::Never => AfterFailure::Reject,
+        Retry::Later | Retry::WithNewCredentials => AfterFailure::BackOff(backoff.failed(policy, now_ms)),
     }
 }
 
@@ -297,4 +341,19 @@ pub async fn clean_up(client: Client, tj: Arc<TrainingJob>, member: Option<Membe
         tracing::debug!(job = ?tj.metadata.name, error = %e, "removing the finalizer; retrying");
     }
     Landed::new(tj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_job_fails_at_once_and_other_failures_back_off() {
+        let policy = BackoffPolicy::default();
+        let before = Backoff { failures: 2, next_attempt_ms: 0 };
+        assert_eq!(after_failure(Retry::Never, before, &policy, 10_000), AfterFailure::Reject);
+        let later = after_failure(Retry::Later, before, &policy, 10_000);
+        assert_eq!(later, AfterFailure::BackOff(Backoff { failures: 3, next_attempt_ms: 14_000 }));
+        assert_eq!(after_failure(Retry::WithNewCredentials, before, &policy, 10_000), later);
+    }
 }

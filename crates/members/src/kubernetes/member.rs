@@ -117,6 +117,12 @@ async fn probe(client: &Client, health: &Mutex<Health>) {
     let mut h = health.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match result {
         Ok(Ok(_)) => h.ok(),
+        // Refused credentials (a revoked or expired token) are told apart: the service
+        // re-reads the member's Secret instead of judging the member lost.
+        Ok(Err(kube::Error::Api(s))) if s.code == 401 => h.failed_because(
+            computenet_api::conditions::reasons::AUTHENTICATION_FAILED,
+            format!("HTTP 401: {}", s.message),
+        ),
         Ok(Err(e)) => h.failed(e.to_string()),
         Err(_) => h.failed("no answer within 3 s"),
     }
