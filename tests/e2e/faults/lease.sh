@@ -36,6 +36,9 @@ FAKETIME_LIB=${FAKETIME_LIB:-/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 PORT_BASE=18120 # this group's ports: 18120-18139
 declare -A PIDS=() PORTS=()
 next_port=$PORT_BASE
+# Builds without the profiles ConfigMap (older ones) have no flag to turn it off.
+profiles_flag=()
+"$BIN" serve --help 2>/dev/null | grep -q -- --profiles-configmap && profiles_flag=(--profiles-configmap '')
 
 # start NAME [ENV=VALUE...]: a replica contending for the lease, identity NAME, log in $tmp/NAME.log.
 start() {
@@ -44,7 +47,7 @@ start() {
   [ "$next_port" -gt 18139 ] && next_port=$PORT_BASE
   env RUST_LOG=info,kube=warn,computenet_scheduler::work=debug "$@" setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" \
     --lease-namespace "$LEASE_NS" --lease-name "$LEASE" --lease-duration-s "$DURATION" --identity "$name" \
-    --interval-ms 500 --listen "127.0.0.1:${PORTS[$name]}" --profiles-configmap '' >> "$tmp/$name.log" 2>&1 &
+    --interval-ms 500 --listen "127.0.0.1:${PORTS[$name]}" "${profiles_flag[@]}" >> "$tmp/$name.log" 2>&1 &
   PIDS[$name]=$!
 }
 stop() { # stop NAME [SIGNAL]: signals the replica and waits for it to exit
