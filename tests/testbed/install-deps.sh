@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test bed needs (Slurm 22.05 with slurmrestd and the JWT
-# plugin, munge, Prometheus, openssl, curl, python3 for smoke.sh). A quick no-op when everything is present.
+# plugin, munge, Prometheus, openssl, curl, python3 for smoke.sh, faketime for the lease fault checks). A quick no-op when everything is present.
 # Needs root (or sudo). Non-interactive.
 set -euo pipefail
 
-PKGS=(slurmctld slurmd slurmrestd slurm-client munge slurm-wlm-jwt-plugin prometheus openssl curl python3)
+PKGS=(slurmctld slurmd slurmrestd slurm-client munge slurm-wlm-jwt-plugin prometheus openssl curl python3 faketime)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

@@ -30,7 +30,12 @@ pub struct Args {
     lease_namespace: String,
     #[arg(long, default_value = "computenet-scheduler")]
     lease_name: String,
-    /// Seconds a leader holds the lease without renewing it.
+    /// Seconds a leader holds the lease without renewing it (at least 3). The leader renews
+    /// every fifth of it, each call with a timeout, and stops every write (in-flight work is
+    /// cancelled and the process exits) before it could run out; a standby takes over once
+    /// it has seen the lease unchanged this long on its own clock, whatever the wall clocks
+    /// say. SIGTERM releases the lease, so a standby takes over at once. A leader whose hub
+    /// caches are not ready within twice this long releases it too, and exits.
     #[arg(long, default_value_t = 15)]
     lease_duration_s: u64,
     /// This replica's identity in the lease; default: host name and process id.

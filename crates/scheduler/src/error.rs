@@ -15,7 +15,11 @@ pub enum Error {
     Member(#[from] computenet_members::Error),
     #[error("lost the leader lease {0}")]
     LostLease(String),
-    #[error("the hub's caches were not listed within {0:?}: this replica cannot schedule")]
+    #[error("the leader lease is not surely held long enough for this write; it is left to the next leader")]
+    Fenced,
+    #[error("timed out {0}")]
+    Timeout(String),
+    #[error("the hub's caches were not ready within {0:?}; released the leader lease so another replica can try")]
     CachesNotReady(std::time::Duration),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),

@@ -1,6 +1,8 @@
 //! `computenet serve`'s loop: the leader lease, the hub's caches, and a select over
-//! shutdown, lease loss, changes and the interval, each turn running one
-//! [`Service::pass`].
+//! shutdown, lease loss (a failed renewal or the fence's deadline passing), changes and
+//! the interval, each turn running one [`Service::pass`]. The lease's [`Fence`] guards
+//! all work: when it passes, work in flight is cancelled and the process exits; on
+//! shutdown the lease is released.
 
 use crate::backoff::BackoffPolicy;
 use crate::connections::Connections;
@@ -8,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::hub::Hub;
 use crate::jobs::Reconciler;
-use crate::lease::{self, LeaseConfig};
+use crate::lease::{self, Fence, LeaseConfig};
 use crate::overlay::Overlay;
 use crate::profiles::ProfileSource;
 use crate::reporters::Reporters;
@@ -18,9 +20,11 @@ use crate::work::InFlight;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// How `computenet serve` runs.
 #[derive(Debug, Clone)]
@@ -72,31 +76,65 @@ const CACHES_TIMEOUT: Duration = Duration::from_secs(60);
 /// job, so passes back to back would cost CPU that the API calls need.
 const MIN_PASS_SPACING: Duration = Duration::from_millis(200);
 
-/// Runs until `shutdown` completes or the leader lease is lost.
+/// Runs until `shutdown` completes or the leader lease is lost. On the way out all work
+/// in flight is cancelled and the lease released, so a standby takes over at once.
 pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     check_crds(&client).await?;
-    let mut lease_task = match &config.lease {
+    tokio::pin!(shutdown);
+    let (fence, mut lease_task) = match &config.lease {
         Some(l) => {
             tracing::info!(lease = %l.name, identity = %l.identity, "waiting for the leader lease");
             // A standby replica is ready: it serves probes and metrics while it waits.
             config.web.iter().for_each(|w| w.set_ready(true));
-            lease::acquire(&client, l).await?;
+            let fence = tokio::select! {
+                _ = &mut shutdown => { tracing::info!("shutting down"); return Ok(()); }
+                fence = lease::acquire(&client, l) => fence?,
+            };
             config.web.iter().for_each(|w| w.set_ready(false));
             tracing::info!("leading");
-            tokio::spawn(lease::keep(client.clone(), l.clone()))
+            (fence.clone(), tokio::spawn(lease::keep(client.clone(), l.clone(), fence)))
         }
-        None => tokio::spawn(futures::future::pending::<Result<()>>()),
+        None => (Fence::unbounded(), tokio::spawn(futures::future::pending::<Result<()>>())),
+    };
+    let result = lead(&client, &config, &fence, &mut lease_task, &mut shutdown).await;
+    // Whatever ended it: no write of this process may count from here on.
+    fence.revoke();
+    lease_task.abort();
+    if let Some(l) = &config.lease {
+        lease::release(&client, l).await;
+    }
+    result
+}
+
+/// The leader's part: the caches, then one pass a turn until shutdown or lease loss.
+async fn lead(
+    client: &Client,
+    config: &ServeConfig,
+    fence: &Fence,
+    lease_task: &mut JoinHandle<Result<()>>,
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+) -> Result<()> {
+    let lost = |r: std::result::Result<Result<()>, tokio::task::JoinError>| match r {
+        Ok(Err(e)) => e,
+        _ => Error::LostLease("lease task ended".into()),
     };
     let changed = Arc::new(Notify::new());
     // Events are best effort: a few at a time, so they never crowd out the writes
     // that schedule and dispatch.
     let events = EventSink::start(client.clone(), (config.concurrency / 8).max(1));
-    let hub = Hub::start(client.clone(), changed.clone(), events.clone(), CACHES_TIMEOUT).await?;
+    // A leader that cannot get its caches cannot schedule: Hub::start gives up after
+    // CACHES_TIMEOUT and the caller releases the lease so another replica can try,
+    // instead of holding it idle forever.
+    let hub = tokio::select! {
+        _ = &mut *shutdown => { tracing::info!("shutting down"); return Ok(()); }
+        r = &mut *lease_task => return Err(lost(r)),
+        hub = Hub::start(client.clone(), changed.clone(), events.clone(), CACHES_TIMEOUT) => hub?,
+    };
     let mut profiles = config.profiles.start(client.clone(), changed.clone());
     tracing::info!("caches ready; scheduling");
     let mut service = Service {
         connections: Connections::new(client.clone(), config.hub_id.clone(), changed.clone(), config.secret_check_interval),
-        overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone())),
+        overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone(), fence.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler()),
         reporters: Reporters::new(client.clone(), config.member_timeout),
@@ -105,14 +143,13 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         web: config.web.clone(),
         hub,
     };
-    tokio::pin!(shutdown);
     let mut last_pass = Instant::now();
     loop {
         tokio::select! {
-            _ = &mut shutdown => { tracing::info!("shutting down"); return Ok(()); }
-            r = &mut lease_task => {
-                return Err(match r { Ok(Err(e)) => e, _ => Error::LostLease("lease task ended".into()) });
-            }
+            biased;
+            _ = fence.expired() => return Err(Error::LostLease("its deadline passed without a renewal".into())),
+            _ = &mut *shutdown => { tracing::info!("shutting down"); return Ok(()); }
+            r = &mut *lease_task => return Err(lost(r)),
             _ = changed.notified() => {}
             _ = tokio::time::sleep(config.interval) => {}
         }
@@ -122,7 +159,12 @@ pub async fn run(client: Client, config: ServeConfig, shutdown: impl Future<Outp
         if let Some(scheduler) = profiles.updated() {
             service.set_scheduler(scheduler);
         }
-        service.pass().await;
+        // A pass stops where it is when the lease goes (its work is cancelled with it).
+        tokio::select! {
+            biased;
+            _ = fence.expired() => return Err(Error::LostLease("its deadline passed during a pass".into())),
+            _ = service.pass() => {}
+        }
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, in_flight = service.in_flight(), "pass");
         if let Some(web) = &config.web {
             web.metrics().cycle_duration(started.elapsed().as_secs_f64());

@@ -1,7 +1,12 @@
 //! Status writes: server-side apply of the status subresource with computenet's field
 //! manager, so a write states the whole status computenet owns and nothing else.
+//!
+//! Every write to a TrainingJob first checks the leader's fence ([`lease::check_write`]),
+//! so a deposed leader stops writing before a standby can take over; an admission also
+//! carries the resourceVersion its decision was made on ([`admit`]).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::lease;
 use computenet_api::training_job::TrainingJobStatus;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob, FIELD_MANAGER};
 use computenet_members::labels::FINALIZER;
@@ -25,9 +30,57 @@ where
 
 /// Writes a TrainingJob's status; returns the object as stored.
 pub async fn training_job(client: &Client, tj: &TrainingJob, status: &TrainingJobStatus) -> Result<TrainingJob> {
+    lease::check_write()?;
     let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
     apply_status(api, tj.metadata.name.as_deref().unwrap_or_default(), "computenet.io/v1alpha1", "TrainingJob", status)
         .await
+}
+
+/// Writes an admission, guarded by `decided_on`'s resourceVersion: the apiserver refuses
+/// it (409, [`is_conflict`]) when the job changed in any way since the decision was
+/// made, so a spec patched in between, or a newer leader's decision, is never
+/// overwritten by a stale view. Bounded by the leader's write timeout.
+pub async fn admit(client: &Client, decided_on: &TrainingJob, status: &TrainingJobStatus) -> Result<TrainingJob> {
+    lease::check_write()?;
+    let api =
+        Api::<TrainingJob>::namespaced(client.clone(), decided_on.metadata.namespace.as_deref().unwrap_or_default());
+    let name = decided_on.metadata.name.as_deref().unwrap_or_default();
+    let patch = admission_patch(decided_on, status);
+    let (params, patch) = (params(), Patch::Apply(&patch));
+    match tokio::time::timeout(lease::write_timeout(), api.patch_status(name, &params, &patch)).await {
+        Ok(stored) => Ok(stored?),
+        Err(_) => Err(Error::Timeout(format!("writing the admission of {name}"))),
+    }
+}
+
+/// The apply patch of an admission (pure): the status, with the resourceVersion (and the
+/// UID, against a recreated object of the same name) the decision was made on as its
+/// precondition.
+pub fn admission_patch(decided_on: &TrainingJob, status: &TrainingJobStatus) -> serde_json::Value {
+    json!({
+        "apiVersion": "computenet.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": decided_on.metadata.name,
+            "uid": decided_on.metadata.uid,
+            "resourceVersion": decided_on.metadata.resource_version,
+        },
+        "status": status,
+    })
+}
+
+/// Whether `now` is the object a decision was made on in all a decision reads (pure):
+/// the same object, spec generation and status; only metadata such as our own finalizer
+/// may differ.
+pub fn same_decision_basis(now: &TrainingJob, decided_on: &TrainingJob) -> bool {
+    now.metadata.uid == decided_on.metadata.uid
+        && now.metadata.generation == decided_on.metadata.generation
+        && now.status == decided_on.status
+}
+
+/// Whether a write was refused because the object changed since it was read.
+pub fn is_conflict(e: &Error) -> bool {
+    matches!(e, Error::Kube(kube::Error::Api(s)) if s.code == 409)
 }
 
 /// Writes a MemberCluster's status.
@@ -49,6 +102,7 @@ pub async fn compute_queue(client: &Client, name: &str, status: &computenet_api:
 /// controller's finalizer, and it can go concurrently with a status write. The UID makes
 /// it fail rather than touch a recreated object of the same name. Returns the object as stored.
 pub async fn add_finalizer(client: &Client, tj: &TrainingJob) -> Result<TrainingJob> {
+    lease::check_write()?;
     let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
     let name = tj.metadata.name.as_deref().unwrap_or_default();
     let patch = json!({
@@ -73,4 +127,38 @@ pub async fn remove_finalizer(client: &Client, tj: &TrainingJob) -> Result<()> {
 /// Whether the job carries computenet's finalizer.
 pub fn has_finalizer(tj: &TrainingJob) -> bool {
     tj.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admission_is_guarded_by_the_version_it_was_decided_on() {
+        let mut tj: TrainingJob = serde_json::from_value(json!({
+            "apiVersion": "computenet.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": "j", "namespace": "n", "uid": "u-1", "resourceVersion": "42", "generation": 3},
+            "spec": {"queueName": "q", "replicas": 1, "resources": {"cpu": "1", "memory": "1Gi"},
+                     "workload": {"image": "x", "command": ["true"]}}
+        }))
+        .unwrap();
+        tj.status = None;
+        let status = TrainingJobStatus { admitted: Some(true), ..Default::default() };
+        let patch = admission_patch(&tj, &status);
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["metadata"]["uid"], "u-1");
+        assert_eq!(patch["status"]["admitted"], true);
+        assert!(patch.get("spec").is_none(), "an admission never touches the spec");
+        // Our own finalizer write keeps the basis; a spec or status change does not.
+        let mut with_finalizer = tj.clone();
+        with_finalizer.metadata.resource_version = Some("43".into());
+        with_finalizer.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert!(same_decision_basis(&with_finalizer, &tj));
+        let mut patched = with_finalizer.clone();
+        patched.metadata.generation = Some(4);
+        assert!(!same_decision_basis(&patched, &tj));
+        let mut admitted_elsewhere = with_finalizer;
+        admitted_elsewhere.status = Some(status);
+        assert!(!same_decision_basis(&admitted_elsewhere, &tj));
+    }
 }

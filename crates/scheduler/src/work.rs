@@ -7,6 +7,7 @@
 //! created for it on a member, so a crash in between never runs it twice.
 
 use crate::backoff::{epoch_ms, Backoff, BackoffPolicy};
+use crate::lease::{self, Fence};
 use crate::status;
 use crate::transitions::{self, DispatchRecord, Transition};
 use computenet_api::conditions::EventReason;
@@ -19,6 +20,7 @@ use kube::Client;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 /// A dispatch that failed, for the backoff and the metrics.
@@ -48,6 +50,8 @@ pub struct Landed {
     /// The job's objects were created on its member (recorded in the status by the next
     /// mirror, together with the phase the member reports).
     pub dispatched: Option<DispatchRecord>,
+    /// The admission was refused because the job changed since the decision.
+    pub admission_conflict: bool,
 }
 
 impl Landed {
@@ -60,6 +64,7 @@ impl Landed {
             admitted: None,
             dispatch_failed: None,
             dispatched: None,
+            admission_conflict: false,
         }
     }
 
@@ -74,6 +79,11 @@ impl Landed {
             Ok(stored) => {
                 self.store(stored);
                 true
+            }
+            // A deposed leader's writes are refused by design: not worth a warning each.
+            Err(e @ crate::Error::Fenced) => {
+                tracing::debug!(job = ?tj.metadata.name, error = %e, "status write left to the next leader");
+                false
             }
             Err(e) => {
                 tracing::warn!(job = ?tj.metadata.name, error = %e, "status write failed");
@@ -103,14 +113,16 @@ pub struct InFlight {
     tx: mpsc::UnboundedSender<Landed>,
     rx: mpsc::UnboundedReceiver<Landed>,
     changed: Arc<Notify>,
+    fence: Fence,
 }
 
 impl InFlight {
     /// At most `concurrency` pieces of work run at once (the rest wait, first come first
-    /// served); each one that lands notifies `changed`.
-    pub fn new(concurrency: usize, changed: Arc<Notify>) -> Self {
+    /// served); each one that lands notifies `changed`. All of it runs under `fence`.
+    pub fn new(concurrency: usize, changed: Arc<Notify>, fence: Fence) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        InFlight { expected: HashMap::new(), permits: Arc::new(Semaphore::new(concurrency.max(1))), tx, rx, changed }
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        InFlight { expected: HashMap::new(), permits, tx, rx, changed, fence }
     }
 
     /// The job as its work in flight will leave it.
@@ -128,7 +140,9 @@ impl InFlight {
     }
 
     /// Starts `work` for a job, which is seen as `expected` until it lands. Returns false
-    /// (and drops the work) when the job has work in flight already.
+    /// (and drops the work) when the job has work in flight already. The work runs under
+    /// the leader's fence: its writes check it, and it is cancelled when the fence passes
+    /// (the lease is lost or released); cancelled work never lands, and the process stops.
     pub fn start(&mut self, expected: Arc<TrainingJob>, work: impl Future<Output = Landed> + Send + 'static) -> bool {
         let uid = expected.metadata.uid.clone().unwrap_or_default();
         if self.expected.contains_key(&uid) {
@@ -136,11 +150,16 @@ impl InFlight {
         }
         self.expected.insert(uid, expected);
         let (permits, tx, changed) = (self.permits.clone(), self.tx.clone(), self.changed.clone());
-        tokio::spawn(async move {
+        let guarded = self.fence.clone().guard(async move {
             // The semaphore is never closed; without a permit the work still runs.
             let _permit = permits.acquire_owned().await.ok();
-            let _ = tx.send(work.await);
-            changed.notify_one();
+            work.await
+        });
+        tokio::spawn(async move {
+            if let Some(landed) = guarded.await {
+                let _ = tx.send(landed);
+                changed.notify_one();
+            }
         });
         true
     }
@@ -187,7 +206,11 @@ pub struct Target {
 
 /// Admits the job (when `admission` is given) and dispatches it to `target` (when the
 /// member is connected). The admission and the finalizer are written first, side by side;
-/// only once both are stored is anything created on the member.
+/// only once both are stored is anything created on the member. The admission is guarded
+/// by the resourceVersion the decision was made on ([`status::admit`]): when the job
+/// changed in between it is refused, nothing is dispatched, and the next pass decides
+/// again from the fresh object. What is dispatched is the stored admitted object, whose
+/// generation is the decided one.
 pub async fn admit_and_dispatch(
     client: Client,
     tj: Arc<TrainingJob>,
@@ -205,11 +228,25 @@ pub async fn admit_and_dispatch(
     };
     let admit = async {
         match &admission {
-            Some(t) => Some(status::training_job(&client, &tj, &t.status).await),
+            Some(t) => {
+                if let Some(delay) = test_admit_delay() {
+                    tracing::info!(job = ?tj.metadata.name, generation = ?tj.metadata.generation, "test-only admission delay");
+                    tokio::time::sleep(delay).await;
+                }
+                Some(status::admit(&client, &tj, &t.status).await)
+            }
             None => None,
         }
     };
-    let (finalizer, admit) = futures::join!(finalizer, admit);
+    let (finalizer, mut admit) = futures::join!(finalizer, admit);
+    // Our own finalizer write moves the resourceVersion the admission is guarded by: when
+    // the object it stored is still the decided one (spec and status), admit on that.
+    if let (Some(Err(e)), Some(Ok(with_finalizer)), Some(t)) = (&admit, &finalizer, &admission) {
+        if status::is_conflict(e) && status::same_decision_basis(with_finalizer, &tj) {
+            admit = Some(status::admit(&client, with_finalizer, &t.status).await);
+        }
+    }
+    let admitting = admission.is_some();
     match admit {
         Some(Ok(stored)) => {
             landed.store(stored);
@@ -218,6 +255,15 @@ pub async fn admit_and_dispatch(
                 let cluster = t.status.placement.map(|p| p.cluster).unwrap_or_default();
                 landed.admitted = Some((tj.spec.queue_name.clone(), cluster));
             }
+        }
+        Some(Err(e)) if status::is_conflict(&e) => {
+            tracing::debug!(job = ?tj.metadata.name, "admission refused: the job changed since the decision; deciding again");
+            landed.admission_conflict = true;
+            return landed;
+        }
+        Some(Err(e @ crate::Error::Fenced)) => {
+            tracing::debug!(job = ?tj.metadata.name, error = %e, "admission left to the next leader");
+            return landed;
         }
         Some(Err(e)) => {
             tracing::warn!(job = ?tj.metadata.name, error = %e, "admission write failed");
@@ -234,10 +280,29 @@ pub async fn admit_and_dispatch(
         }
         None => {}
     }
+    // Only the decided spec is dispatched (the precondition makes this hold; it is
+    // checked here so a change to it can never dispatch an undecided spec).
+    if admitting && landed.latest().metadata.generation != tj.metadata.generation {
+        return landed;
+    }
     if let Some(target) = target {
         dispatch(&client, target, &mut landed).await;
     }
     landed
+}
+
+/// A test-only pause between a decision and its admission write, from
+/// COMPUTENET_TEST_ADMIT_DELAY_MS (unset in production): the fault suite uses it to patch a
+/// spec inside that window deterministically.
+fn test_admit_delay() -> Option<Duration> {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("COMPUTENET_TEST_ADMIT_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+    })
 }
 
 /// Creates the job's objects on its member. Nothing is written on success: the next
@@ -247,6 +312,11 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
     let tj = landed.latest();
     let current = tj.status.clone().unwrap_or_default();
     let cluster = target.placement.cluster.clone();
+    // A deposed leader creates nothing: the next leader dispatches (by the same names).
+    if let Err(e) = lease::check_write() {
+        tracing::debug!(job = ?tj.metadata.name, error = %e, "dispatch left to the next leader");
+        return;
+    }
     match target.member.dispatch(&tj, target.raw_accelerator.as_deref()).await {
         Ok((kind, name)) => {
             if current.remote.is_none() {
@@ -320,6 +390,9 @@ pub async fn stop_then_write(
     member: Option<Member>,
     transition: Transition,
 ) -> Landed {
+    if lease::check_write().is_err() {
+        return Landed::new(tj);
+    }
     if let Some(m) = member {
         if let Err(e) = m.cancel(&tj).await {
             tracing::warn!(job = ?tj.metadata.name, error = %e, "stopping the job on its member failed; retrying");
@@ -331,6 +404,9 @@ pub async fn stop_then_write(
 
 /// A deleted job: removes its objects on its member, then computenet's finalizer.
 pub async fn clean_up(client: Client, tj: Arc<TrainingJob>, member: Option<Member>) -> Landed {
+    if lease::check_write().is_err() {
+        return Landed::new(tj);
+    }
     if let Some(m) = member {
         if let Err(e) = m.cancel(&tj).await {
             tracing::warn!(job = ?tj.metadata.name, error = %e, "cleanup on the member failed; retrying");
