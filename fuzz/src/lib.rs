@@ -1,0 +1,252 @@
+//! Fuzz target bodies, shared by the libFuzzer binaries (`fuzz_targets/*.rs`, nightly) and
+//! the stable tests (`tests/`: the committed corpus replayed, proptest over arbitrary input).
+//!
+//! Each target takes raw bytes as they would arrive from outside (a quantity in a spec, an
+//! object from the hub's apiserver, a slurmrestd reply, a host list, a `gres` string) and
+//! runs the same parsing and conversion code the service runs on them. A target fails by
+//! panicking: on a panic in the code under test (overflow, index, unwrap) or on an assert
+//! below, each of which is a documented bound of that code.
+
+use computenet_api::member_cluster::MAX_FREE_NODE_GROUPS;
+use computenet_api::{convert, view, ComputeQueue, MemberCluster, TrainingJob};
+use computenet_core::quantity::{format_bytes, format_cpu_millis, parse_bytes, parse_count, parse_cpu_millis};
+use computenet_core::{Catalogue, Cluster, ClusterEfficiency, ClusterKind, NodeCapacity, Pool, ThroughputModel, Work};
+use computenet_members::slurm::api::{self, SlurmJob, SlurmNode};
+use computenet_members::slurm::convert as slurm;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A fuzz target: bytes in, a panic on failure.
+pub type Target = fn(&[u8]);
+
+/// Every target by name (the names of `fuzz_targets/*.rs` and of `corpus/*`).
+pub const TARGETS: [(&str, Target); 5] =
+    [("quantity", quantity), ("crd", crd), ("slurmrestd", slurmrestd), ("hostlist", hostlist), ("gres", gres)];
+
+/// Bytes as text the way the service gets it: HTTP bodies are decoded lossily, so invalid
+/// UTF-8 reaches the parsers as replacement characters.
+fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(data)
+}
+
+/// Ten years: the bound on runtime estimates (`view::estimated_seconds`).
+const TEN_YEARS_S: u64 = 10 * 365 * 86_400;
+
+/// Quantity parsing (`computenet_core::quantity`): CPU in millicores, memory in bytes,
+/// counts. Results are whole numbers or an error, never a panic; the three parsers agree
+/// with each other (millicores round up to the same whole units as bytes), and what is
+/// formatted parses back to the same value.
+pub fn quantity(data: &[u8]) {
+    let input = text(data);
+    let millis = parse_cpu_millis(&input);
+    let bytes = parse_bytes(&input);
+    assert_eq!(bytes, parse_count(&input), "bytes and counts are parsed alike: {input:?}");
+    match (&millis, &bytes) {
+        (Ok(m), Ok(b)) => {
+            assert_eq!(m.div_ceil(1000), *b, "{input:?}: {m} millicores round up to {b} units")
+        }
+        // Millicores overflow a thousand times sooner than whole units.
+        (Err(_), Ok(b)) => assert!(*b > u64::MAX / 1000, "{input:?} parses as {b} units but not as millicores"),
+        (Ok(m), Err(_)) => panic!("{input:?} parses as {m} millicores but not as whole units"),
+        (Err(_), Err(_)) => {}
+    }
+    if let Ok(m) = millis {
+        assert_eq!(parse_cpu_millis(&format_cpu_millis(m)), Ok(m), "{input:?}: millicores round trip");
+    }
+    if let Ok(b) = bytes {
+        assert_eq!(parse_bytes(&format_bytes(b)), Ok(b), "{input:?}: bytes round trip");
+    }
+}
+
+/// Objects from the hub's apiserver (`computenet_api::convert` and `view`): the input is
+/// one JSON object or an array of them; each is decoded as a TrainingJob, ComputeQueue or
+/// MemberCluster where it can be, and everything the service derives from them is derived:
+/// the catalogue, the queues and their usage, the members as core clusters and back as
+/// `status.freeNodes`, each job as the core's job, as a running gang, and its runtime
+/// estimate on every accelerator type in view. Checked: no panic; job conversions give at
+/// least one replica, finite non-negative device-hours and runtime estimates; running gangs
+/// end within ten years of their start; a member's status gives a bounded number of nodes,
+/// none holding more than it has, and at most `MAX_FREE_NODE_GROUPS` groups back.
+pub fn crd(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    let items = match value {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    let (mut jobs, mut queues, mut members) = (Vec::new(), Vec::new(), Vec::new());
+    for item in items {
+        if let Ok(j) = serde_json::from_value::<TrainingJob>(item.clone()) {
+            jobs.push(j);
+        }
+        if let Ok(q) = serde_json::from_value::<ComputeQueue>(item.clone()) {
+            queues.push(q);
+        }
+        if let Ok(m) = serde_json::from_value::<MemberCluster>(item) {
+            members.push(m);
+        }
+    }
+
+    let catalogue = view::catalogue(&members);
+    let mut clusters = Vec::new();
+    for m in &members {
+        let Some(cluster) = convert::cluster_from_status(m) else { continue };
+        let groups = m.status.as_ref().map_or(0, |s| s.free_nodes.len());
+        let per_group = usize::try_from(convert::MAX_NODES_PER_GROUP).unwrap_or(usize::MAX);
+        assert!(cluster.nodes.len() <= groups.saturating_mul(per_group), "nodes beyond the per-group bound");
+        for n in &cluster.nodes {
+            assert!(fits(&n.allocated, &n.allocatable), "node {} holds more than it has", n.name);
+        }
+        assert!(convert::free_node_groups(&cluster).len() <= MAX_FREE_NODE_GROUPS, "too many free node groups");
+        clusters.push(cluster);
+    }
+    let pool = Pool { clusters, catalogue, data_sets: BTreeMap::new(), wan_gbps: view::WAN_GBPS };
+
+    let hub_queues = view::queues(&queues);
+    assert_eq!(hub_queues.core.len() + hub_queues.invalid.len(), queues.len(), "every queue valid or invalid");
+    for q in &hub_queues.core {
+        let usage = view::queue_usage(&q.name, Some(q), &jobs);
+        assert!(usage.running <= usage.admitted, "running jobs are admitted ones");
+        let _ = usage.gpu_usage();
+    }
+
+    let model = ThroughputModel::default();
+    let labels = BTreeMap::new();
+    for tj in &jobs {
+        let _ = view::pending_job(tj, &hub_queues.by_name, &labels);
+        let _ = (view::gang_accelerators(tj), view::accelerators_held(tj), view::per_replica(tj));
+        let _ = (view::is_waiting(tj), view::job_name(tj), view::placed_on(tj));
+        if let Some(placement) = tj.status.as_ref().and_then(|s| s.placement.as_ref()) {
+            assert!(view::estimated_seconds(placement.estimated_runtime_seconds) <= TEN_YEARS_S);
+        }
+        if let Some(running) = view::running_job(tj, &pool, 1_700_000_000) {
+            let runtime = running.estimated_end - running.started_at;
+            assert!(runtime <= TEN_YEARS_S, "a running gang ends within ten years of its start, not {runtime} s");
+        }
+        let Ok(job) = convert::job(view::uid(tj), &tj.spec, view::created_at(tj)) else { continue };
+        assert!(job.replicas >= 1, "a converted job has a replica");
+        if let Work::DeviceHours { hours, .. } = &job.work {
+            assert!(hours.is_finite() && *hours >= 0.0, "device-hours {hours}");
+        }
+        let mut types: Vec<Option<&str>> = vec![None];
+        types.extend(job.accelerator.types.iter().map(|t| Some(t.as_str())));
+        types.extend(pool.catalogue.names().map(Some));
+        for accelerator in types {
+            for nodes in [1, job.replicas] {
+                let (runtime, _) = model.runtime_s(&job, &pool.catalogue, accelerator, nodes);
+                assert!(
+                    runtime.is_finite() && runtime >= 0.0,
+                    "runtime estimate {runtime} s on {accelerator:?} over {nodes} nodes"
+                );
+            }
+        }
+    }
+}
+
+fn fits(used: &NodeCapacity, total: &NodeCapacity) -> bool {
+    used.cpu_millis <= total.cpu_millis
+        && used.memory_bytes <= total.memory_bytes
+        && used.accelerators <= total.accelerators
+}
+
+/// A slurmrestd reply body, decoded as the client decodes replies of `GET nodes`,
+/// `GET jobs` and `POST job/submit` (plain text becomes an `errors` entry, as in the
+/// client), then converted as the member converts them. Checked: no panic; a node's GPUs
+/// in use never exceed its GPUs, its schedulability follows its state, and a cluster of the
+/// nodes fits in `status.freeNodes`; a job's exit code is reported only once it ended, and
+/// its allocated nodes respect the host-list cap.
+pub fn slurmrestd(data: &[u8]) {
+    #[derive(Deserialize)]
+    struct Nodes {
+        #[serde(default)]
+        nodes: Vec<SlurmNode>,
+    }
+    #[derive(Deserialize)]
+    struct Jobs {
+        #[serde(default)]
+        jobs: Vec<SlurmJob>,
+    }
+    let body = text(data);
+    let value: Value = serde_json::from_str(&body).unwrap_or_else(|_| {
+        let t = body.trim();
+        if t.is_empty() {
+            Value::Null
+        } else {
+            serde_json::json!({"errors": [t.chars().take(300).collect::<String>()]})
+        }
+    });
+    let errors = api::errors_of(&value);
+    if api::error_number(&value).is_some() {
+        assert!(!errors.is_empty(), "an error number comes with an error line");
+    }
+    let _ = value.get("job_id").and_then(Value::as_u64);
+
+    if let Ok(Nodes { nodes }) = serde_json::from_value::<Nodes>(value.clone()) {
+        let catalogue = Catalogue::built_in();
+        let mut core_nodes = Vec::new();
+        for n in &nodes {
+            let (core, gpu_type) = slurm::core_node(n, &catalogue);
+            assert!(core.allocated.accelerators <= core.allocatable.accelerators, "GPUs in use beyond the GPUs");
+            assert_eq!(core.unschedulable, slurm::unschedulable_reason(n).is_some());
+            assert_eq!(core.accelerator.is_some(), core.allocatable.accelerators > 0, "an accelerator type iff GPUs");
+            assert!(gpu_type.is_none() || core.accelerator.is_some(), "a gres GPU type only with GPUs");
+            let _ = core.free();
+            core_nodes.push(core);
+        }
+        let partitions = vec!["gpu".to_string()];
+        assert!(slurm::in_partitions(&nodes, &partitions).count() <= nodes.len());
+        let cluster = Cluster {
+            name: "slurm".to_string(),
+            kind: ClusterKind::HPC,
+            site: String::new(),
+            ready: true,
+            cordoned: false,
+            efficiency: ClusterEfficiency::default(),
+            data_sets: Vec::new(),
+            nodes: core_nodes,
+        };
+        assert!(convert::free_node_groups(&cluster).len() <= MAX_FREE_NODE_GROUPS);
+    }
+    if let Ok(Jobs { jobs }) = serde_json::from_value::<Jobs>(value) {
+        for j in &jobs {
+            let state = slurm::remote_state(j);
+            let finished = matches!(state.phase, slurm::RemotePhase::Succeeded | slurm::RemotePhase::Failed);
+            assert!(finished || state.exit_code.is_none(), "exit code of an unfinished job");
+            assert!(!state.message.is_empty() && !state.reason.is_empty());
+            let listed = j.job_resources.as_ref().map_or(0, |r| r.allocated_nodes.len());
+            assert!(
+                j.allocated_node_names().len() <= slurm::MAX_HOSTLIST_HOSTS.max(listed),
+                "allocated nodes beyond the cap"
+            );
+        }
+    }
+}
+
+/// Slurm host lists (`slurm::convert::expand_hostlist`): at most `MAX_HOSTLIST_HOSTS` names
+/// in total, whatever the ranges; a list without brackets is its comma-separated names.
+pub fn hostlist(data: &[u8]) {
+    let list = text(data);
+    let hosts = slurm::expand_hostlist(&list);
+    assert!(hosts.len() <= slurm::MAX_HOSTLIST_HOSTS, "{} hosts beyond the cap", hosts.len());
+    if !list.contains(['[', ']']) {
+        let plain: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "(null)").collect();
+        let plain = &plain[..plain.len().min(slurm::MAX_HOSTLIST_HOSTS)];
+        assert_eq!(hosts, plain, "a list without ranges is its names");
+    }
+}
+
+/// `gres` strings (`slurm::convert::parse_gres`, `gpus`): entries never carry a separator
+/// in their kind or type, and the GPU total is the (saturating) sum of the GPU entries.
+pub fn gres(data: &[u8]) {
+    let input = text(data);
+    let entries = slurm::parse_gres(&input);
+    for g in &entries {
+        for field in std::iter::once(g.kind.as_str()).chain(g.type_.as_deref()) {
+            assert!(!field.contains([',', '(', ':']), "{input:?} gives a field {field:?}");
+        }
+    }
+    let (gpu_type, total) = slurm::gpus(&input);
+    let gpu = entries.iter().filter(|g| g.kind == "gpu");
+    assert_eq!(total, gpu.clone().fold(0u32, |a, g| a.saturating_add(g.count)), "{input:?}: GPU total");
+    assert_eq!(gpu_type, gpu.clone().find_map(|g| g.type_.clone()), "{input:?}: GPU type");
+}
