@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: formatting, clippy (warnings are errors),
 # cargo deny (advisories, bans, licences, sources; tests/deny/README.md), Rust build and
-# tests (unit, rule, property and CLI tests), the benchmarks compiled, then the real test
+# tests (unit, rule, property and CLI tests), the benchmarks compiled, the fuzz targets
+# (bounded runs, fuzz/run.sh; cargo-fuzz under ~/.cache/computenet-tools), then the real test
 # bed (hub + member Kubernetes control planes with KWOK nodes, Slurm with slurmrestd,
 # Prometheus) brought up from nothing, smoke-tested, driven end to end (API, Helm chart,
 # scheduler, Slurm members, Prometheus efficiency, kubectl plugin, dashboard in headless
@@ -17,7 +18,7 @@ testbed=1
 for arg in "$@"; do
   case "$arg" in
     --no-testbed) testbed=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -55,6 +56,11 @@ cargo build --workspace --all-targets --locked
 
 step "Rust tests"
 cargo test --workspace --locked
+
+step "fuzz (corpus replay on stable; each libFuzzer target ${COMPUTENET_FUZZ_SECONDS:-30}s on nightly)"
+# COMPUTENET_FUZZ_SECONDS=0 skips the libFuzzer runs; COMPUTENET_REQUIRE_FUZZ=1 fails
+# without nightly instead of replaying the corpus only (fuzz/README.md).
+fuzz/run.sh
 
 step "generated CRDs are committed"
 cargo run --quiet --locked -p computenet -- crdgen --check
