@@ -66,7 +66,8 @@ pub fn quantity(data: &[u8]) {
 /// `status.freeNodes`, each job as the core's job, as a running gang, and its runtime
 /// estimate on every accelerator type in view. Checked: no panic; job conversions give at
 /// least one replica, finite non-negative device-hours and runtime estimates; running gangs
-/// end within ten years of their start; a member's status gives a bounded number of nodes,
+/// end within ten years of their start; a member's status gives at most
+/// `MAX_NODES_PER_MEMBER` nodes,
 /// none holding more than it has, and at most `MAX_FREE_NODE_GROUPS` groups back.
 pub fn crd(data: &[u8]) {
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
@@ -91,9 +92,7 @@ pub fn crd(data: &[u8]) {
     let mut clusters = Vec::new();
     for m in &members {
         let Some(cluster) = convert::cluster_from_status(m) else { continue };
-        let groups = m.status.as_ref().map_or(0, |s| s.free_nodes.len());
-        let per_group = usize::try_from(convert::MAX_NODES_PER_GROUP).unwrap_or(usize::MAX);
-        assert!(cluster.nodes.len() <= groups.saturating_mul(per_group), "nodes beyond the per-group bound");
+        assert!(cluster.nodes.len() <= convert::MAX_NODES_PER_MEMBER, "{} nodes from one status", cluster.nodes.len());
         for n in &cluster.nodes {
             assert!(fits(&n.allocated, &n.allocatable), "node {} holds more than it has", n.name);
         }

@@ -217,6 +217,10 @@ const GROUP_PRECISIONS: [u32; 8] = [8, 7, 6, 5, 4, 3, 2, 1];
 /// Nodes rebuilt from one group at most, whatever a status claims.
 pub const MAX_NODES_PER_GROUP: i64 = 100_000;
 
+/// Nodes rebuilt from one member's status at most, in total (64 full groups would be
+/// millions: seconds and gigabytes every cycle).
+pub const MAX_NODES_PER_MEMBER: usize = 100_000;
+
 /// `v` rounded down to its `bits` most significant binary digits (relative error < 2^(1-bits)).
 fn round_down(v: u64, bits: u32) -> u64 {
     let shift = (u64::BITS - v.leading_zeros()).saturating_sub(bits);
@@ -328,6 +332,9 @@ pub fn cluster_from_status(member: &MemberCluster) -> Option<Cluster> {
         };
         let allocated = allocatable.saturating_sub(&free);
         for i in 0..group.count.clamp(0, MAX_NODES_PER_GROUP) {
+            if nodes.len() >= MAX_NODES_PER_MEMBER {
+                break;
+            }
             nodes.push(Node {
                 name: format!("{name}/{g}-{i}"),
                 accelerator: group.accelerator.clone(),

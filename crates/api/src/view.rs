@@ -243,7 +243,8 @@ pub fn accelerator_quota(queue: &Queue) -> Option<u64> {
     let accelerators = queue.quotas.iter().filter(|x| x.resource == ResourceName::Accelerators);
     match accelerators.clone().find(|x| x.accelerator.is_none()) {
         Some(all_types) => Some(all_types.nominal),
-        None => accelerators.map(|x| x.nominal).reduce(|a, b| a + b),
+        // Saturating: quotas are parsed from the spec and may be as large as u64 allows.
+        None => accelerators.map(|x| x.nominal).reduce(|a, b| a.saturating_add(b)),
     }
 }
 
@@ -258,7 +259,7 @@ pub fn queue_usage<'a>(
         if is_admitted(j) {
             usage.admitted += 1;
             usage.running += u64::from(is_running(j));
-            usage.accelerators_used += accelerators_held(j);
+            usage.accelerators_used = usage.accelerators_used.saturating_add(accelerators_held(j));
         } else {
             usage.pending += 1;
         }
