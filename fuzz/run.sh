@@ -49,8 +49,9 @@ fi
 
 # No sanitizer: the project's crates forbid unsafe code, so AddressSanitizer would find
 # little and halve the speed; panics, overflow checks (debug assertions are on) and the
-# targets' asserts are what fail. Built in fuzz/target, apart from the stable builds.
-fuzz=(cargo +nightly fuzz)
+# targets' asserts are what fail. Built in fuzz/target (whatever CARGO_TARGET_DIR says),
+# apart from the stable builds: the instrumented build shares nothing with them.
+fuzz=(env -u CARGO_TARGET_DIR cargo +nightly fuzz)
 build_flags=(--sanitizer none --debug-assertions)
 for t in "${targets[@]}"; do
   "${fuzz[@]}" build "${build_flags[@]}" "$t"
