@@ -213,24 +213,36 @@ pub fn slurmrestd(data: &[u8]) {
             assert!(finished || state.exit_code.is_none(), "exit code of an unfinished job");
             assert!(!state.message.is_empty() && !state.reason.is_empty());
             let listed = j.job_resources.as_ref().map_or(0, |r| r.allocated_nodes.len());
-            assert!(
-                j.allocated_node_names().len() <= slurm::MAX_HOSTLIST_HOSTS.max(listed),
-                "allocated nodes beyond the cap"
-            );
+            // A host list too large to expand is an error, never a huge allocation.
+            if let Ok(names) = j.allocated_node_names() {
+                assert!(names.len() <= slurm::MAX_HOSTS.max(listed), "allocated nodes beyond the cap");
+            }
         }
     }
 }
 
-/// Slurm host lists (`slurm::convert::expand_hostlist`): at most `MAX_HOSTLIST_HOSTS` names
-/// in total, whatever the ranges; a list without brackets is its comma-separated names.
+/// Slurm host lists (`slurm::convert::expand_hostlist`): at most `MAX_HOSTS` names and
+/// `MAX_HOSTLIST_CHARS` characters in total, whatever the ranges, or an error; a list
+/// without brackets is its comma-separated names.
 pub fn hostlist(data: &[u8]) {
     let list = text(data);
-    let hosts = slurm::expand_hostlist(&list);
-    assert!(hosts.len() <= slurm::MAX_HOSTLIST_HOSTS, "{} hosts beyond the cap", hosts.len());
+    let expanded = slurm::expand_hostlist(&list);
+    if let Ok(hosts) = &expanded {
+        assert!(hosts.len() <= slurm::MAX_HOSTS, "{} hosts beyond the cap", hosts.len());
+        let chars: usize = hosts.iter().map(String::len).sum();
+        assert!(chars <= slurm::MAX_HOSTLIST_CHARS, "{chars} characters beyond the cap");
+    }
     if !list.contains(['[', ']']) {
         let plain: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "(null)").collect();
-        let plain = &plain[..plain.len().min(slurm::MAX_HOSTLIST_HOSTS)];
-        assert_eq!(hosts, plain, "a list without ranges is its names");
+        let chars: usize = plain.iter().map(|s| s.len()).sum();
+        match expanded {
+            Ok(hosts) => assert_eq!(hosts, plain, "a list without ranges is its names"),
+            Err(_) => assert!(
+                plain.len() > slurm::MAX_HOSTS || chars > slurm::MAX_HOSTLIST_CHARS,
+                "a list of {} names refused",
+                plain.len()
+            ),
+        }
     }
 }
 

@@ -133,7 +133,12 @@ async fn lead(
     let mut profiles = config.profiles.start(client.clone(), changed.clone());
     tracing::info!("caches ready; scheduling");
     let mut service = Service {
-        connections: Connections::new(client.clone(), config.hub_id.clone(), changed.clone(), config.secret_check_interval),
+        connections: Connections::new(
+            client.clone(),
+            config.hub_id.clone(),
+            changed.clone(),
+            config.secret_check_interval,
+        ),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone(), fence.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler()),
