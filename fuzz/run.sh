@@ -5,7 +5,8 @@
 #  2. on nightly: each libFuzzer target for COMPUTENET_FUZZ_SECONDS (default 30; 0 skips
 #     this part), starting from the committed corpus. New inputs go to a scratch folder and
 #     are not committed; a crash fails the step with its reproducer and the command to re-run it.
-# Without a nightly toolchain part 2 is skipped with a notice, unless COMPUTENET_REQUIRE_FUZZ=1.
+# A missing nightly toolchain is installed with rustup; where that fails, part 2 is skipped
+# with a notice, unless COMPUTENET_REQUIRE_FUZZ=1.
 #
 #   fuzz/run.sh                 all targets
 #   fuzz/run.sh quantity gres   only these
@@ -30,8 +31,12 @@ if [ "$seconds" = 0 ]; then
   echo "fuzz: COMPUTENET_FUZZ_SECONDS=0: libFuzzer runs skipped (corpus replayed on stable above)"
   exit 0
 fi
+# libFuzzer needs nightly: installed with rustup when missing (a minimal profile, about a minute).
+if ! cargo +nightly --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+  rustup toolchain install nightly --profile minimal || true
+fi
 if ! cargo +nightly --version >/dev/null 2>&1; then
-  msg="fuzz: no nightly toolchain (rustup toolchain install nightly): libFuzzer runs skipped; the corpus replay and property tests above ran on stable"
+  msg="fuzz: no nightly toolchain (rustup toolchain install nightly failed or rustup is missing): libFuzzer runs skipped; the corpus replay and property tests above ran on stable"
   if [ "$require" = 1 ]; then
     echo "$msg, but COMPUTENET_REQUIRE_FUZZ=1" >&2
     exit 1

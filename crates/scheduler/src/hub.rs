@@ -81,25 +81,6 @@ impl Hub {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::ObjectReference;
-
-    #[test]
-    fn the_note_names_the_kind_and_the_field() {
-        let u = Undecodable {
-            object: ObjectReference { kind: Some("TrainingJob".into()), ..Default::default() },
-            error: "spec.replicas: invalid type: string \"four\", expected i32".into(),
-        };
-        let note = invalid_note(&u);
-        assert!(
-            note.contains("this TrainingJob")
-                && note.ends_with("(spec.replicas: invalid type: string \"four\", expected i32)")
-        );
-    }
-}
-
 /// This hub's identity on members: `given`, or the UID of `namespace` (the service's own,
 /// read with `list`, which it may do already: no extra permission). Checked to fit a label
 /// value and a Slurm comment word.
@@ -120,4 +101,23 @@ pub async fn hub_id(client: &Client, given: Option<&str>, namespace: &str) -> cr
     computenet_members::labels::check_hub_id(&id).map_err(|e| config(format!("--hub-id: {e}")))?;
     tracing::info!(hub_id = %id, "hub identity on members");
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    #[test]
+    fn the_note_names_the_kind_and_the_field() {
+        let u = Undecodable {
+            object: ObjectReference { kind: Some("TrainingJob".into()), ..Default::default() },
+            error: "spec.replicas: invalid type: string \"four\", expected i32".into(),
+        };
+        let note = invalid_note(&u);
+        assert!(
+            note.contains("this TrainingJob")
+                && note.ends_with("(spec.replicas: invalid type: string \"four\", expected i32)")
+        );
+    }
 }
