@@ -77,6 +77,7 @@ pub struct Metrics {
     admissions: IntCounterVec,
     preemptions: IntCounterVec,
     dispatch_errors: IntCounterVec,
+    admission_conflicts: IntCounterVec,
     invalid_objects: Gauges,
     cycle: Histogram,
     /// One update at a time, so label-set bookkeeping stays consistent.
@@ -182,6 +183,12 @@ impl Metrics {
                 "Failed attempts to create a job's objects on a member cluster; class is permanent (the member refused the job, which failed) or transient (backed off and retried).",
                 &["cluster", "class"],
             )?,
+            admission_conflicts: counter(
+                &r,
+                "computenet_admission_conflicts_total",
+                "Admissions not written because the job changed between the decision and the write (it is decided again), by queue.",
+                &["queue"],
+            )?,
             invalid_objects: Gauges::new(
                 &r,
                 "computenet_invalid_objects",
@@ -283,6 +290,11 @@ impl Metrics {
     /// Creating a job's objects on `cluster` failed; `class` is `permanent` or `transient`.
     pub fn dispatch_error(&self, cluster: &str, class: &str) {
         self.dispatch_errors.with_label_values(&[cluster, class]).inc();
+    }
+
+    /// An admission of a job of `queue` was refused: the job changed since the decision.
+    pub fn admission_conflict(&self, queue: &str) {
+        self.admission_conflicts.with_label_values(&[queue]).inc();
     }
 
     /// Undecodable hub objects by kind (see [`crate::hub`]).
@@ -442,6 +454,7 @@ mod tests {
         m.admitted("research", "ai-1");
         m.preempted("batch");
         m.dispatch_error("ai-1", "transient");
+        m.admission_conflict("research");
         m.cycle_duration(0.03);
         m.cycle_duration(0.2);
         m.invalid_objects(&[("TrainingJob".to_string(), 2), ("ComputeQueue".to_string(), 0)].into());
@@ -450,6 +463,7 @@ mod tests {
             r#"computenet_admissions_total{cluster="ai-1",queue="research"} 2"#,
             r#"computenet_preemptions_total{queue="batch"} 1"#,
             r#"computenet_dispatch_errors_total{class="transient",cluster="ai-1"} 1"#,
+            r#"computenet_admission_conflicts_total{queue="research"} 1"#,
             r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.05"} 1"#,
             r#"computenet_scheduling_cycle_duration_seconds_bucket{le="0.25"} 2"#,
             "computenet_scheduling_cycle_duration_seconds_count 2",

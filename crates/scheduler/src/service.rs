@@ -69,6 +69,9 @@ impl Service {
                 if let Some(f) = &landed.dispatch_failed {
                     m.dispatch_error(&f.cluster, f.retry.class());
                 }
+                if landed.admission_conflict {
+                    m.admission_conflict(&landed.job.spec.queue_name);
+                }
             }
         }
     }

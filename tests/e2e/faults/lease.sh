@@ -248,6 +248,8 @@ check "the member's Job runs the patched spec (2 replicas)" wait_for 30 bash -c 
   [ \"\$(kubectl --kubeconfig \"\${!var}\" get jobs -A -l computenet.io/job-uid=\$uid -o jsonpath='{.items[*].spec.parallelism}')\" = 2 ]"
 check "the spec is frozen once admitted" bash -c "
   ! kubectl patch tj patched-job -n $NS --type=merge -p '{\"spec\":{\"replicas\":3}}' >/dev/null 2>&1"
+check "the refused admission is counted: computenet_admission_conflicts_total of the decided queue" bash -c "
+  curl -sf http://127.0.0.1:${PORTS[patch-d]}/metrics | grep -Eq '^computenet_admission_conflicts_total\\{queue=\"f-lease-q\"\\} [1-9]'"
 stop patch-d TERM
 
 # --- (c) kill -9 of the leader 5 times during a burst of one-GPU jobs
