@@ -134,7 +134,29 @@ pub fn cut(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// Longest condition reason computenet writes (the apiserver allows 1024).
+pub const MAX_REASON_CHARS: usize = 128;
+
+/// `reason` as a valid condition reason (a word: `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`,
+/// at most [`MAX_REASON_CHARS`]): reasons can come from members, which may send anything,
+/// and one the apiserver refuses would make every status write of the object fail.
+pub fn reason_word(reason: &str) -> String {
+    let word: String = reason
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ',' | ':'))
+        .skip_while(|c| !c.is_ascii_alphabetic())
+        .take(MAX_REASON_CHARS)
+        .collect();
+    let word = word.trim_end_matches([',', ':']);
+    if word.is_empty() {
+        "Unknown".to_string()
+    } else {
+        word.to_string()
+    }
+}
+
 /// A condition, keeping the transition time of `previous` when its status did not change.
+/// The reason is made a valid word and the message cut to [`MAX_MESSAGE_BYTES`].
 pub fn condition(
     previous: &[Condition],
     type_: &str,
@@ -152,8 +174,8 @@ pub fn condition(
     Condition {
         type_: type_.to_string(),
         status,
-        reason: reason.to_string(),
-        message: message.to_string(),
+        reason: reason_word(reason),
+        message: cut(message, MAX_MESSAGE_BYTES),
         last_transition_time,
         observed_generation: generation,
     }
@@ -221,6 +243,13 @@ mod tests {
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {
         assert_eq!(cut("short", 10), "short");
+        let long =
+            condition(&[], "Finished", false, "Out Of-Memory!", &"x".repeat(1 << 20), None, Timestamp::UNIX_EPOCH);
+        assert_eq!(long.reason, "OutOfMemory");
+        assert_eq!(long.message.len(), MAX_MESSAGE_BYTES);
+        assert_eq!(reason_word("  :9 "), "Unknown");
+        assert_eq!(reason_word("Evicted:"), "Evicted");
+        assert_eq!(reason_word(&"A".repeat(5000)).len(), MAX_REASON_CHARS);
         let c = cut(&"é".repeat(600), MAX_MESSAGE_BYTES);
         assert!(c.len() <= MAX_MESSAGE_BYTES && c.ends_with('…'), "{}", c.len());
         assert_eq!(cut(&"x".repeat(MAX_MESSAGE_BYTES), MAX_MESSAGE_BYTES).len(), MAX_MESSAGE_BYTES);

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Accelerator", type_ = "string", json_path = ".status.placement.accelerator"),
     printcolumn(name = "GPUs", type_ = "integer", json_path = ".status.placement.gpus"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new(FROZEN_AFTER_ADMISSION).message("spec is frozen once the job is admitted; only spec.suspend may change").reason(Reason::FieldValueForbidden)
+    validation = Rule::new(FROZEN_AFTER_ADMISSION).message("spec is frozen once the job is admitted; only spec.suspend and spec.onMemberLoss may change").reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingJobSpec {
@@ -78,7 +78,7 @@ pub const MAX_MIN_MEMORY_GIB: i32 = 4096;
 /// What an environment variable name must look like (Kubernetes' C_IDENTIFIER).
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
-/// CEL: after admission only `suspend` may change. Optional fields are compared by presence too.
+/// CEL: after admission only `suspend` and `onMemberLoss` (what to do if the member is lost) may change. Optional fields are compared by presence too.
 const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.status.admitted) || !oldSelf.status.admitted || (self.spec.queueName == oldSelf.spec.queueName && self.spec.priority == oldSelf.spec.priority && self.spec.replicas == oldSelf.spec.replicas && self.spec.resources == oldSelf.spec.resources && self.spec.workload == oldSelf.spec.workload && self.spec.work == oldSelf.spec.work && self.spec.placement == oldSelf.spec.placement && has(self.spec.maxRunSeconds) == has(oldSelf.spec.maxRunSeconds) && (!has(self.spec.maxRunSeconds) || self.spec.maxRunSeconds == oldSelf.spec.maxRunSeconds))";
 
 /// Per-replica resources.
@@ -251,7 +251,7 @@ pub struct TrainingJobStatus {
     /// Place in its queue while queued (1 is next).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<i32>,
-    /// Set once the job is admitted; the spec is frozen from then on (except suspend).
+    /// Set once the job is admitted; the spec is frozen from then on (except suspend and onMemberLoss).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admitted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

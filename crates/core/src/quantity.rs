@@ -37,7 +37,7 @@ fn scaled(number: &str, scale: u32, input: &str) -> Result<u128> {
     }
     // Digits beyond the unit's resolution round up, as Kubernetes does.
     if digits.any(|c| c != '0') {
-        value += 1;
+        value = value.checked_add(1).ok_or_else(|| bad("too large"))?;
     }
     Ok(value)
 }
@@ -159,6 +159,15 @@ mod tests {
         assert_eq!(parse_bytes("1M"), Ok(1_000_000));
         assert_eq!(parse_bytes("1.5Ki"), Ok(1536));
         assert_eq!(parse_bytes("1500m"), Ok(2), "millibytes round up to whole bytes");
+    }
+
+    #[test]
+    fn rounding_up_at_the_largest_value_is_an_error_not_an_overflow() {
+        // The first 39 digits are u128::MAX; the fraction rounds it up by one.
+        let at_max = "340282366920938463463374607431768211455.5";
+        assert!(parse_count(at_max).is_err());
+        assert!(parse_bytes(at_max).is_err());
+        assert!(parse_cpu_millis("340282366920938463463374607431768211.4555").is_err());
     }
 
     #[test]

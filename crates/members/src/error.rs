@@ -124,32 +124,30 @@ pub fn kubernetes_retry(code: u16, reason: &str, message: &str) -> Retry {
         403 if m.contains("denied request") || m.contains("denied the request") => Retry::Never,
         403 if m.contains("exceeded quota") || m.contains("cannot ") || m.contains("being terminated") => Retry::Later,
         403 if (m.contains("maximum") || m.contains("minimum")) && m.contains(" per ") => Retry::Never,
-        _ if reason == "Invalid" || reason == "BadRequest" => Retry::Never,
+        // A 5xx or 429 is the member's trouble, whatever its reason says.
+        400..=428 | 430..=499 if reason == "Invalid" || reason == "BadRequest" => Retry::Never,
         _ => Retry::Later,
     }
 }
 
 /// What slurmctld says (in slurmrestd's `errors`) when it refuses a batch job for a
-/// reason retrying cannot change: the texts of the `ESLURM_*` errors about the request
-/// itself (partition, account, QOS, gres, time limit, node count, features, licences).
-/// Errors about the moment (busy, accounting limits on running jobs, slurmctld down) are
-/// not here: they back off.
+/// reason retrying cannot change: the texts of the `ESLURM_*` errors about what the job
+/// asks for (gres, time limit, node count, memory, features, licences). Errors about the
+/// member's own setup (partition, account, QOS, wckey: they come from the MemberCluster
+/// and the Slurm user, not from the job, so failing the job would fail every job placed
+/// there) and about the moment (busy, accounting limits on running jobs, slurmctld down)
+/// are not here: they back off.
 const SLURM_REJECTIONS: &[&str] = &[
-    "invalid partition",
-    "invalid account",
-    "invalid qos",
     "invalid generic resource",
     "invalid gres",
     "requested time limit",
     "time limit specification required",
-    "invalid wckey",
     "invalid feature",
     "invalid node name",
     "invalid licen",
     "node count specification invalid",
     "requested node configuration is not available",
     "more processors requested than permitted",
-    "not permitted to use this partition",
     "memory specification can not be satisfied",
     "invalid task memory",
 ];
@@ -223,6 +221,9 @@ mod tests {
             (429, "TooManyRequests", "too many requests", Later),
             (500, "InternalError", "etcdserver: request timed out", Later),
             (503, "ServiceUnavailable", "", Later),
+            (500, "Invalid", "a hostile member's 500 says Invalid", Later),
+            (429, "BadRequest", "", Later),
+            (405, "Invalid", "", Never),
         ];
         for (code, reason, message, want) in cases {
             assert_eq!(kubernetes_retry(code, reason, message), want, "{code} {message}");
@@ -232,11 +233,14 @@ mod tests {
     #[test]
     fn slurm_refusals_of_the_request_are_permanent_and_the_rest_back_off() {
         let e = |s: &str| vec![s.to_string()];
-        assert_eq!(slurm_retry(500, &e("Invalid partition name specified [2000]")), Retry::Never);
+        // The member's own setup is wrong, not the job: every job would fail there.
+        assert_eq!(slurm_retry(500, &e("Invalid partition name specified [2000]")), Retry::Later);
         assert_eq!(
             slurm_retry(500, &e("Invalid account or account/partition combination specified [2045]")),
-            Retry::Never
+            Retry::Later
         );
+        assert_eq!(slurm_retry(500, &e("Invalid qos specification [2066]")), Retry::Later);
+        assert_eq!(slurm_retry(500, &e("User's group not permitted to use this partition [2047]")), Retry::Later);
         assert_eq!(
             slurm_retry(500, &e("Requested time limit is invalid (missing or exceeds some limit) [2051]")),
             Retry::Never
@@ -261,7 +265,7 @@ mod tests {
         let server = Error::Server {
             what: "submitting a job".into(),
             status: 500,
-            errors: vec!["Invalid qos specification".into()],
+            errors: vec!["Invalid generic resource (gres) specification".into()],
         };
         assert_eq!(server.on("slurm-1").retry(), Retry::Never);
         assert_eq!(Retry::Never.class(), "permanent");

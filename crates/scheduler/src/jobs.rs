@@ -511,6 +511,31 @@ mod tests {
     }
 
     #[test]
+    fn what_a_hostile_member_reports_is_bounded_before_it_reaches_the_status() {
+        let running = admitted(TrainingJobPhase::Running, true);
+        let replicas = usize::try_from(running.spec.replicas).unwrap();
+        let hostile = MemberState::Reachable {
+            kind: MemberKind::Slurm,
+            remote: Some(RemoteStatus {
+                phase: TrainingJobPhase::Failed,
+                failure: Some(("not a reason: <script>".repeat(100), "x".repeat(4 << 20))),
+                exit_code: Some(1),
+                nodes: Some((0..100_000).map(|i| format!("n{i}{}", "y".repeat(300))).collect()),
+            }),
+        };
+        let Step::Mirror(f) = next_step(&running, &hostile, None, true, t(300)) else {
+            panic!("expected a mirror write")
+        };
+        let finished = computenet_api::conditions::find(&f.status.conditions, types::FINISHED).unwrap();
+        assert!(finished.reason.chars().all(|c| c.is_ascii_alphanumeric() || "_,:".contains(c)));
+        assert!(finished.reason.len() <= computenet_api::conditions::MAX_REASON_CHARS);
+        assert!(finished.message.len() <= computenet_api::conditions::MAX_MESSAGE_BYTES);
+        let nodes = f.status.placement.unwrap().nodes;
+        assert_eq!(nodes.len(), replicas, "one node per replica at most");
+        assert!(nodes.iter().all(|n| n.node.len() <= 253));
+    }
+
+    #[test]
     fn a_slurm_job_that_slurm_forgot_fails_instead_of_running_twice() {
         let tj = admitted(TrainingJobPhase::Running, true);
         let forgot = MemberState::Reachable { kind: MemberKind::Slurm, remote: None };

@@ -14,6 +14,9 @@ use computenet_core::explain::Placement;
 use computenet_core::{Action, CycleOutcome, Decision, QueuedReason};
 use computenet_members::RemoteStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Longest node name recorded from a member (a Kubernetes object name's limit).
+const MAX_NODE_NAME_BYTES: usize = 253;
 use k8s_openapi::jiff::Timestamp;
 
 /// A new status and the Event to record once it is stored.
@@ -339,7 +342,13 @@ pub fn mirrored(
     // snapshot charges the job where it runs.
     let mut moved = false;
     if let (Some(nodes), Some(p)) = (nodes, status.placement.as_mut()) {
-        let real: Vec<NodeReplicas> = nodes.into_iter().map(|node| NodeReplicas { node, replicas: 1 }).collect();
+        // A member may list anything: at most one node per replica, names of a valid length.
+        let replicas = usize::try_from(tj.spec.replicas).unwrap_or(0).max(1);
+        let real: Vec<NodeReplicas> = nodes
+            .into_iter()
+            .take(replicas)
+            .map(|node| NodeReplicas { node: conditions::cut(&node, MAX_NODE_NAME_BYTES), replicas: 1 })
+            .collect();
         if p.nodes != real {
             p.nodes = real;
             moved = true;
