@@ -315,7 +315,18 @@ pub async fn acquire(client: &Client, config: &LeaseConfig) -> Result<Fence> {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "leader election"),
         }
-        tokio::time::sleep(config.retry_period()).await;
+        tokio::time::sleep(next_look(observed.as_ref(), Instant::now(), config)).await;
+    }
+}
+
+/// How long a candidate waits before its next look at the lease (pure): the retry
+/// period, or less when the lease it watches expires sooner, so a dead leader's lease is
+/// taken when it expires rather than up to a retry period later.
+pub fn next_look(observed: Option<&Observation>, now: Instant, config: &LeaseConfig) -> Duration {
+    let retry = config.retry_period();
+    match observed.map(|o| judge(o, now, &config.identity)) {
+        Some(Decision::Wait(expires)) => retry.min(expires.saturating_duration_since(now)),
+        _ => retry,
     }
 }
 
@@ -483,6 +494,22 @@ mod tests {
         let moved = observe(Some(again), record("a", "2026-01-01T00:00:00Z", "2", 40), t0 + Duration::from_secs(41));
         assert_eq!(moved.since, t0 + Duration::from_secs(41));
         assert!(matches!(judge(&moved, t0 + Duration::from_secs(41), "b"), Decision::Wait(_)));
+    }
+
+    #[test]
+    fn a_standby_looks_again_when_the_lease_it_watches_expires() {
+        let config = LeaseConfig {
+            namespace: "n".into(),
+            name: "l".into(),
+            identity: "b".into(),
+            duration: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let seen = observe(None, record("a", "2026-01-01T00:00:00Z", "1", 10), t0);
+        assert_eq!(next_look(Some(&seen), t0, &config), Duration::from_secs(2), "the retry period");
+        let near = t0 + Duration::from_millis(9_300);
+        assert_eq!(next_look(Some(&seen), near, &config), Duration::from_millis(700), "at the expiry");
+        assert_eq!(next_look(None, t0, &config), Duration::from_secs(2));
     }
 
     #[test]

@@ -68,6 +68,7 @@ member_jobs() { # member_jobs NAMESPACE: "member uid" for every computenet Job o
   local m var
   for m in $MEMBER_NAMES; do
     var=$(echo "$m" | tr 'a-z-' 'A-Z_')_KUBECONFIG
+    [ -n "${!var:-}" ] || continue # a Slurm member has no kubeconfig
     kubectl --kubeconfig "${!var}" get jobs -A -l "computenet.io/job-namespace=$1" \
       -o jsonpath='{range .items[*]}{.metadata.labels.computenet\.io/job-uid}{"\n"}{end}' 2>/dev/null | sed "s/^/$m /"
   done
@@ -90,6 +91,7 @@ cleanup() {
   done
   for m in $MEMBER_NAMES; do
     var=$(echo "$m" | tr 'a-z-' 'A-Z_')_KUBECONFIG
+    [ -n "${!var:-}" ] || continue
     for ns in "$NS" "$BURST_NS"; do
       kubectl --kubeconfig "${!var}" delete jobs,services -A -l "computenet.io/job-namespace=$ns" --wait=false >/dev/null 2>&1
     done
