@@ -139,7 +139,7 @@ render computenet --namespace computenet-system --set leaderElection.enabled=fal
 # --lease-namespace stays: its UID is the default hub id.
 check "leaderElection.enabled=false: --no-leader-election, no lease name or duration and no Lease Role" py "$tmp/nole.yaml" <<'EOF'
 args = one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-if "--no-leader-election" not in args or any(a.startswith(("--lease-name", "--lease-duration")) for a in args): fail(f"args {args}")
+if "--no-leader-election" not in args or any(a.startswith(("--lease-name=", "--lease-duration-s=")) for a in args): fail(f"args {args}")
 if [d for d in kinds("Role") if "leader" in d["metadata"]["name"]]: fail("a Lease Role is rendered")
 EOF
 
