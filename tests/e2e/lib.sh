@@ -44,3 +44,20 @@ use_testbed() {
   BIN=${COMPUTENET_BIN:-$root/target/debug/computenet}
   [ -x "$BIN" ] || { echo "computenet binary not found at $BIN (cargo build -p computenet)" >&2; exit 1; }
 }
+
+# tenant_queue NS TENANT QUEUE [GPU_QUOTA]: the YAML of a namespace labelled for TENANT and
+# a ComputeQueue that selects it (with a GPU quota when given).
+tenant_queue() {
+  cat <<EOT
+apiVersion: v1
+kind: Namespace
+metadata: {name: $1, labels: {computenet.io/tenant: $2}}
+---
+apiVersion: computenet.io/v1alpha1
+kind: ComputeQueue
+metadata: {name: $3}
+spec:
+  namespaceSelector: {matchLabels: {computenet.io/tenant: $2}}
+EOT
+  if [ -n "${4:-}" ]; then echo "  quotas: [{resource: nvidia.com/gpu, nominal: $4}]"; fi
+}

@@ -112,17 +112,7 @@ token_a=$(ai1 create token f-dispatch-a -n "$SA_NS" --duration=2h)
 kubeconfig_for "$token_a" "$AI_1_URL" > "$tmp/kubeconfig-a"
 put_secret f-dispatch-ai-1 "$tmp/kubeconfig-a"
 
-kubectl apply -f - >/dev/null <<EOT
-apiVersion: v1
-kind: Namespace
-metadata: {name: $NS, labels: {computenet.io/tenant: f-dispatch}}
----
-apiVersion: computenet.io/v1alpha1
-kind: ComputeQueue
-metadata: {name: $QUEUE}
-spec:
-  namespaceSelector: {matchLabels: {computenet.io/tenant: f-dispatch}}
-  quotas: [{resource: nvidia.com/gpu, nominal: 8}]
+{ tenant_queue "$NS" f-dispatch "$QUEUE" 8; cat <<EOT; } | kubectl apply -f - >/dev/null
 ---
 apiVersion: computenet.io/v1alpha1
 kind: MemberCluster

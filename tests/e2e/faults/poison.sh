@@ -66,16 +66,7 @@ for v in crd["spec"]["versions"]:
 print(json.dumps(crd))' > "$tmp/loose-$1.json" && kubectl replace -f "$tmp/loose-$1.json" >/dev/null
 }
 
-kubectl apply -f - >/dev/null <<EOT
-apiVersion: v1
-kind: Namespace
-metadata: {name: $NS, labels: {computenet.io/tenant: f-poison}}
----
-apiVersion: computenet.io/v1alpha1
-kind: ComputeQueue
-metadata: {name: $QUEUE}
-spec:
-  namespaceSelector: {matchLabels: {computenet.io/tenant: f-poison}}
+{ tenant_queue "$NS" f-poison "$QUEUE"; cat <<EOT; } | kubectl apply -f - >/dev/null
 ---
 apiVersion: computenet.io/v1alpha1
 kind: MemberCluster
