@@ -97,6 +97,8 @@ if [ "$testbed" = 1 ]; then
   tests/e2e/plugin.sh
   step "e2e: faults (bad objects, slow and hostile members, lost replies, deposed leaders)"
   tests/e2e/faults.sh
+  step "e2e: tenancy (priorities, trusted status, isolated pods and Slurm users, credentials, web access)"
+  tests/e2e/tenancy.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT
