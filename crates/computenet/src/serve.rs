@@ -4,11 +4,13 @@ use anyhow::Context;
 use computenet_scheduler::backoff::BackoffPolicy;
 use computenet_scheduler::lease::LeaseConfig;
 use computenet_scheduler::profiles::ProfileSource;
-use computenet_scheduler::web::{self, WebState};
+use computenet_scheduler::web::{self, WebAccess, WebConfig, WebState};
+use computenet_scheduler::webauth::{Authenticator, CachePolicy, KubeReviewer};
 use computenet_scheduler::ServeConfig;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -51,7 +53,22 @@ pub struct Args {
     /// Serve no HTTP at all (same as --listen '').
     #[arg(long)]
     no_http: bool,
-    /// Pending jobs per queue shown with their position (metrics and dashboard).
+    /// Who may read /api/pool, the data behind the dashboard (every tenant's jobs).
+    /// kubernetes: a request needs `Authorization: Bearer <token>` whose user the hub
+    /// authenticates (TokenReview) and allows to `get` the non-resource URL
+    /// /computenet/api/pool (SubjectAccessReview; the chart's ClusterRole
+    /// computenet-dashboard-viewer grants it); verdicts are cached for 30 s (refusals 10 s). The dashboard page takes the
+    /// token as #token=... in its URL or in a form. none: no check, only allowed with a
+    /// loopback --listen (reach it with `kubectl port-forward`). /healthz, /readyz and
+    /// /metrics are always open.
+    #[arg(long, value_enum, default_value_t = WebAuth::Kubernetes, value_name = "MODE")]
+    web_auth: WebAuth,
+    /// Let /metrics name jobs: adds computenet_pending_job_position{queue,namespace,job}.
+    /// Off by default, because /metrics is open to whoever reaches the port.
+    #[arg(long)]
+    metrics_job_labels: bool,
+    /// Pending jobs per queue shown with their position (dashboard, and metrics with
+    /// --metrics-job-labels).
     #[arg(long, default_value_t = 10, value_name = "N")]
     top_pending: usize,
     #[command(flatten)]
@@ -85,6 +102,25 @@ pub struct Args {
     /// seconds regardless.
     #[arg(long, default_value_t = 30, value_name = "S")]
     secret_check_interval_s: u64,
+}
+
+/// How /api/pool is protected (see `--web-auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WebAuth {
+    Kubernetes,
+    None,
+}
+
+/// Refuses an unauthenticated /api/pool on an address other machines can reach.
+fn check_web_auth(auth: WebAuth, addr: SocketAddr) -> anyhow::Result<()> {
+    if auth == WebAuth::None && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--web-auth none serves every tenant's jobs without authentication, so it needs a loopback \
+             --listen (e.g. 127.0.0.1:{}), not {addr}; use --web-auth kubernetes to serve other hosts",
+            addr.port()
+        );
+    }
+    Ok(())
 }
 
 /// The HTTP address, or `None` when disabled.
@@ -121,14 +157,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listen = listen_addr(&args)?;
+    if let Some(addr) = listen {
+        check_web_auth(args.web_auth, addr)?;
+    }
     runtime.block_on(async move {
+        let client = client(&args).await?;
         // Probes and metrics come first, so a replica waiting for the lease answers them too.
         let http = match listen {
-            Some(addr) => web::try_start(addr, WebState::new(args.top_pending)?).await,
+            Some(addr) => {
+                let access = match args.web_auth {
+                    WebAuth::None => WebAccess::Open,
+                    WebAuth::Kubernetes => WebAccess::Kubernetes(Arc::new(Authenticator::new(
+                        Box::new(KubeReviewer::new(client.clone())),
+                        CachePolicy::default(),
+                    ))),
+                };
+                let config = WebConfig { top_n: args.top_pending, job_labels: args.metrics_job_labels, access };
+                web::try_start(addr, WebState::new(config)?).await
+            }
             None => None,
         };
         let web = http.as_ref().map(|s| s.state().clone());
-        let client = client(&args).await?;
         let identity = args.identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
@@ -178,4 +227,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         result.map_err(anyhow::Error::from)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn unauthenticated_web_only_on_loopback() {
+        assert!(check_web_auth(WebAuth::None, addr("127.0.0.1:8080")).is_ok());
+        assert!(check_web_auth(WebAuth::None, addr("[::1]:8080")).is_ok());
+        for remote in ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080"] {
+            let error = check_web_auth(WebAuth::None, addr(remote)).unwrap_err().to_string();
+            assert!(error.contains("--web-auth none") && error.contains("--listen"), "{error}");
+        }
+        assert!(check_web_auth(WebAuth::Kubernetes, addr("0.0.0.0:8080")).is_ok());
+    }
+
+    #[test]
+    fn kubernetes_authentication_and_no_job_labels_by_default() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["serve"]).unwrap();
+        assert_eq!(cli.args.web_auth, WebAuth::Kubernetes);
+        assert!(!cli.args.metrics_job_labels);
+        let cli = <Cli as clap::Parser>::try_parse_from(["serve", "--web-auth", "none"]).unwrap();
+        assert_eq!(cli.args.web_auth, WebAuth::None);
+        assert!(<Cli as clap::Parser>::try_parse_from(["serve", "--web-auth", "basic"]).is_err());
+    }
 }

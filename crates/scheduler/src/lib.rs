@@ -17,7 +17,8 @@
 //! - [`events`]: Events, recorded in the background.
 //! - [`profiles`]: throughput profiles from files and a ConfigMap.
 //! - [`lease`]: leader election with a coordination.k8s.io Lease.
-//! - [`observe`], [`metrics`], [`web`]: what `/metrics`, `/api/pool` and the dashboard show.
+//! - [`observe`], [`metrics`], [`web`]: what `/metrics`, `/api/pool` and the dashboard show;
+//!   [`webauth`]: who may read `/api/pool` (TokenReview and SubjectAccessReview).
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -39,6 +40,7 @@ pub mod snapshot;
 pub mod status;
 pub mod transitions;
 pub mod web;
+pub mod webauth;
 pub mod work;
 
 pub use error::{Error, Result};

@@ -3,6 +3,9 @@
 //! Gauges are set from each cycle's [`PoolObservation`]; label sets that disappear (a
 //! member removed, a job leaving the top N of its queue) are removed. Counters and the
 //! cycle histogram are recorded by the controller as things happen.
+//!
+//! No series names a job unless the admin asks for it (`--metrics-job-labels`): `/metrics`
+//! is scraped without authentication, and job names are tenants' data.
 
 use crate::observe::PoolObservation;
 use prometheus::{Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
@@ -73,7 +76,8 @@ pub struct Metrics {
     queue_jobs: Gauges,
     queue_used: Gauges,
     queue_quota: Gauges,
-    pending_position: Gauges,
+    /// Only with job labels enabled: its series name jobs.
+    pending_position: Option<Gauges>,
     admissions: IntCounterVec,
     preemptions: IntCounterVec,
     dispatch_errors: IntCounterVec,
@@ -86,8 +90,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// A registry with every computenet metric family (an error only if a definition is
-    /// invalid or registered twice).
-    pub fn new() -> prometheus::Result<Self> {
+    /// invalid or registered twice); `job_labels` adds the one whose series name jobs.
+    pub fn new(job_labels: bool) -> prometheus::Result<Self> {
         let r = Registry::new();
         let cycle = Histogram::with_opts(
             HistogramOpts::new(
@@ -164,12 +168,16 @@ impl Metrics {
                 "Nominal accelerator quota of a ComputeQueue (absent when unlimited).",
                 &["queue"],
             )?,
-            pending_position: Gauges::new(
-                &r,
-                "computenet_pending_job_position",
-                "Position of a pending job in its queue (1 is next); only the first N jobs of each queue.",
-                &["queue", "namespace", "job"],
-            )?,
+            pending_position: job_labels
+                .then(|| {
+                    Gauges::new(
+                        &r,
+                        "computenet_pending_job_position",
+                        "Position of a pending job in its queue (1 is next); only the first N jobs of each queue.",
+                        &["queue", "namespace", "job"],
+                    )
+                })
+                .transpose()?,
             admissions: counter(
                 &r,
                 "computenet_admissions_total",
@@ -274,7 +282,9 @@ impl Metrics {
         self.queue_jobs.replace(jobs);
         self.queue_used.replace(used);
         self.queue_quota.replace(quota);
-        self.pending_position.replace(positions);
+        if let Some(gauges) = &self.pending_position {
+            gauges.replace(positions);
+        }
     }
 
     /// A job was admitted from `queue` to `cluster`.
@@ -381,7 +391,7 @@ mod tests {
 
     #[test]
     fn encodes_gauges_after_update() {
-        let m = Metrics::new().expect("metrics");
+        let m = Metrics::new(true).expect("metrics");
         m.update(&observation(vec![pending("first", 1), pending("second", 2)]));
         let text = m.encode();
         for line in [
@@ -414,7 +424,7 @@ mod tests {
 
     #[test]
     fn measured_values_are_exported_when_present() {
-        let m = Metrics::new().expect("metrics");
+        let m = Metrics::new(true).expect("metrics");
         let mut o = observation(Vec::new());
         o.members[0].power_watts = Some(2500.0);
         o.members[0].gpu_utilization_ratio = Some(0.75);
@@ -427,7 +437,7 @@ mod tests {
 
     #[test]
     fn stale_series_are_removed() {
-        let m = Metrics::new().expect("metrics");
+        let m = Metrics::new(true).expect("metrics");
         m.update(&observation(vec![pending("first", 1), pending("second", 2)]));
         // "first" was admitted, "second" moved up; ai-1 left the pool.
         let mut o = observation(vec![pending("second", 1)]);
@@ -449,7 +459,7 @@ mod tests {
 
     #[test]
     fn counters_and_histogram() {
-        let m = Metrics::new().expect("metrics");
+        let m = Metrics::new(true).expect("metrics");
         m.admitted("research", "ai-1");
         m.admitted("research", "ai-1");
         m.preempted("batch");
@@ -472,5 +482,21 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn no_job_names_unless_enabled() {
+        let m = Metrics::new(false).expect("metrics");
+        let mut o = observation(vec![pending("secret-project-x", 1)]);
+        o.queues[0].top_pending[0].namespace = "tenant-b".into();
+        m.update(&o);
+        m.admitted("research", "ai-1");
+        let text = m.encode();
+        assert!(!text.contains("secret-project-x"), "{text}");
+        assert!(!text.contains("tenant-b"), "{text}");
+        assert!(!text.contains("computenet_pending_job_position"), "{text}");
+        // The aggregates are still there.
+        assert!(text.contains(r#"computenet_queue_jobs{queue="research",state="pending"} 3"#), "{text}");
+        assert!(text.contains(r#"computenet_admissions_total{cluster="ai-1",queue="research"} 1"#), "{text}");
     }
 }

@@ -1,11 +1,18 @@
 //! The HTTP side of `computenet serve`: `/metrics` (Prometheus), `/healthz`, `/readyz`,
 //! `/api/pool` (the latest [`PoolObservation`] as JSON) and `/`, a self-contained live
 //! dashboard that polls `/api/pool`.
+//!
+//! `/api/pool` names every tenant's jobs, so with [`WebAccess::Kubernetes`] it needs a
+//! bearer token whose user the hub allows to `get` the non-resource URL
+//! `/computenet/api/pool` (see [`crate::webauth`]). The
+//! dashboard page itself carries no data: it sends the token the user gives it. Probes and
+//! `/metrics` stay open for kubelet and Prometheus; metrics name no jobs unless enabled.
 
 use crate::metrics::{self, Metrics};
 use crate::observe::PoolObservation;
+use crate::webauth::{Authenticator, Verdict};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -18,6 +25,25 @@ use std::time::Duration;
 /// The dashboard page (no external scripts or styles).
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
+/// Who may read the pool's data (`/api/pool`).
+#[derive(Debug, Clone)]
+pub enum WebAccess {
+    /// Anyone who reaches the port: only for a loopback listen address.
+    Open,
+    /// Bearer tokens reviewed by the hub (TokenReview, then SubjectAccessReview).
+    Kubernetes(Arc<Authenticator>),
+}
+
+/// What the HTTP server shows and to whom.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Pending jobs per queue that get a dashboard row (and, with `job_labels`, a series).
+    pub top_n: usize,
+    /// Whether `/metrics` may carry job names (`computenet_pending_job_position`).
+    pub job_labels: bool,
+    pub access: WebAccess,
+}
+
 /// What the HTTP server shows, shared with the scheduling loop.
 #[derive(Debug, Clone)]
 pub struct WebState {
@@ -25,12 +51,19 @@ pub struct WebState {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     top_n: usize,
+    access: WebAccess,
 }
 
 impl WebState {
-    /// Empty state; `top_n` pending jobs per queue get a position series and a dashboard row.
-    pub fn new(top_n: usize) -> crate::Result<Self> {
-        Ok(Self { observation: Arc::default(), metrics: Arc::new(Metrics::new()?), ready: Arc::default(), top_n })
+    /// Empty state.
+    pub fn new(config: WebConfig) -> crate::Result<Self> {
+        Ok(Self {
+            observation: Arc::default(),
+            metrics: Arc::new(Metrics::new(config.job_labels)?),
+            ready: Arc::default(),
+            top_n: config.top_n,
+            access: config.access,
+        })
     }
 
     /// How many pending jobs per queue to show.
@@ -83,7 +116,40 @@ async fn readyz(State(state): State<WebState>) -> Response {
     }
 }
 
-async fn pool(State(state): State<WebState>) -> Response {
+/// `None` when the request's user may `get` the non-resource URL `path`, else the refusal.
+async fn refusal(state: &WebState, headers: &HeaderMap, path: &str) -> Option<Response> {
+    let WebAccess::Kubernetes(auth) = &state.access else {
+        return None;
+    };
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let text = |code: StatusCode, body: &'static str| {
+        let mut response = (code, body).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        Some(response)
+    };
+    match auth.check(authorization, path).await {
+        Ok(Verdict::Allowed { .. }) => None,
+        Ok(Verdict::Unauthenticated) => text(
+            StatusCode::UNAUTHORIZED,
+            "401 Unauthorized: send Authorization: Bearer <token> (e.g. from `kubectl create token`)\n",
+        ),
+        Ok(Verdict::Forbidden { user }) => {
+            tracing::debug!(%user, path, "refused: no RBAC grant to get this URL");
+            text(StatusCode::FORBIDDEN, "403 Forbidden: this user may not get the non-resource URL /computenet/api/pool (see the ClusterRole computenet-dashboard-viewer)\n")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, path, "cannot review a token with the hub");
+            text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable: cannot check the token with the hub\n")
+        }
+    }
+}
+
+async fn pool(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers, crate::webauth::POOL_RBAC_URL).await {
+        return refused;
+    }
     let body = {
         let o = state.observation.read().unwrap_or_else(|e| e.into_inner());
         serde_json::to_vec(&*o)
@@ -174,8 +240,29 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
+    fn open() -> WebState {
+        WebState::new(WebConfig { top_n: 10, job_labels: true, access: WebAccess::Open }).expect("web state")
+    }
+
+    fn authenticated() -> WebState {
+        let auth = Authenticator::new(
+            Box::<crate::webauth::tests::FakeReviewer>::default(),
+            crate::webauth::CachePolicy::default(),
+        );
+        WebState::new(WebConfig { top_n: 10, job_labels: false, access: WebAccess::Kubernetes(Arc::new(auth)) })
+            .expect("web state")
+    }
+
     async fn get(state: &WebState, path: &str) -> (StatusCode, Option<String>, String) {
-        let response = router(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        get_as(state, path, None).await
+    }
+
+    async fn get_as(state: &WebState, path: &str, token: Option<&str>) -> (StatusCode, Option<String>, String) {
+        let mut request = Request::get(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = router(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
         let status = response.status();
         let content_type =
             response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -202,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_and_readiness() {
-        let state = WebState::new(10).expect("web state");
+        let state = open();
         assert_eq!(get(&state, "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(&state, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
         state.set_ready(true);
@@ -212,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_in_text_format() {
-        let state = WebState::new(10).expect("web state");
+        let state = open();
         state.publish(observation());
         state.metrics().admitted("research", "ai-1");
         let (status, content_type, body) = get(&state, "/metrics").await;
@@ -224,7 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn pool_as_json() {
-        let state = WebState::new(10).expect("web state");
+        let state = open();
         state.publish(observation());
         let (status, content_type, body) = get(&state, "/api/pool").await;
         assert_eq!(status, StatusCode::OK);
@@ -237,7 +324,7 @@ mod tests {
 
     #[tokio::test]
     async fn dashboard_is_self_contained() {
-        let (status, content_type, body) = get(&WebState::new(10).expect("web state"), "/").await;
+        let (status, content_type, body) = get(&open(), "/").await;
         assert_eq!(status, StatusCode::OK);
         assert!(content_type.unwrap().starts_with("text/html"));
         assert!(body.contains("/api/pool"));
@@ -245,5 +332,37 @@ mod tests {
         for external in ["src=\"http", "href=\"http", "url(http", "<script src", "<link", "@import"] {
             assert!(!body.contains(external), "external reference in the dashboard: {external}");
         }
+    }
+
+    #[tokio::test]
+    async fn pool_needs_a_token_whose_user_may_get_it() {
+        let state = authenticated();
+        state.publish(observation());
+        let (status, _, body) = get(&state, "/api/pool").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(!body.contains("research"), "{body}");
+        let response = router(state.clone()).oneshot(Request::get("/api/pool").body(Body::empty()).unwrap()).await;
+        assert_eq!(response.unwrap().headers().get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+        assert_eq!(get_as(&state, "/api/pool", Some("invalid")).await.0, StatusCode::UNAUTHORIZED);
+        let (status, _, body) = get_as(&state, "/api/pool", Some("outsider")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(!body.contains("research"), "{body}");
+        let (status, _, body) = get_as(&state, "/api/pool", Some("viewer")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("research"), "{body}");
+        assert_eq!(get_as(&state, "/api/pool", Some("down")).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn probes_metrics_and_the_page_shell_stay_open() {
+        let state = authenticated();
+        state.publish(observation());
+        state.set_ready(true);
+        for path in ["/healthz", "/readyz", "/metrics", "/"] {
+            assert_eq!(get(&state, path).await.0, StatusCode::OK, "{path}");
+        }
+        // The shell carries no pool data.
+        let (_, _, page) = get(&state, "/").await;
+        assert!(!page.contains("research"));
     }
 }
