@@ -189,7 +189,8 @@ log "throughput profiles: bert (Sia's measured step times) in ConfigMap computen
 
 # ---- computenet serve, in the background; its pid file is with the test bed's, so
 # down.sh stops it too.
-setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --listen "127.0.0.1:$PORT" \
+# A local demo: the dashboard without a token, which only a loopback address allows.
+setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --listen "127.0.0.1:$PORT" --web-auth none \
   </dev/null >"$SERVE_LOG" 2>&1 &
 echo $! > "$PIDS/computenet.pid"
 wait_until "$TIMEOUT" curl -sf -m 2 "http://127.0.0.1:$PORT/readyz" ||

@@ -118,8 +118,10 @@ expected_eff=$(awk -v a="$(gpus_of A100-80G)" -v h="$(gpus_of H800)" 'BEGIN { pr
 check "the AI member has A100-80G and H800 GPUs, the general one CPU cores" \
   test "$(gpus_of A100-80G)" -gt 0 -a "$(gpus_of H800)" -gt 0 -a "$general_cores" -gt 0
 
+# --web-auth none: the page and /api/pool without a token, which only a loopback address
+# allows (tests/e2e/tenancy/web.sh covers the tokens); job names in /metrics on request.
 setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --listen "127.0.0.1:$PORT" \
-  --top-pending $TOP --interval-ms 500 --member-timeout-s 10 > "$tmp/serve.log" 2>&1 &
+  --web-auth none --metrics-job-labels --top-pending $TOP --interval-ms 500 --member-timeout-s 10 > "$tmp/serve.log" 2>&1 &
 SERVE_PID=$!
 
 check "/healthz answers while the scheduler starts" wait_for 20 curl -sf "$URL/healthz"

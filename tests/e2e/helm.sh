@@ -88,6 +88,7 @@ EOF
 check "the default render has the expected objects (and no ServiceMonitor)" py "$tmp/default.yaml" <<'EOF'
 have = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
 want = sorted([("ServiceAccount", "computenet"), ("ClusterRole", "computenet"), ("ClusterRoleBinding", "computenet"),
+               ("ClusterRole", "computenet-dashboard-viewer"),
                ("Role", "computenet-secrets"), ("RoleBinding", "computenet-secrets"),
                ("Role", "computenet-leader-election"), ("RoleBinding", "computenet-leader-election"),
                ("Role", "computenet-profiles"), ("RoleBinding", "computenet-profiles"),
@@ -116,9 +117,10 @@ spec = dep["spec"]; pod = spec["template"]["spec"]; c = pod["containers"][0]
 if spec["replicas"] != 2: fail(f'replicas {spec["replicas"]}')
 if c["image"] != "ghcr.io/computenet/computenet:0.1.0": fail(f'image {c["image"]}')
 args = c["args"]
-for a in ["serve", "--listen=0.0.0.0:8080", "--lease-namespace=computenet-system", "--lease-name=computenet-scheduler"]:
+for a in ["serve", "--listen=0.0.0.0:8080", "--web-auth=kubernetes", "--lease-namespace=computenet-system", "--lease-name=computenet-scheduler"]:
     if a not in args: fail(f"missing arg {a}: {args}")
 if "--no-leader-election" in args: fail("leader election is off by default")
+if "--metrics-job-labels" in args: fail("job names in /metrics are off by default")
 env = {e["name"]: e for e in c["env"]}
 if env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name": fail("POD_NAME")
 if [(p["name"], p["containerPort"]) for p in c["ports"]] != [("http", 8080)]: fail(f'ports {c["ports"]}')
@@ -196,8 +198,11 @@ for d in kinds("ClusterRole"):
            ["computequeues.computenet.io", "memberclusters.computenet.io", "trainingjobs.computenet.io"]:
             fail(f"CRD access is not limited to computenet's three: {r}")
         if set(r["verbs"]) & {"delete", "deletecollection", "create", "update", "escalate", "bind", "impersonate"} and \
-           not (set(r.get("resources", [])) <= {"events"}):
-            fail(f"the ClusterRole writes more than status, finalizer patches and events: {r}")
+           not (set(r.get("resources", [])) <= {"events", "tokenreviews", "subjectaccessreviews"}):
+            fail(f"the ClusterRole writes more than status, finalizer patches, events and reviews: {r}")
+viewer = next(d for d in kinds("ClusterRole") if d["metadata"]["name"] == "computenet-dashboard-viewer")
+if viewer["rules"] != [{"nonResourceURLs": ["/computenet/api/pool"], "verbs": ["get"]}]:
+    fail(f'the dashboard ClusterRole grants more than get /computenet/api/pool: {viewer["rules"]}')
 secret_rules = [(d, r) for d in kinds("Role") for r in d["rules"] if "secrets" in r.get("resources", [])]
 if not secret_rules: fail("no Role grants reading Secrets")
 for d, r in secret_rules:
@@ -345,6 +350,16 @@ check "SA cannot delete Secrets" can no delete secrets -n "$NS"
 check "SA cannot delete or create TrainingJobs" bash -c "$(declare -f can); SA=$SA; can no delete trainingjobs.computenet.io -n default && can no create trainingjobs.computenet.io -n default"
 check "SA cannot change a job's spec with update" can no update trainingjobs.computenet.io -n default
 check "SA cannot read other CRDs" can no get customresourcedefinitions.apiextensions.k8s.io/leases.example.io
+check "SA can create TokenReviews and SubjectAccessReviews (--web-auth=kubernetes)" bash -c "$(declare -f can); SA=$SA; can yes create tokenreviews.authentication.k8s.io && can yes create subjectaccessreviews.authorization.k8s.io"
+# The dashboard ClusterRole, bound to a made-up user (the binding carries the release's
+# label, so the cleanup removes it).
+kubectl create clusterrolebinding "$RBAC_RELEASE-dashboard-viewer" --clusterrole="$RBAC_RELEASE-computenet-dashboard-viewer" \
+  --user=e2e-helm-viewer --dry-run=client -o yaml |
+  kubectl label --local -f - "app.kubernetes.io/instance=$RBAC_RELEASE" -o yaml | kubectl apply -f - >/dev/null
+check "the dashboard ClusterRole grants get on /computenet/api/pool, nothing else" bash -c "
+  [ \"\$(kubectl auth can-i get /computenet/api/pool --as=e2e-helm-viewer)\" = yes ] &&
+  [ \"\$(kubectl auth can-i get /computenet/api/pool --as=e2e-helm-nobody)\" = no ] &&
+  [ \"\$(kubectl auth can-i list trainingjobs.computenet.io -A --as=e2e-helm-viewer)\" = no ]"
 check "SA cannot create pods or anything cluster-wide" bash -c "$(declare -f can); SA=$SA; can no create pods -n $NS && can no '*' '*'"
 
 # --- the real service under exactly that RBAC: `computenet serve` as the ServiceAccount
@@ -428,6 +443,15 @@ EOF
     "[ \"\$(kubectl get mcl e2e-helm-ai -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}')\" = True ]"
   check "serve as the ServiceAccount: /metrics exports the member" wait_for 30 bash -c \
     "curl -fsS '$url/metrics' | grep -q 'computenet_cluster_ready{cluster=\"e2e-helm-ai\"'"
+  # --web-auth=kubernetes under the chart's RBAC: the reviews it needs are allowed.
+  kubectl create serviceaccount e2e-helm-viewer -n "$NS" >/dev/null
+  kubectl create clusterrolebinding "$RBAC_RELEASE-dashboard-sa" --clusterrole="$RBAC_RELEASE-computenet-dashboard-viewer" \
+    --serviceaccount="$NS:e2e-helm-viewer" --dry-run=client -o yaml |
+    kubectl label --local -f - "app.kubernetes.io/instance=$RBAC_RELEASE" -o yaml | kubectl apply -f - >/dev/null
+  viewer_token=$(kubectl create token e2e-helm-viewer -n "$NS" --duration=10m)
+  check "serve as the ServiceAccount: /api/pool answers 401 without a token, 200 to a dashboard viewer's" bash -c "
+    [ \"\$(curl -s -o /dev/null -w '%{http_code}' '$url/api/pool')\" = 401 ] &&
+    [ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $viewer_token' '$url/api/pool')\" = 200 ]"
   stop_serve
   check "serve as the ServiceAccount: nothing was forbidden" bash -c \
     "! grep -iE 'forbidden|\\b403\\b' '$tmp/serve.log' && grep -q 'caches ready' '$tmp/serve.log'"

@@ -23,7 +23,7 @@ tmp=$(mktemp -d)
 mkdir -p "$tmp/bin" && ln -s "$PLUGIN_BIN" "$tmp/bin/kubectl-computenet"
 export PATH="$tmp/bin:$PATH"
 NS=e2e-svc
-PORT=18095
+PORT=${SERVICE_PORT:-18095}
 SERVE_PID=
 
 cleanup() {
@@ -83,8 +83,9 @@ spec:
   efficiency: {pue: 1.1, energyPricePerKWh: 0.5}
 EOT
 
+# --web-auth none: /api/pool without a token, which only a loopback address allows.
 setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --interval-ms 500 \
-  --listen "127.0.0.1:$PORT" --profiles-namespace computenet-system > "$tmp/serve.log" 2>&1 &
+  --listen "127.0.0.1:$PORT" --web-auth none --profiles-namespace computenet-system > "$tmp/serve.log" 2>&1 &
 SERVE_PID=$!
 check "the service is ready" wait_for 60 curl -sf "http://127.0.0.1:$PORT/readyz"
 check "ai-1 is Ready" wait_for 60 bash -c "[ \"\$(kubectl get mcl ai-1 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}')\" = True ]"
