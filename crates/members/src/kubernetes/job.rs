@@ -11,9 +11,9 @@
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::labels::remote_name;
+use computenet_api::member_cluster::PodSecurityLevel;
 use computenet_api::TrainingJob;
 use k8s_openapi::api::batch::v1::Job;
-use computenet_api::member_cluster::PodSecurityLevel;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -478,8 +478,8 @@ spec:
 
     #[test]
     fn the_gang_policy_admits_only_the_gangs_own_pods() {
-        let np = serde_json::to_value(gang_network_policy(&training_job(), "ns", "hub-a").expect("builds"))
-            .expect("json");
+        let np =
+            serde_json::to_value(gang_network_policy(&training_job(), "ns", "hub-a").expect("builds")).expect("json");
         let gang = json!({labels::JOB_UID: "0a1b2c3d-4e5f-6789-abcd-ef0123456789"});
         assert_eq!(np["metadata"]["name"], "cn-0a1b2c3d4e5f6789abcd");
         assert_eq!(np["metadata"]["labels"][labels::HUB], "hub-a");

@@ -6,12 +6,12 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::labels;
 use crate::labels::remote_name;
+use computenet_api::member_cluster::PodSecurityLevel;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use computenet_api::member_cluster::PodSecurityLevel;
 use kube::{Api, Client, Config};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -136,9 +136,7 @@ impl KubernetesMember {
     /// Where the TrainingJob's objects are: the namespace of its Job as last read, else
     /// the tenant's member namespace.
     pub fn namespace_of(&self, tenant: &str, uid: &str) -> String {
-        self.job(tenant, uid)
-            .and_then(|j| j.metadata.namespace.clone())
-            .unwrap_or_else(|| self.namespace_for(tenant))
+        self.job(tenant, uid).and_then(|j| j.metadata.namespace.clone()).unwrap_or_else(|| self.namespace_for(tenant))
     }
 
     /// Makes the tenant's member namespace ready (once per connection), then creates the
