@@ -143,7 +143,7 @@ check "it went through Admitted, Dispatched, Running, Succeeded" bash -c '
 check "kubectl get tj shows queue, cluster and accelerator" bash -c 'kubectl get tj life -n e2e-a | tail -1 | grep -E "research +Succeeded +ai-1 +(H800|A100-80G) +8"'
 check "the member ran an Indexed Job of 2 pods" bash -c "
   name=\$(kubectl get tj life -n e2e-a -o jsonpath='{.status.remote.name}')
-  [ \"\$(KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job \$name -n computenet-jobs -o jsonpath='{.spec.completionMode} {.spec.completions} {.status.succeeded}')\" = 'Indexed 2 2' ]"
+  [ \"\$(KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job \$name -n computenet-jobs-e2e-a -o jsonpath='{.spec.completionMode} {.spec.completions} {.status.succeeded}')\" = 'Indexed 2 2' ]"
 
 # --- Gangs: 4 x 8 H800 fits only where 4 H800 nodes are free.
 tj hold-west 120 1 8 '  placement: {sites: [west]}
@@ -178,20 +178,21 @@ tj crash 1 1 1 "" ', computenet.io/fail: "true"' | kubectl apply -f - >/dev/null
 check "a failing job reaches Failed" wait_phase e2e-a crash Failed 60
 check "with the member's reason" bash -c '[ -n "$(kubectl get tj crash -n e2e-a -o jsonpath="{.status.conditions[?(@.type==\"Finished\")].reason}")" ]'
 
-# --- Deletion removes the remote objects (finalizer). A gang of two has a Service too;
+# --- Deletion removes the remote objects (finalizer). Each hub namespace's jobs run in
+# their own member namespace: computenet-jobs-<namespace>. A gang of two has a Service too;
 # a single replica (crash, above) is its own master and has none.
-on_member() { local m=$1; shift; KUBECONFIG=$(member_kubeconfig "$m") kubectl "$@" -n computenet-jobs; }
+on_member() { local m=$1; shift; KUBECONFIG=$(member_kubeconfig "$m") kubectl "$@" -n computenet-jobs-e2e-a; }
 read -r crash_member crash_remote < <(field e2e-a crash '{.status.remote.cluster} {.status.remote.name}')
 check "a single-replica job's Job is on its member" on_member "$crash_member" get job "$crash_remote"
-check "and it has no Service" bash -c "! KUBECONFIG=$(member_kubeconfig "$crash_member") kubectl get svc $crash_remote -n computenet-jobs >/dev/null 2>&1"
+check "and it has no Service" bash -c "! KUBECONFIG=$(member_kubeconfig "$crash_member") kubectl get svc $crash_remote -n computenet-jobs-e2e-a >/dev/null 2>&1"
 tj doomed 300 2 2 | kubectl apply -f - >/dev/null
 check "a long job runs" wait_phase e2e-a doomed Running 30
 read -r doomed_member doomed_remote < <(field e2e-a doomed '{.status.remote.cluster} {.status.remote.name}')
 check "its Job and headless Service exist on the member" on_member "$doomed_member" get job,svc "$doomed_remote"
 kubectl delete tj doomed -n e2e-a --timeout=30s >/dev/null 2>&1
 check "deleting it deletes its Job and Service on the member" wait_for 30 bash -c "
-  ! KUBECONFIG=$(member_kubeconfig "$doomed_member") kubectl get job $doomed_remote -n computenet-jobs >/dev/null 2>&1 &&
-  ! KUBECONFIG=$(member_kubeconfig "$doomed_member") kubectl get svc $doomed_remote -n computenet-jobs >/dev/null 2>&1"
+  ! KUBECONFIG=$(member_kubeconfig "$doomed_member") kubectl get job $doomed_remote -n computenet-jobs-e2e-a >/dev/null 2>&1 &&
+  ! KUBECONFIG=$(member_kubeconfig "$doomed_member") kubectl get svc $doomed_remote -n computenet-jobs-e2e-a >/dev/null 2>&1"
 check "and the TrainingJob is gone" bash -c '! kubectl get tj doomed -n e2e-a >/dev/null 2>&1'
 
 # --- Suspend stops the job and frees its capacity; resume runs it again.
@@ -218,7 +219,7 @@ check "the other replica takes over" wait_for 40 bash -c "h=\$(holder); [ -n \"\
 check "all 200 jobs succeed" wait_for 240 bash -c "[ \$(kubectl get tj -n e2e-a -o jsonpath='{range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}' | grep -c '^burst-.* Succeeded') = 200 ]"
 count_remote() {
   for m in ai-1 ai-3 general-2; do
-    KUBECONFIG=$(member_kubeconfig $m) kubectl get jobs -n computenet-jobs -o jsonpath='{range .items[*]}{.metadata.labels.computenet\.io/job-name}{"\n"}{end}' 2>/dev/null
+    KUBECONFIG=$(member_kubeconfig $m) kubectl get jobs -n computenet-jobs-e2e-a -o jsonpath='{range .items[*]}{.metadata.labels.computenet\.io/job-name}{"\n"}{end}' 2>/dev/null
   done | grep '^burst-' | sort | uniq -c | awk '{print $1}' | sort | uniq -c
 }
 runs=$(count_remote | tr -s ' ' | sed 's/^ //')
@@ -251,7 +252,7 @@ check "a higher-priority job preempts it (Preempted Event)" wait_for 40 bash -c 
   'kubectl get events -n e2e-b --field-selector involvedObject.name=low -o jsonpath="{range .items[*]}{.reason} {end}" | grep -qw Preempted'
 check "the preempted gang is back in the queue, one requeue counted" wait_for 20 bash -c \
   '[ "$(kubectl get tj low -n e2e-b -o jsonpath="{.status.admitted} {.status.requeues}")" = "false 1" ]'
-check "its Job is deleted on ai-1" wait_for 30 bash -c "! KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job $low_remote -n computenet-jobs >/dev/null 2>&1"
+check "its Job is deleted on ai-1" wait_for 30 bash -c "! KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job $low_remote -n computenet-jobs-e2e-b >/dev/null 2>&1"
 check "the higher-priority job runs on ai-1" wait_for 40 bash -c \
   '[ "$(kubectl get tj high -n e2e-b -o jsonpath="{.status.phase} {.status.placement.cluster}")" = "Running ai-1" ]'
 sleep 2 # a few more cycles: the preemption must not be counted again
@@ -271,5 +272,5 @@ check "a Wait job stays bound to ai-1" bash -c '[ "$(kubectl get tj stay -n e2e-
 check "new work goes to the other member" wait_for 40 bash -c '[ "$(kubectl get tj later -n e2e-a -o jsonpath="{.status.placement.cluster}")" = ai-3 ]'
 kill -CONT "$apiserver_pid"
 check "the member turns Ready again" wait_for 40 bash -c '[ "$(kubectl get mcl ai-1 -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}")" = True ]'
-check "the moved job's leftover on ai-1 is cleaned up" wait_for 90 bash -c "! KUBECONFIG=$(member_kubeconfig ai-1) kubectl get jobs -n computenet-jobs -o jsonpath='{..computenet\.io/job-name}' | grep -qw move"
+check "the moved job's leftover on ai-1 is cleaned up" wait_for 90 bash -c "! KUBECONFIG=$(member_kubeconfig ai-1) kubectl get jobs -n computenet-jobs-e2e-a -o jsonpath='{..computenet\.io/job-name}' | grep -qw move"
 summary

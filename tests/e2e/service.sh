@@ -23,6 +23,8 @@ tmp=$(mktemp -d)
 mkdir -p "$tmp/bin" && ln -s "$PLUGIN_BIN" "$tmp/bin/kubectl-computenet"
 export PATH="$tmp/bin:$PATH"
 NS=e2e-svc
+# The member namespace of this hub namespace's jobs (prefix computenet-jobs).
+JOBS_NS=computenet-jobs-$NS
 PORT=${SERVICE_PORT:-18095}
 SERVE_PID=
 
@@ -33,7 +35,7 @@ cleanup() {
   kubectl delete ns "$NS" --wait=false >/dev/null 2>&1
   kubectl delete cnq svc-all svc-typed --ignore-not-found >/dev/null 2>&1
   kubectl delete configmap computenet-profiles -n computenet-system --ignore-not-found >/dev/null 2>&1
-  kubectl --kubeconfig "$AI_1_KUBECONFIG" delete quota e2e-svc-full -n computenet-jobs --ignore-not-found >/dev/null 2>&1
+  kubectl --kubeconfig "$AI_1_KUBECONFIG" delete quota e2e-svc-full -n "$JOBS_NS" --ignore-not-found >/dev/null 2>&1
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -187,7 +189,8 @@ check "the per-type quotas are summed (16) and the usage is the admitted job's (
 # --- a dispatch the member refuses for now: its job namespace's ResourceQuota is full.
 backoff_job=backoff
 kubectl delete tj all-3 all-4 -n "$NS" --timeout=60s >/dev/null 2>&1
-kubectl --kubeconfig "$AI_1_KUBECONFIG" create quota e2e-svc-full -n computenet-jobs --hard=count/jobs.batch=0 >/dev/null
+kubectl --kubeconfig "$AI_1_KUBECONFIG" create ns "$JOBS_NS" >/dev/null 2>&1 # unless a job went there already
+kubectl --kubeconfig "$AI_1_KUBECONFIG" create quota e2e-svc-full -n "$JOBS_NS" --hard=count/jobs.batch=0 >/dev/null
 tj "$backoff_job" svc-all 1 "{gpuHours: 1}" | kubectl apply -f - >/dev/null
 check "the job is admitted and its dispatch fails with the member's reason" wait_for 60 bash -c "
   [ \"\$(kubectl get tj $backoff_job -n $NS -o jsonpath='{.status.conditions[?(@.type==\"Dispatched\")].reason}')\" = DispatchFailed ]"

@@ -118,14 +118,44 @@ pub struct SecretKeyRef {
 pub struct KubernetesConnection {
     /// Secret holding a kubeconfig for the member.
     pub kubeconfig_secret_ref: SecretKeyRef,
-    /// Namespace on the member where jobs are created.
+    /// Prefix of the member namespaces jobs are created in: each hub namespace gets its own,
+    /// `<namespace>-<hub namespace>` (cut with a hash to 63 characters when longer), so
+    /// tenants' pods never share a namespace.
     #[serde(default = "default_jobs_namespace")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub namespace: String,
+    /// Pod Security level enforced on those namespaces (with warn and audit at the same
+    /// level): `restricted` unless an admin relaxes it for this member.
+    #[serde(default)]
+    pub pod_security: PodSecurityLevel,
 }
 
 fn default_jobs_namespace() -> String {
     "computenet-jobs".to_string()
+}
+
+/// A Pod Security Standards level, as the `pod-security.kubernetes.io/enforce` label takes it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    /// Hardened pods: non-root, no privilege escalation, all capabilities dropped, seccomp.
+    #[default]
+    Restricted,
+    /// Blocks known privilege escalations but allows root.
+    Baseline,
+    /// Unrestricted.
+    Privileged,
+}
+
+impl PodSecurityLevel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Restricted => "restricted",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Privileged => "privileged",
+        }
+    }
 }
 
 /// How to reach a Slurm member.

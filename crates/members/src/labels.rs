@@ -55,6 +55,41 @@ pub fn label_value(text: &str) -> String {
     }
 }
 
+/// On a member namespace: the hub namespace (tenant) whose jobs run there, as a label value.
+pub const TENANT_NAMESPACE: &str = "computenet.io/tenant-namespace";
+
+/// Whether `text` is a DNS label (RFC 1123), as namespace names must be: at most 63
+/// characters of lower-case letters, digits and '-', starting and ending with a letter or digit.
+pub fn is_dns_label(text: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    text.len() <= MAX_LABEL_VALUE
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && edge(text.chars().next())
+        && edge(text.chars().last())
+}
+
+/// The member namespace for the jobs of hub namespace `tenant`: `<prefix>-<tenant>` when
+/// that is a valid namespace name, otherwise its valid characters cut short and a hash of
+/// the whole, so every tenant gets its own namespace however long the names.
+pub fn member_namespace(prefix: &str, tenant: &str) -> String {
+    let whole = format!("{prefix}-{tenant}");
+    if is_dns_label(&whole) {
+        return whole;
+    }
+    let kept: String = whole
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .take(MAX_LABEL_VALUE - 17)
+        .collect();
+    let kept = kept.trim_matches('-');
+    let hash = format!("{:016x}", fnv1a(whole.as_bytes()));
+    if kept.is_empty() {
+        format!("cn-{hash}")
+    } else {
+        format!("{kept}-{hash}")
+    }
+}
+
 /// FNV-1a, 64 bits: stable across builds and Rust versions (unlike the std hasher), so a
 /// restarted service derives the same label values.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -94,6 +129,21 @@ mod tests {
         assert_ne!(label_value(&long_a), label_value(&long_b));
         assert_eq!(label_value(&long_a), label_value(&long_a), "deterministic");
         assert!(!is_label_value(&"y".repeat(64)) && !is_label_value("-a") && !is_label_value("a b"));
+    }
+
+    #[test]
+    fn each_tenant_gets_its_own_valid_member_namespace() {
+        assert_eq!(member_namespace("computenet-jobs", "team-a"), "computenet-jobs-team-a");
+        let long_a = member_namespace("computenet-jobs", &format!("{}a", "t".repeat(62)));
+        let long_b = member_namespace("computenet-jobs", &format!("{}b", "t".repeat(62)));
+        for ns in [&long_a, &long_b, &member_namespace("Jobs_", "x"), &member_namespace("-", "-")] {
+            assert!(is_dns_label(ns), "{ns:?}");
+        }
+        assert_ne!(long_a, long_b);
+        assert!(long_a.starts_with("computenet-jobs-ttt"), "{long_a}");
+        assert_eq!(long_a, member_namespace("computenet-jobs", &format!("{}a", "t".repeat(62))), "deterministic");
+        assert_ne!(member_namespace("computenet-jobs", "team-a"), member_namespace("computenet-jobs", "team-b"));
+        assert!(!is_dns_label("A") && !is_dns_label("a.b") && !is_dns_label("") && !is_dns_label("a-"));
     }
 
     #[test]

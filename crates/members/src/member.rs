@@ -64,7 +64,7 @@ async fn connect_kubernetes(
     let bytes = secret_value(hub, &conn.kubeconfig_secret_ref).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config("kubeconfig is not UTF-8".into()))?;
     let name = member.metadata.name.as_deref().unwrap_or_default();
-    KubernetesMember::connect(name, text, &conn.namespace, hub_id, changed).await
+    KubernetesMember::connect(name, text, &conn.namespace, conn.pod_security, hub_id, changed).await
 }
 
 /// Reads the Slurm member's token or key Secret from the hub and starts polling it.
@@ -138,6 +138,8 @@ pub struct RemoteJob {
     pub key: String,
     /// The Slurm batch job id (an attempt may, after a lost answer, have two).
     pub id: Option<u64>,
+    /// The member namespace it is in (Kubernetes).
+    pub namespace: Option<String>,
     /// Seconds since it was created; `None` when unknown.
     pub age_s: Option<i64>,
     pub finished: bool,
@@ -242,6 +244,11 @@ fn uid(tj: &TrainingJob) -> String {
     tj.metadata.uid.clone().unwrap_or_default()
 }
 
+/// The TrainingJob's hub namespace: its tenant.
+fn tenant(tj: &TrainingJob) -> &str {
+    tj.metadata.namespace.as_deref().unwrap_or_default()
+}
+
 fn seconds_since(epoch_s: i64) -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second() - epoch_s
 }
@@ -304,7 +311,7 @@ impl Member {
     /// The TrainingJob's objects on this member; `None` when there are none (not dispatched yet).
     pub fn remote_status(&self, tj: &TrainingJob) -> Option<RemoteStatus> {
         match self {
-            Member::Kubernetes(k) => k.job(&uid(tj)).map(|j| kubernetes_status(&j)),
+            Member::Kubernetes(k) => k.job(tenant(tj), &uid(tj)).map(|j| kubernetes_status(&j)),
             Member::Slurm(s) => {
                 let key = slurm::batch::key(tj);
                 match s.job(&key, recorded_batch_job(tj)) {
@@ -326,9 +333,9 @@ impl Member {
     /// what runs it there. `accelerator` is the member's raw name of the chosen type.
     pub async fn dispatch(&self, tj: &TrainingJob, accelerator: Option<&str>) -> Result<(String, String)> {
         let dispatched = match self {
-            Member::Kubernetes(k) => kubernetes::job::dispatch(&k.client, &k.namespace, tj, accelerator, &k.hub)
-                .await
-                .map(|()| ("Job".to_string(), remote_name(&uid(tj)))),
+            Member::Kubernetes(k) => {
+                k.dispatch(tj, accelerator).await.map(|()| ("Job".to_string(), remote_name(&uid(tj))))
+            }
             Member::Slurm(s) => {
                 let batch = slurm::batch::batch_job(tj, &s.placement, accelerator, &s.owner.hub);
                 s.dispatch(&slurm::batch::key(tj), &batch).await.map(|id| ("SlurmJob".to_string(), id.to_string()))
@@ -340,7 +347,7 @@ impl Member {
     /// Stops and removes the TrainingJob's objects on this member (absent ones are fine).
     pub async fn cancel(&self, tj: &TrainingJob) -> Result<()> {
         let cancelled = match self {
-            Member::Kubernetes(k) => kubernetes::job::cancel(&k.client, &k.namespace, &uid(tj)).await,
+            Member::Kubernetes(k) => k.cancel(tenant(tj), &uid(tj)).await,
             Member::Slurm(s) => s.cancel(&slurm::batch::key(tj)).await,
         };
         cancelled.map_err(|e| e.on(self.name()))
@@ -357,7 +364,8 @@ impl Member {
                     let uid = kubernetes::member::job_uid(job)?.to_string();
                     let age_s = job.metadata.creation_timestamp.as_ref().map(|t| seconds_since(t.0.as_second()));
                     let finished = kubernetes_status(job).finished();
-                    Some(RemoteJob { key: uid.clone(), uid, id: None, age_s, finished })
+                    let namespace = job.metadata.namespace.clone();
+                    Some(RemoteJob { key: uid.clone(), uid, id: None, namespace, age_s, finished })
                 })
                 .collect(),
             Member::Slurm(s) => s
@@ -368,7 +376,7 @@ impl Member {
                     let age_s =
                         (job.submit_time > 0).then(|| seconds_since(i64::try_from(job.submit_time).unwrap_or(0)));
                     let uid = convert::uid_of_key(&key).to_string();
-                    RemoteJob { uid, key, id: Some(job.job_id), age_s, finished }
+                    RemoteJob { uid, key, id: Some(job.job_id), namespace: None, age_s, finished }
                 })
                 .collect(),
         }
@@ -377,7 +385,10 @@ impl Member {
     /// Removes a remote job found by [`Member::remote_jobs`].
     pub async fn cancel_remote(&self, job: &RemoteJob) -> Result<()> {
         let cancelled = match self {
-            Member::Kubernetes(k) => kubernetes::job::cancel(&k.client, &k.namespace, &job.uid).await,
+            Member::Kubernetes(k) => match &job.namespace {
+                Some(namespace) => kubernetes::job::cancel(&k.client, namespace, &job.uid).await,
+                None => Err(Error::Config(format!("remote job {} has no namespace", job.uid))),
+            },
             Member::Slurm(s) => match job.id {
                 Some(id) => s.cancel_one(id).await,
                 None => s.cancel(&job.key).await,

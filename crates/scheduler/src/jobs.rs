@@ -652,7 +652,7 @@ mod tests {
     }
 
     fn remote(uid: &str, key: &str, age: i64, finished: bool) -> RemoteJob {
-        RemoteJob { uid: uid.into(), key: key.into(), id: None, age_s: Some(age), finished }
+        RemoteJob { uid: uid.into(), key: key.into(), id: None, namespace: None, age_s: Some(age), finished }
     }
 
     fn batch(uid: &str, key: &str, id: u64, finished: bool) -> RemoteJob {

@@ -22,7 +22,9 @@ use_testbed
 started_at=$(date +%s)
 tmp=$(mktemp -d)
 NS=f-dispatch
-MEMBER_NS=f-dispatch-jobs
+# The member namespace of this hub namespace's jobs: the MemberCluster's prefix and NS.
+MEMBER_NS_PREFIX=f-dispatch-jobs
+MEMBER_NS=$MEMBER_NS_PREFIX-$NS
 SA_NS=f-dispatch-sa
 QUEUE=f-dispatch-q
 PORT=18160
@@ -55,7 +57,8 @@ wait_for 90 bash -c "! kubectl get ns $NS >/dev/null 2>&1 && ! kubectl --kubecon
   { echo "namespaces of an earlier run still terminating" >&2; exit 1; }
 kubectl delete mcl ai-1 general-2 ai-3 slurm-1 --ignore-not-found >/dev/null 2>&1
 
-# --- the member side (ai-1): the namespace jobs go to, a policy that denies Jobs marked
+# --- the member side (ai-1): the namespace jobs go to (made here, so that it carries the
+# policy's label; the service adds its own labels), a policy that denies Jobs marked
 # for refusal, and a ServiceAccount whose token is the service's credential.
 ai1 apply -f - >/dev/null <<EOT
 apiVersion: v1
@@ -120,7 +123,7 @@ metadata: {name: ai-1}
 spec:
   kind: AI
   site: west
-  kubernetes: {kubeconfigSecretRef: {name: f-dispatch-ai-1, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_NS}
+  kubernetes: {kubeconfigSecretRef: {name: f-dispatch-ai-1, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_NS_PREFIX}
   efficiency: {pue: 1.1, energyPricePerKWh: 0.5}
 EOT
 
@@ -259,7 +262,7 @@ metadata: {name: general-2}
 spec:
   kind: General
   site: east
-  kubernetes: {kubeconfigSecretRef: {name: f-dispatch-blackhole, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_NS}
+  kubernetes: {kubeconfigSecretRef: {name: f-dispatch-blackhole, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_NS_PREFIX}
 EOT
 sleep 6 # connection attempts to it are under way
 read -r t_hole ms_hole share_hole n_hole <<< "$(burst hole)"

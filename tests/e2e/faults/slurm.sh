@@ -43,7 +43,9 @@ cleanup() {
   done
   # Nothing of this group keeps running on Slurm or ai-1.
   squeue -h -o '%i %k' 2>/dev/null | grep -E "job=($NS_A|$NS_B)/" | awk '{print $1}' | xargs -r scancel 2>/dev/null
-  KUBECONFIG=$AI_1_KUBECONFIG kubectl delete jobs,services -n computenet-jobs -l computenet.io/managed=true --wait=false >/dev/null 2>&1
+  for ns in "$NS_A" "$NS_B"; do # each hub namespace's jobs have their own member namespace
+    KUBECONFIG=$AI_1_KUBECONFIG kubectl delete jobs,services,networkpolicies -n "computenet-jobs-$ns" -l computenet.io/managed=true --wait=false >/dev/null 2>&1
+  done
   kubectl delete ns "$NS_A" --wait=false >/dev/null 2>&1
   kubectl delete mcl ai-1 slurm >/dev/null 2>&1
   kubectl delete cnq f-slurm-a >/dev/null 2>&1

@@ -1,21 +1,39 @@
 //! What a TrainingJob becomes on a Kubernetes member: an Indexed batch Job (one pod per
-//! replica) and, for a gang of more than one replica, a headless Service for rank
-//! discovery (a single replica is its own master, on localhost). Names and labels derive
-//! from the TrainingJob's UID, so a repeated dispatch finds the objects it made before.
+//! replica), a NetworkPolicy admitting only the gang's own pods, and, for a gang of more
+//! than one replica, a headless Service for rank discovery (a single replica is its own
+//! master, on localhost). Names and labels derive from the TrainingJob's UID, so a
+//! repeated dispatch finds the objects it made before.
+//!
+//! Each hub namespace (tenant) has its own member namespace, labelled with a Pod Security
+//! level; the pods are built to pass `restricted`: non-root, no privilege escalation, all
+//! capabilities dropped, the runtime's seccomp profile, no service-account token.
 
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::labels::remote_name;
+use computenet_api::member_cluster::PodSecurityLevel;
 use computenet_api::TrainingJob;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{DeleteParams, PostParams, PropagationPolicy};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::{Api, Client};
 use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Port of the rendezvous (torch.distributed's default).
 pub const MASTER_PORT: u16 = 29500;
+
+/// The user and group tenant pods run as: `nobody`. There is no way yet for a job to ask
+/// for another non-root user.
+pub const POD_USER: i64 = 65534;
+
+/// Name of the NetworkPolicy in every member namespace that denies ingress to pods no
+/// other policy admits.
+pub const DEFAULT_DENY: &str = "computenet-default-deny-ingress";
+
+/// Pod Security admission's labels.
+const POD_SECURITY: &str = "pod-security.kubernetes.io/";
 
 /// Labels of every object made for `tj` by the hub `hub`. Names up to 253 characters are
 /// cut to fit a label value (in full in [`object_annotations`]).
@@ -91,13 +109,27 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
     pod_annotations.extend(object_annotations(tj));
     let mut pod_spec = json!({
         "restartPolicy": "Never",
+        // Tenant code gets no credentials of the member and no view of other Services.
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        // What Pod Security `restricted` asks for.
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": POD_USER,
+            "runAsGroup": POD_USER,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        },
         "containers": [{
             "name": "trainer",
             "image": spec.workload.image,
             "command": spec.workload.command,
             "env": env,
             "ports": [{"containerPort": MASTER_PORT, "name": "rendezvous"}],
-            "resources": {"requests": resources, "limits": resources}
+            "resources": {"requests": resources, "limits": resources},
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]}
+            }
         }]
     });
     if needs_service(tj) {
@@ -138,6 +170,75 @@ fn master_addr(tj: &TrainingJob, name: &str, namespace: &str) -> String {
     }
 }
 
+/// The gang's NetworkPolicy: its pods accept connections only from pods of the same gang
+/// (same namespace, same TrainingJob UID), on any port: after the rendezvous on
+/// [`MASTER_PORT`], NCCL and Gloo connect the ranks on ports of their choosing.
+pub fn gang_network_policy(tj: &TrainingJob, namespace: &str, hub: &str) -> Result<NetworkPolicy, kube::Error> {
+    let name = remote_name(tj.metadata.uid.as_deref().unwrap_or_default());
+    let gang = json!({labels::JOB_UID: labels::label_value(tj.metadata.uid.as_deref().unwrap_or_default())});
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj, hub),
+                     "annotations": object_annotations(tj)},
+        "spec": {
+            "podSelector": {"matchLabels": gang},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": gang}}]}]
+        }
+    }))
+    .map_err(kube::Error::SerdeError)
+}
+
+/// The namespace's default: no ingress to any pod that no gang policy admits.
+pub fn default_deny_policy(namespace: &str, hub: &str) -> Result<NetworkPolicy, kube::Error> {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": DEFAULT_DENY, "namespace": namespace,
+                     "labels": {labels::MANAGED: "true", labels::HUB: hub}},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+    }))
+    .map_err(kube::Error::SerdeError)
+}
+
+/// The labels of the member namespace of hub namespace `tenant`: whose it is, and the Pod
+/// Security level admission enforces there (warn and audit at the same level).
+pub fn namespace_labels(hub: &str, tenant: &str, level: PodSecurityLevel) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::HUB.to_string(), hub.to_string()),
+        (labels::TENANT_NAMESPACE.to_string(), labels::label_value(tenant)),
+        (format!("{POD_SECURITY}enforce-version"), "latest".to_string()),
+    ]);
+    for mode in ["enforce", "warn", "audit"] {
+        l.insert(format!("{POD_SECURITY}{mode}"), level.as_str().to_string());
+    }
+    l
+}
+
+/// What to change on an existing member namespace with labels `existing` so it carries
+/// `wanted` (from [`namespace_labels`]): nothing, labels to merge in, or a refusal when the
+/// namespace belongs to another tenant (its tenant label differs). A namespace made by
+/// another hub sharing the member keeps that hub's label: namespaces are per tenant, and
+/// every object in them says which hub made it.
+pub fn namespace_update(
+    existing: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> Result<Option<BTreeMap<String, String>>, String> {
+    if let (Some(have), Some(want)) = (existing.get(labels::TENANT_NAMESPACE), wanted.get(labels::TENANT_NAMESPACE)) {
+        if have != want {
+            return Err(format!("it holds the jobs of hub namespace {have:?}, not {want:?}"));
+        }
+    }
+    let missing: BTreeMap<String, String> = wanted
+        .iter()
+        .filter(|(k, v)| existing.get(*k) != Some(*v) && !(k.as_str() == labels::HUB && existing.contains_key(*k)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((!missing.is_empty()).then_some(missing))
+}
+
 async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
@@ -160,8 +261,9 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T, k
     }
 }
 
-/// Creates the Job (and its Service) on the member unless they exist (see [`ensure_namespace`]).
-/// The objects carry the hub's identity `hub`.
+/// Creates the gang's NetworkPolicy, Service and Job in the member namespace `namespace`
+/// unless they exist (see [`ensure_namespace`]). The policy comes first, so that no pod
+/// of the gang is ever open to other pods. The objects carry the hub's identity `hub`.
 pub async fn dispatch(
     member: &Client,
     namespace: &str,
@@ -179,6 +281,8 @@ async fn dispatch_unbounded(
     gpu_label: Option<&str>,
     hub: &str,
 ) -> Result<(), kube::Error> {
+    let policy = gang_network_policy(tj, namespace, hub)?;
+    create_if_absent(&Api::<NetworkPolicy>::namespaced(member.clone(), namespace), &policy).await?;
     if needs_service(tj) {
         let service = headless_service(tj, namespace, hub)?;
         create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &service).await?;
@@ -187,16 +291,63 @@ async fn dispatch_unbounded(
     create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &job).await
 }
 
-/// Creates the member namespace jobs go to, unless it exists.
-pub async fn ensure_namespace(member: &Client, namespace: &str) -> Result<()> {
-    let ns: Namespace =
-        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
-            .map_err(|e| Error::Config(format!("namespace {namespace:?}: {e}")))?;
-    bounded(&format!("creating namespace {namespace}"), create_if_absent(&Api::<Namespace>::all(member.clone()), &ns))
+/// Creates the member namespace `namespace` of hub namespace `tenant` unless it exists,
+/// with its labels ([`namespace_labels`]) and default-deny ingress policy; an existing one
+/// gets labels it lacks (a changed Pod Security level), and one holding another tenant's
+/// jobs is refused.
+pub async fn ensure_namespace(
+    member: &Client,
+    namespace: &str,
+    tenant: &str,
+    hub: &str,
+    level: PodSecurityLevel,
+) -> Result<()> {
+    let what = format!("preparing namespace {namespace}");
+    match tokio::time::timeout(MEMBER_CALL_TIMEOUT, ensure_namespace_unbounded(member, namespace, tenant, hub, level))
         .await
+    {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(conflict))) => Err(Error::Config(format!("member namespace {namespace}: {conflict}"))),
+        Ok(Err(e)) => Err(Error::kube(&what)(e)),
+        Err(_) => Err(Error::Timeout { what, seconds: MEMBER_CALL_TIMEOUT.as_secs() }),
+    }
 }
 
-/// Deletes the Job (with its pods) and the Service; absent objects are fine.
+/// The outer error is the member's, the inner one a namespace of another tenant.
+async fn ensure_namespace_unbounded(
+    member: &Client,
+    namespace: &str,
+    tenant: &str,
+    hub: &str,
+    level: PodSecurityLevel,
+) -> Result<Result<(), String>, kube::Error> {
+    let wanted = namespace_labels(hub, tenant, level);
+    let ns: Namespace = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": wanted}}),
+    )
+    .map_err(kube::Error::SerdeError)?;
+    let api = Api::<Namespace>::all(member.clone());
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get(namespace).await?.metadata.labels.unwrap_or_default();
+            match namespace_update(&existing, &wanted) {
+                Err(conflict) => return Ok(Err(conflict)),
+                Ok(None) => {}
+                Ok(Some(missing)) => {
+                    let patch = Patch::Merge(json!({"metadata": {"labels": missing}}));
+                    api.patch(namespace, &PatchParams::default(), &patch).await?;
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    let deny = default_deny_policy(namespace, hub)?;
+    create_if_absent(&Api::<NetworkPolicy>::namespaced(member.clone(), namespace), &deny).await?;
+    Ok(Ok(()))
+}
+
+/// Deletes the Job (with its pods), the Service and the NetworkPolicy; absent objects are fine.
 pub async fn cancel(member: &Client, namespace: &str, uid: &str) -> Result<()> {
     bounded("cancel", cancel_unbounded(member, namespace, uid)).await
 }
@@ -204,9 +355,12 @@ pub async fn cancel(member: &Client, namespace: &str, uid: &str) -> Result<()> {
 async fn cancel_unbounded(member: &Client, namespace: &str, uid: &str) -> Result<(), kube::Error> {
     let name = remote_name(uid);
     let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    // Pods still terminating after their policy is gone stay closed: the namespace's
+    // default-deny policy selects them too.
     for result in [
         Api::<Job>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
         Api::<Service>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
+        Api::<NetworkPolicy>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
     ] {
         match result {
             Ok(()) => {}
@@ -304,6 +458,72 @@ spec:
         let master = env.iter().find(|e| e["name"] == "MASTER_ADDR").expect("MASTER_ADDR");
         assert_eq!(master["value"], "localhost");
         assert!(needs_service(&training_job()), "a gang of 4 needs one");
+    }
+
+    #[test]
+    fn pods_pass_pod_security_restricted_and_get_no_token() {
+        let v = serde_json::to_value(indexed_job(&training_job(), "ns", None, "hub-a").expect("builds")).expect("json");
+        let pod = &v["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["enableServiceLinks"], false);
+        let sc = &pod["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!((sc["runAsUser"].as_i64(), sc["runAsGroup"].as_i64()), (Some(POD_USER), Some(POD_USER)));
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+        let c = &pod["containers"][0]["securityContext"];
+        assert_eq!(c["allowPrivilegeEscalation"], false);
+        assert_eq!(c["capabilities"]["drop"], json!(["ALL"]));
+        assert!(c.get("privileged").is_none() && pod.get("hostNetwork").is_none());
+    }
+
+    #[test]
+    fn the_gang_policy_admits_only_the_gangs_own_pods() {
+        let np =
+            serde_json::to_value(gang_network_policy(&training_job(), "ns", "hub-a").expect("builds")).expect("json");
+        let gang = json!({labels::JOB_UID: "0a1b2c3d-4e5f-6789-abcd-ef0123456789"});
+        assert_eq!(np["metadata"]["name"], "cn-0a1b2c3d4e5f6789abcd");
+        assert_eq!(np["metadata"]["labels"][labels::HUB], "hub-a");
+        assert_eq!(np["spec"]["podSelector"]["matchLabels"], gang);
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+        let ingress = np["spec"]["ingress"].as_array().expect("ingress");
+        assert_eq!(ingress.len(), 1);
+        // No namespaceSelector: peers in this namespace only; the gang's pods, nobody else's.
+        assert_eq!(ingress[0]["from"], json!([{"podSelector": {"matchLabels": gang}}]));
+        let deny = serde_json::to_value(default_deny_policy("ns", "hub-a").expect("builds")).expect("json");
+        assert_eq!(deny["spec"], json!({"podSelector": {}, "policyTypes": ["Ingress"]}));
+    }
+
+    #[test]
+    fn member_namespaces_carry_the_tenant_and_the_pod_security_level() {
+        let l = namespace_labels("hub-a", "team-a", PodSecurityLevel::Restricted);
+        for mode in ["enforce", "warn", "audit"] {
+            assert_eq!(l[&format!("pod-security.kubernetes.io/{mode}")], "restricted");
+        }
+        assert_eq!(l["pod-security.kubernetes.io/enforce-version"], "latest");
+        assert_eq!((l[labels::HUB].as_str(), l[labels::TENANT_NAMESPACE].as_str()), ("hub-a", "team-a"));
+        let baseline = namespace_labels("hub-a", "team-a", PodSecurityLevel::Baseline);
+        assert_eq!(baseline["pod-security.kubernetes.io/enforce"], "baseline");
+        let long = namespace_labels("hub-a", &"t".repeat(100), PodSecurityLevel::Restricted);
+        assert!(labels::is_label_value(&long[labels::TENANT_NAMESPACE]));
+    }
+
+    #[test]
+    fn an_existing_namespace_gets_missing_labels_unless_another_tenant_owns_it() {
+        let wanted = namespace_labels("hub-a", "team-a", PodSecurityLevel::Restricted);
+        assert_eq!(namespace_update(&wanted, &wanted), Ok(None), "already right");
+        // Made by hand before: it gets every label.
+        assert_eq!(namespace_update(&BTreeMap::new(), &wanted), Ok(Some(wanted.clone())));
+        // The admin relaxed the member: the new level is merged in.
+        let baseline = namespace_labels("hub-a", "team-a", PodSecurityLevel::Baseline);
+        let patch = namespace_update(&wanted, &baseline).expect("same tenant").expect("a change");
+        assert_eq!(patch.len(), 3, "{patch:?}");
+        assert!(patch.values().all(|v| v == "baseline"));
+        // Another hub sharing the member made it: its hub label stays.
+        let other_hub = namespace_labels("hub-b", "team-a", PodSecurityLevel::Restricted);
+        assert_eq!(namespace_update(&other_hub, &wanted), Ok(None));
+        // Another tenant's namespace is never used.
+        let team_b = namespace_labels("hub-a", "team-b", PodSecurityLevel::Restricted);
+        assert!(namespace_update(&team_b, &wanted).expect_err("refused").contains("team-b"));
     }
 
     #[test]

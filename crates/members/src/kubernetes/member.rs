@@ -6,12 +6,14 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::labels;
 use crate::labels::remote_name;
+use computenet_api::member_cluster::PodSecurityLevel;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -26,25 +28,33 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct KubernetesMember {
     pub name: String,
     pub client: Client,
-    /// Namespace on the member where jobs are created.
-    pub namespace: String,
+    /// Prefix of the member namespaces jobs are created in, one per hub namespace
+    /// ([`labels::member_namespace`]); before those, every job went to the namespace of
+    /// this very name, and jobs still there are found there.
+    pub namespace_prefix: String,
+    /// Pod Security level of those namespaces.
+    pub pod_security: PodSecurityLevel,
     /// The hub's identity: on every object it creates, and the only objects it watches.
     pub hub: String,
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
     pub jobs: Store<Job>,
     health: Arc<Mutex<Health>>,
+    /// Member namespaces made ready (labels, default policy) by this connection.
+    ready_namespaces: Arc<Mutex<BTreeSet<String>>>,
     /// The watches run while a clone of this member exists.
     _alive: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl KubernetesMember {
-    /// Connects with `kubeconfig` (YAML), makes sure `namespace` exists there and starts
-    /// the watches (of the Jobs of the hub `hub` only) and the probe; every change wakes `changed`.
+    /// Connects with `kubeconfig` (YAML) and starts the watches (of the Jobs of the hub
+    /// `hub` only, in every namespace) and the probe; every change wakes `changed`. Member
+    /// namespaces, named from `namespace_prefix`, are made as jobs go there.
     pub async fn connect(
         name: &str,
         kubeconfig: &str,
-        namespace: &str,
+        namespace_prefix: &str,
+        pod_security: PodSecurityLevel,
         hub: &str,
         changed: Arc<Notify>,
     ) -> Result<Self> {
@@ -55,13 +65,20 @@ impl KubernetesMember {
         config.connect_timeout = Some(Duration::from_secs(3));
         config.read_timeout = Some(Duration::from_secs(30));
         let client = Client::try_from(config).map_err(Error::kube("client"))?;
-        job::ensure_namespace(&client, namespace).await?;
-        // Another hub's Jobs are never seen here, so never taken for orphans.
+        // A first answer before the watches start, as before namespaces were per tenant: a
+        // member that refuses the credentials or is not there fails to connect.
+        match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+            Ok(result) => result.map(|_| ()).map_err(Error::kube("reading the member's version"))?,
+            Err(_) => return Err(Error::Timeout { what: "reading the member's version".into(), seconds: 5 }),
+        }
+        // Another hub's Jobs are never seen here, so never taken for orphans. The watch spans
+        // all namespaces: each tenant's jobs are in its own.
         let managed = watcher::Config::default().labels(&format!("{}=true,{}={hub}", labels::MANAGED, labels::HUB));
         let (alive_tx, alive) = tokio::sync::watch::channel(());
         let member = KubernetesMember {
             name: name.to_string(),
-            namespace: namespace.to_string(),
+            namespace_prefix: namespace_prefix.to_string(),
+            pod_security,
             hub: hub.to_string(),
             nodes: cache_while(
                 Api::all(client.clone()),
@@ -75,8 +92,9 @@ impl KubernetesMember {
                 changed.clone(),
                 Some(alive.clone()),
             ),
-            jobs: cache_while(Api::namespaced(client.clone(), namespace), managed, changed, Some(alive)),
+            jobs: cache_while(Api::all(client.clone()), managed, changed, Some(alive)),
             health: Arc::new(Mutex::new(Health::default())),
+            ready_namespaces: Arc::default(),
             client,
             _alive: Arc::new(alive_tx),
         };
@@ -99,11 +117,53 @@ impl KubernetesMember {
         self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The Job of the TrainingJob with this UID, as last read.
-    pub fn job(&self, uid: &str) -> Option<Arc<Job>> {
-        // Remote names derive from the UID: a lookup, not a scan (this runs per job per cycle).
-        let key = ObjectRef::new(&remote_name(uid)).within(&self.namespace);
-        self.jobs.get(&key).filter(|j| job_uid(j) == Some(uid))
+    /// The member namespace of the jobs of hub namespace `tenant`.
+    pub fn namespace_for(&self, tenant: &str) -> String {
+        labels::member_namespace(&self.namespace_prefix, tenant)
+    }
+
+    /// The Job of the TrainingJob with this UID from hub namespace `tenant`, as last read:
+    /// in the tenant's member namespace, or in the one shared namespace jobs went to before.
+    pub fn job(&self, tenant: &str, uid: &str) -> Option<Arc<Job>> {
+        // Remote names derive from the UID: lookups, not a scan (this runs per job per cycle).
+        let name = remote_name(uid);
+        [self.namespace_for(tenant), self.namespace_prefix.clone()]
+            .iter()
+            .find_map(|ns| self.jobs.get(&ObjectRef::new(&name).within(ns)))
+            .filter(|j| job_uid(j) == Some(uid))
+    }
+
+    /// Where the TrainingJob's objects are: the namespace of its Job as last read, else
+    /// the tenant's member namespace.
+    pub fn namespace_of(&self, tenant: &str, uid: &str) -> String {
+        self.job(tenant, uid).and_then(|j| j.metadata.namespace.clone()).unwrap_or_else(|| self.namespace_for(tenant))
+    }
+
+    /// Makes the tenant's member namespace ready (once per connection), then creates the
+    /// TrainingJob's objects there unless they exist.
+    pub async fn dispatch(&self, tj: &computenet_api::TrainingJob, gpu_label: Option<&str>) -> Result<()> {
+        let tenant = tj.metadata.namespace.as_deref().unwrap_or_default();
+        let uid = tj.metadata.uid.as_deref().unwrap_or_default();
+        let namespace = self.namespace_of(tenant, uid);
+        if !self.ready_namespaces().contains(&namespace) {
+            job::ensure_namespace(&self.client, &namespace, tenant, &self.hub, self.pod_security).await?;
+            self.ready_namespaces().insert(namespace.clone());
+        }
+        let result = job::dispatch(&self.client, &namespace, tj, gpu_label, &self.hub).await;
+        if result.is_err() {
+            // It may have been deleted since: check it again next time.
+            self.ready_namespaces().remove(&namespace);
+        }
+        result
+    }
+
+    /// Deletes the objects of the TrainingJob with this UID from hub namespace `tenant`.
+    pub async fn cancel(&self, tenant: &str, uid: &str) -> Result<()> {
+        job::cancel(&self.client, &self.namespace_of(tenant, uid), uid).await
+    }
+
+    fn ready_namespaces(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.ready_namespaces.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
