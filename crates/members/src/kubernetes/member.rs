@@ -8,7 +8,6 @@ use crate::labels;
 use crate::labels::remote_name;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
@@ -39,22 +38,21 @@ pub struct KubernetesMember {
 }
 
 impl KubernetesMember {
-    /// Connects with `kubeconfig` (YAML), makes sure `namespace` exists there and starts
+    /// Connects with `config` (from a checked kubeconfig), makes sure `namespace` exists there and starts
     /// the watches (of the Jobs of the hub `hub` only) and the probe; every change wakes `changed`.
     pub async fn connect(
         name: &str,
-        kubeconfig: &str,
+        mut config: Config,
         namespace: &str,
         hub: &str,
         changed: Arc<Notify>,
     ) -> Result<Self> {
-        let kubeconfig = Kubeconfig::from_yaml(kubeconfig).map_err(|e| Error::Config(format!("kubeconfig: {e}")))?;
-        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| Error::Config(format!("kubeconfig: {e}")))?;
         config.connect_timeout = Some(Duration::from_secs(3));
         config.read_timeout = Some(Duration::from_secs(30));
-        let client = Client::try_from(config).map_err(Error::kube("client"))?;
+        // The error could speak of the client key: only its kind is kept.
+        let client = Client::try_from(config).map_err(|_| {
+            Error::Config("the kubeconfig's client certificate, key or CA is not usable for TLS".into())
+        })?;
         job::ensure_namespace(&client, namespace).await?;
         // Another hub's Jobs are never seen here, so never taken for orphans.
         let managed = watcher::Config::default().labels(&format!("{}=true,{}={hub}", labels::MANAGED, labels::HUB));
