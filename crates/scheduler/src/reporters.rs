@@ -103,19 +103,19 @@ pub fn transport_secure(spec: &MemberClusterSpec) -> Option<(bool, &'static str,
     }
     let insecure: Vec<String> = endpoints
         .iter()
-        .filter(|(what, url, allowed)| {
-            matches!(credentials::check_endpoint(what, "", url, *allowed), Ok(credentials::Transport::InsecureAllowed))
+        .filter_map(|(what, url, allowed)| match credentials::check_endpoint(what, "", url, *allowed) {
+            Ok(credentials::Transport::Tls) => None,
+            Ok(credentials::Transport::InsecureAllowed) => {
+                Some(format!("the {what} {url} is plain http (allowed by insecureHTTP: credentials and answers cross the network unencrypted)"))
+            }
+            // The Ready condition says why it is refused.
+            Err(_) => Some(format!("the {what} {url} is not https (refused: see Ready)")),
         })
-        .map(|(what, url, _)| format!("{what} {url}"))
         .collect();
     Some(if insecure.is_empty() {
         (true, reasons::TLS, "every endpoint is https".to_string())
     } else {
-        let message = format!(
-            "insecureHTTP allows plain http for the {}: credentials and answers cross the network unencrypted",
-            insecure.join(" and ")
-        );
-        (false, reasons::INSECURE_HTTP, message)
+        (false, reasons::INSECURE_HTTP, insecure.join("; "))
     })
 }
 
@@ -267,7 +267,9 @@ mod tests {
         );
         let (secure, reason, message) = transport_secure(&http).expect("a condition");
         assert_eq!((secure, reason), (false, "InsecureHTTP"));
-        assert!(message.contains("slurmrestd endpoint http://s:6820"), "{message}");
+        assert!(message.contains("slurmrestd endpoint http://s:6820 is plain http (allowed"), "{message}");
+        let refused = spec(serde_json::json!({"endpoint": "http://s:6820", "userName": "u", "tokenSecretRef": token}));
+        assert_eq!(transport_secure(&refused).map(|t| (t.0, t.1)), Some((false, "InsecureHTTP")));
         let kubernetes: MemberClusterSpec = serde_json::from_value(serde_json::json!({"kind": "AI", "site": "w",
             "kubernetes": {"kubeconfigSecretRef": {"name": "k", "namespace": "computenet-system", "key": "kubeconfig"}}}))
         .expect("spec");
