@@ -11,6 +11,8 @@
 # - with insecureHTTP a listener that answers 302 to a second listener: the second receives
 #   nothing (the token goes only to the configured address), and the member shows
 #   TransportSecure=False InsecureHTTP;
+# - an https listener with a certificate from a private CA: refused without caSecretRef
+#   (the token never reaches it), reached with the CA from a labelled Secret;
 # - a broken kubeconfig Secret holding a marker: the marker is in neither
 #   `kubectl get mcl -o yaml`, `kubectl computenet pool`, nor the service's log.
 #
@@ -20,7 +22,7 @@
 #
 # Needs the test bed (tests/testbed/up.sh --members 3) and
 #   cargo build -p computenet -p kubectl-computenet
-# Ports: 18230-18233. About 1 minute.
+# Ports: 18230-18234. About 1 minute.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -35,10 +37,10 @@ tmp=$(mktemp -d)
 SYS=t-credentials-system    # the service's namespace: lease and credentials
 OTHER=t-credentials-other   # a namespace the service must not read Secrets from
 JOBS=t-credentials-jobs     # on ai-1, for the control member
-PORT_HTTP=18230 PORT_REDIRECT=18231 PORT_TARGET=18232 PORT_SERVE=18233
+PORT_HTTP=18230 PORT_REDIRECT=18231 PORT_TARGET=18232 PORT_SERVE=18233 PORT_TLS=18234
 MARKER="t-credentials-marker-$RANDOM$RANDOM"
 TOKEN="t-credentials-token-$RANDOM$RANDOM"
-MEMBERS=(t-cred-http t-cred-unlabelled t-cred-elsewhere t-cred-good t-cred-exec t-cred-tokenfile t-cred-redirect t-cred-broken)
+MEMBERS=(t-cred-http t-cred-unlabelled t-cred-elsewhere t-cred-good t-cred-exec t-cred-tokenfile t-cred-redirect t-cred-broken t-cred-noca t-cred-ca)
 PIDS=()
 
 cleanup() {
@@ -65,10 +67,18 @@ python3 "$here/tenancy/recorder.py" "$PORT_REDIRECT" "$tmp/redirect.log" "http:/
 PIDS+=($!)
 python3 "$here/tenancy/recorder.py" "$PORT_TARGET" "$tmp/target.log" 2>"$tmp/target.err" &
 PIDS+=($!)
-for p in "$PORT_HTTP" "$PORT_REDIRECT" "$PORT_TARGET"; do
+# A private CA and a certificate for 127.0.0.1 signed by it.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=t-credentials-ca -keyout "$tmp/ca.key" -out "$tmp/ca.crt" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$tmp/tls.key" -out "$tmp/tls.csr" >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1\n' > "$tmp/san.ext"
+openssl x509 -req -in "$tmp/tls.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial -days 1 \
+  -extfile "$tmp/san.ext" -out "$tmp/tls.crt" >/dev/null 2>&1 || { echo "openssl could not make the certificates" >&2; exit 1; }
+TLS_CERT=$tmp/tls.crt TLS_KEY=$tmp/tls.key python3 "$here/tenancy/recorder.py" "$PORT_TLS" "$tmp/tls.log" 2>"$tmp/tls.err" &
+PIDS+=($!)
+for p in "$PORT_HTTP" "$PORT_REDIRECT" "$PORT_TARGET" "$PORT_TLS"; do
   wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$p" || { echo "listener on $p did not start" >&2; exit 1; }
 done
-: > "$tmp/http.log"; : > "$tmp/redirect.log"; : > "$tmp/target.log" # the probes above are not requests
+: > "$tmp/http.log"; : > "$tmp/redirect.log"; : > "$tmp/target.log"; : > "$tmp/tls.log" # the probes above are not requests
 
 # --- Secrets. kubeconfig_secret NS NAME FILE [LABEL]: a kubeconfig Secret.
 kubeconfig_secret() {
@@ -94,7 +104,7 @@ kubeconfig_secret "$SYS" t-cred-tokenfile "$tmp/tokenfile.kubeconfig" marked
 # Broken YAML around the marker, and the marker as a value of the wrong type.
 printf 'apiVersion: v1\nkind: Config\nclusters: [{name: m, cluster: {server: %s\nusers: "%s\n' "$MARKER" "$MARKER" > "$tmp/broken.kubeconfig"
 kubeconfig_secret "$SYS" t-cred-broken "$tmp/broken.kubeconfig" marked
-kubectl create secret generic t-cred-token -n "$SYS" --from-literal=token="$TOKEN" >/dev/null
+kubectl create secret generic t-cred-token -n "$SYS" --from-literal=token="$TOKEN" --from-file=ca.crt="$tmp/ca.crt" >/dev/null
 kubectl label secret t-cred-token -n "$SYS" computenet.io/credentials=true >/dev/null
 
 k8s_member() { # k8s_member NAME SECRET_NS SECRET
@@ -109,7 +119,7 @@ spec:
   kubernetes: {kubeconfigSecretRef: {name: $3, namespace: $2, key: kubeconfig}, namespace: $JOBS}
 EOT
 }
-slurm_member() { # slurm_member NAME ENDPOINT INSECURE
+slurm_member() { # slurm_member NAME ENDPOINT INSECURE [CA]
   cat <<EOT
 ---
 apiVersion: computenet.io/v1alpha1
@@ -124,10 +134,13 @@ spec:
     userName: nobody
     tokenSecretRef: {name: t-cred-token, namespace: $SYS, key: token}
 EOT
+  [ -z "${4:-}" ] || echo "    caSecretRef: {name: t-cred-token, namespace: $SYS, key: ca.crt}"
 }
 {
   slurm_member t-cred-http "http://127.0.0.1:$PORT_HTTP" false
   slurm_member t-cred-redirect "http://127.0.0.1:$PORT_REDIRECT" true
+  slurm_member t-cred-noca "https://127.0.0.1:$PORT_TLS" false
+  slurm_member t-cred-ca "https://127.0.0.1:$PORT_TLS" false ca
   k8s_member t-cred-good "$SYS" t-cred-good
   k8s_member t-cred-unlabelled "$SYS" t-cred-unlabelled
   k8s_member t-cred-elsewhere "$OTHER" t-cred-elsewhere
@@ -191,6 +204,19 @@ redirect_without_token() {
     { echo "no TransportSecure=False InsecureHTTP condition"; return 1; }
 }
 check "credentials: a redirect does not carry the token" redirect_without_token
+
+# --- a private CA
+private_ca() {
+  # With the CA the TLS handshake succeeds and the listener's own answer (HTTP 500) shows.
+  ca_reached() { message t-cred-ca | grep -q "HTTP 500"; }
+  wait_for 30 ca_reached || { echo "with the CA: $(ready t-cred-ca) $(message t-cred-ca)"; return 1; }
+  grep -qi "x-slurm-user-token: $TOKEN" "$tmp/tls.log" || { echo "the https listener got no call"; return 1; }
+  noca_refused() { message t-cred-noca | grep -qiE "certificate|UnknownIssuer"; }
+  wait_for 30 noca_refused || { echo "without the CA: $(ready t-cred-noca) $(message t-cred-noca)"; return 1; }
+  [ "$(kubectl get mcl t-cred-ca -o jsonpath='{.status.conditions[?(@.type=="TransportSecure")].status}')" = True ] ||
+    { echo "no TransportSecure=True"; return 1; }
+}
+check "credentials: caSecretRef trusts a private CA for slurmrestd (without it the TLS handshake fails)" private_ca
 
 # --- a broken kubeconfig's text
 not_copied() {

@@ -3,12 +3,16 @@
 
     recorder.py PORT LOG [REDIRECT_URL]
 
+With TLS_CERT and TLS_KEY in the environment (PEM files) it speaks https instead.
+
 Each request's method, path and headers go to LOG (one block per request, flushed at
 once). With REDIRECT_URL it answers 302 to REDIRECT_URL + the request's path; without, a
 slurmrestd-like error answer (HTTP 500 with an `errors` array).
 """
 import http.server
 import json
+import os
+import ssl
 import sys
 
 port, log = int(sys.argv[1]), sys.argv[2]
@@ -40,4 +44,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 open(log, "a").close()
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+if os.environ.get("TLS_CERT"):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
