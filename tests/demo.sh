@@ -148,6 +148,7 @@ spec:
   site: north
   slurm:
     endpoint: $SLURMRESTD_URL
+    insecureHTTP: true # the test bed's slurmrestd speaks plain http
     apiVersion: $SLURM_API_VERSION
     userName: $SLURM_USER_NAME
     tokenSecretRef: {name: slurm-token, namespace: computenet-system, key: token}

@@ -83,7 +83,7 @@ spec:
   site: $2
   kubernetes: {kubeconfigSecretRef: {name: ai-1-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: computenet-jobs}
   efficiency: {pue: 1.3, energyPricePerKWh: 0.8}
-  prometheus: {url: "$PROMETHEUS_URL", intervalSeconds: 1}
+  prometheus: {url: "$PROMETHEUS_URL", insecureHTTP: true, intervalSeconds: 1}
 EOT
 }
 { member eff-west eff-west; member eff-east eff-east; } | kubectl apply -f - >/dev/null

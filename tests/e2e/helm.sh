@@ -178,7 +178,7 @@ refused_values "schema: service.port is a port number" "port.*maximum" --set ser
 refused_values "schema: image.pullPolicy is an enum" "pullPolicy" --set image.pullPolicy=Sometimes
 refused_values "schema: leaderElection.enabled is a boolean" "enabled.*want boolean" --set-string leaderElection.enabled=yes
 check "schema: valid overrides are accepted" render computenet --set replicaCount=3 --set image.tag=0.2.0 \
-  --set 'rbac.secretNames={ai-west-kubeconfig}' --set 'rbac.extraSecretNamespaces={slurm-secrets}' --set serviceMonitor.enabled=true
+  --set 'rbac.secretNames={ai-west-kubeconfig}' --set serviceMonitor.enabled=true
 
 # --- RBAC, statically
 check "RBAC: no wildcards, no cluster-admin, Secrets only through namespaced Roles" py "$tmp/default.yaml" "$tmp/sm.yaml" <<'EOF'
@@ -232,9 +232,9 @@ docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] != "
 yaml.safe_dump_all(docs, open(sys.argv[2], "w"))' "$tmp/ns-sm.yaml" "$tmp/ns-sm-rest.yaml"
 check "the render with serviceMonitor.enabled passes the dry run (less the ServiceMonitor)" \
   kubectl apply --dry-run=server -f "$tmp/ns-sm-rest.yaml"
-render computenet --namespace "$NS" --set 'rbac.extraSecretNamespaces={kube-public}' \
+render computenet --namespace "$NS" \
   --set 'rbac.secretNames={ai-west-kubeconfig,hpc-north-slurm}' --set leaderElection.enabled=false --set replicaCount=1 > "$tmp/ns-opts.yaml"
-check "a render with options (extra Secret namespaces, names, no leader election) passes the dry run" \
+check "a render with options (Secret names, no leader election) passes the dry run" \
   kubectl apply --dry-run=server -f "$tmp/ns-opts.yaml"
 
 # --- deploy/: the plain manifests are the chart's default render, and apply
@@ -413,6 +413,7 @@ yaml.safe_dump(kc, open(sys.argv[2], "w"))
 EOF
   port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   kubectl create secret generic e2e-helm-member -n "$NS" --from-file=kubeconfig="$AI_1_KUBECONFIG" >/dev/null
+  kubectl label secret e2e-helm-member -n "$NS" computenet.io/credentials=true >/dev/null
   kubectl apply -f - >/dev/null <<EOT
 apiVersion: computenet.io/v1alpha1
 kind: MemberCluster

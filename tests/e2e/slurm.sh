@@ -108,6 +108,7 @@ spec:
   site: east
   slurm:
     endpoint: $SLURMRESTD_URL
+    insecureHTTP: true # the test bed's slurmrestd speaks plain http
     apiVersion: $SLURM_API_VERSION
     userName: $SLURM_USER_NAME
     jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}
@@ -139,6 +140,7 @@ check "kubectl get mcl shows it as HPC" bash -c 'kubectl get mcl slurm | tail -1
 # --- Credentials Slurm refuses: NotReady with a reason that says so, never a crash.
 kubectl -n computenet-system create secret generic slurm-e2e-tokens --from-literal=bogus=not-a-token \
   --from-literal=empty= --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n computenet-system label secret slurm-e2e-tokens computenet.io/credentials=true --overwrite >/dev/null
 for key in bogus empty; do cat <<EOT
 ---
 apiVersion: computenet.io/v1alpha1
@@ -147,7 +149,7 @@ metadata: {name: slurm-$key}
 spec:
   kind: HPC
   site: nowhere
-  slurm: {endpoint: "$SLURMRESTD_URL", userName: "$SLURM_USER_NAME", tokenSecretRef: {name: slurm-e2e-tokens, namespace: computenet-system, key: $key}}
+  slurm: {endpoint: "$SLURMRESTD_URL", insecureHTTP: true, userName: "$SLURM_USER_NAME", tokenSecretRef: {name: slurm-e2e-tokens, namespace: computenet-system, key: $key}}
 EOT
 done | kubectl apply -f - >/dev/null
 check "a token slurmctld rejects: NotReady, ServerError, with a hint to check the Secret" wait_for 30 bash -c '

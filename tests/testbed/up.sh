@@ -532,7 +532,8 @@ EOF
   log "$m apiserver ready; controllers and KWOK started, creating $(grep -c '^kind: Node' "$d/nodes.yaml") nodes"
 done
 
-# ---- hub content: namespace + member kubeconfig secrets
+# ---- hub content: namespace + member kubeconfig secrets (labelled for computenet: the
+# service reads only Secrets in its namespace that carry computenet.io/credentials=true)
 {
   cat <<EOF
 apiVersion: v1
@@ -550,6 +551,7 @@ metadata:
   namespace: computenet-system
   labels:
     computenet.io/testbed-member: ${NAMES[$i]}
+    computenet.io/credentials: "true"
 type: Opaque
 data:
   kubeconfig: $(b64 "$RUN/kubeconfig-${NAMES[$i]}")
@@ -595,6 +597,7 @@ metadata:
   namespace: computenet-system
   labels:
     computenet.io/testbed-member: slurm
+    computenet.io/credentials: "true"
 type: Opaque
 data:
   token: $(tr -d '\n' < "$RUN/slurm/token" | base64 -w0)
@@ -607,6 +610,7 @@ metadata:
   namespace: computenet-system
   labels:
     computenet.io/testbed-member: slurm
+    computenet.io/credentials: "true"
 type: Opaque
 data:
   jwt_hs256.key: $(b64 "$RUN/slurm/jwt_hs256.key")

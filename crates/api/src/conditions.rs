@@ -19,6 +19,9 @@ pub mod types {
     pub const FINISHED: &str = "Finished";
     /// MemberCluster: reachable and schedulable.
     pub const READY: &str = "Ready";
+    /// MemberCluster: whether every endpoint it names is reached over TLS (false, as a
+    /// warning, while `insecureHTTP` allows a plain http:// one).
+    pub const TRANSPORT_SECURE: &str = "TransportSecure";
 }
 
 /// Condition reasons, by the condition they go with.
@@ -61,6 +64,18 @@ pub mod reasons {
     pub const SERVER_ERROR: &str = "ServerError";
     pub const UNEXPECTED_ANSWER: &str = "UnexpectedAnswer";
     pub const INVALID_CONFIG: &str = "InvalidConfig";
+    // Ready=False: the service refuses to use the connection as written.
+    /// A Secret reference outside the service's namespace, or a Secret without the
+    /// `computenet.io/credentials: "true"` label.
+    pub const SECRET_NOT_ALLOWED: &str = "SecretNotAllowed";
+    /// A plain http:// endpoint without `insecureHTTP: true`.
+    pub const INSECURE_ENDPOINT: &str = "InsecureEndpoint";
+    /// A kubeconfig that runs commands or reads files (exec, auth-provider, tokenFile,
+    /// file paths) or talks plain http.
+    pub const KUBECONFIG_NOT_ALLOWED: &str = "KubeconfigNotAllowed";
+    // TransportSecure
+    pub const TLS: &str = "TLS";
+    pub const INSECURE_HTTP: &str = "InsecureHTTP";
 }
 
 /// Why an Event is recorded about a TrainingJob.

@@ -64,9 +64,17 @@ pub struct MemberClusterSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSource {
-    /// Base URL, e.g. http://prometheus.monitoring:9090.
+    /// Base URL, e.g. https://prometheus.monitoring:9090 (http:// only with insecureHTTP).
     #[schemars(length(min = 1, max = 512))]
     pub url: String,
+    /// Allow a plain http:// URL (the member then carries a TransportSecure=False condition).
+    #[serde(default, rename = "insecureHTTP", skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_http: bool,
+    /// Secret key holding PEM certificates to trust, besides the system's, for the URL
+    /// (a private CA). Read like every credential: from the service's namespace, from a
+    /// Secret labelled computenet.io/credentials=true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
     /// Total accelerator power of the member, in watts (default: DCGM's board power).
     #[serde(default = "default_power_query")]
     #[schemars(length(min = 1, max = 2048))]
@@ -101,7 +109,10 @@ fn default_interval() -> i64 {
     15
 }
 
-/// Where a Secret value lives.
+/// Where a Secret value lives. The service reads only Secrets in its own namespace
+/// (`computenet serve --credentials-namespace`, by default the lease namespace) that carry
+/// the label `computenet.io/credentials: "true"`; any other reference leaves the member
+/// not connected (Ready=False, reason SecretNotAllowed).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct SecretKeyRef {
     #[schemars(length(min = 1, max = 253))]
@@ -163,9 +174,17 @@ impl PodSecurityLevel {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.tokenSecretRef) != has(self.jwtKeySecretRef)").message("give exactly one of tokenSecretRef and jwtKeySecretRef"))]
 pub struct SlurmConnection {
-    /// slurmrestd base URL, e.g. http://slurm.example:6820.
+    /// slurmrestd base URL, e.g. https://slurm.example:6820 (http:// only with insecureHTTP).
     #[schemars(length(min = 1, max = 512))]
     pub endpoint: String,
+    /// Allow a plain http:// endpoint: the token then crosses the network in clear text
+    /// (the member carries a TransportSecure=False condition).
+    #[serde(default, rename = "insecureHTTP", skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_http: bool,
+    /// Secret key holding PEM certificates to trust, besides the system's, for the
+    /// endpoint (a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
     /// REST API version in paths.
     #[serde(default = "default_slurm_api")]
     #[schemars(length(min = 1, max = 16))]

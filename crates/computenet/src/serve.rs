@@ -102,6 +102,12 @@ pub struct Args {
     /// seconds regardless.
     #[arg(long, default_value_t = 30, value_name = "S")]
     secret_check_interval_s: u64,
+    /// The only namespace member credentials are read from: a MemberCluster's Secret
+    /// references must name it, and the Secrets must carry the label
+    /// computenet.io/credentials=true; otherwise the member is not connected (Ready=False,
+    /// reason SecretNotAllowed). Default: the lease namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    credentials_namespace: Option<String>,
 }
 
 /// How /api/pool is protected (see `--web-auth`).
@@ -210,6 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             hub_id,
             secret_check_interval: Duration::from_secs(args.secret_check_interval_s.max(1)),
+            credentials_namespace: args.credentials_namespace.clone().unwrap_or_else(|| args.lease_namespace.clone()),
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

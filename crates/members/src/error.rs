@@ -23,6 +23,11 @@ pub enum Error {
     /// A setting or credential is unusable.
     #[error("{0}")]
     Config(String),
+    /// The service refuses to connect as the MemberCluster says (a Secret it may not
+    /// read, a plain http:// endpoint, a kubeconfig that runs commands or reads files);
+    /// `reason` is the Ready condition's reason.
+    #[error("{message}")]
+    Refused { reason: &'static str, message: String },
     /// A Kubernetes API call (to a member, or to the hub for its Secrets) failed.
     #[error("{what}: {source}")]
     Kube {
@@ -59,8 +64,18 @@ impl Error {
             Error::Server { .. } => reasons::SERVER_ERROR,
             Error::Decode { .. } => reasons::UNEXPECTED_ANSWER,
             Error::Config(_) => reasons::INVALID_CONFIG,
+            Error::Refused { reason, .. } => reason,
             Error::Kube { .. } => reasons::UNREACHABLE,
             Error::Member { source, .. } => source.reason(),
+        }
+    }
+
+    /// The Ready reason of a refusal to connect ([`Error::Refused`]), through the member wrapper.
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            Error::Refused { reason, .. } => Some(reason),
+            Error::Member { source, .. } => source.refusal(),
+            _ => None,
         }
     }
 
@@ -68,7 +83,11 @@ impl Error {
     /// error alone.
     pub fn retry(&self) -> Retry {
         match self {
-            Error::Timeout { .. } | Error::Transport { .. } | Error::Decode { .. } | Error::Config(_) => Retry::Later,
+            Error::Timeout { .. }
+            | Error::Transport { .. }
+            | Error::Decode { .. }
+            | Error::Config(_)
+            | Error::Refused { .. } => Retry::Later,
             Error::Auth { .. } => Retry::WithNewCredentials,
             Error::Server { status, errors, .. } => slurm_retry(*status, errors),
             Error::Kube { source: kube::Error::Api(status), .. } => {

@@ -8,6 +8,8 @@
 //!   batch jobs for admitted TrainingJobs, their state mirrored back, cancellation.
 //! - [`prometheus`]: measured efficiency (accelerator power, utilisation, facility PUE)
 //!   read from a member's Prometheus with PromQL.
+//! - [`credentials`]: which Secrets are read, where credentials may go, which kubeconfigs
+//!   are used, and messages about Secrets that never carry their text.
 //! - [`labels`]: the labels and names computenet puts on what it creates.
 //!
 //! The pure parts (the Job and Service a TrainingJob becomes, parsing `gres` strings, node
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod credentials;
 pub mod error;
 pub mod health;
 pub mod kubernetes;

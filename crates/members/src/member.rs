@@ -2,6 +2,7 @@
 //! connecting from a MemberCluster (credentials read from the hub's Secrets), readiness,
 //! the state of a TrainingJob's objects there, dispatch, cancel, and the member's nodes.
 
+use crate::credentials::{self, SecretPolicy};
 use crate::error::{Error, Result};
 use crate::kubernetes::{self, KubernetesMember};
 use crate::labels::remote_name;
@@ -13,72 +14,63 @@ use computenet_api::training_job::TrainingJobPhase;
 use computenet_api::{MemberCluster, TrainingJob};
 use computenet_core::{Catalogue, Node as CoreNode};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
-use kube::{Api, Client};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Reads one key of a Secret in the hub.
-async fn secret_value(hub: &Client, r: &SecretKeyRef) -> Result<Vec<u8>> {
-    let secret = Api::<Secret>::namespaced(hub.clone(), &r.namespace)
-        .get(&r.name)
-        .await
-        .map_err(Error::kube(&format!("reading Secret {}/{}", r.namespace, r.name)))?;
-    secret
-        .data
-        .and_then(|mut d| d.remove(&r.key))
-        .map(|b| b.0)
-        .ok_or_else(|| Error::Config(format!("Secret {}/{} has no key {:?}", r.namespace, r.name, r.key)))
-}
-
 /// The Secret keys a MemberCluster's connection reads its credentials from.
 pub fn credential_refs(member: &MemberCluster) -> Vec<&SecretKeyRef> {
-    let kubernetes = member.spec.kubernetes.iter().map(|k| &k.kubeconfig_secret_ref);
-    let slurm = member.spec.slurm.iter().flat_map(|s| s.token_secret_ref.iter().chain(s.jwt_key_secret_ref.iter()));
-    kubernetes.chain(slurm).collect()
+    credentials::secret_refs(&member.spec)
 }
 
 /// A digest of the member's credentials as the hub's Secrets hold them now: a rotated
-/// token, key or kubeconfig changes it (the service then reconnects). Only compared
+/// token, key, CA or kubeconfig changes it (the service then reconnects). Only compared
 /// within one process, never stored.
-pub async fn credentials_fingerprint(hub: &Client, member: &MemberCluster) -> Result<u64> {
+pub async fn credentials_fingerprint(hub: &Client, policy: &SecretPolicy, member: &MemberCluster) -> Result<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for r in credential_refs(member) {
         (&r.namespace, &r.name, &r.key).hash(&mut hasher);
-        secret_value(hub, r).await?.hash(&mut hasher);
+        policy.secret_value(hub, r).await?.hash(&mut hasher);
     }
     Ok(hasher.finish())
 }
 
-/// Reads the member's kubeconfig Secret from the hub and connects.
+/// Reads the member's kubeconfig Secret from the hub, checks it and connects.
 async fn connect_kubernetes(
     hub: &Client,
+    policy: &SecretPolicy,
     member: &MemberCluster,
     hub_id: &str,
     changed: Arc<Notify>,
 ) -> Result<KubernetesMember> {
     let conn = member.spec.kubernetes.as_ref().ok_or_else(|| Error::Config("not a Kubernetes member".into()))?;
-    let bytes = secret_value(hub, &conn.kubeconfig_secret_ref).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| Error::Config("kubeconfig is not UTF-8".into()))?;
+    let r = &conn.kubeconfig_secret_ref;
+    let kubeconfig = credentials::parse_kubeconfig(r, &policy.secret_value(hub, r).await?)?;
+    let config = credentials::kube_config(r, kubeconfig).await?;
     let name = member.metadata.name.as_deref().unwrap_or_default();
-    KubernetesMember::connect(name, text, &conn.namespace, conn.pod_security, hub_id, changed).await
+    KubernetesMember::connect(name, config, &conn.namespace, conn.pod_security, hub_id, changed).await
 }
 
-/// Reads the Slurm member's token or key Secret from the hub and starts polling it.
+/// Reads the Slurm member's token or key Secret (and CA) from the hub and starts polling it.
 async fn connect_slurm(
     hub: &Client,
+    policy: &SecretPolicy,
     member: &MemberCluster,
     hub_id: &str,
     changed: Arc<Notify>,
 ) -> Result<SlurmMember> {
     let conn = member.spec.slurm.as_ref().ok_or_else(|| Error::Config("not a Slurm member".into()))?;
+    let transport =
+        credentials::check_endpoint("the slurmrestd endpoint", "spec.slurm", &conn.endpoint, conn.insecure_http)?;
     let credentials = match (&conn.token_secret_ref, &conn.jwt_key_secret_ref) {
         (Some(r), _) => {
-            let token = secret_value(hub, r).await?;
-            let token = String::from_utf8(token).map_err(|_| Error::Config("the Slurm token is not UTF-8".into()))?;
+            let token = policy.secret_value(hub, r).await?;
+            let token = String::from_utf8(token)
+                .map_err(|_| Error::Config(format!("{}: the Slurm token is not UTF-8", credentials::describe(r))))?;
             let token = token.trim().to_string();
             if token.is_empty() {
                 return Err(Error::Config(format!(
@@ -86,12 +78,36 @@ async fn connect_slurm(
                     r.namespace, r.name, r.key
                 )));
             }
+            // Checked here, so that the HTTP library's error never has to speak of it.
+            if reqwest::header::HeaderValue::from_str(&token).is_err() {
+                return Err(Error::Config(format!(
+                    "{}: the Slurm token has characters an HTTP header cannot carry",
+                    credentials::describe(r)
+                )));
+            }
             Credentials::Token(token)
         }
-        (None, Some(r)) => Credentials::JwtKey(secret_value(hub, r).await?),
+        (None, Some(r)) => Credentials::JwtKey(policy.secret_value(hub, r).await?),
         (None, None) => return Err(Error::Config("spec.slurm needs tokenSecretRef or jwtKeySecretRef".into())),
     };
-    let client = SlurmClient::new(&conn.endpoint, &conn.api_version, &conn.user_name, credentials)?;
+    let ca = match &conn.ca_secret_ref {
+        Some(r) => Some((r, policy.secret_value(hub, r).await?)),
+        None => None,
+    };
+    let http = credentials::http_client(
+        transport,
+        ca.as_ref().map(|(r, pem)| (*r, pem.as_slice())),
+        slurm::client::CONNECT_TIMEOUT,
+        slurm::client::CALL_TIMEOUT,
+    )?;
+    if transport == credentials::Transport::InsecureAllowed {
+        tracing::warn!(
+            member = member.metadata.name.as_deref().unwrap_or_default(),
+            endpoint = %conn.endpoint,
+            "insecureHTTP: the Slurm token is sent over plain http"
+        );
+    }
+    let client = SlurmClient::new(&conn.endpoint, &conn.api_version, &conn.user_name, credentials)?.with_http(http);
     let placement = SlurmPlacement {
         partitions: conn.partitions.clone(),
         working_directory: conn.working_directory.clone(),
@@ -256,11 +272,21 @@ fn seconds_since(epoch_s: i64) -> i64 {
 impl Member {
     /// Connects to the member the spec describes, reading its credentials from the hub.
     /// `hub_id` marks everything this hub creates there; only what it marks is its own.
-    pub async fn connect(hub: &Client, spec: &MemberCluster, hub_id: &str, changed: Arc<Notify>) -> Result<Self> {
-        let connected = if spec.spec.slurm.is_some() {
-            connect_slurm(hub, spec, hub_id, changed).await.map(Member::Slurm)
-        } else {
-            connect_kubernetes(hub, spec, hub_id, changed).await.map(Member::Kubernetes)
+    /// Secrets are read as `policy` allows; the connection is checked first
+    /// ([`credentials::check_spec`]), so a refused one reads and sends nothing.
+    pub async fn connect(
+        hub: &Client,
+        policy: &SecretPolicy,
+        spec: &MemberCluster,
+        hub_id: &str,
+        changed: Arc<Notify>,
+    ) -> Result<Self> {
+        let connected = match credentials::check_spec(&spec.spec, policy) {
+            Err(e) => Err(e),
+            Ok(_) if spec.spec.slurm.is_some() => {
+                connect_slurm(hub, policy, spec, hub_id, changed).await.map(Member::Slurm)
+            }
+            Ok(_) => connect_kubernetes(hub, policy, spec, hub_id, changed).await.map(Member::Kubernetes),
         };
         connected.map_err(|e| e.on(spec.metadata.name.as_deref().unwrap_or_default()))
     }

@@ -1,7 +1,9 @@
 //! Efficiency data in: instant PromQL queries over HTTP, read on a timer per member.
 
+use crate::credentials::{self, SecretPolicy};
 use crate::error::{Error, Result};
 use crate::slurm::api::errors_of;
+use computenet_api::member_cluster::SecretKeyRef;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -19,6 +21,10 @@ pub const MAX_BODY_BYTES: usize = crate::slurm::convert::MAX_BODY_BYTES;
 #[derive(Debug, Clone, PartialEq)]
 pub struct EfficiencyQueries {
     pub url: String,
+    /// A plain http:// URL is allowed.
+    pub insecure_http: bool,
+    /// PEM certificates to trust for the URL.
+    pub ca_secret_ref: Option<SecretKeyRef>,
     pub gpu_power: String,
     pub gpu_utilization: String,
     pub pue: String,
@@ -85,6 +91,9 @@ pub async fn query(http: &reqwest::Client, url: &str, promql: &str) -> Result<Op
         why: if e.is_timeout() { format!("no answer within {} s", QUERY_TIMEOUT.as_secs()) } else { e.to_string() },
     })?;
     let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        return Err(credentials::redirect_refused(&what, status));
+    }
     let bytes = crate::body::read_capped(response, MAX_BODY_BYTES, &what, QUERY_TIMEOUT.as_secs()).await?;
     let body: Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode { what: what.clone(), why: e.to_string() })?;
@@ -92,6 +101,21 @@ pub async fn query(http: &reqwest::Client, url: &str, promql: &str) -> Result<Op
         Err(e) if status >= 400 => Err(Error::Server { what, status, errors: vec![e.to_string()] }),
         other => other,
     }
+}
+
+/// The HTTP client for a Prometheus: no redirects, the connection's CA.
+async fn client(
+    queries: &EfficiencyQueries,
+    transport: credentials::Transport,
+    hub: &kube::Client,
+    policy: &SecretPolicy,
+) -> Result<reqwest::Client> {
+    let ca = match &queries.ca_secret_ref {
+        Some(r) => Some((r, policy.secret_value(hub, r).await?)),
+        None => None,
+    };
+    let ca = ca.as_ref().map(|(r, pem)| (*r, pem.as_slice()));
+    credentials::http_client(transport, ca, Duration::from_secs(3), QUERY_TIMEOUT)
 }
 
 /// Reads a member's efficiency series on a timer; the latest reading is shared.
@@ -102,20 +126,39 @@ pub struct EfficiencyPoller {
 }
 
 impl EfficiencyPoller {
-    /// Starts reading; the task ends when the poller is dropped.
-    pub fn start(queries: EfficiencyQueries, changed: Arc<tokio::sync::Notify>) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(QUERY_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+    /// Starts reading; the task ends when the poller is dropped. The CA Secret, if any, is
+    /// read from `hub` as `policy` allows before the first query (and again after a failure).
+    pub fn start(
+        queries: EfficiencyQueries,
+        hub: kube::Client,
+        policy: SecretPolicy,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Result<Self> {
+        let transport =
+            credentials::check_endpoint("the Prometheus URL", "spec.prometheus", &queries.url, queries.insecure_http)?;
         let poller = Self { queries: queries.clone(), reading: Arc::new(Mutex::new(Reading::default())) };
         let weak = Arc::downgrade(&poller.reading);
         tokio::spawn(async move {
+            let mut http: Option<reqwest::Client> = None;
             loop {
+                if http.is_none() {
+                    match client(&queries, transport, &hub, &policy).await {
+                        Ok(c) => http = Some(c),
+                        Err(e) => {
+                            let Some(shared) = weak.upgrade() else { break };
+                            let failed = Reading { error: Some(e.to_string()), ..Reading::default() };
+                            *shared.lock().unwrap_or_else(|p| p.into_inner()) = failed;
+                            drop(shared);
+                            tokio::time::sleep(queries.interval).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(http) = http.as_ref() else { continue };
                 let (power, util, pue) = tokio::join!(
-                    query(&http, &queries.url, &queries.gpu_power),
-                    query(&http, &queries.url, &queries.gpu_utilization),
-                    query(&http, &queries.url, &queries.pue),
+                    query(http, &queries.url, &queries.gpu_power),
+                    query(http, &queries.url, &queries.gpu_utilization),
+                    query(http, &queries.url, &queries.pue),
                 );
                 let Some(shared) = weak.upgrade() else { break };
                 let mut errors = Vec::new();

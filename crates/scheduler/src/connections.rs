@@ -9,10 +9,17 @@
 //! member refusing the credentials (HTTP 401). A changed Secret reconnects the member;
 //! the old connection keeps serving until the new one is made, so a rotation never
 //! makes the member look lost.
+//!
+//! Before anything is read or sent, a MemberCluster's connection is checked
+//! ([`credentials::check_spec`]): Secrets only in the service's namespace (and, once read,
+//! only those labelled `computenet.io/credentials: "true"`), endpoints https unless
+//! `insecureHTTP` allows http. A refused member stays not connected with the refusal's
+//! reason on its Ready condition.
 
 use crate::snapshot::MemberView;
 use computenet_api::view;
 use computenet_api::{MemberCluster, MemberClusterSpec, TrainingJob};
+use computenet_members::credentials::{self, SecretPolicy};
 use computenet_members::member::credentials_fingerprint;
 use computenet_members::prometheus::{self, EfficiencyPoller, EfficiencyQueries, Reading};
 use computenet_members::{Member, MemberNodes, Members};
@@ -31,9 +38,12 @@ const CREDENTIALS_RECHECK: Duration = Duration::from_secs(3);
 /// How often the referenced Secrets are re-read by default.
 pub const DEFAULT_SECRET_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Why a member is not connected: the Ready reason for a refusal (none for other
+/// failures), and the message.
+pub type ConnectError = (Option<&'static str>, String);
 /// A finished connection: the member's name, the spec and the credentials' fingerprint
 /// it was made from, and the member.
-type Connected = (String, MemberClusterSpec, Result<(Member, u64), String>);
+type Connected = (String, MemberClusterSpec, Result<(Member, u64), ConnectError>);
 /// A finished read of a member's Secrets: the name, the spec, the fingerprint.
 type Checked = (String, MemberClusterSpec, Result<u64, String>);
 
@@ -57,7 +67,9 @@ pub struct Connections {
     /// The spec each connection was made from (a changed spec reconnects).
     specs: HashMap<String, MemberClusterSpec>,
     /// Why a member could not be connected, by name.
-    errors: HashMap<String, String>,
+    errors: HashMap<String, ConnectError>,
+    /// Where Secrets may be read from.
+    policy: SecretPolicy,
     /// Connections under way.
     connecting: std::collections::HashSet<String>,
     /// When each member's last connection attempt started.
@@ -81,8 +93,15 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Connections whose Secrets are re-read every `secret_check_interval`.
-    pub fn new(hub: Client, hub_id: String, changed: Arc<Notify>, secret_check_interval: Duration) -> Self {
+    /// Connections whose Secrets are read as `policy` allows and re-read every
+    /// `secret_check_interval`.
+    pub fn new(
+        hub: Client,
+        hub_id: String,
+        changed: Arc<Notify>,
+        secret_check_interval: Duration,
+        policy: SecretPolicy,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (check_tx, check_rx) = mpsc::unbounded_channel();
         Connections {
@@ -97,6 +116,7 @@ impl Connections {
             hub,
             hub_id,
             changed,
+            policy,
             members: Members::new(),
             specs: HashMap::new(),
             errors: HashMap::new(),
@@ -113,9 +133,9 @@ impl Connections {
         &self.members
     }
 
-    /// Why a member is not connected, if it is not.
-    pub fn error(&self, name: &str) -> Option<&str> {
-        self.errors.get(name).map(String::as_str)
+    /// Why a member is not connected, if it is not: the reason of a refusal, and the message.
+    pub fn error(&self, name: &str) -> Option<(Option<&'static str>, &str)> {
+        self.errors.get(name).map(|(reason, message)| (*reason, message.as_str()))
     }
 
     /// Has the member's Secrets read soon (its credentials were refused).
@@ -139,9 +159,12 @@ impl Connections {
                     self.checked.insert(name.clone(), std::time::Instant::now());
                     self.specs.insert(name, spec);
                 }
-                Err(e) => {
-                    tracing::warn!(member = %name, error = %e, "member connection");
-                    self.errors.insert(name, e);
+                Err((reason, e)) => {
+                    // A refusal stays until the MemberCluster or the Secret changes: said once.
+                    if self.errors.get(&name) != Some(&(reason, e.clone())) {
+                        tracing::warn!(member = %name, error = %e, "member connection");
+                    }
+                    self.errors.insert(name, (reason, e));
                 }
             }
         }
@@ -184,17 +207,20 @@ impl Connections {
             self.attempted.insert(name.to_string(), std::time::Instant::now());
             let (hub, changed, tx, spec) = (self.hub.clone(), self.changed.clone(), self.tx.clone(), (*m).clone());
             let hub_id = self.hub_id.clone();
+            let policy = self.policy.clone();
             let name = name.to_string();
             tokio::spawn(async move {
                 // The fingerprint is read before connecting: a Secret changed in between is
-                // seen by the next check, never missed.
+                // seen by the next check, never missed. The spec is checked before either,
+                // so a refused connection reads no Secret.
                 let connect = async {
-                    let fingerprint = credentials_fingerprint(&hub, &spec).await.map_err(|e| e.on(&name))?;
-                    Member::connect(&hub, &spec, &hub_id, changed.clone()).await.map(|m| (m, fingerprint))
+                    credentials::check_spec(&spec.spec, &policy).map_err(|e| e.on(&name))?;
+                    let fingerprint = credentials_fingerprint(&hub, &policy, &spec).await.map_err(|e| e.on(&name))?;
+                    Member::connect(&hub, &policy, &spec, &hub_id, changed.clone()).await.map(|m| (m, fingerprint))
                 };
                 let result = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("member {name}: connecting took longer than {CONNECT_TIMEOUT:?}")),
+                    Ok(r) => r.map_err(|e| (e.refusal(), e.to_string())),
+                    Err(_) => Err((None, format!("member {name}: connecting took longer than {CONNECT_TIMEOUT:?}"))),
                 };
                 let _ = tx.send((name, spec.spec.clone(), result));
                 changed.notify_one();
@@ -217,9 +243,10 @@ impl Connections {
         self.checking.insert(name.to_string());
         self.checked.insert(name.to_string(), std::time::Instant::now());
         let (hub, changed, tx, spec) = (self.hub.clone(), self.changed.clone(), self.check_tx.clone(), m.clone());
+        let policy = self.policy.clone();
         let name = name.to_string();
         tokio::spawn(async move {
-            let read = tokio::time::timeout(CONNECT_TIMEOUT, credentials_fingerprint(&hub, &spec)).await;
+            let read = tokio::time::timeout(CONNECT_TIMEOUT, credentials_fingerprint(&hub, &policy, &spec)).await;
             let result = match read {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
@@ -234,9 +261,15 @@ impl Connections {
         let mut wanted = HashMap::new();
         for m in specs {
             let (Some(name), Some(p)) = (m.metadata.name.clone(), m.spec.prometheus.as_ref()) else { continue };
+            // A refused connection (a Secret elsewhere, plain http) reads no series either.
+            if credentials::check_spec(&m.spec, &self.policy).is_err() {
+                continue;
+            }
             let q = |query: &str| prometheus::expand(query, &name, &m.spec.site);
             let queries = EfficiencyQueries {
                 url: p.url.clone(),
+                insecure_http: p.insecure_http,
+                ca_secret_ref: p.ca_secret_ref.clone(),
                 gpu_power: q(&p.gpu_power_query),
                 gpu_utilization: q(&p.gpu_utilization_query),
                 pue: q(&p.pue_query),
@@ -249,7 +282,7 @@ impl Connections {
             if self.efficiency.contains_key(&name) {
                 continue;
             }
-            match EfficiencyPoller::start(queries, self.changed.clone()) {
+            match EfficiencyPoller::start(queries, self.hub.clone(), self.policy.clone(), self.changed.clone()) {
                 Ok(poller) => {
                     self.efficiency.insert(name, poller);
                 }

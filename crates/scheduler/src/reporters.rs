@@ -11,8 +11,9 @@ use crate::web::WebState;
 use computenet_api::conditions::{self, reasons, types};
 use computenet_api::member_cluster::AcceleratorCapacity;
 use computenet_api::view::{self, QueueUsage};
-use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberClusterStatus, TrainingJob};
+use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberClusterSpec, MemberClusterStatus, TrainingJob};
 use computenet_core::Cluster;
+use computenet_members::credentials;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -90,6 +91,34 @@ pub fn member_status(
     }
 }
 
+/// The TransportSecure condition of a member that names an HTTP endpoint (pure): false,
+/// as a warning, while `insecureHTTP` allows a plain http:// one; `None` for a member
+/// without one (a Kubernetes member's kubeconfig must name an https server).
+pub fn transport_secure(spec: &MemberClusterSpec) -> Option<(bool, &'static str, String)> {
+    let slurm = spec.slurm.iter().map(|s| ("slurmrestd endpoint", s.endpoint.as_str(), s.insecure_http));
+    let prometheus = spec.prometheus.iter().map(|p| ("Prometheus URL", p.url.as_str(), p.insecure_http));
+    let endpoints: Vec<_> = slurm.chain(prometheus).collect();
+    if endpoints.is_empty() {
+        return None;
+    }
+    let insecure: Vec<String> = endpoints
+        .iter()
+        .filter_map(|(what, url, allowed)| match credentials::check_endpoint(what, "", url, *allowed) {
+            Ok(credentials::Transport::Tls) => None,
+            Ok(credentials::Transport::InsecureAllowed) => {
+                Some(format!("the {what} {url} is plain http (allowed by insecureHTTP: credentials and answers cross the network unencrypted)"))
+            }
+            // The Ready condition says why it is refused.
+            Err(_) => Some(format!("the {what} {url} is not https (refused: see Ready)")),
+        })
+        .collect();
+    Some(if insecure.is_empty() {
+        (true, reasons::TLS, "every endpoint is https".to_string())
+    } else {
+        (false, reasons::INSECURE_HTTP, insecure.join("; "))
+    })
+}
+
 /// A queue's status from its usage (pure).
 pub fn queue_status(usage: &QueueUsage) -> ComputeQueueStatus {
     let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
@@ -119,11 +148,14 @@ impl Reporters {
 
     fn readiness(&self, connections: &Connections, name: &str, ready: bool) -> Readiness {
         match connections.members().get(name) {
-            None => Readiness {
-                ready: false,
-                reason: reasons::NOT_CONNECTED,
-                message: connections.error(name).unwrap_or("not connected yet (see the scheduler log)").to_string(),
-            },
+            None => {
+                let (refusal, message) = connections.error(name).unwrap_or((None, "not connected yet"));
+                Readiness {
+                    ready: false,
+                    reason: refusal.unwrap_or(reasons::NOT_CONNECTED),
+                    message: message.to_string(),
+                }
+            }
             Some(_) if ready => Readiness { ready: true, reason: reasons::REACHABLE, message: String::new() },
             Some(c) => Readiness {
                 ready: false,
@@ -141,7 +173,7 @@ impl Reporters {
             let name = v.member.metadata.name.clone().unwrap_or_default();
             let readiness = self.readiness(connections, &name, v.ready);
             let previous = v.member.status.clone().unwrap_or_default();
-            let status = member_status(
+            let mut status = member_status(
                 &built.pool.clusters[i],
                 &readiness,
                 built.measured[i].clone(),
@@ -149,6 +181,18 @@ impl Reporters {
                 v.member.metadata.generation,
                 now,
             );
+            if let Some((secure, reason, message)) = transport_secure(&v.member.spec) {
+                let c = conditions::condition(
+                    &previous.conditions,
+                    types::TRANSPORT_SECURE,
+                    secure,
+                    reason,
+                    &message,
+                    v.member.metadata.generation,
+                    now,
+                );
+                status.conditions = conditions::upsert(&status.conditions, c);
+            }
             let same_conditions = conditions::same(&status.conditions, &previous.conditions);
             let strip = |s: &MemberClusterStatus| MemberClusterStatus {
                 last_heartbeat: None,
@@ -209,6 +253,28 @@ impl Reporters {
 mod tests {
     use super::*;
     use computenet_core::{ClusterEfficiency, ClusterKind, Node, NodeCapacity};
+
+    #[test]
+    fn plain_http_allowed_by_insecure_http_is_a_warning_condition() {
+        let spec = |slurm: serde_json::Value| -> MemberClusterSpec {
+            serde_json::from_value(serde_json::json!({"kind": "HPC", "site": "n", "slurm": slurm})).expect("spec")
+        };
+        let token = serde_json::json!({"name": "t", "namespace": "computenet-system", "key": "token"});
+        let https = spec(serde_json::json!({"endpoint": "https://s:6820", "userName": "u", "tokenSecretRef": token}));
+        assert_eq!(transport_secure(&https).map(|t| (t.0, t.1)), Some((true, "TLS")));
+        let http = spec(
+            serde_json::json!({"endpoint": "http://s:6820", "insecureHTTP": true, "userName": "u", "tokenSecretRef": token}),
+        );
+        let (secure, reason, message) = transport_secure(&http).expect("a condition");
+        assert_eq!((secure, reason), (false, "InsecureHTTP"));
+        assert!(message.contains("slurmrestd endpoint http://s:6820 is plain http (allowed"), "{message}");
+        let refused = spec(serde_json::json!({"endpoint": "http://s:6820", "userName": "u", "tokenSecretRef": token}));
+        assert_eq!(transport_secure(&refused).map(|t| (t.0, t.1)), Some((false, "InsecureHTTP")));
+        let kubernetes: MemberClusterSpec = serde_json::from_value(serde_json::json!({"kind": "AI", "site": "w",
+            "kubernetes": {"kubeconfigSecretRef": {"name": "k", "namespace": "computenet-system", "key": "kubeconfig"}}}))
+        .expect("spec");
+        assert_eq!(transport_secure(&kubernetes), None);
+    }
 
     fn node(name: &str, gpus: (u32, u32), unschedulable: bool) -> Node {
         Node {

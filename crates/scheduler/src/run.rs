@@ -48,6 +48,9 @@ pub struct ServeConfig {
     pub hub_id: String,
     /// How often the Secrets MemberClusters reference are re-read (changes reconnect).
     pub secret_check_interval: Duration,
+    /// The only namespace member credentials are read from (Secrets there labelled
+    /// `computenet.io/credentials: "true"`).
+    pub credentials_namespace: String,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -138,6 +141,7 @@ async fn lead(
             config.hub_id.clone(),
             changed.clone(),
             config.secret_check_interval,
+            computenet_members::credentials::SecretPolicy::new(config.credentials_namespace.clone()),
         ),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone(), fence.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),

@@ -109,7 +109,7 @@ EOT
 }
 put_secret() { # put_secret NAME FILE
   kubectl create secret generic "$1" -n computenet-system --from-file=kubeconfig="$2" --dry-run=client -o yaml |
-    kubectl apply -f - >/dev/null
+    kubectl label --local -f - computenet.io/credentials=true -o yaml | kubectl apply -f - >/dev/null
 }
 token_a=$(ai1 create token f-dispatch-a -n "$SA_NS" --duration=2h)
 kubeconfig_for "$token_a" "$AI_1_URL" > "$tmp/kubeconfig-a"

@@ -39,6 +39,8 @@ next_port=$PORT_BASE
 # Builds without the profiles ConfigMap (older ones) have no flag to turn it off.
 profiles_flag=()
 "$BIN" serve --help 2>/dev/null | grep -q -- --profiles-configmap && profiles_flag=(--profiles-configmap '')
+# The members' Secrets are the test bed's, in computenet-system, not in the lease namespace.
+"$BIN" serve --help 2>/dev/null | grep -q -- --credentials-namespace && profiles_flag+=(--credentials-namespace computenet-system)
 
 # start NAME [ENV=VALUE...]: a replica contending for the lease, identity NAME, log in $tmp/NAME.log.
 start() {

@@ -104,6 +104,7 @@ spec:
   site: east
   slurm:
     endpoint: $SLURM_ENDPOINT
+    insecureHTTP: true # the test bed's slurmrestd (and the proxy) speak plain http
     apiVersion: $SLURM_API_VERSION
     userName: $SLURM_USER_NAME
     jwtKeySecretRef: {name: slurm-jwt-key, namespace: $secrets, key: jwt_hs256.key}
@@ -151,6 +152,7 @@ PIDS+=($!)
 "${B[@]}" create ns "$HUB_B_NS" >/dev/null
 "${B[@]}" -n "$HUB_B_NS" create secret generic ai-1-kubeconfig --from-file=kubeconfig="$AI_1_KUBECONFIG" >/dev/null
 "${B[@]}" -n "$HUB_B_NS" create secret generic slurm-jwt-key --from-file=jwt_hs256.key="$SLURM_JWT_KEY_FILE" >/dev/null
+"${B[@]}" -n "$HUB_B_NS" label secret ai-1-kubeconfig slurm-jwt-key computenet.io/credentials=true >/dev/null
 SLURM_ENDPOINT=$SLURMRESTD_URL setup "$NS_B" "$HUB_B_NS" "${B[@]}"
 setsid "$BIN" serve --kubeconfig "$AI_3_KUBECONFIG" --no-leader-election --listen 127.0.0.1:18141 \
   --lease-namespace "$HUB_B_NS" --interval-ms 500 --member-timeout-s 10 \

@@ -9,7 +9,6 @@ use crate::labels::remote_name;
 use computenet_api::member_cluster::PodSecurityLevel;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
@@ -47,24 +46,23 @@ pub struct KubernetesMember {
 }
 
 impl KubernetesMember {
-    /// Connects with `kubeconfig` (YAML) and starts the watches (of the Jobs of the hub
-    /// `hub` only, in every namespace) and the probe; every change wakes `changed`. Member
-    /// namespaces, named from `namespace_prefix`, are made as jobs go there.
+    /// Connects with `config` (from a checked kubeconfig) and starts the watches (of the
+    /// Jobs of the hub `hub` only, in every namespace) and the probe; every change wakes
+    /// `changed`. Member namespaces, named from `namespace_prefix`, are made as jobs go there.
     pub async fn connect(
         name: &str,
-        kubeconfig: &str,
+        mut config: Config,
         namespace_prefix: &str,
         pod_security: PodSecurityLevel,
         hub: &str,
         changed: Arc<Notify>,
     ) -> Result<Self> {
-        let kubeconfig = Kubeconfig::from_yaml(kubeconfig).map_err(|e| Error::Config(format!("kubeconfig: {e}")))?;
-        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| Error::Config(format!("kubeconfig: {e}")))?;
         config.connect_timeout = Some(Duration::from_secs(3));
         config.read_timeout = Some(Duration::from_secs(30));
-        let client = Client::try_from(config).map_err(Error::kube("client"))?;
+        // The error could speak of the client key: only its kind is kept.
+        let client = Client::try_from(config).map_err(|_| {
+            Error::Config("the kubeconfig's client certificate, key or CA is not usable for TLS".into())
+        })?;
         // A first answer before the watches start, as before namespaces were per tenant: a
         // member that refuses the credentials or is not there fails to connect.
         match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {

@@ -3,6 +3,7 @@
 
 use super::api::{self, SlurmJob, SlurmNode};
 use super::convert;
+use crate::credentials;
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::sync::Mutex;
@@ -33,6 +34,9 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 /// Longest a single call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest the TCP (and TLS) connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A slurmrestd endpoint with its user and credentials.
 #[derive(Debug)]
 pub struct SlurmClient {
@@ -57,19 +61,19 @@ fn now() -> u64 {
 }
 
 impl SlurmClient {
-    /// A client for `endpoint` (e.g. `http://slurm-head:6820`) and `api_version` (e.g. `v0.0.38`).
+    /// A client for `endpoint` (e.g. `https://slurm-head:6820`) and `api_version` (e.g.
+    /// `v0.0.38`). Its HTTP client follows no redirects; [`SlurmClient::with_http`] gives
+    /// it one with the connection's TLS settings.
     pub fn new(endpoint: &str, api_version: &str, user: &str, credentials: Credentials) -> Result<Self> {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(Error::Config(format!("Slurm endpoint {endpoint:?} must start with http:// or https://")));
+        let scheme = endpoint.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            return Err(Error::Config(format!("Slurm endpoint {endpoint:?} must start with https:// or http://")));
         }
         if user.is_empty() {
             return Err(Error::Config("Slurm user name is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let http =
+            credentials::http_client(credentials::Transport::InsecureAllowed, None, CONNECT_TIMEOUT, CALL_TIMEOUT)?;
         Ok(Self {
             http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
@@ -78,6 +82,11 @@ impl SlurmClient {
             credentials,
             signed: Mutex::new(None),
         })
+    }
+
+    /// The same client, calling through `http` (see [`credentials::http_client`]).
+    pub fn with_http(self, http: reqwest::Client) -> Self {
+        Self { http, ..self }
     }
 
     /// The token to send now: the given one, or a self-signed one renewed before expiry.
@@ -137,6 +146,9 @@ impl SlurmClient {
         }
         let response = request.send().await.map_err(|e| transport(what, &e))?;
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(credentials::redirect_refused(what, status));
+        }
         let body = crate::body::read_capped(response, convert::MAX_BODY_BYTES, what, CALL_TIMEOUT.as_secs()).await?;
         let value = convert::answer_json(&body);
         Ok((value, status))
@@ -185,7 +197,7 @@ impl SlurmClient {
 pub fn submit_in_doubt(e: &Error) -> bool {
     match e {
         Error::Member { source, .. } => submit_in_doubt(source),
-        Error::Auth { .. } | Error::Config(_) => false,
+        Error::Auth { .. } | Error::Config(_) | Error::Refused { .. } => false,
         // reqwest's chain of causes names a connection that was never made.
         Error::Transport { why, .. } => !(why.contains("(Connect)") || why.contains("tcp connect error")),
         Error::Server { status, errors, .. } => {
@@ -241,7 +253,7 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_with_a_reason() {
         let e = SlurmClient::new("slurm:6820", "v0.0.38", "u", Credentials::Token("t".into())).expect_err("no scheme");
-        assert!(e.to_string().contains("http://"));
+        assert!(e.to_string().contains("https://"));
         let e = SlurmClient::new("http://x", "v0.0.38", "", Credentials::Token("t".into())).expect_err("no user");
         assert!(e.to_string().contains("user"));
         assert_eq!(format!("{:?}", Credentials::Token("secret".into())), "Token(..)");
@@ -266,6 +278,72 @@ mod tests {
         assert!(!submit_in_doubt(&server(400, &[])));
         assert!(!submit_in_doubt(&Error::Auth { what: "s".into(), status: 401, errors: vec![] }));
         assert!(submit_in_doubt(&Error::Timeout { what: "s".into(), seconds: 5 }.on("slurm-1")));
+    }
+
+    /// A listener that answers every request with `answer`, and sends each request's
+    /// head (up to the blank line) down the channel.
+    async fn listener(answer: String) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = socket.local_addr().expect("address").port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = socket.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).to_string());
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_and_the_token_goes_nowhere_else() {
+        let ok =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        let (target, mut elsewhere) = listener(ok.to_string()).await;
+        let redirect = format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target}/slurm/v0.0.38/ping\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (port, mut asked) = listener(redirect).await;
+        let c =
+            SlurmClient::new(&format!("http://127.0.0.1:{port}"), "v0.0.38", "u", Credentials::Token("tok-7".into()))
+                .expect("client");
+        let e = c.ping().await.expect_err("a redirect is an error");
+        assert!(e.to_string().contains("HTTP 302") && e.to_string().contains("redirect"), "{e}");
+        let first = asked.recv().await.expect("the configured address was asked");
+        assert!(first.to_ascii_lowercase().contains("x-slurm-user-token: tok-7"), "{first}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(elsewhere.try_recv().is_err(), "the redirect's target got a request");
+        // The same through a client built for the connection.
+        let http =
+            credentials::http_client(credentials::Transport::InsecureAllowed, None, CONNECT_TIMEOUT, CALL_TIMEOUT)
+                .expect("http client");
+        let c = c.with_http(http);
+        assert!(c.nodes().await.is_err());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(elsewhere.try_recv().is_err(), "the redirect's target got a request");
+    }
+
+    #[tokio::test]
+    async fn an_https_only_client_sends_nothing_over_http() {
+        let (port, mut asked) = listener("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".into()).await;
+        let http = credentials::http_client(credentials::Transport::Tls, None, CONNECT_TIMEOUT, CALL_TIMEOUT)
+            .expect("http client");
+        let c = SlurmClient::new(&format!("http://127.0.0.1:{port}"), "v0.0.38", "u", Credentials::Token("t".into()))
+            .expect("client")
+            .with_http(http);
+        assert!(c.ping().await.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(asked.try_recv().is_err(), "an https-only client made a plain http request");
     }
 
     #[test]
