@@ -85,6 +85,12 @@ pub struct Args {
     /// seconds regardless.
     #[arg(long, default_value_t = 30, value_name = "S")]
     secret_check_interval_s: u64,
+    /// Secret in the lease namespace holding the key the service seals its admissions with
+    /// (created with 32 random bytes when absent). A TrainingJob whose admission carries no
+    /// valid seal of this key is never dispatched: it is reset and decided again. Replicas
+    /// of one hub share it; deleting it re-decides every admitted, not yet dispatched job.
+    #[arg(long, default_value = "computenet-admission-key", value_name = "NAME")]
+    admission_key_secret: String,
 }
 
 /// The HTTP address, or `None` when disabled.
@@ -161,6 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             hub_id,
             secret_check_interval: Duration::from_secs(args.secret_check_interval_s.max(1)),
+            admission_key_secret: (args.lease_namespace.clone(), args.admission_key_secret.clone()),
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
