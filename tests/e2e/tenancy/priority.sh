@@ -77,7 +77,7 @@ kind: MemberCluster
 metadata: {name: $MEMBER}
 spec:
   kind: AI
-  site: east
+  site: t-priority
   kubernetes: {kubeconfigSecretRef: {name: ai-3-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_NS}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -106,7 +106,8 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
 EOT
 } | kubectl apply -f - >/dev/null
 
-# tj NAME NS QUEUE PRIORITY: a small one-GPU job.
+# tj NAME NS QUEUE PRIORITY: a small one-GPU job, for this group's member only (its site:
+# other groups' MemberClusters may be registered on the shared hub meanwhile).
 tj() {
   cat <<EOT
 apiVersion: computenet.io/v1alpha1
@@ -119,6 +120,7 @@ spec:
   resources: {cpu: "1", memory: 4Gi, accelerators: {count: 1}}
   workload: {image: example/train:1.0, command: [python, train.py]}
   work: {gpuHours: 1}
+  placement: {sites: [t-priority]}
 EOT
 }
 field() { kubectl get tj "$2" -n "$1" -o jsonpath="$3" 2>/dev/null; }
