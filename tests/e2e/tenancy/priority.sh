@@ -53,6 +53,7 @@ cleanup() {
   kubectl delete lease "$LEASE" -n computenet-system --ignore-not-found >/dev/null 2>&1
   kubectl delete secret "$KEY_SECRET" -n computenet-system --ignore-not-found >/dev/null 2>&1
   KUBECONFIG=$AI_3_KUBECONFIG kubectl delete ns "$MEMBER_NS" --wait=false >/dev/null 2>&1
+  [ "${ROLES_MINE:-0}" = 1 ] && kubectl delete -f "$root/deploy/manifests/tenant-roles.yaml" --ignore-not-found >/dev/null 2>&1
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -62,7 +63,9 @@ kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 wait_for 60 bash -c "! kubectl get ns $NS_A $NS_B >/dev/null 2>&1" || { echo "namespaces still terminating" >&2; exit 1; }
 kubectl delete lease "$LEASE" -n computenet-system --ignore-not-found >/dev/null 2>&1
 kubectl delete secret "$KEY_SECRET" -n computenet-system --ignore-not-found >/dev/null 2>&1
-# The chart's tenant roles, as rendered.
+# The chart's tenant roles, as rendered; removed afterwards unless they were there (a helm
+# install of the chart refuses to adopt them).
+kubectl get clusterrole computenet-edit >/dev/null 2>&1 || ROLES_MINE=1
 kubectl apply -f "$root/deploy/manifests/tenant-roles.yaml" >/dev/null
 
 {
