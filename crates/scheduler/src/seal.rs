@@ -254,7 +254,8 @@ mod tests {
     #[test]
     fn any_change_to_what_was_decided_breaks_the_seal() {
         let k = key(7);
-        let changes: Vec<Box<dyn Fn(&mut TrainingJob)>> = vec![
+        type Change = Box<dyn Fn(&mut TrainingJob)>;
+        let changes: Vec<Change> = vec![
             Box::new(|j| j.metadata.uid = Some("uid-2".into())),
             Box::new(|j| j.spec.queue_name = "other".into()),
             Box::new(|j| j.spec.replicas = 3),
