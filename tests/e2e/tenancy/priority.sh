@@ -61,6 +61,9 @@ trap cleanup EXIT
 kubectl apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 wait_for 60 bash -c "! kubectl get ns $NS_A $NS_B >/dev/null 2>&1" || { echo "namespaces still terminating" >&2; exit 1; }
+# The member namespace of an earlier run must be gone (dispatch would find it terminating).
+wait_for 90 bash -c "! KUBECONFIG=$AI_3_KUBECONFIG kubectl get ns $MEMBER_NS >/dev/null 2>&1" ||
+  { echo "member namespace $MEMBER_NS still terminating" >&2; exit 1; }
 kubectl delete lease "$LEASE" -n computenet-system --ignore-not-found >/dev/null 2>&1
 kubectl delete secret "$KEY_SECRET" -n computenet-system --ignore-not-found >/dev/null 2>&1
 # The chart's tenant roles, as rendered; removed afterwards unless they were there (a helm
