@@ -92,6 +92,8 @@ want = sorted([("ServiceAccount", "computenet"), ("ClusterRole", "computenet"), 
                ("Role", "computenet-secrets"), ("RoleBinding", "computenet-secrets"),
                ("Role", "computenet-leader-election"), ("RoleBinding", "computenet-leader-election"),
                ("Role", "computenet-profiles"), ("RoleBinding", "computenet-profiles"),
+               ("Role", "computenet-admission-key"), ("RoleBinding", "computenet-admission-key"),
+               ("ClusterRole", "computenet-edit"), ("ClusterRole", "computenet-view"),
                ("Service", "computenet"), ("Deployment", "computenet"), ("PodDisruptionBudget", "computenet")])
 if have != want: fail(f"objects: {have}")
 for d in docs:
@@ -190,7 +192,14 @@ for d in kinds("ClusterRoleBinding") + kinds("RoleBinding"):
     if d["roleRef"]["name"] in ("cluster-admin", "admin", "edit"): fail(f'{d["metadata"]["name"]} binds {d["roleRef"]["name"]}')
     own = {x["metadata"]["name"] for x in kinds(d["roleRef"]["kind"])}
     if d["roleRef"]["name"] not in own: fail(f'{d["metadata"]["name"]} binds {d["roleRef"]["name"]}, not one of the chart\'s roles')
+TENANT_ROLES = ("computenet-edit", "computenet-view")
 for d in kinds("ClusterRole"):
+    if d["metadata"]["name"] in TENANT_ROLES:
+        # Tenants' roles: computenet.io objects only, never their status.
+        for r in d["rules"]:
+            if r.get("apiGroups") != ["computenet.io"] or any("/" in x for x in r.get("resources", [])):
+                fail(f'{d["metadata"]["name"]} grants more than computenet.io objects: {r}')
+        continue
     for r in d["rules"]:
         if "secrets" in r.get("resources", []): fail(f"the ClusterRole grants secrets: {r}")
         if "" in r.get("apiGroups", []) and set(r.get("resources", [])) - {"namespaces", "events"}: fail(f"core resources: {r}")
@@ -206,7 +215,9 @@ if viewer["rules"] != [{"nonResourceURLs": ["/computenet/api/pool"], "verbs": ["
 secret_rules = [(d, r) for d in kinds("Role") for r in d["rules"] if "secrets" in r.get("resources", [])]
 if not secret_rules: fail("no Role grants reading Secrets")
 for d, r in secret_rules:
-    if r["verbs"] != ["get"]: fail(f"Secrets verbs {r['verbs']}")
+    # The admission key Role may also create (its one Secret, made when absent).
+    key_create = d["metadata"]["name"].endswith("-admission-key") and r["verbs"] == ["create"]
+    if r["verbs"] != ["get"] and not key_create: fail(f"Secrets verbs {r['verbs']}")
     if d["metadata"]["namespace"] != "computenet-system": fail(f"Secrets Role in {d['metadata']['namespace']}")
 EOF
 
@@ -339,6 +350,7 @@ check "SA can list namespaces" can yes list namespaces
 check "SA can create events (events.k8s.io and core)" bash -c "$(declare -f can); SA=$SA; can yes create events.events.k8s.io -n default && can yes create events -n default"
 check "SA can get its CRDs" can yes get customresourcedefinitions.apiextensions.k8s.io/trainingjobs.computenet.io
 check "SA can get Secrets in its namespace" can yes get secrets -n "$NS"
+check "SA can create its admission key Secret and read it by name" bash -c "$(declare -f can); SA=$SA; can yes create secrets -n $NS && can yes get secrets/computenet-admission-key -n $NS"
 check "SA can create and renew its Lease" bash -c "$(declare -f can); SA=$SA; can yes create leases.coordination.k8s.io -n $NS && can yes update leases.coordination.k8s.io/computenet-scheduler -n $NS"
 check "SA cannot update another Lease" can no update leases.coordination.k8s.io/kube-controller-manager -n "$NS"
 check "SA can read and watch its profiles ConfigMap" bash -c "$(declare -f can); SA=$SA; can yes get configmaps/computenet-profiles -n $NS && can yes watch configmaps/computenet-profiles -n $NS"

@@ -239,6 +239,7 @@ spec:
   namespaceSelector: {matchLabels: {computenet.io/tenant: other}}
   quotas: [{resource: nvidia.com/gpu, nominal: 256}]
   preemption: {withinQueue: LowerPriority}
+  priorityRange: {min: 0, max: 100}
 EOT
 h800_west='  placement: {sites: [west]}
   resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8, types: [H800]}}'

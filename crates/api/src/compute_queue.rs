@@ -1,8 +1,10 @@
 //! `ComputeQueue`: quotas, cohort, fair-share weight and policies.
 
 use crate::quantity::Quantity;
+use crate::training_job::{MAX_PRIORITY, MIN_PRIORITY};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,29 @@ pub struct ComputeQueueSpec {
     pub preemption: PreemptionSpec,
     #[serde(default)]
     pub queueing_strategy: QueueingStrategy,
+    /// Priorities this queue's jobs may ask for (admin-set); a job outside it is not
+    /// admitted. Absent allows only 0, so tenants get no priority an admin did not allow.
+    #[serde(default)]
+    pub priority_range: PriorityRange,
+}
+
+/// The priorities a queue allows, both ends included.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("self.min <= self.max").message("priorityRange.min must not exceed priorityRange.max"))]
+pub struct PriorityRange {
+    #[serde(default)]
+    #[schemars(range(min = MIN_PRIORITY, max = MAX_PRIORITY))]
+    pub min: i32,
+    #[serde(default)]
+    #[schemars(range(min = MIN_PRIORITY, max = MAX_PRIORITY))]
+    pub max: i32,
+}
+
+impl PriorityRange {
+    /// Whether `priority` is allowed.
+    pub fn allows(&self, priority: i32) -> bool {
+        (self.min..=self.max).contains(&priority)
+    }
 }
 
 fn one() -> f64 {

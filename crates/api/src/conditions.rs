@@ -30,6 +30,10 @@ pub mod reasons {
     pub const QUEUE_NOT_FOUND: &str = "QueueNotFound";
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    // Admitted=False: its priority is outside its queue's range (not admitted as it is)
+    pub const PRIORITY_NOT_ALLOWED: &str = "PriorityNotAllowed";
+    // Admitted=False: an admission the service did not seal (written by someone else) was reset
+    pub const ADMISSION_NOT_ISSUED: &str = "AdmissionNotIssued";
     // Admitted=True
     pub const ADMITTED: &str = "Admitted";
     // Admitted=False: waiting, with what it waits for
@@ -93,6 +97,8 @@ pub enum EventReason {
     Suspended,
     /// The object does not decode into the type the scheduler reads; it is ignored.
     InvalidObject,
+    /// Its status claimed an admission the service did not issue: reset and decided anew.
+    AdmissionNotIssued,
 }
 
 impl EventReason {
@@ -110,6 +116,7 @@ impl EventReason {
             EventReason::MemberLost => "MemberLost",
             EventReason::Suspended => "Suspended",
             EventReason::InvalidObject => "InvalidObject",
+            EventReason::AdmissionNotIssued => "AdmissionNotIssued",
         }
     }
 
@@ -123,6 +130,7 @@ impl EventReason {
                 | EventReason::Preempted
                 | EventReason::MemberLost
                 | EventReason::InvalidObject
+                | EventReason::AdmissionNotIssued
         )
     }
 }

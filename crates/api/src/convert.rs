@@ -7,7 +7,7 @@ use crate::quantity::Quantity;
 use crate::training_job::{self, TrainingJobSpec, MAX_RUN_SECONDS};
 use computenet_core::accelerator::AcceleratorSpec;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
-use computenet_core::queue::{PreemptionPolicy, PreemptionScope, QueueingStrategy, Quota, ResourceName};
+use computenet_core::queue::{PreemptionPolicy, PreemptionScope, PriorityRange, QueueingStrategy, Quota, ResourceName};
 use computenet_core::{
     AcceleratorConstraint, Cluster, ClusterEfficiency, ClusterKind, Job, Node, NodeCapacity, Objective, Queue,
     ReplicaRequest, Work,
@@ -163,7 +163,25 @@ pub fn queue(name: &str, spec: &ComputeQueueSpec) -> Result<Queue> {
             compute_queue::QueueingStrategy::StrictFIFO => QueueingStrategy::StrictFifo,
             compute_queue::QueueingStrategy::BestEffortFIFO => QueueingStrategy::BestEffortFifo,
         },
+        priority_range: priority_range(&spec.priority_range)?,
     })
+}
+
+/// A queue's allowed priorities; bounds outside the priorities a job may have, or min
+/// above max (stored under an older, looser schema), make the queue invalid.
+fn priority_range(range: &compute_queue::PriorityRange) -> Result<PriorityRange> {
+    let bounds = training_job::MIN_PRIORITY..=training_job::MAX_PRIORITY;
+    if !bounds.contains(&range.min) || !bounds.contains(&range.max) || range.min > range.max {
+        return Err(Error::field(
+            "spec.priorityRange",
+            format!(
+                "min and max must be {} to {}, min at most max",
+                training_job::MIN_PRIORITY,
+                training_job::MAX_PRIORITY
+            ),
+        ));
+    }
+    Ok(PriorityRange { min: range.min, max: range.max })
 }
 
 /// A member's efficiency profile, and its accelerator figure overrides.

@@ -256,6 +256,12 @@ pub struct TrainingJobStatus {
     pub admitted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementStatus>,
+    /// The service's seal over this admission (HMAC-SHA256 with its own key over the job's
+    /// UID, attempt, queue, placement and decided spec): an admission without a valid one
+    /// was not issued by the service and is reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub admission_seal: Option<String>,
     /// The objects created on the member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteReference>,

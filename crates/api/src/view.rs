@@ -3,7 +3,7 @@
 //! service, the `kubectl computenet` plugin, the dashboard and the `kubectl get` columns so
 //! that they cannot disagree.
 
-use crate::conditions::reasons;
+use crate::conditions::{reasons, types};
 use crate::convert;
 use crate::training_job::{TrainingJobPhase, TrainingJobStatus};
 use crate::{ComputeQueue, MemberCluster, TrainingJob};
@@ -100,14 +100,39 @@ pub fn accelerators_held(job: &TrainingJob) -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Problem {
     UnknownQueue(String),
-    NamespaceNotAllowed { queue: String, namespace: String },
+    NamespaceNotAllowed {
+        queue: String,
+        namespace: String,
+    },
+    /// Its priority is outside what its queue allows (an admin's choice).
+    PriorityNotAllowed {
+        queue: String,
+        priority: i32,
+        min: i32,
+        max: i32,
+    },
     Invalid(String),
 }
 
 impl Problem {
-    /// The Queued condition's reason and message.
+    /// The condition that carries the problem: Admitted for a priority the queue does not
+    /// allow (the job is in its queue but may not be admitted as it is), Queued otherwise.
+    pub fn condition_type(&self) -> &'static str {
+        match self {
+            Problem::PriorityNotAllowed { .. } => types::ADMITTED,
+            _ => types::QUEUED,
+        }
+    }
+
+    /// The condition's reason and message.
     pub fn reason_and_message(&self) -> (&'static str, String) {
         match self {
+            Problem::PriorityNotAllowed { queue, priority, min, max } => (
+                reasons::PRIORITY_NOT_ALLOWED,
+                format!(
+                    "priority {priority} is outside the range ComputeQueue {queue:?} allows ({min} to {max}); ask its admin or lower spec.priority"
+                ),
+            ),
             Problem::UnknownQueue(q) => (reasons::QUEUE_NOT_FOUND, format!("ComputeQueue {q:?} does not exist")),
             Problem::NamespaceNotAllowed { queue, namespace } => (
                 reasons::NAMESPACE_NOT_ALLOWED,
@@ -121,7 +146,8 @@ impl Problem {
 }
 
 /// A waiting TrainingJob as the core's pending job, or why it cannot be queued: its queue
-/// must exist and admit its namespace (by labels), and its spec must convert.
+/// must exist and admit its namespace (by labels), allow its priority, and its spec must
+/// convert.
 pub fn pending_job(
     job: &TrainingJob,
     queues: &BTreeMap<String, &ComputeQueue>,
@@ -134,6 +160,15 @@ pub fn pending_job(
     if !convert::selector_matches(queue.spec.namespace_selector.as_ref(), namespace_labels) {
         let namespace = job.metadata.namespace.clone().unwrap_or_default();
         return Err(Problem::NamespaceNotAllowed { queue: queue_name.clone(), namespace });
+    }
+    let range = queue.spec.priority_range;
+    if !range.allows(job.spec.priority) {
+        return Err(Problem::PriorityNotAllowed {
+            queue: queue_name.clone(),
+            priority: job.spec.priority,
+            min: range.min,
+            max: range.max,
+        });
     }
     convert::job(uid(job), &job.spec, created_at(job)).map_err(|e| Problem::Invalid(e.to_string()))
 }
@@ -356,6 +391,47 @@ mod tests {
             pending_job(&job("x", "nope", None), &queues, &tenant_a).unwrap_err(),
             Problem::UnknownQueue("nope".into())
         );
+    }
+
+    #[test]
+    fn a_priority_outside_the_queues_range_is_a_problem_naming_the_range() {
+        let cq = |range: serde_json::Value| -> ComputeQueue {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "computenet.io/v1alpha1", "kind": "ComputeQueue", "metadata": {"name": "q"},
+                "spec": {"namespaceSelector": {}, "priorityRange": range}
+            }))
+            .unwrap()
+        };
+        let with_priority = |p: i32| {
+            let mut tj = job("x", "q", None);
+            tj.spec.priority = p;
+            tj
+        };
+        let none = BTreeMap::new();
+        // Absent: only 0.
+        let default: ComputeQueue = serde_json::from_value(serde_json::json!({
+            "apiVersion": "computenet.io/v1alpha1", "kind": "ComputeQueue", "metadata": {"name": "q"},
+            "spec": {"namespaceSelector": {}}
+        }))
+        .unwrap();
+        let queues = BTreeMap::from([("q".to_string(), &default)]);
+        assert!(pending_job(&with_priority(0), &queues, &none).is_ok());
+        let refused = pending_job(&with_priority(1), &queues, &none).unwrap_err();
+        assert_eq!(refused, Problem::PriorityNotAllowed { queue: "q".into(), priority: 1, min: 0, max: 0 });
+        let (reason, message) = refused.reason_and_message();
+        assert_eq!((reason, refused.condition_type()), ("PriorityNotAllowed", "Admitted"));
+        assert!(message.contains("(0 to 0)"), "{message}");
+        let ranged = cq(serde_json::json!({"min": -10, "max": 100}));
+        let queues = BTreeMap::from([("q".to_string(), &ranged)]);
+        for p in [-10, 0, 100] {
+            assert_eq!(pending_job(&with_priority(p), &queues, &none).unwrap().priority, p);
+        }
+        for p in [-11, 101, i32::MAX] {
+            assert!(matches!(
+                pending_job(&with_priority(p), &queues, &none),
+                Err(Problem::PriorityNotAllowed { min: -10, max: 100, .. })
+            ));
+        }
     }
 
     #[test]

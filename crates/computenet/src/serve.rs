@@ -108,6 +108,12 @@ pub struct Args {
     /// reason SecretNotAllowed). Default: the lease namespace.
     #[arg(long, value_name = "NAMESPACE")]
     credentials_namespace: Option<String>,
+    /// Secret in the lease namespace holding the key the service seals its admissions with
+    /// (created with 32 random bytes when absent). A TrainingJob whose admission carries no
+    /// valid seal of this key is never dispatched: it is reset and decided again. Replicas
+    /// of one hub share it; deleting it re-decides every admitted, not yet dispatched job.
+    #[arg(long, default_value = "computenet-admission-key", value_name = "NAME")]
+    admission_key_secret: String,
 }
 
 /// How /api/pool is protected (see `--web-auth`).
@@ -217,6 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             hub_id,
             secret_check_interval: Duration::from_secs(args.secret_check_interval_s.max(1)),
             credentials_namespace: args.credentials_namespace.clone().unwrap_or_else(|| args.lease_namespace.clone()),
+            admission_key_secret: (args.lease_namespace.clone(), args.admission_key_secret.clone()),
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

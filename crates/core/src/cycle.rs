@@ -274,10 +274,16 @@ impl<'a> CycleState<'a> {
                 }
             }
         }
+        // Priorities count only as far as each job's queue allows (admin-set ranges), in
+        // the queue's order and across queues.
+        let priority: Vec<i32> = jobs
+            .iter()
+            .map(|j| self.ledger.queue_index(&j.queue).map_or(j.priority, |q| self.effective_priority(q, j.priority)))
+            .collect();
         for list in &mut per_queue {
             list.sort_by(|a, b| {
                 let (x, y) = (&jobs[*a], &jobs[*b]);
-                y.priority.cmp(&x.priority).then(x.submitted_at.cmp(&y.submitted_at)).then(x.id.cmp(&y.id))
+                priority[*b].cmp(&priority[*a]).then(x.submitted_at.cmp(&y.submitted_at)).then(x.id.cmp(&y.id))
             });
             list.reverse(); // pop from the back
         }
@@ -291,7 +297,7 @@ impl<'a> CycleState<'a> {
         let mut heap = BinaryHeap::new();
         let push = |heap: &mut BinaryHeap<Ordered>, q: usize, list: &mut Vec<usize>, share: f64| {
             if let Some(j) = list.pop() {
-                let entry = HeapEntry { priority: jobs[j].priority, share, rank: rank[j], job: j, queue: q };
+                let entry = HeapEntry { priority: priority[j], share, rank: rank[j], job: j, queue: q };
                 heap.push(Ordered { key: entry.key(), entry });
             }
         };
@@ -836,6 +842,17 @@ impl<'a> CycleState<'a> {
         Some(self.reserve(job, t, c, g, free, &slots))
     }
 
+    /// A priority as queue `q` allows it.
+    fn effective_priority(&self, q: usize, priority: i32) -> i32 {
+        self.ledger.queue(q).priority_range.effective(priority)
+    }
+
+    /// A running job's priority as its queue allows it (its raw one when its queue is
+    /// gone: such a job is never a victim of another queue).
+    fn running_priority(&self, r: &RunningJob) -> i32 {
+        self.ledger.queue_index(&r.queue).map_or(r.priority, |q| self.effective_priority(q, r.priority))
+    }
+
     fn may_preempt(&self, q: usize) -> bool {
         let p = self.ledger.queue(q).preemption;
         self.scheduler.config.preemption
@@ -844,12 +861,19 @@ impl<'a> CycleState<'a> {
     }
 
     /// Finds the fewest, lowest-priority running jobs whose end lets the gang fit.
+    ///
+    /// Priorities are compared as each job's queue allows them. A job of another queue is
+    /// a victim only as the queues' admins allow: the preempting queue's
+    /// `reclaim_within_cohort`, both queues in one cohort, and the victim's queue borrowing
+    /// (using quota lent by others) while the preemptor stays within its own nominal.
     fn try_preempt(&mut self, job: &Job, q: usize, eligible: &[(usize, usize)]) -> Option<Action> {
         self.preemption_attempts += 1;
         let queue = self.ledger.queue(q).clone();
+        let job_priority = self.effective_priority(q, job.priority);
+        let victim_priority: Vec<i32> = self.snap.running.iter().map(|r| self.running_priority(r)).collect();
         let allows = |scope: PreemptionScope, victim_priority: i32| match scope {
             PreemptionScope::Never => false,
-            PreemptionScope::LowerPriority => victim_priority < job.priority,
+            PreemptionScope::LowerPriority => victim_priority < job_priority,
             PreemptionScope::Any => true,
         };
         let mut best: Option<(usize, i32, usize, Vec<usize>)> = None;
@@ -861,7 +885,7 @@ impl<'a> CycleState<'a> {
                 .filter(|&i| {
                     let r = &self.snap.running[i];
                     if r.queue == queue.name {
-                        return allows(queue.preemption.within_queue, r.priority);
+                        return allows(queue.preemption.within_queue, victim_priority[i]);
                     }
                     let Some(rq) = self.ledger.queue_index(&r.queue) else {
                         return false;
@@ -870,12 +894,15 @@ impl<'a> CycleState<'a> {
                         && self.ledger.queue(rq).cohort == queue.cohort
                         && self.ledger.is_borrowing(rq)
                         && self.ledger.within_nominal(q, &usage, accelerator)
-                        && allows(queue.preemption.reclaim_within_cohort, r.priority)
+                        && allows(queue.preemption.reclaim_within_cohort, victim_priority[i])
                 })
                 .collect();
             victims.sort_by(|a, b| {
                 let (x, y) = (&self.snap.running[*a], &self.snap.running[*b]);
-                x.priority.cmp(&y.priority).then(y.started_at.cmp(&x.started_at)).then(x.id.cmp(&y.id))
+                victim_priority[*a]
+                    .cmp(&victim_priority[*b])
+                    .then(y.started_at.cmp(&x.started_at))
+                    .then(x.id.cmp(&y.id))
             });
             let nodes: Vec<u32> = self.nodes_of_group(c, g).collect();
             let mut free = self.indexes[c].free().to_vec();
@@ -919,7 +946,7 @@ impl<'a> CycleState<'a> {
             if ledger.check(q, &usage, accelerator).is_err() {
                 continue;
             }
-            let top = chosen.iter().map(|&v| self.snap.running[v].priority).max().unwrap_or(i32::MIN);
+            let top = chosen.iter().map(|&v| victim_priority[v]).max().unwrap_or(i32::MIN);
             let better = best.as_ref().is_none_or(|b| (chosen.len(), top, c) < (b.0, b.1, b.2));
             if better {
                 best = Some((chosen.len(), top, c, chosen));

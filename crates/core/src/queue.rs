@@ -78,6 +78,30 @@ pub struct PreemptionPolicy {
     pub reclaim_within_cohort: PreemptionScope,
 }
 
+/// The priorities a queue lets its jobs use, both ends included: an admin's choice, so a
+/// tenant's raw number counts only as far as its queue allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PriorityRange {
+    pub min: i32,
+    pub max: i32,
+}
+
+impl Default for PriorityRange {
+    /// Any priority (the core's own inputs, simulations and tests); the hub's queues
+    /// default to `0..=0` instead, in their own schema.
+    fn default() -> Self {
+        PriorityRange { min: i32::MIN, max: i32::MAX }
+    }
+}
+
+impl PriorityRange {
+    /// `priority` as the queue allows it: clamped into the range (an empty range, min
+    /// above max, counts as its min).
+    pub fn effective(&self, priority: i32) -> i32 {
+        priority.min(self.max).max(self.min)
+    }
+}
+
 /// What a queue does when its head job cannot be admitted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum QueueingStrategy {
@@ -104,6 +128,10 @@ pub struct Queue {
     pub preemption: PreemptionPolicy,
     #[serde(default)]
     pub strategy: QueueingStrategy,
+    /// Priorities its jobs may use; ordering and preemption use a job's priority only
+    /// within it.
+    #[serde(default)]
+    pub priority_range: PriorityRange,
 }
 
 fn one() -> f64 {
@@ -120,6 +148,7 @@ impl Queue {
             quotas: Vec::new(),
             preemption: PreemptionPolicy::default(),
             strategy: QueueingStrategy::default(),
+            priority_range: PriorityRange::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use computenet_core::explain::Placement;
 use computenet_core::pool::NodeSlot;
-use computenet_core::queue::{PreemptionPolicy, PreemptionScope, QueueingStrategy, Quota, ResourceName};
+use computenet_core::queue::{PreemptionPolicy, PreemptionScope, PriorityRange, QueueingStrategy, Quota, ResourceName};
 use computenet_core::synth::{cluster, job, pool};
 use computenet_core::{
     Action, ClusterKind, CycleOutcome, Job, Objective, Pool, Queue, QueuedReason, RejectReason, RunningJob, Scheduler,
@@ -360,4 +360,74 @@ fn a_job_over_quota_waits_for_quota_not_for_capacity() {
     };
     let out = run(&p, &[q], &[job("j", "q", 1, 8, 1.0)], &busy);
     assert_eq!(action(&out, "j"), &Action::Queued(QueuedReason::QuotaExceeded));
+}
+
+#[test]
+fn priorities_count_only_within_their_queues_range() {
+    // Across queues: a huge raw priority in a queue allowing at most 1 does not jump ahead
+    // of a priority-5 job of a queue allowing up to 10.
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("H800"), 8)]);
+    let capped = Queue { priority_range: PriorityRange { min: 0, max: 1 }, ..Queue::unlimited("capped") };
+    let wide = Queue { priority_range: PriorityRange { min: 0, max: 10 }, ..Queue::unlimited("wide") };
+    let mut greedy = job("greedy", "capped", 1, 8, 1.0);
+    greedy.priority = i32::MAX;
+    greedy.submitted_at = 0;
+    let mut allowed = job("allowed", "wide", 1, 8, 1.0);
+    allowed.priority = 5;
+    allowed.submitted_at = 10;
+    let out = run(&p, &[capped.clone(), wide.clone()], &[greedy.clone(), allowed.clone()], &[]);
+    assert!(matches!(action(&out, "allowed"), Action::Admit(_)));
+    assert!(!matches!(action(&out, "greedy"), Action::Admit(_)));
+    // With the ranges unbounded the raw numbers decide again.
+    let out = run(&p, &[Queue::unlimited("capped"), Queue::unlimited("wide")], &[greedy, allowed], &[]);
+    assert!(matches!(action(&out, "greedy"), Action::Admit(_)));
+}
+
+#[test]
+fn lower_priority_preemption_compares_priorities_as_queues_allow_them() {
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("A100-80G"), 8)]);
+    let mut victim = running("victim", "q", 0, &[0], 8, 9000);
+    victim.priority = 3;
+    let victims = vec![victim];
+    occupy(&mut p, &victims);
+    let mut urgent = job("urgent", "q", 1, 8, 1.0);
+    urgent.priority = 1_000_000;
+    let policy = PreemptionPolicy {
+        within_queue: PreemptionScope::LowerPriority,
+        reclaim_within_cohort: PreemptionScope::Never,
+    };
+    // Range 0..=3: both count as 3, so neither is lower and nothing is preempted.
+    let q = Queue { preemption: policy, priority_range: PriorityRange { min: 0, max: 3 }, ..Queue::unlimited("q") };
+    let out = run(&p, &[q], std::slice::from_ref(&urgent), &victims);
+    assert!(!matches!(action(&out, "urgent"), Action::Preempt { .. }), "{:?}", action(&out, "urgent"));
+    let q = Queue { preemption: policy, priority_range: PriorityRange { min: 0, max: 4 }, ..Queue::unlimited("q") };
+    let out = run(&p, &[q], &[urgent], &victims);
+    assert_eq!(action(&out, "urgent"), &Action::Preempt { cluster: "ai".into(), victims: vec!["victim".into()] });
+}
+
+#[test]
+fn another_queues_job_is_preempted_only_by_cohort_reclaim() {
+    // Queue a runs a job; queue b (no cohort in common) asks LowerPriority within its own
+    // queue only: a's job is never its victim, whatever the priorities.
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("A100-80G"), 8)]);
+    let victims = vec![running("a-job", "a", 0, &[0], 8, 9000)];
+    occupy(&mut p, &victims);
+    let mut urgent = job("b-job", "b", 1, 8, 1.0);
+    urgent.priority = 100;
+    let b = Queue {
+        preemption: PreemptionPolicy {
+            within_queue: PreemptionScope::Any,
+            reclaim_within_cohort: PreemptionScope::Any,
+        },
+        ..Queue::unlimited("b")
+    };
+    let out = run(&p, &[Queue::unlimited("a"), b], &[urgent], &victims);
+    assert!(!matches!(action(&out, "b-job"), Action::Preempt { .. }), "{:?}", action(&out, "b-job"));
+}
+
+#[test]
+fn effective_priority_is_clamped_into_the_range() {
+    let r = PriorityRange { min: -5, max: 10 };
+    assert_eq!((r.effective(i32::MIN), r.effective(3), r.effective(i32::MAX)), (-5, 3, 10));
+    assert_eq!(PriorityRange::default().effective(i32::MAX), i32::MAX);
 }

@@ -21,6 +21,8 @@ pub enum Error {
     Timeout(String),
     #[error("the hub's caches were not ready within {0:?}; released the leader lease so another replica can try")]
     CachesNotReady(std::time::Duration),
+    #[error("admission seal key: {0}")]
+    AdmissionKey(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

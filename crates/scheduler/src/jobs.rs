@@ -8,6 +8,7 @@
 
 use crate::backoff::{epoch_ms, Backoff, BackoffPolicy};
 use crate::overlay::Overlay;
+use crate::seal::AdmissionKey;
 use crate::snapshot::RawAccelerators;
 use crate::transitions::{self, DispatchRecord, MemberKind, Requeue, Transition};
 use crate::work::{self, Landed, Target};
@@ -244,6 +245,8 @@ pub struct Reconciler {
     dispatched: HashMap<String, (DispatchRecord, Instant)>,
     /// Failed dispatches in a row, by UID (restored from status.retry after a restart).
     backoffs: HashMap<String, Backoff>,
+    /// The service's seal key, checked before every dispatch.
+    key: Arc<AdmissionKey>,
 }
 
 /// A job's backoff: this process's, or what its status recorded.
@@ -258,8 +261,8 @@ fn backoff_of(known: Option<&Backoff>, tj: &TrainingJob) -> Backoff {
 }
 
 impl Reconciler {
-    pub fn new(client: Client, member_timeout: Duration, policy: BackoffPolicy) -> Self {
-        Reconciler { client, member_timeout, policy, dispatched: HashMap::new(), backoffs: HashMap::new() }
+    pub fn new(client: Client, member_timeout: Duration, policy: BackoffPolicy, key: Arc<AdmissionKey>) -> Self {
+        Reconciler { client, member_timeout, policy, dispatched: HashMap::new(), backoffs: HashMap::new(), key }
     }
 
     /// Takes in what a piece of work reports about dispatch.
@@ -364,7 +367,14 @@ impl Reconciler {
         let raw_accelerator = placement.accelerator.as_ref().map(|a| {
             raw_accelerators.get(&placement.cluster).and_then(|m| m.get(a)).cloned().unwrap_or_else(|| a.clone())
         });
-        Some(Target { member, placement, raw_accelerator, backoff: self.backoff(tj), policy: self.policy })
+        Some(Target {
+            member,
+            placement,
+            raw_accelerator,
+            backoff: self.backoff(tj),
+            policy: self.policy,
+            key: self.key.clone(),
+        })
     }
 
     /// Deletes member objects that no TrainingJob accounts for (left by a member loss, a

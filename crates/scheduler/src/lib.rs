@@ -11,6 +11,7 @@
 //! - [`jobs`]: the per-job reconciler: cleanup, suspension, dispatch with backoff, mirror,
 //!   member loss, orphans.
 //! - [`transitions`]: a job's status transitions (pure).
+//! - [`seal`]: the service's seal on its admissions, and its key.
 //! - [`backoff`]: per-job exponential backoff (pure).
 //! - [`reporters`]: member and queue status, the observation for metrics and dashboard.
 //! - [`work`]: background API work, at most one piece per job; [`status`]: the writes.
@@ -35,6 +36,7 @@ pub mod profiles;
 pub mod reporters;
 pub mod run;
 pub mod schedule;
+pub mod seal;
 pub mod service;
 pub mod snapshot;
 pub mod status;

@@ -11,6 +11,14 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
+/// A test-only scope, from COMPUTENET_TEST_NAMESPACE_PREFIX (unset in production): the
+/// service sees only TrainingJobs in namespaces with this prefix, so end-to-end tests that
+/// share one hub do not act on each other's jobs.
+fn test_namespace_prefix() -> Option<&'static str> {
+    static PREFIX: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| std::env::var("COMPUTENET_TEST_NAMESPACE_PREFIX").ok().filter(|p| !p.is_empty())).as_deref()
+}
+
 /// The overlay over the hub's TrainingJob cache.
 #[derive(Debug)]
 pub struct Overlay {
@@ -43,6 +51,9 @@ impl Overlay {
             seen.insert(id);
         }
         self.overrides.retain(|id, _| seen.contains(id));
+        if let Some(prefix) = test_namespace_prefix() {
+            jobs.retain(|j| j.metadata.namespace.as_deref().is_some_and(|n| n.starts_with(prefix)));
+        }
         jobs
     }
 

@@ -51,6 +51,9 @@ pub struct ServeConfig {
     /// The only namespace member credentials are read from (Secrets there labelled
     /// `computenet.io/credentials: "true"`).
     pub credentials_namespace: String,
+    /// The Secret (namespace, name) holding the key admissions are sealed with; created
+    /// when absent.
+    pub admission_key_secret: (String, String),
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -133,6 +136,13 @@ async fn lead(
         r = &mut *lease_task => return Err(lost(r)),
         hub = Hub::start(client.clone(), changed.clone(), events.clone(), CACHES_TIMEOUT) => hub?,
     };
+    // Read (or made) as the leader, under its fence: the key every admission is sealed with.
+    let (key_namespace, key_name) = &config.admission_key_secret;
+    let key = tokio::select! {
+        _ = &mut *shutdown => { tracing::info!("shutting down"); return Ok(()); }
+        r = &mut *lease_task => return Err(lost(r)),
+        key = crate::seal::load_or_create(client, key_namespace, key_name) => Arc::new(key?),
+    };
     let mut profiles = config.profiles.start(client.clone(), changed.clone());
     tracing::info!("caches ready; scheduling");
     let mut service = Service {
@@ -144,8 +154,9 @@ async fn lead(
             computenet_members::credentials::SecretPolicy::new(config.credentials_namespace.clone()),
         ),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone(), fence.clone())),
-        reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff),
-        scheduling: Scheduling::new(client.clone(), profiles.scheduler()),
+        reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff, key.clone()),
+        scheduling: Scheduling::new(client.clone(), profiles.scheduler(), key.clone()),
+        key,
         reporters: Reporters::new(client.clone(), config.member_timeout),
         events,
         member_timeout: config.member_timeout,

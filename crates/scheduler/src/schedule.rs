@@ -3,10 +3,11 @@
 //! 1. snapshot: the core's input from the hub and the members ([`crate::snapshot`]);
 //! 2. cycle: the pure core decides (admit, reserve, preempt, queue) with explanations;
 //! 3. plan: each decision becomes a status transition ([`plan`], pure);
-//! 4. write: admissions (then dispatch), preemptions and queue positions start as
-//!    background work; the overlay shows them as done meanwhile.
+//! 4. write: admissions (sealed with the service's key, then dispatch), preemptions and
+//!    queue positions start as background work; the overlay shows them as done meanwhile.
 
 use crate::overlay::Overlay;
+use crate::seal::{self, AdmissionKey};
 use crate::snapshot::Built;
 use crate::transitions::{self, Requeue, Transition};
 use crate::work::{self, Target};
@@ -89,11 +90,13 @@ pub struct Scheduling {
     scheduler: Scheduler,
     /// When each queued job's position was last written.
     position_writes: HashMap<String, Instant>,
+    /// The key admissions are sealed with.
+    key: Arc<AdmissionKey>,
 }
 
 impl Scheduling {
-    pub fn new(client: Client, scheduler: Scheduler) -> Self {
-        Scheduling { client, scheduler, position_writes: HashMap::new() }
+    pub fn new(client: Client, scheduler: Scheduler, key: Arc<AdmissionKey>) -> Self {
+        Scheduling { client, scheduler, position_writes: HashMap::new(), key }
     }
 
     /// Replaces the throughput model and cycle settings (new profiles were loaded).
@@ -121,7 +124,8 @@ impl Scheduling {
         });
         for write in plan(jobs, built, &outcome, |uid| overlay.busy(uid), now) {
             match write {
-                Write::Admit(tj, t) => {
+                Write::Admit(tj, mut t) => {
+                    t.status.admission_seal = seal::seal(&self.key, &tj, &t.status);
                     let expected = work::with_status(&tj, &t.status);
                     let target = target(&expected);
                     overlay.start(expected, work::admit_and_dispatch(self.client.clone(), tj, Some(t), target));

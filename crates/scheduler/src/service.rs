@@ -1,7 +1,8 @@
 //! One pass of the service, in order, over the pieces that own its state:
 //!
 //! 1. take in landed work ([`Overlay`], [`Reconciler`], Events, metrics);
-//! 2. members: connect new or changed ones in the background ([`Connections`]);
+//! 2. members: connect new or changed ones in the background ([`Connections`]); then
+//!    admissions without the service's seal are reset ([`crate::seal`]);
 //! 3. per-job reconcile: cleanup, suspension, dispatch with backoff, mirror ([`Reconciler`]);
 //! 4. scheduling: snapshot, cycle, admissions, preemptions, positions ([`Scheduling`]);
 //! 5. the mirror writes of step 3 (after admissions: work starts first come first served);
@@ -15,14 +16,18 @@ use crate::jobs::Reconciler;
 use crate::overlay::Overlay;
 use crate::reporters::Reporters;
 use crate::schedule::{self, Scheduling};
+use crate::seal::{self, AdmissionKey};
 use crate::snapshot;
+use crate::transitions;
 use crate::web::WebState;
+use crate::work;
 use computenet_api::conditions::EventReason;
 use computenet_api::view;
 use computenet_core::Scheduler;
 use computenet_members::error::Retry;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The service's state between passes, by owner.
@@ -37,6 +42,8 @@ pub struct Service {
     pub reporters: Reporters,
     pub events: EventSink,
     pub web: Option<WebState>,
+    /// The key the service seals its admissions with.
+    pub key: Arc<AdmissionKey>,
 }
 
 impl Service {
@@ -88,10 +95,6 @@ impl Service {
         let views = self.connections.views(&specs, &jobs, self.member_timeout);
         let raw = snapshot::raw_accelerators(&views);
         let now = Timestamp::now();
-        // 3
-        let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &raw, now);
-        // 4: on the jobs as step 3 left them.
-        let jobs = self.overlay.jobs(&self.hub.jobs);
         let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
             .hub
             .namespaces
@@ -100,6 +103,13 @@ impl Service {
             .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
             .collect();
         let queues = self.hub.queues.state();
+        // 2b: admissions this service did not seal are reset before anything acts on them.
+        self.reset_unissued(&jobs, &queues, &namespaces, now);
+        let jobs = self.overlay.jobs(&self.hub.jobs);
+        // 3
+        let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &raw, now);
+        // 4: on the jobs as step 3 left them.
+        let jobs = self.overlay.jobs(&self.hub.jobs);
         let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
         let members = self.connections.members();
         let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
@@ -117,6 +127,31 @@ impl Service {
         }
         // 7
         self.reconciler.clean_orphans(&jobs, self.connections.members()).await;
+    }
+
+    /// Step 2b: every admitted job must carry this service's seal, and before dispatch its
+    /// queue must still exist and take its namespace; others are reset (no placement, a
+    /// Warning Event AdmissionNotIssued) and then decided like any waiting job.
+    fn reset_unissued(
+        &mut self,
+        jobs: &[Arc<computenet_api::TrainingJob>],
+        queues: &[Arc<computenet_api::ComputeQueue>],
+        namespaces: &BTreeMap<String, BTreeMap<String, String>>,
+        now: Timestamp,
+    ) {
+        let by_name = view::queues(queues.iter().map(AsRef::as_ref)).by_name;
+        let no_labels = BTreeMap::new();
+        for tj in jobs.iter().filter(|j| seal::applies(j)) {
+            if self.overlay.busy(view::uid(tj)) {
+                continue;
+            }
+            let labels = namespaces.get(tj.metadata.namespace.as_deref().unwrap_or_default()).unwrap_or(&no_labels);
+            let Err(why) = seal::check(&self.key, tj, &by_name, labels) else { continue };
+            tracing::warn!(job = %view::job_name(tj), %why, "resetting an admission");
+            let t = transitions::admission_not_issued(tj, &view::status(tj), &why, now);
+            let expected = work::with_status(tj, &t.status);
+            self.overlay.start(expected, work::reset_admission(self.hub.client.clone(), tj.clone(), t));
+        }
     }
 
     /// Jobs with work in flight.

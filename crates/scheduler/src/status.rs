@@ -36,6 +36,21 @@ pub async fn training_job(client: &Client, tj: &TrainingJob, status: &TrainingJo
         .await
 }
 
+/// Removes the admission fields from a job's status whoever wrote them (a JSON merge patch
+/// with nulls: a server-side apply would leave fields another manager owns), so an
+/// admission the service did not issue leaves no placement behind.
+pub async fn clear_admission(client: &Client, tj: &TrainingJob) -> Result<TrainingJob> {
+    lease::check_write()?;
+    let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
+    let patch = json!({
+        "metadata": {"uid": tj.metadata.uid},
+        "status": {"admitted": false, "placement": null, "remote": null, "admissionSeal": null,
+                   "startTime": null, "dispatchTime": null, "retry": null},
+    });
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() };
+    Ok(api.patch_status(tj.metadata.name.as_deref().unwrap_or_default(), &params, &Patch::Merge(&patch)).await?)
+}
+
 /// Writes an admission, guarded by `decided_on`'s resourceVersion: the apiserver refuses
 /// it (409, [`is_conflict`]) when the job changed in any way since the decision was
 /// made, so a spec patched in between, or a newer leader's decision, is never

@@ -93,6 +93,8 @@ pub fn admitted(
             estimated_cost: round3(p.estimate.cost),
             backfilled: p.backfilled,
         }),
+        // Sealed with the service's key when written (it is not known here).
+        admission_seal: None,
         remote: None,
         explanation: Some(explanation(decision, summary)),
         start_time: Some(Time(now)),
@@ -206,7 +208,7 @@ pub fn problem(
     now: Timestamp,
 ) -> Option<TrainingJobStatus> {
     let (reason, message) = problem.reason_and_message();
-    let conditions = set(tj, current, types::QUEUED, false, reason, &message, now);
+    let conditions = set(tj, current, problem.condition_type(), false, reason, &message, now);
     let unchanged =
         current.phase == Some(TrainingJobPhase::Pending) && conditions::same(&conditions, &current.conditions);
     (!unchanged).then(|| TrainingJobStatus {
@@ -216,6 +218,21 @@ pub fn problem(
         attempt: current.attempt,
         ..TrainingJobStatus::default()
     })
+}
+
+/// An admission the service cannot stand behind (not sealed by it, or its queue no longer
+/// takes the job before dispatch): back to its queue with no placement and a Warning, to
+/// be decided normally. The attempt is kept: a new admission counts the next one.
+pub fn admission_not_issued(tj: &TrainingJob, current: &TrainingJobStatus, why: &str, now: Timestamp) -> Transition {
+    let status = TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Queued),
+        admitted: Some(false),
+        requeues: current.requeues,
+        attempt: current.attempt,
+        conditions: set(tj, current, types::ADMITTED, false, reasons::ADMISSION_NOT_ISSUED, why, now),
+        ..TrainingJobStatus::default()
+    };
+    Transition { status, event: Some((EventReason::AdmissionNotIssued, why.to_string())) }
 }
 
 /// Stopped by `spec.suspend`; its capacity is released.

@@ -8,6 +8,7 @@
 
 use crate::backoff::{epoch_ms, Backoff, BackoffPolicy};
 use crate::lease::{self, Fence};
+use crate::seal::{self, AdmissionKey};
 use crate::status;
 use crate::transitions::{self, DispatchRecord, Transition};
 use computenet_api::conditions::EventReason;
@@ -191,6 +192,23 @@ pub async fn write_status(client: Client, tj: Arc<TrainingJob>, transition: Tran
     landed
 }
 
+/// Resets an admission the service did not issue: its admission fields are removed, then
+/// the reset status is written; the Warning Event is recorded once it is stored.
+pub async fn reset_admission(client: Client, tj: Arc<TrainingJob>, transition: Transition) -> Landed {
+    let mut landed = Landed::new(tj.clone());
+    match status::clear_admission(&client, &tj).await {
+        Ok(stored) => landed.store(stored),
+        Err(e) => {
+            tracing::warn!(job = ?tj.metadata.name, error = %e, "resetting an unissued admission failed; retrying");
+            return landed;
+        }
+    }
+    if landed.write(&client, &tj, &transition.status).await {
+        landed.events.extend(transition.event);
+    }
+    landed
+}
+
 /// Where an admitted job goes: its member, its placement, the member's own name for the
 /// chosen accelerator type (a node label value on Kubernetes, a gres type on Slurm), and
 /// the job's backoff (dispatches of it that failed in a row before this one).
@@ -202,6 +220,8 @@ pub struct Target {
     pub raw_accelerator: Option<String>,
     pub backoff: Backoff,
     pub policy: BackoffPolicy,
+    /// The service's seal key: nothing is dispatched without its seal.
+    pub key: Arc<AdmissionKey>,
 }
 
 /// Admits the job (when `admission` is given) and dispatches it to `target` (when the
@@ -312,6 +332,11 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
     let tj = landed.latest();
     let current = tj.status.clone().unwrap_or_default();
     let cluster = target.placement.cluster.clone();
+    // Only an admission this service sealed is dispatched (the pass resets others).
+    if !seal::verify(&target.key, &tj) {
+        tracing::warn!(job = ?tj.metadata.name, "not dispatched: its admission carries no seal of this service");
+        return;
+    }
     // A deposed leader creates nothing: the next leader dispatches (by the same names).
     if let Err(e) = lease::check_write() {
         tracing::debug!(job = ?tj.metadata.name, error = %e, "dispatch left to the next leader");
