@@ -135,7 +135,10 @@ pub fn pending_job(
         let namespace = job.metadata.namespace.clone().unwrap_or_default();
         return Err(Problem::NamespaceNotAllowed { queue: queue_name.clone(), namespace });
     }
-    convert::job(uid(job), &job.spec, created_at(job)).map_err(|e| Problem::Invalid(e.to_string()))
+    let mut pending =
+        convert::job(uid(job), &job.spec, created_at(job)).map_err(|e| Problem::Invalid(e.to_string()))?;
+    pending.tenant = job.metadata.namespace.clone().unwrap_or_default();
+    Ok(pending)
 }
 
 /// Whether a job waits for a decision: not admitted, finished, deleted or suspended.
@@ -366,6 +369,7 @@ mod tests {
         }
         let pool = Pool {
             clusters: vec![computenet_core::Cluster {
+                tenants: None,
                 name: "ai-1".into(),
                 kind: computenet_core::ClusterKind::AI,
                 site: String::new(),
