@@ -252,11 +252,18 @@ fi
 
 # ---- Slurm: munge -> slurmctld -> slurmd x N -> token -> slurmrestd, in a background job.
 SLURM_USER=${TESTBED_SLURM_USER:-nobody}
+SLURM_TENANT_USERS="cn-tenant-a cn-tenant-b"
 slurm_up() {
   set -euo pipefail
   local S=$RUN/slurm i n half
   mkdir -p "$S"/{ctld,munge,fakegpu,jobs,d} "$LOGS/slurm"
   chmod 1777 "$S/jobs"
+  # Two tenants' Unix users (slurmctld resolves them), each with its own job directory
+  # closed to the other (tests/e2e/tenancy/slurm.sh).
+  for u in $SLURM_TENANT_USERS; do
+    id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$u"
+    install -d -o "$u" -g "$(id -gn "$u")" -m 0700 "$S/jobs/$u"
+  done
   for i in 0 1 2 3 4 5 6 7; do mknod "$S/fakegpu/nvidia$i" c 1 3; done
   dd if=/dev/urandom of="$S/jwt_hs256.key" bs=32 count=1 status=none; chmod 600 "$S/jwt_hs256.key"
   half=$(( (SLURM_NODES + 1) / 2 ))
@@ -653,6 +660,7 @@ fi
     echo "export SLURM_JWT_KEY_FILE=$RUN/slurm/jwt_hs256.key"
     echo "export SLURM_CONF=$SLURM_CONF_FILE"
     echo "export SLURM_JOB_DIR=$RUN/slurm/jobs"
+    echo "export SLURM_TENANT_USERS=\"$SLURM_TENANT_USERS\""
   fi
   if [ "$WITH_PROM" = 1 ]; then
     echo "export PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"

@@ -89,6 +89,7 @@ pub fn job(id: &str, spec: &TrainingJobSpec, submitted_at: u64) -> Result<Job> {
         training_job::Objective::Balanced => Objective::Balanced,
     };
     Ok(Job {
+        tenant: String::new(),
         id: id.to_string(),
         queue: spec.queue_name.clone(),
         priority: Some(spec.priority)
@@ -373,7 +374,13 @@ pub fn cluster_from_status(member: &MemberCluster) -> Option<Cluster> {
         efficiency: efficiency(&spec.efficiency).0,
         data_sets: spec.data_sets.clone(),
         nodes,
+        tenants: tenants(spec),
     })
+}
+
+/// The tenants (hub namespaces) a member runs jobs of; `None` for every tenant.
+pub fn tenants(spec: &crate::member_cluster::MemberClusterSpec) -> Option<Vec<String>> {
+    spec.slurm.as_ref().and_then(|s| s.tenant_namespaces())
 }
 
 /// Rounds a figure for status (three decimals).
@@ -535,7 +542,7 @@ maxRunSeconds: 86400
             let Ok(j) = job("u", &spec, u64::MAX) else { return Ok(()) };
             let catalogue = computenet_core::Catalogue::built_in();
             let model = computenet_core::ThroughputModel::default();
-            let cluster = Cluster {
+            let cluster = Cluster { tenants: None,
                 name: "c".into(), kind: ClusterKind::AI, site: String::new(), ready: true, cordoned: false,
                 efficiency: ClusterEfficiency { pue: 5.0, energy_price_per_kwh: 1e6, carbon_g_per_kwh: Some(1e5), power_scale: 4.0 },
                 data_sets: Vec::new(), nodes: Vec::new(),
@@ -610,6 +617,7 @@ maxRunSeconds: 86400
         cordoned.unschedulable = true;
         nodes.push(cordoned);
         Cluster {
+            tenants: None,
             name: "ai-west".into(),
             kind: ClusterKind::AI,
             site: "west".into(),

@@ -173,6 +173,7 @@ impl PodSecurityLevel {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.tokenSecretRef) != has(self.jwtKeySecretRef)").message("give exactly one of tokenSecretRef and jwtKeySecretRef"))]
+#[x_kube(validation = Rule::new("!has(self.tokenSecretRef) || !has(self.tenants) || (size(self.tenants) <= 1 && self.tenants.all(t, t.userName == self.userName))").message("a static token (tokenSecretRef) serves one user: give at most one tenant, with the connection's userName, or use jwtKeySecretRef"))]
 pub struct SlurmConnection {
     /// slurmrestd base URL, e.g. https://slurm.example:6820 (http:// only with insecureHTTP).
     #[schemars(length(min = 1, max = 512))]
@@ -189,13 +190,15 @@ pub struct SlurmConnection {
     #[serde(default = "default_slurm_api")]
     #[schemars(length(min = 1, max = 16))]
     pub api_version: String,
-    /// User name jobs run as (X-SLURM-USER-NAME).
+    /// The service's own Slurm user: it lists nodes and jobs as this user (which must see
+    /// every tenant's jobs), and, while `tenants` is empty, every job runs as it (all
+    /// namespaces then share one Slurm identity).
     #[schemars(length(min = 1, max = 64))]
     pub user_name: String,
-    /// Secret with a JWT for the user.
+    /// Secret with a JWT for the user (it serves that one user only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeyRef>,
-    /// Secret with the HS256 key to sign short-lived tokens.
+    /// Secret with the HS256 key to sign short-lived tokens, one per Slurm user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_key_secret_ref: Option<SecretKeyRef>,
     /// Partitions to use; empty uses all nodes and the cluster's default partition.
@@ -212,6 +215,41 @@ pub struct SlurmConnection {
     #[serde(default = "default_standard_output")]
     #[schemars(length(min = 1, max = 1024))]
     pub standard_output: String,
+    /// Which Slurm user (and account, and directory) each hub namespace's jobs run as.
+    /// When given, jobs of a namespace no entry names are not placed on this member.
+    /// Empty: every job runs as `userName`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub tenants: Vec<SlurmTenant>,
+}
+
+/// The Slurm identity of some hub namespaces on a Slurm member.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlurmTenant {
+    /// Hub namespaces whose jobs run as this user; a namespace belongs to one tenant.
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 63)))]
+    pub namespaces: Vec<String>,
+    /// Slurm (Unix) user the jobs are submitted, run and cancelled as.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_.-]*$"))]
+    pub user_name: String,
+    /// Slurm account the jobs are charged to; the user's default account when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub account: Option<String>,
+    /// Working directory of the jobs (default `<workingDirectory>/<userName>`); must exist
+    /// on every node, owned by the user and closed to others (mode 0700).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub working_directory: Option<String>,
+}
+
+impl SlurmConnection {
+    /// The hub namespaces this member takes jobs from; `None` when it takes every
+    /// namespace's (no tenants mapped).
+    pub fn tenant_namespaces(&self) -> Option<Vec<String>> {
+        (!self.tenants.is_empty()).then(|| self.tenants.iter().flat_map(|t| t.namespaces.iter().cloned()).collect())
+    }
 }
 
 fn default_slurm_api() -> String {

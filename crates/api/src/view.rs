@@ -170,7 +170,10 @@ pub fn pending_job(
             max: range.max,
         });
     }
-    convert::job(uid(job), &job.spec, created_at(job)).map_err(|e| Problem::Invalid(e.to_string()))
+    let mut pending =
+        convert::job(uid(job), &job.spec, created_at(job)).map_err(|e| Problem::Invalid(e.to_string()))?;
+    pending.tenant = job.metadata.namespace.clone().unwrap_or_default();
+    Ok(pending)
 }
 
 /// Whether a job waits for a decision: not admitted, finished, deleted or suspended.
@@ -442,6 +445,7 @@ mod tests {
         }
         let pool = Pool {
             clusters: vec![computenet_core::Cluster {
+                tenants: None,
                 name: "ai-1".into(),
                 kind: computenet_core::ClusterKind::AI,
                 site: String::new(),

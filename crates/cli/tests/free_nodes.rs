@@ -61,6 +61,7 @@ fn cluster(shapes: &[NodeShape]) -> Cluster {
         })
         .collect();
     Cluster {
+        tenants: None,
         name: "m".into(),
         kind: ClusterKind::AI,
         site: "west".into(),

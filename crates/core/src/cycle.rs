@@ -137,6 +137,8 @@ struct ShapeKey {
     min_memory_gib: Option<u32>,
     kinds: Vec<ClusterKind>,
     sites: Vec<String>,
+    /// Set only when some cluster runs mapped tenants alone (else every tenant fares alike).
+    tenant: Option<String>,
 }
 
 #[derive(Debug)]
@@ -356,6 +358,7 @@ impl<'a> CycleState<'a> {
             min_memory_gib: job.accelerator.min_memory_gib,
             kinds: job.cluster_kinds.clone(),
             sites: job.sites.clone(),
+            tenant: self.snap.pool.clusters.iter().any(|c| c.tenants.is_some()).then(|| job.tenant.clone()),
         };
         let can_preempt = self.may_preempt(q);
         if self.reservation.is_some() && !can_preempt {
@@ -389,6 +392,10 @@ impl<'a> CycleState<'a> {
             }
             if !job.sites.is_empty() && !job.sites.contains(&cluster.site) {
                 rejected.push((c, RejectReason::SiteNotAllowed));
+                continue;
+            }
+            if !cluster.admits(&job.tenant) {
+                rejected.push((c, RejectReason::TenantNotMapped));
                 continue;
             }
             let mut best_fit = 0;

@@ -16,6 +16,8 @@ pub enum RejectReason {
     Cordoned,
     KindNotAllowed,
     SiteNotAllowed,
+    /// The member runs only mapped tenants' jobs and has no mapping for the job's.
+    TenantNotMapped,
     /// None of the cluster's accelerator types is allowed (type list or memory minimum).
     NoAllowedAccelerator,
     /// The gang does not fit now: at most `fits` of the replicas would.
@@ -37,6 +39,7 @@ impl std::fmt::Display for RejectReason {
             RejectReason::Cordoned => f.write_str("member cordoned"),
             RejectReason::KindNotAllowed => f.write_str("cluster kind not allowed by the job"),
             RejectReason::SiteNotAllowed => f.write_str("site not allowed by the job"),
+            RejectReason::TenantNotMapped => f.write_str("the member has no user mapped for the job's namespace"),
             RejectReason::NoAllowedAccelerator => f.write_str("no allowed accelerator type"),
             RejectReason::InsufficientCapacity { fits } => {
                 write!(f, "only {fits} replicas fit now")

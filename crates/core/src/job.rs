@@ -82,6 +82,10 @@ pub struct Job {
     pub objective: Objective,
     #[serde(default)]
     pub max_runtime_s: Option<u64>,
+    /// The tenant the job belongs to (its hub namespace): a member that maps tenants
+    /// takes only theirs.
+    #[serde(default)]
+    pub tenant: String,
 }
 
 impl Job {

@@ -154,12 +154,22 @@ pub struct Cluster {
     #[serde(default)]
     pub data_sets: Vec<String>,
     pub nodes: Vec<Node>,
+    /// The tenants (hub namespaces) whose jobs this member runs; `None` runs everyone's.
+    /// A Slurm member maps each tenant to its own Unix user: a tenant it has no user for
+    /// cannot run there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<Vec<String>>,
 }
 
 impl Cluster {
     /// Whether new work may be placed here at all.
     pub fn schedulable(&self) -> bool {
         self.ready && !self.cordoned
+    }
+
+    /// Whether jobs of `tenant` may run here.
+    pub fn admits(&self, tenant: &str) -> bool {
+        self.tenants.as_ref().is_none_or(|t| t.iter().any(|n| n == tenant))
     }
 }
 
@@ -388,6 +398,7 @@ impl PoolDescription {
                 }
             }
             clusters.push(Cluster {
+                tenants: None,
                 name: cd.name.clone(),
                 kind: cd.kind,
                 site: cd.site.clone(),

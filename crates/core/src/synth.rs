@@ -46,6 +46,7 @@ pub fn cluster(
     per_node: u32,
 ) -> Cluster {
     Cluster {
+        tenants: None,
         name: name.to_string(),
         kind,
         site: site.to_string(),
@@ -81,6 +82,7 @@ pub fn pool(clusters: Vec<Cluster>) -> Pool {
 /// device-hours on a V100; CPU-only when `gpus` is 0.
 pub fn job(id: &str, queue: &str, replicas: u32, gpus: u32, hours: f64) -> Job {
     Job {
+        tenant: String::new(),
         id: id.to_string(),
         queue: queue.to_string(),
         priority: 0,

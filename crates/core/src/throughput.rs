@@ -296,6 +296,7 @@ mod tests {
 
     fn job(work: Work, replicas: u32, gpus: u32) -> Job {
         Job {
+            tenant: String::new(),
             id: "j".into(),
             queue: "q".into(),
             priority: 0,
@@ -361,6 +362,7 @@ mod tests {
             unschedulable: false,
         };
         let cluster = Cluster {
+            tenants: None,
             name: "c".into(),
             kind: ClusterKind::AI,
             site: "s".into(),

@@ -265,6 +265,27 @@ fn constraints_are_explained_per_cluster() {
 }
 
 #[test]
+fn members_that_map_tenants_take_only_their_jobs() {
+    let mut hpc = cluster("hpc", ClusterKind::HPC, "a", 2, Some("H800"), 8);
+    hpc.tenants = Some(vec!["team-a".into()]);
+    let p = pool(vec![hpc]);
+    let mut a = job("a", "q", 1, 8, 1.0);
+    a.tenant = "team-a".into();
+    let mut b = job("b", "q", 1, 8, 1.0);
+    b.tenant = "team-b".into();
+    (b.submitted_at, a.submitted_at) = (0, 1);
+    let out = run(&p, &[Queue::unlimited("q")], &[b, a], &[]);
+    assert_eq!(placement(&out, "a").cluster, "hpc");
+    let d = out.decisions.iter().find(|d| d.job == "b").expect("decided");
+    assert_eq!(d.action, Action::Queued(QueuedReason::Unschedulable));
+    assert_eq!(d.explanation.rejected[0].reason, RejectReason::TenantNotMapped);
+    assert!(d.explanation.rejected[0].reason.to_string().contains("namespace"));
+    let mut open = cluster("open", ClusterKind::HPC, "a", 1, Some("H800"), 8);
+    open.tenants = None;
+    assert!(open.admits("anyone") && !p.clusters[0].admits("team-b") && p.clusters[0].admits("team-a"));
+}
+
+#[test]
 fn cpu_jobs_use_cpu_nodes_only() {
     let p = pool(vec![
         cluster("ai", ClusterKind::AI, "a", 4, Some("H800"), 8),

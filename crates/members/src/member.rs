@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::kubernetes::{self, KubernetesMember};
 use crate::labels::remote_name;
 use crate::slurm::member::Owner;
+use crate::slurm::tenancy::{Identity, Tenancy};
 use crate::slurm::{self, convert, Credentials, RemotePhase, SlurmClient, SlurmMember, SlurmNode, SlurmPlacement};
 use computenet_api::conditions::reasons;
 use computenet_api::member_cluster::SecretKeyRef;
@@ -107,13 +108,11 @@ async fn connect_slurm(
             "insecureHTTP: the Slurm token is sent over plain http"
         );
     }
+    let tenancy = Tenancy::new(conn)?;
     let client = SlurmClient::new(&conn.endpoint, &conn.api_version, &conn.user_name, credentials)?.with_http(http);
-    let placement = SlurmPlacement {
-        partitions: conn.partitions.clone(),
-        working_directory: conn.working_directory.clone(),
-        standard_output: conn.standard_output.clone(),
-    };
-    let owner = Owner { hub: hub_id.to_string(), user: conn.user_name.clone() };
+    let placement =
+        SlurmPlacement { partitions: conn.partitions.clone(), standard_output: conn.standard_output.clone() };
+    let owner = Owner { hub: hub_id.to_string(), tenancy };
     Ok(SlurmMember::start(member.metadata.name.as_deref().unwrap_or_default(), client, placement, owner, changed))
 }
 
@@ -159,6 +158,11 @@ pub struct RemoteJob {
     /// Seconds since it was created; `None` when unknown.
     pub age_s: Option<i64>,
     pub finished: bool,
+    /// The hub namespace its Slurm comment names (Slurm only): a TrainingJob of another
+    /// namespace does not account for it.
+    pub hub_namespace: Option<String>,
+    /// The Slurm user that owns it (Slurm only): what it is cancelled as.
+    pub user: Option<String>,
 }
 
 /// A member's nodes as its backend reports them.
@@ -256,6 +260,12 @@ fn recorded_batch_job(tj: &TrainingJob) -> Option<u64> {
     (remote.kind == "SlurmJob").then(|| remote.name.parse().ok())?
 }
 
+/// Who the TrainingJob's batch jobs run as on `member`; `None` when its namespace has no
+/// Slurm user there.
+fn identity<'a>(member: &'a SlurmMember, tj: &TrainingJob) -> Option<&'a Identity> {
+    member.owner.tenancy.identity(tj.metadata.namespace.as_deref().unwrap_or_default())
+}
+
 fn uid(tj: &TrainingJob) -> String {
     tj.metadata.uid.clone().unwrap_or_default()
 }
@@ -340,7 +350,8 @@ impl Member {
             Member::Kubernetes(k) => k.job(tenant(tj), &uid(tj)).map(|j| kubernetes_status(&j)),
             Member::Slurm(s) => {
                 let key = slurm::batch::key(tj);
-                match s.job(&key, recorded_batch_job(tj)) {
+                let user = &identity(s, tj)?.user;
+                match s.job(&key, recorded_batch_job(tj), user) {
                     Some(job) => Some(slurm_status(&job)),
                     // Submitted by this process, not polled yet.
                     None if s.has_job(&key) => Some(RemoteStatus {
@@ -362,10 +373,17 @@ impl Member {
             Member::Kubernetes(k) => {
                 k.dispatch(tj, accelerator).await.map(|()| ("Job".to_string(), remote_name(&uid(tj))))
             }
-            Member::Slurm(s) => {
-                let batch = slurm::batch::batch_job(tj, &s.placement, accelerator, &s.owner.hub);
-                s.dispatch(&slurm::batch::key(tj), &batch).await.map(|id| ("SlurmJob".to_string(), id.to_string()))
-            }
+            Member::Slurm(s) => match identity(s, tj) {
+                Some(who) => {
+                    let batch = slurm::batch::batch_job(tj, &s.placement, who, accelerator, &s.owner.hub);
+                    let key = slurm::batch::key(tj);
+                    s.dispatch(&key, &batch, &who.user).await.map(|id| ("SlurmJob".to_string(), id.to_string()))
+                }
+                None => Err(Error::Config(format!(
+                    "namespace {:?} has no Slurm user on this member (spec.slurm.tenants)",
+                    tj.metadata.namespace.as_deref().unwrap_or_default()
+                ))),
+            },
         };
         dispatched.map_err(|e| e.on(self.name()))
     }
@@ -374,7 +392,14 @@ impl Member {
     pub async fn cancel(&self, tj: &TrainingJob) -> Result<()> {
         let cancelled = match self {
             Member::Kubernetes(k) => k.cancel(tenant(tj), &uid(tj)).await,
-            Member::Slurm(s) => s.cancel(&slurm::batch::key(tj)).await,
+            Member::Slurm(s) => match identity(s, tj) {
+                Some(who) => s.cancel(&slurm::batch::key(tj), &who.user).await,
+                // No user mapped: none of its batch jobs is recognised as ours to cancel.
+                None => {
+                    tracing::warn!(member = %s.name, job = %uid(tj), "no Slurm user mapped for the job's namespace: nothing cancelled");
+                    Ok(())
+                }
+            },
         };
         cancelled.map_err(|e| e.on(self.name()))
     }
@@ -391,7 +416,16 @@ impl Member {
                     let age_s = job.metadata.creation_timestamp.as_ref().map(|t| seconds_since(t.0.as_second()));
                     let finished = kubernetes_status(job).finished();
                     let namespace = job.metadata.namespace.clone();
-                    Some(RemoteJob { key: uid.clone(), uid, id: None, namespace, age_s, finished })
+                    Some(RemoteJob {
+                        key: uid.clone(),
+                        uid,
+                        id: None,
+                        namespace,
+                        age_s,
+                        finished,
+                        hub_namespace: None,
+                        user: None,
+                    })
                 })
                 .collect(),
             Member::Slurm(s) => s
@@ -402,7 +436,10 @@ impl Member {
                     let age_s =
                         (job.submit_time > 0).then(|| seconds_since(i64::try_from(job.submit_time).unwrap_or(0)));
                     let uid = convert::uid_of_key(&key).to_string();
-                    RemoteJob { uid, key, id: Some(job.job_id), namespace: None, age_s, finished }
+                    let tag = convert::Tag::parse(&job.comment);
+                    let hub_namespace = tag.and_then(|t| Some(t.training_job.split_once('/')?.0.to_string()));
+                    let user = Some(job.user_name.clone()).filter(|u| !u.is_empty());
+                    RemoteJob { uid, key, id: Some(job.job_id), namespace: None, age_s, finished, hub_namespace, user }
                 })
                 .collect(),
         }
@@ -415,10 +452,14 @@ impl Member {
                 Some(namespace) => kubernetes::job::cancel(&k.client, namespace, &job.uid).await,
                 None => Err(Error::Config(format!("remote job {} has no namespace", job.uid))),
             },
-            Member::Slurm(s) => match job.id {
-                Some(id) => s.cancel_one(id).await,
-                None => s.cancel(&job.key).await,
-            },
+            Member::Slurm(s) => {
+                // Listed jobs are owned by a user of ours (see `Owner::key_of`): cancel as it.
+                let user = job.user.as_deref().unwrap_or(s.owner.tenancy.service_user());
+                match job.id {
+                    Some(id) => s.cancel_one(id, user).await,
+                    None => s.cancel(&job.key, user).await,
+                }
+            }
         };
         cancelled.map_err(|e| e.on(self.name()))
     }
@@ -432,7 +473,8 @@ impl Member {
                 let held = admitted_here
                     .iter()
                     .filter_map(|tj| {
-                        let job = s.job(&slurm::batch::key(tj), recorded_batch_job(tj))?;
+                        let user = &identity(s, tj)?.user;
+                        let job = s.job(&slurm::batch::key(tj), recorded_batch_job(tj), user)?;
                         let nodes = job.allocated_node_names().ok()?;
                         convert::remote_state(&job).holds_nodes().then(|| (uid(tj), nodes))
                     })

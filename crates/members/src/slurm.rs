@@ -5,12 +5,15 @@
 //! - [`client`]: the HTTP client, with static or self-signed HS256 tokens.
 //! - [`member`]: a connected member: background poller, dispatch, cancel.
 //! - [`batch`]: what a TrainingJob becomes there (a batch job with one task per replica).
+//! - [`tenancy`]: which Slurm user, account and directory each hub namespace's jobs use,
+//!   and which batch job is a TrainingJob's (recorded id and user, not the comment).
 
 pub mod api;
 pub mod batch;
 pub mod client;
 pub mod convert;
 pub mod member;
+pub mod tenancy;
 
 pub use api::{SlurmJob, SlurmNode};
 pub use client::{Credentials, SlurmClient};

@@ -86,6 +86,7 @@ fn a_batch_job_runs_fails_with_its_exit_code_and_cancels() {
             memory_mib_per_replica: 256,
             time_limit_minutes: Some(2),
             partition: None,
+            account: None,
             working_directory: dir.clone(),
             standard_output: format!("{dir}/%x-%j.out"),
             command: vec!["bash".into(), "-c".into(), command.into()],
@@ -135,5 +136,40 @@ fn a_batch_job_runs_fails_with_its_exit_code_and_cancels() {
         let e = c.submit(&huge.submit_request()).await.expect_err("cannot fit");
         assert!(matches!(e, Error::Server { .. }), "{e:?}");
         assert!(e.to_string().contains("submitting a job"), "{e}");
+    });
+}
+
+#[test]
+#[ignore = "needs the test bed's slurmrestd and its tenant users"]
+fn a_job_submitted_as_a_tenant_is_that_users_and_only_it_cancels_it() {
+    runtime().block_on(async {
+        let c = key_client();
+        let users = std::env::var("SLURM_TENANT_USERS").unwrap_or_else(|_| "cn-tenant-a cn-tenant-b".into());
+        let mut users = users.split_whitespace();
+        let (user, other) = (users.next().expect("a tenant user"), users.next().expect("a second tenant user"));
+        let dir = format!("{}/{user}", env("SLURM_JOB_DIR"));
+        let job = BatchJob {
+            name: "cn-members-tenant".into(),
+            comment: "members-test tenant".into(),
+            training_job: "test/tenant".into(),
+            replicas: 1,
+            gpus_per_replica: 0,
+            gpu_type: None,
+            cpus_per_replica: 1,
+            memory_mib_per_replica: 128,
+            time_limit_minutes: Some(2),
+            partition: None,
+            account: None,
+            working_directory: dir.clone(),
+            standard_output: "%x-%j.out".into(),
+            command: vec!["sleep".into(), "60".into()],
+            env: vec![],
+        };
+        let id = c.submit_as(user, &job.submit_request()).await.expect("submit as the tenant");
+        let listed = c.jobs().await.expect("jobs").into_iter().find(|j| j.job_id == id).expect("listed");
+        assert_eq!(listed.user_name, user, "owned by the tenant's user, not the service's");
+        let e = c.cancel_as(other, id).await.expect_err("another tenant cannot cancel it");
+        assert!(matches!(e, Error::Server { .. } | Error::Auth { .. }), "{e:?}");
+        c.cancel_as(user, id).await.expect("its owner cancels it");
     });
 }

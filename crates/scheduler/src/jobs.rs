@@ -179,7 +179,7 @@ pub enum Verdict {
 pub fn judge(jobs: &[RemoteJob], member: &str, slurm: bool, hub: &HubIndex) -> Vec<(RemoteJob, Verdict)> {
     let mut out = Vec::new();
     let mut current: HashMap<&str, Vec<&RemoteJob>> = HashMap::new();
-    for job in jobs {
+    for job in jobs.iter().filter(|j| !claims_another_namespace(j, hub)) {
         if is_orphan(job, member, slurm, hub) {
             out.push((job.clone(), Verdict::Orphan));
         } else if slurm && !job.finished && job.id.is_some() {
@@ -197,6 +197,16 @@ pub fn judge(jobs: &[RemoteJob], member: &str, slurm: bool, hub: &HubIndex) -> V
     out
 }
 
+/// Whether a batch job's comment names a TrainingJob's UID but another namespace than the
+/// TrainingJob's own: a comment written by someone else (its user is the other
+/// namespace's), not the TrainingJob's job, neither kept nor cancelled as its.
+pub fn claims_another_namespace(job: &RemoteJob, hub: &HubIndex) -> bool {
+    match (&job.hub_namespace, hub.namespace.get(&job.uid)) {
+        (Some(claimed), Some(real)) => claimed != real,
+        _ => false,
+    }
+}
+
 /// Seconds a member object must exist before it can be judged an orphan.
 pub const ORPHAN_MIN_AGE_S: i64 = 30;
 
@@ -210,6 +220,8 @@ pub struct HubIndex {
     pub attempt: HashMap<String, String>,
     /// The Slurm batch job id a job's status records for its current attempt.
     pub recorded: HashMap<String, u64>,
+    /// Every job's namespace.
+    pub namespace: HashMap<String, String>,
 }
 
 impl HubIndex {
@@ -229,6 +241,7 @@ impl HubIndex {
             if let Some(id) = remote.and_then(|r| r.name.parse().ok()) {
                 index.recorded.insert(uid.clone(), id);
             }
+            index.namespace.insert(uid.clone(), j.metadata.namespace.clone().unwrap_or_default());
             index.attempt.insert(uid, computenet_members::slurm::batch::key(j));
         }
         index
@@ -662,7 +675,16 @@ mod tests {
     }
 
     fn remote(uid: &str, key: &str, age: i64, finished: bool) -> RemoteJob {
-        RemoteJob { uid: uid.into(), key: key.into(), id: None, namespace: None, age_s: Some(age), finished }
+        RemoteJob {
+            uid: uid.into(),
+            key: key.into(),
+            id: None,
+            age_s: Some(age),
+            finished,
+            namespace: None,
+            hub_namespace: None,
+            user: None,
+        }
     }
 
     fn batch(uid: &str, key: &str, id: u64, finished: bool) -> RemoteJob {
@@ -701,6 +723,37 @@ mod tests {
         let earlier =
             [batch("uid-1", &key, 12, false), RemoteJob { age_s: Some(60), ..batch("uid-1", "uid-1.1", 3, false) }];
         assert_eq!(judge(&earlier, "ai-1", true, &index), [(earlier[1].clone(), Verdict::Orphan)]);
+    }
+
+    #[test]
+    fn a_batch_job_claiming_a_job_of_another_namespace_is_left_alone() {
+        let tj = admitted(TrainingJobPhase::Running, true);
+        let key = computenet_members::slurm::batch::key(&tj);
+        let index = HubIndex::new(&[Arc::new(tj)]);
+        let real = RemoteJob { hub_namespace: Some("team-a".into()), ..batch("uid-1", &key, 11, false) };
+        // Another tenant's user wrote a comment naming uid-1 under its own namespace.
+        let forged = RemoteJob {
+            hub_namespace: Some("team-b".into()),
+            user: Some("bob".into()),
+            ..batch("uid-1", &key, 12, false)
+        };
+        assert!(claims_another_namespace(&forged, &index) && !claims_another_namespace(&real, &index));
+        assert!(
+            judge(&[real.clone(), forged.clone()], "ai-1", true, &index).is_empty(),
+            "neither a duplicate nor an orphan"
+        );
+        let old_forged = RemoteJob { age_s: Some(600), key: "uid-1.0".into(), ..forged };
+        assert!(judge(&[old_forged], "ai-1", true, &index).is_empty(), "not cancelled as an earlier attempt either");
+        let gone = RemoteJob {
+            hub_namespace: Some("team-b".into()),
+            age_s: Some(600),
+            ..batch("uid-gone", "uid-gone.1", 13, false)
+        };
+        assert_eq!(
+            judge(&[gone.clone()], "ai-1", true, &index),
+            [(gone, Verdict::Orphan)],
+            "its own namespace's orphan"
+        );
     }
 
     #[test]

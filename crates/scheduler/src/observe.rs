@@ -370,6 +370,7 @@ mod tests {
 
     fn cluster(name: &str, kind: ClusterKind, pue: f64, nodes: Vec<Node>) -> Cluster {
         Cluster {
+            tenants: None,
             name: name.into(),
             kind,
             site: format!("site-{name}"),

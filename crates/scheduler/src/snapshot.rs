@@ -115,6 +115,7 @@ fn cluster(view: &MemberView, catalogue: &Catalogue) -> (Cluster, Option<Measure
         efficiency: convert::efficiency(&spec.efficiency).0,
         data_sets: spec.data_sets.clone(),
         nodes: view.nodes.core_nodes(catalogue),
+        tenants: convert::tenants(spec),
     };
     let status = view.measured.as_ref().map(|reading| {
         let (status, efficiency) = measured(reading, &cluster, catalogue);

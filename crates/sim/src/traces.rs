@@ -271,6 +271,7 @@ pub fn sia_jobs(rows: &[SiaJobRow], models: &SiaModels, source: &str, queue: &st
                 return Err(Error::parse(source, r.line, format!("no step-time profile for {:?}", r.application)));
             }
             Ok(Job {
+                tenant: String::new(),
                 id: r.name.clone(),
                 queue: queue.to_string(),
                 priority: 0,
@@ -379,6 +380,7 @@ pub fn philly_jobs(rows: &[PhillyRow], reference: &str) -> Vec<Job> {
         .map(|r| {
             let (replicas, per) = gang_shape(r.gpus);
             Job {
+                tenant: String::new(),
                 id: format!("philly-{:05}", r.line - 1),
                 queue: format!("vc-{}", r.cluster),
                 priority: 0,
@@ -507,6 +509,7 @@ pub fn alibaba_jobs(pods: &[AlibabaPod], catalogue: &Catalogue, reference: &str)
             }
         };
         jobs.push(Job {
+            tenant: String::new(),
             id: p.name.clone(),
             queue: "default".to_string(),
             priority: 0,

@@ -84,6 +84,7 @@ impl GeneratedWorkload {
                 )
             };
             jobs.push(Job {
+                tenant: String::new(),
                 id,
                 queue,
                 priority: 0,

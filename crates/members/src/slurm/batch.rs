@@ -4,6 +4,7 @@
 //! taken for the current one's.
 
 use super::convert::{attempt_key, Tag};
+use super::tenancy::Identity;
 use super::{BatchJob, SlurmPlacement};
 use crate::labels::remote_name;
 use computenet_api::TrainingJob;
@@ -34,9 +35,15 @@ pub fn tag(tj: &TrainingJob, hub: &str) -> Tag {
     }
 }
 
-/// The batch job for `tj` from the hub `hub`, asking for `gpu_type` (the member's `gres`
-/// type name) if given.
-pub fn batch_job(tj: &TrainingJob, placement: &SlurmPlacement, gpu_type: Option<&str>, hub: &str) -> BatchJob {
+/// The batch job for `tj` from the hub `hub`, run as `identity` (its account, in its
+/// working directory), asking for `gpu_type` (the member's `gres` type name) if given.
+pub fn batch_job(
+    tj: &TrainingJob,
+    placement: &SlurmPlacement,
+    identity: &Identity,
+    gpu_type: Option<&str>,
+    hub: &str,
+) -> BatchJob {
     let spec = &tj.spec;
     let per_replica = computenet_api::convert::job("", spec, 0).map(|j| j.per_replica).unwrap_or_default();
     let tag = tag(tj, hub);
@@ -52,7 +59,8 @@ pub fn batch_job(tj: &TrainingJob, placement: &SlurmPlacement, gpu_type: Option<
         memory_mib_per_replica: per_replica.memory_bytes.div_ceil(1 << 20),
         time_limit_minutes: spec.max_run_seconds.map(|s| u64::try_from(s).unwrap_or(0).div_ceil(60)),
         partition: (!placement.partitions.is_empty()).then(|| placement.partitions.join(",")),
-        working_directory: placement.working_directory.clone(),
+        account: identity.account.clone(),
+        working_directory: identity.working_directory.clone(),
         standard_output: placement.standard_output.clone(),
         command: spec.workload.command.clone(),
         env: spec.workload.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
@@ -84,12 +92,17 @@ spec:
 
     #[test]
     fn the_batch_job_carries_the_gang_and_its_limits() {
-        let placement = SlurmPlacement {
-            partitions: vec!["gpu".into(), "debug".into()],
-            working_directory: "/scratch".into(),
-            standard_output: "%x-%j.out".into(),
+        let placement =
+            SlurmPlacement { partitions: vec!["gpu".into(), "debug".into()], standard_output: "%x-%j.out".into() };
+        let alice = Identity {
+            user: "alice".into(),
+            account: Some("physics".into()),
+            working_directory: "/scratch/alice".into(),
         };
-        let b = batch_job(&training_job(Some(1)), &placement, Some("h800"), "hub-a");
+        let b = batch_job(&training_job(Some(1)), &placement, &alice, Some("h800"), "hub-a");
+        assert_eq!(b.working_directory, "/scratch/alice", "the tenant's directory");
+        assert_eq!(b.account.as_deref(), Some("physics"));
+        assert_eq!(b.standard_output, "%x-%j.out", "relative: in the tenant's directory");
         assert_eq!(b.name, "cn-0a1b2c3d4e5f6789abcd");
         assert_eq!(
             b.comment,

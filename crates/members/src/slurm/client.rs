@@ -6,6 +6,7 @@ use super::convert;
 use crate::credentials;
 use crate::error::{Error, Result};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,8 +46,8 @@ pub struct SlurmClient {
     api_version: String,
     user: String,
     credentials: Credentials,
-    /// The current self-signed token and its expiry (seconds since the epoch).
-    signed: Mutex<Option<(String, u64)>>,
+    /// The current self-signed token of each user and its expiry (seconds since the epoch).
+    signed: Mutex<HashMap<String, (String, u64)>>,
 }
 
 #[derive(serde::Serialize)]
@@ -80,7 +81,7 @@ impl SlurmClient {
             api_version: api_version.to_string(),
             user: user.to_string(),
             credentials,
-            signed: Mutex::new(None),
+            signed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -89,14 +90,24 @@ impl SlurmClient {
         Self { http, ..self }
     }
 
-    /// The token to send now: the given one, or a self-signed one renewed before expiry.
+    /// The token to send now as the connection's user.
     pub fn token(&self) -> Result<String> {
+        self.token_for(&self.user)
+    }
+
+    /// The token to send now as `user`: the static one (for its own user only), or one
+    /// signed for `user` (claim `sun`), kept per user and renewed before expiry.
+    pub fn token_for(&self, user: &str) -> Result<String> {
         match &self.credentials {
-            Credentials::Token(t) => Ok(t.clone()),
+            Credentials::Token(t) if user == self.user => Ok(t.clone()),
+            Credentials::Token(_) => Err(Error::Config(format!(
+                "a static Slurm token serves only user {:?}, not {user:?}: use jwtKeySecretRef for several users",
+                self.user
+            ))),
             Credentials::JwtKey(key) => {
                 let mut signed = self.signed.lock().map_err(|_| Error::Config("token cache poisoned".into()))?;
                 let now = now();
-                if let Some((token, exp)) = signed.as_ref() {
+                if let Some((token, exp)) = signed.get(user) {
                     if *exp > now + TOKEN_LIFETIME.as_secs() / 3 {
                         return Ok(token.clone());
                     }
@@ -104,11 +115,11 @@ impl SlurmClient {
                 let exp = now + TOKEN_LIFETIME.as_secs();
                 let token = jsonwebtoken::encode(
                     &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-                    &Claims { exp, iat: now, sun: &self.user },
+                    &Claims { exp, iat: now, sun: user },
                     &jsonwebtoken::EncodingKey::from_secret(key),
                 )
                 .map_err(|e| Error::Config(format!("signing a Slurm token: {e}")))?;
-                *signed = Some((token.clone(), exp));
+                signed.insert(user.to_string(), (token.clone(), exp));
                 Ok(token)
             }
         }
@@ -120,7 +131,19 @@ impl SlurmClient {
 
     /// One call; non-2xx answers and answers with a non-empty `errors` array are errors.
     async fn call(&self, what: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
-        let (value, status) = self.call_raw(what, method, path, body).await?;
+        self.call_as(&self.user, what, method, path, body).await
+    }
+
+    /// One call as `user` (its name and token in the headers).
+    async fn call_as(
+        &self,
+        user: &str,
+        what: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let (value, status) = self.call_raw(user, what, method, path, body).await?;
         let errors = api::errors_of(&value);
         match status {
             401 | 403 => Err(Error::Auth { what: what.into(), status, errors }),
@@ -131,6 +154,7 @@ impl SlurmClient {
 
     async fn call_raw(
         &self,
+        user: &str,
         what: &str,
         method: reqwest::Method,
         path: &str,
@@ -139,8 +163,8 @@ impl SlurmClient {
         let mut request = self
             .http
             .request(method, self.url(path))
-            .header("X-SLURM-USER-NAME", &self.user)
-            .header("X-SLURM-USER-TOKEN", self.token()?);
+            .header("X-SLURM-USER-NAME", user)
+            .header("X-SLURM-USER-TOKEN", self.token_for(user)?);
         if let Some(b) = body {
             request = request.json(b);
         }
@@ -172,13 +196,26 @@ impl SlurmClient {
     /// `POST job/submit`: the new job's id. See [`submit_in_doubt`] for what a failure says
     /// about whether the job exists.
     pub async fn submit(&self, request: &Value) -> Result<u64> {
-        convert::submitted_id(&self.call("submitting a job", reqwest::Method::POST, "job/submit", Some(request)).await?)
+        self.submit_as(&self.user, request).await
+    }
+
+    /// `POST job/submit` as `user`: the job is that user's, runs as it, and only it (or a
+    /// Slurm operator) can cancel it.
+    pub async fn submit_as(&self, user: &str, request: &Value) -> Result<u64> {
+        let answer = self.call_as(user, "submitting a job", reqwest::Method::POST, "job/submit", Some(request)).await?;
+        convert::submitted_id(&answer)
     }
 
     /// `DELETE job/{id}`; a job Slurm no longer knows, or one that already ended, is fine.
     pub async fn cancel(&self, job_id: u64) -> Result<()> {
+        self.cancel_as(&self.user, job_id).await
+    }
+
+    /// `DELETE job/{id}` as `user` (the job's owner).
+    pub async fn cancel_as(&self, user: &str, job_id: u64) -> Result<()> {
         let what = format!("cancelling job {job_id}");
-        let (value, status) = self.call_raw(&what, reqwest::Method::DELETE, &format!("job/{job_id}"), None).await?;
+        let (value, status) =
+            self.call_raw(user, &what, reqwest::Method::DELETE, &format!("job/{job_id}"), None).await?;
         let errors = api::errors_of(&value);
         // 2017: invalid job id; 2021: job already completing or completed.
         let gone = matches!(api::error_number(&value), Some(2017 | 2021));
@@ -246,8 +283,23 @@ mod tests {
         assert_eq!(read.claims.sun, "nobody");
         assert_eq!(read.claims.exp - read.claims.iat, TOKEN_LIFETIME.as_secs());
         // Near expiry: renewed.
-        *c.signed.lock().expect("lock") = Some(("old".into(), now() + 10));
+        c.signed.lock().expect("lock").insert("nobody".into(), ("old".into(), now() + 10));
         assert_ne!(c.token().expect("token"), "old");
+        // Each user gets its own token, kept for it.
+        let alice = c.token_for("alice").expect("token");
+        let read = jsonwebtoken::decode::<Read>(&alice, &jsonwebtoken::DecodingKey::from_secret(b"k"), &validation)
+            .expect("valid HS256 token");
+        assert_eq!(read.claims.sun, "alice");
+        assert_eq!(c.token_for("alice").expect("token"), alice, "reused while fresh");
+        assert_ne!(c.token_for("bob").expect("token"), alice);
+    }
+
+    #[test]
+    fn a_static_token_serves_its_own_user_only() {
+        let c = SlurmClient::new("http://h:6820", "v0.0.38", "svc", Credentials::Token("t".into())).expect("client");
+        assert_eq!(c.token_for("svc").expect("its own"), "t");
+        let e = c.token_for("alice").expect_err("another user");
+        assert!(e.to_string().contains("only user \"svc\""), "{e}");
     }
 
     #[test]

@@ -430,6 +430,8 @@ pub struct BatchJob {
     pub time_limit_minutes: Option<u64>,
     /// Comma-separated partitions; `None` uses the default partition.
     pub partition: Option<String>,
+    /// Slurm account to charge; the user's default when `None`.
+    pub account: Option<String>,
     pub working_directory: String,
     /// Output path pattern (Slurm's `%j` and `%x` work).
     pub standard_output: String,
@@ -507,6 +509,9 @@ impl BatchJob {
         }
         if let Some(p) = &self.partition {
             job["partition"] = json!(p);
+        }
+        if let Some(a) = &self.account {
+            job["account"] = json!(a);
         }
         json!({"script": self.script(), "job": job})
     }
@@ -718,6 +723,7 @@ mod tests {
             memory_mib_per_replica: 65536,
             time_limit_minutes: Some(2),
             partition: Some("debug".into()),
+            account: Some("physics".into()),
             working_directory: "/scratch".into(),
             standard_output: "/scratch/%x-%j.out".into(),
             command: vec!["python".into(), "train.py".into(), "--note".into(), "it's a test".into()],
@@ -736,6 +742,8 @@ mod tests {
         assert_eq!(job["memory_per_node"], 65536);
         assert_eq!(job["time_limit"], 2);
         assert_eq!(job["partition"], "debug");
+        assert_eq!(job["account"], "physics");
+        assert_eq!(job["current_working_directory"], "/scratch");
         assert_eq!(job["name"], "cn-0a1b2c");
         assert_eq!(job["comment"], "computenet hub=h uid=0a1b-2c attempt=1 job=team-a/bert");
         assert_eq!(job["environment"]["WORLD_SIZE"], "2");
@@ -746,9 +754,10 @@ mod tests {
         let body = untyped.submit_request();
         assert_eq!(body["job"]["gres"], "gpu:1");
         assert!(body["job"].get("time_limit").is_none());
-        let cpu_only = BatchJob { gpus_per_replica: 0, partition: None, ..batch() };
+        let cpu_only = BatchJob { gpus_per_replica: 0, partition: None, account: None, ..batch() };
         let body = cpu_only.submit_request();
         assert!(body["job"].get("gres").is_none() && body["job"].get("partition").is_none());
+        assert!(body["job"].get("account").is_none(), "the user's default account");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::api::{SlurmJob, SlurmNode};
 use super::client::{submit_in_doubt, SlurmClient};
 use super::convert::{self, BatchJob, Tag};
+use super::tenancy::{self, Tenancy};
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::labels::remote_name;
@@ -20,8 +21,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct SlurmPlacement {
     /// Partitions to use; empty uses every node and the default partition.
     pub partitions: Vec<String>,
-    /// Working directory of batch jobs (writable by the Slurm user).
-    pub working_directory: String,
     /// Output path pattern; relative paths are under the working directory.
     pub standard_output: String,
 }
@@ -45,23 +44,28 @@ struct State {
     in_doubt: HashMap<String, Instant>,
 }
 
-/// Whose batch jobs a member reads as its own: those its hub submitted as its user.
+/// Whose batch jobs a member reads as its own: those its hub submitted, each as the user
+/// of the namespace its comment names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Owner {
     /// The hub's identity, in every comment it writes.
     pub hub: String,
-    /// The Slurm user jobs are submitted as.
-    pub user: String,
+    /// The Slurm users jobs are submitted as, by hub namespace.
+    pub tenancy: Tenancy,
 }
 
 impl Owner {
-    /// The attempt key of `job` when this hub submitted it: the comment parses strictly
-    /// and names this hub, the job's name is the one derived from the UID, and (when
-    /// slurmrestd says) the job belongs to this hub's Slurm user. Anything else (another
-    /// hub's job, a look-alike comment someone else wrote) is not ours.
+    /// The attempt key of `job` when this hub may have submitted it: the comment parses
+    /// strictly and names this hub, the job's name is the one derived from the UID, and
+    /// the job belongs to the Slurm user of the namespace the comment names. Anything else
+    /// (another hub's job, a comment written by another user) is not ours: never mirrored,
+    /// never cancelled. A comment is only a claim: which TrainingJob a batch job is for is
+    /// decided by the id its status records and the user ([`tenancy::pick`]).
     pub fn key_of(&self, job: &SlurmJob) -> Option<String> {
         let tag = Tag::parse(&job.comment)?;
-        let user_ok = job.user_name.is_empty() || job.user_name == self.user;
+        let (namespace, _) = tag.training_job.split_once('/')?;
+        let expected = self.tenancy.identity(namespace)?;
+        let user_ok = tenancy::owned_by(job, &expected.user, self.tenancy.is_shared());
         (tag.hub == self.hub && job.name == remote_name(&tag.uid) && user_ok).then(|| tag.key())
     }
 
@@ -206,18 +210,18 @@ impl SlurmMember {
         convert::in_partitions(&s.nodes, &self.placement.partitions).cloned().collect()
     }
 
-    /// The batch job of an attempt, as last read: the one with id `preferred` (what the
-    /// TrainingJob's status records) when listed, else the first submitted.
-    pub fn job(&self, key: &str, preferred: Option<u64>) -> Option<SlurmJob> {
+    /// The batch job of an attempt owned by `user`, as last read: the one with id
+    /// `recorded` (what the TrainingJob's status records) and only it when one is recorded
+    /// (see [`tenancy::pick`]).
+    pub fn job(&self, key: &str, recorded: Option<u64>, user: &str) -> Option<SlurmJob> {
         let s = self.lock();
         let list = s.jobs.get(key)?;
-        list.iter().find(|j| Some(j.job_id) == preferred).or_else(|| list.first()).cloned()
+        tenancy::pick(list, recorded, s.submitted.get(key).copied(), user, self.owner.tenancy.is_shared()).cloned()
     }
 
-    /// Whether a batch job for the attempt exists (seen, or submitted by this process).
+    /// Whether this process submitted a batch job for the attempt that is not listed yet.
     pub fn has_job(&self, key: &str) -> bool {
-        let s = self.lock();
-        s.jobs.contains_key(key) || s.submitted.contains_key(key)
+        self.lock().submitted.contains_key(key)
     }
 
     /// Every batch job of this hub on the member, as last read, with its attempt key.
@@ -226,10 +230,11 @@ impl SlurmMember {
         s.jobs.iter().flat_map(|(k, l)| l.iter().map(move |j| (k.clone(), j.clone()))).collect()
     }
 
-    /// What a dispatch of the attempt does first.
-    fn before(&self, key: &str) -> Before {
+    /// What a dispatch of the attempt, as `user`, does first.
+    fn before(&self, key: &str, user: &str) -> Before {
         let s = self.lock();
-        let listed = s.jobs.get(key).and_then(|l| l.first()).map(|j| j.job_id);
+        let shared = self.owner.tenancy.is_shared();
+        let listed = s.jobs.get(key).and_then(|l| tenancy::pick(l, None, None, user, shared)).map(|j| j.job_id);
         if let Some(id) = listed.or_else(|| s.submitted.get(key).copied()) {
             return Before::Known(id);
         }
@@ -242,13 +247,16 @@ impl SlurmMember {
     /// Submits the attempt's batch job unless it has one. Idempotent: the poller's list
     /// (read before any dispatch) and this process's submits are checked first, and a
     /// submit whose answer was lost is looked up by its attempt key before anything is
-    /// submitted again, for [`IN_DOUBT_GRACE`]. So an attempt has one batch job.
-    pub async fn dispatch(&self, key: &str, job: &BatchJob) -> Result<u64> {
-        match self.before(key) {
+    /// submitted again, for [`IN_DOUBT_GRACE`]. So an attempt has one batch job. Only
+    /// jobs of `user`, the one it is submitted as, are taken for the attempt's.
+    pub async fn dispatch(&self, key: &str, job: &BatchJob, user: &str) -> Result<u64> {
+        match self.before(key, user) {
             Before::Known(id) => return Ok(id),
             Before::LookUp(since) => {
                 let found = self.owner.mine(self.client.jobs().await?).remove(key);
-                if let Some(id) = found.as_ref().and_then(|l| l.first()).map(|j| j.job_id) {
+                let shared = self.owner.tenancy.is_shared();
+                let found = found.as_deref().and_then(|l| tenancy::pick(l, None, None, user, shared));
+                if let Some(id) = found.map(|j| j.job_id) {
                     let mut s = self.lock();
                     s.in_doubt.remove(key);
                     s.submitted.insert(key.to_string(), id);
@@ -272,7 +280,7 @@ impl SlurmMember {
         }
         // Recorded before sending: whatever happens to the answer, the next dispatch looks first.
         self.lock().in_doubt.insert(key.to_string(), Instant::now());
-        let submitted = self.client.submit(&job.submit_request()).await;
+        let submitted = self.client.submit_as(user, &job.submit_request()).await;
         let mut s = self.lock();
         match submitted {
             Ok(id) => {
@@ -292,11 +300,12 @@ impl SlurmMember {
         }
     }
 
-    /// Cancels every unfinished batch job of the attempt.
-    pub async fn cancel(&self, key: &str) -> Result<()> {
+    /// Cancels every unfinished batch job of the attempt owned by `user`, as that user.
+    pub async fn cancel(&self, key: &str, user: &str) -> Result<()> {
+        let shared = self.owner.tenancy.is_shared();
         let ids: Vec<u64> = {
             let s = self.lock();
-            let seen = s.jobs.get(key).into_iter().flatten();
+            let seen = s.jobs.get(key).into_iter().flatten().filter(|j| tenancy::owned_by(j, user, shared));
             let unfinished = seen.filter(|j| {
                 !matches!(
                     convert::remote_state(j).phase,
@@ -306,7 +315,7 @@ impl SlurmMember {
             unfinished.map(|j| j.job_id).chain(s.submitted.get(key).copied()).collect()
         };
         for id in ids {
-            self.client.cancel(id).await?;
+            self.client.cancel_as(user, id).await?;
         }
         let mut s = self.lock();
         s.submitted.remove(key);
@@ -314,9 +323,9 @@ impl SlurmMember {
         Ok(())
     }
 
-    /// Cancels one batch job (a second one of an attempt).
-    pub async fn cancel_one(&self, job_id: u64) -> Result<()> {
-        self.client.cancel(job_id).await
+    /// Cancels one batch job (a second one of an attempt, an orphan) as its owner `user`.
+    pub async fn cancel_one(&self, job_id: u64, user: &str) -> Result<()> {
+        self.client.cancel_as(user, job_id).await
     }
 }
 
@@ -330,7 +339,7 @@ mod tests {
     use super::*;
 
     fn owner() -> Owner {
-        Owner { hub: "hub-a".into(), user: "computenet".into() }
+        Owner { hub: "hub-a".into(), tenancy: Tenancy::shared("computenet", "/tmp") }
     }
 
     fn job(id: u64, uid: &str, attempt: u32, hub: &str, state: &str) -> SlurmJob {
@@ -359,6 +368,41 @@ mod tests {
         assert_eq!(o.key_of(&legacy), None);
         let mine = o.mine(vec![job(9, "u-1", 1, "hub-a", "RUNNING"), job(3, "u-1", 1, "hub-a", "PENDING")]);
         assert_eq!(mine["u-1.1"].iter().map(|j| j.job_id).collect::<Vec<_>>(), [3, 9], "lowest id first");
+    }
+
+    #[test]
+    fn with_tenants_a_job_is_ours_only_as_the_user_of_the_namespace_its_comment_names() {
+        use computenet_api::member_cluster::{SecretKeyRef, SlurmConnection, SlurmTenant};
+        let key = SecretKeyRef { name: "k".into(), namespace: "computenet-system".into(), key: "k".into() };
+        let tenant = |ns: &str, user: &str| SlurmTenant {
+            namespaces: vec![ns.into()],
+            user_name: user.into(),
+            account: None,
+            working_directory: None,
+        };
+        let conn = SlurmConnection {
+            endpoint: "https://s".into(),
+            api_version: "v0.0.38".into(),
+            user_name: "computenet".into(),
+            token_secret_ref: None,
+            jwt_key_secret_ref: Some(key),
+            partitions: vec![],
+            working_directory: "/scratch".into(),
+            standard_output: "o".into(),
+            tenants: vec![tenant("ns", "alice"), tenant("team-b", "bob")],
+        };
+        let o = Owner { hub: "hub-a".into(), tenancy: Tenancy::new(&conn).expect("valid") };
+        let as_user = |user: &str| SlurmJob { user_name: user.into(), ..job(1, "u-1", 2, "hub-a", "COMPLETED") };
+        assert_eq!(o.key_of(&as_user("alice")).as_deref(), Some("u-1.2"), "ns/a is alice's");
+        assert_eq!(o.key_of(&as_user("bob")), None, "bob's job claiming ns/a: a forgery");
+        assert_eq!(o.key_of(&as_user("computenet")), None, "the service user runs no tenant's jobs");
+        assert_eq!(o.key_of(&as_user("")), None, "no user: not trusted with tenants");
+        let unmapped = SlurmJob {
+            comment: Tag { hub: "hub-a".into(), uid: "u-1".into(), attempt: 2, training_job: "other/a".into() }
+                .comment(),
+            ..as_user("alice")
+        };
+        assert_eq!(o.key_of(&unmapped), None, "a namespace with no user here");
     }
 
     #[test]
@@ -401,11 +445,7 @@ mod tests {
         let client = SlurmClient::new("http://127.0.0.1:9", "v0.0.38", "computenet", token).expect("client");
         SlurmMember {
             name: "slurm-1".into(),
-            placement: SlurmPlacement {
-                partitions: vec![],
-                working_directory: "/tmp".into(),
-                standard_output: "o".into(),
-            },
+            placement: SlurmPlacement { partitions: vec![], standard_output: "o".into() },
             owner: owner(),
             client: Arc::new(client),
             state: Arc::new(Mutex::new(state)),
@@ -421,12 +461,14 @@ mod tests {
         state.submitted.insert("u-2.1".into(), 6);
         state.in_doubt.insert("u-3.1".into(), Instant::now());
         let m = member(state);
-        assert_eq!(m.before("u-1.1"), Before::Known(4), "listed: the first one");
-        assert_eq!(m.before("u-2.1"), Before::Known(6), "submitted by this process, not listed yet");
-        assert!(matches!(m.before("u-3.1"), Before::LookUp(d) if d < IN_DOUBT_GRACE));
-        assert_eq!(m.before("u-4.1"), Before::Submit);
-        assert_eq!(m.job("u-1.1", Some(5)).map(|j| j.job_id), Some(5), "the one the status records");
-        assert_eq!(m.job("u-1.1", Some(77)).map(|j| j.job_id), Some(4));
+        assert_eq!(m.before("u-1.1", "computenet"), Before::Known(4), "listed: the first one");
+        assert_eq!(m.before("u-2.1", "computenet"), Before::Known(6), "submitted by this process, not listed yet");
+        assert!(matches!(m.before("u-3.1", "computenet"), Before::LookUp(d) if d < IN_DOUBT_GRACE));
+        assert_eq!(m.before("u-4.1", "computenet"), Before::Submit);
+        assert_eq!(m.before("u-1.1", "mallory"), Before::Submit, "another user's jobs are not this attempt's");
+        assert_eq!(m.job("u-1.1", Some(5), "computenet").map(|j| j.job_id), Some(5), "the one the status records");
+        assert_eq!(m.job("u-1.1", Some(77), "computenet"), None, "the recorded one is gone: no stand-in");
+        assert_eq!(m.job("u-1.1", None, "computenet").map(|j| j.job_id), Some(4), "none recorded: the first");
     }
 
     #[tokio::test]
@@ -446,16 +488,17 @@ mod tests {
             time_limit_minutes: None,
             partition: None,
             working_directory: "/tmp".into(),
+            account: None,
             standard_output: "o".into(),
             command: vec!["true".into()],
             env: vec![],
         };
         // Nothing listens on port 9: the lookup fails, so nothing is submitted.
-        let e = m.dispatch("u-3.1", &batch).await.expect_err("the lookup cannot be made");
+        let e = m.dispatch("u-3.1", &batch, "computenet").await.expect_err("the lookup cannot be made");
         assert!(e.to_string().contains("listing jobs"), "{e}");
         assert!(m.lock().in_doubt.contains_key("u-3.1"), "still in doubt");
         // Nothing known: the submit is tried, and a refused connection surely made nothing.
-        let e = m.dispatch("u-4.1", &batch).await.expect_err("no server");
+        let e = m.dispatch("u-4.1", &batch, "computenet").await.expect_err("no server");
         assert!(e.to_string().contains("submitting a job"), "{e}");
         assert!(!m.lock().in_doubt.contains_key("u-4.1"), "a connection never made leaves no doubt");
     }
