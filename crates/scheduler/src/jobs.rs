@@ -750,7 +750,7 @@ mod tests {
             ..batch("uid-gone", "uid-gone.1", 13, false)
         };
         assert_eq!(
-            judge(&[gone.clone()], "ai-1", true, &index),
+            judge(std::slice::from_ref(&gone), "ai-1", true, &index),
             [(gone, Verdict::Orphan)],
             "its own namespace's orphan"
         );

@@ -54,7 +54,7 @@ phase_is() { [ "$(field "$1" "$2" '{.status.phase}')" = "$3" ]; }
 job_field() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
 slurm_id() { field "$1" "$2" '{.status.remote.name}'; }
 
-# tj NS NAME COMMAND: a one-replica CPU job for the member of this group only (its site).
+# tj NS NAME COMMAND: a one-replica, one-GPU job (the test bed's Slurm nodes all have GPUs) for the member of this group only (its site).
 tj() {
   cat <<EOT
 ---
@@ -64,7 +64,7 @@ metadata: {name: $2, namespace: $1}
 spec:
   queueName: $1
   replicas: 1
-  resources: {cpu: "1", memory: 256Mi}
+  resources: {cpu: "1", memory: 256Mi, accelerators: {count: 1}}
   workload: {image: example/train:1.0, command: $3}
   work: {gpuHours: 1}
   placement: {clusterKinds: [HPC], sites: [$SITE]}
@@ -87,6 +87,7 @@ spec:
   site: $SITE
   slurm:
     endpoint: $SLURMRESTD_URL
+    insecureHTTP: true  # the test bed's slurmrestd is plain http
     apiVersion: $SLURM_API_VERSION
     userName: $SLURM_USER_NAME
     jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}

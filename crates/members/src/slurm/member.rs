@@ -390,6 +390,8 @@ mod tests {
             working_directory: "/scratch".into(),
             standard_output: "o".into(),
             tenants: vec![tenant("ns", "alice"), tenant("team-b", "bob")],
+            insecure_http: false,
+            ca_secret_ref: None,
         };
         let o = Owner { hub: "hub-a".into(), tenancy: Tenancy::new(&conn).expect("valid") };
         let as_user = |user: &str| SlurmJob { user_name: user.into(), ..job(1, "u-1", 2, "hub-a", "COMPLETED") };

@@ -159,6 +159,8 @@ mod tests {
             working_directory: "/scratch/".into(),
             standard_output: "o".into(),
             tenants,
+            insecure_http: false,
+            ca_secret_ref: None,
         }
     }
 
