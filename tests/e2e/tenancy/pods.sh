@@ -76,7 +76,7 @@ current-context: m
 users: [{name: u, user: {token: "$token"}}]
 EOT
 kubectl create secret generic "$SECRET" -n computenet-system --from-file=kubeconfig="$tmp/kubeconfig" --dry-run=client -o yaml |
-  kubectl apply -f - >/dev/null
+  kubectl label --local -f - computenet.io/credentials=true -o yaml | kubectl apply -f - >/dev/null
 
 # Two tenants, each with its own queue; one member of its own name and site, so that only
 # these jobs go there (they ask for the site).
