@@ -203,6 +203,7 @@ pub fn slurmrestd(data: &[u8]) {
             efficiency: ClusterEfficiency::default(),
             data_sets: Vec::new(),
             nodes: core_nodes,
+            tenants: None,
         };
         assert!(convert::free_node_groups(&cluster).len() <= MAX_FREE_NODE_GROUPS);
     }
