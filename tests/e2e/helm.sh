@@ -436,16 +436,16 @@ spec:
   kubernetes: {kubeconfigSecretRef: {name: e2e-helm-member, namespace: $NS, key: kubeconfig}, namespace: e2e-helm-jobs}
 EOT
   # The chart's arguments, with this test's listen address and the throwaway release's
-  # namespace for the Lease and the profiles ConfigMap.
+  # namespace for the Lease, the profiles ConfigMap and the member credentials.
   mapfile -t args < <("$PY" - "$tmp/default.yaml" <<'EOF'
 import sys, yaml
 dep = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment")
 for a in dep["spec"]["template"]["spec"]["containers"][0]["args"]:
-    if not a.startswith(("--listen=", "--lease-namespace=", "--profiles-namespace=")): print(a)
+    if not a.startswith(("--listen=", "--lease-namespace=", "--profiles-namespace=", "--credentials-namespace=")): print(a)
 EOF
 )
   POD_NAME=e2e-helm-0 setsid "$BIN" "${args[@]}" --kubeconfig "$tmp/sa.kubeconfig" --listen "127.0.0.1:$port" \
-    --lease-namespace "$NS" --profiles-namespace "$NS" > "$tmp/serve.log" 2>&1 &
+    --lease-namespace "$NS" --profiles-namespace "$NS" --credentials-namespace "$NS" > "$tmp/serve.log" 2>&1 &
   SERVE_PID=$!
   url="http://127.0.0.1:$port"
   check "serve as the ServiceAccount: /healthz answers" wait_for 30 curl -fsS "$url/healthz"
