@@ -61,6 +61,8 @@ impl AdmissionKey {
 }
 
 /// What a seal covers, in a fixed field order (serialised as JSON: the canonical record).
+/// Not the nodes: a Slurm member picks its own and the mirror records them in the
+/// placement, so they change after admission.
 #[derive(Serialize)]
 struct Record<'a> {
     version: u8,
@@ -70,7 +72,6 @@ struct Record<'a> {
     cluster: &'a str,
     accelerator: Option<&'a str>,
     gpus: i64,
-    nodes: Vec<(&'a str, i32)>,
     /// SHA-256 of the decided spec (hex).
     spec: String,
 }
@@ -98,7 +99,6 @@ fn record(tj: &TrainingJob, attempt: i32, placement: &PlacementStatus) -> Vec<u8
         cluster: &placement.cluster,
         accelerator: placement.accelerator.as_deref(),
         gpus: placement.gpus,
-        nodes: placement.nodes.iter().map(|n| (n.node.as_str(), n.replicas)).collect(),
         spec: spec_digest(tj),
     };
     serde_json::to_vec(&record).unwrap_or_default()
@@ -263,7 +263,7 @@ mod tests {
             Box::new(|j| j.spec.workload.image = "evil".into()),
             Box::new(|j| j.status.as_mut().unwrap().attempt = Some(2)),
             Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().cluster = "ai-3".into()),
-            Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().nodes[0].node = "n2".into()),
+            Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().accelerator = Some("H800".into())),
             Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().gpus = 16),
             Box::new(|j| j.status.as_mut().unwrap().admission_seal = Some("00".repeat(32))),
             Box::new(|j| j.status.as_mut().unwrap().admission_seal = Some("zz".into())),
@@ -282,6 +282,11 @@ mod tests {
         let mut tj = sealed(&k);
         tj.spec.suspend = true;
         tj.spec.on_member_loss = MemberLossPolicy::Wait;
+        // The nodes Slurm chose, recorded by the mirror.
+        tj.status.as_mut().unwrap().placement.as_mut().unwrap().nodes = vec![
+            NodeReplicas { node: "node1".into(), replicas: 1 },
+            NodeReplicas { node: "node2".into(), replicas: 1 },
+        ];
         let s = tj.status.as_mut().unwrap();
         s.placement.as_mut().unwrap().estimated_runtime_seconds = 1.0;
         s.remote = Some(Default::default());
