@@ -111,6 +111,8 @@ pub fn job(id: &str, spec: &TrainingJobSpec, submitted_at: u64) -> Result<Job> {
         objective,
         // Objects stored under an older schema may hold more: cap, as estimates are capped.
         max_runtime_s: spec.max_run_seconds.and_then(|s| u64::try_from(s).ok()).map(|s| s.min(MAX_RUN_SECONDS as u64)),
+        elastic: None,
+        restart: None,
     })
 }
 

@@ -213,6 +213,7 @@ pub fn running_job(job: &TrainingJob, pool: &Pool, now: u64) -> Option<RunningJo
         per_replica: per_replica(job),
         started_at,
         estimated_end: started_at.saturating_add(estimated_seconds(placement.estimated_runtime_seconds)),
+        restart_cost_s: None,
     })
 }
 

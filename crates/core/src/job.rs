@@ -54,6 +54,32 @@ impl std::fmt::Display for Objective {
     }
 }
 
+/// An elastic gang: it may run at any replica count in `min_replicas..=max_replicas`
+/// (torchrun `--nnodes=min:max`); the scheduler picks the size and may change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticRange {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+}
+
+impl ElasticRange {
+    /// Whether `replicas` is an allowed size.
+    pub fn contains(&self, replicas: u32) -> bool {
+        (self.min_replicas..=self.max_replicas).contains(&replicas)
+    }
+}
+
+/// A restartable job: it checkpoints, can be stopped (SIGTERM, then `grace_period_s`)
+/// and resumes from its last checkpoint. A restart loses `restart_cost_s` of progress
+/// (time to stop, start and reload, plus work since the last checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restart {
+    pub grace_period_s: u64,
+    pub restart_cost_s: u64,
+}
+
 /// A pending training job: a gang of `replicas` that runs whole on one cluster or not at all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,6 +112,12 @@ pub struct Job {
     /// takes only theirs.
     #[serde(default)]
     pub tenant: String,
+    /// Set when the gang may be resized; `replicas` is then its current or first size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic: Option<ElasticRange>,
+    /// Set when the job may be stopped and resumed; None: rigid, a restart starts over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
 }
 
 impl Job {
@@ -103,7 +135,15 @@ impl Job {
                 Err(Error::invalid("job", &self.id, "work hours must be a non-negative number"))
             }
             Work::ModelSteps { steps: 0, .. } => Err(Error::invalid("job", &self.id, "work steps must be at least 1")),
-            _ => Ok(()),
+            _ => match self.elastic {
+                Some(e) if e.min_replicas == 0 || e.min_replicas > e.max_replicas => {
+                    Err(Error::invalid("job", &self.id, "elastic replicas need 1 <= min <= max"))
+                }
+                Some(e) if !e.contains(self.replicas) => {
+                    Err(Error::invalid("job", &self.id, "replicas must lie within the elastic range"))
+                }
+                _ => Ok(()),
+            },
         }
     }
 
@@ -128,6 +168,10 @@ pub struct RunningJob {
     pub started_at: u64,
     /// When it is expected to end (start + estimate, or start + maximum runtime).
     pub estimated_end: u64,
+    /// Set when the job is restartable: what stopping it now loses (it keeps the rest of
+    /// its progress). None: a rigid job, whose whole run so far is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_cost_s: Option<u64>,
 }
 
 impl RunningJob {

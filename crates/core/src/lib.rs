@@ -17,10 +17,12 @@
 //!   measured throughput profiles.
 //! - [`index`]: per-cluster node indexes used for gang feasibility.
 //! - [`score`]: turning estimates into a score by the job's objective.
+//! - [`adapt`]: the re-optimisation round that moves and resizes running restartable jobs.
 //! - [`cycle`]: the scheduling cycle itself; [`explain`]: its decisions and explanations.
 #![forbid(unsafe_code)]
 
 pub mod accelerator;
+pub mod adapt;
 pub mod cycle;
 pub mod error;
 pub mod explain;
@@ -36,10 +38,11 @@ pub mod synth;
 pub mod throughput;
 
 pub use accelerator::{AcceleratorSpec, Catalogue};
+pub use adapt::{Adaptable, AdaptConfig, Adjustment, AdjustmentKind};
 pub use cycle::{CycleConfig, Scheduler, Snapshot};
 pub use error::{Error, Result};
 pub use explain::{Action, CycleOutcome, Decision, Explanation, QueuedReason, RejectReason};
-pub use job::{AcceleratorConstraint, Job, Objective, ReplicaRequest, RunningJob, Work};
+pub use job::{AcceleratorConstraint, ElasticRange, Job, Restart, Objective, ReplicaRequest, RunningJob, Work};
 pub use pool::{Cluster, ClusterEfficiency, ClusterKind, Node, NodeCapacity, Pool};
 pub use queue::{PreemptionPolicy, Queue, QueueingStrategy, Quota, ResourceName};
 pub use throughput::{Estimate, ThroughputModel};

@@ -101,6 +101,8 @@ pub fn job(id: &str, queue: &str, replicas: u32, gpus: u32, hours: f64) -> Job {
         work: Work::DeviceHours { hours, reference: "V100".to_string() },
         objective: Objective::Balanced,
         max_runtime_s: None,
+        elastic: None,
+        restart: None,
     }
 }
 

@@ -315,6 +315,8 @@ mod tests {
             work,
             objective: Objective::Balanced,
             max_runtime_s: None,
+            elastic: None,
+            restart: None,
         }
     }
 

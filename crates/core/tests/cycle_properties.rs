@@ -126,6 +126,7 @@ fn apply(
             per_replica: j.per_replica.clone(),
             started_at: now,
             estimated_end: j.max_runtime_s.map_or(est_end, |m| est_end.min(now + m)),
+            restart_cost_s: None,
         });
     }
     Ok(())

@@ -36,6 +36,7 @@ fn running(id: &str, queue: &str, cluster: usize, nodes: &[u32], gpus: u32, end:
         per_replica: j.per_replica,
         started_at: 0,
         estimated_end: end,
+        restart_cost_s: None,
     }
 }
 

@@ -207,6 +207,7 @@ impl Simulation {
                                 per_replica: job.per_replica.clone(),
                                 started_at: now,
                                 estimated_end: end,
+                                restart_cost_s: None,
                             });
                             running_index.push(i);
                             ends.insert((end, i));

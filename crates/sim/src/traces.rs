@@ -294,6 +294,8 @@ pub fn sia_jobs(rows: &[SiaJobRow], models: &SiaModels, source: &str, queue: &st
                 },
                 objective: Objective::Balanced,
                 max_runtime_s: None,
+                elastic: None,
+                restart: None,
             })
         })
         .collect()
@@ -402,6 +404,8 @@ pub fn philly_jobs(rows: &[PhillyRow], reference: &str) -> Vec<Job> {
                 },
                 objective: Objective::Balanced,
                 max_runtime_s: None,
+                elastic: None,
+                restart: None,
             }
         })
         .collect()
@@ -528,6 +532,8 @@ pub fn alibaba_jobs(pods: &[AlibabaPod], catalogue: &Catalogue, reference: &str)
             work,
             objective: Objective::Balanced,
             max_runtime_s: None,
+            elastic: None,
+            restart: None,
         });
     }
     (jobs, skipped)

@@ -98,6 +98,8 @@ impl GeneratedWorkload {
                 work: Work::DeviceHours { hours, reference: reference.to_string() },
                 objective,
                 max_runtime_s: None,
+                elastic: None,
+                restart: None,
             });
         }
         jobs
