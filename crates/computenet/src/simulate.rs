@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context};
 use computenet_core::pool::PoolDescription;
-use computenet_core::{Job, Pool, Queue, ThroughputModel};
+use computenet_core::{AdaptConfig, Job, Pool, Queue, ThroughputModel};
+use computenet_sim::engine::Adaptation;
+use computenet_sim::policy::make_restartable;
 use computenet_sim::report::{table, Summary};
 use computenet_sim::traces;
 use computenet_sim::workload::GeneratedWorkload;
@@ -44,7 +46,8 @@ pub struct Args {
     #[arg(long)]
     profiles: Option<PathBuf>,
     /// Policy to run (repeatable): fifo, least-loaded, agnostic, computenet,
-    /// computenet-{fastest,cheapest,greenest,balanced}. Default: all but computenet-balanced.
+    /// computenet-adaptive, computenet-{fastest,cheapest,greenest,balanced}. Default: all
+    /// but computenet-balanced.
     #[arg(long = "policy")]
     policies: Vec<String>,
     /// Random seed (generated workloads).
@@ -80,6 +83,33 @@ pub struct Args {
     /// per queue (0: all).
     #[arg(long, default_value_t = 256)]
     window: usize,
+    /// computenet-adaptive: share of jobs that are restartable (checkpoint and resume),
+    /// picked by a hash of the job id; the rest are rigid.
+    #[arg(long, default_value_t = 1.0, value_parser = share)]
+    restartable_share: f64,
+    /// computenet-adaptive: share of the restartable jobs that are also elastic, from one
+    /// replica up to their size (0: rigid sizes, jobs only move).
+    #[arg(long, default_value_t = 1.0, value_parser = share)]
+    elastic_share: f64,
+    /// computenet-adaptive: seconds between re-optimisation rounds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    adapt_interval_s: u64,
+    /// computenet-adaptive: restart cost of jobs whose model has none of Sia's figures
+    /// (cifar10 50 s, deepspeech2 25 s, bert 120 s, yolov3 80 s, imagenet 250 s).
+    #[arg(long, default_value_t = 60)]
+    restart_cost_s: u64,
+    /// computenet-adaptive: a move must save more than this many times its restart cost.
+    #[arg(long, default_value_t = AdaptConfig::default().gain_factor)]
+    adapt_gain_factor: f64,
+}
+
+fn share(text: &str) -> Result<f64, String> {
+    let v: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a share between 0 and 1"))
+    }
 }
 
 /// One workload to replay.
@@ -207,6 +237,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             let mut jobs = w.jobs.clone();
             policy.prepare(&mut jobs);
+            let adaptation = policy.adapts().then(|| {
+                make_restartable(&mut jobs, args.restartable_share, args.restart_cost_s, args.elastic_share);
+                Adaptation {
+                    config: AdaptConfig { gain_factor: args.adapt_gain_factor, ..AdaptConfig::default() },
+                    interval_s: args.adapt_interval_s,
+                }
+            });
             let mut progress = |done: u64, _total: u64| {
                 if let Some(bar) = &bar {
                     bar.set_position(base + done);
@@ -215,7 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut scheduler = policy.scheduler(model.clone());
             scheduler.config.wait_speedup = args.wait_speedup;
             let result = Simulation { pool: pool.clone(), queues: w.queues.clone(), scheduler, jobs }
-                .run_with(RunOptions { window: args.window, progress: Some(&mut progress) })
+                .run_with(RunOptions { window: args.window, progress: Some(&mut progress), adaptation })
                 .with_context(|| format!("simulating {} on {}", policy.name(), w.name))?;
             base += w.jobs.len() as u64;
             summaries.push(Summary::of(policy.name(), &result));

@@ -21,9 +21,11 @@ use crate::explain::Placement;
 use crate::index::{apply_to, find_slots_in, ClusterIndex};
 use crate::job::{Job, RunningJob};
 use crate::pool::NodeSlot;
+use crate::queue::{gang_usage, QuotaLedger};
 use crate::throughput::Estimate;
 use crate::{Objective, Scheduler, Snapshot, Work};
 use serde::{Deserialize, Serialize};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 /// Knobs of the re-optimisation round.
@@ -126,18 +128,42 @@ impl Scheduler {
         let mut indexes: Vec<ClusterIndex> = pool.clusters.iter().map(ClusterIndex::new).collect();
         let mut out = Vec::new();
         let mut adjusted = vec![false; adaptable.len()];
+        // Quotas hold for the new sizes and types as they hold for admissions.
+        let mut ledger = QuotaLedger::new(snapshot.queues);
+        for r in snapshot.running {
+            if let Some(q) = ledger.queue_index(&r.queue) {
+                ledger.admit(q, &usage_of(r), r.accelerator.as_deref());
+            }
+        }
 
         // 1. Give borrowed devices back: a pending job that does not fit now takes back
         //    what elastic gangs grew into beyond their asked size (same or lower priority).
-        self.shrink_for_pending(snapshot, adaptable, &mut indexes, &mut adjusted, &mut out, config);
+        self.shrink_for_pending(snapshot, adaptable, &mut indexes, &mut ledger, &mut adjusted, &mut out, config);
 
-        // 2. Moves and growths, best gain first, into what is free.
+        // 2. Moves and growths, best gain first, into what is free. Growth beyond the
+        //    asked size only into devices no waiting job could start on now.
+        let waiting = waiting_in_order(snapshot.pending, WAITING_CHECKED);
+        let group_nodes: Vec<Vec<Vec<u32>>> = indexes
+            .iter()
+            .map(|ix| {
+                let mut lists = vec![Vec::new(); ix.groups().len()];
+                for n in 0..ix.free().len() as u32 {
+                    if let Some(g) = ix.group_of(n) {
+                        lists[g].push(n);
+                    }
+                }
+                lists
+            })
+            .collect();
+        let context = Context { waiting: &waiting, group_nodes: &group_nodes };
         let mut proposals: Vec<(f64, usize, Option_, f64, f64)> = Vec::new();
         for (k, a) in adaptable.iter().enumerate() {
             if adjusted[k] || !self.may_move(snapshot, a, config) {
                 continue;
             }
-            if let Some((option, now_s, after_s)) = self.best_option(snapshot, a, &mut indexes, config) {
+            if let Some((option, now_s, after_s)) =
+                self.best_option(snapshot, a, &context, &mut indexes, &mut ledger, config)
+            {
                 proposals.push((now_s - after_s, k, option, now_s, after_s));
             }
         }
@@ -156,11 +182,23 @@ impl Scheduler {
             let fits = option.slots.iter().all(|s| {
                 indexes[option.cluster].free()[s.node as usize].replicas_fitting(&a.job.per_replica) >= s.replicas
             });
-            if !fits {
+            let q = ledger.queue_index(&r.queue);
+            if let Some(q) = q {
+                ledger.release(q, &usage_of(r), r.accelerator.as_deref());
+            }
+            let new_usage = gang_usage(&a.job.per_replica, option.replicas, option.accelerator.as_deref());
+            let within_quota = q.is_none_or(|q| ledger.check(q, &new_usage, option.accelerator.as_deref()).is_ok());
+            if !fits || !within_quota {
                 if same {
                     indexes[r.cluster].apply(&r.slots, &r.per_replica, true);
                 }
+                if let Some(q) = q {
+                    ledger.admit(q, &usage_of(r), r.accelerator.as_deref());
+                }
                 continue;
+            }
+            if let Some(q) = q {
+                ledger.admit(q, &new_usage, option.accelerator.as_deref());
             }
             if !same {
                 indexes[r.cluster].apply(&r.slots, &r.per_replica, false);
@@ -198,11 +236,38 @@ impl Scheduler {
         &self,
         snapshot: &Snapshot<'_>,
         a: &Adaptable,
+        context: &Context<'_>,
         indexes: &mut [ClusterIndex],
+        ledger: &mut QuotaLedger,
         config: &AdaptConfig,
     ) -> Option<(Option_, f64, f64)> {
         let r = &snapshot.running[a.running];
         let restart = a.job.restart?;
+        // Its own usage is given back while alternatives are weighed.
+        let q = ledger.queue_index(&r.queue);
+        if let Some(q) = q {
+            ledger.release(q, &usage_of(r), r.accelerator.as_deref());
+        }
+        let best = self.best_place(snapshot, a, context, restart, indexes, ledger, q, config);
+        if let Some(q) = q {
+            ledger.admit(q, &usage_of(r), r.accelerator.as_deref());
+        }
+        best
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn best_place(
+        &self,
+        snapshot: &Snapshot<'_>,
+        a: &Adaptable,
+        context: &Context<'_>,
+        restart: crate::Restart,
+        indexes: &mut [ClusterIndex],
+        ledger: &QuotaLedger,
+        q: Option<usize>,
+        config: &AdaptConfig,
+    ) -> Option<(Option_, f64, f64)> {
+        let r = &snapshot.running[a.running];
         let pool = snapshot.pool;
         let current = r.replicas();
         let now_s = self.remaining_at(&a.job, pool, r.cluster, r.accelerator.as_deref(), current, r.slots.len());
@@ -212,8 +277,7 @@ impl Scheduler {
         };
         let mut best: Option<(f64, Option_)> = None;
         let mut runtime_cache: HashMap<(Option<String>, u32, u32), Estimate> = HashMap::new();
-        for c in 0..pool.clusters.len() {
-            let cluster = &pool.clusters[c];
+        for (c, cluster) in pool.clusters.iter().enumerate() {
             if !cluster.schedulable()
                 || !cluster.admits(&a.job.tenant)
                 || (!a.job.cluster_kinds.is_empty() && !a.job.cluster_kinds.contains(&cluster.kind))
@@ -231,10 +295,39 @@ impl Scheduler {
                 if !self.type_allowed(&a.job, group.accelerator.as_deref(), pool) {
                     continue;
                 }
-                let nodes: Vec<u32> = (0..free.len() as u32).filter(|n| indexes[c].group_of(*n) == Some(g)).collect();
+                let nodes = &context.group_nodes[c][g];
+                // Free devices of the group: most candidates fail here, cheaply.
+                let per = u64::from(a.job.per_replica.accelerators.max(1));
+                let free_devices: u64 = nodes.iter().map(|&n| u64::from(free[n as usize].accelerators)).sum();
+                let needed_elsewhere = OnceCell::new();
                 for &size in sizes.iter().rev() {
                     if own && size == current && group.accelerator == r.accelerator {
                         continue; // staying put is the baseline
+                    }
+                    if a.job.per_replica.accelerators > 0 && free_devices < u64::from(size) * per {
+                        continue;
+                    }
+                    if size > a.job.replicas.max(current)
+                        && *needed_elsewhere.get_or_init(|| {
+                            context.waiting.iter().any(|w| {
+                                w.priority >= a.job.priority
+                                    && cluster.admits(&w.tenant)
+                                    && self.type_allowed(w, group.accelerator.as_deref(), pool)
+                                    && find_slots_in(
+                                        indexes[c].free(),
+                                        nodes.iter().copied(),
+                                        &w.per_replica,
+                                        w.replicas,
+                                    )
+                                    .is_some()
+                            })
+                        })
+                    {
+                        continue; // growth would take devices a waiting job can use now
+                    }
+                    let usage = gang_usage(&a.job.per_replica, size, group.accelerator.as_deref());
+                    if q.is_some_and(|q| ledger.check(q, &usage, group.accelerator.as_deref()).is_err()) {
+                        continue;
                     }
                     let Some(slots) = find_slots_in(&free, nodes.iter().copied(), &a.job.per_replica, size) else {
                         continue;
@@ -260,7 +353,16 @@ impl Scheduler {
                         && gain >= config.min_relative_gain * now_s
                         && best.as_ref().is_none_or(|(b, _)| after_s < *b)
                     {
-                        best = Some((after_s, Option_ { cluster: c, accelerator: group.accelerator.clone(), replicas: size, slots, estimate }));
+                        best = Some((
+                            after_s,
+                            Option_ {
+                                cluster: c,
+                                accelerator: group.accelerator.clone(),
+                                replicas: size,
+                                slots,
+                                estimate,
+                            },
+                        ));
                     }
                     // The largest size that fits is tried first; smaller ones of the
                     // same group only help when scaling is poor, so keep trying.
@@ -281,8 +383,10 @@ impl Scheduler {
         let catalogue = &pool.catalogue;
         let type_ok = job.accelerator.types.is_empty()
             || job.accelerator.types.iter().any(|t| catalogue.canonical_name(t).as_deref().unwrap_or(t) == name);
-        let memory_ok =
-            job.accelerator.min_memory_gib.is_none_or(|m| catalogue.get(name).is_some_and(|s| s.memory_gib >= f64::from(m)));
+        let memory_ok = job
+            .accelerator
+            .min_memory_gib
+            .is_none_or(|m| catalogue.get(name).is_some_and(|s| s.memory_gib >= f64::from(m)));
         type_ok && memory_ok
     }
 
@@ -305,17 +409,20 @@ impl Scheduler {
     fn remaining_energy(&self, job: &Job, pool: &crate::Pool, r: &RunningJob, replicas: u32) -> f64 {
         let mut job = job.clone();
         job.replicas = replicas;
-        let e = self.model.estimate(&job, pool, &pool.clusters[r.cluster], r.accelerator.as_deref(), r.slots.len() as u32);
+        let e =
+            self.model.estimate(&job, pool, &pool.clusters[r.cluster], r.accelerator.as_deref(), r.slots.len() as u32);
         e.energy_kwh
     }
 
     /// Pending jobs in queue order (priority, submission) that do not fit now take back
     /// devices that elastic gangs of no higher priority borrowed beyond their asked size.
+    #[allow(clippy::too_many_arguments)]
     fn shrink_for_pending(
         &self,
         snapshot: &Snapshot<'_>,
         adaptable: &[Adaptable],
         indexes: &mut [ClusterIndex],
+        ledger: &mut QuotaLedger,
         adjusted: &mut [bool],
         out: &mut Vec<Adjustment>,
         config: &AdaptConfig,
@@ -332,14 +439,15 @@ impl Scheduler {
             return;
         }
         let mut pending: Vec<&Job> = snapshot.pending.iter().collect();
-        pending.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.submitted_at.cmp(&b.submitted_at)).then(a.id.cmp(&b.id)));
+        pending.sort_by(|a, b| {
+            b.priority.cmp(&a.priority).then(a.submitted_at.cmp(&b.submitted_at)).then(a.id.cmp(&b.id))
+        });
         let pool = snapshot.pool;
         for job in pending {
             if out.len() >= config.max_adjustments {
                 return;
             }
-            for c in 0..pool.clusters.len() {
-                let cluster = &pool.clusters[c];
+            for (c, cluster) in pool.clusters.iter().enumerate() {
                 if !cluster.schedulable() || !cluster.admits(&job.tenant) {
                     continue;
                 }
@@ -381,7 +489,8 @@ impl Scheduler {
                         }
                         apply_to(&mut free, &r.slots, &r.per_replica, false);
                         let own: Vec<u32> = r.slots.iter().map(|s| s.node).collect();
-                        let Some(slots) = find_slots_in(&free, own.into_iter(), &a.job.per_replica, a.job.replicas) else {
+                        let Some(slots) = find_slots_in(&free, own.into_iter(), &a.job.per_replica, a.job.replicas)
+                        else {
                             apply_to(&mut free, &r.slots, &r.per_replica, true);
                             continue;
                         };
@@ -401,11 +510,18 @@ impl Scheduler {
                         let r = &snapshot.running[a.running];
                         indexes[c].apply(&r.slots, &r.per_replica, false);
                         indexes[c].apply(&slots, &a.job.per_replica, true);
+                        if let Some(q) = ledger.queue_index(&r.queue) {
+                            ledger.release(q, &usage_of(r), r.accelerator.as_deref());
+                            let smaller = gang_usage(&a.job.per_replica, a.job.replicas, r.accelerator.as_deref());
+                            ledger.admit(q, &smaller, r.accelerator.as_deref());
+                        }
                         adjusted[k] = true;
-                        let now_s = self.remaining_at(&a.job, pool, c, r.accelerator.as_deref(), r.replicas(), r.slots.len());
+                        let now_s =
+                            self.remaining_at(&a.job, pool, c, r.accelerator.as_deref(), r.replicas(), r.slots.len());
                         let mut sized = a.job.clone();
                         sized.replicas = a.job.replicas;
-                        let estimate = self.model.estimate(&sized, pool, cluster, r.accelerator.as_deref(), slots.len() as u32);
+                        let estimate =
+                            self.model.estimate(&sized, pool, cluster, r.accelerator.as_deref(), slots.len() as u32);
                         let restart_s = a.job.restart.map_or(0, |x| x.restart_cost_s) as f64;
                         let after_s = estimate.runtime_s + restart_s;
                         let reason = format!(
@@ -413,7 +529,13 @@ impl Scheduler {
                             r.replicas() - a.job.replicas,
                             job.id
                         );
-                        let option = Option_ { cluster: c, accelerator: r.accelerator.clone(), replicas: a.job.replicas, slots, estimate };
+                        let option = Option_ {
+                            cluster: c,
+                            accelerator: r.accelerator.clone(),
+                            replicas: a.job.replicas,
+                            slots,
+                            estimate,
+                        };
                         out.push(self.adjustment(snapshot, a, AdjustmentKind::Shrink, option, now_s, after_s, reason));
                     }
                     break;
@@ -453,7 +575,39 @@ impl Scheduler {
     }
 }
 
-fn describe(kind: AdjustmentKind, r: &RunningJob, option: &Option_, pool: &crate::Pool, now_s: f64, after_s: f64) -> String {
+/// Waiting jobs a round looks at (the first ones in queue order): enough for the next
+/// cycle, bounded so that a long queue does not make the round slow.
+const WAITING_CHECKED: usize = 64;
+
+/// What the round computes once and every candidate search reads.
+struct Context<'c> {
+    /// The first waiting jobs in queue order.
+    waiting: &'c [&'c Job],
+    /// Node indexes of each type group of each cluster.
+    group_nodes: &'c [Vec<Vec<u32>>],
+}
+
+/// The first `limit` pending jobs in queue order: priority, then submission.
+fn waiting_in_order(pending: &[Job], limit: usize) -> Vec<&Job> {
+    let mut waiting: Vec<&Job> = pending.iter().collect();
+    waiting.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.submitted_at.cmp(&b.submitted_at)).then(a.id.cmp(&b.id)));
+    waiting.truncate(limit);
+    waiting
+}
+
+/// What a running gang counts against its queue's quota.
+fn usage_of(r: &RunningJob) -> Vec<(crate::queue::ResourceName, u64)> {
+    gang_usage(&r.per_replica, r.replicas(), r.accelerator.as_deref())
+}
+
+fn describe(
+    kind: AdjustmentKind,
+    r: &RunningJob,
+    option: &Option_,
+    pool: &crate::Pool,
+    now_s: f64,
+    after_s: f64,
+) -> String {
     let to = &pool.clusters[option.cluster].name;
     let from = &pool.clusters.get(r.cluster).map_or("?", |c| c.name.as_str());
     let hours = |s: f64| s / 3600.0;
@@ -470,5 +624,136 @@ fn describe(kind: AdjustmentKind, r: &RunningJob, option: &Option_, pool: &crate
             hours(after_s),
             hours(now_s)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::Action;
+    use crate::synth::{cluster, job, pool};
+    use crate::{ClusterKind, ElasticRange, Pool, Queue, Restart};
+
+    /// Runs one cycle at 0 over `jobs` and returns the pool with them placed and running.
+    fn placed(mut p: Pool, jobs: &[Job]) -> (Pool, Vec<RunningJob>) {
+        let queues = vec![Queue::unlimited("q")];
+        let out =
+            Scheduler::default().cycle(&Snapshot { now: 0, pool: &p, queues: &queues, pending: jobs, running: &[] });
+        let mut running = Vec::new();
+        for d in out.decisions {
+            let Action::Admit(pl) = d.action else { continue };
+            let j = jobs.iter().find(|j| j.id == d.job).expect("pending");
+            p.allocate(pl.cluster_index, &pl.slots, &j.per_replica).expect("fits");
+            running.push(RunningJob {
+                id: j.id.clone(),
+                queue: j.queue.clone(),
+                priority: j.priority,
+                cluster: pl.cluster_index,
+                accelerator: pl.accelerator,
+                slots: pl.slots,
+                per_replica: j.per_replica.clone(),
+                started_at: 0,
+                estimated_end: pl.estimate.runtime_s as u64,
+                restart_cost_s: j.restart.map(|r| r.restart_cost_s),
+            });
+        }
+        (p, running)
+    }
+
+    fn restartable(mut j: Job, cost: u64) -> Job {
+        j.restart = Some(Restart { grace_period_s: 30, restart_cost_s: cost });
+        j
+    }
+
+    fn round(p: &Pool, running: &[RunningJob], jobs: &[Job], pending: &[Job]) -> Vec<Adjustment> {
+        let queues = vec![Queue::unlimited("q")];
+        let adaptable: Vec<Adaptable> = running
+            .iter()
+            .enumerate()
+            .filter_map(|(k, r)| {
+                let j = jobs.iter().find(|j| j.id == r.id)?;
+                Some(Adaptable { running: k, job: j.clone(), recent_moves: 0 })
+            })
+            .collect();
+        let snap = Snapshot { now: 60, pool: p, queues: &queues, pending, running };
+        Scheduler::default().adapt(&snap, &adaptable, &AdaptConfig::default())
+    }
+
+    /// 64 V100-hours on 8 T4s take 64 x 125/65 / 8 = 15.4 h; on a free A100 node
+    /// 64 x 125/312 / 8 = 3.2 h. The A100 node is busy for 20 h (too long to wait for);
+    /// once it frees up early, the job moves there.
+    #[test]
+    fn a_restartable_job_moves_to_the_faster_type_when_it_frees_up() {
+        let slow = restartable(job("slow", "q", 1, 8, 64.0), 120);
+        let blocker = job("blocker", "q", 1, 8, 400.0);
+        let p = pool(vec![
+            cluster("a100", ClusterKind::AI, "x", 1, Some("A100-80G"), 8),
+            cluster("t4", ClusterKind::AI, "x", 1, Some("T4"), 8),
+        ]);
+        let jobs = vec![blocker.clone(), slow.clone()];
+        let (mut p, mut running) = placed(p, &jobs);
+        assert_eq!(running.iter().find(|r| r.id == "slow").map(|r| r.cluster), Some(1), "starts on the T4s");
+        assert!(round(&p, &running, &jobs, &[]).is_empty(), "nowhere better while the A100s are busy");
+        // The blocker ends.
+        let b = running.remove(0);
+        p.release(b.cluster, &b.slots, &b.per_replica);
+        let adj = round(&p, &running, &jobs, &[]);
+        assert_eq!(adj.len(), 1);
+        assert_eq!(
+            (adj[0].kind, adj[0].placement.cluster.as_str(), adj[0].replicas),
+            (AdjustmentKind::Migrate, "a100", 1)
+        );
+        assert!(adj[0].adjusted_s < adj[0].remaining_s / 3.0, "{} vs {}", adj[0].adjusted_s, adj[0].remaining_s);
+        assert!(adj[0].reason.contains("moves from t4 to a100"), "{}", adj[0].reason);
+        // A rigid job in the same place stays.
+        let mut rigid = slow;
+        rigid.restart = None;
+        assert!(round(&p, &running, &[rigid], &[]).is_empty());
+    }
+
+    /// A gain below the margin is no reason to move: with a restart cost of 10 h the
+    /// 12 h saved are less than twice the cost.
+    #[test]
+    fn no_move_when_the_restart_costs_more_than_the_margin_allows() {
+        let slow = restartable(job("slow", "q", 1, 8, 64.0), 36_000);
+        let p = pool(vec![cluster("t4", ClusterKind::AI, "x", 1, Some("T4"), 8)]);
+        let (mut p, running) = placed(p, std::slice::from_ref(&slow));
+        p.clusters.push(cluster("a100", ClusterKind::AI, "x", 1, Some("A100-80G"), 8));
+        assert!(round(&p, &running, &[slow], &[]).is_empty());
+    }
+
+    /// An elastic gang (1..=4 replicas, asked 2) grows into free devices, and gives back
+    /// what it borrowed when a pending job does not fit otherwise.
+    #[test]
+    fn an_elastic_job_grows_and_gives_back() {
+        let mut elastic = restartable(job("e", "q", 2, 4, 64.0), 60);
+        elastic.elastic = Some(ElasticRange { min_replicas: 1, max_replicas: 4 });
+        let p = pool(vec![cluster("ai", ClusterKind::AI, "x", 4, Some("A100-80G"), 4)]);
+        let jobs = vec![elastic.clone()];
+        let (mut p, mut running) = placed(p, &jobs);
+        let adj = round(&p, &running, &jobs, &[]);
+        assert_eq!(adj.len(), 1);
+        assert_eq!((adj[0].kind, adj[0].replicas), (AdjustmentKind::Grow, 4));
+        // Carry it out.
+        let r = &mut running[0];
+        p.release(r.cluster, &r.slots, &r.per_replica);
+        p.allocate(0, &adj[0].placement.slots, &r.per_replica).expect("fits");
+        r.slots = adj[0].placement.slots.clone();
+        // A pending gang of 2 x 4 finds no room; the grown job shrinks back to 2.
+        let pending = vec![job("p", "q", 2, 4, 1.0)];
+        let adj = round(&p, &running, &jobs, &pending);
+        assert_eq!(adj.len(), 1);
+        assert_eq!((adj[0].kind, adj[0].replicas), (AdjustmentKind::Shrink, 2));
+        assert!(adj[0].reason.contains("so that p can start"), "{}", adj[0].reason);
+    }
+
+    #[test]
+    fn remaining_work_scales_steps_and_hours() {
+        let steps = Work::ModelSteps { model: "m".into(), steps: 1000, batch_size: None };
+        assert_eq!(remaining_work(&steps, 0.25), Work::ModelSteps { model: "m".into(), steps: 250, batch_size: None });
+        assert_eq!(remaining_work(&steps, 0.0), Work::ModelSteps { model: "m".into(), steps: 1, batch_size: None });
+        assert_eq!(remaining_work(&steps, f64::NAN), steps);
+        let hours = Work::DeviceHours { hours: 8.0, reference: "V100".into() };
+        assert_eq!(remaining_work(&hours, 2.0), hours, "clamped to all of it");
     }
 }

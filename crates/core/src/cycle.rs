@@ -487,6 +487,26 @@ impl<'a> CycleState<'a> {
                 explanation: Explanation { rejected: rejected.into(), ..Explanation::default() },
             };
         }
+        // An elastic gang that does not fit whole starts smaller, down to its minimum
+        // (the re-optimisation round grows it back when devices free up).
+        if let Some(e) = job.elastic.filter(|e| e.min_replicas < job.replicas) {
+            for size in (e.min_replicas.max(1)..job.replicas).rev() {
+                let mut smaller = job.clone();
+                smaller.replicas = size;
+                let mut runtimes = RuntimeCache::default();
+                let found: Vec<Found> = eligible
+                    .iter()
+                    .filter_map(|&(c, g)| self.fit_in_group(&smaller, c, g, &mut runtimes).ok())
+                    .filter(|f| {
+                        let accelerator = self.accelerator_name(f.cluster, f.group);
+                        self.ledger.check(q, &gang_usage(&smaller.per_replica, size, accelerator), accelerator).is_ok()
+                    })
+                    .collect();
+                if !found.is_empty() {
+                    return self.admit(&smaller, q, found, rejected.clone());
+                }
+            }
+        }
         if can_preempt {
             if let Some(action) = self.try_preempt(job, q, &eligible) {
                 return Decision {
@@ -904,10 +924,15 @@ impl<'a> CycleState<'a> {
                         && allows(queue.preemption.reclaim_within_cohort, victim_priority[i])
                 })
                 .collect();
+            // Lowest priority first; among equals, the one whose stop loses least: a
+            // restartable job loses its restart cost, a rigid one its whole run so far.
+            let now = self.snap.now;
+            let lost = |r: &RunningJob| r.restart_cost_s.unwrap_or_else(|| now.saturating_sub(r.started_at));
             victims.sort_by(|a, b| {
                 let (x, y) = (&self.snap.running[*a], &self.snap.running[*b]);
                 victim_priority[*a]
                     .cmp(&victim_priority[*b])
+                    .then(lost(x).cmp(&lost(y)))
                     .then(y.started_at.cmp(&x.started_at))
                     .then(x.id.cmp(&y.id))
             });

@@ -195,6 +195,38 @@ fn lower_priority_jobs_are_preempted_by_policy() {
     assert_eq!(action(&out, "urgent"), &Action::Preempt { cluster: "ai".into(), victims: vec!["old-low".into()] });
 }
 
+/// Among victims of equal priority, the one whose stop loses least goes: a restartable
+/// job loses its restart cost (here 300 s), a rigid one everything it ran (here 5,000 s,
+/// started at 0 and the cycle runs at 5,000), even though the rigid one started later.
+#[test]
+fn restartable_victims_are_preferred_and_charged_their_restart_cost() {
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 2, Some("A100-80G"), 8)]);
+    let mut victims = vec![running("rigid", "q", 0, &[0], 8, 90_000), running("restartable", "q", 0, &[1], 8, 90_000)];
+    victims[0].started_at = 1_000;
+    victims[1].restart_cost_s = Some(300);
+    occupy(&mut p, &victims);
+    let mut urgent = job("urgent", "q", 1, 8, 1.0);
+    urgent.priority = 10;
+    let preempting = Queue {
+        preemption: PreemptionPolicy {
+            within_queue: PreemptionScope::LowerPriority,
+            reclaim_within_cohort: PreemptionScope::Never,
+        },
+        ..Queue::unlimited("q")
+    };
+    let queues = [preempting];
+    let snap =
+        Snapshot { now: 5_000, pool: &p, queues: &queues, pending: std::slice::from_ref(&urgent), running: &victims };
+    let out = Scheduler::default().cycle(&snap);
+    assert_eq!(action(&out, "urgent"), &Action::Preempt { cluster: "ai".into(), victims: vec!["restartable".into()] });
+    // With a restart cost above what the rigid job has run (4,000 s), the rigid one goes.
+    victims[1].restart_cost_s = Some(4_500);
+    let snap =
+        Snapshot { now: 5_000, pool: &p, queues: &queues, pending: std::slice::from_ref(&urgent), running: &victims };
+    let out = Scheduler::default().cycle(&snap);
+    assert_eq!(action(&out, "urgent"), &Action::Preempt { cluster: "ai".into(), victims: vec!["rigid".into()] });
+}
+
 #[test]
 fn strict_fifo_blocks_behind_its_head_best_effort_does_not() {
     let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("H800"), 8)]);

@@ -10,7 +10,11 @@
 //! far backfill looks ahead (as batch schedulers limit their backfill depth).
 
 use crate::error::{Error, Result};
-use computenet_core::{Action, Job, Pool, Queue, RunningJob, Scheduler, Snapshot};
+use computenet_core::adapt::remaining_work;
+use computenet_core::explain::Placement;
+use computenet_core::{
+    Action, AdaptConfig, Adaptable, AdjustmentKind, Job, Pool, Queue, RunningJob, Scheduler, Snapshot,
+};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,6 +33,25 @@ pub struct JobRecord {
     pub energy_kwh: f64,
     pub cost: f64,
     pub preemptions: u32,
+    /// Moves to another place at the same size (adaptive runs).
+    pub moves: u32,
+    /// Changes of size (adaptive runs).
+    pub resizes: u32,
+    /// Seconds of restart cost paid for moves, resizes and restartable preemptions.
+    pub restart_s: u64,
+    /// Where and on how many devices it ran, attempt by attempt.
+    pub segments: Vec<Segment>,
+}
+
+/// One stretch of a job's run at one placement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub cluster: String,
+    pub accelerator: Option<String>,
+    pub devices: u64,
+    pub start: u64,
+    /// None while it runs (or when the simulation ended first).
+    pub end: Option<u64>,
 }
 
 /// The outcome of a simulation.
@@ -51,17 +74,27 @@ pub struct Simulation {
     pub jobs: Vec<Job>,
 }
 
+/// The re-optimisation round of an adaptive run: its knobs and how often it runs.
+#[derive(Debug, Clone)]
+pub struct Adaptation {
+    pub config: AdaptConfig,
+    /// Seconds between rounds.
+    pub interval_s: u64,
+}
+
 /// How a simulation runs.
 pub struct RunOptions<'a> {
     /// Pending jobs one cycle sees, shared out over the queues, at least 16 each (0: all).
     pub window: usize,
     /// Called after each batch of events with (jobs finished or given up, all jobs).
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+    /// Run the re-optimisation round over restartable jobs (None: jobs never move).
+    pub adaptation: Option<Adaptation>,
 }
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions { window: 256, progress: None }
+        RunOptions { window: 256, progress: None, adaptation: None }
     }
 }
 
@@ -82,10 +115,9 @@ impl Simulation {
 
     /// [`Simulation::run`] with options.
     pub fn run_with(self, mut options: RunOptions<'_>) -> Result<SimulationResult> {
-        let Simulation { mut pool, queues, scheduler, jobs } = self;
+        let Simulation { pool, queues, scheduler, jobs } = self;
         let mut jobs: Vec<Job> = jobs;
         jobs.sort_by(|a, b| a.submitted_at.cmp(&b.submitted_at).then(a.id.cmp(&b.id)));
-        let total = jobs.len() as u64;
         let mut index_of: HashMap<String, usize> = HashMap::with_capacity(jobs.len());
         let mut records: Vec<JobRecord> = Vec::with_capacity(jobs.len());
         for (i, j) in jobs.iter().enumerate() {
@@ -104,8 +136,70 @@ impl Simulation {
                 energy_kwh: 0.0,
                 cost: 0.0,
                 preemptions: 0,
+                moves: 0,
+                resizes: 0,
+                restart_s: 0,
+                segments: Vec::new(),
             });
         }
+        let adaptation = options.adaptation.take();
+        let state = State {
+            pool,
+            queues: &queues,
+            scheduler: &scheduler,
+            jobs: &jobs,
+            index_of,
+            records,
+            left: vec![1.0; jobs.len()],
+            next_delay: vec![0; jobs.len()],
+            attempts: vec![None; jobs.len()],
+            move_times: vec![Vec::new(); jobs.len()],
+            running: Vec::new(),
+            running_index: Vec::new(),
+            ends: BTreeSet::new(),
+        };
+        state.run(options, adaptation.as_ref())
+    }
+}
+
+/// The current attempt of a running job.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    start: u64,
+    /// Restart cost paid at its start (no progress meanwhile).
+    delay: u64,
+    /// Seconds its remaining work takes at this placement (after the delay).
+    run_s: f64,
+    energy_kwh: f64,
+    cost: f64,
+}
+
+/// Everything the loop changes.
+struct State<'a> {
+    pool: Pool,
+    queues: &'a [Queue],
+    scheduler: &'a Scheduler,
+    jobs: &'a [Job],
+    index_of: HashMap<String, usize>,
+    records: Vec<JobRecord>,
+    /// Share of each job's work left when its current attempt started.
+    left: Vec<f64>,
+    /// Restart cost to pay at the next start (a restartable job that was stopped).
+    next_delay: Vec<u64>,
+    attempts: Vec<Option<Attempt>>,
+    /// When each job was moved or resized.
+    move_times: Vec<Vec<u64>>,
+    running: Vec<RunningJob>,
+    running_index: Vec<usize>,
+    /// (end time, job index) of running jobs.
+    ends: BTreeSet<(u64, usize)>,
+}
+
+impl State<'_> {
+    fn run(mut self, mut options: RunOptions<'_>, adaptation: Option<&Adaptation>) -> Result<SimulationResult> {
+        let jobs = self.jobs;
+        let queues = self.queues;
+        let total = jobs.len() as u64;
         // Queue of each job by position in `queues` (unknown queues share one slot past the end).
         let queue_pos: HashMap<&str, usize> = queues.iter().enumerate().map(|(i, q)| (q.name.as_str(), i)).collect();
         let slot_of = |job: &Job| queue_pos.get(job.queue.as_str()).copied().unwrap_or(queues.len());
@@ -118,35 +212,33 @@ impl Simulation {
         // The window: the jobs the cycle sees, and their indexes.
         let mut pending: Vec<Job> = Vec::new();
         let mut pending_index: Vec<usize> = Vec::new();
-        let mut running: Vec<RunningJob> = Vec::new();
-        let mut running_index: Vec<usize> = Vec::new();
-        // (end time, job index) of running jobs.
-        let mut ends: BTreeSet<(u64, usize)> = BTreeSet::new();
         let mut now = 0;
         let mut cycles = 0;
         let mut done = 0u64;
+        let mut next_round = adaptation.map(|a| a.interval_s.max(1));
         let key = |j: &Job, i: usize| (Reverse(j.priority), j.submitted_at, i);
         loop {
             let arrival_at = jobs.get(next_arrival).map(|j| j.submitted_at);
-            let next_end = ends.first().map(|(t, _)| *t);
-            now = match (arrival_at, next_end) {
-                (None, None) => break,
-                (Some(a), None) => a,
-                (None, Some(e)) => e,
-                (Some(a), Some(e)) => a.min(e),
-            }
-            .max(now);
+            let next_end = self.ends.first().map(|(t, _)| *t);
+            // Rounds only matter while something runs.
+            let round_at = next_round.filter(|_| !self.running.is_empty());
+            let Some(next) = [arrival_at, next_end, round_at].into_iter().flatten().min() else {
+                break;
+            };
+            now = next.max(now);
             let mut changed = false;
-            while let Some(&(t, i)) = ends.first() {
+            while let Some(&(t, i)) = self.ends.first() {
                 if t > now {
                     break;
                 }
-                ends.pop_first();
-                if let Some(pos) = running_index.iter().position(|&r| r == i) {
-                    running_index.swap_remove(pos);
-                    let r = running.swap_remove(pos);
-                    pool.release(r.cluster, &r.slots, &r.per_replica);
-                    records[i].finished_at = Some(t);
+                self.ends.pop_first();
+                if let Some(pos) = self.running_index.iter().position(|&r| r == i) {
+                    self.running_index.swap_remove(pos);
+                    let r = self.running.swap_remove(pos);
+                    self.pool.release(r.cluster, &r.slots, &r.per_replica);
+                    self.close_segment(i, t);
+                    self.records[i].finished_at = Some(t);
+                    self.attempts[i] = None;
                     done += 1;
                     changed = true;
                 }
@@ -156,6 +248,13 @@ impl Simulation {
                 backlog[slot_of(j)].insert(key(j, next_arrival), next_arrival);
                 next_arrival += 1;
             }
+            let mut round_due = false;
+            if let (Some(a), Some(at)) = (adaptation, next_round) {
+                if now >= at {
+                    round_due = true;
+                    next_round = Some(now + a.interval_s.max(1));
+                }
+            }
             loop {
                 // Fill the window from the backlogs.
                 for q in 0..backlog.len() {
@@ -163,93 +262,54 @@ impl Simulation {
                         let Some((_, i)) = backlog[q].pop_first() else {
                             break;
                         };
-                        pending.push(jobs[i].clone());
+                        let mut job = jobs[i].clone();
+                        job.work = remaining_work(&job.work, self.left[i]);
+                        pending.push(job);
                         pending_index.push(i);
                         in_window[q] += 1;
                         changed = true;
                     }
                 }
-                if pending.is_empty() || !changed {
+                let run_cycle = changed && !pending.is_empty();
+                if !run_cycle && !round_due {
                     break;
                 }
                 changed = false;
-                let outcome = scheduler.cycle(&Snapshot {
-                    now,
-                    pool: &pool,
-                    queues: &queues,
-                    pending: &pending,
-                    running: &running,
-                });
-                cycles += 1;
                 let mut started: Vec<bool> = vec![false; pending.len()];
-                let position: HashMap<&str, usize> =
-                    pending.iter().enumerate().map(|(p, j)| (j.id.as_str(), p)).collect();
                 let mut requeue: Vec<usize> = Vec::new();
-                for decision in outcome.decisions {
-                    match decision.action {
-                        Action::Admit(p) => {
-                            let Some(&w) = position.get(decision.job.as_str()) else {
-                                continue;
-                            };
-                            let job = &pending[w];
-                            let i = pending_index[w];
-                            pool.allocate(p.cluster_index, &p.slots, &job.per_replica)?;
-                            let run_s = (p.estimate.transfer_s + p.estimate.runtime_s).ceil().max(1.0) as u64;
-                            let run_s = job.max_runtime_s.map_or(run_s, |m| run_s.min(m.max(1)));
-                            let end = now + run_s;
-                            running.push(RunningJob {
-                                id: job.id.clone(),
-                                queue: job.queue.clone(),
-                                priority: job.priority,
-                                cluster: p.cluster_index,
-                                accelerator: p.accelerator.clone(),
-                                slots: p.slots.clone(),
-                                per_replica: job.per_replica.clone(),
-                                started_at: now,
-                                estimated_end: end,
-                                restart_cost_s: None,
-                            });
-                            running_index.push(i);
-                            ends.insert((end, i));
-                            let rec = &mut records[i];
-                            rec.started_at = Some(now);
-                            rec.cluster = Some(p.cluster);
-                            rec.accelerator = p.accelerator;
-                            rec.devices = if job.per_replica.accelerators > 0 {
-                                job.total_accelerators()
-                            } else {
-                                u64::from(job.replicas) * job.per_replica.cpu_millis / 1000
-                            };
-                            rec.energy_kwh += p.estimate.energy_kwh;
-                            rec.cost += p.estimate.cost;
-                            started[w] = true;
-                            changed = true;
-                        }
-                        Action::Preempt { victims, .. } => {
-                            for v in victims {
-                                let Some(&i) = index_of.get(&v) else {
+                if run_cycle {
+                    let outcome = self.scheduler.cycle(&Snapshot {
+                        now,
+                        pool: &self.pool,
+                        queues,
+                        pending: &pending,
+                        running: &self.running,
+                    });
+                    cycles += 1;
+                    let position: HashMap<&str, usize> =
+                        pending.iter().enumerate().map(|(p, j)| (j.id.as_str(), p)).collect();
+                    for decision in outcome.decisions {
+                        match decision.action {
+                            Action::Admit(p) => {
+                                let Some(&w) = position.get(decision.job.as_str()) else {
                                     continue;
                                 };
-                                let Some(pos) = running_index.iter().position(|&r| r == i) else {
-                                    continue;
-                                };
-                                running_index.swap_remove(pos);
-                                let r = running.swap_remove(pos);
-                                pool.release(r.cluster, &r.slots, &r.per_replica);
-                                ends.remove(&(r.estimated_end, i));
-                                // Work is lost; the energy already spent stays counted.
-                                let rec = &mut records[i];
-                                rec.preemptions += 1;
-                                rec.started_at = None;
-                                rec.cluster = None;
-                                requeue.push(i);
+                                self.start(pending_index[w], &pending[w], p, now)?;
+                                started[w] = true;
                                 changed = true;
                             }
+                            Action::Preempt { victims, .. } => {
+                                for v in victims {
+                                    if let Some(i) = self.stop(&v, now) {
+                                        requeue.push(i);
+                                        changed = true;
+                                    }
+                                }
+                            }
+                            Action::Reserve { .. } | Action::Queued(_) => {}
                         }
-                        Action::Reserve { .. } | Action::Queued(_) => {}
                     }
                 }
-                drop(position);
                 if started.iter().any(|s| *s) {
                     let mut keep = started.iter().map(|s| !s);
                     pending.retain(|_| keep.next().unwrap_or(true));
@@ -263,16 +323,176 @@ impl Simulation {
                 for i in requeue {
                     backlog[slot_of(&jobs[i])].insert(key(&jobs[i], i), i);
                 }
+                // The round, once the cycle has admitted what it could.
+                if round_due && !changed {
+                    round_due = false;
+                    if let Some(a) = adaptation {
+                        changed = self.round(&pending, &a.config, now)?;
+                    }
+                }
             }
             if let Some(progress) = options.progress.as_mut() {
                 progress(done, total);
             }
-            if ends.is_empty() && next_arrival >= jobs.len() {
+            if self.ends.is_empty() && next_arrival >= jobs.len() {
                 // Nothing runs and nothing arrives: whatever is pending can never start.
                 break;
             }
         }
-        Ok(SimulationResult { jobs: records, end_time: now, cycles, pool })
+        Ok(SimulationResult { jobs: self.records, end_time: now, cycles, pool: self.pool })
+    }
+
+    /// Starts job `i` (`job`: as the cycle saw it, with its remaining work) at `p`.
+    fn start(&mut self, i: usize, job: &Job, p: Placement, now: u64) -> Result<()> {
+        self.pool.allocate(p.cluster_index, &p.slots, &job.per_replica)?;
+        let delay = std::mem::take(&mut self.next_delay[i]);
+        let run_s = (p.estimate.transfer_s + p.estimate.runtime_s).ceil().max(1.0);
+        let run_s = job.max_runtime_s.map_or(run_s, |m| run_s.min(m.max(1) as f64));
+        let end = now + delay + run_s as u64;
+        self.running.push(RunningJob {
+            id: job.id.clone(),
+            queue: job.queue.clone(),
+            priority: job.priority,
+            cluster: p.cluster_index,
+            accelerator: p.accelerator.clone(),
+            slots: p.slots.clone(),
+            per_replica: job.per_replica.clone(),
+            started_at: now,
+            estimated_end: end,
+            restart_cost_s: job.restart.map(|r| r.restart_cost_s),
+        });
+        self.running_index.push(i);
+        self.ends.insert((end, i));
+        self.attempts[i] =
+            Some(Attempt { start: now, delay, run_s, energy_kwh: p.estimate.energy_kwh, cost: p.estimate.cost });
+        let replicas: u32 = p.slots.iter().map(|s| s.replicas).sum();
+        let rec = &mut self.records[i];
+        rec.started_at.get_or_insert(now);
+        rec.cluster = Some(p.cluster.clone());
+        rec.accelerator = p.accelerator.clone();
+        rec.devices = devices(job, replicas);
+        rec.energy_kwh += p.estimate.energy_kwh;
+        rec.cost += p.estimate.cost;
+        rec.segments.push(Segment {
+            cluster: p.cluster,
+            accelerator: p.accelerator,
+            devices: rec.devices,
+            start: now,
+            end: None,
+        });
+        Ok(())
+    }
+
+    /// Share of job `i`'s whole work left at `now` (its current attempt's progress counted).
+    fn left_at(&self, i: usize, now: u64) -> f64 {
+        let Some(a) = self.attempts[i] else {
+            return self.left[i];
+        };
+        let worked = now.saturating_sub(a.start + a.delay) as f64;
+        let share_done = if a.run_s > 0.0 { (worked / a.run_s).min(1.0) } else { 1.0 };
+        self.left[i] * (1.0 - share_done)
+    }
+
+    /// Ends job `i`'s current attempt at `now`: its progress is kept when restartable
+    /// (`keep`), and the energy of the part not run is given back. Returns its running entry.
+    fn end_attempt(&mut self, i: usize, now: u64, keep: bool) -> Option<RunningJob> {
+        let pos = self.running_index.iter().position(|&r| r == i)?;
+        self.running_index.swap_remove(pos);
+        let r = self.running.swap_remove(pos);
+        self.pool.release(r.cluster, &r.slots, &r.per_replica);
+        self.ends.remove(&(r.estimated_end, i));
+        let left = self.left_at(i, now);
+        if let Some(a) = self.attempts[i].take() {
+            let span = a.delay as f64 + a.run_s;
+            let unspent = if span > 0.0 { 1.0 - (now.saturating_sub(a.start) as f64 / span).min(1.0) } else { 0.0 };
+            self.records[i].energy_kwh -= a.energy_kwh * unspent;
+            self.records[i].cost -= a.cost * unspent;
+        }
+        self.left[i] = if keep { left } else { 1.0 };
+        self.close_segment(i, now);
+        Some(r)
+    }
+
+    /// Preempts a victim by id: a restartable one keeps its progress and pays its restart
+    /// cost when it starts again; a rigid one starts over. Returns its index.
+    fn stop(&mut self, id: &str, now: u64) -> Option<usize> {
+        let i = *self.index_of.get(id)?;
+        let restart = self.jobs[i].restart;
+        self.end_attempt(i, now, restart.is_some())?;
+        let rec = &mut self.records[i];
+        rec.preemptions += 1;
+        if let Some(r) = restart {
+            self.next_delay[i] = r.restart_cost_s;
+            rec.restart_s += r.restart_cost_s;
+        } else {
+            rec.started_at = None;
+            rec.cluster = None;
+        }
+        Some(i)
+    }
+
+    /// One re-optimisation round; carries its adjustments out. Whether anything changed.
+    fn round(&mut self, pending: &[Job], config: &AdaptConfig, now: u64) -> Result<bool> {
+        let mut adaptable = Vec::new();
+        for (k, &i) in self.running_index.iter().enumerate() {
+            let job = &self.jobs[i];
+            if job.restart.is_none() {
+                continue;
+            }
+            let mut job = job.clone();
+            job.work = remaining_work(&job.work, self.left_at(i, now));
+            let recent = self.move_times[i].iter().filter(|t| **t + 3600 > now).count() as u32;
+            adaptable.push(Adaptable { running: k, job, recent_moves: recent });
+        }
+        if adaptable.is_empty() {
+            return Ok(false);
+        }
+        let snapshot = Snapshot { now, pool: &self.pool, queues: self.queues, pending, running: &self.running };
+        let adjustments = self.scheduler.adapt(&snapshot, &adaptable, config);
+        let changed = !adjustments.is_empty();
+        // Stop every adjusted job first (their devices may be each other's targets).
+        let mut starts = Vec::new();
+        for adj in adjustments {
+            let Some(&i) = self.index_of.get(&adj.job) else {
+                continue;
+            };
+            let left = self.left_at(i, now);
+            if self.end_attempt(i, now, true).is_none() {
+                continue;
+            }
+            let cost = self.jobs[i].restart.map_or(0, |r| r.restart_cost_s);
+            self.next_delay[i] = cost;
+            self.move_times[i].push(now);
+            let rec = &mut self.records[i];
+            rec.restart_s += cost;
+            match adj.kind {
+                AdjustmentKind::Migrate => rec.moves += 1,
+                AdjustmentKind::Grow | AdjustmentKind::Shrink => rec.resizes += 1,
+            }
+            let mut job = self.jobs[i].clone();
+            job.work = remaining_work(&job.work, left);
+            job.replicas = adj.replicas;
+            starts.push((i, job, adj.placement));
+        }
+        for (i, job, placement) in starts {
+            self.start(i, &job, placement, now)?;
+        }
+        Ok(changed)
+    }
+
+    fn close_segment(&mut self, i: usize, now: u64) {
+        if let Some(s) = self.records[i].segments.last_mut().filter(|s| s.end.is_none()) {
+            s.end = Some(now);
+        }
+    }
+}
+
+/// Devices a gang of `replicas` holds (accelerators, or cores for CPU-only jobs).
+fn devices(job: &Job, replicas: u32) -> u64 {
+    if job.per_replica.accelerators > 0 {
+        u64::from(replicas) * u64::from(job.per_replica.accelerators)
+    } else {
+        u64::from(replicas) * job.per_replica.cpu_millis / 1000
     }
 }
 
@@ -323,7 +543,7 @@ mod tests {
             scheduler,
             jobs,
         }
-        .run_with(RunOptions { window: 1, progress: None })
+        .run_with(RunOptions { window: 1, progress: None, adaptation: None })
         .expect("runs");
         let ends: Vec<Option<u64>> = result.jobs.iter().map(|r| r.finished_at).collect();
         assert_eq!(ends, vec![Some(3600), Some(5400), Some(10800)]);

@@ -26,6 +26,12 @@ pub struct Summary {
     pub energy_kwh: f64,
     pub cost: f64,
     pub preemptions: u32,
+    /// Moves at the same size (adaptive runs).
+    pub moves: u32,
+    /// Resizes of elastic gangs (adaptive runs).
+    pub resizes: u32,
+    /// Seconds of restart cost paid, all jobs together.
+    pub restart_s: u64,
     /// Jain's index over the jobs' share of time in the system spent running
     /// (run time / JCT): 1 when every job waited in the same proportion.
     pub jain_fairness: f64,
@@ -76,13 +82,16 @@ impl Summary {
         }
         let mut used: BTreeMap<ClusterKind, f64> = BTreeMap::new();
         let mut used_type: BTreeMap<String, f64> = BTreeMap::new();
-        for j in &done {
-            if let (Some(c), Some(s), Some(f)) = (&j.cluster, j.started_at, j.finished_at) {
-                let device_s = j.devices as f64 * (f - s) as f64;
-                if let Some(kind) = cluster_kind.get(c.as_str()) {
+        // Every stretch of every job counts (also those of preempted, moved and
+        // unfinished jobs): devices held are devices used.
+        for j in &result.jobs {
+            for seg in &j.segments {
+                let device_s =
+                    seg.devices as f64 * (seg.end.unwrap_or(result.end_time).saturating_sub(seg.start)) as f64;
+                if let Some(kind) = cluster_kind.get(seg.cluster.as_str()) {
                     *used.entry(*kind).or_default() += device_s;
                 }
-                let name = j.accelerator.clone().unwrap_or_else(|| CPU_ONLY.to_string());
+                let name = seg.accelerator.clone().unwrap_or_else(|| CPU_ONLY.to_string());
                 *used_type.entry(name).or_default() += device_s;
             }
         }
@@ -97,9 +106,10 @@ impl Summary {
         let shares: Vec<f64> = done
             .iter()
             .filter_map(|j| {
-                let (s, f) = (j.started_at?, j.finished_at?);
+                let f = j.finished_at?;
+                let ran: u64 = j.segments.iter().map(|s| s.end.unwrap_or(f).saturating_sub(s.start)).sum();
                 let jct = f.saturating_sub(j.submitted_at) as f64;
-                Some(if jct > 0.0 { (f - s) as f64 / jct } else { 1.0 })
+                Some(if jct > 0.0 { (ran as f64 / jct).min(1.0) } else { 1.0 })
             })
             .collect();
         let jain_fairness = jain(&shares);
@@ -118,6 +128,9 @@ impl Summary {
             energy_kwh: result.jobs.iter().map(|j| j.energy_kwh).sum(),
             cost: result.jobs.iter().map(|j| j.cost).sum(),
             preemptions: result.jobs.iter().map(|j| j.preemptions).sum(),
+            moves: result.jobs.iter().map(|j| j.moves).sum(),
+            resizes: result.jobs.iter().map(|j| j.resizes).sum(),
+            restart_s: result.jobs.iter().map(|j| j.restart_s).sum(),
             jain_fairness,
             cycles: result.cycles,
         }
@@ -151,6 +164,9 @@ impl Summary {
             energy_kwh: avg(&|r| r.energy_kwh),
             cost: avg(&|r| r.cost),
             preemptions: runs.iter().map(|r| r.preemptions).sum(),
+            moves: runs.iter().map(|r| r.moves).sum(),
+            resizes: runs.iter().map(|r| r.resizes).sum(),
+            restart_s: runs.iter().map(|r| r.restart_s).sum(),
             jain_fairness: avg(&|r| r.jain_fairness),
             cycles: runs.iter().map(|r| r.cycles).sum(),
         }
@@ -197,17 +213,14 @@ pub fn utilisation_over_time(result: &SimulationResult, buckets: usize) -> Vec<(
             })
             .sum();
         let mut busy = vec![0.0f64; buckets];
-        for j in result.jobs.iter().filter(|j| j.cluster.as_deref() == Some(c.name.as_str())) {
-            let (Some(s), Some(f)) = (j.started_at, j.finished_at) else {
-                continue;
-            };
-            let (s, f) = (s as f64, f as f64);
+        for seg in result.jobs.iter().flat_map(|j| &j.segments).filter(|s| s.cluster == c.name) {
+            let (s, f) = (seg.start as f64, seg.end.unwrap_or(result.end_time) as f64);
             let first = (((s - start) / width).floor().max(0.0) as usize).min(buckets - 1);
             let last = (((f - start) / width).floor().max(0.0) as usize).min(buckets - 1);
             for (b, slot) in busy.iter_mut().enumerate().take(last + 1).skip(first) {
                 let lo = start + b as f64 * width;
                 let overlap = (f.min(lo + width) - s.max(lo)).max(0.0);
-                *slot += overlap * j.devices as f64;
+                *slot += overlap * seg.devices as f64;
             }
         }
         let series = busy
@@ -266,6 +279,11 @@ pub fn table(summaries: &[Summary]) -> String {
     rows.push(("energy".into(), summaries.iter().map(|s| format!("{:.1} kWh", s.energy_kwh)).collect()));
     rows.push(("energy cost".into(), summaries.iter().map(|s| format!("{:.1}", s.cost)).collect()));
     rows.push(("preemptions".into(), summaries.iter().map(|s| s.preemptions.to_string()).collect()));
+    if summaries.iter().any(|s| s.moves + s.resizes > 0 || s.restart_s > 0) {
+        rows.push(("moves".into(), summaries.iter().map(|s| s.moves.to_string()).collect()));
+        rows.push(("resizes".into(), summaries.iter().map(|s| s.resizes.to_string()).collect()));
+        rows.push(("restart time lost".into(), summaries.iter().map(|s| hours(s.restart_s as f64)).collect()));
+    }
     rows.push(("Jain fairness".into(), summaries.iter().map(|s| format!("{:.3}", s.jain_fairness)).collect()));
     let label_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let col_w: Vec<usize> = (0..summaries.len())
