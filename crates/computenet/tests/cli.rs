@@ -27,6 +27,7 @@ fn simulate_on_the_embedded_default_prints_a_table_per_policy() {
         "least-loaded",
         "agnostic",
         "computenet",
+        "computenet-adaptive",
         "computenet-fastest",
         "computenet-cheapest",
         "computenet-greenest",
@@ -35,7 +36,7 @@ fn simulate_on_the_embedded_default_prints_a_table_per_policy() {
     let completed = stdout.lines().find(|l| l.starts_with("completed")).expect("completed row");
     assert_eq!(
         completed.split_whitespace().skip(1).collect::<Vec<_>>(),
-        vec!["200"; 7],
+        vec!["200"; 8],
         "all jobs finish: {completed}"
     );
     for row in ["avg JCT", "p99 JCT", "avg queueing", "utilisation AI", "energy"] {
