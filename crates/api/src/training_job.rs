@@ -428,8 +428,9 @@ pub struct AttemptStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub message: Option<String>,
-    /// The job's progress (share of the work done) when it ended.
+    /// The job's progress (share of the work done, 0 to 1) when it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub completed: Option<f64>,
 }
 
