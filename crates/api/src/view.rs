@@ -1,5 +1,6 @@
 //! The hub as the core sees it: one translation of hub objects into the core's terms
-//! (catalogue, job predicates, pending and running jobs, queue usage), shared by the
+//! (catalogue, job predicates, pending and running jobs, queue usage, the running jobs the
+//! re-optimisation round may adapt, progress and attempt history), shared by the
 //! service, the `kubectl computenet` plugin, the dashboard and the `kubectl get` columns so
 //! that they cannot disagree.
 
