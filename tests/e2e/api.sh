@@ -72,6 +72,19 @@ refused "maxRunSeconds above ten years" 'maxRunSeconds.*less than or equal to 31
 refused "an env name with =" 'env\[0\].name.*should match' "$(jobsed enveq 's/command: \["torchrun", "train.py"\]}/command: ["torchrun", "train.py"], env: [{name: "A=B", value: x}]}/')"
 refused "an env name starting with a digit" 'env\[0\].name.*should match' "$(jobsed envdigit 's/command: \["torchrun", "train.py"\]}/command: ["torchrun", "train.py"], env: [{name: 1A, value: x}]}/')"
 
+# Elastic and restartable jobs (the job has replicas: 2).
+check "an elastic, restartable job is accepted" kubectl apply -f "$(job adaptive '  elastic: {minReplicas: 1, maxReplicas: 4}
+  checkpoint: {restartable: true}')"
+check "checkpoint defaults are filled in" bash -c '[ "$(kubectl get tj adaptive -n e2e-api -o jsonpath="{.spec.checkpoint.gracePeriodSeconds} {.spec.checkpoint.restartCostSeconds}")" = "30 60" ]'
+refused "elastic min above max" "minReplicas must be at most elastic.maxReplicas" "$(job minmax '  elastic: {minReplicas: 3, maxReplicas: 2}')"
+refused "replicas outside the elastic range" "spec.replicas must lie within spec.elastic" "$(job outside '  elastic: {minReplicas: 3, maxReplicas: 8}')"
+refused "elastic maxReplicas above 4096" 'maxReplicas.*less than or equal to 4096' "$(job bigelastic '  elastic: {minReplicas: 1, maxReplicas: 4097}')"
+refused "gracePeriodSeconds above an hour" 'gracePeriodSeconds.*less than or equal to 3600' "$(job grace '  checkpoint: {restartable: true, gracePeriodSeconds: 3601}')"
+refused "a negative restartCostSeconds" 'restartCostSeconds.*greater than or equal to 0' "$(job cost '  checkpoint: {restartable: true, restartCostSeconds: -1}')"
+kubectl patch tj adaptive -n e2e-api --subresource=status --type=merge -p '{"status":{"admitted":true,"phase":"Admitted"}}' >/dev/null
+check "the elastic range is frozen after admission" bash -c 'kubectl patch tj adaptive -n e2e-api --type=merge -p "{\"spec\":{\"elastic\":{\"maxReplicas\":8}}}" 2>&1 | grep -q "spec is frozen once the job is admitted"'
+check "checkpointing is frozen after admission" bash -c 'kubectl patch tj adaptive -n e2e-api --type=json -p "[{\"op\":\"remove\",\"path\":\"/spec/checkpoint\"}]" 2>&1 | grep -q "spec is frozen once the job is admitted"'
+
 # Frozen after admission: the scheduler marks status.admitted; then only suspend may change.
 kubectl patch tj good -n e2e-api --subresource=status --type=merge -p '{"status":{"admitted":true,"phase":"Admitted"}}' >/dev/null
 check "spec changes are refused after admission" bash -c '! kubectl patch tj good -n e2e-api --type=merge -p "{\"spec\":{\"replicas\":4}}" 2>&1 | grep -q patched'

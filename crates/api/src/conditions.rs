@@ -80,6 +80,12 @@ pub mod reasons {
     // TransportSecure
     pub const TLS: &str = "TLS";
     pub const INSECURE_HTTP: &str = "InsecureHTTP";
+    // Why an attempt ended (status.attempts[].reason), besides Preempted, MemberLost,
+    // Suspended, Failed and Succeeded above.
+    /// Stopped to start again at a better placement, same size.
+    pub const MOVED: &str = "Moved";
+    /// Stopped to start again with more or fewer replicas (elastic).
+    pub const RESIZED: &str = "Resized";
 }
 
 /// Why an Event is recorded about a TrainingJob.

@@ -9,8 +9,8 @@ use computenet_core::accelerator::AcceleratorSpec;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::queue::{PreemptionPolicy, PreemptionScope, PriorityRange, QueueingStrategy, Quota, ResourceName};
 use computenet_core::{
-    AcceleratorConstraint, Cluster, ClusterEfficiency, ClusterKind, Job, Node, NodeCapacity, Objective, Queue,
-    ReplicaRequest, Work,
+    AcceleratorConstraint, Cluster, ClusterEfficiency, ClusterKind, ElasticRange, Job, Node, NodeCapacity, Objective,
+    Queue, ReplicaRequest, Restart, Work,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::BTreeMap;
@@ -111,9 +111,52 @@ pub fn job(id: &str, spec: &TrainingJobSpec, submitted_at: u64) -> Result<Job> {
         objective,
         // Objects stored under an older schema may hold more: cap, as estimates are capped.
         max_runtime_s: spec.max_run_seconds.and_then(|s| u64::try_from(s).ok()).map(|s| s.min(MAX_RUN_SECONDS as u64)),
-        elastic: None,
-        restart: None,
+        elastic: elastic(spec, replicas)?,
+        restart: restart(spec)?,
     })
+}
+
+/// The elastic range; checked again here, as objects stored under an older schema may
+/// break the rules the CRD now enforces.
+fn elastic(spec: &TrainingJobSpec, replicas: u32) -> Result<Option<ElasticRange>> {
+    let Some(e) = spec.elastic else { return Ok(None) };
+    let size = |v: i32, field: &str| {
+        u32::try_from(v).ok().filter(|v| (1..=4096).contains(v)).ok_or_else(|| Error::field(field, "must be 1 to 4096"))
+    };
+    let range = ElasticRange {
+        min_replicas: size(e.min_replicas, "spec.elastic.minReplicas")?,
+        max_replicas: size(e.max_replicas, "spec.elastic.maxReplicas")?,
+    };
+    if range.min_replicas > range.max_replicas {
+        return Err(Error::field("spec.elastic", "minReplicas must be at most maxReplicas"));
+    }
+    if !range.contains(replicas) {
+        return Err(Error::field("spec.replicas", "must lie within spec.elastic.minReplicas..maxReplicas"));
+    }
+    Ok(Some(range))
+}
+
+/// The restart figures of a restartable job; `None` unless `checkpoint.restartable`.
+fn restart(spec: &TrainingJobSpec) -> Result<Option<Restart>> {
+    let Some(c) = spec.checkpoint.filter(|c| c.restartable) else { return Ok(None) };
+    let seconds = |v: i64, max: i64, field: &str| {
+        Some(v)
+            .filter(|v| (0..=max).contains(v))
+            .map(|v| v as u64)
+            .ok_or_else(|| Error::field(field, format!("must be 0 to {max}")))
+    };
+    Ok(Some(Restart {
+        grace_period_s: seconds(
+            c.grace_period_seconds,
+            training_job::MAX_GRACE_PERIOD_SECONDS,
+            "spec.checkpoint.gracePeriodSeconds",
+        )?,
+        restart_cost_s: seconds(
+            c.restart_cost_seconds,
+            training_job::MAX_RESTART_COST_SECONDS,
+            "spec.checkpoint.restartCostSeconds",
+        )?,
+    }))
 }
 
 fn resource_name(resource: &str) -> ResourceName {
@@ -461,6 +504,45 @@ maxRunSeconds: 86400
         assert_eq!(j.cluster_kinds, vec![ClusterKind::AI, ClusterKind::HPC]);
         assert_eq!(j.work, Work::ModelSteps { model: "bert".into(), steps: 100_000, batch_size: None });
         assert_eq!((j.submitted_at, j.max_runtime_s, j.priority), (7, Some(86400), 100));
+    }
+
+    #[test]
+    fn elastic_and_restartable_jobs_convert_and_defaults_stay_rigid() {
+        let rigid = job("u", &spec(BERT), 0).expect("converts");
+        assert_eq!((rigid.elastic, rigid.restart), (None, None));
+        let adaptive =
+            format!("{BERT}elastic: {{minReplicas: 2, maxReplicas: 8}}\ncheckpoint: {{restartable: true}}\n");
+        let j = job("u", &spec(&adaptive), 0).expect("converts");
+        assert_eq!(j.elastic, Some(ElasticRange { min_replicas: 2, max_replicas: 8 }));
+        assert_eq!(j.restart, Some(Restart { grace_period_s: 30, restart_cost_s: 60 }), "the defaults");
+        assert_eq!(j.replicas, 4, "the size asked for");
+        j.validate().expect("the core accepts it");
+        let not_restartable = format!("{BERT}checkpoint: {{gracePeriodSeconds: 10, restartCostSeconds: 5}}\n");
+        assert_eq!(job("u", &spec(&not_restartable), 0).expect("converts").restart, None);
+        let costly =
+            format!("{BERT}checkpoint: {{restartable: true, gracePeriodSeconds: 0, restartCostSeconds: 86400}}\n");
+        assert_eq!(
+            job("u", &spec(&costly), 0).unwrap().restart,
+            Some(Restart { grace_period_s: 0, restart_cost_s: 86_400 })
+        );
+    }
+
+    #[test]
+    fn elastic_and_checkpoint_figures_outside_the_schema_name_their_field() {
+        // Stored under an older schema, or written past the CEL rules: an error, never a panic.
+        let cases = [
+            ("elastic: {minReplicas: 5, maxReplicas: 8}", "spec.replicas:"),
+            ("elastic: {minReplicas: 1, maxReplicas: 3}", "spec.replicas:"),
+            ("elastic: {minReplicas: 8, maxReplicas: 2}", "spec.elastic:"),
+            ("elastic: {minReplicas: 0, maxReplicas: 4}", "spec.elastic.minReplicas:"),
+            ("elastic: {minReplicas: 1, maxReplicas: 5000}", "spec.elastic.maxReplicas:"),
+            ("checkpoint: {restartable: true, gracePeriodSeconds: -1}", "spec.checkpoint.gracePeriodSeconds:"),
+            ("checkpoint: {restartable: true, restartCostSeconds: 86401}", "spec.checkpoint.restartCostSeconds:"),
+        ];
+        for (extra, field) in cases {
+            let err = job("u", &spec(&format!("{BERT}{extra}\n")), 0).unwrap_err().to_string();
+            assert!(err.starts_with(field), "{extra}: {err}");
+        }
     }
 
     #[test]

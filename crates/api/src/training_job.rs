@@ -23,11 +23,13 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Position", type_ = "integer", json_path = ".status.queuePosition"),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".status.placement.cluster"),
     printcolumn(name = "Accelerator", type_ = "string", json_path = ".status.placement.accelerator"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.placement.replicas"),
     printcolumn(name = "GPUs", type_ = "integer", json_path = ".status.placement.gpus"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(FROZEN_AFTER_ADMISSION).message("spec is frozen once the job is admitted; only spec.suspend and spec.onMemberLoss may change").reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(REPLICAS_IN_ELASTIC_RANGE).message("spec.replicas must lie within spec.elastic.minReplicas..maxReplicas"))]
 pub struct TrainingJobSpec {
     /// Name of the ComputeQueue to submit to; its namespaceSelector must match this job's namespace.
     #[schemars(length(min = 1, max = 253))]
@@ -59,6 +61,68 @@ pub struct TrainingJobSpec {
     /// What to do when the job's member becomes unreachable while the job runs.
     #[serde(default)]
     pub on_member_loss: MemberLossPolicy,
+    /// Set when the gang may run at any size from minReplicas to maxReplicas; the
+    /// scheduler picks the size and may change it. Absent: exactly `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic: Option<ElasticSpec>,
+    /// Whether the job checkpoints and can be stopped and resumed. Absent: not
+    /// restartable (a stop loses all progress, so the job is never moved or resized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+/// The sizes an elastic gang may run at. Each replica is given its gang's current size as
+/// `WORLD_SIZE` and the range as `--nnodes=min:max` for torchrun, so that a resized job
+/// resumes with the new size.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("elastic.minReplicas must be at most elastic.maxReplicas"))]
+pub struct ElasticSpec {
+    /// Fewest replicas the job can make progress with.
+    #[schemars(range(min = 1, max = 4096))]
+    pub min_replicas: i32,
+    /// Most replicas the job can use.
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_replicas: i32,
+}
+
+/// How the job checkpoints. A restartable job is stopped with SIGTERM and then given
+/// `gracePeriodSeconds` to write a checkpoint before it is killed; it keeps its progress
+/// and resumes from the checkpoint, on the same member or another one. That lets the
+/// scheduler preempt it cheaply, move it to a better placement and resize it (when elastic).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointSpec {
+    /// Whether the job resumes from its checkpoint when started again.
+    #[serde(default)]
+    pub restartable: bool,
+    /// Seconds between SIGTERM and the kill.
+    #[serde(default = "default_grace_period")]
+    #[schemars(range(min = 0, max = MAX_GRACE_PERIOD_SECONDS))]
+    pub grace_period_seconds: i64,
+    /// What one restart loses, in seconds: stopping, starting and reloading, plus the work
+    /// since the last checkpoint. A move must gain clearly more than this.
+    #[serde(default = "default_restart_cost")]
+    #[schemars(range(min = 0, max = MAX_RESTART_COST_SECONDS))]
+    pub restart_cost_seconds: i64,
+}
+
+fn default_grace_period() -> i64 {
+    30
+}
+
+fn default_restart_cost() -> i64 {
+    60
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self {
+            restartable: false,
+            grace_period_seconds: default_grace_period(),
+            restart_cost_seconds: default_restart_cost(),
+        }
+    }
 }
 
 /// Lowest priority.
@@ -75,11 +139,19 @@ pub const MAX_BATCH_SIZE: i32 = 10_000_000;
 pub const MAX_GPU_HOURS: f64 = 10_000_000.0;
 /// Largest minimum device memory, GiB.
 pub const MAX_MIN_MEMORY_GIB: i32 = 4096;
+/// Longest `checkpoint.gracePeriodSeconds`: an hour.
+pub const MAX_GRACE_PERIOD_SECONDS: i64 = 3600;
+/// Largest `checkpoint.restartCostSeconds`: a day.
+pub const MAX_RESTART_COST_SECONDS: i64 = 86_400;
 /// What an environment variable name must look like (Kubernetes' C_IDENTIFIER).
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
 /// CEL: after admission only `suspend` and `onMemberLoss` (what to do if the member is lost) may change. Optional fields are compared by presence too.
-const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.status.admitted) || !oldSelf.status.admitted || (self.spec.queueName == oldSelf.spec.queueName && self.spec.priority == oldSelf.spec.priority && self.spec.replicas == oldSelf.spec.replicas && self.spec.resources == oldSelf.spec.resources && self.spec.workload == oldSelf.spec.workload && self.spec.work == oldSelf.spec.work && self.spec.placement == oldSelf.spec.placement && has(self.spec.maxRunSeconds) == has(oldSelf.spec.maxRunSeconds) && (!has(self.spec.maxRunSeconds) || self.spec.maxRunSeconds == oldSelf.spec.maxRunSeconds))";
+const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.status.admitted) || !oldSelf.status.admitted || (self.spec.queueName == oldSelf.spec.queueName && self.spec.priority == oldSelf.spec.priority && self.spec.replicas == oldSelf.spec.replicas && self.spec.resources == oldSelf.spec.resources && self.spec.workload == oldSelf.spec.workload && self.spec.work == oldSelf.spec.work && self.spec.placement == oldSelf.spec.placement && has(self.spec.maxRunSeconds) == has(oldSelf.spec.maxRunSeconds) && (!has(self.spec.maxRunSeconds) || self.spec.maxRunSeconds == oldSelf.spec.maxRunSeconds) && has(self.spec.elastic) == has(oldSelf.spec.elastic) && (!has(self.spec.elastic) || self.spec.elastic == oldSelf.spec.elastic) && has(self.spec.checkpoint) == has(oldSelf.spec.checkpoint) && (!has(self.spec.checkpoint) || self.spec.checkpoint == oldSelf.spec.checkpoint))";
+
+/// CEL: an elastic job's first size is one of its allowed sizes.
+const REPLICAS_IN_ELASTIC_RANGE: &str =
+    "!has(self.elastic) || (self.elastic.minReplicas <= self.replicas && self.replicas <= self.elastic.maxReplicas)";
 
 /// Per-replica resources.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -291,8 +363,75 @@ pub struct TrainingJobStatus {
     /// Dispatch failures in a row and when the next attempt is due (exponential backoff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryStatus>,
+    /// How much of the work is done, carried across restarts (restartable jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressStatus>,
+    /// Earlier attempts, oldest first: where each ran and why it ended. Only the last 20
+    /// are kept; the current attempt is in placement, startTime and attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub attempts: Vec<AttemptStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// Attempts `status.attempts` keeps (the latest); the schema's maxItems.
+pub const MAX_ATTEMPTS_KEPT: usize = 20;
+
+/// Where a job's progress figure comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ProgressSource {
+    /// From elapsed time against the runtime estimate.
+    #[default]
+    Estimated,
+    /// Reported by the job or its member.
+    Measured,
+}
+
+/// The share of the job's work done. `Estimated`: the share done when the current attempt
+/// started (written when an attempt ends); the running attempt's share is estimated from
+/// its elapsed time against `placement.estimatedRuntimeSeconds`. `Measured`: reported, as is.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressStatus {
+    /// Share of the work done, 0 to 1, over all attempts.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub completed: f64,
+    #[serde(default)]
+    pub source: ProgressSource,
+    /// When `completed` was last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+}
+
+/// One ended attempt of a job.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptStatus {
+    /// The attempt's number (`status.attempt` while it ran).
+    pub attempt: i32,
+    pub cluster: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    /// Replicas it ran with.
+    pub replicas: i32,
+    /// When it was admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When it was stopped or ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+    /// Why it ended: Moved, Resized, Preempted, MemberLost, Failed, Suspended, ...
+    #[schemars(length(max = 128))]
+    pub reason: String,
+    /// Details for humans (e.g. the adjustment's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
+    /// The job's progress (share of the work done, 0 to 1) when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub completed: Option<f64>,
 }
 
 /// Where the job was placed and what that is expected to cost.
@@ -304,6 +443,10 @@ pub struct PlacementStatus {
     pub accelerator: Option<String>,
     /// Accelerators of the whole gang.
     pub gpus: i64,
+    /// Replicas of the gang as placed: `spec.replicas`, unless an elastic job was given
+    /// or resized to another size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
     /// Node names with the replicas each hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeReplicas>,

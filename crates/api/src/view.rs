@@ -1,15 +1,20 @@
 //! The hub as the core sees it: one translation of hub objects into the core's terms
-//! (catalogue, job predicates, pending and running jobs, queue usage), shared by the
+//! (catalogue, job predicates, pending and running jobs, queue usage, the running jobs the
+//! re-optimisation round may adapt, progress and attempt history), shared by the
 //! service, the `kubectl computenet` plugin, the dashboard and the `kubectl get` columns so
 //! that they cannot disagree.
 
 use crate::conditions::{reasons, types};
 use crate::convert;
-use crate::training_job::{TrainingJobPhase, TrainingJobStatus};
+use crate::training_job::{
+    AttemptStatus, ProgressSource, ProgressStatus, TrainingJobPhase, TrainingJobStatus, MAX_ATTEMPTS_KEPT,
+};
 use crate::{ComputeQueue, MemberCluster, TrainingJob};
+use computenet_core::adapt::remaining_work;
 use computenet_core::pool::NodeSlot;
 use computenet_core::queue::ResourceName;
-use computenet_core::{Catalogue, Job, Pool, Queue, ReplicaRequest, RunningJob};
+use computenet_core::{Adaptable, Catalogue, Job, Pool, Queue, ReplicaRequest, RunningJob};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 
@@ -170,10 +175,154 @@ pub fn pending_job(
             max: range.max,
         });
     }
-    let mut pending =
-        convert::job(uid(job), &job.spec, created_at(job)).map_err(|e| Problem::Invalid(e.to_string()))?;
-    pending.tenant = job.metadata.namespace.clone().unwrap_or_default();
-    Ok(pending)
+    core_job(job, recorded_progress(job)).map_err(|e| Problem::Invalid(e.to_string()))
+}
+
+/// The job as the core sees it, with `done` (0..=1) of its work behind it: a restartable
+/// job resumes with the rest; any other starts over, so its progress does not count.
+/// `replicas` is the size the spec asks for.
+fn core_job(job: &TrainingJob, done: f64) -> crate::Result<Job> {
+    let mut core = convert::job(uid(job), &job.spec, created_at(job))?;
+    core.tenant = job.metadata.namespace.clone().unwrap_or_default();
+    if core.restart.is_some() && done > 0.0 {
+        core.work = remaining_work(&core.work, 1.0 - done);
+    }
+    Ok(core)
+}
+
+/// Whether the job checkpoints and may be stopped and resumed (`spec.checkpoint.restartable`).
+pub fn is_restartable(job: &TrainingJob) -> bool {
+    job.spec.checkpoint.is_some_and(|c| c.restartable)
+}
+
+/// Replicas of the gang as placed (`status.placement.replicas`), else as the spec asks.
+pub fn current_replicas(job: &TrainingJob) -> i32 {
+    job.status.as_ref().and_then(|s| s.placement.as_ref()?.replicas).unwrap_or(job.spec.replicas)
+}
+
+/// A share of work, as 0..=1 (NaN as 0: a status written by hand may hold anything).
+fn share(v: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(0.0, 1.0)
+    }
+}
+
+/// The progress recorded in the status (0 when none).
+pub fn recorded_progress(job: &TrainingJob) -> f64 {
+    job.status.as_ref().and_then(|s| s.progress.as_ref()).map_or(0.0, |p| share(p.completed))
+}
+
+/// The share of the job's work done by `now` (seconds): a measured progress as recorded;
+/// otherwise the recorded progress (as of the current attempt's start) plus, while the job
+/// runs, the current attempt's share of the rest, estimated from its elapsed time since
+/// dispatch (else admission) against `placement.estimatedRuntimeSeconds` (the estimate for
+/// the work left at admission). No usable estimate: the attempt is credited nothing.
+pub fn progress(job: &TrainingJob, now: u64) -> f64 {
+    let done = recorded_progress(job);
+    let Some(status) = job.status.as_ref() else { return done };
+    let measured = status.progress.as_ref().is_some_and(|p| p.source == ProgressSource::Measured);
+    if measured || !is_running(job) {
+        return done;
+    }
+    let (Some(placement), Some(since)) =
+        (&status.placement, status.dispatch_time.as_ref().or(status.start_time.as_ref()))
+    else {
+        return done;
+    };
+    let estimate = placement.estimated_runtime_seconds;
+    if !estimate.is_finite() || estimate <= 0.0 {
+        return done;
+    }
+    let elapsed = now.saturating_sub(unix(since.0)) as f64;
+    share(done + (1.0 - done) * (elapsed / estimate).min(1.0))
+}
+
+/// Moves and resizes counted against `AdaptConfig::max_moves_per_hour`: ended attempts
+/// with reason Moved or Resized whose end lies within the hour before `now`.
+pub fn recent_moves(job: &TrainingJob, now: u64) -> u32 {
+    let since = now.saturating_sub(3600);
+    let attempts = job.status.as_ref().map_or(&[][..], |s| &s.attempts[..]);
+    let moves = attempts.iter().filter(|a| {
+        matches!(a.reason.as_str(), reasons::MOVED | reasons::RESIZED)
+            && a.end_time.as_ref().is_some_and(|t| unix(t.0) >= since)
+    });
+    u32::try_from(moves.count()).unwrap_or(u32::MAX)
+}
+
+/// The running restartable jobs as the core's re-optimisation round needs them, in the
+/// order of `running` (the snapshot's running jobs, matched by UID): each with its
+/// remaining work at its [`progress`] now, its elastic range and restart cost, `replicas`
+/// as the spec asks, and its [`recent_moves`]. Jobs not running (admitted or dispatched
+/// only), suspended, being deleted, not restartable or whose spec does not convert are
+/// left out.
+pub fn adaptable<'a>(
+    jobs: impl IntoIterator<Item = &'a TrainingJob>,
+    running: &[RunningJob],
+    now: u64,
+) -> Vec<Adaptable> {
+    let by_uid: BTreeMap<&str, &TrainingJob> = jobs.into_iter().map(|j| (uid(j), j)).collect();
+    running
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let tj = *by_uid.get(r.id.as_str())?;
+            if !is_running(tj) || tj.spec.suspend || tj.metadata.deletion_timestamp.is_some() || !is_restartable(tj) {
+                return None;
+            }
+            let job = core_job(tj, progress(tj, now)).ok()?;
+            Some(Adaptable { running: i, job, recent_moves: recent_moves(tj, now) })
+        })
+        .collect()
+}
+
+/// `status.attempts` once the current attempt has ended at `now` for `reason` (a word of
+/// [`reasons`]: Moved, Resized, Preempted, MemberLost, ...): the attempt is appended from
+/// the status's attempt, placement and start time, with the progress `completed` at its
+/// end, and only the last [`MAX_ATTEMPTS_KEPT`] are kept. Recording the same attempt again
+/// replaces it, so a retried status write does not list it twice. A job without a
+/// placement has no current attempt: the list is returned as it is.
+pub fn end_attempt(
+    job: &TrainingJob,
+    now: Timestamp,
+    reason: &str,
+    message: Option<&str>,
+    completed: Option<f64>,
+) -> Vec<AttemptStatus> {
+    let status = status(job);
+    let mut attempts = status.attempts;
+    let Some(placement) = status.placement else { return attempts };
+    let number = status.attempt.unwrap_or_else(|| attempts.last().map_or(1, |a| a.attempt.saturating_add(1)));
+    if attempts.last().is_some_and(|a| a.attempt == number) {
+        attempts.pop();
+    }
+    attempts.push(AttemptStatus {
+        attempt: number,
+        cluster: placement.cluster,
+        accelerator: placement.accelerator,
+        replicas: placement.replicas.unwrap_or(job.spec.replicas),
+        start_time: status.start_time,
+        end_time: Some(Time(now)),
+        reason: crate::conditions::reason_word(reason),
+        message: message.map(|m| crate::conditions::cut(m, crate::conditions::MAX_MESSAGE_BYTES)),
+        completed: completed.map(share),
+    });
+    let excess = attempts.len().saturating_sub(MAX_ATTEMPTS_KEPT);
+    attempts.drain(..excess);
+    attempts
+}
+
+/// `status.progress` once the current attempt has ended at `now`: the [`progress`] made by
+/// then, carried into the next attempt. Estimated from then on (even if last measured),
+/// so that the next attempt's share is added from its elapsed time until a new measured
+/// figure is written.
+pub fn ended_progress(job: &TrainingJob, now: Timestamp) -> ProgressStatus {
+    ProgressStatus {
+        completed: progress(job, unix(now)),
+        source: ProgressSource::Estimated,
+        updated_at: Some(Time(now)),
+    }
 }
 
 /// Whether a job waits for a decision: not admitted, finished, deleted or suspended.
@@ -203,6 +352,7 @@ pub fn running_job(job: &TrainingJob, pool: &Pool, now: u64) -> Option<RunningJo
         })
         .collect();
     let started_at = status.start_time.as_ref().map_or(now, |t| unix(t.0));
+    let core = convert::job("", &job.spec, 0).ok();
     Some(RunningJob {
         id: uid(job).to_string(),
         queue: job.spec.queue_name.clone(),
@@ -210,10 +360,10 @@ pub fn running_job(job: &TrainingJob, pool: &Pool, now: u64) -> Option<RunningJo
         cluster,
         accelerator: placement.accelerator.clone(),
         slots,
-        per_replica: per_replica(job),
+        per_replica: core.as_ref().map(|j| j.per_replica.clone()).unwrap_or_default(),
         started_at,
         estimated_end: started_at.saturating_add(estimated_seconds(placement.estimated_runtime_seconds)),
-        restart_cost_s: None,
+        restart_cost_s: core.and_then(|j| j.restart).map(|r| r.restart_cost_s),
     })
 }
 
@@ -436,6 +586,212 @@ mod tests {
                 Err(Problem::PriorityNotAllowed { min: -10, max: 100, .. })
             ));
         }
+    }
+
+    const HOUR: u64 = 3600;
+    const NOW: u64 = 100_000;
+
+    fn at(t: u64) -> Time {
+        Time(Timestamp::from_second(t as i64).unwrap())
+    }
+
+    /// A running 2-replica job, restartable when `restart_cost` is given, with 1000 steps of
+    /// bert, dispatched at `dispatched`, estimated to take an hour, `recorded` done.
+    fn restartable(name: &str, restart_cost: Option<i64>, dispatched: u64, recorded: Option<f64>) -> TrainingJob {
+        let mut tj = job(name, "q", admitted(TrainingJobPhase::Running, 8));
+        tj.spec.work = serde_json::from_value(serde_json::json!({"model": "bert", "steps": 1000})).unwrap();
+        tj.spec.checkpoint = restart_cost.map(|c| crate::training_job::CheckpointSpec {
+            restartable: true,
+            restart_cost_seconds: c,
+            ..Default::default()
+        });
+        let status = tj.status.as_mut().unwrap();
+        status.dispatch_time = Some(at(dispatched));
+        status.start_time = Some(at(dispatched - 60));
+        status.attempt = Some(3);
+        let placement = status.placement.as_mut().unwrap();
+        placement.estimated_runtime_seconds = HOUR as f64;
+        placement.accelerator = Some("H800".into());
+        status.progress = recorded.map(|completed| ProgressStatus { completed, ..Default::default() });
+        tj
+    }
+
+    fn steps(j: &Job) -> u64 {
+        match j.work {
+            computenet_core::Work::ModelSteps { steps, .. } => steps,
+            ref w => panic!("{w:?}"),
+        }
+    }
+
+    #[test]
+    fn progress_adds_the_running_attempts_elapsed_share_of_what_was_left() {
+        let half_hour_ago = NOW - HOUR / 2;
+        assert_eq!(progress(&restartable("a", Some(60), half_hour_ago, None), NOW), 0.5);
+        assert_eq!(progress(&restartable("a", Some(60), half_hour_ago, Some(0.5)), NOW), 0.75);
+        assert_eq!(progress(&restartable("a", Some(60), NOW - 10 * HOUR, Some(0.5)), NOW), 1.0, "at most all");
+        assert_eq!(progress(&restartable("a", Some(60), NOW + HOUR, Some(0.5)), NOW), 0.5, "dispatched later");
+        let mut measured = restartable("a", Some(60), half_hour_ago, Some(0.3));
+        measured.status.as_mut().unwrap().progress.as_mut().unwrap().source = ProgressSource::Measured;
+        assert_eq!(progress(&measured, NOW), 0.3, "a measured figure is taken as it is");
+        let mut dispatching = restartable("a", Some(60), half_hour_ago, Some(0.5));
+        dispatching.status.as_mut().unwrap().phase = Some(TrainingJobPhase::Dispatched);
+        assert_eq!(progress(&dispatching, NOW), 0.5, "not running: no elapsed share");
+        let mut no_dispatch = restartable("a", Some(60), half_hour_ago + 60, None);
+        no_dispatch.status.as_mut().unwrap().dispatch_time = None;
+        assert_eq!(progress(&no_dispatch, NOW), 0.5, "from admission when the dispatch is not recorded");
+        for estimate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut odd = restartable("a", Some(60), half_hour_ago, Some(0.25));
+            odd.status.as_mut().unwrap().placement.as_mut().unwrap().estimated_runtime_seconds = estimate;
+            assert_eq!(progress(&odd, NOW), 0.25, "estimate {estimate}");
+        }
+        for (recorded, expected) in [(f64::NAN, 0.5), (-3.0, 0.5), (7.0, 1.0)] {
+            assert_eq!(progress(&restartable("a", Some(60), half_hour_ago, Some(recorded)), NOW), expected);
+        }
+        assert_eq!(progress(&job("x", "q", None), NOW), 0.0);
+    }
+
+    #[test]
+    fn recent_moves_count_moves_and_resizes_of_the_last_hour() {
+        let mut tj = restartable("a", Some(60), NOW - 60, None);
+        let ended = |reason: &str, ago: u64| AttemptStatus {
+            reason: reason.into(),
+            end_time: Some(at(NOW - ago)),
+            ..Default::default()
+        };
+        tj.status.as_mut().unwrap().attempts = vec![
+            ended(reasons::MOVED, HOUR + 1),
+            ended(reasons::RESIZED, HOUR),
+            ended(reasons::PREEMPTED, 60),
+            ended(reasons::MOVED, 600),
+            AttemptStatus { reason: reasons::MOVED.into(), end_time: None, ..Default::default() },
+        ];
+        assert_eq!(recent_moves(&tj, NOW), 2);
+        assert_eq!(recent_moves(&tj, NOW + HOUR), 0);
+    }
+
+    #[test]
+    fn adaptable_jobs_are_the_running_restartable_ones_with_their_remaining_work() {
+        let mut resized = restartable("resized", Some(120), NOW - HOUR / 2, Some(0.5));
+        resized.spec.elastic = Some(crate::training_job::ElasticSpec { min_replicas: 1, max_replicas: 4 });
+        resized.status.as_mut().unwrap().placement.as_mut().unwrap().replicas = Some(4);
+        resized.status.as_mut().unwrap().attempts =
+            vec![AttemptStatus { reason: reasons::RESIZED.into(), end_time: Some(at(NOW - 60)), ..Default::default() }];
+        let rigid = restartable("rigid", None, NOW - HOUR / 2, None);
+        let mut suspended = restartable("suspended", Some(60), NOW - HOUR / 2, None);
+        suspended.spec.suspend = true;
+        let mut admitted_only = restartable("admitted", Some(60), NOW - HOUR / 2, None);
+        admitted_only.status.as_mut().unwrap().phase = Some(TrainingJobPhase::Admitted);
+        let fresh = restartable("fresh", Some(60), NOW, None);
+        let running_of = |tj: &TrainingJob| RunningJob {
+            id: uid(tj).to_string(),
+            queue: "q".into(),
+            priority: 0,
+            cluster: 0,
+            accelerator: None,
+            slots: Vec::new(),
+            per_replica: ReplicaRequest::default(),
+            started_at: 0,
+            estimated_end: 0,
+            restart_cost_s: None,
+        };
+        let jobs = [rigid.clone(), fresh.clone(), suspended.clone(), admitted_only.clone(), resized.clone()];
+        let running: Vec<RunningJob> = [&rigid, &resized, &suspended, &admitted_only, &fresh]
+            .into_iter()
+            .map(running_of)
+            .chain([RunningJob { id: "gone".into(), ..running_of(&rigid) }])
+            .collect();
+        let a = adaptable(&jobs, &running, NOW);
+        let summary: Vec<(usize, &str, u64, u32, u32)> =
+            a.iter().map(|a| (a.running, a.job.id.as_str(), steps(&a.job), a.job.replicas, a.recent_moves)).collect();
+        assert_eq!(summary, [(1, "uid-resized", 250, 2, 1), (4, "uid-fresh", 1000, 2, 0)]);
+        let resized = &a[0].job;
+        assert_eq!(resized.restart.map(|r| r.restart_cost_s), Some(120));
+        assert_eq!(resized.elastic.map(|e| (e.min_replicas, e.max_replicas)), Some((1, 4)));
+        assert_eq!(resized.tenant, "team-a");
+    }
+
+    #[test]
+    fn a_restartable_job_waits_with_the_work_it_has_left_and_a_rigid_one_with_all() {
+        let cq: ComputeQueue = serde_json::from_value(serde_json::json!({
+            "apiVersion": "computenet.io/v1alpha1", "kind": "ComputeQueue", "metadata": {"name": "q"},
+            "spec": {"namespaceSelector": {}}
+        }))
+        .unwrap();
+        let queues = BTreeMap::from([("q".to_string(), &cq)]);
+        let waiting = |restart: Option<i64>| {
+            let mut tj = restartable("w", restart, NOW - HOUR / 2, Some(0.25));
+            let status = tj.status.as_mut().unwrap();
+            (status.phase, status.admitted, status.placement) = (Some(TrainingJobPhase::Preempted), None, None);
+            pending_job(&tj, &queues, &BTreeMap::new()).unwrap()
+        };
+        let resumed = waiting(Some(60));
+        assert_eq!((steps(&resumed), resumed.restart.map(|r| r.grace_period_s)), (750, Some(30)));
+        let rigid = waiting(None);
+        assert_eq!((steps(&rigid), rigid.restart), (1000, None));
+    }
+
+    #[test]
+    fn an_ended_attempt_is_appended_once_and_only_the_last_twenty_are_kept() {
+        let mut tj = restartable("a", Some(60), NOW - HOUR / 2, Some(0.5));
+        tj.status.as_mut().unwrap().placement.as_mut().unwrap().replicas = Some(3);
+        let end = Timestamp::from_second(NOW as i64).unwrap();
+        let attempts = end_attempt(&tj, end, reasons::MOVED, Some("to ai-2: 2h faster"), Some(0.75));
+        assert_eq!(
+            attempts,
+            [AttemptStatus {
+                attempt: 3,
+                cluster: "ai-1".into(),
+                accelerator: Some("H800".into()),
+                replicas: 3,
+                start_time: Some(at(NOW - HOUR / 2 - 60)),
+                end_time: Some(at(NOW)),
+                reason: "Moved".into(),
+                message: Some("to ai-2: 2h faster".into()),
+                completed: Some(0.75),
+            }]
+        );
+        tj.status.as_mut().unwrap().attempts = attempts.clone();
+        assert_eq!(end_attempt(&tj, end, reasons::MOVED, None, None).len(), 1, "the same attempt again replaces it");
+        let old: Vec<AttemptStatus> =
+            (1..=25).map(|n| AttemptStatus { attempt: n, reason: "Preempted".into(), ..Default::default() }).collect();
+        let status = tj.status.as_mut().unwrap();
+        (status.attempts, status.attempt) = (old, Some(26));
+        let kept = end_attempt(&tj, end, "not a word!", Some(&"x".repeat(5000)), Some(f64::NAN));
+        assert_eq!(kept.len(), MAX_ATTEMPTS_KEPT);
+        assert_eq!((kept[0].attempt, kept[19].attempt), (7, 26), "the latest are kept, oldest first");
+        assert_eq!((kept[19].reason.as_str(), kept[19].completed), ("notaword", Some(0.0)));
+        assert!(kept[19].message.as_ref().unwrap().len() <= crate::conditions::MAX_MESSAGE_BYTES);
+        tj.status.as_mut().unwrap().placement = None;
+        assert_eq!(end_attempt(&tj, end, reasons::MOVED, None, None).len(), 25, "no current attempt");
+        let carried = ended_progress(&restartable("a", Some(60), NOW - HOUR / 2, Some(0.5)), end);
+        assert_eq!((carried.completed, carried.source), (0.75, ProgressSource::Estimated));
+    }
+
+    #[test]
+    fn running_jobs_carry_their_restart_cost_and_current_size() {
+        let pool = Pool {
+            clusters: vec![computenet_core::Cluster {
+                tenants: None,
+                name: "ai-1".into(),
+                kind: computenet_core::ClusterKind::AI,
+                site: String::new(),
+                ready: true,
+                cordoned: false,
+                efficiency: Default::default(),
+                data_sets: Default::default(),
+                nodes: Vec::new(),
+            }],
+            catalogue: Catalogue::built_in(),
+            data_sets: BTreeMap::new(),
+            wan_gbps: WAN_GBPS,
+        };
+        let mut tj = restartable("a", Some(90), NOW - 60, None);
+        assert_eq!(running_job(&tj, &pool, NOW).unwrap().restart_cost_s, Some(90));
+        assert_eq!(current_replicas(&tj), 2, "no size recorded: the spec's");
+        tj.status.as_mut().unwrap().placement.as_mut().unwrap().replicas = Some(4);
+        assert_eq!(current_replicas(&tj), 4);
+        tj.spec.checkpoint.as_mut().unwrap().restartable = false;
+        assert_eq!(running_job(&tj, &pool, NOW).unwrap().restart_cost_s, None, "not restartable");
     }
 
     #[test]

@@ -37,6 +37,26 @@ fn schema_keeps_its_validations() {
     );
     let rules = serde_json::to_string(&tj["x-kubernetes-validations"]).expect("json");
     assert!(rules.contains("spec is frozen once the job is admitted"), "{rules}");
+    for field in ["elastic", "checkpoint"] {
+        assert!(rules.contains(&format!("self.spec.{field} == oldSelf.spec.{field}")), "{field} frozen too: {rules}");
+    }
+    let spec_rules = serde_json::to_string(&spec["x-kubernetes-validations"]).expect("json");
+    assert!(spec_rules.contains("spec.replicas must lie within spec.elastic"), "{spec_rules}");
+    let elastic = &spec["properties"]["elastic"];
+    assert!(serde_json::to_string(&elastic["x-kubernetes-validations"]).expect("json").contains("at most"));
+    assert_eq!(elastic["properties"]["maxReplicas"]["maximum"].as_f64(), Some(4096.0));
+    let checkpoint = &spec["properties"]["checkpoint"]["properties"];
+    assert_eq!(
+        (
+            &checkpoint["restartable"]["default"],
+            &checkpoint["gracePeriodSeconds"]["default"],
+            &checkpoint["restartCostSeconds"]["default"]
+        ),
+        (&serde_json::json!(false), &serde_json::json!(30), &serde_json::json!(60))
+    );
+    let status = &tj["properties"]["status"]["properties"];
+    assert_eq!(status["attempts"]["maxItems"].as_u64(), Some(computenet_api::training_job::MAX_ATTEMPTS_KEPT as u64));
+    assert_eq!(status["progress"]["properties"]["source"]["enum"], serde_json::json!(["Estimated", "Measured"]));
     let mcl = schema_of("MemberCluster");
     let rules = serde_json::to_string(&mcl["properties"]["spec"]["x-kubernetes-validations"]).expect("json");
     assert!(rules.contains("exactly one connection"), "{rules}");
@@ -53,7 +73,7 @@ fn names_scope_and_columns() {
     assert_eq!(tj.spec.names.categories.as_deref(), Some(&["computenet".to_string()][..]));
     let columns: Vec<String> =
         tj.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
-    assert_eq!(columns, ["QUEUE", "PHASE", "POSITION", "CLUSTER", "ACCELERATOR", "GPUS", "AGE"]);
+    assert_eq!(columns, ["QUEUE", "PHASE", "POSITION", "CLUSTER", "ACCELERATOR", "REPLICAS", "GPUS", "AGE"]);
     assert_eq!(by_kind("MemberCluster").spec.scope, "Cluster");
     assert_eq!(by_kind("MemberCluster").spec.names.short_names.as_deref(), Some(&["mcl".to_string()][..]));
     assert_eq!(by_kind("ComputeQueue").spec.scope, "Cluster");

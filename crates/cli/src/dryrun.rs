@@ -325,7 +325,7 @@ pub fn running_jobs(pool: &mut Pool, members: &[MemberCluster], jobs: &[Training
         };
         let mut wanted: Vec<u32> = placement.nodes.iter().map(|n| n.replicas.max(0) as u32).collect();
         if wanted.is_empty() {
-            wanted.push(u32::try_from(tj.spec.replicas).unwrap_or(0));
+            wanted.push(u32::try_from(view::current_replicas(tj)).unwrap_or(0));
         }
         let cluster = &mut pool.clusters[c];
         let accelerator = placement.accelerator.as_deref();
@@ -952,6 +952,22 @@ mod tests {
             }
         }
         assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn elastic_restartable_jobs_dry_run_and_a_resized_one_holds_its_current_size() {
+        let extra = "  elastic: {minReplicas: 1, maxReplicas: 4}\n  checkpoint: {restartable: true}\n";
+        let job = parse_manifest(&manifest(2, 8, extra), "job.yaml").expect("valid");
+        assert_eq!(job.spec.checkpoint.map(|c| (c.restartable, c.restart_cost_seconds)), Some((true, 60)));
+        assert_eq!(dry_run(&job, &members(), &[]).decision, "Admit");
+        // A job grown from 1 to 2 replicas whose nodes are not recorded holds 2 nodes' worth.
+        let ms = vec![fixtures::member("ai-east", "AI", "east", &[("H800", 32, 32, 8)], (128, 128), true)];
+        let mut grown =
+            fixtures::running(fixtures::job("a", "grown", "research", 1, 8, NOW - 2), "ai-east", "H800", &[], NOW - 1);
+        grown.status.as_mut().unwrap().placement.as_mut().unwrap().replicas = Some(2);
+        let mut pool = pool_from_status(&ms, NOW as u64, &mut Vec::new());
+        let running = running_jobs(&mut pool, &ms, &[grown], NOW as u64);
+        assert_eq!(running.iter().map(RunningJob::replicas).collect::<Vec<_>>(), [2]);
     }
 
     /// A bert profile of 16 H800s over two nodes: 10 steps/s.

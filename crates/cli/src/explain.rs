@@ -2,8 +2,10 @@
 
 use crate::queue::wait_reason;
 use crate::table::{self, number, or_dash, Table};
-use computenet_api::training_job::{CandidateStatus, PlacementStatus, RejectedStatus, RemoteReference, RetryStatus};
-use computenet_api::{TrainingJob, TrainingJobSpec};
+use computenet_api::training_job::{
+    AttemptStatus, CandidateStatus, PlacementStatus, ProgressSource, RejectedStatus, RemoteReference, RetryStatus,
+};
+use computenet_api::{view, TrainingJob, TrainingJobSpec};
 use computenet_core::quantity::format_bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
@@ -18,6 +20,8 @@ pub struct ExplainReport {
     pub priority: i32,
     /// "4 x (8 cpu, 16Gi, 8 GPUs of H800|A100-80G)".
     pub gang: String,
+    /// Replicas the spec asks for (an elastic gang may run at another size: see placement).
+    pub replicas: i32,
     pub objective: String,
     pub phase: Option<String>,
     pub queue_position: Option<i32>,
@@ -36,11 +40,32 @@ pub struct ExplainReport {
     /// Dispatch failures in a row and when the next attempt is due.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryStatus>,
+    /// "elastic 2..8 replicas, restartable (...)", when the job is either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<String>,
+    /// The share of the work done now, while it runs or once some is recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressReport>,
+    /// Earlier attempts, oldest first (the last 20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptStatus>,
     /// The best candidates with their score breakdown; lower is better.
     pub candidates: Vec<CandidateStatus>,
     /// Every other member and why it was not a candidate.
     pub rejected: Vec<RejectedStatus>,
     pub conditions: Vec<ConditionRow>,
+}
+
+/// How far the job is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressReport {
+    /// Share of the work done now, 0 to 1 ([`view::progress`]).
+    pub completed: f64,
+    /// `Measured` (reported), or `Estimated` (from elapsed time against the estimate).
+    pub source: String,
+    /// The share recorded in the status (when the current attempt started, if estimated).
+    pub recorded: Option<f64>,
 }
 
 /// One condition of the job.
@@ -77,6 +102,36 @@ fn convert_memory(text: &str) -> String {
     computenet_core::quantity::parse_bytes(text).map_or_else(|_| text.to_string(), format_bytes)
 }
 
+/// The elastic range and checkpointing in one line, or `None` for a rigid job.
+pub fn adaptive(spec: &TrainingJobSpec) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(e) = &spec.elastic {
+        parts.push(format!("elastic {}..{} replicas", e.min_replicas, e.max_replicas));
+    }
+    if let Some(c) = spec.checkpoint.filter(|c| c.restartable) {
+        parts.push(format!(
+            "restartable (grace period {}, restart cost {})",
+            table::age(c.grace_period_seconds),
+            table::age(c.restart_cost_seconds)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The job's progress now, while it runs or once some is recorded.
+fn progress(job: &TrainingJob, now: i64) -> Option<ProgressReport> {
+    let recorded = job.status.as_ref().and_then(|s| s.progress.as_ref());
+    if recorded.is_none() && !view::is_running(job) {
+        return None;
+    }
+    let measured = recorded.is_some_and(|p| p.source == ProgressSource::Measured);
+    Some(ProgressReport {
+        completed: view::progress(job, u64::try_from(now).unwrap_or(0)),
+        source: if measured { "Measured" } else { "Estimated" }.to_string(),
+        recorded: recorded.map(|p| p.completed),
+    })
+}
+
 /// The report for `job`; `now` is seconds since the epoch, for condition ages.
 pub fn build(job: &TrainingJob, now: i64) -> ExplainReport {
     let status = job.status.clone().unwrap_or_default();
@@ -94,6 +149,7 @@ pub fn build(job: &TrainingJob, now: i64) -> ExplainReport {
         queue: job.spec.queue_name.clone(),
         priority: job.spec.priority,
         gang: gang(&job.spec),
+        replicas: job.spec.replicas,
         objective: format!("{:?}", job.spec.placement.objective),
         phase: status.phase.map(|p| format!("{p:?}")),
         queue_position: status.queue_position,
@@ -108,6 +164,9 @@ pub fn build(job: &TrainingJob, now: i64) -> ExplainReport {
         completion_time: status.completion_time.clone(),
         requeues: status.requeues,
         retry: status.retry.clone(),
+        adaptive: adaptive(&job.spec),
+        progress: progress(job, now),
+        attempts: status.attempts.clone(),
         candidates: explanation.candidates,
         rejected: explanation.rejected,
         conditions: status
@@ -157,6 +216,31 @@ pub fn candidates_table(candidates: &[CandidateStatus]) -> String {
     t.render()
 }
 
+/// A share as a percentage ("62%").
+fn percent(share: f64) -> String {
+    format!("{}%", number(100.0 * share, 0))
+}
+
+/// The ended attempts as a table, oldest first.
+pub fn attempts_table(attempts: &[AttemptStatus]) -> String {
+    let mut t =
+        Table::new(&["ATTEMPT", "CLUSTER", "ACCELERATOR", "REPLICAS", "START", "END", "REASON", "PROGRESS", "MESSAGE"]);
+    for a in attempts {
+        t.row(vec![
+            a.attempt.to_string(),
+            a.cluster.clone(),
+            or_dash(a.accelerator.as_deref()),
+            a.replicas.to_string(),
+            or_dash(a.start_time.as_ref().map(table::time)),
+            or_dash(a.end_time.as_ref().map(table::time)),
+            a.reason.clone(),
+            or_dash(a.completed.map(percent)),
+            a.message.clone().unwrap_or_default(),
+        ]);
+    }
+    t.render()
+}
+
 /// The rejected members as a table (shared with `dry-run`).
 pub fn rejected_table(rejected: &[RejectedStatus]) -> String {
     let mut t = Table::new(&["CLUSTER", "WHY NOT"]);
@@ -180,6 +264,9 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
     field(&mut out, "Job", format!("{}/{}", report.namespace, report.name));
     field(&mut out, "Queue", format!("{} (priority {})", report.queue, report.priority));
     field(&mut out, "Gang", &report.gang);
+    if let Some(a) = &report.adaptive {
+        field(&mut out, "Adaptive", a);
+    }
     field(&mut out, "Objective", &report.objective);
     let mut phase = report.phase.clone().unwrap_or_else(|| "-".to_string());
     if let Some(p) = report.queue_position {
@@ -205,6 +292,9 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
                 if p.backfilled { ", backfilled" } else { "" }
             ),
         );
+        if let Some(r) = p.replicas.filter(|r| *r != report.replicas) {
+            field(&mut out, "Size", format!("{r} replicas now ({} asked)", report.replicas));
+        }
         if !p.nodes.is_empty() {
             let list: Vec<String> = p.nodes.iter().map(|n| format!("{} ({})", n.node, n.replicas)).collect();
             field(&mut out, "Nodes", list.join(", "));
@@ -222,6 +312,14 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
     }
     if let Some(r) = &report.remote {
         field(&mut out, "Remote", format!("{} {} on {}", r.kind, r.name, r.cluster));
+    }
+    if let Some(p) = &report.progress {
+        let how = match (p.source.as_str(), p.recorded) {
+            ("Measured", _) => "measured".to_string(),
+            (_, Some(r)) if r > 0.0 => format!("estimated from elapsed time, {} before this attempt", percent(r)),
+            _ => "estimated from elapsed time".to_string(),
+        };
+        field(&mut out, "Progress", format!("{} ({how})", percent(p.completed)));
     }
     for (name, time) in [
         ("Created", &report.created),
@@ -248,6 +346,10 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
                 table::time(&r.next_attempt_time)
             ),
         );
+    }
+    if !report.attempts.is_empty() {
+        out.push_str("\nEarlier attempts:\n");
+        out.push_str(&attempts_table(&report.attempts));
     }
     if !report.candidates.is_empty() {
         out.push_str("\nCandidates (scores: lower is better):\n");
@@ -330,6 +432,76 @@ mod tests {
         assert_eq!(json["startTime"], fixtures::rfc3339(NOW - 600).as_str());
         assert_eq!(json["created"], fixtures::rfc3339(NOW - 900).as_str());
         assert!(text.lines().any(|l| l.starts_with("general ") && l.contains("no allowed accelerator type")), "{text}");
+    }
+
+    #[test]
+    fn an_adaptive_job_shows_its_size_progress_and_earlier_attempts() {
+        use computenet_api::training_job::{CheckpointSpec, ElasticSpec, ProgressStatus};
+        let mut job = fixtures::job("team-a", "llm", "research", 2, 8, NOW - 7200);
+        job.spec.elastic = Some(ElasticSpec { min_replicas: 1, max_replicas: 4 });
+        job.spec.checkpoint =
+            Some(CheckpointSpec { restartable: true, grace_period_seconds: 30, restart_cost_seconds: 120 });
+        let mut job = fixtures::running(job, "ai-east", "A100-80G", &[("gpu-a100-1", 4)], NOW - 1800);
+        let status = job.status.as_mut().expect("status");
+        status.dispatch_time = Some(fixtures::time(NOW - 1800));
+        status.attempt = Some(2);
+        status.progress = Some(ProgressStatus { completed: 0.5, ..Default::default() });
+        let placement = status.placement.as_mut().expect("placement");
+        placement.replicas = Some(4);
+        status.attempts = vec![AttemptStatus {
+            attempt: 1,
+            cluster: "ai-west".into(),
+            accelerator: Some("H800".into()),
+            replicas: 2,
+            start_time: Some(fixtures::time(NOW - 5400)),
+            end_time: Some(fixtures::time(NOW - 1900)),
+            reason: "Resized".into(),
+            message: Some("grows to 4 replicas: 3h faster".into()),
+            completed: Some(0.5),
+        }];
+        let report = build(&job, NOW);
+        let progress = report.progress.as_ref().expect("progress");
+        assert_eq!((progress.completed, progress.source.as_str(), progress.recorded), (0.75, "Estimated", Some(0.5)));
+        let text = table(&report, NOW);
+        assert!(
+            text.contains("Adaptive:   elastic 1..4 replicas, restartable (grace period 30s, restart cost 2m)"),
+            "{text}"
+        );
+        assert!(text.contains("Size:       4 replicas now (2 asked)"), "{text}");
+        assert!(text.contains("Progress:   75% (estimated from elapsed time, 50% before this attempt)"), "{text}");
+        assert!(text.contains("\nEarlier attempts:\nATTEMPT "), "{text}");
+        let row = text.lines().find(|l| l.starts_with("1 ") && l.contains("Resized")).expect("attempt row");
+        for cell in
+            ["ai-west", "H800", &fixtures::rfc3339(NOW - 5400), &fixtures::rfc3339(NOW - 1900), "50%", "3h faster"]
+        {
+            assert!(row.contains(cell), "{cell} in {row}");
+        }
+        let json = serde_json::to_value(&report).expect("serialises");
+        assert_eq!(json["attempts"][0]["reason"], "Resized");
+        assert_eq!(json["progress"]["completed"], 0.75);
+
+        let mut measured = job.clone();
+        measured.status.as_mut().unwrap().progress.as_mut().unwrap().source = ProgressSource::Measured;
+        assert!(table(&build(&measured, NOW), NOW).contains("Progress:   50% (measured)"));
+    }
+
+    #[test]
+    fn a_rigid_job_shows_no_adaptive_line_and_a_waiting_one_no_progress() {
+        let running = fixtures::running(
+            fixtures::job("team-a", "bert", "research", 1, 8, NOW - 900),
+            "ai-west",
+            "H800",
+            &[("gpu-h800-1", 1)],
+            NOW - 900,
+        );
+        let text = table(&build(&running, NOW), NOW);
+        assert!(!text.contains("Adaptive:") && !text.contains("Size:") && !text.contains("Earlier attempts"), "{text}");
+        assert!(text.contains("Progress:   25% (estimated from elapsed time)"), "{text}");
+        let waiting = fixtures::queued(fixtures::job("team-a", "wait", "research", 4, 8, NOW - 60), 2, "waiting");
+        let report = build(&waiting, NOW);
+        assert!(report.progress.is_none() && report.adaptive.is_none());
+        let json = serde_json::to_value(&report).expect("serialises");
+        assert!(json.get("attempts").is_none() && json.get("progress").is_none(), "{json}");
     }
 
     #[test]

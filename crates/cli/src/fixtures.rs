@@ -175,6 +175,7 @@ pub fn running(
             cluster: cluster.into(),
             accelerator: Some(accelerator.into()),
             gpus,
+            replicas: Some(j.spec.replicas),
             nodes: nodes.iter().map(|(n, r)| NodeReplicas { node: n.to_string(), replicas: *r }).collect(),
             estimated_runtime_seconds: 3600.0,
             estimated_energy_k_wh: 10.0,

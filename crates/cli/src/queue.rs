@@ -135,8 +135,11 @@ fn quotas(queue: &ComputeQueue, core: Option<&Queue>, admitted: &[&TrainingJob])
                                 return None;
                             }
                             let replicas: u32 = placement.nodes.iter().map(|n| n.replicas.max(0) as u32).sum();
-                            let replicas =
-                                if replicas == 0 { u32::try_from(j.spec.replicas).unwrap_or(0) } else { replicas };
+                            let replicas = if replicas == 0 {
+                                u32::try_from(view::current_replicas(j)).unwrap_or(0)
+                            } else {
+                                replicas
+                            };
                             gang_usage(&view::per_replica(j), replicas, accelerator)
                                 .into_iter()
                                 .find(|(r, _)| *r == cq.resource)

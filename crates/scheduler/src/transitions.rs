@@ -80,6 +80,7 @@ pub fn admitted(
             cluster: p.cluster.clone(),
             accelerator: p.accelerator.clone(),
             gpus,
+            replicas: i32::try_from(p.slots.iter().map(|s| u64::from(s.replicas)).sum::<u64>()).ok(),
             nodes: p
                 .slots
                 .iter()
@@ -105,6 +106,8 @@ pub fn admitted(
         requeues: current.requeues,
         // Every admission is a new attempt with its own key on the member.
         attempt: Some(current.attempt.unwrap_or(0).saturating_add(1)),
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         conditions: set(
             tj,
             current,
