@@ -412,6 +412,16 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_says_an_estimate_was_learned() {
+        use computenet_core::throughput::EstimateSource;
+        let words = crate::transitions::estimate_words;
+        assert_eq!(words(EstimateSource::Learned { jobs: 1 }), "runtime learned from 1 running job");
+        assert_eq!(words(EstimateSource::Learned { jobs: 3 }), "runtime learned from 3 running jobs");
+        assert_eq!(words(EstimateSource::Measured), "runtime from a measured profile");
+        assert_eq!(computenet_api::convert::estimate_source(EstimateSource::Learned { jobs: 3 }), "Learned");
+    }
+
+    #[test]
     fn measured_progress_sets_the_end_of_running_jobs() {
         let mut learner = Learner::new(LearnConfig { min_samples: 2, ..LearnConfig::default() });
         let key =
