@@ -2,6 +2,9 @@
 # Efficiency data in: the test bed's real Prometheus scrapes a small exporter this test
 # starts (DCGM-style GPU power and utilisation, a facility PUE per site); computenet serve
 # reads them through spec.prometheus, shows them in MemberCluster status and places by them.
+# The exporter also serves a running job's training steps per second: serve reads it with
+# --progress-query, learns the job's placement's rate, and the next job of the same model
+# and size is estimated from it (estimateSource Learned).
 #
 # Needs the test bed up with Prometheus (the default). Two MemberClusters, eff-west and
 # eff-east, both point at the Kubernetes member ai-1 (same nodes, different sites), so the
@@ -16,6 +19,9 @@ use_testbed
 [ -n "${PROMETHEUS_URL:-}" ] || { echo "the test bed runs without Prometheus (up.sh --no-prometheus?)" >&2; exit 1; }
 NS=eff-e2e
 PORT=${EFF_EXPORTER_PORT:-19400}
+# serve's /metrics, on its own port so other runs' servers do not answer.
+METRICS_PORT=${EFF_METRICS_PORT:-19480}
+STEPS_UID=none
 tmp=$(mktemp -d)
 SERVE_PID= EXPORTER_PID=
 cleanup() {
@@ -46,6 +52,9 @@ DCGM_FI_DEV_GPU_UTIL{cluster="eff-east",gpu="0"} 50
 # TYPE facility_pue gauge
 facility_pue{site="eff-west"} $1
 facility_pue{site="eff-east"} $2
+# HELP e2e_training_steps_per_second A running job's training progress.
+# TYPE e2e_training_steps_per_second gauge
+e2e_training_steps_per_second{job_uid="$STEPS_UID"} 5
 EOT
   mv "$tmp/metrics.tmp" "$tmp/metrics"
 }
@@ -100,7 +109,10 @@ spec:
   quotas: [{resource: nvidia.com/gpu, nominal: 64}]
 EOT
 # Jobs are pinned to the sites eff-west and eff-east, so other members on the hub never take them.
-setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --interval-ms 500 > "$tmp/serve.log" 2>&1 &
+setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --interval-ms 500 \
+  --listen "127.0.0.1:$METRICS_PORT" --web-auth none \
+  --progress-query 'e2e_training_steps_per_second{job_uid="$uid"}' --progress-interval-s 1 --progress-min-samples 2 \
+  > "$tmp/serve.log" 2>&1 &
 SERVE_PID=$!
 
 measured() { kubectl get mcl "$1" -o jsonpath="{.status.measured.$2}" 2>/dev/null; }
@@ -149,6 +161,43 @@ metrics 2.0 1.1
 check "the exporter's new PUE reaches the status" wait_for 40 bash -c '[ "$(kubectl get mcl eff-east -o jsonpath={.status.measured.pue})" = 1.1 ]'
 job cheap-2 | kubectl apply -f - >/dev/null
 check "now the next Cheapest job goes to eff-east" wait_for 30 bash -c '[ "$(kubectl get tj cheap-2 -n '"$NS"' -o jsonpath={.status.placement.cluster})" = eff-east ]'
+
+# Throughput learned online: a running job's progress from Prometheus.
+learner() { # learner NAME RUN_SECONDS
+  cat <<EOT
+---
+apiVersion: computenet.io/v1alpha1
+kind: TrainingJob
+metadata: {name: $1, namespace: $NS, annotations: {computenet.io/run-seconds: "$2"}}
+spec:
+  queueName: eff
+  replicas: 1
+  resources: {cpu: "2", memory: 4Gi, accelerators: {count: 8, types: [H800]}}
+  workload: {image: example/train:1.0, command: ["python", "train.py"]}
+  work: {model: e2e-learned, steps: 100000}
+  placement: {sites: [eff-west, eff-east], objective: Cheapest}
+EOT
+}
+learner learn-1 300 | kubectl apply -f - >/dev/null
+check "a job of a model without a profile runs" wait_for 60 bash -c '[ "$(kubectl get tj learn-1 -n '"$NS"' -o jsonpath={.status.phase})" = Running ]'
+STEPS_UID=$(kubectl get tj learn-1 -n "$NS" -o jsonpath='{.metadata.uid}')
+metrics 2.0 1.1
+check "serve learns its placement's rate from Prometheus (computenet_learned_steps_per_second 5)" wait_for 60 bash -c '
+  curl -sf "http://127.0.0.1:$1/metrics" | grep "^computenet_learned_steps_per_second{" | grep "model=\"e2e-learned\"" | grep -q "gpus=\"8\",model=\"e2e-learned\",nodes=\"1\"} 5$"' _ "$METRICS_PORT"
+check "and tracks the running job (computenet_progress_jobs 1)" bash -c 'curl -sf "http://127.0.0.1:$1/metrics" | grep -qx "computenet_progress_jobs 1"' _ "$METRICS_PORT"
+kubectl delete tj learn-1 -n "$NS" --timeout=60s >/dev/null 2>&1
+learner learn-2 3 | kubectl apply -f - >/dev/null
+check "the next job of that model and size is estimated from what was learned" wait_for 30 bash -c '
+  kubectl get tj learn-2 -n '"$NS"' -o json | python3 -c "
+import json,sys
+s=json.load(sys.stdin)[\"status\"][\"explanation\"]
+c=[x for x in s[\"candidates\"] if x.get(\"accelerator\") == \"H800\"]
+assert c and all(x[\"estimateSource\"] == \"Learned\" for x in c), c
+assert all(abs(x[\"runtimeSeconds\"] - 100000 / 5) < 1 for x in c), c
+assert \"learned from 1 running job\" in s[\"summary\"], s[\"summary\"]"'
+check "kubectl computenet explain shows the estimate as Learned" bash -c '
+  PATH="$1/target/debug:$PATH" kubectl computenet explain learn-2 -n "$2" | grep -q Learned' _ "$root" "$NS"
+
 kill "$EXPORTER_PID"; wait "$EXPORTER_PID" 2>/dev/null; EXPORTER_PID=
 check "with the series gone the reading reports why and placement falls back to the configured PUE" wait_for 60 bash -c '
   kubectl get mcl eff-west -o jsonpath={.status.measured.sampledAt} | grep -q . &&

@@ -433,10 +433,11 @@ pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// How an estimate's source is shown: profile-based or a fallback.
+/// How an estimate's source is shown: learned from running jobs, profile-based or a fallback.
 pub fn estimate_source(source: computenet_core::throughput::EstimateSource) -> &'static str {
     use computenet_core::throughput::EstimateSource as S;
     match source {
+        S::Learned { .. } => "Learned",
         S::Measured => "Profile",
         S::ScaledProfile => "ScaledProfile",
         S::PeakTflops | S::Unknown => "Fallback",

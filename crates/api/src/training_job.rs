@@ -512,7 +512,8 @@ pub struct CandidateStatus {
     pub carbon_score: f64,
     pub runtime_seconds: f64,
     pub energy_k_wh: f64,
-    /// Where the runtime estimate came from: `Profile` (a measured throughput profile of
+    /// Where the runtime estimate came from: `Learned` (measured while jobs of the same
+    /// model ran on this type and size), `Profile` (a measured throughput profile of
     /// the job's model, `ScaledProfile` when scaled to this type or size) or `Fallback`
     /// (peak TFLOPS x utilisation, or the job's maximum runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]

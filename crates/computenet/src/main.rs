@@ -28,7 +28,7 @@ enum Command {
     /// Write the CustomResourceDefinitions generated from the API types.
     Crdgen(crdgen::Args),
     /// Run the scheduler against a hub cluster.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Estimate one job's runtime, energy and cost on one accelerator type with the
     /// simulator's throughput model and the given profiles.
     Estimate(estimate::Args),
@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Crdgen(args) => crdgen::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Estimate(args) => estimate::run(args),
     }
 }

@@ -1,9 +1,11 @@
 //! `computenet serve`: the scheduler service in the hub cluster.
 
 use anyhow::Context;
+use computenet_core::learn::LearnConfig;
 use computenet_scheduler::backoff::BackoffPolicy;
 use computenet_scheduler::lease::LeaseConfig;
 use computenet_scheduler::profiles::ProfileSource;
+use computenet_scheduler::progress::ProgressConfig;
 use computenet_scheduler::web::{self, WebAccess, WebConfig, WebState};
 use computenet_scheduler::webauth::{Authenticator, CachePolicy, KubeReviewer};
 use computenet_scheduler::ServeConfig;
@@ -114,6 +116,57 @@ pub struct Args {
     /// of one hub share it; deleting it re-decides every admitted, not yet dispatched job.
     #[arg(long, default_value = "computenet-admission-key", value_name = "NAME")]
     admission_key_secret: String,
+    #[command(flatten)]
+    progress: ProgressArgs,
+}
+
+/// Reading running jobs' progress (steps per second) from Prometheus, to learn throughput.
+#[derive(Debug, clap::Args)]
+struct ProgressArgs {
+    /// PromQL answering a running job's training steps per second, run against the
+    /// Prometheus of the member the job runs on (its spec.prometheus); '' (the default)
+    /// reads none. Only jobs with work.model and work.steps are read. Naming the job
+    /// ($uid: the TrainingJob UID, also the label computenet.io/job-uid on its pods;
+    /// $namespace, $name; $remote: its Job or Slurm batch job name, cn-...) runs one query
+    /// per job, e.g. 'rate(training_steps_total{job_uid="$uid"}[2m])'; otherwise one query
+    /// per member ($cluster, $site) answering a series per job labelled with
+    /// --progress-uid-label, e.g. 'sum by (job_uid) (rate(training_steps_total{cluster="$cluster"}[2m]))'.
+    #[arg(long, default_value = "", value_name = "PROMQL")]
+    progress_query: String,
+    /// The label holding the job's UID in a per-member --progress-query's answer.
+    #[arg(long, default_value = "job_uid", value_name = "LABEL")]
+    progress_uid_label: String,
+    /// How often progress is read, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    progress_interval_s: u64,
+    /// Readings of a placement (or a job) before its learned rate is used in estimates.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    progress_min_samples: u32,
+    /// Weight of a new reading in the moving averages (0 to 1).
+    #[arg(long, default_value_t = 0.2, value_name = "W")]
+    progress_weight: f64,
+}
+
+impl ProgressArgs {
+    fn config(&self) -> anyhow::Result<Option<ProgressConfig>> {
+        let query = self.progress_query.trim();
+        if query.is_empty() {
+            return Ok(None);
+        }
+        if !(self.progress_weight > 0.0 && self.progress_weight <= 1.0) {
+            anyhow::bail!("--progress-weight {}: expected a number above 0 and at most 1", self.progress_weight);
+        }
+        Ok(Some(ProgressConfig {
+            query: query.to_string(),
+            uid_label: self.progress_uid_label.trim().to_string(),
+            interval: Duration::from_secs(self.progress_interval_s.max(1)),
+            learn: LearnConfig {
+                weight: self.progress_weight,
+                min_samples: self.progress_min_samples.max(1),
+                ..LearnConfig::default()
+            },
+        }))
+    }
 }
 
 /// How /api/pool is protected (see `--web-auth`).
@@ -169,6 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listen = listen_addr(&args)?;
+    let progress = args.progress.config()?;
     if let Some(addr) = listen {
         check_web_auth(args.web_auth, addr)?;
     }
@@ -224,6 +278,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             secret_check_interval: Duration::from_secs(args.secret_check_interval_s.max(1)),
             credentials_namespace: args.credentials_namespace.clone().unwrap_or_else(|| args.lease_namespace.clone()),
             admission_key_secret: (args.lease_namespace.clone(), args.admission_key_secret.clone()),
+            progress,
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -275,5 +330,26 @@ mod tests {
         let cli = <Cli as clap::Parser>::try_parse_from(["serve", "--web-auth", "none"]).unwrap();
         assert_eq!(cli.args.web_auth, WebAuth::None);
         assert!(<Cli as clap::Parser>::try_parse_from(["serve", "--web-auth", "basic"]).is_err());
+    }
+
+    #[test]
+    fn progress_is_read_only_when_a_query_is_given() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |extra: &[&str]| {
+            let argv = ["serve"].iter().chain(extra).copied();
+            <Cli as clap::Parser>::try_parse_from(argv).unwrap().args.progress.config()
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        let c = parse(&["--progress-query", r#"rate(steps{job_uid="$uid"}[2m])"#, "--progress-interval-s", "10"])
+            .unwrap()
+            .expect("configured");
+        assert!(c.per_job());
+        assert_eq!((c.interval, c.uid_label.as_str(), c.learn.min_samples), (Duration::from_secs(10), "job_uid", 3));
+        assert!(parse(&["--progress-query", "x", "--progress-weight", "0"]).is_err());
+        assert!(parse(&["--progress-query", "x", "--progress-weight", "NaN"]).is_err());
     }
 }

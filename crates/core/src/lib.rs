@@ -14,7 +14,7 @@
 //! - [`job`]: training jobs (gangs), their constraints, work estimate and objective.
 //! - [`queue`]: queues, quotas with borrowing and lending, cohorts, fair share.
 //! - [`throughput`] and [`profiles`]: how fast a job runs where, and the parsers for
-//!   measured throughput profiles.
+//!   measured throughput profiles; [`learn`]: rates learned from running jobs.
 //! - [`index`]: per-cluster node indexes used for gang feasibility.
 //! - [`score`]: turning estimates into a score by the job's objective.
 //! - [`adapt`]: the re-optimisation round that moves and resizes running restartable jobs.
@@ -28,6 +28,7 @@ pub mod error;
 pub mod explain;
 pub mod index;
 pub mod job;
+pub mod learn;
 pub mod pool;
 pub mod profiles;
 pub mod quantity;

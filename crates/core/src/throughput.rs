@@ -3,6 +3,7 @@
 
 use crate::accelerator::{Catalogue, CPU_ONLY};
 use crate::job::{Job, Work};
+use crate::learn::LearnedProfiles;
 use crate::pool::{Cluster, Pool};
 use crate::profiles::ProfileSet;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,9 @@ use std::collections::BTreeMap;
 /// Where a runtime estimate came from, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EstimateSource {
+    /// Measured on this very placement while jobs ran there (see [`crate::learn`]): `jobs`
+    /// is how many jobs the readings came from.
+    Learned { jobs: u32 },
     /// A measured profile of this model on this type and placement.
     Measured,
     /// A measured profile of this model, scaled (other device count or other type by TFLOPS).
@@ -75,6 +79,10 @@ pub struct ThroughputModel {
     /// Multiplier on measured profiles (a simulator may slow them to match a peer's model).
     #[serde(default = "one")]
     pub measured_slowdown: f64,
+    /// Rates learned from running jobs; preferred to `profiles` for the same placement.
+    /// Runtime state of the service, not configuration: never serialised.
+    #[serde(skip)]
+    pub learned: LearnedProfiles,
 }
 
 fn one() -> f64 {
@@ -90,6 +98,7 @@ impl Default for ThroughputModel {
             inter_node_efficiency: 0.9,
             default_runtime_s: 3600.0,
             measured_slowdown: 1.0,
+            learned: LearnedProfiles::default(),
         }
     }
 }
@@ -154,6 +163,11 @@ impl ThroughputModel {
         match &job.work {
             Work::ModelSteps { model, steps, batch_size } => {
                 let steps = *steps as f64;
+                // What jobs measured here beats any profile: it is this cluster's hardware,
+                // software and data. Not slowed down: it is what really happened.
+                if let Some(l) = self.learned.rate(model, device, gpus, nodes, *batch_size) {
+                    return (steps / l.steps_per_s, EstimateSource::Learned { jobs: l.jobs });
+                }
                 if let Some((rate, exact)) = self.profiles.steps_per_s(model, device, gpus, nodes, *batch_size) {
                     let rate = rate * self.measured_slowdown * if exact { 1.0 } else { self.scaling_efficiency(nodes) };
                     let source = if exact { EstimateSource::Measured } else { EstimateSource::ScaledProfile };
@@ -348,6 +362,26 @@ mod tests {
         assert!((t - 50.0 * 125.0 / 989.0).abs() < 1e-6);
         let unknown = job(Work::ModelSteps { model: "llama".into(), steps: 1, batch_size: None }, 1, 1);
         assert_eq!(m.runtime_s(&unknown, &c, Some("V100"), 1), (3600.0, EstimateSource::Unknown));
+    }
+
+    #[test]
+    fn a_learned_rate_beats_the_profile_of_its_placement_only() {
+        use crate::learn::{LearnConfig, PlacementKey};
+        let mut p = ProfileSet::default();
+        p.insert("bert", "V100", ProfilePoint { gpus: 1, nodes: Some(1), local_batch: None, steps_per_s: 2.0 });
+        let mut m = ThroughputModel::with_profiles(p);
+        m.learned.config = LearnConfig { min_samples: 2, ..LearnConfig::default() };
+        let c = Catalogue::built_in();
+        let j = job(Work::ModelSteps { model: "bert".into(), steps: 100, batch_size: None }, 1, 1);
+        let key =
+            PlacementKey { model: "bert".into(), accelerator: "V100".into(), gpus: 1, nodes: 1, batch_size: None };
+        m.learned.observe(&key, 4.0, true, 1);
+        assert_eq!(m.runtime_s(&j, &c, Some("V100"), 1), (50.0, EstimateSource::Measured), "one reading: not yet");
+        m.learned.observe(&key, 4.0, false, 2);
+        assert_eq!(m.runtime_s(&j, &c, Some("V100"), 1), (25.0, EstimateSource::Learned { jobs: 1 }));
+        assert_eq!(m.runtime_s(&j, &c, Some("V100"), 2).1, EstimateSource::ScaledProfile, "two nodes: not learned");
+        let batched = job(Work::ModelSteps { model: "bert".into(), steps: 100, batch_size: Some(64) }, 1, 1);
+        assert_eq!(m.runtime_s(&batched, &c, Some("V100"), 1).1, EstimateSource::Measured, "another batch size");
     }
 
     #[test]

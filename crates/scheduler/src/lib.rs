@@ -16,7 +16,8 @@
 //! - [`reporters`]: member and queue status, the observation for metrics and dashboard.
 //! - [`work`]: background API work, at most one piece per job; [`status`]: the writes.
 //! - [`events`]: Events, recorded in the background.
-//! - [`profiles`]: throughput profiles from files and a ConfigMap.
+//! - [`profiles`]: throughput profiles from files and a ConfigMap; [`progress`]: running
+//!   jobs' progress from Prometheus, and the throughput learned from it.
 //! - [`lease`]: leader election with a coordination.k8s.io Lease.
 //! - [`observe`], [`metrics`], [`web`]: what `/metrics`, `/api/pool` and the dashboard show;
 //!   [`webauth`]: who may read `/api/pool` (TokenReview and SubjectAccessReview).
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod observe;
 pub mod overlay;
 pub mod profiles;
+pub mod progress;
 pub mod reporters;
 pub mod run;
 pub mod schedule;

@@ -83,6 +83,9 @@ pub struct Metrics {
     dispatch_errors: IntCounterVec,
     admission_conflicts: IntCounterVec,
     invalid_objects: Gauges,
+    learned_rate: Gauges,
+    learned_jobs: Gauges,
+    progress_jobs: Gauges,
     cycle: Histogram,
     /// One update at a time, so label-set bookkeeping stays consistent.
     updating: Mutex<()>,
@@ -203,6 +206,24 @@ impl Metrics {
                 "Hub objects left out of the caches because they do not decode (each has a Warning Event InvalidObject), by kind.",
                 &["kind"],
             )?,
+            learned_rate: Gauges::new(
+                &r,
+                "computenet_learned_steps_per_second",
+                "Training steps per second learned from running jobs' progress (a moving average), by placement; only placements with enough readings to be used in estimates. batch_size is empty when the jobs give none.",
+                &["model", "accelerator", "gpus", "nodes", "batch_size"],
+            )?,
+            learned_jobs: Gauges::new(
+                &r,
+                "computenet_learned_jobs",
+                "Jobs whose progress readings a learned rate (computenet_learned_steps_per_second) comes from.",
+                &["model", "accelerator", "gpus", "nodes", "batch_size"],
+            )?,
+            progress_jobs: Gauges::new(
+                &r,
+                "computenet_progress_jobs",
+                "Running jobs whose progress is read from Prometheus (--progress-query) and tracked.",
+                &[],
+            )?,
             cycle,
             registry: r,
             updating: Mutex::new(()),
@@ -310,6 +331,25 @@ impl Metrics {
     /// Undecodable hub objects by kind (see [`crate::hub`]).
     pub fn invalid_objects(&self, counts: &std::collections::BTreeMap<String, usize>) {
         self.invalid_objects.replace(counts.iter().map(|(kind, n)| (labels([kind.as_str()]), *n as f64)).collect());
+    }
+
+    /// What was learned from running jobs (see [`crate::progress`]), and how many jobs are tracked.
+    pub fn learned(&self, learned: &computenet_core::learn::LearnedProfiles, tracked_jobs: usize) {
+        let _one = self.updating.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut rates, mut jobs) = (Vec::new(), Vec::new());
+        for (k, r) in learned.entries() {
+            if learned.rate(&k.model, &k.accelerator, k.gpus, k.nodes, k.batch_size).is_none() {
+                continue;
+            }
+            let (gpus, nodes, batch) =
+                (k.gpus.to_string(), k.nodes.to_string(), k.batch_size.map(|b| b.to_string()).unwrap_or_default());
+            let l = labels([k.model.as_str(), k.accelerator.as_str(), &gpus, &nodes, &batch]);
+            rates.push((l.clone(), r.steps_per_s));
+            jobs.push((l, f64::from(r.jobs)));
+        }
+        self.learned_rate.replace(rates);
+        self.learned_jobs.replace(jobs);
+        self.progress_jobs.replace(vec![(Vec::new(), tracked_jobs as f64)]);
     }
 
     /// One scheduling cycle took `seconds`.
@@ -482,6 +522,33 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn learned_rates_once_trusted() {
+        use computenet_core::learn::{LearnConfig, LearnedProfiles, PlacementKey};
+        let m = Metrics::new(false).expect("metrics");
+        let mut learned = LearnedProfiles::new(LearnConfig { min_samples: 2, ..LearnConfig::default() });
+        let key = |gpus, batch_size| PlacementKey {
+            model: "bert".into(),
+            accelerator: "A100-80G".into(),
+            gpus,
+            nodes: 1,
+            batch_size,
+        };
+        learned.observe(&key(8, None), 2.5, true, 1);
+        learned.observe(&key(8, None), 2.5, true, 2);
+        learned.observe(&key(4, Some(64)), 1.0, true, 3);
+        m.learned(&learned, 3);
+        let text = m.encode();
+        for line in [
+            r#"computenet_learned_steps_per_second{accelerator="A100-80G",batch_size="",gpus="8",model="bert",nodes="1"} 2.5"#,
+            r#"computenet_learned_jobs{accelerator="A100-80G",batch_size="",gpus="8",model="bert",nodes="1"} 2"#,
+            "computenet_progress_jobs 3",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains(r#"gpus="4""#), "one reading is not used yet: {text}");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct ServeConfig {
     /// The Secret (namespace, name) holding the key admissions are sealed with; created
     /// when absent.
     pub admission_key_secret: (String, String),
+    /// Reading running jobs' progress from Prometheus; `None` reads none.
+    pub progress: Option<crate::progress::ProgressConfig>,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -157,6 +159,10 @@ async fn lead(
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff, key.clone()),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler(), key.clone()),
         key,
+        progress: config.progress.clone().map(|p| {
+            let policy = computenet_members::credentials::SecretPolicy::new(config.credentials_namespace.clone());
+            crate::progress::Progress::start(p, client.clone(), policy)
+        }),
         reporters: Reporters::new(client.clone(), config.member_timeout),
         events,
         member_timeout: config.member_timeout,

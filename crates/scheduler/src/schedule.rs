@@ -104,6 +104,13 @@ impl Scheduling {
         self.scheduler = scheduler;
     }
 
+    /// Replaces the rates learned from running jobs (see [`crate::progress`]).
+    pub fn set_learned(&mut self, learned: &computenet_core::learn::LearnedProfiles) {
+        if self.scheduler.model.learned != *learned {
+            self.scheduler.model.learned = learned.clone();
+        }
+    }
+
     /// Steps 2 to 4: the cycle over `built`, and its writes started. `target` says where
     /// an admitted job is dispatched.
     pub fn pass(

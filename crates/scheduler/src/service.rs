@@ -14,6 +14,7 @@ use crate::events::EventSink;
 use crate::hub::Hub;
 use crate::jobs::Reconciler;
 use crate::overlay::Overlay;
+use crate::progress::Progress;
 use crate::reporters::Reporters;
 use crate::schedule::{self, Scheduling};
 use crate::seal::{self, AdmissionKey};
@@ -44,6 +45,8 @@ pub struct Service {
     pub web: Option<WebState>,
     /// The key the service seals its admissions with.
     pub key: Arc<AdmissionKey>,
+    /// Running jobs' progress and the throughput learned from it (`--progress-query`).
+    pub progress: Option<Progress>,
 }
 
 impl Service {
@@ -110,7 +113,14 @@ impl Service {
         let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &raw, now);
         // 4: on the jobs as step 3 left them.
         let jobs = self.overlay.jobs(&self.hub.jobs);
-        let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+        let mut built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+        if let Some(progress) = &mut self.progress {
+            progress.pass(&jobs, &specs, &mut built, view::unix(now));
+            self.scheduling.set_learned(progress.learned());
+            if let Some(web) = &self.web {
+                web.metrics().learned(progress.learned(), progress.learner().jobs());
+            }
+        }
         let members = self.connections.members();
         let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
         self.scheduling.pass(&mut self.overlay, target, members, &jobs, &built, now);

@@ -11,6 +11,7 @@ use computenet_api::training_job::{
 use computenet_api::view::Problem;
 use computenet_api::TrainingJob;
 use computenet_core::explain::Placement;
+use computenet_core::throughput::EstimateSource;
 use computenet_core::{Action, CycleOutcome, Decision, QueuedReason};
 use computenet_members::RemoteStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -44,11 +45,14 @@ fn explanation(decision: &Decision, summary: String) -> ExplanationStatus {
 }
 
 /// Which estimate the chosen placement rests on, in words.
-fn estimate_words(p: &Placement) -> &'static str {
-    match convert::estimate_source(p.estimate.source) {
-        "Profile" => "runtime from a measured profile",
-        "ScaledProfile" => "runtime from a measured profile, scaled",
-        _ => "runtime from the peak-TFLOPS fallback",
+pub fn estimate_words(source: EstimateSource) -> String {
+    match source {
+        EstimateSource::Learned { jobs } => {
+            format!("runtime learned from {jobs} running job{}", if jobs == 1 { "" } else { "s" })
+        }
+        EstimateSource::Measured => "runtime from a measured profile".into(),
+        EstimateSource::ScaledProfile => "runtime from a measured profile, scaled".into(),
+        EstimateSource::PeakTflops | EstimateSource::Unknown => "runtime from the peak-TFLOPS fallback".into(),
     }
 }
 
@@ -70,7 +74,7 @@ pub fn admitted(
         if p.backfilled { ", backfilled" } else { "" },
         decision.explanation.feasible_clusters,
         tj.spec.placement.objective,
-        estimate_words(p),
+        estimate_words(p.estimate.source),
     );
     let status = TrainingJobStatus {
         phase: Some(TrainingJobPhase::Admitted),
