@@ -25,6 +25,104 @@ pub struct Args {
     /// Policy of the replay.
     #[arg(long, default_value = "computenet")]
     policy: String,
+    /// Instead of one cycle: time the re-optimisation round over the problem with this
+    /// many of its jobs running (half of them restartable, a quarter elastic) and the rest
+    /// waiting.
+    #[arg(long)]
+    round_running: Option<usize>,
+}
+
+/// Times the re-optimisation round: the problem's first admissions run (every second job
+/// restartable with a 120 s restart cost, every fourth elastic from 1 to twice its size,
+/// all half done); one in ten of them has just ended, so that `running` still run and
+/// there is room to move into; the rest of the jobs wait.
+fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
+    use computenet_core::adapt::remaining_work;
+    use computenet_core::{AdaptConfig, Adaptable, ElasticRange, Restart, RunningJob};
+    let started = Instant::now();
+    let (mut pool, queues, mut jobs) = problem(size, args.seed);
+    for (i, j) in jobs.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            j.restart = Some(Restart { grace_period_s: 30, restart_cost_s: 120 });
+            if i % 4 == 0 {
+                j.elastic = Some(ElasticRange { min_replicas: 1, max_replicas: j.replicas * 2 });
+            }
+        }
+    }
+    let scheduler = Scheduler::default();
+    let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, pending: &jobs, running: &[] });
+    let by_id: std::collections::HashMap<&str, &computenet_core::Job> =
+        jobs.iter().map(|j| (j.id.as_str(), j)).collect();
+    let mut placed: Vec<RunningJob> = Vec::new();
+    let admitted_count = running + running / 9;
+    for (id, p) in out.admissions().take(admitted_count) {
+        let j = by_id[id];
+        pool.allocate(p.cluster_index, &p.slots, &j.per_replica)?;
+        placed.push(RunningJob {
+            id: id.to_string(),
+            queue: j.queue.clone(),
+            priority: j.priority,
+            cluster: p.cluster_index,
+            accelerator: p.accelerator.clone(),
+            slots: p.slots.clone(),
+            per_replica: j.per_replica.clone(),
+            started_at: 0,
+            estimated_end: p.estimate.runtime_s.ceil() as u64,
+            restart_cost_s: j.restart.map(|r| r.restart_cost_s),
+        });
+    }
+    // A tenth end: room to move and grow into.
+    let mut k = 0;
+    placed.retain(|r| {
+        k += 1;
+        let keep = k % 10 != 0;
+        if !keep {
+            pool.release(r.cluster, &r.slots, &r.per_replica);
+        }
+        keep
+    });
+    let running_ids: std::collections::HashSet<&str> = placed.iter().map(|r| r.id.as_str()).collect();
+    let admitted: std::collections::HashSet<&str> = out.admissions().take(admitted_count).map(|(id, _)| id).collect();
+    let waiting: Vec<computenet_core::Job> =
+        jobs.iter().filter(|j| !admitted.contains(j.id.as_str())).cloned().collect();
+    let adaptable: Vec<Adaptable> = placed
+        .iter()
+        .enumerate()
+        .filter_map(|(k, r)| {
+            let mut job = by_id[r.id.as_str()].clone();
+            job.restart?;
+            job.work = remaining_work(&job.work, 0.5);
+            Some(Adaptable { running: k, job, recent_moves: 0 })
+        })
+        .collect();
+    println!(
+        "size {}: {} clusters, {} nodes; {} running ({} restartable, {} elastic), {} waiting (set up in {:.2} s)",
+        args.size,
+        pool.clusters.len(),
+        pool.clusters.iter().map(|c| c.nodes.len()).sum::<usize>(),
+        running_ids.len(),
+        adaptable.len(),
+        adaptable.iter().filter(|a| a.job.elastic.is_some()).count(),
+        waiting.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let config = AdaptConfig::default();
+    let snapshot = Snapshot { now: 600, pool: &pool, queues: &queues, pending: &waiting, running: &placed };
+    let mut times = Vec::new();
+    let mut adjustments = 0;
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        adjustments = scheduler.adapt(&snapshot, &adaptable, &config).len();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    println!("round: best {best:.3} s, mean {mean:.3} s over {} runs; {adjustments} adjustments", times.len());
+    match peak_rss_kib() {
+        Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("peak resident memory: unknown (no /proc)"),
+    }
+    Ok(())
 }
 
 /// The 2,000-GPU pool of the replay benchmark.
@@ -85,6 +183,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "L" => ProblemSize::L,
         other => bail!("unknown size {other:?}: use S, M or L"),
     };
+    if let Some(running) = args.round_running {
+        return round(&args, size, running);
+    }
     let started = Instant::now();
     let (pool, queues, jobs) = problem(size, args.seed);
     println!(

@@ -26,7 +26,6 @@ use crate::throughput::Estimate;
 use crate::{Objective, Scheduler, Snapshot, Work};
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
-use std::collections::HashMap;
 
 /// Knobs of the re-optimisation round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,7 +154,19 @@ impl Scheduler {
                 lists
             })
             .collect();
-        let context = Context { waiting: &waiting, group_nodes: &group_nodes };
+        let group_free: Vec<Vec<u64>> = indexes
+            .iter()
+            .zip(&group_nodes)
+            .map(|(ix, groups)| {
+                groups
+                    .iter()
+                    .map(|nodes| nodes.iter().map(|&n| u64::from(ix.free()[n as usize].accelerators)).sum())
+                    .collect()
+            })
+            .collect();
+        let group_types: Vec<Vec<Option<String>>> =
+            indexes.iter().map(|ix| ix.groups().iter().map(|g| g.accelerator.clone()).collect()).collect();
+        let context = Context { waiting: &waiting, group_free: &group_free, group_types: &group_types };
         let mut proposals: Vec<(f64, usize, Option_, f64, f64)> = Vec::new();
         for (k, a) in adaptable.iter().enumerate() {
             if adjusted[k] || !self.may_move(snapshot, a, config) {
@@ -276,7 +287,9 @@ impl Scheduler {
             None => vec![current],
         };
         let mut best: Option<(f64, Option_)> = None;
-        let mut runtime_cache: HashMap<(Option<String>, u32, u32), Estimate> = HashMap::new();
+        // Runtime by (type, size) on one node: a lower bound of any placement of that size
+        // (more nodes only slow it down), the same on every cluster.
+        let mut best_runtime: Vec<(Option<&str>, u32, f64)> = Vec::new();
         for (c, cluster) in pool.clusters.iter().enumerate() {
             if !cluster.schedulable()
                 || !cluster.admits(&a.job.tenant)
@@ -285,26 +298,41 @@ impl Scheduler {
             {
                 continue;
             }
-            // Its own devices count as free where it runs.
             let own = c == r.cluster;
-            let mut free = indexes[c].free().to_vec();
-            if own {
-                apply_to(&mut free, &r.slots, &r.per_replica, false);
-            }
-            for (g, group) in indexes[c].groups().iter().enumerate() {
-                if !self.type_allowed(&a.job, group.accelerator.as_deref(), pool) {
+            for (g, accelerator) in context.group_types[c].iter().enumerate() {
+                let accelerator = accelerator.as_deref();
+                if !self.type_allowed(&a.job, accelerator, pool) {
                     continue;
                 }
-                let nodes = &context.group_nodes[c][g];
                 // Free devices of the group: most candidates fail here, cheaply.
-                let per = u64::from(a.job.per_replica.accelerators.max(1));
-                let free_devices: u64 = nodes.iter().map(|&n| u64::from(free[n as usize].accelerators)).sum();
+                let per = u64::from(a.job.per_replica.accelerators);
+                let own_group = own && accelerator == r.accelerator.as_deref();
+                let own_devices = if own_group { u64::from(current) * per } else { 0 };
+                let free_devices = context.group_free[c][g] + own_devices;
                 let needed_elsewhere = OnceCell::new();
                 for &size in sizes.iter().rev() {
-                    if own && size == current && group.accelerator == r.accelerator {
+                    if own_group && size == current {
                         continue; // staying put is the baseline
                     }
-                    if a.job.per_replica.accelerators > 0 && free_devices < u64::from(size) * per {
+                    if per > 0 && free_devices < u64::from(size) * per {
+                        continue;
+                    }
+                    // The best it could do there (on the fewest nodes): most places are
+                    // no gain at all, and this needs no slot search.
+                    let lower_bound = match best_runtime.iter().find(|e| e.0 == accelerator && e.1 == size) {
+                        Some(e) => e.2,
+                        None => {
+                            let mut job = a.job.clone();
+                            job.replicas = size;
+                            let (t, _) = self.model.runtime_s(&job, &pool.catalogue, accelerator, 1);
+                            best_runtime.push((accelerator, size, t));
+                            t
+                        }
+                    };
+                    let best_after = lower_bound + restart.restart_cost_s as f64;
+                    if !gains_enough(now_s, best_after, restart.restart_cost_s, config)
+                        || best.as_ref().is_some_and(|(b, _)| best_after >= *b)
+                    {
                         continue;
                     }
                     if size > a.job.replicas.max(current)
@@ -312,32 +340,31 @@ impl Scheduler {
                             context.waiting.iter().any(|w| {
                                 w.priority >= a.job.priority
                                     && cluster.admits(&w.tenant)
-                                    && self.type_allowed(w, group.accelerator.as_deref(), pool)
-                                    && find_slots_in(
-                                        indexes[c].free(),
-                                        nodes.iter().copied(),
-                                        &w.per_replica,
-                                        w.replicas,
-                                    )
-                                    .is_some()
+                                    && self.type_allowed(w, accelerator, pool)
+                                    && indexes[c].find_slots(g, &w.per_replica, w.replicas, None).is_ok()
                             })
                         })
                     {
                         continue; // growth would take devices a waiting job can use now
                     }
-                    let usage = gang_usage(&a.job.per_replica, size, group.accelerator.as_deref());
-                    if q.is_some_and(|q| ledger.check(q, &usage, group.accelerator.as_deref()).is_err()) {
+                    let usage = gang_usage(&a.job.per_replica, size, accelerator);
+                    if q.is_some_and(|q| ledger.check(q, &usage, accelerator).is_err()) {
                         continue;
                     }
-                    let Some(slots) = find_slots_in(&free, nodes.iter().copied(), &a.job.per_replica, size) else {
+                    // Its own devices count as free where it runs.
+                    if own {
+                        indexes[c].apply(&r.slots, &r.per_replica, false);
+                    }
+                    let found = indexes[c].find_slots(g, &a.job.per_replica, size, None);
+                    if own {
+                        indexes[c].apply(&r.slots, &r.per_replica, true);
+                    }
+                    let Ok(slots) = found else {
                         continue;
                     };
-                    let key = (group.accelerator.clone(), size, slots.len() as u32);
-                    let estimate = *runtime_cache.entry(key).or_insert_with(|| {
-                        let mut job = a.job.clone();
-                        job.replicas = size;
-                        self.model.estimate(&job, pool, cluster, group.accelerator.as_deref(), slots.len() as u32)
-                    });
+                    let mut sized = a.job.clone();
+                    sized.replicas = size;
+                    let estimate = self.model.estimate(&sized, pool, cluster, accelerator, slots.len() as u32);
                     let after_s = estimate.runtime_s + estimate.transfer_s + restart.restart_cost_s as f64;
                     let better = match a.job.objective {
                         // Energy-minded jobs move only where they also spend less.
@@ -347,17 +374,15 @@ impl Scheduler {
                         }
                         Objective::Fastest | Objective::Balanced => true,
                     };
-                    let gain = now_s - after_s;
                     if better
-                        && gain > config.gain_factor * restart.restart_cost_s as f64
-                        && gain >= config.min_relative_gain * now_s
+                        && gains_enough(now_s, after_s, restart.restart_cost_s, config)
                         && best.as_ref().is_none_or(|(b, _)| after_s < *b)
                     {
                         best = Some((
                             after_s,
                             Option_ {
                                 cluster: c,
-                                accelerator: group.accelerator.clone(),
+                                accelerator: accelerator.map(str::to_string),
                                 replicas: size,
                                 slots,
                                 estimate,
@@ -583,8 +608,10 @@ const WAITING_CHECKED: usize = 64;
 struct Context<'c> {
     /// The first waiting jobs in queue order.
     waiting: &'c [&'c Job],
-    /// Node indexes of each type group of each cluster.
-    group_nodes: &'c [Vec<Vec<u32>>],
+    /// Free devices of each type group of each cluster.
+    group_free: &'c [Vec<u64>],
+    /// The accelerator type of each type group of each cluster.
+    group_types: &'c [Vec<Option<String>>],
 }
 
 /// The first `limit` pending jobs in queue order: priority, then submission.
@@ -593,6 +620,12 @@ fn waiting_in_order(pending: &[Job], limit: usize) -> Vec<&Job> {
     waiting.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.submitted_at.cmp(&b.submitted_at)).then(a.id.cmp(&b.id)));
     waiting.truncate(limit);
     waiting
+}
+
+/// Whether finishing in `after_s` instead of `now_s` is worth a restart of `restart_s`.
+fn gains_enough(now_s: f64, after_s: f64, restart_s: u64, config: &AdaptConfig) -> bool {
+    let gain = now_s - after_s;
+    gain > config.gain_factor * restart_s as f64 && gain >= config.min_relative_gain * now_s
 }
 
 /// What a running gang counts against its queue's quota.
