@@ -282,9 +282,11 @@ impl Scheduler {
         let pool = snapshot.pool;
         let current = r.replicas();
         let now_s = self.remaining_at(&a.job, pool, r.cluster, r.accelerator.as_deref(), current, r.slots.len());
-        let sizes: Vec<u32> = match a.job.elastic {
-            Some(e) => (e.min_replicas.max(current)..=e.max_replicas).collect(),
-            None => vec![current],
+        // Sizes it may take: never below its current size here (shrinking is for pending
+        // jobs' sake, step 1), up to its elastic maximum.
+        let (lowest, highest) = match a.job.elastic {
+            Some(e) => (e.min_replicas.max(current), e.max_replicas.max(current)),
+            None => (current, current),
         };
         let mut best: Option<(f64, Option_)> = None;
         // Runtime by (type, size) on one node: a lower bound of any placement of that size
@@ -310,7 +312,15 @@ impl Scheduler {
                 let own_devices = if own_group { u64::from(current) * per } else { 0 };
                 let free_devices = context.group_free[c][g] + own_devices;
                 let needed_elsewhere = OnceCell::new();
-                for &size in sizes.iter().rev() {
+                // The largest sizes the group's free devices allow, a few at most (a
+                // fragmented group may not take the largest), then the current size.
+                let largest =
+                    if per > 0 { u32::try_from(free_devices / per).unwrap_or(u32::MAX).min(highest) } else { highest };
+                let mut sizes: Vec<u32> = (lowest..=largest).rev().take(SIZES_TRIED).collect();
+                if !sizes.contains(&current) {
+                    sizes.push(current);
+                }
+                for size in sizes {
                     if own_group && size == current {
                         continue; // staying put is the baseline
                     }
@@ -599,6 +609,10 @@ impl Scheduler {
         }
     }
 }
+
+/// Sizes of an elastic gang tried per type group (the largest that the free devices allow
+/// first): bounds the work for a gang whose range is wide.
+const SIZES_TRIED: usize = 4;
 
 /// Waiting jobs a round looks at (the first ones in queue order): enough for the next
 /// cycle, bounded so that a long queue does not make the round slow.
