@@ -314,8 +314,9 @@ impl Scheduler {
                 let needed_elsewhere = OnceCell::new();
                 // The largest sizes the group's free devices allow, a few at most (a
                 // fragmented group may not take the largest), then the current size.
-                let largest =
-                    if per > 0 { u32::try_from(free_devices / per).unwrap_or(u32::MAX).min(highest) } else { highest };
+                let largest = free_devices
+                    .checked_div(per)
+                    .map_or(highest, |n| u32::try_from(n).unwrap_or(u32::MAX).min(highest));
                 let mut sizes: Vec<u32> = (lowest..=largest).rev().take(SIZES_TRIED).collect();
                 if !sizes.contains(&current) {
                     sizes.push(current);
