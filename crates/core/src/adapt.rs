@@ -260,7 +260,16 @@ impl Scheduler {
                         && gain >= config.min_relative_gain * now_s
                         && best.as_ref().is_none_or(|(b, _)| after_s < *b)
                     {
-                        best = Some((after_s, Option_ { cluster: c, accelerator: group.accelerator.clone(), replicas: size, slots, estimate }));
+                        best = Some((
+                            after_s,
+                            Option_ {
+                                cluster: c,
+                                accelerator: group.accelerator.clone(),
+                                replicas: size,
+                                slots,
+                                estimate,
+                            },
+                        ));
                     }
                     // The largest size that fits is tried first; smaller ones of the
                     // same group only help when scaling is poor, so keep trying.
@@ -281,8 +290,10 @@ impl Scheduler {
         let catalogue = &pool.catalogue;
         let type_ok = job.accelerator.types.is_empty()
             || job.accelerator.types.iter().any(|t| catalogue.canonical_name(t).as_deref().unwrap_or(t) == name);
-        let memory_ok =
-            job.accelerator.min_memory_gib.is_none_or(|m| catalogue.get(name).is_some_and(|s| s.memory_gib >= f64::from(m)));
+        let memory_ok = job
+            .accelerator
+            .min_memory_gib
+            .is_none_or(|m| catalogue.get(name).is_some_and(|s| s.memory_gib >= f64::from(m)));
         type_ok && memory_ok
     }
 
@@ -305,7 +316,8 @@ impl Scheduler {
     fn remaining_energy(&self, job: &Job, pool: &crate::Pool, r: &RunningJob, replicas: u32) -> f64 {
         let mut job = job.clone();
         job.replicas = replicas;
-        let e = self.model.estimate(&job, pool, &pool.clusters[r.cluster], r.accelerator.as_deref(), r.slots.len() as u32);
+        let e =
+            self.model.estimate(&job, pool, &pool.clusters[r.cluster], r.accelerator.as_deref(), r.slots.len() as u32);
         e.energy_kwh
     }
 
@@ -332,7 +344,9 @@ impl Scheduler {
             return;
         }
         let mut pending: Vec<&Job> = snapshot.pending.iter().collect();
-        pending.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.submitted_at.cmp(&b.submitted_at)).then(a.id.cmp(&b.id)));
+        pending.sort_by(|a, b| {
+            b.priority.cmp(&a.priority).then(a.submitted_at.cmp(&b.submitted_at)).then(a.id.cmp(&b.id))
+        });
         let pool = snapshot.pool;
         for job in pending {
             if out.len() >= config.max_adjustments {
@@ -381,7 +395,8 @@ impl Scheduler {
                         }
                         apply_to(&mut free, &r.slots, &r.per_replica, false);
                         let own: Vec<u32> = r.slots.iter().map(|s| s.node).collect();
-                        let Some(slots) = find_slots_in(&free, own.into_iter(), &a.job.per_replica, a.job.replicas) else {
+                        let Some(slots) = find_slots_in(&free, own.into_iter(), &a.job.per_replica, a.job.replicas)
+                        else {
                             apply_to(&mut free, &r.slots, &r.per_replica, true);
                             continue;
                         };
@@ -402,10 +417,12 @@ impl Scheduler {
                         indexes[c].apply(&r.slots, &r.per_replica, false);
                         indexes[c].apply(&slots, &a.job.per_replica, true);
                         adjusted[k] = true;
-                        let now_s = self.remaining_at(&a.job, pool, c, r.accelerator.as_deref(), r.replicas(), r.slots.len());
+                        let now_s =
+                            self.remaining_at(&a.job, pool, c, r.accelerator.as_deref(), r.replicas(), r.slots.len());
                         let mut sized = a.job.clone();
                         sized.replicas = a.job.replicas;
-                        let estimate = self.model.estimate(&sized, pool, cluster, r.accelerator.as_deref(), slots.len() as u32);
+                        let estimate =
+                            self.model.estimate(&sized, pool, cluster, r.accelerator.as_deref(), slots.len() as u32);
                         let restart_s = a.job.restart.map_or(0, |x| x.restart_cost_s) as f64;
                         let after_s = estimate.runtime_s + restart_s;
                         let reason = format!(
@@ -413,7 +430,13 @@ impl Scheduler {
                             r.replicas() - a.job.replicas,
                             job.id
                         );
-                        let option = Option_ { cluster: c, accelerator: r.accelerator.clone(), replicas: a.job.replicas, slots, estimate };
+                        let option = Option_ {
+                            cluster: c,
+                            accelerator: r.accelerator.clone(),
+                            replicas: a.job.replicas,
+                            slots,
+                            estimate,
+                        };
                         out.push(self.adjustment(snapshot, a, AdjustmentKind::Shrink, option, now_s, after_s, reason));
                     }
                     break;
@@ -453,7 +476,14 @@ impl Scheduler {
     }
 }
 
-fn describe(kind: AdjustmentKind, r: &RunningJob, option: &Option_, pool: &crate::Pool, now_s: f64, after_s: f64) -> String {
+fn describe(
+    kind: AdjustmentKind,
+    r: &RunningJob,
+    option: &Option_,
+    pool: &crate::Pool,
+    now_s: f64,
+    after_s: f64,
+) -> String {
     let to = &pool.clusters[option.cluster].name;
     let from = &pool.clusters.get(r.cluster).map_or("?", |c| c.name.as_str());
     let hours = |s: f64| s / 3600.0;

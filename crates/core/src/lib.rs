@@ -38,11 +38,11 @@ pub mod synth;
 pub mod throughput;
 
 pub use accelerator::{AcceleratorSpec, Catalogue};
-pub use adapt::{Adaptable, AdaptConfig, Adjustment, AdjustmentKind};
+pub use adapt::{AdaptConfig, Adaptable, Adjustment, AdjustmentKind};
 pub use cycle::{CycleConfig, Scheduler, Snapshot};
 pub use error::{Error, Result};
 pub use explain::{Action, CycleOutcome, Decision, Explanation, QueuedReason, RejectReason};
-pub use job::{AcceleratorConstraint, ElasticRange, Job, Restart, Objective, ReplicaRequest, RunningJob, Work};
+pub use job::{AcceleratorConstraint, ElasticRange, Job, Objective, ReplicaRequest, Restart, RunningJob, Work};
 pub use pool::{Cluster, ClusterEfficiency, ClusterKind, Node, NodeCapacity, Pool};
 pub use queue::{PreemptionPolicy, Queue, QueueingStrategy, Quota, ResourceName};
 pub use throughput::{Estimate, ThroughputModel};
