@@ -17,6 +17,7 @@
 //! clients, watches and pollers are thin wrappers over kube and reqwest.
 #![forbid(unsafe_code)]
 
+pub mod attempt;
 pub mod body;
 pub mod credentials;
 pub mod error;
@@ -29,4 +30,4 @@ pub mod slurm;
 
 pub use error::{Error, Result};
 pub use health::Health;
-pub use member::{Member, MemberNodes, Members, RemoteJob, RemoteStatus};
+pub use member::{Leftover, Member, MemberNodes, Members, RemoteJob, RemoteStatus};

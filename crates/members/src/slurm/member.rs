@@ -42,6 +42,32 @@ struct State {
     /// Submits that were sent but whose answer never came (a timeout, a broken
     /// connection), by attempt key, with when that was known: the batch job may exist.
     in_doubt: HashMap<String, Instant>,
+    /// Running batch jobs sent SIGTERM by this process (a graceful stop), by job id, with
+    /// when: after the grace period they are cancelled outright.
+    signalled: HashMap<u64, Instant>,
+}
+
+/// What a graceful stop does to one batch job (pure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAction {
+    /// Pending: nothing runs yet, cancel it.
+    Cancel,
+    /// Running and not signalled yet: SIGTERM, so it can checkpoint.
+    Terminate,
+    /// Signalled less than the grace period ago: let it finish.
+    Wait,
+    /// Signalled longer ago than the grace period and still there: cancel it.
+    Kill,
+}
+
+/// What a graceful stop does to a batch job in `phase`, signalled `since` ago (if it was).
+pub fn stop_action(phase: convert::RemotePhase, since: Option<Duration>, grace: Duration) -> StopAction {
+    match (phase, since) {
+        (convert::RemotePhase::Pending, _) => StopAction::Cancel,
+        (_, None) => StopAction::Terminate,
+        (_, Some(d)) if d >= grace => StopAction::Kill,
+        _ => StopAction::Wait,
+    }
 }
 
 /// Whose batch jobs a member reads as its own: those its hub submitted, each as the user
@@ -162,6 +188,7 @@ impl SlurmMember {
                 s.submitted.retain(|key, id| !mine.get(key).is_some_and(|l| l.iter().any(|j| j.job_id == *id)));
                 // A lost answer's job has shown up: no longer in doubt.
                 s.in_doubt.retain(|key, _| !mine.contains_key(key));
+                s.signalled.retain(|id, _| mine.values().flatten().any(|j| j.job_id == *id));
                 let fingerprint = format!(
                     "{:?}{:?}",
                     nodes
@@ -320,6 +347,62 @@ impl SlurmMember {
         let mut s = self.lock();
         s.submitted.remove(key);
         s.in_doubt.remove(key);
+        Ok(())
+    }
+
+    /// The unfinished batch jobs of TrainingJob `uid` owned by `user` under any attempt key
+    /// `other` accepts, each with what a graceful stop does to it now.
+    fn unfinished(
+        &self,
+        uid: &str,
+        user: &str,
+        other: impl Fn(&str) -> bool,
+        grace: Duration,
+    ) -> Vec<(u64, StopAction)> {
+        let s = self.lock();
+        let shared = self.owner.tenancy.is_shared();
+        s.jobs
+            .iter()
+            .filter(|(key, _)| convert::uid_of_key(key) == uid && other(key))
+            .flat_map(|(_, list)| list.iter())
+            .filter(|j| tenancy::owned_by(j, user, shared))
+            .filter_map(|j| {
+                let phase = convert::remote_state(j).phase;
+                if matches!(phase, convert::RemotePhase::Succeeded | convert::RemotePhase::Failed) {
+                    return None;
+                }
+                Some((j.job_id, stop_action(phase, s.signalled.get(&j.job_id).map(Instant::elapsed), grace)))
+            })
+            .collect()
+    }
+
+    /// What is left of TrainingJob `uid`'s attempts other than `current` (owned by
+    /// `user`): a description, and whether a stop call is due (something to signal or to
+    /// cancel now), or `None` when nothing is left.
+    pub fn leftover(&self, uid: &str, current: &str, user: &str, grace: Duration) -> Option<(String, bool)> {
+        let jobs = self.unfinished(uid, user, |k| k != current, grace);
+        if jobs.is_empty() {
+            return None;
+        }
+        let ids: Vec<String> = jobs.iter().map(|(id, _)| id.to_string()).collect();
+        let due = jobs.iter().any(|(_, a)| *a != StopAction::Wait);
+        Some((format!("batch job(s) {} of an earlier attempt", ids.join(", ")), due))
+    }
+
+    /// Stops gracefully the unfinished batch jobs of TrainingJob `uid` (owned by `user`)
+    /// whose attempt key `which` accepts: pending ones are cancelled, running ones get
+    /// SIGTERM, and those signalled more than `grace` ago are cancelled.
+    pub async fn stop(&self, uid: &str, user: &str, which: impl Fn(&str) -> bool, grace: Duration) -> Result<()> {
+        for (id, action) in self.unfinished(uid, user, which, grace) {
+            match action {
+                StopAction::Wait => {}
+                StopAction::Cancel | StopAction::Kill => self.client.cancel_as(user, id).await?,
+                StopAction::Terminate => {
+                    self.client.terminate_as(user, id).await?;
+                    self.lock().signalled.insert(id, Instant::now());
+                }
+            }
+        }
         Ok(())
     }
 
