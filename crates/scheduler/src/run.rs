@@ -54,6 +54,8 @@ pub struct ServeConfig {
     /// The Secret (namespace, name) holding the key admissions are sealed with; created
     /// when absent.
     pub admission_key_secret: (String, String),
+    /// The re-optimisation round: how often, and its knobs.
+    pub adapt: crate::schedule::AdaptPolicy,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -155,7 +157,7 @@ async fn lead(
         ),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone(), fence.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff, key.clone()),
-        scheduling: Scheduling::new(client.clone(), profiles.scheduler(), key.clone()),
+        scheduling: Scheduling::new(client.clone(), profiles.scheduler(), key.clone(), config.adapt.clone()),
         key,
         reporters: Reporters::new(client.clone(), config.member_timeout),
         events,

@@ -107,13 +107,21 @@ impl Service {
         self.reset_unissued(&jobs, &queues, &namespaces, now);
         let jobs = self.overlay.jobs(&self.hub.jobs);
         // 3
-        let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &raw, now);
+        let known: std::collections::BTreeSet<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
+        let mirrors =
+            self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &known, &raw, now);
         // 4: on the jobs as step 3 left them.
         let jobs = self.overlay.jobs(&self.hub.jobs);
         let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
         let members = self.connections.members();
         let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
         self.scheduling.pass(&mut self.overlay, target, members, &jobs, &built, now);
+        // 4b: the re-optimisation round, on the jobs as this pass's admissions leave them.
+        if self.scheduling.adapt_due() {
+            let jobs = self.overlay.jobs(&self.hub.jobs);
+            let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+            self.scheduling.adapt(&mut self.overlay, &jobs, &built, now);
+        }
         // 5
         for (tj, transition) in mirrors {
             schedule::start_write(&mut self.overlay, &self.hub.client, tj, transition);
@@ -126,7 +134,7 @@ impl Service {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
         }
         // 7
-        self.reconciler.clean_orphans(&jobs, self.connections.members()).await;
+        self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;
     }
 
     /// Step 2b: every admitted job must carry this service's seal, and before dispatch its

@@ -8,7 +8,7 @@ use computenet_api::convert::{self, round3};
 use computenet_api::training_job::{
     ExplanationStatus, NodeReplicas, PlacementStatus, RetryStatus, TrainingJobPhase, TrainingJobStatus,
 };
-use computenet_api::view::Problem;
+use computenet_api::view::{self, Problem};
 use computenet_api::TrainingJob;
 use computenet_core::explain::Placement;
 use computenet_core::{Action, CycleOutcome, Decision, QueuedReason};
@@ -121,6 +121,100 @@ pub fn admitted(
     Transition { status, event: Some((EventReason::Admitted, format!("placed on {} ({accelerator})", p.cluster))) }
 }
 
+/// The progress and attempt history once the job's current attempt ends for `reason`: a
+/// restartable job keeps the progress made by now (resumed from its checkpoint, it has
+/// only the rest to do) and records it with the attempt; any other job starts over, so its
+/// recorded progress stays as it was. A job never placed has no attempt to record.
+fn ended(
+    tj: &TrainingJob,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> (Option<computenet_api::training_job::ProgressStatus>, Vec<computenet_api::training_job::AttemptStatus>) {
+    let current = view::status(tj);
+    if current.placement.is_none() || !view::is_admitted(tj) {
+        return (current.progress, current.attempts);
+    }
+    if view::is_restartable(tj) {
+        let progress = view::ended_progress(tj, now);
+        let attempts = view::end_attempt(tj, now, reason, Some(message), Some(progress.completed));
+        (Some(progress), attempts)
+    } else {
+        (current.progress, view::end_attempt(tj, now, reason, Some(message), None))
+    }
+}
+
+/// A running restartable job moved or resized by the re-optimisation round: its current
+/// attempt ends (recorded with the progress made, reason Moved or Resized and the round's
+/// sentence), the progress is carried, and it is admitted anew to the adjustment's
+/// placement and size as the next attempt, not dispatched: the dispatch of the new
+/// attempt stops the old one first.
+pub fn adjusted(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    a: &computenet_core::Adjustment,
+    built: &Built,
+    now: Timestamp,
+) -> Transition {
+    let reason = match a.kind {
+        computenet_core::AdjustmentKind::Migrate => reasons::MOVED,
+        computenet_core::AdjustmentKind::Grow | computenet_core::AdjustmentKind::Shrink => reasons::RESIZED,
+    };
+    let progress = view::ended_progress(tj, now);
+    let attempts = view::end_attempt(tj, now, reason, Some(&a.reason), Some(progress.completed));
+    let p = &a.placement;
+    let nodes = built.pool.clusters.get(p.cluster_index).map_or(&[][..], |c| &c.nodes[..]);
+    let per_replica = i64::from(tj.spec.resources.accelerators.as_ref().map_or(0, |x| x.count));
+    let replicas = i32::try_from(a.replicas).unwrap_or(i32::MAX);
+    let attempt = current.attempt.unwrap_or(0).saturating_add(1);
+    let message = format!("attempt {attempt}: {}", a.reason);
+    let mut explanation = current.explanation.clone();
+    if let Some(e) = explanation.as_mut() {
+        e.summary = format!(
+            "{reason} to {} ({}), {replicas} replica(s): {}",
+            p.cluster,
+            p.accelerator.as_deref().unwrap_or("CPU"),
+            a.reason
+        );
+    }
+    let conditions = set(tj, current, types::ADMITTED, true, reason, &message, now);
+    let running =
+        conditions::condition(&conditions, types::RUNNING, false, reason, &message, tj.metadata.generation, now);
+    let status = TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Admitted),
+        admitted: Some(true),
+        placement: Some(PlacementStatus {
+            cluster: p.cluster.clone(),
+            accelerator: p.accelerator.clone(),
+            gpus: i64::from(replicas) * per_replica,
+            replicas: Some(replicas),
+            nodes: p
+                .slots
+                .iter()
+                .filter_map(|s| {
+                    let node = nodes.get(s.node as usize)?;
+                    Some(NodeReplicas { node: node.name.clone(), replicas: i32::try_from(s.replicas).ok()? })
+                })
+                .collect(),
+            estimated_runtime_seconds: round3(p.estimate.runtime_s + p.estimate.transfer_s),
+            estimated_energy_k_wh: round3(p.estimate.energy_kwh),
+            estimated_cost: round3(p.estimate.cost),
+            backfilled: false,
+        }),
+        // Sealed with the service's key when written.
+        admission_seal: None,
+        explanation,
+        start_time: Some(Time(now)),
+        requeues: current.requeues,
+        attempt: Some(attempt),
+        progress: Some(progress),
+        attempts,
+        conditions: conditions::upsert(&conditions, running),
+        ..TrainingJobStatus::default()
+    };
+    Transition { status, event: Some((EventReason::Adjusted, message)) }
+}
+
 /// Why a job goes back to its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {
@@ -140,11 +234,14 @@ pub fn requeued(
         Requeue::Preempted => (TrainingJobPhase::Preempted, reasons::PREEMPTED, EventReason::Preempted),
         Requeue::MemberLost => (TrainingJobPhase::Queued, reasons::MEMBER_LOST, EventReason::MemberLost),
     };
+    let (progress, attempts) = ended(tj, reason, message, now);
     let status = TrainingJobStatus {
         phase: Some(phase),
         admitted: Some(false),
         requeues: Some(current.requeues.unwrap_or(0).saturating_add(1)),
         attempt: current.attempt,
+        progress,
+        attempts,
         conditions: set(tj, current, types::ADMITTED, false, reason, message, now),
         ..TrainingJobStatus::default()
     };
@@ -198,6 +295,8 @@ pub fn queued(
         explanation: Some(explanation(decision, summary.clone())),
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         conditions: set(tj, current, types::ADMITTED, false, reason, &summary, now),
         ..TrainingJobStatus::default()
     }
@@ -219,6 +318,8 @@ pub fn problem(
         conditions,
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         ..TrainingJobStatus::default()
     })
 }
@@ -232,6 +333,8 @@ pub fn admission_not_issued(tj: &TrainingJob, current: &TrainingJobStatus, why: 
         admitted: Some(false),
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         conditions: set(tj, current, types::ADMITTED, false, reasons::ADMISSION_NOT_ISSUED, why, now),
         ..TrainingJobStatus::default()
     };
@@ -249,12 +352,15 @@ pub fn suspended(tj: &TrainingJob, current: &TrainingJobStatus, now: Timestamp) 
         tj.metadata.generation,
         now,
     );
+    let (progress, attempts) = ended(tj, reasons::SUSPENDED, "spec.suspend is true", now);
     let status = TrainingJobStatus {
         phase: Some(TrainingJobPhase::Suspended),
         admitted: Some(false),
         conditions: vec![condition],
         requeues: current.requeues,
         attempt: current.attempt,
+        progress,
+        attempts,
         ..TrainingJobStatus::default()
     };
     Transition { status, event: Some((EventReason::Suspended, "stopped; resumes when spec.suspend is false".into())) }
@@ -267,6 +373,8 @@ pub fn resumed(current: &TrainingJobStatus) -> TrainingJobStatus {
         admitted: Some(false),
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         ..TrainingJobStatus::default()
     }
 }
@@ -363,7 +471,7 @@ pub fn mirrored(
     let mut moved = false;
     if let (Some(nodes), Some(p)) = (nodes, status.placement.as_mut()) {
         // A member may list anything: at most one node per replica, names of a valid length.
-        let replicas = usize::try_from(tj.spec.replicas).unwrap_or(0).max(1);
+        let replicas = usize::try_from(view::current_replicas(tj)).unwrap_or(0).max(1);
         let real: Vec<NodeReplicas> = nodes
             .into_iter()
             .take(replicas)
