@@ -2,7 +2,9 @@
 
 use crate::queue::wait_reason;
 use crate::table::{self, number, or_dash, Table};
-use computenet_api::training_job::{CandidateStatus, PlacementStatus, RejectedStatus, RemoteReference, RetryStatus};
+use computenet_api::training_job::{
+    AttemptStatus, CandidateStatus, PlacementStatus, ProgressStatus, RejectedStatus, RemoteReference, RetryStatus,
+};
 use computenet_api::{TrainingJob, TrainingJobSpec};
 use computenet_core::quantity::format_bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -41,6 +43,16 @@ pub struct ExplainReport {
     /// Every other member and why it was not a candidate.
     pub rejected: Vec<RejectedStatus>,
     pub conditions: Vec<ConditionRow>,
+    /// The current attempt's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i32>,
+    /// The share of the work done, carried across attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressStatus>,
+    /// Earlier attempts, oldest first: where each ran and why it ended (moved, resized,
+    /// preempted...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptStatus>,
 }
 
 /// One condition of the job.
@@ -121,6 +133,9 @@ pub fn build(job: &TrainingJob, now: i64) -> ExplainReport {
                 age_seconds: table::seconds_since(&c.last_transition_time, now),
             })
             .collect(),
+        attempt: status.attempt,
+        progress: status.progress.clone(),
+        attempts: status.attempts.clone(),
     }
 }
 
@@ -236,6 +251,12 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
     if let Some(n) = report.requeues.filter(|n| *n > 0) {
         field(&mut out, "Requeues", n.to_string());
     }
+    if let Some(a) = report.attempt.filter(|a| *a > 1 || !report.attempts.is_empty()) {
+        field(&mut out, "Attempt", a.to_string());
+    }
+    if let Some(p) = &report.progress {
+        field(&mut out, "Progress", format!("{:.1} % done ({:?})", p.completed * 100.0, p.source));
+    }
     if let Some(r) = &report.retry {
         let wait = -table::seconds_since(&r.next_attempt_time, now);
         let when = if wait > 0 { format!("in {}", table::age(wait)) } else { "due".to_string() };
@@ -256,6 +277,26 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
     if !report.rejected.is_empty() {
         out.push_str("\nRejected members:\n");
         out.push_str(&rejected_table(&report.rejected));
+    }
+    if !report.attempts.is_empty() {
+        let mut t =
+            Table::new(&["ATTEMPT", "CLUSTER", "ACCELERATOR", "REPLICAS", "ENDED", "REASON", "DONE", "MESSAGE"]);
+        for a in &report.attempts {
+            t.row(vec![
+                a.attempt.to_string(),
+                a.cluster.clone(),
+                or_dash(a.accelerator.as_deref()),
+                a.replicas.to_string(),
+                a.end_time
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |e| format!("{} ago", table::age(table::seconds_since(e, now)))),
+                a.reason.clone(),
+                a.completed.map_or_else(|| "-".to_string(), |c| format!("{:.1} %", c * 100.0)),
+                a.message.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str("\nHistory (earlier attempts):\n");
+        out.push_str(&t.render());
     }
     if !report.conditions.is_empty() {
         let mut t = Table::new(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]);
@@ -278,6 +319,39 @@ pub fn table(report: &ExplainReport, now: i64) -> String {
 mod tests {
     use super::*;
     use crate::fixtures::{self, NOW};
+
+    #[test]
+    fn a_moved_job_shows_its_attempt_progress_and_history() {
+        let mut job = fixtures::running(
+            fixtures::job("team-a", "bert", "research", 1, 8, NOW - 900),
+            "ai-east",
+            "H800",
+            &[("gpu-h800-1", 1)],
+            NOW - 60,
+        );
+        let status = job.status.as_mut().expect("status");
+        status.attempt = Some(2);
+        status.progress = Some(ProgressStatus { completed: 0.4, ..Default::default() });
+        status.attempts = vec![AttemptStatus {
+            attempt: 1,
+            cluster: "ai-west".into(),
+            accelerator: Some("A100-80G".into()),
+            replicas: 1,
+            end_time: Some(fixtures::time(NOW - 60)),
+            reason: "Moved".into(),
+            message: Some("moves from ai-west to ai-east".into()),
+            completed: Some(0.4),
+            ..Default::default()
+        }];
+        let report = build(&job, NOW);
+        assert_eq!((report.attempt, report.attempts.len()), (Some(2), 1));
+        let text = table(&report, NOW);
+        assert!(text.contains("Attempt:    2"), "{text}");
+        assert!(text.contains("Progress:   40.0 % done"), "{text}");
+        assert!(text.contains("History (earlier attempts):"), "{text}");
+        let row = text.lines().find(|l| l.contains("ai-west")).expect("a history row");
+        assert!(row.contains("A100-80G") && row.contains("Moved") && row.contains("40.0 %"), "{row}");
+    }
 
     #[test]
     fn an_admitted_job_shows_its_placement_and_candidates() {
