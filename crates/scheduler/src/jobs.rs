@@ -579,6 +579,62 @@ mod tests {
     }
 
     #[test]
+    fn a_new_attempt_starts_only_once_the_earlier_one_is_gone() {
+        let tj = admitted(TrainingJobPhase::Admitted, false);
+        let leftover = |stop_due| Leftover { what: "Job cn-x of an earlier attempt".into(), stop_due, job_uid: None };
+        let left = |stop_due| Earlier::Left { member: "ai-3".into(), leftover: leftover(stop_due) };
+        assert_eq!(
+            next_step(&tj, &reachable(None), None, true, &left(true), t(200)),
+            Step::StopEarlier { member: "ai-3".into(), leftover: leftover(true) },
+            "still running: stop it first"
+        );
+        assert_eq!(next_step(&tj, &reachable(None), None, true, &left(false), t(200)), Step::Wait, "stopping: wait");
+        let unknown = Earlier::Unknown { member: "ai-3".into() };
+        assert_eq!(next_step(&tj, &reachable(None), None, true, &unknown, t(200)), Step::Wait, "cannot tell: wait");
+        assert_eq!(next_step(&tj, &reachable(None), None, true, &Earlier::Gone, t(200)), Step::Dispatch);
+        assert_eq!(next_step(&tj, &reachable(None), None, false, &Earlier::Gone, t(200)), Step::BackingOff);
+        // The current attempt's own objects are mirrored whatever is left elsewhere.
+        let running = admitted(TrainingJobPhase::Running, true);
+        assert_eq!(
+            next_step(&running, &reachable(Some(TrainingJobPhase::Running)), None, true, &left(true), t(200)),
+            Step::Wait
+        );
+    }
+
+    #[test]
+    fn only_a_job_that_ran_before_is_checked_for_earlier_attempts() {
+        let mut tj = admitted(TrainingJobPhase::Admitted, false);
+        assert!(!may_have_earlier(&tj), "a first admission");
+        tj.status.as_mut().unwrap().attempt = Some(2);
+        assert!(may_have_earlier(&tj), "a second attempt");
+        tj.status.as_mut().unwrap().remote = Some(RemoteReference::default());
+        assert!(!may_have_earlier(&tj), "dispatched already");
+    }
+
+    #[test]
+    fn a_stopping_attempt_is_no_orphan_during_its_grace_period() {
+        let mut tj = admitted(TrainingJobPhase::Preempted, false);
+        tj.spec.checkpoint = Some(computenet_api::training_job::CheckpointSpec {
+            restartable: true,
+            grace_period_seconds: 60,
+            ..Default::default()
+        });
+        let s = tj.status.as_mut().unwrap();
+        s.admitted = Some(false);
+        s.attempts = vec![computenet_api::training_job::AttemptStatus {
+            attempt: 1,
+            cluster: "ai-1".into(),
+            end_time: Some(Time(t(1_000))),
+            reason: "Preempted".into(),
+            ..Default::default()
+        }];
+        let jobs = [Arc::new(tj)];
+        let old = remote("uid-1", "uid-1", 600, false);
+        assert!(!is_orphan(&old, "ai-1", false, &HubIndex::new(&jobs, 1_000 + 60 + 29)), "within grace + 30 s");
+        assert!(is_orphan(&old, "ai-1", false, &HubIndex::new(&jobs, 1_000 + 60 + 31)), "past it: cleaned up");
+    }
+
+    #[test]
     fn the_first_state_after_dispatch_is_written_with_the_dispatch() {
         let tj = admitted(TrainingJobPhase::Admitted, false);
         let r = record();

@@ -531,3 +531,142 @@ pub fn only_position_differs(current: &TrainingJobStatus, new: &TrainingJobStatu
     differs(current, new)
         && !differs(current, &TrainingJobStatus { queue_position: current.queue_position, ..new.clone() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{self, MemberView};
+    use computenet_api::training_job::{CheckpointSpec, TrainingJobSpec};
+    use computenet_api::MemberCluster;
+    use computenet_core::{Adjustment, AdjustmentKind, Estimate};
+    use computenet_members::MemberNodes;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    /// A restartable job running on ai-1 (A100, 1 replica of 8 GPUs) for half its estimate.
+    fn running() -> TrainingJob {
+        let spec: TrainingJobSpec = serde_json::from_value(serde_json::json!({
+            "queueName": "q", "replicas": 1,
+            "resources": {"cpu": "4", "memory": "16Gi", "accelerators": {"count": 8}},
+            "workload": {"image": "x", "command": ["true"]}, "work": {"gpuHours": 100}
+        }))
+        .unwrap();
+        let mut tj = TrainingJob::new("j", spec);
+        tj.metadata.uid = Some("uid-1".into());
+        tj.metadata.namespace = Some("team-a".into());
+        tj.spec.checkpoint = Some(CheckpointSpec { restartable: true, ..Default::default() });
+        tj.status = Some(TrainingJobStatus {
+            phase: Some(TrainingJobPhase::Running),
+            admitted: Some(true),
+            attempt: Some(1),
+            placement: Some(PlacementStatus {
+                cluster: "ai-1".into(),
+                accelerator: Some("A100-80G".into()),
+                gpus: 8,
+                replicas: Some(1),
+                estimated_runtime_seconds: 2000.0,
+                ..Default::default()
+            }),
+            start_time: Some(Time(t(9_000))),
+            dispatch_time: Some(Time(t(9_000))),
+            remote: Some(Default::default()),
+            admission_seal: Some("ab".repeat(32)),
+            ..Default::default()
+        });
+        tj
+    }
+
+    fn built() -> Built {
+        let member: MemberCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "computenet.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": "ai-3"},
+            "spec": {"kind": "AI", "site": "s", "kubernetes": {"kubeconfigSecretRef": {"name": "k", "namespace": "n", "key": "kubeconfig"}}}
+        }))
+        .unwrap();
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "h1", "labels": {"nvidia.com/gpu.product": "H800"}},
+            "status": {"allocatable": {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "8"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        let views = vec![MemberView {
+            member: Arc::new(member),
+            ready: true,
+            nodes: MemberNodes::Kubernetes { nodes: vec![Arc::new(node)], pods: Vec::new() },
+            measured: None,
+        }];
+        snapshot::build(10_000, &views, &[], &[], &BTreeMap::new())
+    }
+
+    #[test]
+    fn an_adjustment_ends_the_attempt_carries_the_progress_and_admits_the_next() {
+        let tj = running();
+        let a = Adjustment {
+            job: "uid-1".into(),
+            kind: AdjustmentKind::Migrate,
+            replicas: 1,
+            placement: Placement {
+                cluster_index: 0,
+                cluster: "ai-3".into(),
+                accelerator: Some("H800".into()),
+                slots: vec![computenet_core::pool::NodeSlot { node: 0, replicas: 1 }],
+                estimate: Estimate {
+                    runtime_s: 500.0,
+                    transfer_s: 0.0,
+                    energy_kwh: 1.0,
+                    cost: 1.0,
+                    carbon_kg: None,
+                    source: computenet_core::throughput::EstimateSource::PeakTflops,
+                },
+                backfilled: false,
+            },
+            remaining_s: 1000.0,
+            adjusted_s: 560.0,
+            reason: "moves from ai-1 to ai-3: 0.16 h left instead of 0.28 h, restart included".into(),
+        };
+        let out = adjusted(&tj, &view::status(&tj), &a, &built(), t(10_000));
+        let s = &out.status;
+        assert_eq!((s.phase, s.admitted, s.attempt), (Some(TrainingJobPhase::Admitted), Some(true), Some(2)));
+        let p = s.placement.as_ref().unwrap();
+        assert_eq!(
+            (p.cluster.as_str(), p.accelerator.as_deref(), p.replicas, p.gpus),
+            ("ai-3", Some("H800"), Some(1), 8)
+        );
+        assert_eq!(p.nodes[0].node, "h1");
+        assert_eq!((s.remote.as_ref(), s.dispatch_time.as_ref(), s.admission_seal.as_ref()), (None, None, None));
+        assert_eq!(s.progress.as_ref().map(|p| p.completed), Some(0.5), "1000 s of an estimated 2000 s");
+        let ended = &s.attempts[0];
+        assert_eq!((ended.attempt, ended.cluster.as_str(), ended.reason.as_str()), (1, "ai-1", reasons::MOVED));
+        assert_eq!((ended.completed, ended.end_time.as_ref()), (Some(0.5), Some(&Time(t(10_000)))));
+        assert!(ended.message.as_deref().unwrap().starts_with("moves from ai-1 to ai-3"));
+        assert!(conditions::find(&s.conditions, types::ADMITTED).is_some_and(|c| c.reason == reasons::MOVED));
+        assert!(!conditions::is_true(&s.conditions, types::RUNNING), "not running until the new attempt does");
+        assert_eq!(out.event.as_ref().map(|e| e.0), Some(EventReason::Adjusted));
+        let grow = Adjustment { kind: AdjustmentKind::Grow, replicas: 2, ..a };
+        let resized = adjusted(&tj, &view::status(&tj), &grow, &built(), t(10_000)).status;
+        assert_eq!(resized.attempts[0].reason, reasons::RESIZED);
+        assert_eq!(resized.placement.map(|p| (p.replicas, p.gpus)), Some((Some(2), 16)));
+    }
+
+    #[test]
+    fn a_preempted_restartable_job_keeps_its_progress_and_a_rigid_one_starts_over() {
+        let tj = running();
+        let r = requeued(&tj, &view::status(&tj), Requeue::Preempted, "preempted on ai-1 for team-a/b", t(10_000));
+        assert_eq!(r.status.progress.as_ref().map(|p| p.completed), Some(0.5));
+        assert_eq!((r.status.attempts.len(), r.status.attempts[0].reason.as_str()), (1, reasons::PREEMPTED));
+        assert_eq!(r.status.attempts[0].completed, Some(0.5));
+        let mut rigid = running();
+        rigid.spec.checkpoint = None;
+        let r = requeued(&rigid, &view::status(&rigid), Requeue::Preempted, "preempted", t(10_000));
+        assert_eq!(r.status.progress, None, "a rigid job's run is lost");
+        assert_eq!(r.status.attempts[0].completed, None);
+        // Waiting and admitted again, the history stays.
+        let mut waiting = rigid.clone();
+        waiting.status = Some(r.status.clone());
+        let again = resumed(&view::status(&waiting));
+        assert_eq!(again.attempts.len(), 1);
+    }
+}

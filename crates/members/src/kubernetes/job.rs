@@ -497,6 +497,42 @@ spec:
     }
 
     #[test]
+    fn an_attempt_runs_at_its_placed_size_with_its_number_range_and_grace_period() {
+        let mut tj = training_job();
+        tj.spec.elastic = Some(computenet_api::training_job::ElasticSpec { min_replicas: 2, max_replicas: 4 });
+        tj.spec.checkpoint = Some(computenet_api::training_job::CheckpointSpec {
+            restartable: true,
+            grace_period_seconds: 45,
+            ..Default::default()
+        });
+        tj.status = Some(computenet_api::TrainingJobStatus {
+            attempt: Some(3),
+            placement: Some(computenet_api::training_job::PlacementStatus { replicas: Some(2), ..Default::default() }),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(indexed_job(&tj, "ns", None, "hub-a").expect("builds")).expect("json");
+        assert_eq!((v["spec"]["completions"].as_i64(), v["spec"]["parallelism"].as_i64()), (Some(2), Some(2)));
+        assert_eq!(v["metadata"]["labels"][labels::ATTEMPT], "3");
+        assert_eq!(v["spec"]["template"]["metadata"]["labels"][labels::ATTEMPT], "3");
+        let pod = &v["spec"]["template"]["spec"];
+        assert_eq!(pod["terminationGracePeriodSeconds"], 45);
+        let env: BTreeMap<String, String> = pod["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+            .collect();
+        assert_eq!((env["WORLD_SIZE"].as_str(), env["PET_NNODES"].as_str()), ("2", "2:4"));
+        assert_eq!(env["COMPUTENET_ATTEMPT"], "3");
+        // Objects every attempt shares select the gang by UID, with no attempt label.
+        let svc = serde_json::to_value(headless_service(&tj, "ns", "hub-a").expect("builds")).expect("json");
+        assert!(svc["metadata"]["labels"].get(labels::ATTEMPT).is_none());
+        let rigid =
+            serde_json::to_value(indexed_job(&training_job(), "ns", None, "hub-a").expect("builds")).expect("json");
+        assert!(rigid["spec"]["template"]["spec"].get("terminationGracePeriodSeconds").is_none(), "the default");
+    }
+
+    #[test]
     fn a_name_of_253_characters_fits_the_labels_and_stays_whole_in_annotations() {
         let mut tj = training_job();
         let name = "n".repeat(253);

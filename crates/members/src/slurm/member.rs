@@ -438,6 +438,34 @@ mod tests {
     }
 
     #[test]
+    fn a_graceful_stop_signals_first_and_cancels_after_the_grace_period() {
+        use convert::RemotePhase::{Pending, Running};
+        let grace = Duration::from_secs(30);
+        assert_eq!(stop_action(Pending, None, grace), StopAction::Cancel, "nothing runs yet");
+        assert_eq!(stop_action(Running, None, grace), StopAction::Terminate);
+        assert_eq!(stop_action(Running, Some(Duration::from_secs(10)), grace), StopAction::Wait);
+        assert_eq!(stop_action(Running, Some(Duration::from_secs(30)), grace), StopAction::Kill);
+    }
+
+    #[test]
+    fn what_earlier_attempts_left_is_found_by_uid_and_user() {
+        let mut state = State::default();
+        state.jobs.insert("u-1.1".into(), vec![job(4, "u-1", 1, "hub-a", "RUNNING")]);
+        state.jobs.insert("u-1.2".into(), vec![job(5, "u-1", 2, "hub-a", "PENDING")]);
+        state.jobs.insert("u-2.1".into(), vec![job(6, "u-2", 1, "hub-a", "RUNNING")]);
+        state.jobs.insert("u-1.0".into(), vec![job(3, "u-1", 0, "hub-a", "COMPLETED")]);
+        let m = member(state);
+        let grace = Duration::from_secs(30);
+        let (what, due) = m.leftover("u-1", "u-1.2", "computenet", grace).expect("attempt 1 runs");
+        assert!(what.contains('4') && !what.contains('5') && !what.contains('3'), "{what}");
+        assert!(due, "not signalled yet");
+        m.lock().signalled.insert(4, Instant::now());
+        assert_eq!(m.leftover("u-1", "u-1.2", "computenet", grace).map(|l| l.1), Some(false), "signalled: waits");
+        assert_eq!(m.leftover("u-1", "u-1.2", "mallory", grace), None, "another user's jobs are not its");
+        assert_eq!(m.leftover("u-2", "u-2.1", "computenet", grace), None, "only the current attempt");
+    }
+
+    #[test]
     fn only_this_hubs_jobs_are_its_own() {
         let o = owner();
         assert_eq!(o.key_of(&job(1, "u-1", 2, "hub-a", "PENDING")).as_deref(), Some("u-1.2"));
