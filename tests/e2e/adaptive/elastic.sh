@@ -18,8 +18,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$here/lib.sh"
-# shellcheck source=tests/e2e/adaptive/lib.sh
-. "$here/adaptive/lib.sh"
+# shellcheck source=tests/e2e/adaptive/lib.bash
+. "$here/adaptive/lib.bash"
 use_testbed
 started_at=$(date +%s)
 tmp=$(mktemp -d)

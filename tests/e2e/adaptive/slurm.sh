@@ -21,8 +21,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$here/lib.sh"
-# shellcheck source=tests/e2e/adaptive/lib.sh
-. "$here/adaptive/lib.sh"
+# shellcheck source=tests/e2e/adaptive/lib.bash
+. "$here/adaptive/lib.bash"
 use_testbed
 export SLURM_CONF
 [ -n "${SLURMRESTD_URL:-}" ] || { echo "the test bed runs without Slurm (up.sh --no-slurm?)" >&2; exit 1; }
