@@ -3,8 +3,11 @@
 //! 1. take in landed work ([`Overlay`], [`Reconciler`], Events, metrics);
 //! 2. members: connect new or changed ones in the background ([`Connections`]); then
 //!    admissions without the service's seal are reset ([`crate::seal`]);
-//! 3. per-job reconcile: cleanup, suspension, dispatch with backoff, mirror ([`Reconciler`]);
+//! 3. per-job reconcile: cleanup, suspension, dispatch with backoff (a new attempt after
+//!    the earlier one is stopped and gone), mirror ([`Reconciler`]);
 //! 4. scheduling: snapshot, cycle, admissions, preemptions, positions ([`Scheduling`]);
+//!    4b. every `--adapt-interval-s`, the re-optimisation round on a snapshot taken after
+//!    the admissions: moves and resizes of running restartable jobs;
 //! 5. the mirror writes of step 3 (after admissions: work starts first come first served);
 //! 6. reporters: member and queue status, the observation ([`Reporters`]);
 //! 7. orphan cleanup on members.
