@@ -99,6 +99,8 @@ if [ "$testbed" = 1 ]; then
   tests/e2e/faults.sh
   step "e2e: tenancy (priorities, trusted status, isolated pods and Slurm users, credentials, web access)"
   tests/e2e/tenancy.sh
+  step "e2e: adaptive (moves, elastic resizes, graceful Slurm preemption, kill -9 mid-move)"
+  tests/e2e/adaptive.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT

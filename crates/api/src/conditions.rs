@@ -105,6 +105,8 @@ pub enum EventReason {
     InvalidObject,
     /// Its status claimed an admission the service did not issue: reset and decided anew.
     AdmissionNotIssued,
+    /// Moved or resized by the re-optimisation round: stopped, and admitted anew.
+    Adjusted,
 }
 
 impl EventReason {
@@ -123,6 +125,7 @@ impl EventReason {
             EventReason::Suspended => "Suspended",
             EventReason::InvalidObject => "InvalidObject",
             EventReason::AdmissionNotIssued => "AdmissionNotIssued",
+            EventReason::Adjusted => "Adjusted",
         }
     }
 

@@ -2,10 +2,12 @@
 
 use anyhow::Context;
 use computenet_core::learn::LearnConfig;
+use computenet_core::AdaptConfig;
 use computenet_scheduler::backoff::BackoffPolicy;
 use computenet_scheduler::lease::LeaseConfig;
 use computenet_scheduler::profiles::ProfileSource;
 use computenet_scheduler::progress::ProgressConfig;
+use computenet_scheduler::schedule::AdaptPolicy;
 use computenet_scheduler::web::{self, WebAccess, WebConfig, WebState};
 use computenet_scheduler::webauth::{Authenticator, CachePolicy, KubeReviewer};
 use computenet_scheduler::ServeConfig;
@@ -118,6 +120,21 @@ pub struct Args {
     admission_key_secret: String,
     #[command(flatten)]
     progress: ProgressArgs,
+    /// Seconds between re-optimisation rounds: after a pass's admissions, running jobs
+    /// whose spec.checkpoint.restartable is true may be moved to a faster (or, for
+    /// Cheapest/Greenest jobs, more efficient) member or accelerator, and elastic ones
+    /// (spec.elastic) grown into idle devices or shrunk back to their asked size for a
+    /// pending job. A moved job is stopped gracefully (SIGTERM, its gracePeriodSeconds)
+    /// before its new attempt starts, and keeps its progress. 0 turns adaptation off.
+    #[arg(long, default_value_t = 300, value_name = "S")]
+    adapt_interval_s: u64,
+    /// A move or growth must save more than this many times the job's
+    /// restartCostSeconds over its remaining work.
+    #[arg(long, default_value_t = 2.0, value_name = "X")]
+    adapt_gain_factor: f64,
+    /// Most moves and resizes of one job in any hour.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    adapt_max_moves_per_hour: u32,
 }
 
 /// Reading running jobs' progress (steps per second) from Prometheus, to learn throughput.
@@ -197,6 +214,21 @@ fn listen_addr(args: &Args) -> anyhow::Result<Option<SocketAddr>> {
     let full = if listen.starts_with(':') { format!("0.0.0.0{listen}") } else { listen.to_string() };
     let addr = full.parse().with_context(|| format!("--listen {listen:?}: expected HOST:PORT, e.g. 0.0.0.0:8080"))?;
     Ok(Some(addr))
+}
+
+/// The re-optimisation round from the flags.
+fn adapt_policy(args: &Args) -> anyhow::Result<AdaptPolicy> {
+    if !(args.adapt_gain_factor.is_finite() && args.adapt_gain_factor >= 0.0) {
+        anyhow::bail!("--adapt-gain-factor must be a number of at least 0, not {}", args.adapt_gain_factor);
+    }
+    Ok(AdaptPolicy {
+        interval: (args.adapt_interval_s > 0).then(|| Duration::from_secs(args.adapt_interval_s)),
+        config: AdaptConfig {
+            gain_factor: args.adapt_gain_factor,
+            max_moves_per_hour: args.adapt_max_moves_per_hour,
+            ..AdaptConfig::default()
+        },
+    })
 }
 
 async fn client(args: &Args) -> anyhow::Result<kube::Client> {
@@ -279,6 +311,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             credentials_namespace: args.credentials_namespace.clone().unwrap_or_else(|| args.lease_namespace.clone()),
             admission_key_secret: (args.lease_namespace.clone(), args.admission_key_secret.clone()),
             progress,
+            adapt: adapt_policy(&args)?,
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -351,5 +384,34 @@ mod tests {
         assert_eq!((c.interval, c.uid_label.as_str(), c.learn.min_samples), (Duration::from_secs(10), "job_uid", 3));
         assert!(parse(&["--progress-query", "x", "--progress-weight", "0"]).is_err());
         assert!(parse(&["--progress-query", "x", "--progress-weight", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn adaptation_runs_every_five_minutes_by_default_and_zero_turns_it_off() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |a: &[&str]| <Cli as clap::Parser>::try_parse_from(a).unwrap().args;
+        let default = adapt_policy(&parse(&["serve"])).unwrap();
+        assert_eq!(default.interval, Some(Duration::from_secs(300)));
+        assert_eq!(default.config, AdaptConfig::default());
+        let tuned = adapt_policy(&parse(&[
+            "serve",
+            "--adapt-interval-s",
+            "5",
+            "--adapt-gain-factor",
+            "1.5",
+            "--adapt-max-moves-per-hour",
+            "6",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (tuned.interval, tuned.config.gain_factor, tuned.config.max_moves_per_hour),
+            (Some(Duration::from_secs(5)), 1.5, 6)
+        );
+        assert_eq!(adapt_policy(&parse(&["serve", "--adapt-interval-s", "0"])).unwrap().interval, None);
+        assert!(adapt_policy(&parse(&["serve", "--adapt-gain-factor", "NaN"])).is_err());
     }
 }

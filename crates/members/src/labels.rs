@@ -12,6 +12,10 @@ pub const JOB_UID: &str = "computenet.io/job-uid";
 /// selecting by hand) when they fit a label value, cut with a hash suffix when not.
 pub const JOB_NAMESPACE: &str = "computenet.io/job-namespace";
 pub const JOB_NAME: &str = "computenet.io/job-name";
+/// The TrainingJob's attempt (`status.attempt`) an object was made for: a job stopped
+/// and started again keeps its object names, and a new attempt must not take the
+/// objects of an earlier one for its own (nor start before they are gone).
+pub const ATTEMPT: &str = "computenet.io/attempt";
 /// The finalizer that lets computenet clean up remote objects.
 pub const FINALIZER: &str = "computenet.io/cleanup";
 /// Node label carrying the accelerator type.

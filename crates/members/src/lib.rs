@@ -11,12 +11,16 @@
 //! - [`credentials`]: which Secrets are read, where credentials may go, which kubeconfigs
 //!   are used, and messages about Secrets that never carry their text.
 //! - [`labels`]: the labels and names computenet puts on what it creates.
+//! - [`attempt`]: what one attempt of a job runs as (size, number, environment, grace
+//!   period); a new attempt starts only once what earlier ones left is stopped
+//!   ([`Member::leftover`], [`Member::stop_earlier`]).
 //!
 //! The pure parts (the Job and Service a TrainingJob becomes, parsing `gres` strings, node
 //! states, job states, building the batch script) are unit-tested without a server; the
 //! clients, watches and pollers are thin wrappers over kube and reqwest.
 #![forbid(unsafe_code)]
 
+pub mod attempt;
 pub mod body;
 pub mod credentials;
 pub mod error;
@@ -29,4 +33,4 @@ pub mod slurm;
 
 pub use error::{Error, Result};
 pub use health::Health;
-pub use member::{Member, MemberNodes, Members, RemoteJob, RemoteStatus};
+pub use member::{Leftover, Member, MemberNodes, Members, RemoteJob, RemoteStatus};

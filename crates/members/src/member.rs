@@ -145,6 +145,19 @@ impl RemoteStatus {
     }
 }
 
+/// What is left on a member of a TrainingJob's attempts other than its current one: a new
+/// attempt starts only once nothing is left ("old pods stopped before new ones start").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// What, for logs and the job's condition.
+    pub what: String,
+    /// Whether a stop call is due now (something not yet told to stop, or past its grace
+    /// period); otherwise it is stopping and the new attempt waits.
+    pub stop_due: bool,
+    /// The Kubernetes Job's own UID (a delete precondition: never the new attempt's Job).
+    pub job_uid: Option<String>,
+}
+
 /// One of this hub's jobs found on a member (for orphan cleanup).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteJob {
@@ -266,6 +279,11 @@ fn identity<'a>(member: &'a SlurmMember, tj: &TrainingJob) -> Option<&'a Identit
     member.owner.tenancy.identity(tj.metadata.namespace.as_deref().unwrap_or_default())
 }
 
+/// A restartable job's grace period (zero for others: they are cancelled at once).
+fn grace(tj: &TrainingJob) -> Duration {
+    Duration::from_secs(u64::from(crate::attempt::grace_period_s(tj).unwrap_or(0)))
+}
+
 fn uid(tj: &TrainingJob) -> String {
     tj.metadata.uid.clone().unwrap_or_default()
 }
@@ -347,7 +365,9 @@ impl Member {
     /// The TrainingJob's objects on this member; `None` when there are none (not dispatched yet).
     pub fn remote_status(&self, tj: &TrainingJob) -> Option<RemoteStatus> {
         match self {
-            Member::Kubernetes(k) => k.job(tenant(tj), &uid(tj)).map(|j| kubernetes_status(&j)),
+            Member::Kubernetes(k) => {
+                k.job_of_attempt(tenant(tj), &uid(tj), crate::attempt::number(tj)).map(|j| kubernetes_status(&j))
+            }
             Member::Slurm(s) => {
                 let key = slurm::batch::key(tj);
                 let user = &identity(s, tj)?.user;
@@ -402,6 +422,66 @@ impl Member {
             },
         };
         cancelled.map_err(|e| e.on(self.name()))
+    }
+
+    /// Whether what the member's caches say can be trusted: they have listed once.
+    pub fn caches_ready(&self) -> bool {
+        match self {
+            Member::Kubernetes(k) => k.caches_ready(),
+            Member::Slurm(s) => s.ever_reached(),
+        }
+    }
+
+    /// What is left here of the TrainingJob's attempts other than its current one.
+    pub fn leftover(&self, tj: &TrainingJob) -> Option<Leftover> {
+        match self {
+            Member::Kubernetes(k) => k
+                .leftover(tenant(tj), &uid(tj), crate::attempt::number(tj))
+                .map(|(what, stop_due, job_uid)| Leftover { what, stop_due, job_uid }),
+            Member::Slurm(s) => {
+                let user = &identity(s, tj)?.user;
+                let (what, stop_due) = s.leftover(&uid(tj), &slurm::batch::key(tj), user, grace(tj))?;
+                Some(Leftover { what, stop_due, job_uid: None })
+            }
+        }
+    }
+
+    /// Stops what `leftover` found of the TrainingJob's earlier attempts, gracefully.
+    pub async fn stop_earlier(&self, tj: &TrainingJob, leftover: &Leftover) -> Result<()> {
+        let stopped = match self {
+            Member::Kubernetes(k) => match &leftover.job_uid {
+                Some(job_uid) => k.stop(tenant(tj), &uid(tj), crate::attempt::grace_period_s(tj), Some(job_uid)).await,
+                None => Ok(()),
+            },
+            Member::Slurm(s) => match identity(s, tj) {
+                Some(who) => {
+                    let current = slurm::batch::key(tj);
+                    s.stop(&uid(tj), &who.user, |k| k != current, grace(tj)).await
+                }
+                None => Ok(()),
+            },
+        };
+        stopped.map_err(|e| e.on(self.name()))
+    }
+
+    /// Stops the TrainingJob's current attempt: a restartable job gracefully (SIGTERM,
+    /// then its grace period; on Slurm the batch job is cancelled by a later stop or by
+    /// orphan cleanup once the grace period has passed), any other as [`Member::cancel`].
+    pub async fn stop(&self, tj: &TrainingJob) -> Result<()> {
+        if !crate::attempt::restartable(tj) {
+            return self.cancel(tj).await;
+        }
+        let stopped = match self {
+            Member::Kubernetes(k) => k.stop(tenant(tj), &uid(tj), crate::attempt::grace_period_s(tj), None).await,
+            Member::Slurm(s) => match identity(s, tj) {
+                Some(who) => {
+                    let current = slurm::batch::key(tj);
+                    s.stop(&uid(tj), &who.user, |k| k == current, grace(tj)).await
+                }
+                None => Ok(()),
+            },
+        };
+        stopped.map_err(|e| e.on(self.name()))
     }
 
     /// computenet's jobs on this member, as last read.

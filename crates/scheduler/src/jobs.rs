@@ -16,10 +16,10 @@ use computenet_api::conditions::reasons;
 use computenet_api::training_job::{MemberLossPolicy, TrainingJobPhase};
 use computenet_api::view;
 use computenet_api::TrainingJob;
-use computenet_members::{Member, Members, RemoteJob, RemoteStatus};
+use computenet_members::{Leftover, Member, Members, RemoteJob, RemoteStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,19 @@ pub enum MemberState {
     Reachable { kind: MemberKind, remote: Option<RemoteStatus> },
 }
 
+/// What is left on members of a job's earlier attempts, for the dispatch of its current
+/// one: a new attempt starts only once the old one is gone, so nothing runs twice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Earlier {
+    /// Nothing is left (or the job has no earlier attempt).
+    Gone,
+    /// Something is left on `member`: to stop now (`leftover.stop_due`), or stopping.
+    Left { member: String, leftover: Leftover },
+    /// The member the last attempt ran on cannot be read (not connected yet, or its
+    /// caches not listed): whether it left anything is unknown, so the new attempt waits.
+    Unknown { member: String },
+}
+
 /// What to do for one job now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
@@ -54,6 +67,9 @@ pub enum Step {
     Requeue(Transition),
     /// Create its objects on its member (idempotent: existing ones are found).
     Dispatch,
+    /// An earlier attempt is still on `member`: stop it (gracefully) first; the dispatch
+    /// follows in a later pass, once it is gone.
+    StopEarlier { member: String, leftover: Leftover },
     /// Dispatch failed before and the next attempt is not due yet.
     BackingOff,
     /// Write what its member reports.
@@ -66,12 +82,14 @@ pub const DISPATCHED_GRACE: Duration = Duration::from_secs(2);
 
 /// Decides the next step for a job that has no work in flight. `record` is a dispatch this
 /// process made that the status does not show yet, with whether it is younger than
-/// [`DISPATCHED_GRACE`]; `backoff_due` whether a failed dispatch may be tried again now.
+/// [`DISPATCHED_GRACE`]; `backoff_due` whether a failed dispatch may be tried again now;
+/// `earlier` what is left of its earlier attempts (a dispatch waits for it to be gone).
 pub fn next_step(
     tj: &TrainingJob,
     member: &MemberState,
     record: Option<(&DispatchRecord, bool)>,
     backoff_due: bool,
+    earlier: &Earlier,
     now: Timestamp,
 ) -> Step {
     let current = view::status(tj);
@@ -123,8 +141,18 @@ pub fn next_step(
             exit_code: None,
             nodes: None,
         },
-        // Admitted but not dispatched (a failed call, or a crash in between).
-        (None, _, _) => return if backoff_due { Step::Dispatch } else { Step::BackingOff },
+        // Admitted but not dispatched (a failed call, a crash in between, or a new attempt
+        // after a move): an earlier attempt's objects are stopped first and waited for.
+        (None, _, _) => {
+            return match earlier {
+                Earlier::Left { member, leftover } if leftover.stop_due => {
+                    Step::StopEarlier { member: member.clone(), leftover: leftover.clone() }
+                }
+                Earlier::Left { .. } | Earlier::Unknown { .. } => Step::Wait,
+                Earlier::Gone if backoff_due => Step::Dispatch,
+                Earlier::Gone => Step::BackingOff,
+            }
+        }
     };
     // A dispatch the status does not record: with this process's record it is written
     // with this state; without one (a restart in between) the dispatch runs again, finds
@@ -155,6 +183,10 @@ pub fn is_orphan(job: &RemoteJob, member: &str, slurm: bool, hub: &HubIndex) -> 
         return false;
     }
     if job.age_s.is_some_and(|age| age <= ORPHAN_MIN_AGE_S) {
+        return false;
+    }
+    // A restartable job's stopped attempt has its grace period to checkpoint and exit.
+    if hub.stopping.contains(&job.uid) {
         return false;
     }
     let known = hub.attempt.contains_key(&job.uid);
@@ -207,6 +239,13 @@ pub fn claims_another_namespace(job: &RemoteJob, hub: &HubIndex) -> bool {
     }
 }
 
+/// Whether an admitted job waiting for its dispatch may have earlier attempts left on
+/// members (pure): it ran before (an attempt recorded, or not its first admission).
+pub fn may_have_earlier(tj: &TrainingJob) -> bool {
+    let Some(s) = tj.status.as_ref() else { return false };
+    s.remote.is_none() && s.admitted == Some(true) && (!s.attempts.is_empty() || s.attempt.unwrap_or(0) > 1)
+}
+
 /// Seconds a member object must exist before it can be judged an orphan.
 pub const ORPHAN_MIN_AGE_S: i64 = 30;
 
@@ -222,13 +261,24 @@ pub struct HubIndex {
     pub recorded: HashMap<String, u64>,
     /// Every job's namespace.
     pub namespace: HashMap<String, String>,
+    /// Jobs whose last attempt ended less than its grace period (and
+    /// [`ORPHAN_MIN_AGE_S`]) ago: what it left is stopping, not orphaned.
+    pub stopping: HashSet<String>,
 }
 
 impl HubIndex {
-    pub fn new(jobs: &[Arc<TrainingJob>]) -> Self {
+    /// The index of `jobs` at `now` (seconds since the epoch).
+    pub fn new(jobs: &[Arc<TrainingJob>], now: u64) -> Self {
         let mut index = HubIndex::default();
         for j in jobs {
             let uid = view::uid(j).to_string();
+            let ended = j.status.as_ref().and_then(|s| s.attempts.last()).and_then(|a| a.end_time.as_ref());
+            if let (Some(end), Some(grace)) = (ended, computenet_members::attempt::grace_period_s(j)) {
+                let until = view::unix(end.0).saturating_add(u64::from(grace)).saturating_add(ORPHAN_MIN_AGE_S as u64);
+                if now < until {
+                    index.stopping.insert(uid.clone());
+                }
+            }
             if view::is_admitted(j) || j.metadata.deletion_timestamp.is_some() {
                 if let Some(cluster) = view::placed_on(j) {
                     index.admitted_to.insert(uid.clone(), cluster.to_string());
@@ -335,6 +385,7 @@ impl Reconciler {
         overlay: &mut Overlay,
         jobs: &[Arc<TrainingJob>],
         members: &Members,
+        known: &BTreeSet<String>,
         raw_accelerators: &RawAccelerators,
         now: Timestamp,
     ) -> Vec<(Arc<TrainingJob>, Transition)> {
@@ -348,7 +399,8 @@ impl Reconciler {
             let record = self.dispatched.get(uid).map(|(d, at)| (d, at.elapsed() < DISPATCHED_GRACE));
             let backoff_due = self.backoff(tj).due(epoch_ms(now));
             let member = view::placed_on(tj).and_then(|c| members.get(c)).cloned();
-            match next_step(tj, &state, record, backoff_due, now) {
+            let earlier = if may_have_earlier(tj) { self.earlier(tj, members, known) } else { Earlier::Gone };
+            match next_step(tj, &state, record, backoff_due, &earlier, now) {
                 Step::Wait | Step::BackingOff => {}
                 Step::CleanUp => {
                     overlay.start(tj.clone(), work::clean_up(self.client.clone(), tj.clone(), member));
@@ -364,6 +416,12 @@ impl Reconciler {
                     overlay.start(expected, work::write_status(self.client.clone(), tj.clone(), t));
                 }
                 Step::Mirror(t) => mirrors.push((tj.clone(), t)),
+                Step::StopEarlier { member, leftover } => {
+                    if let Some(m) = members.get(&member).cloned() {
+                        tracing::info!(job = %view::job_name(tj), %member, what = %leftover.what, "stopping an earlier attempt before the new one starts");
+                        overlay.start(tj.clone(), work::stop_earlier(tj.clone(), m, leftover));
+                    }
+                }
                 Step::Dispatch => {
                     let target = self.target(tj, members, raw_accelerators);
                     overlay.start(tj.clone(), work::admit_and_dispatch(self.client.clone(), tj.clone(), None, target));
@@ -371,6 +429,49 @@ impl Reconciler {
             }
         }
         mirrors
+    }
+
+    /// What is left of the job's earlier attempts: on every connected member its attempts
+    /// ran on (and its current one), as their caches show. The member of its last attempt
+    /// must be readable; one lost past the member timeout counts as gone (as for a running
+    /// job on a lost member; unless the job asked to wait), and what it left there is
+    /// removed as orphans when it comes back.
+    pub fn earlier(&self, tj: &TrainingJob, members: &Members, known: &BTreeSet<String>) -> Earlier {
+        let status = view::status(tj);
+        let last = status.attempts.last().map(|a| a.cluster.clone());
+        let mut candidates: BTreeSet<String> = status.attempts.iter().map(|a| a.cluster.clone()).collect();
+        candidates.extend(view::placed_on(tj).map(str::to_string));
+        let mut found = Earlier::Gone;
+        for c in candidates {
+            let is_last = last.as_deref() == Some(c.as_str());
+            let unknown = || Earlier::Unknown { member: c.clone() };
+            let Some(m) = members.get(&c) else {
+                if is_last && known.contains(&c) {
+                    found = unknown();
+                }
+                continue;
+            };
+            if !m.reachable(self.member_timeout).0 {
+                if is_last && tj.spec.on_member_loss == MemberLossPolicy::Wait {
+                    found = unknown();
+                }
+                continue;
+            }
+            if !m.ever_reached() || !m.caches_ready() {
+                if is_last {
+                    found = unknown();
+                }
+                continue;
+            }
+            if let Some(leftover) = m.leftover(tj) {
+                let stop = leftover.stop_due;
+                found = Earlier::Left { member: c.clone(), leftover };
+                if stop {
+                    return found;
+                }
+            }
+        }
+        found
     }
 
     /// Where an admitted job is dispatched, when its member is connected.
@@ -392,8 +493,8 @@ impl Reconciler {
 
     /// Deletes member objects that no TrainingJob accounts for (left by a member loss, a
     /// crash or a deletion the hub finished without us).
-    pub async fn clean_orphans(&self, jobs: &[Arc<TrainingJob>], members: &Members) {
-        let index = HubIndex::new(jobs);
+    pub async fn clean_orphans(&self, jobs: &[Arc<TrainingJob>], members: &Members, now: Timestamp) {
+        let index = HubIndex::new(jobs, view::unix(now));
         for (name, m) in members {
             if !m.reachable(self.member_timeout).0 || !m.ever_reached() {
                 continue;
@@ -470,11 +571,67 @@ mod tests {
     #[test]
     fn an_admitted_job_without_objects_is_dispatched_unless_backing_off() {
         let tj = admitted(TrainingJobPhase::Admitted, false);
-        assert_eq!(next_step(&tj, &reachable(None), None, true, t(200)), Step::Dispatch);
-        assert_eq!(next_step(&tj, &reachable(None), None, false, t(200)), Step::BackingOff);
+        assert_eq!(next_step(&tj, &reachable(None), None, true, &Earlier::Gone, t(200)), Step::Dispatch);
+        assert_eq!(next_step(&tj, &reachable(None), None, false, &Earlier::Gone, t(200)), Step::BackingOff);
         // Not while the member is connecting or never answered.
-        assert_eq!(next_step(&tj, &MemberState::NotConnected, None, true, t(200)), Step::Wait);
-        assert_eq!(next_step(&tj, &MemberState::NotReachedYet, None, true, t(200)), Step::Wait);
+        assert_eq!(next_step(&tj, &MemberState::NotConnected, None, true, &Earlier::Gone, t(200)), Step::Wait);
+        assert_eq!(next_step(&tj, &MemberState::NotReachedYet, None, true, &Earlier::Gone, t(200)), Step::Wait);
+    }
+
+    #[test]
+    fn a_new_attempt_starts_only_once_the_earlier_one_is_gone() {
+        let tj = admitted(TrainingJobPhase::Admitted, false);
+        let leftover = |stop_due| Leftover { what: "Job cn-x of an earlier attempt".into(), stop_due, job_uid: None };
+        let left = |stop_due| Earlier::Left { member: "ai-3".into(), leftover: leftover(stop_due) };
+        assert_eq!(
+            next_step(&tj, &reachable(None), None, true, &left(true), t(200)),
+            Step::StopEarlier { member: "ai-3".into(), leftover: leftover(true) },
+            "still running: stop it first"
+        );
+        assert_eq!(next_step(&tj, &reachable(None), None, true, &left(false), t(200)), Step::Wait, "stopping: wait");
+        let unknown = Earlier::Unknown { member: "ai-3".into() };
+        assert_eq!(next_step(&tj, &reachable(None), None, true, &unknown, t(200)), Step::Wait, "cannot tell: wait");
+        assert_eq!(next_step(&tj, &reachable(None), None, true, &Earlier::Gone, t(200)), Step::Dispatch);
+        assert_eq!(next_step(&tj, &reachable(None), None, false, &Earlier::Gone, t(200)), Step::BackingOff);
+        // The current attempt's own objects are mirrored whatever is left elsewhere.
+        let running = admitted(TrainingJobPhase::Running, true);
+        assert_eq!(
+            next_step(&running, &reachable(Some(TrainingJobPhase::Running)), None, true, &left(true), t(200)),
+            Step::Wait
+        );
+    }
+
+    #[test]
+    fn only_a_job_that_ran_before_is_checked_for_earlier_attempts() {
+        let mut tj = admitted(TrainingJobPhase::Admitted, false);
+        assert!(!may_have_earlier(&tj), "a first admission");
+        tj.status.as_mut().unwrap().attempt = Some(2);
+        assert!(may_have_earlier(&tj), "a second attempt");
+        tj.status.as_mut().unwrap().remote = Some(RemoteReference::default());
+        assert!(!may_have_earlier(&tj), "dispatched already");
+    }
+
+    #[test]
+    fn a_stopping_attempt_is_no_orphan_during_its_grace_period() {
+        let mut tj = admitted(TrainingJobPhase::Preempted, false);
+        tj.spec.checkpoint = Some(computenet_api::training_job::CheckpointSpec {
+            restartable: true,
+            grace_period_seconds: 60,
+            ..Default::default()
+        });
+        let s = tj.status.as_mut().unwrap();
+        s.admitted = Some(false);
+        s.attempts = vec![computenet_api::training_job::AttemptStatus {
+            attempt: 1,
+            cluster: "ai-1".into(),
+            end_time: Some(Time(t(1_000))),
+            reason: "Preempted".into(),
+            ..Default::default()
+        }];
+        let jobs = [Arc::new(tj)];
+        let old = remote("uid-1", "uid-1", 600, false);
+        assert!(!is_orphan(&old, "ai-1", false, &HubIndex::new(&jobs, 1_000 + 60 + 29)), "within grace + 30 s");
+        assert!(is_orphan(&old, "ai-1", false, &HubIndex::new(&jobs, 1_000 + 60 + 31)), "past it: cleaned up");
     }
 
     #[test]
@@ -483,11 +640,18 @@ mod tests {
         let r = record();
         // Just created and not started: wait for Running instead of writing Dispatched.
         assert_eq!(
-            next_step(&tj, &reachable(Some(TrainingJobPhase::Dispatched)), Some((&r, true)), true, t(200)),
+            next_step(
+                &tj,
+                &reachable(Some(TrainingJobPhase::Dispatched)),
+                Some((&r, true)),
+                true,
+                &Earlier::Gone,
+                t(200)
+            ),
             Step::Wait
         );
         let Step::Mirror(m) =
-            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), Some((&r, true)), true, t(200))
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), Some((&r, true)), true, &Earlier::Gone, t(200))
         else {
             panic!("expected a mirror write")
         };
@@ -499,14 +663,21 @@ mod tests {
         assert_eq!(m.event.map(|e| e.0), Some(EventReason::Running));
         // Objects found but no record (a restart between dispatch and its record): dispatch
         // again, which finds them and learns what to record.
-        assert_eq!(next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(200)), Step::Dispatch);
+        assert_eq!(
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(200)),
+            Step::Dispatch
+        );
     }
 
     #[test]
     fn mirror_transitions_to_the_end_and_nothing_when_unchanged() {
         let running = admitted(TrainingJobPhase::Running, true);
-        assert_eq!(next_step(&running, &reachable(Some(TrainingJobPhase::Running)), None, true, t(300)), Step::Wait);
-        let Step::Mirror(done) = next_step(&running, &reachable(Some(TrainingJobPhase::Succeeded)), None, true, t(300))
+        assert_eq!(
+            next_step(&running, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(300)),
+            Step::Wait
+        );
+        let Step::Mirror(done) =
+            next_step(&running, &reachable(Some(TrainingJobPhase::Succeeded)), None, true, &Earlier::Gone, t(300))
         else {
             panic!("expected a mirror write")
         };
@@ -521,7 +692,7 @@ mod tests {
                 nodes: Some(vec!["n1".into(), "n2".into()]),
             }),
         };
-        let Step::Mirror(f) = next_step(&running, &failed, None, true, t(300)) else {
+        let Step::Mirror(f) = next_step(&running, &failed, None, true, &Earlier::Gone, t(300)) else {
             panic!("expected a mirror write")
         };
         assert_eq!((f.status.phase, f.status.exit_code), (Some(TrainingJobPhase::Failed), Some(3)));
@@ -530,7 +701,7 @@ mod tests {
         assert_eq!(f.status.placement.unwrap().nodes.len(), 2, "Slurm's own nodes are recorded");
         // A finished job is left alone.
         let done_job = job(Some(done.status));
-        assert_eq!(next_step(&done_job, &reachable(None), None, true, t(400)), Step::Wait);
+        assert_eq!(next_step(&done_job, &reachable(None), None, true, &Earlier::Gone, t(400)), Step::Wait);
     }
 
     #[test]
@@ -546,7 +717,7 @@ mod tests {
                 nodes: Some((0..100_000).map(|i| format!("n{i}{}", "y".repeat(300))).collect()),
             }),
         };
-        let Step::Mirror(f) = next_step(&running, &hostile, None, true, t(300)) else {
+        let Step::Mirror(f) = next_step(&running, &hostile, None, true, &Earlier::Gone, t(300)) else {
             panic!("expected a mirror write")
         };
         let finished = computenet_api::conditions::find(&f.status.conditions, types::FINISHED).unwrap();
@@ -562,7 +733,9 @@ mod tests {
     fn a_slurm_job_that_slurm_forgot_fails_instead_of_running_twice() {
         let tj = admitted(TrainingJobPhase::Running, true);
         let forgot = MemberState::Reachable { kind: MemberKind::Slurm, remote: None };
-        let Step::Mirror(m) = next_step(&tj, &forgot, None, true, t(300)) else { panic!("expected a mirror write") };
+        let Step::Mirror(m) = next_step(&tj, &forgot, None, true, &Earlier::Gone, t(300)) else {
+            panic!("expected a mirror write")
+        };
         assert_eq!(m.status.phase, Some(TrainingJobPhase::Failed));
         let finished = computenet_api::conditions::find(&m.status.conditions, types::FINISHED).unwrap();
         assert_eq!(finished.reason, reasons::REMOTE_JOB_LOST);
@@ -572,7 +745,7 @@ mod tests {
     fn member_loss_requeues_unless_a_running_job_waits() {
         let lost = MemberState::Lost("for over 30s: connection refused".into());
         let admitted_only = admitted(TrainingJobPhase::Admitted, false);
-        let Step::Requeue(r) = next_step(&admitted_only, &lost, None, true, t(300)) else {
+        let Step::Requeue(r) = next_step(&admitted_only, &lost, None, true, &Earlier::Gone, t(300)) else {
             panic!("expected a requeue")
         };
         assert_eq!(
@@ -582,9 +755,9 @@ mod tests {
         assert_eq!(r.event.as_ref().map(|e| e.0), Some(EventReason::MemberLost));
         let mut waiting = admitted(TrainingJobPhase::Running, true);
         waiting.spec.on_member_loss = MemberLossPolicy::Wait;
-        assert_eq!(next_step(&waiting, &lost, None, true, t(300)), Step::Wait);
+        assert_eq!(next_step(&waiting, &lost, None, true, &Earlier::Gone, t(300)), Step::Wait);
         let requeue_running = admitted(TrainingJobPhase::Running, true);
-        assert!(matches!(next_step(&requeue_running, &lost, None, true, t(300)), Step::Requeue(_)));
+        assert!(matches!(next_step(&requeue_running, &lost, None, true, &Earlier::Gone, t(300)), Step::Requeue(_)));
     }
 
     #[test]
@@ -602,19 +775,31 @@ mod tests {
         assert_eq!(rejected.event.as_ref().map(|e| e.0), Some(EventReason::DispatchRejected));
         let failed = job(Some(rejected.status));
         assert!(view::is_finished(&failed) && view::accelerators_held(&failed) == 0, "capacity and quota are free");
-        assert_eq!(next_step(&failed, &reachable(None), None, true, t(201)), Step::Wait, "never dispatched again");
+        assert_eq!(
+            next_step(&failed, &reachable(None), None, true, &Earlier::Gone, t(201)),
+            Step::Wait,
+            "never dispatched again"
+        );
     }
 
     #[test]
     fn a_member_refusing_the_credentials_keeps_its_dispatched_jobs() {
         let refused = MemberState::CredentialsRejected("for over 30s: HTTP 401: Unauthorized".into());
         let running = admitted(TrainingJobPhase::Running, true);
-        assert_eq!(next_step(&running, &refused, None, true, t(300)), Step::Wait, "recorded on the member");
+        assert_eq!(
+            next_step(&running, &refused, None, true, &Earlier::Gone, t(300)),
+            Step::Wait,
+            "recorded on the member"
+        );
         let unrecorded = admitted(TrainingJobPhase::Admitted, false);
         let r = record();
-        assert_eq!(next_step(&unrecorded, &refused, Some((&r, false)), true, t(300)), Step::Wait, "dispatched here");
+        assert_eq!(
+            next_step(&unrecorded, &refused, Some((&r, false)), true, &Earlier::Gone, t(300)),
+            Step::Wait,
+            "dispatched here"
+        );
         // Nothing was created for it: back to its queue as for a lost member.
-        let Step::Requeue(q) = next_step(&unrecorded, &refused, None, true, t(300)) else {
+        let Step::Requeue(q) = next_step(&unrecorded, &refused, None, true, &Earlier::Gone, t(300)) else {
             panic!("expected a requeue")
         };
         assert_eq!(q.event.map(|e| e.0), Some(EventReason::MemberLost));
@@ -625,7 +810,7 @@ mod tests {
         let mut tj = admitted(TrainingJobPhase::Running, true);
         tj.spec.suspend = true;
         let Step::Suspend { stop, transition } =
-            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(300))
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(300))
         else {
             panic!("expected a suspension")
         };
@@ -637,15 +822,16 @@ mod tests {
         let mut queued = job(None);
         queued.spec.suspend = true;
         assert!(matches!(
-            next_step(&queued, &MemberState::NotConnected, None, true, t(300)),
+            next_step(&queued, &MemberState::NotConnected, None, true, &Earlier::Gone, t(300)),
             Step::Suspend { stop: false, .. }
         ));
         // Already suspended: nothing; suspend cleared: resumed.
         let mut suspended = job(Some(transition.status));
         suspended.spec.suspend = true;
-        assert_eq!(next_step(&suspended, &MemberState::NotConnected, None, true, t(301)), Step::Wait);
+        assert_eq!(next_step(&suspended, &MemberState::NotConnected, None, true, &Earlier::Gone, t(301)), Step::Wait);
         suspended.spec.suspend = false;
-        let Step::Resume(r) = next_step(&suspended, &MemberState::NotConnected, None, true, t(302)) else {
+        let Step::Resume(r) = next_step(&suspended, &MemberState::NotConnected, None, true, &Earlier::Gone, t(302))
+        else {
             panic!("expected a resumption")
         };
         assert_eq!((r.status.phase, r.status.admitted), (Some(TrainingJobPhase::Queued), Some(false)));
@@ -655,9 +841,15 @@ mod tests {
     fn deleted_jobs_are_cleaned_up_while_they_hold_the_finalizer() {
         let mut tj = admitted(TrainingJobPhase::Running, true);
         tj.metadata.deletion_timestamp = Some(Time(t(500)));
-        assert_eq!(next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(501)), Step::CleanUp);
+        assert_eq!(
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(501)),
+            Step::CleanUp
+        );
         tj.metadata.finalizers = None;
-        assert_eq!(next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, t(501)), Step::Wait);
+        assert_eq!(
+            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(501)),
+            Step::Wait
+        );
     }
 
     #[test]
@@ -698,7 +890,7 @@ mod tests {
             s.attempt = Some(2);
         }
         let key = computenet_members::slurm::batch::key(&tj);
-        let index = HubIndex::new(&[Arc::new(tj.clone())]);
+        let index = HubIndex::new(&[Arc::new(tj.clone())], 0);
         let two = [batch("uid-1", &key, 12, false), batch("uid-1", &key, 11, false)];
         assert_eq!(
             judge(&two, "ai-1", true, &index),
@@ -712,7 +904,7 @@ mod tests {
                 name: "12".into(),
             });
         }
-        let index = HubIndex::new(&[Arc::new(tj)]);
+        let index = HubIndex::new(&[Arc::new(tj)], 0);
         assert_eq!(
             judge(&two, "ai-1", true, &index),
             [(two[1].clone(), Verdict::Duplicate { kept: 12 })],
@@ -729,7 +921,7 @@ mod tests {
     fn a_batch_job_claiming_a_job_of_another_namespace_is_left_alone() {
         let tj = admitted(TrainingJobPhase::Running, true);
         let key = computenet_members::slurm::batch::key(&tj);
-        let index = HubIndex::new(&[Arc::new(tj)]);
+        let index = HubIndex::new(&[Arc::new(tj)], 0);
         let real = RemoteJob { hub_namespace: Some("team-a".into()), ..batch("uid-1", &key, 11, false) };
         // Another tenant's user wrote a comment naming uid-1 under its own namespace.
         let forged = RemoteJob {
@@ -760,7 +952,7 @@ mod tests {
     fn orphans_are_old_objects_no_job_accounts_for() {
         let here = Arc::new(admitted(TrainingJobPhase::Running, true));
         let key = computenet_members::slurm::batch::key(&here);
-        let index = HubIndex::new(&[here]);
+        let index = HubIndex::new(&[here], 0);
         assert!(!is_orphan(&remote("uid-1", "uid-1", 60, false), "ai-1", false, &index), "its job is admitted here");
         assert!(is_orphan(&remote("uid-1", "uid-1", 60, false), "ai-3", false, &index), "admitted elsewhere");
         assert!(is_orphan(&remote("uid-gone", "uid-gone", 60, false), "ai-1", false, &index), "no such job");

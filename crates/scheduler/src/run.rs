@@ -56,6 +56,8 @@ pub struct ServeConfig {
     pub admission_key_secret: (String, String),
     /// Reading running jobs' progress from Prometheus; `None` reads none.
     pub progress: Option<crate::progress::ProgressConfig>,
+    /// The re-optimisation round: how often, and its knobs.
+    pub adapt: crate::schedule::AdaptPolicy,
 }
 
 const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
@@ -157,7 +159,7 @@ async fn lead(
         ),
         overlay: Overlay::new(InFlight::new(config.concurrency, changed.clone(), fence.clone())),
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff, key.clone()),
-        scheduling: Scheduling::new(client.clone(), profiles.scheduler(), key.clone()),
+        scheduling: Scheduling::new(client.clone(), profiles.scheduler(), key.clone(), config.adapt.clone()),
         key,
         progress: config.progress.clone().map(|p| {
             let policy = computenet_members::credentials::SecretPolicy::new(config.credentials_namespace.clone());

@@ -14,7 +14,7 @@ use crate::work::{self, Target};
 use computenet_api::training_job::TrainingJobStatus;
 use computenet_api::view;
 use computenet_api::TrainingJob;
-use computenet_core::{Action, CycleOutcome, Scheduler, Snapshot};
+use computenet_core::{Action, AdaptConfig, Adjustment, CycleOutcome, Scheduler, Snapshot};
 use computenet_members::Members;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -78,6 +78,41 @@ pub fn plan(
     writes
 }
 
+/// The adjustments of a re-optimisation round as status writes (pure): each running job
+/// the round moves or resizes gets its [`transitions::adjusted`] status; jobs with work in
+/// flight (`busy`) are left for the next round.
+pub fn plan_adjustments(
+    jobs: &[Arc<TrainingJob>],
+    built: &Built,
+    adjustments: &[Adjustment],
+    busy: impl Fn(&str) -> bool,
+    now: Timestamp,
+) -> Vec<(Arc<TrainingJob>, Transition)> {
+    let by_uid: HashMap<&str, &Arc<TrainingJob>> = jobs.iter().map(|j| (view::uid(j), j)).collect();
+    adjustments
+        .iter()
+        .filter_map(|a| {
+            let tj = by_uid.get(a.job.as_str()).filter(|j| !busy(view::uid(j)))?;
+            Some(((*tj).clone(), transitions::adjusted(tj, &view::status(tj), a, built, now)))
+        })
+        .collect()
+}
+
+/// When and how the re-optimisation round runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptPolicy {
+    /// Time between rounds; `None` turns them off.
+    pub interval: Option<Duration>,
+    /// The round's knobs (gain over the restart cost, moves per hour).
+    pub config: AdaptConfig,
+}
+
+impl Default for AdaptPolicy {
+    fn default() -> Self {
+        AdaptPolicy { interval: Some(Duration::from_secs(300)), config: AdaptConfig::default() }
+    }
+}
+
 /// How long a queued job's new position may wait before it is written, when nothing else
 /// about the job changed: positions shift with every admission, and rewriting every
 /// pending job each pass would load the hub for little use.
@@ -92,11 +127,47 @@ pub struct Scheduling {
     position_writes: HashMap<String, Instant>,
     /// The key admissions are sealed with.
     key: Arc<AdmissionKey>,
+    adapt: AdaptPolicy,
+    /// When the last re-optimisation round ran (or the leader started).
+    last_round: Instant,
 }
 
 impl Scheduling {
-    pub fn new(client: Client, scheduler: Scheduler, key: Arc<AdmissionKey>) -> Self {
-        Scheduling { client, scheduler, position_writes: HashMap::new(), key }
+    pub fn new(client: Client, scheduler: Scheduler, key: Arc<AdmissionKey>, adapt: AdaptPolicy) -> Self {
+        Scheduling { client, scheduler, position_writes: HashMap::new(), key, adapt, last_round: Instant::now() }
+    }
+
+    /// Whether a re-optimisation round is due.
+    pub fn adapt_due(&self) -> bool {
+        self.adapt.interval.is_some_and(|i| self.last_round.elapsed() >= i)
+    }
+
+    /// One re-optimisation round over `built` (built after this pass's admissions): the
+    /// running restartable jobs the core moves or resizes get their adjustment written,
+    /// sealed like an admission; their dispatch then stops the old attempt and starts
+    /// the new one.
+    pub fn adapt(&mut self, overlay: &mut Overlay, jobs: &[Arc<TrainingJob>], built: &Built, now: Timestamp) {
+        self.last_round = Instant::now();
+        let mut adaptable = view::adaptable(jobs.iter().map(AsRef::as_ref), &built.running, view::unix(now));
+        adaptable.retain(|a| !overlay.busy(&a.job.id));
+        if adaptable.is_empty() {
+            return;
+        }
+        let snapshot = Snapshot {
+            now: view::unix(now),
+            pool: &built.pool,
+            queues: &built.queues,
+            pending: &built.pending,
+            running: &built.running,
+        };
+        let adjustments = self.scheduler.adapt(&snapshot, &adaptable, &self.adapt.config);
+        tracing::debug!(adaptable = adaptable.len(), adjustments = adjustments.len(), "re-optimisation round");
+        for (tj, mut t) in plan_adjustments(jobs, built, &adjustments, |uid| overlay.busy(uid), now) {
+            tracing::info!(job = %view::job_name(&tj), what = ?t.event.as_ref().map(|e| &e.1), "adjusting a running job");
+            t.status.admission_seal = seal::seal(&self.key, &tj, &t.status);
+            let expected = work::with_status(&tj, &t.status);
+            overlay.start(expected, work::adjust(self.client.clone(), tj, t));
+        }
     }
 
     /// Replaces the throughput model and cycle settings (new profiles were loaded).

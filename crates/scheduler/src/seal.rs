@@ -72,6 +72,10 @@ struct Record<'a> {
     cluster: &'a str,
     accelerator: Option<&'a str>,
     gpus: i64,
+    /// The gang's size as placed (an elastic job's may differ from the spec's). Left out
+    /// when absent, so seals made before it existed still hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<i32>,
     /// SHA-256 of the decided spec (hex).
     spec: String,
 }
@@ -99,6 +103,7 @@ fn record(tj: &TrainingJob, attempt: i32, placement: &PlacementStatus) -> Vec<u8
         cluster: &placement.cluster,
         accelerator: placement.accelerator.as_deref(),
         gpus: placement.gpus,
+        replicas: placement.replicas,
         spec: spec_digest(tj),
     };
     serde_json::to_vec(&record).unwrap_or_default()
@@ -265,6 +270,7 @@ mod tests {
             Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().cluster = "ai-3".into()),
             Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().accelerator = Some("H800".into())),
             Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().gpus = 16),
+            Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().replicas = Some(4)),
             Box::new(|j| j.status.as_mut().unwrap().admission_seal = Some("00".repeat(32))),
             Box::new(|j| j.status.as_mut().unwrap().admission_seal = Some("zz".into())),
             Box::new(|j| j.status.as_mut().unwrap().admission_seal = None),

@@ -3,8 +3,11 @@
 //! 1. take in landed work ([`Overlay`], [`Reconciler`], Events, metrics);
 //! 2. members: connect new or changed ones in the background ([`Connections`]); then
 //!    admissions without the service's seal are reset ([`crate::seal`]);
-//! 3. per-job reconcile: cleanup, suspension, dispatch with backoff, mirror ([`Reconciler`]);
+//! 3. per-job reconcile: cleanup, suspension, dispatch with backoff (a new attempt after
+//!    the earlier one is stopped and gone), mirror ([`Reconciler`]);
 //! 4. scheduling: snapshot, cycle, admissions, preemptions, positions ([`Scheduling`]);
+//!    4b. every `--adapt-interval-s`, the re-optimisation round on a snapshot taken after
+//!    the admissions: moves and resizes of running restartable jobs;
 //! 5. the mirror writes of step 3 (after admissions: work starts first come first served);
 //! 6. reporters: member and queue status, the observation ([`Reporters`]);
 //! 7. orphan cleanup on members.
@@ -110,7 +113,9 @@ impl Service {
         self.reset_unissued(&jobs, &queues, &namespaces, now);
         let jobs = self.overlay.jobs(&self.hub.jobs);
         // 3
-        let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &raw, now);
+        let known: std::collections::BTreeSet<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
+        let mirrors =
+            self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &known, &raw, now);
         // 4: on the jobs as step 3 left them.
         let jobs = self.overlay.jobs(&self.hub.jobs);
         let mut built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
@@ -124,6 +129,12 @@ impl Service {
         let members = self.connections.members();
         let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
         self.scheduling.pass(&mut self.overlay, target, members, &jobs, &built, now);
+        // 4b: the re-optimisation round, on the jobs as this pass's admissions leave them.
+        if self.scheduling.adapt_due() {
+            let jobs = self.overlay.jobs(&self.hub.jobs);
+            let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+            self.scheduling.adapt(&mut self.overlay, &jobs, &built, now);
+        }
         // 5
         for (tj, transition) in mirrors {
             schedule::start_write(&mut self.overlay, &self.hub.client, tj, transition);
@@ -136,7 +147,7 @@ impl Service {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
         }
         // 7
-        self.reconciler.clean_orphans(&jobs, self.connections.members()).await;
+        self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;
     }
 
     /// Step 2b: every admitted job must carry this service's seal, and before dispatch its

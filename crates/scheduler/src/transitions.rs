@@ -8,7 +8,7 @@ use computenet_api::convert::{self, round3};
 use computenet_api::training_job::{
     ExplanationStatus, NodeReplicas, PlacementStatus, RetryStatus, TrainingJobPhase, TrainingJobStatus,
 };
-use computenet_api::view::Problem;
+use computenet_api::view::{self, Problem};
 use computenet_api::TrainingJob;
 use computenet_core::explain::Placement;
 use computenet_core::throughput::EstimateSource;
@@ -125,6 +125,100 @@ pub fn admitted(
     Transition { status, event: Some((EventReason::Admitted, format!("placed on {} ({accelerator})", p.cluster))) }
 }
 
+/// The progress and attempt history once the job's current attempt ends for `reason`: a
+/// restartable job keeps the progress made by now (resumed from its checkpoint, it has
+/// only the rest to do) and records it with the attempt; any other job starts over, so its
+/// recorded progress stays as it was. A job never placed has no attempt to record.
+fn ended(
+    tj: &TrainingJob,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> (Option<computenet_api::training_job::ProgressStatus>, Vec<computenet_api::training_job::AttemptStatus>) {
+    let current = view::status(tj);
+    if current.placement.is_none() || !view::is_admitted(tj) {
+        return (current.progress, current.attempts);
+    }
+    if view::is_restartable(tj) {
+        let progress = view::ended_progress(tj, now);
+        let attempts = view::end_attempt(tj, now, reason, Some(message), Some(progress.completed));
+        (Some(progress), attempts)
+    } else {
+        (current.progress, view::end_attempt(tj, now, reason, Some(message), None))
+    }
+}
+
+/// A running restartable job moved or resized by the re-optimisation round: its current
+/// attempt ends (recorded with the progress made, reason Moved or Resized and the round's
+/// sentence), the progress is carried, and it is admitted anew to the adjustment's
+/// placement and size as the next attempt, not dispatched: the dispatch of the new
+/// attempt stops the old one first.
+pub fn adjusted(
+    tj: &TrainingJob,
+    current: &TrainingJobStatus,
+    a: &computenet_core::Adjustment,
+    built: &Built,
+    now: Timestamp,
+) -> Transition {
+    let reason = match a.kind {
+        computenet_core::AdjustmentKind::Migrate => reasons::MOVED,
+        computenet_core::AdjustmentKind::Grow | computenet_core::AdjustmentKind::Shrink => reasons::RESIZED,
+    };
+    let progress = view::ended_progress(tj, now);
+    let attempts = view::end_attempt(tj, now, reason, Some(&a.reason), Some(progress.completed));
+    let p = &a.placement;
+    let nodes = built.pool.clusters.get(p.cluster_index).map_or(&[][..], |c| &c.nodes[..]);
+    let per_replica = i64::from(tj.spec.resources.accelerators.as_ref().map_or(0, |x| x.count));
+    let replicas = i32::try_from(a.replicas).unwrap_or(i32::MAX);
+    let attempt = current.attempt.unwrap_or(0).saturating_add(1);
+    let message = format!("attempt {attempt}: {}", a.reason);
+    let mut explanation = current.explanation.clone();
+    if let Some(e) = explanation.as_mut() {
+        e.summary = format!(
+            "{reason} to {} ({}), {replicas} replica(s): {}",
+            p.cluster,
+            p.accelerator.as_deref().unwrap_or("CPU"),
+            a.reason
+        );
+    }
+    let conditions = set(tj, current, types::ADMITTED, true, reason, &message, now);
+    let running =
+        conditions::condition(&conditions, types::RUNNING, false, reason, &message, tj.metadata.generation, now);
+    let status = TrainingJobStatus {
+        phase: Some(TrainingJobPhase::Admitted),
+        admitted: Some(true),
+        placement: Some(PlacementStatus {
+            cluster: p.cluster.clone(),
+            accelerator: p.accelerator.clone(),
+            gpus: i64::from(replicas) * per_replica,
+            replicas: Some(replicas),
+            nodes: p
+                .slots
+                .iter()
+                .filter_map(|s| {
+                    let node = nodes.get(s.node as usize)?;
+                    Some(NodeReplicas { node: node.name.clone(), replicas: i32::try_from(s.replicas).ok()? })
+                })
+                .collect(),
+            estimated_runtime_seconds: round3(p.estimate.runtime_s + p.estimate.transfer_s),
+            estimated_energy_k_wh: round3(p.estimate.energy_kwh),
+            estimated_cost: round3(p.estimate.cost),
+            backfilled: false,
+        }),
+        // Sealed with the service's key when written.
+        admission_seal: None,
+        explanation,
+        start_time: Some(Time(now)),
+        requeues: current.requeues,
+        attempt: Some(attempt),
+        progress: Some(progress),
+        attempts,
+        conditions: conditions::upsert(&conditions, running),
+        ..TrainingJobStatus::default()
+    };
+    Transition { status, event: Some((EventReason::Adjusted, message)) }
+}
+
 /// Why a job goes back to its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {
@@ -144,11 +238,14 @@ pub fn requeued(
         Requeue::Preempted => (TrainingJobPhase::Preempted, reasons::PREEMPTED, EventReason::Preempted),
         Requeue::MemberLost => (TrainingJobPhase::Queued, reasons::MEMBER_LOST, EventReason::MemberLost),
     };
+    let (progress, attempts) = ended(tj, reason, message, now);
     let status = TrainingJobStatus {
         phase: Some(phase),
         admitted: Some(false),
         requeues: Some(current.requeues.unwrap_or(0).saturating_add(1)),
         attempt: current.attempt,
+        progress,
+        attempts,
         conditions: set(tj, current, types::ADMITTED, false, reason, message, now),
         ..TrainingJobStatus::default()
     };
@@ -202,6 +299,8 @@ pub fn queued(
         explanation: Some(explanation(decision, summary.clone())),
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         conditions: set(tj, current, types::ADMITTED, false, reason, &summary, now),
         ..TrainingJobStatus::default()
     }
@@ -223,6 +322,8 @@ pub fn problem(
         conditions,
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         ..TrainingJobStatus::default()
     })
 }
@@ -236,6 +337,8 @@ pub fn admission_not_issued(tj: &TrainingJob, current: &TrainingJobStatus, why: 
         admitted: Some(false),
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         conditions: set(tj, current, types::ADMITTED, false, reasons::ADMISSION_NOT_ISSUED, why, now),
         ..TrainingJobStatus::default()
     };
@@ -253,12 +356,15 @@ pub fn suspended(tj: &TrainingJob, current: &TrainingJobStatus, now: Timestamp) 
         tj.metadata.generation,
         now,
     );
+    let (progress, attempts) = ended(tj, reasons::SUSPENDED, "spec.suspend is true", now);
     let status = TrainingJobStatus {
         phase: Some(TrainingJobPhase::Suspended),
         admitted: Some(false),
         conditions: vec![condition],
         requeues: current.requeues,
         attempt: current.attempt,
+        progress,
+        attempts,
         ..TrainingJobStatus::default()
     };
     Transition { status, event: Some((EventReason::Suspended, "stopped; resumes when spec.suspend is false".into())) }
@@ -271,6 +377,8 @@ pub fn resumed(current: &TrainingJobStatus) -> TrainingJobStatus {
         admitted: Some(false),
         requeues: current.requeues,
         attempt: current.attempt,
+        progress: current.progress.clone(),
+        attempts: current.attempts.clone(),
         ..TrainingJobStatus::default()
     }
 }
@@ -367,7 +475,7 @@ pub fn mirrored(
     let mut moved = false;
     if let (Some(nodes), Some(p)) = (nodes, status.placement.as_mut()) {
         // A member may list anything: at most one node per replica, names of a valid length.
-        let replicas = usize::try_from(tj.spec.replicas).unwrap_or(0).max(1);
+        let replicas = usize::try_from(view::current_replicas(tj)).unwrap_or(0).max(1);
         let real: Vec<NodeReplicas> = nodes
             .into_iter()
             .take(replicas)
@@ -426,4 +534,143 @@ pub fn differs(current: &TrainingJobStatus, new: &TrainingJobStatus) -> bool {
 pub fn only_position_differs(current: &TrainingJobStatus, new: &TrainingJobStatus) -> bool {
     differs(current, new)
         && !differs(current, &TrainingJobStatus { queue_position: current.queue_position, ..new.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{self, MemberView};
+    use computenet_api::training_job::{CheckpointSpec, TrainingJobSpec};
+    use computenet_api::MemberCluster;
+    use computenet_core::{Adjustment, AdjustmentKind, Estimate};
+    use computenet_members::MemberNodes;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    /// A restartable job running on ai-1 (A100, 1 replica of 8 GPUs) for half its estimate.
+    fn running() -> TrainingJob {
+        let spec: TrainingJobSpec = serde_json::from_value(serde_json::json!({
+            "queueName": "q", "replicas": 1,
+            "resources": {"cpu": "4", "memory": "16Gi", "accelerators": {"count": 8}},
+            "workload": {"image": "x", "command": ["true"]}, "work": {"gpuHours": 100}
+        }))
+        .unwrap();
+        let mut tj = TrainingJob::new("j", spec);
+        tj.metadata.uid = Some("uid-1".into());
+        tj.metadata.namespace = Some("team-a".into());
+        tj.spec.checkpoint = Some(CheckpointSpec { restartable: true, ..Default::default() });
+        tj.status = Some(TrainingJobStatus {
+            phase: Some(TrainingJobPhase::Running),
+            admitted: Some(true),
+            attempt: Some(1),
+            placement: Some(PlacementStatus {
+                cluster: "ai-1".into(),
+                accelerator: Some("A100-80G".into()),
+                gpus: 8,
+                replicas: Some(1),
+                estimated_runtime_seconds: 2000.0,
+                ..Default::default()
+            }),
+            start_time: Some(Time(t(9_000))),
+            dispatch_time: Some(Time(t(9_000))),
+            remote: Some(Default::default()),
+            admission_seal: Some("ab".repeat(32)),
+            ..Default::default()
+        });
+        tj
+    }
+
+    fn built() -> Built {
+        let member: MemberCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "computenet.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": "ai-3"},
+            "spec": {"kind": "AI", "site": "s", "kubernetes": {"kubeconfigSecretRef": {"name": "k", "namespace": "n", "key": "kubeconfig"}}}
+        }))
+        .unwrap();
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "h1", "labels": {"nvidia.com/gpu.product": "H800"}},
+            "status": {"allocatable": {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "8"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        let views = vec![MemberView {
+            member: Arc::new(member),
+            ready: true,
+            nodes: MemberNodes::Kubernetes { nodes: vec![Arc::new(node)], pods: Vec::new() },
+            measured: None,
+        }];
+        snapshot::build(10_000, &views, &[], &[], &BTreeMap::new())
+    }
+
+    #[test]
+    fn an_adjustment_ends_the_attempt_carries_the_progress_and_admits_the_next() {
+        let tj = running();
+        let a = Adjustment {
+            job: "uid-1".into(),
+            kind: AdjustmentKind::Migrate,
+            replicas: 1,
+            placement: Placement {
+                cluster_index: 0,
+                cluster: "ai-3".into(),
+                accelerator: Some("H800".into()),
+                slots: vec![computenet_core::pool::NodeSlot { node: 0, replicas: 1 }],
+                estimate: Estimate {
+                    runtime_s: 500.0,
+                    transfer_s: 0.0,
+                    energy_kwh: 1.0,
+                    cost: 1.0,
+                    carbon_kg: None,
+                    source: computenet_core::throughput::EstimateSource::PeakTflops,
+                },
+                backfilled: false,
+            },
+            remaining_s: 1000.0,
+            adjusted_s: 560.0,
+            reason: "moves from ai-1 to ai-3: 0.16 h left instead of 0.28 h, restart included".into(),
+        };
+        let out = adjusted(&tj, &view::status(&tj), &a, &built(), t(10_000));
+        let s = &out.status;
+        assert_eq!((s.phase, s.admitted, s.attempt), (Some(TrainingJobPhase::Admitted), Some(true), Some(2)));
+        let p = s.placement.as_ref().unwrap();
+        assert_eq!(
+            (p.cluster.as_str(), p.accelerator.as_deref(), p.replicas, p.gpus),
+            ("ai-3", Some("H800"), Some(1), 8)
+        );
+        assert_eq!(p.nodes[0].node, "h1");
+        assert_eq!((s.remote.as_ref(), s.dispatch_time.as_ref(), s.admission_seal.as_ref()), (None, None, None));
+        assert_eq!(s.progress.as_ref().map(|p| p.completed), Some(0.5), "1000 s of an estimated 2000 s");
+        let ended = &s.attempts[0];
+        assert_eq!((ended.attempt, ended.cluster.as_str(), ended.reason.as_str()), (1, "ai-1", reasons::MOVED));
+        assert_eq!((ended.completed, ended.end_time.as_ref()), (Some(0.5), Some(&Time(t(10_000)))));
+        assert!(ended.message.as_deref().unwrap().starts_with("moves from ai-1 to ai-3"));
+        assert!(conditions::find(&s.conditions, types::ADMITTED).is_some_and(|c| c.reason == reasons::MOVED));
+        assert!(!conditions::is_true(&s.conditions, types::RUNNING), "not running until the new attempt does");
+        assert_eq!(out.event.as_ref().map(|e| e.0), Some(EventReason::Adjusted));
+        let grow = Adjustment { kind: AdjustmentKind::Grow, replicas: 2, ..a };
+        let resized = adjusted(&tj, &view::status(&tj), &grow, &built(), t(10_000)).status;
+        assert_eq!(resized.attempts[0].reason, reasons::RESIZED);
+        assert_eq!(resized.placement.map(|p| (p.replicas, p.gpus)), Some((Some(2), 16)));
+    }
+
+    #[test]
+    fn a_preempted_restartable_job_keeps_its_progress_and_a_rigid_one_starts_over() {
+        let tj = running();
+        let r = requeued(&tj, &view::status(&tj), Requeue::Preempted, "preempted on ai-1 for team-a/b", t(10_000));
+        assert_eq!(r.status.progress.as_ref().map(|p| p.completed), Some(0.5));
+        assert_eq!((r.status.attempts.len(), r.status.attempts[0].reason.as_str()), (1, reasons::PREEMPTED));
+        assert_eq!(r.status.attempts[0].completed, Some(0.5));
+        let mut rigid = running();
+        rigid.spec.checkpoint = None;
+        let r = requeued(&rigid, &view::status(&rigid), Requeue::Preempted, "preempted", t(10_000));
+        assert_eq!(r.status.progress, None, "a rigid job's run is lost");
+        assert_eq!(r.status.attempts[0].completed, None);
+        // Waiting and admitted again, the history stays.
+        let mut waiting = rigid.clone();
+        waiting.status = Some(r.status.clone());
+        let again = resumed(&view::status(&waiting));
+        assert_eq!(again.attempts.len(), 1);
+    }
 }

@@ -408,7 +408,9 @@ pub fn after_failure(retry: Retry, backoff: Backoff, policy: &BackoffPolicy, now
 }
 
 /// Stops the job on its member (when it has one), then writes its new status: suspension
-/// and preemption. When stopping fails nothing is written and the next pass tries again.
+/// and preemption. A restartable job is stopped gracefully (SIGTERM and its grace period
+/// to checkpoint), any other cancelled. When stopping fails nothing is written and the
+/// next pass tries again.
 pub async fn stop_then_write(
     client: Client,
     tj: Arc<TrainingJob>,
@@ -419,12 +421,44 @@ pub async fn stop_then_write(
         return Landed::new(tj);
     }
     if let Some(m) = member {
-        if let Err(e) = m.cancel(&tj).await {
+        if let Err(e) = m.stop(&tj).await {
             tracing::warn!(job = ?tj.metadata.name, error = %e, "stopping the job on its member failed; retrying");
             return Landed::new(tj);
         }
     }
     write_status(client, tj, transition).await
+}
+
+/// Stops what an earlier attempt of the job left on `member` (gracefully: see
+/// [`Member::stop_earlier`]). Nothing is written: the next pass looks again, and
+/// dispatches the new attempt once nothing is left.
+pub async fn stop_earlier(tj: Arc<TrainingJob>, member: Member, leftover: computenet_members::Leftover) -> Landed {
+    if lease::check_write().is_err() {
+        return Landed::new(tj);
+    }
+    if let Err(e) = member.stop_earlier(&tj, &leftover).await {
+        tracing::warn!(job = ?tj.metadata.name, error = %e, "stopping an earlier attempt failed; retrying");
+    }
+    Landed::new(tj)
+}
+
+/// Writes an adjustment of a running job (a move or a resize: its attempt ended, the new
+/// one admitted), guarded like an admission by the resourceVersion it was decided on: a
+/// job that changed since (409) is left as it is and looked at again next round. Nothing
+/// is stopped or created here: the dispatch of the new attempt stops the old one first.
+pub async fn adjust(client: Client, tj: Arc<TrainingJob>, transition: Transition) -> Landed {
+    let mut landed = Landed::new(tj.clone());
+    match status::admit(&client, &tj, &transition.status).await {
+        Ok(stored) => {
+            landed.store(stored);
+            landed.events.extend(transition.event);
+        }
+        Err(e) if status::is_conflict(&e) => {
+            tracing::debug!(job = ?tj.metadata.name, "adjustment refused: the job changed since the round; next round");
+        }
+        Err(e) => tracing::warn!(job = ?tj.metadata.name, error = %e, "adjustment write failed"),
+    }
+    landed
 }
 
 /// A deleted job: removes its objects on its member, then computenet's finalizer.

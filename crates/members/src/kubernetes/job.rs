@@ -8,6 +8,7 @@
 //! level; the pods are built to pass `restricted`: non-root, no privilege escalation, all
 //! capabilities dropped, the runtime's seccomp profile, no service-account token.
 
+use crate::attempt;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::labels::remote_name;
@@ -38,6 +39,14 @@ const POD_SECURITY: &str = "pod-security.kubernetes.io/";
 /// Labels of every object made for `tj` by the hub `hub`. Names up to 253 characters are
 /// cut to fit a label value (in full in [`object_annotations`]).
 fn object_labels(tj: &TrainingJob, hub: &str) -> BTreeMap<String, String> {
+    let mut l = shared_labels(tj, hub);
+    l.insert(labels::ATTEMPT.to_string(), attempt::number(tj).to_string());
+    l
+}
+
+/// The labels of objects every attempt shares (the Service and the NetworkPolicy, which
+/// select the gang by UID whatever its attempt).
+fn shared_labels(tj: &TrainingJob, hub: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::MANAGED.to_string(), "true".to_string()),
         (labels::HUB.to_string(), hub.to_string()),
@@ -57,7 +66,7 @@ fn object_annotations(tj: &TrainingJob) -> BTreeMap<String, String> {
 
 /// Whether the job's replicas need a Service to find each other.
 pub fn needs_service(tj: &TrainingJob) -> bool {
-    tj.spec.replicas > 1
+    attempt::replicas(tj) > 1
 }
 
 /// The headless Service giving each replica a stable DNS name.
@@ -66,7 +75,7 @@ pub fn headless_service(tj: &TrainingJob, namespace: &str, hub: &str) -> Result<
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj, hub),
+        "metadata": {"name": name, "namespace": namespace, "labels": shared_labels(tj, hub),
                      "annotations": object_annotations(tj)},
         "spec": {
             "clusterIP": "None",
@@ -78,8 +87,10 @@ pub fn headless_service(tj: &TrainingJob, namespace: &str, hub: &str) -> Result<
     .map_err(kube::Error::SerdeError)
 }
 
-/// The Indexed Job: completions = parallelism = replicas, per-replica resources, a
-/// nodeSelector for the chosen accelerator type, the distributed-training environment.
+/// The Indexed Job: completions = parallelism = the attempt's replicas, per-replica
+/// resources, a nodeSelector for the chosen accelerator type, the distributed-training
+/// environment (WORLD_SIZE is the attempt's size; an elastic job also gets its range as
+/// `PET_NNODES`), and for a restartable job its grace period between SIGTERM and the kill.
 pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, hub: &str) -> Result<Job, kube::Error> {
     let uid = tj.metadata.uid.clone().unwrap_or_default();
     let name = remote_name(&uid);
@@ -89,13 +100,15 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
     if let Some(a) = &spec.resources.accelerators {
         resources[labels::GPU_RESOURCE] = json!(a.count.to_string());
     }
+    let replicas = attempt::replicas(tj);
     let mut env = vec![
-        json!({"name": "WORLD_SIZE", "value": spec.replicas.to_string()}),
+        json!({"name": "WORLD_SIZE", "value": replicas.to_string()}),
         json!({"name": "RANK", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}),
         json!({"name": "MASTER_ADDR", "value": master_addr(tj, &name, namespace)}),
         json!({"name": "MASTER_PORT", "value": MASTER_PORT.to_string()}),
         json!({"name": "COMPUTENET_JOB", "value": format!("{}/{}", tj.metadata.namespace.as_deref().unwrap_or_default(), tj.metadata.name.as_deref().unwrap_or_default())}),
     ];
+    env.extend(attempt::env(tj).into_iter().map(|(name, value)| json!({"name": name, "value": value})));
     env.extend(spec.workload.env.iter().map(|e| json!({"name": e.name, "value": e.value})));
     // TrainingJob annotations under computenet.io/ travel to the pods (run hints, test knobs).
     let mut pod_annotations: BTreeMap<String, String> = tj
@@ -135,6 +148,11 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
     if needs_service(tj) {
         pod_spec["subdomain"] = json!(name);
     }
+    if let Some(grace) = attempt::grace_period_s(tj) {
+        // Deleting the Job (a move, a resize, a preemption) gives each pod SIGTERM and
+        // this long to write its checkpoint.
+        pod_spec["terminationGracePeriodSeconds"] = json!(grace);
+    }
     if let Some(label) = gpu_label {
         pod_spec["nodeSelector"] = json!({labels::GPU_PRODUCT: label});
     }
@@ -145,8 +163,8 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
                      "annotations": object_annotations(tj)},
         "spec": {
             "completionMode": "Indexed",
-            "completions": spec.replicas,
-            "parallelism": spec.replicas,
+            "completions": replicas,
+            "parallelism": replicas,
             // A gang: one failed replica fails the job.
             "backoffLimit": 0,
             "template": {
@@ -179,7 +197,7 @@ pub fn gang_network_policy(tj: &TrainingJob, namespace: &str, hub: &str) -> Resu
     serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": namespace, "labels": object_labels(tj, hub),
+        "metadata": {"name": name, "namespace": namespace, "labels": shared_labels(tj, hub),
                      "annotations": object_annotations(tj)},
         "spec": {
             "podSelector": {"matchLabels": gang},
@@ -271,16 +289,17 @@ pub async fn dispatch(
     gpu_label: Option<&str>,
     hub: &str,
 ) -> Result<()> {
-    bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label, hub)).await
+    bounded("dispatch", dispatch_unbounded(member, namespace, tj, gpu_label, hub)).await?.map_err(Error::Config)
 }
 
+/// The outer error is the member's; the inner one an earlier attempt's Job in the way.
 async fn dispatch_unbounded(
     member: &Client,
     namespace: &str,
     tj: &TrainingJob,
     gpu_label: Option<&str>,
     hub: &str,
-) -> Result<(), kube::Error> {
+) -> Result<Result<(), String>, kube::Error> {
     let policy = gang_network_policy(tj, namespace, hub)?;
     create_if_absent(&Api::<NetworkPolicy>::namespaced(member.clone(), namespace), &policy).await?;
     if needs_service(tj) {
@@ -288,7 +307,23 @@ async fn dispatch_unbounded(
         create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &service).await?;
     }
     let job = indexed_job(tj, namespace, gpu_label, hub)?;
-    create_if_absent(&Api::<Job>::namespaced(member.clone(), namespace), &job).await
+    let jobs = Api::<Job>::namespaced(member.clone(), namespace);
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => Ok(Ok(())),
+        // Found by name: ours from an earlier dispatch of this attempt, or an earlier
+        // attempt's that is not gone yet, which must never be taken for this one.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = jobs.get(&remote_name(tj.metadata.uid.as_deref().unwrap_or_default())).await?;
+            Ok(match attempt::of_labels(existing.metadata.labels.as_ref()) {
+                Some(a) if a != attempt::number(tj) => Err(format!(
+                    "the Job of attempt {a} is still there: it is stopped before attempt {} starts",
+                    attempt::number(tj)
+                )),
+                _ => Ok(()),
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates the member namespace `namespace` of hub namespace `tenant` unless it exists,
@@ -349,22 +384,51 @@ async fn ensure_namespace_unbounded(
 
 /// Deletes the Job (with its pods), the Service and the NetworkPolicy; absent objects are fine.
 pub async fn cancel(member: &Client, namespace: &str, uid: &str) -> Result<()> {
-    bounded("cancel", cancel_unbounded(member, namespace, uid)).await
+    bounded("cancel", cancel_unbounded(member, namespace, uid, None, None)).await
 }
 
-async fn cancel_unbounded(member: &Client, namespace: &str, uid: &str) -> Result<(), kube::Error> {
+/// Stops a job gracefully: as [`cancel`], with `grace_s` seconds between SIGTERM and the
+/// kill for its pods (they carry the same as terminationGracePeriodSeconds, which the
+/// garbage collector's deletions use), and only the Job with UID `job_uid` when given (a
+/// later attempt's Job of the same name is never deleted by a stale view).
+pub async fn stop(
+    member: &Client,
+    namespace: &str,
+    uid: &str,
+    grace_s: Option<u32>,
+    job_uid: Option<&str>,
+) -> Result<()> {
+    bounded("stop", cancel_unbounded(member, namespace, uid, grace_s, job_uid)).await
+}
+
+async fn cancel_unbounded(
+    member: &Client,
+    namespace: &str,
+    uid: &str,
+    grace_s: Option<u32>,
+    job_uid: Option<&str>,
+) -> Result<(), kube::Error> {
     let name = remote_name(uid);
-    let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        grace_period_seconds: grace_s,
+        ..DeleteParams::default()
+    };
+    let job_dp = DeleteParams {
+        preconditions: job_uid.map(|u| kube::api::Preconditions { uid: Some(u.to_string()), resource_version: None }),
+        ..dp.clone()
+    };
     // Pods still terminating after their policy is gone stay closed: the namespace's
     // default-deny policy selects them too.
     for result in [
-        Api::<Job>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
+        Api::<Job>::namespaced(member.clone(), namespace).delete(&name, &job_dp).await.map(|_| ()),
         Api::<Service>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
         Api::<NetworkPolicy>::namespaced(member.clone(), namespace).delete(&name, &dp).await.map(|_| ()),
     ] {
         match result {
             Ok(()) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            // Gone, or (a precondition that failed) another attempt's Job now.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => return Err(e),
         }
     }
@@ -430,6 +494,42 @@ spec:
         assert_eq!(v["metadata"]["labels"][labels::JOB_UID], "0a1b2c3d-4e5f-6789-abcd-ef0123456789");
         assert_eq!(v["metadata"]["labels"][labels::HUB], "hub-a");
         assert_eq!(spec["template"]["metadata"]["labels"][labels::HUB], "hub-a");
+    }
+
+    #[test]
+    fn an_attempt_runs_at_its_placed_size_with_its_number_range_and_grace_period() {
+        let mut tj = training_job();
+        tj.spec.elastic = Some(computenet_api::training_job::ElasticSpec { min_replicas: 2, max_replicas: 4 });
+        tj.spec.checkpoint = Some(computenet_api::training_job::CheckpointSpec {
+            restartable: true,
+            grace_period_seconds: 45,
+            ..Default::default()
+        });
+        tj.status = Some(computenet_api::TrainingJobStatus {
+            attempt: Some(3),
+            placement: Some(computenet_api::training_job::PlacementStatus { replicas: Some(2), ..Default::default() }),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(indexed_job(&tj, "ns", None, "hub-a").expect("builds")).expect("json");
+        assert_eq!((v["spec"]["completions"].as_i64(), v["spec"]["parallelism"].as_i64()), (Some(2), Some(2)));
+        assert_eq!(v["metadata"]["labels"][labels::ATTEMPT], "3");
+        assert_eq!(v["spec"]["template"]["metadata"]["labels"][labels::ATTEMPT], "3");
+        let pod = &v["spec"]["template"]["spec"];
+        assert_eq!(pod["terminationGracePeriodSeconds"], 45);
+        let env: BTreeMap<String, String> = pod["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+            .collect();
+        assert_eq!((env["WORLD_SIZE"].as_str(), env["PET_NNODES"].as_str()), ("2", "2:4"));
+        assert_eq!(env["COMPUTENET_ATTEMPT"], "3");
+        // Objects every attempt shares select the gang by UID, with no attempt label.
+        let svc = serde_json::to_value(headless_service(&tj, "ns", "hub-a").expect("builds")).expect("json");
+        assert!(svc["metadata"]["labels"].get(labels::ATTEMPT).is_none());
+        let rigid =
+            serde_json::to_value(indexed_job(&training_job(), "ns", None, "hub-a").expect("builds")).expect("json");
+        assert!(rigid["spec"]["template"]["spec"].get("terminationGracePeriodSeconds").is_none(), "the default");
     }
 
     #[test]

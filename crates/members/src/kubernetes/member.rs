@@ -131,6 +131,52 @@ impl KubernetesMember {
             .filter(|j| job_uid(j) == Some(uid))
     }
 
+    /// The Job of the TrainingJob's attempt `attempt`: as [`Self::job`], unless it is
+    /// labelled with another attempt (an earlier attempt's Job, not gone yet).
+    pub fn job_of_attempt(&self, tenant: &str, uid: &str, attempt: u32) -> Option<Arc<Job>> {
+        self.job(tenant, uid)
+            .filter(|j| crate::attempt::of_labels(j.metadata.labels.as_ref()).is_none_or(|a| a == attempt))
+    }
+
+    /// Whether the watches of Jobs and Pods have listed once: before that, no Job or pod
+    /// seen means nothing.
+    pub fn caches_ready(&self) -> bool {
+        use futures::FutureExt;
+        let ready = |r: Option<Result<(), _>>| r.is_some_and(|r: Result<(), _>| r.is_ok());
+        ready(self.jobs.wait_until_ready().now_or_never()) && ready(self.pods.wait_until_ready().now_or_never())
+    }
+
+    /// What is left here of the TrainingJob's attempts other than `attempt`: a Job
+    /// (whose stop is due unless it is being deleted; with its UID) or pods (stopping).
+    pub fn leftover(&self, tenant: &str, uid: &str, attempt: u32) -> Option<(String, bool, Option<String>)> {
+        let other = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+            crate::attempt::of_labels(labels).is_some_and(|a| a != attempt)
+        };
+        if let Some(j) = self.job(tenant, uid).filter(|j| other(j.metadata.labels.as_ref())) {
+            let what = format!("Job {} of an earlier attempt", remote_name(uid));
+            return Some((what, j.metadata.deletion_timestamp.is_none(), j.metadata.uid.clone()));
+        }
+        let value = labels::label_value(uid);
+        let pods = self
+            .pods
+            .state()
+            .iter()
+            .filter(|p| {
+                let l = p.metadata.labels.as_ref();
+                l.and_then(|l| l.get(labels::JOB_UID)) == Some(&value)
+                    && l.and_then(|l| l.get(labels::HUB)) == Some(&self.hub)
+                    && other(l)
+            })
+            .count();
+        (pods > 0).then(|| (format!("{pods} pod(s) of an earlier attempt"), false, None))
+    }
+
+    /// Stops the objects of the TrainingJob with this UID gracefully: pods get `grace_s`
+    /// between SIGTERM and the kill; only the Job with UID `job_uid` is deleted, if given.
+    pub async fn stop(&self, tenant: &str, uid: &str, grace_s: Option<u32>, job_uid: Option<&str>) -> Result<()> {
+        job::stop(&self.client, &self.namespace_of(tenant, uid), uid, grace_s, job_uid).await
+    }
+
     /// Where the TrainingJob's objects are: the namespace of its Job as last read, else
     /// the tenant's member namespace.
     pub fn namespace_of(&self, tenant: &str, uid: &str) -> String {

@@ -51,7 +51,8 @@ pub fn batch_job(
         name: remote_name(&tag.uid),
         comment: tag.comment(),
         training_job: tag.training_job,
-        replicas: u32::try_from(spec.replicas).unwrap_or(1).max(1),
+        // The attempt's size: an elastic job may run at another than it asked for.
+        replicas: u32::try_from(crate::attempt::replicas(tj)).unwrap_or(1).max(1),
         gpus_per_replica: per_replica.accelerators,
         gpu_type: gpu_type.map(str::to_string),
         // Slurm counts whole CPUs and MiB: round up so the job gets at least what it asked.
@@ -63,7 +64,10 @@ pub fn batch_job(
         working_directory: identity.working_directory.clone(),
         standard_output: placement.standard_output.clone(),
         command: spec.workload.command.clone(),
-        env: spec.workload.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        env: crate::attempt::env(tj)
+            .into_iter()
+            .chain(spec.workload.env.iter().map(|e| (e.name.clone(), e.value.clone())))
+            .collect(),
     }
 }
 
@@ -114,7 +118,7 @@ spec:
         assert_eq!(b.time_limit_minutes, Some(61));
         assert_eq!(b.partition.as_deref(), Some("gpu,debug"));
         assert_eq!(b.command, ["torchrun", "train.py"]);
-        assert_eq!(b.env, [("LR".to_string(), "0.1".to_string())]);
+        assert_eq!(b.env, [("COMPUTENET_ATTEMPT".to_string(), "1".to_string()), ("LR".to_string(), "0.1".to_string())]);
     }
 
     #[test]

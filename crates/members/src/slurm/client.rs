@@ -213,9 +213,21 @@ impl SlurmClient {
 
     /// `DELETE job/{id}` as `user` (the job's owner).
     pub async fn cancel_as(&self, user: &str, job_id: u64) -> Result<()> {
-        let what = format!("cancelling job {job_id}");
-        let (value, status) =
-            self.call_raw(user, &what, reqwest::Method::DELETE, &format!("job/{job_id}"), None).await?;
+        self.kill_as(user, job_id, None).await
+    }
+
+    /// `DELETE job/{id}?signal=SIGTERM` as `user`: every step of the job gets SIGTERM (its
+    /// tasks may checkpoint and exit); unlike a cancel, Slurm does not end the job itself.
+    pub async fn terminate_as(&self, user: &str, job_id: u64) -> Result<()> {
+        self.kill_as(user, job_id, Some("SIGTERM")).await
+    }
+
+    async fn kill_as(&self, user: &str, job_id: u64, signal: Option<&str>) -> Result<()> {
+        let (what, path) = match signal {
+            Some(s) => (format!("signalling job {job_id} with {s}"), format!("job/{job_id}?signal={s}")),
+            None => (format!("cancelling job {job_id}"), format!("job/{job_id}")),
+        };
+        let (value, status) = self.call_raw(user, &what, reqwest::Method::DELETE, &path, None).await?;
         let errors = api::errors_of(&value);
         // 2017: invalid job id; 2021: job already completing or completed.
         let gone = matches!(api::error_number(&value), Some(2017 | 2021));

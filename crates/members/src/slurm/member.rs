@@ -42,6 +42,32 @@ struct State {
     /// Submits that were sent but whose answer never came (a timeout, a broken
     /// connection), by attempt key, with when that was known: the batch job may exist.
     in_doubt: HashMap<String, Instant>,
+    /// Running batch jobs sent SIGTERM by this process (a graceful stop), by job id, with
+    /// when: after the grace period they are cancelled outright.
+    signalled: HashMap<u64, Instant>,
+}
+
+/// What a graceful stop does to one batch job (pure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAction {
+    /// Pending: nothing runs yet, cancel it.
+    Cancel,
+    /// Running and not signalled yet: SIGTERM, so it can checkpoint.
+    Terminate,
+    /// Signalled less than the grace period ago: let it finish.
+    Wait,
+    /// Signalled longer ago than the grace period and still there: cancel it.
+    Kill,
+}
+
+/// What a graceful stop does to a batch job in `phase`, signalled `since` ago (if it was).
+pub fn stop_action(phase: convert::RemotePhase, since: Option<Duration>, grace: Duration) -> StopAction {
+    match (phase, since) {
+        (convert::RemotePhase::Pending, _) => StopAction::Cancel,
+        (_, None) => StopAction::Terminate,
+        (_, Some(d)) if d >= grace => StopAction::Kill,
+        _ => StopAction::Wait,
+    }
 }
 
 /// Whose batch jobs a member reads as its own: those its hub submitted, each as the user
@@ -162,6 +188,7 @@ impl SlurmMember {
                 s.submitted.retain(|key, id| !mine.get(key).is_some_and(|l| l.iter().any(|j| j.job_id == *id)));
                 // A lost answer's job has shown up: no longer in doubt.
                 s.in_doubt.retain(|key, _| !mine.contains_key(key));
+                s.signalled.retain(|id, _| mine.values().flatten().any(|j| j.job_id == *id));
                 let fingerprint = format!(
                     "{:?}{:?}",
                     nodes
@@ -323,6 +350,62 @@ impl SlurmMember {
         Ok(())
     }
 
+    /// The unfinished batch jobs of TrainingJob `uid` owned by `user` under any attempt key
+    /// `other` accepts, each with what a graceful stop does to it now.
+    fn unfinished(
+        &self,
+        uid: &str,
+        user: &str,
+        other: impl Fn(&str) -> bool,
+        grace: Duration,
+    ) -> Vec<(u64, StopAction)> {
+        let s = self.lock();
+        let shared = self.owner.tenancy.is_shared();
+        s.jobs
+            .iter()
+            .filter(|(key, _)| convert::uid_of_key(key) == uid && other(key))
+            .flat_map(|(_, list)| list.iter())
+            .filter(|j| tenancy::owned_by(j, user, shared))
+            .filter_map(|j| {
+                let phase = convert::remote_state(j).phase;
+                if matches!(phase, convert::RemotePhase::Succeeded | convert::RemotePhase::Failed) {
+                    return None;
+                }
+                Some((j.job_id, stop_action(phase, s.signalled.get(&j.job_id).map(Instant::elapsed), grace)))
+            })
+            .collect()
+    }
+
+    /// What is left of TrainingJob `uid`'s attempts other than `current` (owned by
+    /// `user`): a description, and whether a stop call is due (something to signal or to
+    /// cancel now), or `None` when nothing is left.
+    pub fn leftover(&self, uid: &str, current: &str, user: &str, grace: Duration) -> Option<(String, bool)> {
+        let jobs = self.unfinished(uid, user, |k| k != current, grace);
+        if jobs.is_empty() {
+            return None;
+        }
+        let ids: Vec<String> = jobs.iter().map(|(id, _)| id.to_string()).collect();
+        let due = jobs.iter().any(|(_, a)| *a != StopAction::Wait);
+        Some((format!("batch job(s) {} of an earlier attempt", ids.join(", ")), due))
+    }
+
+    /// Stops gracefully the unfinished batch jobs of TrainingJob `uid` (owned by `user`)
+    /// whose attempt key `which` accepts: pending ones are cancelled, running ones get
+    /// SIGTERM, and those signalled more than `grace` ago are cancelled.
+    pub async fn stop(&self, uid: &str, user: &str, which: impl Fn(&str) -> bool, grace: Duration) -> Result<()> {
+        for (id, action) in self.unfinished(uid, user, which, grace) {
+            match action {
+                StopAction::Wait => {}
+                StopAction::Cancel | StopAction::Kill => self.client.cancel_as(user, id).await?,
+                StopAction::Terminate => {
+                    self.client.terminate_as(user, id).await?;
+                    self.lock().signalled.insert(id, Instant::now());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Cancels one batch job (a second one of an attempt, an orphan) as its owner `user`.
     pub async fn cancel_one(&self, job_id: u64, user: &str) -> Result<()> {
         self.client.cancel_as(user, job_id).await
@@ -352,6 +435,34 @@ mod tests {
             job_state: vec![state.into()],
             ..SlurmJob::default()
         }
+    }
+
+    #[test]
+    fn a_graceful_stop_signals_first_and_cancels_after_the_grace_period() {
+        use convert::RemotePhase::{Pending, Running};
+        let grace = Duration::from_secs(30);
+        assert_eq!(stop_action(Pending, None, grace), StopAction::Cancel, "nothing runs yet");
+        assert_eq!(stop_action(Running, None, grace), StopAction::Terminate);
+        assert_eq!(stop_action(Running, Some(Duration::from_secs(10)), grace), StopAction::Wait);
+        assert_eq!(stop_action(Running, Some(Duration::from_secs(30)), grace), StopAction::Kill);
+    }
+
+    #[test]
+    fn what_earlier_attempts_left_is_found_by_uid_and_user() {
+        let mut state = State::default();
+        state.jobs.insert("u-1.1".into(), vec![job(4, "u-1", 1, "hub-a", "RUNNING")]);
+        state.jobs.insert("u-1.2".into(), vec![job(5, "u-1", 2, "hub-a", "PENDING")]);
+        state.jobs.insert("u-2.1".into(), vec![job(6, "u-2", 1, "hub-a", "RUNNING")]);
+        state.jobs.insert("u-1.0".into(), vec![job(3, "u-1", 0, "hub-a", "COMPLETED")]);
+        let m = member(state);
+        let grace = Duration::from_secs(30);
+        let (what, due) = m.leftover("u-1", "u-1.2", "computenet", grace).expect("attempt 1 runs");
+        assert!(what.contains('4') && !what.contains('5') && !what.contains('3'), "{what}");
+        assert!(due, "not signalled yet");
+        m.lock().signalled.insert(4, Instant::now());
+        assert_eq!(m.leftover("u-1", "u-1.2", "computenet", grace).map(|l| l.1), Some(false), "signalled: waits");
+        assert_eq!(m.leftover("u-1", "u-1.2", "mallory", grace), None, "another user's jobs are not its");
+        assert_eq!(m.leftover("u-2", "u-2.1", "computenet", grace), None, "only the current attempt");
     }
 
     #[test]
