@@ -468,23 +468,28 @@ impl Scheduler {
                 let a = &adaptable[k];
                 a.job.elastic.is_some()
                     && a.job.restart.is_some()
+                    && a.recent_moves < config.max_moves_per_hour
                     && snapshot.running.get(a.running).is_some_and(|r| r.replicas() > a.job.replicas)
             })
             .collect();
         if borrowers.is_empty() {
             return;
         }
-        let mut pending: Vec<&Job> = snapshot.pending.iter().collect();
-        pending.sort_by(|a, b| {
-            b.priority.cmp(&a.priority).then(a.submitted_at.cmp(&b.submitted_at)).then(a.id.cmp(&b.id))
-        });
         let pool = snapshot.pool;
-        for job in pending {
+        'jobs: for job in waiting_in_order(snapshot.pending, WAITING_CHECKED) {
             if out.len() >= config.max_adjustments {
                 return;
             }
+            // A job its quota holds back would not start on the devices given back.
+            let Some(q) = ledger.queue_index(&job.queue) else {
+                continue;
+            };
             for (c, cluster) in pool.clusters.iter().enumerate() {
-                if !cluster.schedulable() || !cluster.admits(&job.tenant) {
+                if !cluster.schedulable()
+                    || !cluster.admits(&job.tenant)
+                    || (!job.cluster_kinds.is_empty() && !job.cluster_kinds.contains(&cluster.kind))
+                    || (!job.sites.is_empty() && !job.sites.contains(&cluster.site))
+                {
                     continue;
                 }
                 // Borrowers on this cluster of no higher priority, most borrowed first.
@@ -505,15 +510,23 @@ impl Scheduler {
                     (std::cmp::Reverse(r.replicas() - adaptable[k].job.replicas), adaptable[k].job.id.clone())
                 });
                 for (g, group) in indexes[c].groups().iter().enumerate() {
-                    if !self.type_allowed(job, group.accelerator.as_deref(), pool) {
+                    if !self.type_allowed(job, group.accelerator.as_deref(), pool)
+                        || ledger
+                            .check(
+                                q,
+                                &gang_usage(&job.per_replica, job.replicas, group.accelerator.as_deref()),
+                                group.accelerator.as_deref(),
+                            )
+                            .is_err()
+                    {
                         continue;
+                    }
+                    if indexes[c].find_slots(g, &job.per_replica, job.replicas, None).is_ok() {
+                        continue 'jobs; // it fits already: the next cycle admits it
                     }
                     let nodes: Vec<u32> =
                         (0..indexes[c].free().len() as u32).filter(|n| indexes[c].group_of(*n) == Some(g)).collect();
                     let mut free = indexes[c].free().to_vec();
-                    if find_slots_in(&free, nodes.iter().copied(), &job.per_replica, job.replicas).is_some() {
-                        break; // it fits already: the next cycle admits it
-                    }
                     // Shrink borrowers one by one (to their asked size, on their own
                     // devices) until the pending gang fits.
                     let mut shrunk: Vec<(usize, Vec<NodeSlot>)> = Vec::new();
@@ -574,7 +587,7 @@ impl Scheduler {
                         };
                         out.push(self.adjustment(snapshot, a, AdjustmentKind::Shrink, option, now_s, after_s, reason));
                     }
-                    break;
+                    continue 'jobs; // room made for it once is enough
                 }
             }
         }
@@ -793,6 +806,14 @@ mod tests {
         assert_eq!(adj.len(), 1);
         assert_eq!((adj[0].kind, adj[0].replicas), (AdjustmentKind::Shrink, 2));
         assert!(adj[0].reason.contains("so that p can start"), "{}", adj[0].reason);
+        // A pending job that may not run there (another site) takes nothing back, nor
+        // does one of a queue the round does not know.
+        let mut elsewhere = pending[0].clone();
+        elsewhere.sites = vec!["elsewhere".into()];
+        assert!(round(&p, &running, &jobs, &[elsewhere]).is_empty());
+        let mut unknown = pending[0].clone();
+        unknown.queue = "nope".into();
+        assert!(round(&p, &running, &jobs, &[unknown]).is_empty());
     }
 
     #[test]

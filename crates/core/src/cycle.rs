@@ -61,6 +61,9 @@ pub struct CycleConfig {
 /// (start, cluster, group, projected free capacity at start, the gang's slots then)
 type Earliest = (u64, usize, usize, Vec<NodeCapacity>, Vec<NodeSlot>);
 
+/// Smaller sizes an elastic gang that does not fit whole tries, largest first.
+const ELASTIC_SIZES_TRIED: usize = 4;
+
 /// Projections of future capacity per cycle for waiting-aware placement.
 const MAX_WAIT_CHECKS: usize = 64;
 
@@ -376,6 +379,8 @@ impl<'a> CycleState<'a> {
         let mut found: Vec<Found> = Vec::new();
         let mut rejected: Vec<(usize, RejectReason)> = Vec::new();
         let mut eligible: Vec<(usize, usize)> = Vec::new();
+        // The most replicas of the gang that fit in any one group now (for elastic gangs).
+        let mut most_fitting = 0;
         let mut runtimes = RuntimeCache::default();
         for (c, cluster) in self.snap.pool.clusters.iter().enumerate() {
             if !cluster.ready {
@@ -414,7 +419,10 @@ impl<'a> CycleState<'a> {
                 eligible.push((c, g));
                 match self.fit_in_group(job, c, g, &mut runtimes) {
                     Ok(f) => found.push(f),
-                    Err(GroupMiss::Fits(n)) => best_fit = best_fit.max(n),
+                    Err(GroupMiss::Fits(n)) => {
+                        best_fit = best_fit.max(n);
+                        most_fitting = most_fitting.max(n);
+                    }
                     Err(GroupMiss::Held) => held = true,
                 }
             }
@@ -489,8 +497,11 @@ impl<'a> CycleState<'a> {
         }
         // An elastic gang that does not fit whole starts smaller, down to its minimum
         // (the re-optimisation round grows it back when devices free up).
-        if let Some(e) = job.elastic.filter(|e| e.min_replicas < job.replicas) {
-            for size in (e.min_replicas.max(1)..job.replicas).rev() {
+        // Only sizes that fit somewhere are tried (at most a few: a wide range costs no
+        // more than a narrow one).
+        if let Some(e) = job.elastic.filter(|e| e.min_replicas < job.replicas && most_fitting >= e.min_replicas) {
+            let largest = most_fitting.min(job.replicas - 1);
+            for size in (e.min_replicas.max(1)..=largest).rev().take(ELASTIC_SIZES_TRIED) {
                 let mut smaller = job.clone();
                 smaller.replicas = size;
                 let mut runtimes = RuntimeCache::default();
@@ -927,7 +938,12 @@ impl<'a> CycleState<'a> {
             // Lowest priority first; among equals, the one whose stop loses least: a
             // restartable job loses its restart cost, a rigid one its whole run so far.
             let now = self.snap.now;
-            let lost = |r: &RunningJob| r.restart_cost_s.unwrap_or_else(|| now.saturating_sub(r.started_at));
+            // A declared restart cost counts at most what the job has run: a large one
+            // must not shield a job that just started.
+            let lost = |r: &RunningJob| {
+                let ran = now.saturating_sub(r.started_at);
+                r.restart_cost_s.map_or(ran, |cost| cost.min(ran))
+            };
             victims.sort_by(|a, b| {
                 let (x, y) = (&self.snap.running[*a], &self.snap.running[*b]);
                 victim_priority[*a]

@@ -485,3 +485,21 @@ fn effective_priority_is_clamped_into_the_range() {
     assert_eq!((r.effective(i32::MIN), r.effective(3), r.effective(i32::MAX)), (-5, 3, 10));
     assert_eq!(PriorityRange::default().effective(i32::MAX), i32::MAX);
 }
+
+/// An elastic gang that does not fit whole starts at the largest size that fits, never
+/// below its minimum; a rigid one waits.
+#[test]
+fn an_elastic_gang_starts_smaller_when_whole_it_does_not_fit() {
+    let p = pool(vec![cluster("ai", ClusterKind::AI, "a", 3, Some("A100-80G"), 8)]);
+    let mut elastic = job("e", "q", 6, 8, 10.0);
+    elastic.elastic = Some(computenet_core::ElasticRange { min_replicas: 2, max_replicas: 6 });
+    let out = run(&p, &[Queue::unlimited("q")], std::slice::from_ref(&elastic), &[]);
+    let size: u32 = placement(&out, "e").slots.iter().map(|s| s.replicas).sum();
+    assert_eq!(size, 3, "the three nodes there are");
+    elastic.elastic = Some(computenet_core::ElasticRange { min_replicas: 4, max_replicas: 6 });
+    let out = run(&p, &[Queue::unlimited("q")], std::slice::from_ref(&elastic), &[]);
+    assert!(!matches!(action(&out, "e"), Action::Admit(_)), "below its minimum it waits");
+    elastic.elastic = None;
+    let out = run(&p, &[Queue::unlimited("q")], &[elastic], &[]);
+    assert!(!matches!(action(&out, "e"), Action::Admit(_)), "rigid: waits");
+}
