@@ -183,7 +183,7 @@ check "a job of a model without a profile runs" wait_for 60 bash -c '[ "$(kubect
 STEPS_UID=$(kubectl get tj learn-1 -n "$NS" -o jsonpath='{.metadata.uid}')
 metrics 2.0 1.1
 check "serve learns its placement's rate from Prometheus (computenet_learned_steps_per_second 5)" wait_for 60 bash -c '
-  curl -sf "http://127.0.0.1:$1/metrics" | grep "^computenet_learned_steps_per_second{" | grep "model=\"e2e-learned\"" | grep -q "gpus=\"8\",model=\"e2e-learned\",nodes=\"1\"} 5$"' _ "$METRICS_PORT"
+  curl -sf "http://127.0.0.1:$1/metrics" | grep "^computenet_learned_steps_per_second{" | grep "model=\"e2e-learned\"" | grep -q "gpus=\"8\",model=\"e2e-learned\",namespace=\"$2\",nodes=\"1\"} 5$"' _ "$METRICS_PORT" "$NS"
 check "and tracks the running job (computenet_progress_jobs 1)" bash -c 'curl -sf "http://127.0.0.1:$1/metrics" | grep -qx "computenet_progress_jobs 1"' _ "$METRICS_PORT"
 kubectl delete tj learn-1 -n "$NS" --timeout=60s >/dev/null 2>&1
 learner learn-2 3 | kubectl apply -f - >/dev/null

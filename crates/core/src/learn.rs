@@ -60,6 +60,9 @@ impl LearnConfig {
 /// A placement a rate is learned for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PlacementKey {
+    /// The tenant (hub namespace) whose job it was: what one tenant's jobs report is used
+    /// for that tenant's jobs only, so that no tenant can steer others' placements.
+    pub tenant: String,
     pub model: String,
     /// Catalogue name; [`crate::accelerator::CPU_ONLY`] for CPU-only jobs.
     pub accelerator: String,
@@ -89,7 +92,8 @@ type Size = (u32, u32, Option<u32>);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LearnedProfiles {
     pub config: LearnConfig,
-    by_model: BTreeMap<String, BTreeMap<String, BTreeMap<Size, LearnedRate>>>,
+    /// By (tenant, model), then accelerator type, then size.
+    by_model: BTreeMap<(String, String), BTreeMap<String, BTreeMap<Size, LearnedRate>>>,
     len: usize,
 }
 
@@ -124,7 +128,7 @@ impl LearnedProfiles {
         let weight = self.config.weight();
         let entry = self
             .by_model
-            .entry(key.model.clone())
+            .entry((key.tenant.clone(), key.model.clone()))
             .or_default()
             .entry(key.accelerator.clone())
             .or_default()
@@ -140,29 +144,39 @@ impl LearnedProfiles {
     }
 
     fn get(&self, key: &PlacementKey) -> Option<&LearnedRate> {
-        self.by_model.get(&key.model)?.get(&key.accelerator)?.get(&(key.gpus, key.nodes, key.batch_size))
+        self.by_model.get(&(key.tenant.clone(), key.model.clone()))?.get(&key.accelerator)?.get(&(
+            key.gpus,
+            key.nodes,
+            key.batch_size,
+        ))
     }
 
-    /// The learned rate of a placement, once it has enough readings.
+    /// The learned rate of a placement for `tenant`'s jobs, once it has enough readings.
     pub fn rate(
         &self,
+        tenant: &str,
         model: &str,
         accelerator: &str,
         gpus: u32,
         nodes: u32,
         batch_size: Option<u32>,
     ) -> Option<LearnedRate> {
-        let r = self.by_model.get(model)?.get(accelerator)?.get(&(gpus, nodes, batch_size))?;
+        let r = self
+            .by_model
+            .get(&(tenant.to_string(), model.to_string()))?
+            .get(accelerator)?
+            .get(&(gpus, nodes, batch_size))?;
         (r.samples >= self.config.min_samples.max(1)).then_some(*r)
     }
 
     /// Every learned placement, trusted or not yet.
     pub fn entries(&self) -> impl Iterator<Item = (PlacementKey, LearnedRate)> + '_ {
-        self.by_model.iter().flat_map(|(model, by_type)| {
+        self.by_model.iter().flat_map(|((tenant, model), by_type)| {
             by_type.iter().flat_map(move |(accelerator, sizes)| {
                 sizes.iter().map(move |(&(gpus, nodes, batch_size), r)| {
                     (
                         PlacementKey {
+                            tenant: tenant.clone(),
                             model: model.clone(),
                             accelerator: accelerator.clone(),
                             gpus,
@@ -182,7 +196,8 @@ impl LearnedProfiles {
             self.len = 0;
             return;
         };
-        if let Some(by_type) = self.by_model.get_mut(&oldest.model) {
+        let model_key = (oldest.tenant.clone(), oldest.model.clone());
+        if let Some(by_type) = self.by_model.get_mut(&model_key) {
             if let Some(sizes) = by_type.get_mut(&oldest.accelerator) {
                 sizes.remove(&(oldest.gpus, oldest.nodes, oldest.batch_size));
                 if sizes.is_empty() {
@@ -190,7 +205,7 @@ impl LearnedProfiles {
                 }
             }
             if by_type.is_empty() {
-                self.by_model.remove(&oldest.model);
+                self.by_model.remove(&model_key);
             }
         }
         self.len -= 1;
@@ -323,7 +338,14 @@ mod tests {
     use super::*;
 
     fn key(gpus: u32) -> PlacementKey {
-        PlacementKey { model: "bert".into(), accelerator: "A100-80G".into(), gpus, nodes: 1, batch_size: None }
+        PlacementKey {
+            tenant: "t".into(),
+            model: "bert".into(),
+            accelerator: "A100-80G".into(),
+            gpus,
+            nodes: 1,
+            batch_size: None,
+        }
     }
 
     fn obs(job: &str, rate: f64, at: u64) -> Observation {
@@ -334,13 +356,13 @@ mod tests {
     fn trusted_after_min_samples_and_averaged() {
         let mut p = LearnedProfiles::new(LearnConfig { weight: 0.5, min_samples: 2, ..LearnConfig::default() });
         assert!(p.observe(&key(8), 4.0, true, 10));
-        assert_eq!(p.rate("bert", "A100-80G", 8, 1, None), None, "one reading is not enough");
+        assert_eq!(p.rate("t", "bert", "A100-80G", 8, 1, None), None, "one reading is not enough");
         assert!(p.observe(&key(8), 2.0, false, 20));
-        let r = p.rate("bert", "A100-80G", 8, 1, None).expect("trusted");
+        let r = p.rate("t", "bert", "A100-80G", 8, 1, None).expect("trusted");
         assert_eq!((r.steps_per_s, r.samples, r.jobs, r.updated_at), (3.0, 2, 1, 20));
         assert!(p.observe(&key(8), 3.0, true, 30));
-        assert_eq!(p.rate("bert", "A100-80G", 8, 1, None).map(|r| r.jobs), Some(2));
-        assert_eq!(p.rate("bert", "A100-80G", 4, 1, None), None, "another size is another placement");
+        assert_eq!(p.rate("t", "bert", "A100-80G", 8, 1, None).map(|r| r.jobs), Some(2));
+        assert_eq!(p.rate("t", "bert", "A100-80G", 4, 1, None), None, "another size is another placement");
     }
 
     #[test]
@@ -381,7 +403,7 @@ mod tests {
         let again = Observation { started_at: 190, ..obs("a", 1.0, 200) };
         assert!(l.observe(&again));
         assert_eq!(l.job("a").map(|p| (p.steps_done, p.samples)), Some((10.0, 1)));
-        assert_eq!(l.profiles.rate("bert", "A100-80G", 8, 1, None).map(|r| r.jobs), Some(2));
+        assert_eq!(l.profiles.rate("t", "bert", "A100-80G", 8, 1, None).map(|r| r.jobs), Some(2));
         // Done caps at the work; the estimate never goes below zero.
         assert!(l.observe(&Observation { at: 10_000, ..again.clone() }));
         assert_eq!(l.remaining_s("a"), Some(0.0));

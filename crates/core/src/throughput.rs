@@ -165,7 +165,7 @@ impl ThroughputModel {
                 let steps = *steps as f64;
                 // What jobs measured here beats any profile: it is this cluster's hardware,
                 // software and data. Not slowed down: it is what really happened.
-                if let Some(l) = self.learned.rate(model, device, gpus, nodes, *batch_size) {
+                if let Some(l) = self.learned.rate(&job.tenant, model, device, gpus, nodes, *batch_size) {
                     return (steps / l.steps_per_s, EstimateSource::Learned { jobs: l.jobs });
                 }
                 if let Some((rate, exact)) = self.profiles.steps_per_s(model, device, gpus, nodes, *batch_size) {
@@ -373,8 +373,14 @@ mod tests {
         m.learned.config = LearnConfig { min_samples: 2, ..LearnConfig::default() };
         let c = Catalogue::built_in();
         let j = job(Work::ModelSteps { model: "bert".into(), steps: 100, batch_size: None }, 1, 1);
-        let key =
-            PlacementKey { model: "bert".into(), accelerator: "V100".into(), gpus: 1, nodes: 1, batch_size: None };
+        let key = PlacementKey {
+            tenant: String::new(),
+            model: "bert".into(),
+            accelerator: "V100".into(),
+            gpus: 1,
+            nodes: 1,
+            batch_size: None,
+        };
         m.learned.observe(&key, 4.0, true, 1);
         assert_eq!(m.runtime_s(&j, &c, Some("V100"), 1), (50.0, EstimateSource::Measured), "one reading: not yet");
         m.learned.observe(&key, 4.0, false, 2);

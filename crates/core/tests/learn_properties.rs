@@ -6,7 +6,14 @@ use computenet_core::{Catalogue, Job, ThroughputModel, Work};
 use proptest::prelude::*;
 
 fn key(model: usize, gpus: u32) -> PlacementKey {
-    PlacementKey { model: format!("m{model}"), accelerator: "A100-80G".into(), gpus, nodes: 1, batch_size: None }
+    PlacementKey {
+        tenant: "t".into(),
+        model: format!("m{model}"),
+        accelerator: "A100-80G".into(),
+        gpus,
+        nodes: 1,
+        batch_size: None,
+    }
 }
 
 /// Readings a broken exporter could send.
@@ -34,7 +41,7 @@ proptest! {
         let mut last_error = f64::INFINITY;
         for t in 0..400u64 {
             p.observe(&key(0, 8), target, false, 100 + t);
-            let error = (p.rate("m0", "A100-80G", 8, 1, None).unwrap().steps_per_s - target).abs();
+            let error = (p.rate("t", "m0", "A100-80G", 8, 1, None).unwrap().steps_per_s - target).abs();
             prop_assert!(error <= last_error * (1.0 + 1e-12) + 1e-12, "never moves away");
             last_error = error;
         }
@@ -87,7 +94,7 @@ proptest! {
             prop_assert!(p.len() <= cap);
             prop_assert_eq!(p.entries().count(), p.len());
             let model = format!("m{m}");
-            prop_assert!(p.rate(&model, "A100-80G", *g, 1, None).is_some());
+            prop_assert!(p.rate("t", &model, "A100-80G", *g, 1, None).is_some());
         }
     }
 }
@@ -100,6 +107,11 @@ fn the_estimate_says_it_was_learned() {
     }
     let mut job = computenet_core::synth::job("x", "q", 1, 8, 1.0);
     job.work = Work::ModelSteps { model: "m0".into(), steps: 100, batch_size: None };
+    job.tenant = "t".into();
     let (runtime, source) = model.runtime_s(&job, &Catalogue::built_in(), Some("A100-80G"), 1);
     assert_eq!((runtime, source), (50.0, EstimateSource::Learned { jobs: 2 }));
+    // Another tenant's job of the same model is estimated without what "t" reported.
+    job.tenant = "other".into();
+    let (_, source) = model.runtime_s(&job, &Catalogue::built_in(), Some("A100-80G"), 1);
+    assert_ne!(source, EstimateSource::Learned { jobs: 2 });
 }

@@ -210,13 +210,13 @@ impl Metrics {
                 &r,
                 "computenet_learned_steps_per_second",
                 "Training steps per second learned from running jobs' progress (a moving average), by placement; only placements with enough readings to be used in estimates. batch_size is empty when the jobs give none.",
-                &["model", "accelerator", "gpus", "nodes", "batch_size"],
+                &["namespace", "model", "accelerator", "gpus", "nodes", "batch_size"],
             )?,
             learned_jobs: Gauges::new(
                 &r,
                 "computenet_learned_jobs",
                 "Jobs whose progress readings a learned rate (computenet_learned_steps_per_second) comes from.",
-                &["model", "accelerator", "gpus", "nodes", "batch_size"],
+                &["namespace", "model", "accelerator", "gpus", "nodes", "batch_size"],
             )?,
             progress_jobs: Gauges::new(
                 &r,
@@ -338,12 +338,12 @@ impl Metrics {
         let _one = self.updating.lock().unwrap_or_else(|e| e.into_inner());
         let (mut rates, mut jobs) = (Vec::new(), Vec::new());
         for (k, r) in learned.entries() {
-            if learned.rate(&k.model, &k.accelerator, k.gpus, k.nodes, k.batch_size).is_none() {
+            if learned.rate(&k.tenant, &k.model, &k.accelerator, k.gpus, k.nodes, k.batch_size).is_none() {
                 continue;
             }
             let (gpus, nodes, batch) =
                 (k.gpus.to_string(), k.nodes.to_string(), k.batch_size.map(|b| b.to_string()).unwrap_or_default());
-            let l = labels([k.model.as_str(), k.accelerator.as_str(), &gpus, &nodes, &batch]);
+            let l = labels([k.tenant.as_str(), k.model.as_str(), k.accelerator.as_str(), &gpus, &nodes, &batch]);
             rates.push((l.clone(), r.steps_per_s));
             jobs.push((l, f64::from(r.jobs)));
         }
@@ -530,6 +530,7 @@ mod tests {
         let m = Metrics::new(false).expect("metrics");
         let mut learned = LearnedProfiles::new(LearnConfig { min_samples: 2, ..LearnConfig::default() });
         let key = |gpus, batch_size| PlacementKey {
+            tenant: "t".into(),
             model: "bert".into(),
             accelerator: "A100-80G".into(),
             gpus,
@@ -542,8 +543,8 @@ mod tests {
         m.learned(&learned, 3);
         let text = m.encode();
         for line in [
-            r#"computenet_learned_steps_per_second{accelerator="A100-80G",batch_size="",gpus="8",model="bert",nodes="1"} 2.5"#,
-            r#"computenet_learned_jobs{accelerator="A100-80G",batch_size="",gpus="8",model="bert",nodes="1"} 2"#,
+            r#"computenet_learned_steps_per_second{accelerator="A100-80G",batch_size="",gpus="8",model="bert",namespace="t",nodes="1"} 2.5"#,
+            r#"computenet_learned_jobs{accelerator="A100-80G",batch_size="",gpus="8",model="bert",namespace="t",nodes="1"} 2"#,
             "computenet_progress_jobs 3",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

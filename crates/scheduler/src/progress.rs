@@ -110,6 +110,7 @@ pub fn targets(
             started_at: started.map_or(0, |t| view::unix(t.0)),
             steps,
             key: PlacementKey {
+                tenant: tj.metadata.namespace.clone().unwrap_or_default(),
                 model: model.clone(),
                 accelerator: placement.accelerator.clone().unwrap_or_else(|| CPU_ONLY.to_string()),
                 gpus: u32::try_from(placement.gpus.max(1)).unwrap_or(u32::MAX),
@@ -131,8 +132,8 @@ pub fn apply(learner: &Learner, built: &mut Built, now: u64) {
     }
 }
 
-/// One reading: the job's UID, steps per second, when (unix seconds).
-type Reading = (String, f64, u64);
+/// One reading: the job's UID, steps per second, when (unix seconds), the member that answered.
+type Reading = (String, f64, u64, String);
 
 /// What the background reader and the passes share.
 #[derive(Debug, Default)]
@@ -191,8 +192,10 @@ impl Progress {
         }
         self.logged = errors;
         let by_uid: HashMap<&str, &Target> = targets.iter().map(|t| (t.uid.as_str(), t)).collect();
-        for (uid, steps_per_s, at) in readings {
-            let Some(t) = by_uid.get(uid.as_str()) else { continue };
+        for (uid, steps_per_s, at, member) in readings {
+            // A member's answer counts only for jobs that run on it: no member (nor a
+            // tenant labelling its own series) speaks for a job elsewhere.
+            let Some(t) = by_uid.get(uid.as_str()).filter(|t| t.member == member) else { continue };
             self.learner.observe(&Observation {
                 job: uid,
                 started_at: t.started_at,
@@ -271,7 +274,7 @@ async fn read_loop(
             let answers = futures::stream::iter(queries).buffer_unordered(QUERY_CONCURRENCY).collect::<Vec<_>>().await;
             for (t, answer) in answers {
                 match answer {
-                    Ok(Some(v)) => readings.push((t.uid.clone(), v, now())),
+                    Ok(Some(v)) => readings.push((t.uid.clone(), v, now(), t.member.clone())),
                     Ok(None) => {}
                     Err(e) => {
                         errors.entry(t.member.clone()).or_insert_with(|| e.to_string());
@@ -298,7 +301,7 @@ async fn read_loop(
                 match answer {
                     Ok(series) => {
                         let at = now();
-                        readings.extend(series.into_iter().map(|(uid, v)| (uid, v, at)));
+                        readings.extend(series.into_iter().map(|(uid, v)| (uid, v, at, t.member.clone())));
                     }
                     Err(e) => {
                         errors.insert(t.member.clone(), e.to_string());
@@ -396,6 +399,7 @@ mod tests {
         assert_eq!(
             t.key,
             PlacementKey {
+                tenant: "team-a".into(),
                 model: "bert".into(),
                 accelerator: "A100-80G".into(),
                 gpus: 8,
@@ -424,8 +428,14 @@ mod tests {
     #[test]
     fn measured_progress_sets_the_end_of_running_jobs() {
         let mut learner = Learner::new(LearnConfig { min_samples: 2, ..LearnConfig::default() });
-        let key =
-            PlacementKey { model: "bert".into(), accelerator: "A100-80G".into(), gpus: 8, nodes: 2, batch_size: None };
+        let key = PlacementKey {
+            tenant: "t".into(),
+            model: "bert".into(),
+            accelerator: "A100-80G".into(),
+            gpus: 8,
+            nodes: 2,
+            batch_size: None,
+        };
         let o = |at| Observation {
             job: "u1".into(),
             started_at: 1_000,
