@@ -168,8 +168,11 @@ struct Attempt {
     start: u64,
     /// Restart cost paid at its start (no progress meanwhile).
     delay: u64,
-    /// Seconds its remaining work takes at this placement (after the delay).
+    /// Seconds its remaining work takes at this placement (after the delay), data
+    /// transfer included.
     run_s: f64,
+    /// Of `run_s`, the data transfer first (no training progress).
+    transfer_s: f64,
     energy_kwh: f64,
     cost: f64,
 }
@@ -363,8 +366,14 @@ impl State<'_> {
         });
         self.running_index.push(i);
         self.ends.insert((end, i));
-        self.attempts[i] =
-            Some(Attempt { start: now, delay, run_s, energy_kwh: p.estimate.energy_kwh, cost: p.estimate.cost });
+        self.attempts[i] = Some(Attempt {
+            start: now,
+            delay,
+            run_s,
+            transfer_s: p.estimate.transfer_s.min(run_s),
+            energy_kwh: p.estimate.energy_kwh,
+            cost: p.estimate.cost,
+        });
         let replicas: u32 = p.slots.iter().map(|s| s.replicas).sum();
         let rec = &mut self.records[i];
         rec.started_at.get_or_insert(now);
@@ -388,8 +397,10 @@ impl State<'_> {
         let Some(a) = self.attempts[i] else {
             return self.left[i];
         };
-        let worked = now.saturating_sub(a.start + a.delay) as f64;
-        let share_done = if a.run_s > 0.0 { (worked / a.run_s).min(1.0) } else { 1.0 };
+        // Progress only while training: not during the restart delay or the data transfer.
+        let worked = (now.saturating_sub(a.start + a.delay) as f64 - a.transfer_s).max(0.0);
+        let training_s = a.run_s - a.transfer_s;
+        let share_done = if training_s > 0.0 { (worked / training_s).min(1.0) } else { 1.0 };
         self.left[i] * (1.0 - share_done)
     }
 
@@ -588,6 +599,53 @@ mod tests {
         let r = run(crate::Policy::Fifo);
         assert_eq!(r.jobs[1].cluster.as_deref(), Some("slow"));
         assert_eq!(r.jobs[1].finished_at, Some(6924));
+    }
+
+    /// Adaptive runs account work exactly: a job that moved (T4 to A100 as the A100s free
+    /// up) does, over its stretches, its whole work and no more (each stretch's training
+    /// time over the work's runtime on that type sums to one), and pays its restart cost
+    /// once per move, during which it makes no progress.
+    #[test]
+    fn moved_jobs_do_their_work_exactly_and_pay_their_restarts() {
+        let p = pool(vec![
+            cluster("fast", ClusterKind::AI, "x", 1, Some("A100-80G"), 8),
+            cluster("slow", ClusterKind::AI, "x", 2, Some("T4"), 8),
+        ]);
+        let mut jobs = Vec::new();
+        for (i, hours) in [40.0, 64.0, 64.0, 30.0].into_iter().enumerate() {
+            let mut j = job(&format!("j{i}"), "q", 1, 8, hours);
+            j.submitted_at = i as u64 * 60;
+            jobs.push(j);
+        }
+        crate::policy::make_restartable(&mut jobs, 1.0, 300, 0.0);
+        let model = computenet_core::ThroughputModel::default();
+        let runtime = |j: &Job, accelerator: &str| model.runtime_s(j, &p.catalogue, Some(accelerator), 1).0;
+        let by_id: HashMap<String, Job> = jobs.iter().map(|j| (j.id.clone(), j.clone())).collect();
+        let result = Simulation {
+            pool: p.clone(),
+            queues: vec![Queue::unlimited("q")],
+            scheduler: crate::Policy::ComputenetAdaptive.scheduler(model.clone()),
+            jobs,
+        }
+        .run_with(RunOptions {
+            window: 256,
+            progress: None,
+            adaptation: Some(Adaptation { config: AdaptConfig::default(), interval_s: 300 }),
+        })
+        .expect("runs");
+        assert!(result.jobs.iter().any(|r| r.moves > 0), "something moved: {:?}", result.jobs);
+        for r in &result.jobs {
+            let j = &by_id[&r.id];
+            let mut done = 0.0;
+            for (k, seg) in r.segments.iter().enumerate() {
+                let delay = if k == 0 { 0.0 } else { 300.0 };
+                let trained = (seg.end.expect("finished") - seg.start) as f64 - delay;
+                done += trained / runtime(j, seg.accelerator.as_deref().expect("a GPU"));
+            }
+            assert!((done - 1.0).abs() < 0.01, "{} did {done} of its work", r.id);
+            assert_eq!(r.restart_s, 300 * u64::from(r.moves + r.resizes + r.preemptions), "{}", r.id);
+            assert_eq!(r.segments.len() as u32, 1 + r.moves + r.resizes + r.preemptions, "{}", r.id);
+        }
     }
 
     #[test]
