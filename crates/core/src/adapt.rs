@@ -109,8 +109,8 @@ pub fn remaining_work(work: &Work, fraction: f64) -> Work {
     }
 }
 
-/// One candidate place for a job.
-struct Option_ {
+/// One place a job could run at next: cluster, type, size, node slots and estimate.
+struct Place {
     cluster: usize,
     accelerator: Option<String>,
     replicas: u32,
@@ -167,7 +167,7 @@ impl Scheduler {
         let group_types: Vec<Vec<Option<String>>> =
             indexes.iter().map(|ix| ix.groups().iter().map(|g| g.accelerator.clone()).collect()).collect();
         let context = Context { waiting: &waiting, group_free: &group_free, group_types: &group_types };
-        let mut proposals: Vec<(f64, usize, Option_, f64, f64)> = Vec::new();
+        let mut proposals: Vec<(f64, usize, Place, f64, f64)> = Vec::new();
         for (k, a) in adaptable.iter().enumerate() {
             if adjusted[k] || !self.may_move(snapshot, a, config) {
                 continue;
@@ -251,7 +251,7 @@ impl Scheduler {
         indexes: &mut [ClusterIndex],
         ledger: &mut QuotaLedger,
         config: &AdaptConfig,
-    ) -> Option<(Option_, f64, f64)> {
+    ) -> Option<(Place, f64, f64)> {
         let r = &snapshot.running[a.running];
         let restart = a.job.restart?;
         // Its own usage is given back while alternatives are weighed.
@@ -277,7 +277,7 @@ impl Scheduler {
         ledger: &QuotaLedger,
         q: Option<usize>,
         config: &AdaptConfig,
-    ) -> Option<(Option_, f64, f64)> {
+    ) -> Option<(Place, f64, f64)> {
         let r = &snapshot.running[a.running];
         let pool = snapshot.pool;
         let current = r.replicas();
@@ -288,7 +288,7 @@ impl Scheduler {
             Some(e) => (e.min_replicas.max(current), e.max_replicas.max(current)),
             None => (current, current),
         };
-        let mut best: Option<(f64, Option_)> = None;
+        let mut best: Option<(f64, Place)> = None;
         // Runtime by (type, size) on one node: a lower bound of any placement of that size
         // (more nodes only slow it down), the same on every cluster.
         let mut best_runtime: Vec<(Option<&str>, u32, f64)> = Vec::new();
@@ -391,7 +391,7 @@ impl Scheduler {
                     {
                         best = Some((
                             after_s,
-                            Option_ {
+                            Place {
                                 cluster: c,
                                 accelerator: accelerator.map(str::to_string),
                                 replicas: size,
@@ -578,7 +578,7 @@ impl Scheduler {
                             r.replicas() - a.job.replicas,
                             job.id
                         );
-                        let option = Option_ {
+                        let option = Place {
                             cluster: c,
                             accelerator: r.accelerator.clone(),
                             replicas: a.job.replicas,
@@ -599,7 +599,7 @@ impl Scheduler {
         snapshot: &Snapshot<'_>,
         a: &Adaptable,
         kind: AdjustmentKind,
-        option: Option_,
+        option: Place,
         remaining_s: f64,
         adjusted_s: f64,
         reason: String,
@@ -664,7 +664,7 @@ fn usage_of(r: &RunningJob) -> Vec<(crate::queue::ResourceName, u64)> {
 fn describe(
     kind: AdjustmentKind,
     r: &RunningJob,
-    option: &Option_,
+    option: &Place,
     pool: &crate::Pool,
     now_s: f64,
     after_s: f64,
