@@ -39,9 +39,12 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A kubeconfig for a hub nobody listens on.
+/// A kubeconfig for a hub nobody listens on, in a file of its own: tests run in parallel,
+/// and rewriting one shared file let another test's plugin read it half written.
 fn unreachable_kubeconfig() -> PathBuf {
-    let path = scratch("unreachable").join("kubeconfig");
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = scratch(&format!("unreachable-{n}")).join("kubeconfig");
     std::fs::write(
         &path,
         "apiVersion: v1\nkind: Config\nclusters: [{name: hub, cluster: {server: \"https://127.0.0.1:9\"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: hub, context: {cluster: hub, user: u, namespace: team-a}}]\ncurrent-context: hub\n",
