@@ -140,7 +140,7 @@ check "it went through Admitted, Dispatched, Running, Succeeded" bash -c '
     sleep 0.5
   done
   echo "missing$missing in: $reasons"; exit 1'
-check "kubectl get tj shows queue, cluster and accelerator" bash -c 'kubectl get tj life -n e2e-a | tail -1 | grep -E "research +Succeeded +ai-1 +(H800|A100-80G) +8"'
+check "kubectl get tj shows queue, cluster, accelerator, replicas and GPUs" bash -c 'kubectl get tj life -n e2e-a | tail -1 | grep -E "research +Succeeded +ai-1 +(H800|A100-80G) +2 +8"'
 check "the member ran an Indexed Job of 2 pods" bash -c "
   name=\$(kubectl get tj life -n e2e-a -o jsonpath='{.status.remote.name}')
   [ \"\$(KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job \$name -n computenet-jobs-e2e-a -o jsonpath='{.spec.completionMode} {.spec.completions} {.status.succeeded}')\" = 'Indexed 2 2' ]"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Adaptive group "elastic": an elastic job (spec.elastic 2..4, restartable) grows from 2
-# to 4 replicas when capacity frees, and shrinks back to 2 when a pending job of its queue
-# needs the room.
+# to 4 replicas when capacity frees, and shrinks back to 2 when a higher-priority pending
+# job of its queue needs the room.
 #
 # One member, a-el (ai-1, site a-el), whose 4 H800 nodes of 8 GPUs the jobs use. A rigid
 # blocker holds 2; the elastic job starts with 2 (WORLD_SIZE 2, PET_NNODES 2:4). The
 # blocker is deleted: a round (--adapt-interval-s 5) resizes the job to 4 (a new attempt,
 # reason Resized; its member Job made again with 4 completions, WORLD_SIZE 4), the old pods
-# gone before the new ones start. A rigid job of 2 nodes then waits: the next round gives
-# the 2 borrowed replicas back (attempt 3, 2 replicas) and the newcomer runs.
+# gone before the new ones start. A rigid job of 2 nodes and priority 5 then waits: the next
+# round gives the 2 borrowed replicas back (attempt 3, 2 replicas) and the newcomer runs.
 #
 # Needs the test bed (tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint) and
 #   cargo build -p computenet
@@ -48,7 +48,7 @@ kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 wait_for 90 bash -c "! kubectl get ns $NS >/dev/null 2>&1" || { echo "namespace $NS still terminating" >&2; exit 1; }
 wait_for 90 bash -c "! KUBECONFIG=$KUBECONFIG_AI kubectl get ns $MEMBER_NS >/dev/null 2>&1" ||
   { echo "member namespace $MEMBER_NS still terminating" >&2; exit 1; }
-{ tenant_queue "$NS" a-el "$QUEUE"; cat <<EOT
+{ tenant_queue "$NS" a-el "$QUEUE"; echo "  priorityRange: {min: 0, max: 10}"; cat <<EOT
 ---
 apiVersion: computenet.io/v1alpha1
 kind: MemberCluster
@@ -60,7 +60,7 @@ spec:
 EOT
 } | kubectl apply -f - >/dev/null
 
-# rigid NAME REPLICAS: a gang of 8-GPU H800 replicas that runs for long.
+# rigid NAME REPLICAS [PRIORITY]: a gang of 8-GPU H800 replicas that runs for long.
 rigid() {
   cat <<EOT
 apiVersion: computenet.io/v1alpha1
@@ -68,6 +68,7 @@ kind: TrainingJob
 metadata: {name: $1, namespace: $NS, annotations: {computenet.io/run-seconds: "3600"}}
 spec:
   queueName: $QUEUE
+  priority: ${3:-0}
   replicas: $2
   resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8, types: [H800]}}
   workload: {image: example/train:1.0, command: [python, train.py]}
@@ -124,8 +125,8 @@ check "grown: old pods stopped before new ones start" pods_in_order "$tmp/pods" 
 check "grown: the round's sentence is in the history" bash -c "
   $(declare -f field); NS=$NS; field elastic '{.status.attempts[0].message}' | grep -q 'resizes from 2 to 4 replicas'"
 
-rigid newcomer 2 | kubectl apply -f - >/dev/null
-check "a pending job needs room: the elastic job shrinks back to 2 (attempt 3)" wait_show 60 bash -c "
+rigid newcomer 2 5 | kubectl apply -f - >/dev/null
+check "a higher-priority pending job needs room: the elastic job shrinks back to 2 (attempt 3)" wait_show 60 bash -c "
   $(declare -f field is); NS=$NS
   is \"\$(field elastic '{.status.placement.replicas} {.status.attempt} {.status.attempts[1].reason} {.status.attempts[1].replicas}')\" '2 3 Resized 4'"
 check "shrunk: the history says for whom" bash -c "
