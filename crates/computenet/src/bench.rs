@@ -58,18 +58,7 @@ fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
     for (id, p) in out.admissions().take(admitted_count) {
         let j = by_id[id];
         pool.allocate(p.cluster_index, &p.slots, &j.per_replica)?;
-        placed.push(RunningJob {
-            id: id.to_string(),
-            queue: j.queue.clone(),
-            priority: j.priority,
-            cluster: p.cluster_index,
-            accelerator: p.accelerator.clone(),
-            slots: p.slots.clone(),
-            per_replica: j.per_replica.clone(),
-            started_at: 0,
-            estimated_end: p.estimate.runtime_s.ceil() as u64,
-            restart_cost_s: j.restart.map(|r| r.restart_cost_s),
-        });
+        placed.push(RunningJob::started(j, p, 0, p.estimate.runtime_s.ceil() as u64));
     }
     // A tenth end: room to move and grow into.
     let mut k = 0;

@@ -705,18 +705,7 @@ mod tests {
             let Action::Admit(pl) = d.action else { continue };
             let j = jobs.iter().find(|j| j.id == d.job).expect("pending");
             p.allocate(pl.cluster_index, &pl.slots, &j.per_replica).expect("fits");
-            running.push(RunningJob {
-                id: j.id.clone(),
-                queue: j.queue.clone(),
-                priority: j.priority,
-                cluster: pl.cluster_index,
-                accelerator: pl.accelerator,
-                slots: pl.slots,
-                per_replica: j.per_replica.clone(),
-                started_at: 0,
-                estimated_end: pl.estimate.runtime_s as u64,
-                restart_cost_s: j.restart.map(|r| r.restart_cost_s),
-            });
+            running.push(RunningJob::started(j, &pl, 0, pl.estimate.runtime_s as u64));
         }
         (p, running)
     }

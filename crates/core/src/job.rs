@@ -175,6 +175,22 @@ pub struct RunningJob {
 }
 
 impl RunningJob {
+    /// `job` started at `now` at `placement`, expected to end at `estimated_end`.
+    pub fn started(job: &Job, placement: &crate::explain::Placement, now: u64, estimated_end: u64) -> Self {
+        RunningJob {
+            id: job.id.clone(),
+            queue: job.queue.clone(),
+            priority: job.priority,
+            cluster: placement.cluster_index,
+            accelerator: placement.accelerator.clone(),
+            slots: placement.slots.clone(),
+            per_replica: job.per_replica.clone(),
+            started_at: now,
+            estimated_end,
+            restart_cost_s: job.restart.map(|r| r.restart_cost_s),
+        }
+    }
+
     /// Replicas of the gang.
     pub fn replicas(&self) -> u32 {
         self.slots.iter().map(|s| s.replicas).sum()

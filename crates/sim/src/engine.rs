@@ -352,18 +352,7 @@ impl State<'_> {
         let run_s = (p.estimate.transfer_s + p.estimate.runtime_s).ceil().max(1.0);
         let run_s = job.max_runtime_s.map_or(run_s, |m| run_s.min(m.max(1) as f64));
         let end = now + delay + run_s as u64;
-        self.running.push(RunningJob {
-            id: job.id.clone(),
-            queue: job.queue.clone(),
-            priority: job.priority,
-            cluster: p.cluster_index,
-            accelerator: p.accelerator.clone(),
-            slots: p.slots.clone(),
-            per_replica: job.per_replica.clone(),
-            started_at: now,
-            estimated_end: end,
-            restart_cost_s: job.restart.map(|r| r.restart_cost_s),
-        });
+        self.running.push(RunningJob::started(job, &p, now, end));
         self.running_index.push(i);
         self.ends.insert((end, i));
         self.attempts[i] = Some(Attempt {

@@ -113,18 +113,7 @@ pub fn apply(
         let j = jobs.iter().find(|j| j.id == id).ok_or("admitted job not pending")?;
         pool.allocate(p.cluster_index, &p.slots, &j.per_replica).map_err(|e| format!("{id}: {e}"))?;
         let est_end = now + (p.estimate.transfer_s + p.estimate.runtime_s).ceil() as u64;
-        running.push(RunningJob {
-            id: id.to_string(),
-            queue: j.queue.clone(),
-            priority: j.priority,
-            cluster: p.cluster_index,
-            accelerator: p.accelerator.clone(),
-            slots: p.slots.clone(),
-            per_replica: j.per_replica.clone(),
-            started_at: now,
-            estimated_end: j.max_runtime_s.map_or(est_end, |m| est_end.min(now + m)),
-            restart_cost_s: j.restart.map(|r| r.restart_cost_s),
-        });
+        running.push(RunningJob::started(j, p, now, j.max_runtime_s.map_or(est_end, |m| est_end.min(now + m))));
     }
     Ok(())
 }
