@@ -56,6 +56,31 @@ pub fn estimate_words(source: EstimateSource) -> String {
     }
 }
 
+/// The status of a placement: its size and devices are what was placed (an elastic gang
+/// may run smaller or larger than `spec.replicas`), with the nodes named.
+fn placement_status(tj: &TrainingJob, p: &Placement, nodes: &[computenet_core::Node]) -> PlacementStatus {
+    let replicas: u64 = p.slots.iter().map(|s| u64::from(s.replicas)).sum();
+    let per_replica = u64::try_from(tj.spec.resources.accelerators.as_ref().map_or(0, |a| a.count)).unwrap_or(0);
+    PlacementStatus {
+        cluster: p.cluster.clone(),
+        accelerator: p.accelerator.clone(),
+        gpus: i64::try_from(replicas.saturating_mul(per_replica)).unwrap_or(i64::MAX),
+        replicas: i32::try_from(replicas).ok(),
+        nodes: p
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let node = nodes.get(s.node as usize)?;
+                Some(NodeReplicas { node: node.name.clone(), replicas: i32::try_from(s.replicas).ok()? })
+            })
+            .collect(),
+        estimated_runtime_seconds: round3(p.estimate.runtime_s + p.estimate.transfer_s),
+        estimated_energy_k_wh: round3(p.estimate.energy_kwh),
+        estimated_cost: round3(p.estimate.cost),
+        backfilled: p.backfilled,
+    }
+}
+
 /// Admitted to a placement by the cycle.
 pub fn admitted(
     tj: &TrainingJob,
@@ -66,7 +91,6 @@ pub fn admitted(
     now: Timestamp,
 ) -> Transition {
     let nodes = &built.pool.clusters[p.cluster_index].nodes;
-    let gpus = i64::from(tj.spec.replicas) * i64::from(tj.spec.resources.accelerators.as_ref().map_or(0, |a| a.count));
     let accelerator = p.accelerator.as_deref().unwrap_or("CPU");
     let summary = format!(
         "admitted to {} ({accelerator}){}: best of {} feasible member(s) by {:?}; {}",
@@ -80,24 +104,7 @@ pub fn admitted(
         phase: Some(TrainingJobPhase::Admitted),
         queue_position: None,
         admitted: Some(true),
-        placement: Some(PlacementStatus {
-            cluster: p.cluster.clone(),
-            accelerator: p.accelerator.clone(),
-            gpus,
-            replicas: i32::try_from(p.slots.iter().map(|s| u64::from(s.replicas)).sum::<u64>()).ok(),
-            nodes: p
-                .slots
-                .iter()
-                .filter_map(|s| {
-                    let node = nodes.get(s.node as usize)?;
-                    Some(NodeReplicas { node: node.name.clone(), replicas: i32::try_from(s.replicas).ok()? })
-                })
-                .collect(),
-            estimated_runtime_seconds: round3(p.estimate.runtime_s + p.estimate.transfer_s),
-            estimated_energy_k_wh: round3(p.estimate.energy_kwh),
-            estimated_cost: round3(p.estimate.cost),
-            backfilled: p.backfilled,
-        }),
+        placement: Some(placement_status(tj, p, nodes)),
         // Sealed with the service's key when written (it is not known here).
         admission_seal: None,
         remote: None,
@@ -168,7 +175,6 @@ pub fn adjusted(
     let attempts = view::end_attempt(tj, now, reason, Some(&a.reason), Some(progress.completed));
     let p = &a.placement;
     let nodes = built.pool.clusters.get(p.cluster_index).map_or(&[][..], |c| &c.nodes[..]);
-    let per_replica = i64::from(tj.spec.resources.accelerators.as_ref().map_or(0, |x| x.count));
     let replicas = i32::try_from(a.replicas).unwrap_or(i32::MAX);
     let attempt = current.attempt.unwrap_or(0).saturating_add(1);
     let message = format!("attempt {attempt}: {}", a.reason);
@@ -187,24 +193,7 @@ pub fn adjusted(
     let status = TrainingJobStatus {
         phase: Some(TrainingJobPhase::Admitted),
         admitted: Some(true),
-        placement: Some(PlacementStatus {
-            cluster: p.cluster.clone(),
-            accelerator: p.accelerator.clone(),
-            gpus: i64::from(replicas) * per_replica,
-            replicas: Some(replicas),
-            nodes: p
-                .slots
-                .iter()
-                .filter_map(|s| {
-                    let node = nodes.get(s.node as usize)?;
-                    Some(NodeReplicas { node: node.name.clone(), replicas: i32::try_from(s.replicas).ok()? })
-                })
-                .collect(),
-            estimated_runtime_seconds: round3(p.estimate.runtime_s + p.estimate.transfer_s),
-            estimated_energy_k_wh: round3(p.estimate.energy_kwh),
-            estimated_cost: round3(p.estimate.cost),
-            backfilled: false,
-        }),
+        placement: Some(placement_status(tj, p, nodes)),
         // Sealed with the service's key when written.
         admission_seal: None,
         explanation,
@@ -649,7 +638,10 @@ mod tests {
         assert!(conditions::find(&s.conditions, types::ADMITTED).is_some_and(|c| c.reason == reasons::MOVED));
         assert!(!conditions::is_true(&s.conditions, types::RUNNING), "not running until the new attempt does");
         assert_eq!(out.event.as_ref().map(|e| e.0), Some(EventReason::Adjusted));
-        let grow = Adjustment { kind: AdjustmentKind::Grow, replicas: 2, ..a };
+        // A growth's placement holds the new size (as the round's always do).
+        let mut placement = a.placement.clone();
+        placement.slots = vec![computenet_core::pool::NodeSlot { node: 0, replicas: 2 }];
+        let grow = Adjustment { kind: AdjustmentKind::Grow, replicas: 2, placement, ..a };
         let resized = adjusted(&tj, &view::status(&tj), &grow, &built(), t(10_000)).status;
         assert_eq!(resized.attempts[0].reason, reasons::RESIZED);
         assert_eq!(resized.placement.map(|p| (p.replicas, p.gpus)), Some((Some(2), 16)));
