@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(REPLICAS_IN_ELASTIC_RANGE).message("spec.replicas must lie within spec.elastic.minReplicas..maxReplicas"))]
+#[x_kube(validation = Rule::new("has(self.workload) != has(self.source)").message("spec.workload is required (only TrainingJobs computenet makes for other job kinds have spec.source instead)"))]
 pub struct TrainingJobSpec {
     /// Name of the ComputeQueue to submit to; its namespaceSelector must match this job's namespace.
     #[schemars(length(min = 1, max = 253))]
@@ -43,8 +44,10 @@ pub struct TrainingJobSpec {
     pub replicas: i32,
     /// What each replica needs.
     pub resources: ReplicaResources,
-    /// What each replica runs.
-    pub workload: Workload,
+    /// What each replica runs. Absent only on a TrainingJob computenet made for a
+    /// `source` object, which runs as itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     /// How much work the job is, for runtime, energy and cost estimates.
     #[serde(default)]
     pub work: WorkEstimate,
@@ -69,6 +72,27 @@ pub struct TrainingJobSpec {
     /// restartable (a stop loses all progress, so the job is never moved or resized).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointSpec>,
+    /// The object this TrainingJob queues: a JobSet, TrainJob or PyTorchJob that was
+    /// labelled with `computenet.io/queue-name`. computenet makes such TrainingJobs itself
+    /// (named after the object and owned by it) and dispatches the object, not a workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRef>,
+}
+
+/// An object of another job kind in the TrainingJob's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    /// Its apiVersion (group/version).
+    #[schemars(length(min = 1, max = 317))]
+    pub api_version: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Its UID: a new object of the same name is another job.
+    #[schemars(length(min = 1, max = 128))]
+    pub uid: String,
 }
 
 /// The sizes an elastic gang may run at. Each replica is given its gang's current size as
@@ -147,7 +171,7 @@ pub const MAX_RESTART_COST_SECONDS: i64 = 86_400;
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
 /// CEL: after admission only `suspend` and `onMemberLoss` (what to do if the member is lost) may change. Optional fields are compared by presence too.
-const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.status.admitted) || !oldSelf.status.admitted || (self.spec.queueName == oldSelf.spec.queueName && self.spec.priority == oldSelf.spec.priority && self.spec.replicas == oldSelf.spec.replicas && self.spec.resources == oldSelf.spec.resources && self.spec.workload == oldSelf.spec.workload && self.spec.work == oldSelf.spec.work && self.spec.placement == oldSelf.spec.placement && has(self.spec.maxRunSeconds) == has(oldSelf.spec.maxRunSeconds) && (!has(self.spec.maxRunSeconds) || self.spec.maxRunSeconds == oldSelf.spec.maxRunSeconds) && has(self.spec.elastic) == has(oldSelf.spec.elastic) && (!has(self.spec.elastic) || self.spec.elastic == oldSelf.spec.elastic) && has(self.spec.checkpoint) == has(oldSelf.spec.checkpoint) && (!has(self.spec.checkpoint) || self.spec.checkpoint == oldSelf.spec.checkpoint))";
+const FROZEN_AFTER_ADMISSION: &str = "!has(oldSelf.status) || !has(oldSelf.status.admitted) || !oldSelf.status.admitted || (self.spec.queueName == oldSelf.spec.queueName && self.spec.priority == oldSelf.spec.priority && self.spec.replicas == oldSelf.spec.replicas && self.spec.resources == oldSelf.spec.resources && has(self.spec.workload) == has(oldSelf.spec.workload) && (!has(self.spec.workload) || self.spec.workload == oldSelf.spec.workload) && has(self.spec.source) == has(oldSelf.spec.source) && (!has(self.spec.source) || self.spec.source == oldSelf.spec.source) && self.spec.work == oldSelf.spec.work && self.spec.placement == oldSelf.spec.placement && has(self.spec.maxRunSeconds) == has(oldSelf.spec.maxRunSeconds) && (!has(self.spec.maxRunSeconds) || self.spec.maxRunSeconds == oldSelf.spec.maxRunSeconds) && has(self.spec.elastic) == has(oldSelf.spec.elastic) && (!has(self.spec.elastic) || self.spec.elastic == oldSelf.spec.elastic) && has(self.spec.checkpoint) == has(oldSelf.spec.checkpoint) && (!has(self.spec.checkpoint) || self.spec.checkpoint == oldSelf.spec.checkpoint))";
 
 /// CEL: an elastic job's first size is one of its allowed sizes.
 const REPLICAS_IN_ELASTIC_RANGE: &str =

@@ -265,7 +265,7 @@ mod tests {
             Box::new(|j| j.spec.queue_name = "other".into()),
             Box::new(|j| j.spec.replicas = 3),
             Box::new(|j| j.spec.priority = 5),
-            Box::new(|j| j.spec.workload.image = "evil".into()),
+            Box::new(|j| j.spec.workload.as_mut().unwrap().image = "evil".into()),
             Box::new(|j| j.status.as_mut().unwrap().attempt = Some(2)),
             Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().cluster = "ai-3".into()),
             Box::new(|j| j.status.as_mut().unwrap().placement.as_mut().unwrap().accelerator = Some("H800".into())),

@@ -109,7 +109,11 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
         json!({"name": "COMPUTENET_JOB", "value": format!("{}/{}", tj.metadata.namespace.as_deref().unwrap_or_default(), tj.metadata.name.as_deref().unwrap_or_default())}),
     ];
     env.extend(attempt::env(tj).into_iter().map(|(name, value)| json!({"name": name, "value": value})));
-    env.extend(spec.workload.env.iter().map(|e| json!({"name": e.name, "value": e.value})));
+    // Only a TrainingJob with a `source` has no workload, and that is dispatched as its source.
+    let Some(workload) = spec.workload.as_ref() else {
+        return Err(kube::Error::Service("the TrainingJob has no workload to run".into()));
+    };
+    env.extend(workload.env.iter().map(|e| json!({"name": e.name, "value": e.value})));
     // TrainingJob annotations under computenet.io/ travel to the pods (run hints, test knobs).
     let mut pod_annotations: BTreeMap<String, String> = tj
         .metadata
@@ -134,8 +138,8 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
         },
         "containers": [{
             "name": "trainer",
-            "image": spec.workload.image,
-            "command": spec.workload.command,
+            "image": workload.image,
+            "command": workload.command,
             "env": env,
             "ports": [{"containerPort": MASTER_PORT, "name": "rendezvous"}],
             "resources": {"requests": resources, "limits": resources},

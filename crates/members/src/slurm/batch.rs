@@ -63,10 +63,11 @@ pub fn batch_job(
         account: identity.account.clone(),
         working_directory: identity.working_directory.clone(),
         standard_output: placement.standard_output.clone(),
-        command: spec.workload.command.clone(),
+        // A TrainingJob without a workload (one for a `source` object) never comes here.
+        command: spec.workload.as_ref().map(|w| w.command.clone()).unwrap_or_default(),
         env: crate::attempt::env(tj)
             .into_iter()
-            .chain(spec.workload.env.iter().map(|e| (e.name.clone(), e.value.clone())))
+            .chain(spec.workload.iter().flat_map(|w| &w.env).map(|e| (e.name.clone(), e.value.clone())))
             .collect(),
     }
 }
