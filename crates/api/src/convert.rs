@@ -89,6 +89,7 @@ pub fn job(id: &str, spec: &TrainingJobSpec, submitted_at: u64) -> Result<Job> {
         training_job::Objective::Balanced => Objective::Balanced,
     };
     Ok(Job {
+        workload_kind: spec.source.as_ref().map(|s| s.kind.clone()),
         tenant: String::new(),
         id: id.to_string(),
         queue: spec.queue_name.clone(),
@@ -411,6 +412,7 @@ pub fn cluster_from_status(member: &MemberCluster) -> Option<Cluster> {
         }
     }
     Some(Cluster {
+        workload_kinds: Vec::new(),
         name,
         kind: cluster_kind(spec.kind),
         site: spec.site.clone(),
@@ -627,7 +629,7 @@ maxRunSeconds: 86400
             let Ok(j) = job("u", &spec, u64::MAX) else { return Ok(()) };
             let catalogue = computenet_core::Catalogue::built_in();
             let model = computenet_core::ThroughputModel::default();
-            let cluster = Cluster { tenants: None,
+            let cluster = Cluster { workload_kinds: Vec::new(), tenants: None,
                 name: "c".into(), kind: ClusterKind::AI, site: String::new(), ready: true, cordoned: false,
                 efficiency: ClusterEfficiency { pue: 5.0, energy_price_per_kwh: 1e6, carbon_g_per_kwh: Some(1e5), power_scale: 4.0 },
                 data_sets: Vec::new(), nodes: Vec::new(),
@@ -702,6 +704,7 @@ maxRunSeconds: 86400
         cordoned.unschedulable = true;
         nodes.push(cordoned);
         Cluster {
+            workload_kinds: Vec::new(),
             tenants: None,
             name: "ai-west".into(),
             kind: ClusterKind::AI,

@@ -15,6 +15,7 @@ pub mod conditions;
 pub mod convert;
 pub mod crdgen;
 pub mod error;
+pub mod kinds;
 pub mod member_cluster;
 pub mod profiles;
 pub mod quantity;

@@ -771,6 +771,7 @@ mod tests {
     fn running_jobs_carry_their_restart_cost_and_current_size() {
         let pool = Pool {
             clusters: vec![computenet_core::Cluster {
+                workload_kinds: Vec::new(),
                 tenants: None,
                 name: "ai-1".into(),
                 kind: computenet_core::ClusterKind::AI,
@@ -802,6 +803,7 @@ mod tests {
         }
         let pool = Pool {
             clusters: vec![computenet_core::Cluster {
+                workload_kinds: Vec::new(),
                 tenants: None,
                 name: "ai-1".into(),
                 kind: computenet_core::ClusterKind::AI,

@@ -202,6 +202,7 @@ fn job_name(job: &TrainingJob) -> String {
 
 fn not_ready_placeholder(member: &MemberCluster) -> Cluster {
     Cluster {
+        workload_kinds: Vec::new(),
         tenants: convert::tenants(&member.spec),
         name: member.metadata.name.clone().unwrap_or_default(),
         kind: convert::cluster_kind(member.spec.kind),

@@ -61,6 +61,7 @@ fn cluster(shapes: &[NodeShape]) -> Cluster {
         })
         .collect();
     Cluster {
+        workload_kinds: Vec::new(),
         tenants: None,
         name: "m".into(),
         kind: ClusterKind::AI,

@@ -293,11 +293,7 @@ impl Scheduler {
         // (more nodes only slow it down), the same on every cluster.
         let mut best_runtime: Vec<(Option<&str>, u32, f64)> = Vec::new();
         for (c, cluster) in pool.clusters.iter().enumerate() {
-            if !cluster.schedulable()
-                || !cluster.admits(&a.job.tenant)
-                || (!a.job.cluster_kinds.is_empty() && !a.job.cluster_kinds.contains(&cluster.kind))
-                || (!a.job.sites.is_empty() && !a.job.sites.contains(&cluster.site))
-            {
+            if !cluster.takes(&a.job) {
                 continue;
             }
             let own = c == r.cluster;
@@ -351,6 +347,7 @@ impl Scheduler {
                             context.waiting.iter().any(|w| {
                                 w.priority >= a.job.priority
                                     && cluster.admits(&w.tenant)
+                                    && cluster.runs(w.workload_kind.as_deref())
                                     && self.type_allowed(w, accelerator, pool)
                                     && indexes[c].find_slots(g, &w.per_replica, w.replicas, None).is_ok()
                             })
@@ -485,11 +482,7 @@ impl Scheduler {
                 continue;
             };
             for (c, cluster) in pool.clusters.iter().enumerate() {
-                if !cluster.schedulable()
-                    || !cluster.admits(&job.tenant)
-                    || (!job.cluster_kinds.is_empty() && !job.cluster_kinds.contains(&cluster.kind))
-                    || (!job.sites.is_empty() && !job.sites.contains(&cluster.site))
-                {
+                if !cluster.takes(job) {
                     continue;
                 }
                 // Borrowers on this cluster of no higher priority, most borrowed first.

@@ -403,6 +403,10 @@ impl<'a> CycleState<'a> {
                 rejected.push((c, RejectReason::TenantNotMapped));
                 continue;
             }
+            if !cluster.runs(job.workload_kind.as_deref()) {
+                rejected.push((c, RejectReason::KindNotRun { kind: job.workload_kind.clone().unwrap_or_default() }));
+                continue;
+            }
             let mut best_fit = 0;
             let mut held = false;
             let mut any_group = false;

@@ -18,6 +18,11 @@ pub enum RejectReason {
     SiteNotAllowed,
     /// The member runs only mapped tenants' jobs and has no mapping for the job's.
     TenantNotMapped,
+    /// The job runs as another kind of object (a JobSet, TrainJob or PyTorchJob) that the
+    /// member does not run.
+    KindNotRun {
+        kind: String,
+    },
     /// None of the cluster's accelerator types is allowed (type list or memory minimum).
     NoAllowedAccelerator,
     /// The gang does not fit now: at most `fits` of the replicas would.
@@ -40,6 +45,9 @@ impl std::fmt::Display for RejectReason {
             RejectReason::KindNotAllowed => f.write_str("cluster kind not allowed by the job"),
             RejectReason::SiteNotAllowed => f.write_str("site not allowed by the job"),
             RejectReason::TenantNotMapped => f.write_str("the member has no user mapped for the job's namespace"),
+            RejectReason::KindNotRun { kind } => {
+                write!(f, "the member does not run {kind}s (Slurm members run only TrainingJobs)")
+            }
             RejectReason::NoAllowedAccelerator => f.write_str("no allowed accelerator type"),
             RejectReason::InsufficientCapacity { fits } => {
                 write!(f, "only {fits} replicas fit now")

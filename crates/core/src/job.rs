@@ -118,6 +118,10 @@ pub struct Job {
     /// Set when the job may be stopped and resumed; None: rigid, a restart starts over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<Restart>,
+    /// The kind of object the job runs as when it is not a TrainingJob (JobSet, TrainJob,
+    /// PyTorchJob): only members that run that kind can take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_kind: Option<String>,
 }
 
 impl Job {

@@ -159,6 +159,10 @@ pub struct Cluster {
     /// cannot run there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants: Option<Vec<String>>,
+    /// The job kinds besides TrainingJob this member runs (its API serves them; a Slurm
+    /// member runs none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_kinds: Vec<String>,
 }
 
 impl Cluster {
@@ -170,6 +174,22 @@ impl Cluster {
     /// Whether jobs of `tenant` may run here.
     pub fn admits(&self, tenant: &str) -> bool {
         self.tenants.as_ref().is_none_or(|t| t.iter().any(|n| n == tenant))
+    }
+
+    /// Whether jobs that run as `kind` may run here (`None`: a TrainingJob, which every
+    /// member runs).
+    pub fn runs(&self, kind: Option<&str>) -> bool {
+        kind.is_none_or(|k| self.workload_kinds.iter().any(|w| w == k))
+    }
+
+    /// Whether `job` may be placed here at all, whatever the capacity: the member is
+    /// schedulable, and takes the job's tenant, cluster kind, site and workload kind.
+    pub fn takes(&self, job: &crate::Job) -> bool {
+        self.schedulable()
+            && self.admits(&job.tenant)
+            && self.runs(job.workload_kind.as_deref())
+            && (job.cluster_kinds.is_empty() || job.cluster_kinds.contains(&self.kind))
+            && (job.sites.is_empty() || job.sites.contains(&self.site))
     }
 }
 
@@ -398,6 +418,7 @@ impl PoolDescription {
                 }
             }
             clusters.push(Cluster {
+                workload_kinds: Vec::new(),
                 tenants: None,
                 name: cd.name.clone(),
                 kind: cd.kind,

@@ -46,6 +46,7 @@ pub fn cluster(
     per_node: u32,
 ) -> Cluster {
     Cluster {
+        workload_kinds: Vec::new(),
         tenants: None,
         name: name.to_string(),
         kind,
@@ -82,6 +83,7 @@ pub fn pool(clusters: Vec<Cluster>) -> Pool {
 /// device-hours on a V100; CPU-only when `gpus` is 0.
 pub fn job(id: &str, queue: &str, replicas: u32, gpus: u32, hours: f64) -> Job {
     Job {
+        workload_kind: None,
         tenant: String::new(),
         id: id.to_string(),
         queue: queue.to_string(),

@@ -310,6 +310,7 @@ mod tests {
 
     fn job(work: Work, replicas: u32, gpus: u32) -> Job {
         Job {
+            workload_kind: None,
             tenant: String::new(),
             id: "j".into(),
             queue: "q".into(),
@@ -404,6 +405,7 @@ mod tests {
             unschedulable: false,
         };
         let cluster = Cluster {
+            workload_kinds: Vec::new(),
             tenants: None,
             name: "c".into(),
             kind: ClusterKind::AI,

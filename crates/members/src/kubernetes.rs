@@ -2,16 +2,18 @@
 //!
 //! - [`job`]: what a TrainingJob becomes there (an Indexed Job, a headless Service for a
 //!   gang), created and deleted idempotently.
+//! - [`copies`]: a JobSet, TrainJob or PyTorchJob queued in the hub, copied there as it is.
 //! - [`member`]: a connected member: caches of its Nodes, Pods and computenet's Jobs, kept
 //!   current by watches, and a probe of its apiserver.
 //! - [`nodes`]: its Nodes and Pods as the core's nodes.
 //! - [`watch`]: a watch into a typed cache that leaves out (and records) objects it
 //!   cannot decode, shared with the hub's caches.
 
+pub mod copies;
 pub mod job;
 pub mod member;
 pub mod nodes;
 pub mod watch;
 
 pub use member::KubernetesMember;
-pub use watch::{cache, cache_reporting, cache_while, Undecodable, Undecodables};
+pub use watch::{cache, cache_dynamic, cache_reporting, cache_while, Undecodable, Undecodables};

@@ -176,6 +176,8 @@ pub struct RemoteJob {
     pub hub_namespace: Option<String>,
     /// The Slurm user that owns it (Slurm only): what it is cancelled as.
     pub user: Option<String>,
+    /// A copy of another job kind's object (Kubernetes): its kind and name.
+    pub copy: Option<(String, String)>,
 }
 
 /// A member's nodes as its backend reports them.
@@ -246,6 +248,22 @@ fn kubernetes_status(job: &Job) -> RemoteStatus {
     } else {
         done(TrainingJobPhase::Dispatched, None)
     }
+}
+
+/// What a copy of another job kind's object says (its kind's controller's conditions).
+fn copy_status(kind: &str, copy: &kube::api::DynamicObject) -> RemoteStatus {
+    use computenet_api::kinds::KindState;
+    let state = match (computenet_api::kinds::by_kind(kind), serde_json::to_value(copy)) {
+        (Some(kind), Ok(object)) => kind.state(&object),
+        _ => KindState::Pending,
+    };
+    let (phase, failure) = match state {
+        KindState::Pending => (TrainingJobPhase::Dispatched, None),
+        KindState::Running => (TrainingJobPhase::Running, None),
+        KindState::Succeeded => (TrainingJobPhase::Succeeded, None),
+        KindState::Failed { reason, message } => (TrainingJobPhase::Failed, Some((reason, message))),
+    };
+    RemoteStatus { phase, failure, exit_code: None, nodes: None }
 }
 
 /// What a batch job's state says.
@@ -319,6 +337,14 @@ impl Member {
         connected.map_err(|e| e.on(spec.metadata.name.as_deref().unwrap_or_default()))
     }
 
+    /// The job kinds besides TrainingJob the member runs (none on Slurm).
+    pub fn workload_kinds(&self) -> Vec<String> {
+        match self {
+            Member::Kubernetes(k) => k.workload_kinds(),
+            Member::Slurm(_) => Vec::new(),
+        }
+    }
+
     /// The MemberCluster's name.
     pub fn name(&self) -> &str {
         match self {
@@ -365,9 +391,18 @@ impl Member {
     /// The TrainingJob's objects on this member; `None` when there are none (not dispatched yet).
     pub fn remote_status(&self, tj: &TrainingJob) -> Option<RemoteStatus> {
         match self {
-            Member::Kubernetes(k) => {
-                k.job_of_attempt(tenant(tj), &uid(tj), crate::attempt::number(tj)).map(|j| kubernetes_status(&j))
-            }
+            Member::Kubernetes(k) => match &tj.spec.source {
+                Some(src) => k
+                    .copy(tenant(tj), &uid(tj), &src.kind, &src.name)
+                    .filter(|c| {
+                        crate::attempt::of_labels(c.metadata.labels.as_ref())
+                            .is_none_or(|a| a == crate::attempt::number(tj))
+                    })
+                    .map(|c| copy_status(&src.kind, &c)),
+                None => {
+                    k.job_of_attempt(tenant(tj), &uid(tj), crate::attempt::number(tj)).map(|j| kubernetes_status(&j))
+                }
+            },
             Member::Slurm(s) => {
                 let key = slurm::batch::key(tj);
                 let user = &identity(s, tj)?.user;
@@ -387,13 +422,29 @@ impl Member {
     }
 
     /// Creates the TrainingJob's objects unless they exist; returns the kind and name of
-    /// what runs it there. `accelerator` is the member's raw name of the chosen type.
-    pub async fn dispatch(&self, tj: &TrainingJob, accelerator: Option<&str>) -> Result<(String, String)> {
-        let dispatched = match self {
-            Member::Kubernetes(k) => {
+    /// what runs it there. `accelerator` is the member's raw name of the chosen type;
+    /// `source` the hub object a TrainingJob with `spec.source` queues (it is copied).
+    pub async fn dispatch(
+        &self,
+        tj: &TrainingJob,
+        accelerator: Option<&str>,
+        source: Option<&serde_json::Value>,
+    ) -> Result<(String, String)> {
+        let dispatched = match (self, &tj.spec.source) {
+            (Member::Kubernetes(k), Some(src)) => match source {
+                Some(object) => k
+                    .dispatch_copy(tj, &src.kind, object, accelerator)
+                    .await
+                    .map(|()| (src.kind.clone(), src.name.clone())),
+                None => Err(Error::Config(format!("{} {} is not in the hub any more", src.kind, src.name))),
+            },
+            (Member::Slurm(_), Some(src)) => {
+                Err(Error::Config(format!("a {} cannot run on a Slurm member: they run only TrainingJobs", src.kind)))
+            }
+            (Member::Kubernetes(k), None) => {
                 k.dispatch(tj, accelerator).await.map(|()| ("Job".to_string(), remote_name(&uid(tj))))
             }
-            Member::Slurm(s) => match identity(s, tj) {
+            (Member::Slurm(s), None) => match identity(s, tj) {
                 Some(who) => {
                     let batch = slurm::batch::batch_job(tj, &s.placement, who, accelerator, &s.owner.hub);
                     let key = slurm::batch::key(tj);
@@ -411,7 +462,10 @@ impl Member {
     /// Stops and removes the TrainingJob's objects on this member (absent ones are fine).
     pub async fn cancel(&self, tj: &TrainingJob) -> Result<()> {
         let cancelled = match self {
-            Member::Kubernetes(k) => k.cancel(tenant(tj), &uid(tj)).await,
+            Member::Kubernetes(k) => match &tj.spec.source {
+                Some(src) => k.delete_copy(tenant(tj), &uid(tj), &src.kind, &src.name, None, None).await,
+                None => k.cancel(tenant(tj), &uid(tj)).await,
+            },
             Member::Slurm(s) => match identity(s, tj) {
                 Some(who) => s.cancel(&slurm::batch::key(tj), &who.user).await,
                 // No user mapped: none of its batch jobs is recognised as ours to cancel.
@@ -449,9 +503,15 @@ impl Member {
     /// Stops what `leftover` found of the TrainingJob's earlier attempts, gracefully.
     pub async fn stop_earlier(&self, tj: &TrainingJob, leftover: &Leftover) -> Result<()> {
         let stopped = match self {
-            Member::Kubernetes(k) => match &leftover.job_uid {
-                Some(job_uid) => k.stop(tenant(tj), &uid(tj), crate::attempt::grace_period_s(tj), Some(job_uid)).await,
-                None => Ok(()),
+            Member::Kubernetes(k) => match (&leftover.job_uid, &tj.spec.source) {
+                (Some(object_uid), Some(src)) => {
+                    let grace = crate::attempt::grace_period_s(tj);
+                    k.delete_copy(tenant(tj), &uid(tj), &src.kind, &src.name, Some(object_uid), grace).await
+                }
+                (Some(job_uid), None) => {
+                    k.stop(tenant(tj), &uid(tj), crate::attempt::grace_period_s(tj), Some(job_uid)).await
+                }
+                (None, _) => Ok(()),
             },
             Member::Slurm(s) => match identity(s, tj) {
                 Some(who) => {
@@ -488,9 +548,26 @@ impl Member {
     pub fn remote_jobs(&self) -> Vec<RemoteJob> {
         match self {
             Member::Kubernetes(k) => k
-                .jobs
-                .state()
+                .copies
                 .iter()
+                .flat_map(|(kind, store)| store.state().into_iter().map(move |c| (*kind, c)))
+                .filter_map(|(kind, copy)| {
+                    let uid = copy.metadata.labels.as_ref()?.get(crate::labels::JOB_UID)?.clone();
+                    let age_s = copy.metadata.creation_timestamp.as_ref().map(|t| seconds_since(t.0.as_second()));
+                    let name = copy.metadata.name.clone().unwrap_or_default();
+                    Some(RemoteJob {
+                        key: uid.clone(),
+                        uid,
+                        id: None,
+                        namespace: copy.metadata.namespace.clone(),
+                        age_s,
+                        finished: copy_status(kind.resource().kind, &copy).finished(),
+                        hub_namespace: None,
+                        user: None,
+                        copy: Some((kind.resource().kind.to_string(), name)),
+                    })
+                })
+                .chain(k.jobs.state().iter()
                 .filter_map(|job| {
                     let uid = kubernetes::member::job_uid(job)?.to_string();
                     let age_s = job.metadata.creation_timestamp.as_ref().map(|t| seconds_since(t.0.as_second()));
@@ -505,8 +582,9 @@ impl Member {
                         finished,
                         hub_namespace: None,
                         user: None,
+                        copy: None,
                     })
-                })
+                }))
                 .collect(),
             Member::Slurm(s) => s
                 .all_jobs()
@@ -519,7 +597,7 @@ impl Member {
                     let tag = convert::Tag::parse(&job.comment);
                     let hub_namespace = tag.and_then(|t| Some(t.training_job.split_once('/')?.0.to_string()));
                     let user = Some(job.user_name.clone()).filter(|u| !u.is_empty());
-                    RemoteJob { uid, key, id: Some(job.job_id), namespace: None, age_s, finished, hub_namespace, user }
+                    RemoteJob { uid, key, id: Some(job.job_id), namespace: None, age_s, finished, hub_namespace, user, copy: None }
                 })
                 .collect(),
         }
@@ -528,9 +606,16 @@ impl Member {
     /// Removes a remote job found by [`Member::remote_jobs`].
     pub async fn cancel_remote(&self, job: &RemoteJob) -> Result<()> {
         let cancelled = match self {
-            Member::Kubernetes(k) => match &job.namespace {
-                Some(namespace) => kubernetes::job::cancel(&k.client, namespace, &job.uid).await,
-                None => Err(Error::Config(format!("remote job {} has no namespace", job.uid))),
+            Member::Kubernetes(k) => match (&job.namespace, &job.copy) {
+                (Some(namespace), Some((kind, name))) => match computenet_api::kinds::by_kind(kind) {
+                    Some(kind) => {
+                        kubernetes::copies::delete(&k.client, namespace, kind, name, None, None).await?;
+                        kubernetes::job::cancel(&k.client, namespace, &job.uid).await
+                    }
+                    None => Ok(()),
+                },
+                (Some(namespace), None) => kubernetes::job::cancel(&k.client, namespace, &job.uid).await,
+                (None, _) => Err(Error::Config(format!("remote job {} has no namespace", job.uid))),
             },
             Member::Slurm(s) => {
                 // Listed jobs are owned by a user of ours (see `Owner::key_of`): cancel as it.
@@ -548,7 +633,17 @@ impl Member {
     /// admitted to this member (a Slurm member reports the nodes their batch jobs hold).
     pub fn nodes(&self, admitted_here: &[&TrainingJob]) -> MemberNodes {
         match self {
-            Member::Kubernetes(k) => MemberNodes::Kubernetes { nodes: k.nodes.state(), pods: k.pods.state() },
+            Member::Kubernetes(k) => {
+                // Pods of copies are charged by their jobs' placements, like computenet's own.
+                let ours = k.copy_namespaces();
+                let pods = k
+                    .pods
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.metadata.namespace.as_ref().is_none_or(|ns| !ours.contains(ns)))
+                    .collect();
+                MemberNodes::Kubernetes { nodes: k.nodes.state(), pods }
+            }
             Member::Slurm(s) => {
                 let held = admitted_here
                     .iter()

@@ -314,7 +314,13 @@ impl Connections {
                 let name = m.metadata.name.clone().unwrap_or_default();
                 let measured = self.fresh_reading(&name);
                 let Some(conn) = self.members.get(&name) else {
-                    return MemberView { member: m, ready: false, nodes: MemberNodes::None, measured };
+                    return MemberView {
+                        member: m,
+                        ready: false,
+                        nodes: MemberNodes::None,
+                        measured,
+                        workload_kinds: Vec::new(),
+                    };
                 };
                 let ready = conn.reachable(member_timeout).0 && conn.ever_reached();
                 let admitted_here: Vec<&TrainingJob> = jobs
@@ -322,7 +328,13 @@ impl Connections {
                     .filter(|j| view::is_admitted(j) && view::placed_on(j) == Some(name.as_str()))
                     .map(|j| j.as_ref())
                     .collect();
-                MemberView { member: m, ready, nodes: conn.nodes(&admitted_here), measured }
+                MemberView {
+                    member: m,
+                    ready,
+                    nodes: conn.nodes(&admitted_here),
+                    measured,
+                    workload_kinds: conn.workload_kinds(),
+                }
             })
             .collect()
     }

@@ -35,6 +35,8 @@ pub struct Hub {
     pub namespaces: Store<Namespace>,
     /// Objects left out of the caches because they do not decode.
     pub undecodables: Undecodables,
+    /// JobSets, TrainJobs and PyTorchJobs queued by label, and their TrainingJobs.
+    pub sources: crate::sources::Sources,
 }
 
 /// The Event note about an object that does not decode.
@@ -61,8 +63,9 @@ impl Hub {
         let jobs = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
         let queues = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
         let members = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
-        let namespaces = cache(Api::all(client.clone()), config(), changed);
-        let hub = Hub { jobs, queues, members, namespaces, undecodables, client };
+        let namespaces = cache(Api::all(client.clone()), config(), changed.clone());
+        let sources = crate::sources::Sources::start(client.clone(), changed).await;
+        let hub = Hub { jobs, queues, members, namespaces, undecodables, sources, client };
         let listed = async {
             let _ = hub.jobs.wait_until_ready().await;
             let _ = hub.queues.wait_until_ready().await;

@@ -310,6 +310,8 @@ pub struct Reconciler {
     backoffs: HashMap<String, Backoff>,
     /// The service's seal key, checked before every dispatch.
     key: Arc<AdmissionKey>,
+    /// The hub's other job kinds and the accelerator catalogue, for source TrainingJobs.
+    sources: Option<(crate::sources::Sources, computenet_core::accelerator::Catalogue)>,
 }
 
 /// A job's backoff: this process's, or what its status recorded.
@@ -324,8 +326,22 @@ fn backoff_of(known: Option<&Backoff>, tj: &TrainingJob) -> Backoff {
 }
 
 impl Reconciler {
+    /// The hub's other job kinds, and the catalogue their accelerator names are read with
+    /// (set each pass).
+    pub fn set_sources(&mut self, sources: Option<(crate::sources::Sources, computenet_core::accelerator::Catalogue)>) {
+        self.sources = sources;
+    }
+
     pub fn new(client: Client, member_timeout: Duration, policy: BackoffPolicy, key: Arc<AdmissionKey>) -> Self {
-        Reconciler { client, member_timeout, policy, dispatched: HashMap::new(), backoffs: HashMap::new(), key }
+        Reconciler {
+            client,
+            member_timeout,
+            policy,
+            dispatched: HashMap::new(),
+            backoffs: HashMap::new(),
+            key,
+            sources: None,
+        }
     }
 
     /// Takes in what a piece of work reports about dispatch.
@@ -488,6 +504,7 @@ impl Reconciler {
             backoff: self.backoff(tj),
             policy: self.policy,
             key: self.key.clone(),
+            source: self.sources.as_ref().and_then(|(s, catalogue)| s.target_source(tj, catalogue)),
         })
     }
 
@@ -868,6 +885,7 @@ mod tests {
 
     fn remote(uid: &str, key: &str, age: i64, finished: bool) -> RemoteJob {
         RemoteJob {
+            copy: None,
             uid: uid.into(),
             key: key.into(),
             id: None,

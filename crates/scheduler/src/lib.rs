@@ -8,6 +8,7 @@
 //! - [`connections`]: member connections (in the background) and efficiency readers.
 //! - [`snapshot`]: the core's input from the hub and the members (pure).
 //! - [`schedule`]: the scheduling pass: cycle, then admissions, preemptions, positions.
+//! - [`sources`]: JobSets, TrainJobs and PyTorchJobs queued by label, and their TrainingJobs.
 //! - [`jobs`]: the per-job reconciler: cleanup, suspension, dispatch with backoff, mirror,
 //!   member loss, orphans.
 //! - [`transitions`]: a job's status transitions (pure).
@@ -41,6 +42,7 @@ pub mod schedule;
 pub mod seal;
 pub mod service;
 pub mod snapshot;
+pub mod sources;
 pub mod status;
 pub mod transitions;
 pub mod web;

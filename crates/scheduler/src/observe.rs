@@ -370,6 +370,7 @@ mod tests {
 
     fn cluster(name: &str, kind: ClusterKind, pue: f64, nodes: Vec<Node>) -> Cluster {
         Cluster {
+            workload_kinds: Vec::new(),
             tenants: None,
             name: name.into(),
             kind,

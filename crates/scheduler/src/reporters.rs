@@ -301,6 +301,7 @@ mod tests {
     #[test]
     fn member_status_counts_free_capacity_and_keeps_the_heartbeat_while_not_ready() {
         let cluster = Cluster {
+            workload_kinds: Vec::new(),
             tenants: None,
             name: "ai-1".into(),
             kind: ClusterKind::AI,

@@ -296,6 +296,7 @@ mod tests {
 
     fn run(jobs: &[Arc<TrainingJob>], quota: u32, busy: &[&str]) -> Vec<Write> {
         let views = vec![MemberView {
+            workload_kinds: Vec::new(),
             member: member(),
             ready: true,
             nodes: MemberNodes::Kubernetes { nodes: vec![gpu_node("n1"), gpu_node("n2")], pods: Vec::new() },

@@ -3,6 +3,7 @@
 //! 1. take in landed work ([`Overlay`], [`Reconciler`], Events, metrics);
 //! 2. members: connect new or changed ones in the background ([`Connections`]); then
 //!    admissions without the service's seal are reset ([`crate::seal`]);
+//!    2c. other job kinds queued by label ([`crate::sources`]);
 //! 3. per-job reconcile: cleanup, suspension, dispatch with backoff (a new attempt after
 //!    the earlier one is stopped and gone), mirror ([`Reconciler`]);
 //! 4. scheduling: snapshot, cycle, admissions, preemptions, positions ([`Scheduling`]);
@@ -112,6 +113,11 @@ impl Service {
         // 2b: admissions this service did not seal are reset before anything acts on them.
         self.reset_unissued(&jobs, &queues, &namespaces, now);
         let jobs = self.overlay.jobs(&self.hub.jobs);
+        // 2c: JobSets, TrainJobs and PyTorchJobs queued by label: their TrainingJobs, held
+        // objects, mirrored status, copies removed once mirrored.
+        let catalogue = view::catalogue(specs.iter().map(AsRef::as_ref));
+        self.hub.sources.pass(&jobs, self.connections.members(), &catalogue, &self.events);
+        self.reconciler.set_sources(Some((self.hub.sources.clone(), catalogue)));
         // 3
         let known: std::collections::BTreeSet<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
         let mirrors =

@@ -19,6 +19,8 @@ pub struct MemberView {
     pub nodes: MemberNodes,
     /// The latest fresh reading of its efficiency series, if it names a Prometheus.
     pub measured: Option<Reading>,
+    /// The job kinds besides TrainingJob it runs.
+    pub workload_kinds: Vec<String>,
 }
 
 /// The core's input plus what is needed to act on its decisions.
@@ -107,6 +109,7 @@ fn measured(
 fn cluster(view: &MemberView, catalogue: &Catalogue) -> (Cluster, Option<MeasuredEfficiency>) {
     let spec = &view.member.spec;
     let mut cluster = Cluster {
+        workload_kinds: view.workload_kinds.clone(),
         name: view.member.metadata.name.clone().unwrap_or_default(),
         kind: convert::cluster_kind(spec.kind),
         site: spec.site.clone(),

@@ -586,6 +586,7 @@ mod tests {
         }))
         .unwrap();
         let views = vec![MemberView {
+            workload_kinds: Vec::new(),
             member: Arc::new(member),
             ready: true,
             nodes: MemberNodes::Kubernetes { nodes: vec![Arc::new(node)], pods: Vec::new() },

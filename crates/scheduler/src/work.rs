@@ -222,6 +222,8 @@ pub struct Target {
     pub policy: BackoffPolicy,
     /// The service's seal key: nothing is dispatched without its seal.
     pub key: Arc<AdmissionKey>,
+    /// For a TrainingJob with `spec.source`: the hub object to copy, or why it may not be.
+    pub source: Option<Result<serde_json::Value, String>>,
 }
 
 /// Admits the job (when `admission` is given) and dispatches it to `target` (when the
@@ -342,7 +344,19 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
         tracing::debug!(job = ?tj.metadata.name, error = %e, "dispatch left to the next leader");
         return;
     }
-    match target.member.dispatch(&tj, target.raw_accelerator.as_deref()).await {
+    let source = match &target.source {
+        Some(Err(why)) => {
+            tracing::warn!(job = ?tj.metadata.name, %why, "not dispatched: its source object does not match");
+            let t = transitions::dispatch_rejected(&tj, &current, why, Timestamp::now());
+            if landed.write(client, &tj, &t.status).await {
+                landed.events.extend(t.event);
+            }
+            return;
+        }
+        Some(Ok(object)) => Some(object),
+        None => None,
+    };
+    match target.member.dispatch(&tj, target.raw_accelerator.as_deref(), source).await {
         Ok((kind, name)) => {
             if current.remote.is_none() {
                 landed.events.push((EventReason::Dispatched, format!("created {kind} {name} on {cluster}")));

@@ -271,6 +271,7 @@ pub fn sia_jobs(rows: &[SiaJobRow], models: &SiaModels, source: &str, queue: &st
                 return Err(Error::parse(source, r.line, format!("no step-time profile for {:?}", r.application)));
             }
             Ok(Job {
+                workload_kind: None,
                 tenant: String::new(),
                 id: r.name.clone(),
                 queue: queue.to_string(),
@@ -382,6 +383,7 @@ pub fn philly_jobs(rows: &[PhillyRow], reference: &str) -> Vec<Job> {
         .map(|r| {
             let (replicas, per) = gang_shape(r.gpus);
             Job {
+                workload_kind: None,
                 tenant: String::new(),
                 id: format!("philly-{:05}", r.line - 1),
                 queue: format!("vc-{}", r.cluster),
@@ -513,6 +515,7 @@ pub fn alibaba_jobs(pods: &[AlibabaPod], catalogue: &Catalogue, reference: &str)
             }
         };
         jobs.push(Job {
+            workload_kind: None,
             tenant: String::new(),
             id: p.name.clone(),
             queue: "default".to_string(),

@@ -84,6 +84,7 @@ impl GeneratedWorkload {
                 )
             };
             jobs.push(Job {
+                workload_kind: None,
                 tenant: String::new(),
                 id,
                 queue,

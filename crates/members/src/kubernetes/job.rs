@@ -38,7 +38,7 @@ const POD_SECURITY: &str = "pod-security.kubernetes.io/";
 
 /// Labels of every object made for `tj` by the hub `hub`. Names up to 253 characters are
 /// cut to fit a label value (in full in [`object_annotations`]).
-fn object_labels(tj: &TrainingJob, hub: &str) -> BTreeMap<String, String> {
+pub(crate) fn object_labels(tj: &TrainingJob, hub: &str) -> BTreeMap<String, String> {
     let mut l = shared_labels(tj, hub);
     l.insert(labels::ATTEMPT.to_string(), attempt::number(tj).to_string());
     l
@@ -196,8 +196,20 @@ fn master_addr(tj: &TrainingJob, name: &str, namespace: &str) -> String {
 /// (same namespace, same TrainingJob UID), on any port: after the rendezvous on
 /// [`MASTER_PORT`], NCCL and Gloo connect the ranks on ports of their choosing.
 pub fn gang_network_policy(tj: &TrainingJob, namespace: &str, hub: &str) -> Result<NetworkPolicy, kube::Error> {
+    let uid = labels::label_value(tj.metadata.uid.as_deref().unwrap_or_default());
+    gang_network_policy_selecting(tj, namespace, hub, labels::JOB_UID, &uid)
+}
+
+/// The gang's NetworkPolicy, the gang being the pods labelled `key: value`.
+pub fn gang_network_policy_selecting(
+    tj: &TrainingJob,
+    namespace: &str,
+    hub: &str,
+    key: &str,
+    value: &str,
+) -> Result<NetworkPolicy, kube::Error> {
     let name = remote_name(tj.metadata.uid.as_deref().unwrap_or_default());
-    let gang = json!({labels::JOB_UID: labels::label_value(tj.metadata.uid.as_deref().unwrap_or_default())});
+    let gang = json!({key: value});
     serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -261,7 +273,7 @@ pub fn namespace_update(
     Ok((!missing.is_empty()).then_some(missing))
 }
 
-async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
+pub(crate) async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {

@@ -9,6 +9,8 @@ use crate::labels::remote_name;
 use computenet_api::member_cluster::PodSecurityLevel;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use computenet_api::kinds::JobKind;
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
@@ -38,6 +40,9 @@ pub struct KubernetesMember {
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
     pub jobs: Store<Job>,
+    /// The job kinds besides TrainingJob this member serves (found when connecting), each
+    /// with a cache of the copies computenet made of them here.
+    pub copies: Vec<(&'static dyn JobKind, Store<DynamicObject>)>,
     health: Arc<Mutex<Health>>,
     /// Member namespaces made ready (labels, default policy) by this connection.
     ready_namespaces: Arc<Mutex<BTreeSet<String>>>,
@@ -73,6 +78,16 @@ impl KubernetesMember {
         // all namespaces: each tenant's jobs are in its own.
         let managed = watcher::Config::default().labels(&format!("{}=true,{}={hub}", labels::MANAGED, labels::HUB));
         let (alive_tx, alive) = tokio::sync::watch::channel(());
+        let copies = super::copies::served_kinds(&client, name)
+            .await
+            .into_iter()
+            .map(|kind| {
+                let resource = super::copies::api_resource(kind);
+                let store =
+                    super::cache_dynamic(client.clone(), &resource, managed.clone(), changed.clone(), Some(alive.clone()));
+                (kind, store)
+            })
+            .collect();
         let member = KubernetesMember {
             name: name.to_string(),
             namespace_prefix: namespace_prefix.to_string(),
@@ -91,6 +106,7 @@ impl KubernetesMember {
                 Some(alive.clone()),
             ),
             jobs: cache_while(Api::all(client.clone()), managed, changed, Some(alive)),
+            copies,
             health: Arc::new(Mutex::new(Health::default())),
             ready_namespaces: Arc::default(),
             client,
@@ -143,7 +159,35 @@ impl KubernetesMember {
     pub fn caches_ready(&self) -> bool {
         use futures::FutureExt;
         let ready = |r: Option<Result<(), _>>| r.is_some_and(|r: Result<(), _>| r.is_ok());
-        ready(self.jobs.wait_until_ready().now_or_never()) && ready(self.pods.wait_until_ready().now_or_never())
+        ready(self.jobs.wait_until_ready().now_or_never())
+            && ready(self.pods.wait_until_ready().now_or_never())
+            && self.copies.iter().all(|(_, store)| ready(store.wait_until_ready().now_or_never()))
+    }
+
+    /// The job kinds besides TrainingJob this member runs.
+    pub fn workload_kinds(&self) -> Vec<String> {
+        self.copies.iter().map(|(kind, _)| kind.resource().kind.to_string()).collect()
+    }
+
+    /// The kind `kind` and the cache of its copies, when the member serves it.
+    fn copies_of(&self, kind: &str) -> Option<(&'static dyn JobKind, &Store<DynamicObject>)> {
+        self.copies.iter().find(|(k, _)| k.resource().kind == kind).map(|(k, s)| (*k, s))
+    }
+
+    /// The copy of the object `source` of kind `kind` made for the TrainingJob with this
+    /// UID from hub namespace `tenant`, as last read (any attempt).
+    pub fn copy(&self, tenant: &str, uid: &str, kind: &str, source: &str) -> Option<Arc<DynamicObject>> {
+        let (_, store) = self.copies_of(kind)?;
+        let uid = labels::label_value(uid);
+        store
+            .get(&ObjectRef::new_with(source, super::copies::api_resource(self.copies_of(kind)?.0)).within(&self.namespace_for(tenant)))
+            .filter(|c| c.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == Some(&uid))
+    }
+
+    /// The member namespaces that hold copies: every pod there is computenet's (charged
+    /// by its job's placement), labelled by computenet or not.
+    pub fn copy_namespaces(&self) -> BTreeSet<String> {
+        self.copies.iter().flat_map(|(_, s)| s.state()).filter_map(|c| c.metadata.namespace.clone()).collect()
     }
 
     /// What is left here of the TrainingJob's attempts other than `attempt`: a Job
@@ -152,11 +196,21 @@ impl KubernetesMember {
         let other = |labels: Option<&std::collections::BTreeMap<String, String>>| {
             crate::attempt::of_labels(labels).is_some_and(|a| a != attempt)
         };
+        let value = labels::label_value(uid);
+        for (kind, store) in &self.copies {
+            let earlier = store.state().into_iter().find(|c| {
+                let l = c.metadata.labels.as_ref();
+                l.and_then(|l| l.get(labels::JOB_UID)) == Some(&value) && other(l)
+            });
+            if let Some(c) = earlier {
+                let what = format!("{} {} of an earlier attempt", kind.resource().kind, c.metadata.name.as_deref().unwrap_or_default());
+                return Some((what, c.metadata.deletion_timestamp.is_none(), c.metadata.uid.clone()));
+            }
+        }
         if let Some(j) = self.job(tenant, uid).filter(|j| other(j.metadata.labels.as_ref())) {
             let what = format!("Job {} of an earlier attempt", remote_name(uid));
             return Some((what, j.metadata.deletion_timestamp.is_none(), j.metadata.uid.clone()));
         }
-        let value = labels::label_value(uid);
         let pods = self
             .pods
             .state()
@@ -186,6 +240,51 @@ impl KubernetesMember {
     /// Makes the tenant's member namespace ready (once per connection), then creates the
     /// TrainingJob's objects there unless they exist.
     pub async fn dispatch(&self, tj: &computenet_api::TrainingJob, gpu_label: Option<&str>) -> Result<()> {
+        let namespace = self.ready_namespace(tj).await?;
+        let result = job::dispatch(&self.client, &namespace, tj, gpu_label, &self.hub).await;
+        self.dispatched(&namespace, result)
+    }
+
+    /// As [`Self::dispatch`] for a TrainingJob that queues `source`, an object of another
+    /// job kind in the hub: creates its copy.
+    pub async fn dispatch_copy(
+        &self,
+        tj: &computenet_api::TrainingJob,
+        kind: &str,
+        source: &serde_json::Value,
+        gpu_label: Option<&str>,
+    ) -> Result<()> {
+        let Some((kind, _)) = self.copies_of(kind) else {
+            return Err(crate::Error::Config(format!("this member does not serve {kind}s (its CRD is not installed)")));
+        };
+        let namespace = self.namespace_for(tj.metadata.namespace.as_deref().unwrap_or_default());
+        if !self.ready_namespaces().contains(&namespace) {
+            self.ready_namespace(tj).await?;
+        }
+        let result = super::copies::dispatch(&self.client, &namespace, tj, kind, source, gpu_label, &self.hub).await;
+        self.dispatched(&namespace, result)
+    }
+
+    /// Deletes the copy of `source` (of kind `kind`) made for the TrainingJob with this
+    /// UID, only the one with UID `object_uid` when given, and the TrainingJob's other objects.
+    pub async fn delete_copy(
+        &self,
+        tenant: &str,
+        uid: &str,
+        kind: &str,
+        source: &str,
+        object_uid: Option<&str>,
+        grace_s: Option<u32>,
+    ) -> Result<()> {
+        let namespace = self.namespace_for(tenant);
+        if let Some((kind, _)) = self.copies_of(kind) {
+            super::copies::delete(&self.client, &namespace, kind, source, object_uid, grace_s).await?;
+        }
+        job::cancel(&self.client, &namespace, uid).await
+    }
+
+    /// The TrainingJob's member namespace, made ready (labels, default policy) once per connection.
+    async fn ready_namespace(&self, tj: &computenet_api::TrainingJob) -> Result<String> {
         let tenant = tj.metadata.namespace.as_deref().unwrap_or_default();
         let uid = tj.metadata.uid.as_deref().unwrap_or_default();
         let namespace = self.namespace_of(tenant, uid);
@@ -193,10 +292,13 @@ impl KubernetesMember {
             job::ensure_namespace(&self.client, &namespace, tenant, &self.hub, self.pod_security).await?;
             self.ready_namespaces().insert(namespace.clone());
         }
-        let result = job::dispatch(&self.client, &namespace, tj, gpu_label, &self.hub).await;
+        Ok(namespace)
+    }
+
+    fn dispatched(&self, namespace: &str, result: Result<()>) -> Result<()> {
         if result.is_err() {
             // It may have been deleted since: check it again next time.
-            self.ready_namespaces().remove(&namespace);
+            self.ready_namespaces().remove(namespace);
         }
         result
     }

@@ -298,6 +298,45 @@ where
     reader
 }
 
+/// A cache of untyped objects (another job kind's) of `resource`, kept while a sender of
+/// `alive` exists; every change wakes `changed`. Such objects are read field by field by
+/// their kind, so there is nothing to decode here.
+pub fn cache_dynamic(
+    client: kube::Client,
+    resource: &ApiResource,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+    alive: Option<tokio::sync::watch::Receiver<()>>,
+) -> Store<DynamicObject> {
+    let api: Api<DynamicObject> = Api::all_with(client, resource);
+    let kind = resource.kind.clone();
+    let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
+    let reader = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        let mut alive = alive;
+        loop {
+            let ended = async {
+                match alive.as_mut() {
+                    Some(rx) => while rx.changed().await.is_ok() {},
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            let event = tokio::select! {
+                event = stream.next() => event,
+                () = ended => break,
+            };
+            let Some(event) = event else { break };
+            if let Err(e) = event {
+                tracing::warn!(error = %e, %kind, "watch error");
+            }
+            changed.notify_one();
+        }
+    });
+    reader
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

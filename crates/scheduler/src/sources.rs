@@ -1,0 +1,367 @@
+//! Researchers' own job objects in the hub: JobSets, TrainJobs and PyTorchJobs labelled
+//! with `computenet.io/queue-name` ([`kinds::QUEUE_LABEL`]). This module owns them and the
+//! TrainingJobs computenet makes to queue them ("source" TrainingJobs, `spec.source`):
+//!
+//! - every labelled object is kept suspended in the hub (the admission webhook suspends it
+//!   on create; an object that got past it is suspended here): only its copy on the chosen
+//!   member runs;
+//! - its TrainingJob is created (named [`kinds::shadow_name`], owned by the object, so the
+//!   hub's garbage collector deletes it with the object), and kept equal to what the
+//!   object says until it is admitted; from then on the spec is frozen, and a dispatch
+//!   whose object no longer matches it is refused ([`Sources::target_source`]);
+//! - the copy's status on the member is mirrored to the hub object's status, and once the
+//!   job is over and mirrored, the copy is deleted from the member;
+//! - a source TrainingJob whose object is gone (or no longer labelled) is deleted, which
+//!   removes the copy through the usual cleanup.
+//!
+//! Everything else (quotas, fairness, placement, explanations, dispatch with backoff,
+//! member loss, restarts) is the TrainingJob's, unchanged.
+
+use crate::events::EventSink;
+use crate::lease;
+use computenet_api::conditions::EventReason;
+use computenet_api::kinds::{self, JobKind};
+use computenet_api::training_job::TrainingJobSpec;
+use computenet_api::{view, TrainingJob};
+use computenet_core::accelerator::Catalogue;
+use computenet_members::kubernetes::copies;
+use computenet_members::Members;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// The runtimes a TrainJob's gang may be read from.
+const RUNTIME_KINDS: [(&str, &str, bool); 2] =
+    [("ClusterTrainingRuntime", "clustertrainingruntimes", false), ("TrainingRuntime", "trainingruntimes", true)];
+
+/// The labelled objects of the kinds the hub serves, and the TrainJob runtimes.
+#[allow(missing_debug_implementations)] // Client has no Debug.
+#[derive(Clone)]
+pub struct Sources {
+    client: Client,
+    objects: Vec<(&'static dyn JobKind, Store<DynamicObject>)>,
+    runtimes: Vec<(&'static str, Store<DynamicObject>)>,
+    /// Writes under way, by object UID and what: one at a time each.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Objects already told (by resourceVersion) that they cannot be queued.
+    reported: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Sources {
+    /// Finds which kinds the hub serves and watches their labelled objects (and, with
+    /// TrainJobs, the runtimes). A kind whose CRD is installed later is seen after a restart.
+    pub async fn start(client: Client, changed: Arc<Notify>) -> Self {
+        let labelled = watcher::Config::default().labels(kinds::QUEUE_LABEL);
+        let served = copies::served_kinds(&client, "hub").await;
+        let objects: Vec<_> = served
+            .iter()
+            .map(|kind| {
+                let resource = copies::api_resource(*kind);
+                let store = computenet_members::kubernetes::cache_dynamic(
+                    client.clone(),
+                    &resource,
+                    labelled.clone(),
+                    changed.clone(),
+                    None,
+                );
+                (*kind, store)
+            })
+            .collect();
+        let mut runtimes = Vec::new();
+        if served.iter().any(|k| k.resource().kind == "TrainJob") {
+            for (kind, plural, _) in RUNTIME_KINDS {
+                let resource = kube::api::ApiResource {
+                    group: "trainer.kubeflow.org".into(),
+                    version: "v1alpha1".into(),
+                    api_version: "trainer.kubeflow.org/v1alpha1".into(),
+                    kind: kind.into(),
+                    plural: plural.into(),
+                };
+                let store = computenet_members::kubernetes::cache_dynamic(
+                    client.clone(),
+                    &resource,
+                    watcher::Config::default(),
+                    changed.clone(),
+                    None,
+                );
+                runtimes.push((kind, store));
+            }
+        }
+        let names: Vec<&str> = served.iter().map(|k| k.resource().kind).collect();
+        tracing::info!(kinds = ?names, "job kinds queued by the label {}", kinds::QUEUE_LABEL);
+        Sources { client, objects, runtimes, in_flight: Arc::default(), reported: Arc::default() }
+    }
+
+    /// Whether every watch has listed once (before that, a missing object means nothing).
+    fn ready(&self) -> bool {
+        use futures::FutureExt;
+        let listed = |s: &Store<DynamicObject>| s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok());
+        self.objects.iter().all(|(_, s)| listed(s)) && self.runtimes.iter().all(|(_, s)| listed(s))
+    }
+
+    /// The hub object a source TrainingJob queues, as last read (the same UID only).
+    pub fn object(&self, tj: &TrainingJob) -> Option<Arc<DynamicObject>> {
+        let src = tj.spec.source.as_ref()?;
+        let (kind, store) = self.objects.iter().find(|(k, _)| k.resource().kind == src.kind)?;
+        let key = ObjectRef::new_with(&src.name, copies::api_resource(*kind)).within(tj.namespace().as_deref()?);
+        store.get(&key).filter(|o| o.metadata.uid.as_deref() == Some(src.uid.as_str()))
+    }
+
+    /// What the TrainingJob of object `object` of kind `kind` must say.
+    pub fn derive(&self, kind: &dyn JobKind, object: &Value, catalogue: &Catalogue) -> Result<TrainingJobSpec, String> {
+        let runtime = |k: &str, namespace: Option<&str>, name: &str| -> Option<Value> {
+            let (_, store) = self.runtimes.iter().find(|(r, _)| *r == k)?;
+            let found = store.state().into_iter().find(|r| {
+                r.metadata.name.as_deref() == Some(name) && r.metadata.namespace.as_deref() == namespace
+            })?;
+            serde_json::to_value(found.as_ref()).ok()
+        };
+        let groups = kind.gang(object, &runtime).map_err(|e| e.to_string())?;
+        let canonical = |raw: &str| catalogue.canonical_name(raw).unwrap_or_else(|| raw.to_string());
+        kinds::shadow_spec(kind, object, &groups, &canonical).map_err(|e| e.to_string())
+    }
+
+    /// For the dispatch of a source TrainingJob: its hub object, once it is checked to be
+    /// the one the TrainingJob was admitted for and to still say what the TrainingJob
+    /// says. `Err` says why not (the dispatch is refused and the job fails).
+    pub fn target_source(&self, tj: &TrainingJob, catalogue: &Catalogue) -> Option<Result<Value, String>> {
+        let src = tj.spec.source.as_ref()?;
+        let Some(object) = self.object(tj) else {
+            return Some(Err(format!("{} {} is no longer in the hub (or no longer queued)", src.kind, src.name)));
+        };
+        let kind = kinds::by_kind(&src.kind)?;
+        let value = serde_json::to_value(object.as_ref()).ok()?;
+        Some(match self.derive(kind, &value, catalogue) {
+            Ok(spec) if same_job(&spec, &tj.spec) => Ok(value),
+            Ok(_) => Err(format!(
+                "{} {} changed after it was admitted (or its TrainingJob was written by someone else): \
+                 create it anew to queue the new version",
+                src.kind, src.name
+            )),
+            Err(e) => Err(format!("{} {}: {e}", src.kind, src.name)),
+        })
+    }
+
+    /// One pass: the steps in the module documentation, as background writes.
+    pub fn pass(&self, jobs: &[Arc<TrainingJob>], members: &Members, catalogue: &Catalogue, events: &EventSink) {
+        if lease::check_write().is_err() || !self.ready() {
+            return;
+        }
+        let by_name: BTreeMap<(&str, &str), &Arc<TrainingJob>> = jobs
+            .iter()
+            .filter(|j| j.spec.source.is_some())
+            .map(|j| ((j.metadata.namespace.as_deref().unwrap_or_default(), j.metadata.name.as_deref().unwrap_or_default()), j))
+            .collect();
+        let mut live: HashSet<String> = HashSet::new();
+        for (kind, store) in &self.objects {
+            for object in store.state() {
+                let Some(uid) = object.metadata.uid.clone() else { continue };
+                live.insert(uid.clone());
+                let Ok(value) = serde_json::to_value(object.as_ref()) else { continue };
+                let namespace = object.namespace().unwrap_or_default();
+                let name = kinds::shadow_name(kind.resource().kind, &object.name_any());
+                self.keep_suspended(*kind, &object, &value, &uid);
+                match by_name.get(&(namespace.as_str(), name.as_str())) {
+                    None => match self.derive(*kind, &value, catalogue) {
+                        Ok(spec) => self.create(&object, *kind, name, spec, &uid),
+                        Err(why) => self.report(&object, *kind, &why, events),
+                    },
+                    Some(tj) => self.follow(*kind, &object, &value, tj, members, catalogue, events),
+                }
+            }
+        }
+        // Source TrainingJobs whose object is gone or no longer labelled.
+        for tj in by_name.values() {
+            let src = tj.spec.source.as_ref().expect("filtered");
+            if !live.contains(&src.uid) && tj.metadata.deletion_timestamp.is_none() {
+                let api: Api<TrainingJob> = Api::namespaced(self.client.clone(), &tj.namespace().unwrap_or_default());
+                let name = tj.name_any();
+                self.spawn(format!("{}/delete", view::uid(tj)), async move {
+                    api.delete(&name, &Default::default()).await.map(|_| ())
+                });
+            }
+        }
+    }
+
+    /// An object that got past the webhook is suspended.
+    fn keep_suspended(&self, kind: &dyn JobKind, object: &DynamicObject, value: &Value, uid: &str) {
+        if kind.suspended(value) {
+            return;
+        }
+        let api = self.api(kind, object);
+        let name = object.name_any();
+        let patch = kind.suspend_patch(true);
+        self.spawn(format!("{uid}/suspend"), async move {
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
+        });
+    }
+
+    /// Creates the object's TrainingJob.
+    fn create(&self, object: &DynamicObject, kind: &dyn JobKind, name: String, spec: TrainingJobSpec, uid: &str) {
+        let namespace = object.namespace().unwrap_or_default();
+        let r = kind.resource();
+        let tj = json!({
+            "apiVersion": "computenet.io/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {SOURCE_KIND: r.kind},
+                "ownerReferences": [{"apiVersion": r.api_version(), "kind": r.kind, "name": object.name_any(),
+                                     "uid": uid, "controller": true, "blockOwnerDeletion": true}]
+            },
+            "spec": spec,
+        });
+        let api: Api<TrainingJob> = Api::namespaced(self.client.clone(), &namespace);
+        self.spawn(format!("{uid}/create"), async move {
+            let tj: TrainingJob = serde_json::from_value(tj).map_err(kube::Error::SerdeError)?;
+            match api.create(&PostParams::default(), &tj).await {
+                // Made by an earlier pass whose answer was lost: the cache shows it soon.
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                other => other.map(|_| ()),
+            }
+        });
+    }
+
+    /// Keeps the TrainingJob equal to its object until admission; mirrors the copy's
+    /// status to the object; removes the copy once the job is over and mirrored.
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        kind: &dyn JobKind,
+        object: &DynamicObject,
+        value: &Value,
+        tj: &Arc<TrainingJob>,
+        members: &Members,
+        catalogue: &Catalogue,
+        events: &EventSink,
+    ) {
+        let uid = object.metadata.uid.clone().unwrap_or_default();
+        if tj.spec.source.as_ref().is_some_and(|s| s.uid != uid) {
+            // The TrainingJob of an earlier object of this name: the garbage collector
+            // removes it; the new object's is made after.
+            return;
+        }
+        if !view::is_admitted(tj) && tj.metadata.deletion_timestamp.is_none() {
+            match self.derive(kind, value, catalogue) {
+                Ok(spec) if !same_job(&spec, &tj.spec) => {
+                    let mut fixed = (**tj).clone();
+                    fixed.spec = TrainingJobSpec { suspend: tj.spec.suspend, on_member_loss: tj.spec.on_member_loss, ..spec };
+                    fixed.status = None;
+                    let api: Api<TrainingJob> = Api::namespaced(self.client.clone(), &tj.namespace().unwrap_or_default());
+                    let name = tj.name_any();
+                    self.spawn(format!("{uid}/update"), async move {
+                        api.replace(&name, &PostParams::default(), &fixed).await.map(|_| ())
+                    });
+                }
+                Ok(_) => {}
+                Err(why) => self.report(object, kind, &why, events),
+            }
+            return;
+        }
+        let status = view::status(tj);
+        let Some(placement) = status.placement.as_ref() else { return };
+        let Some(computenet_members::Member::Kubernetes(member)) = members.get(&placement.cluster) else { return };
+        let src = tj.spec.source.as_ref().expect("a source TrainingJob");
+        let Some(copy) = member.copy(&tj.namespace().unwrap_or_default(), view::uid(tj), &src.kind, &src.name) else {
+            return;
+        };
+        let copied = copy.data.get("status").cloned().unwrap_or(Value::Null);
+        let mirrored = value.get("status").cloned().unwrap_or(Value::Null);
+        if !copied.is_null() && copied != mirrored {
+            let api = self.api(kind, object);
+            let name = object.name_any();
+            self.spawn(format!("{uid}/status"), async move {
+                let patch = Patch::Merge(json!({"status": copied}));
+                api.patch_status(&name, &PatchParams::default(), &patch).await.map(|_| ())
+            });
+        } else if view::is_finished(tj) && copy.metadata.deletion_timestamp.is_none() {
+            let member = member.clone();
+            let (tenant, job_uid) = (tj.namespace().unwrap_or_default(), view::uid(tj).to_string());
+            let (kind, name, copy_uid) = (src.kind.clone(), src.name.clone(), copy.metadata.uid.clone());
+            self.spawn(format!("{uid}/clean"), async move {
+                member.delete_copy(&tenant, &job_uid, &kind, &name, copy_uid.as_deref(), None).await.map_err(|e| {
+                    kube::Error::Service(e.to_string().into())
+                })
+            });
+        }
+    }
+
+    /// A Warning Event on an object that cannot be queued, once per resourceVersion.
+    fn report(&self, object: &DynamicObject, kind: &dyn JobKind, why: &str, events: &EventSink) {
+        let key = format!("{}/{}", object.metadata.uid.as_deref().unwrap_or_default(), object.resource_version().unwrap_or_default());
+        if !self.reported.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+            return;
+        }
+        tracing::warn!(kind = kind.resource().kind, object = %object.name_any(), %why, "cannot queue");
+        let about = ObjectReference {
+            api_version: Some(kind.resource().api_version()),
+            kind: Some(kind.resource().kind.to_string()),
+            name: object.metadata.name.clone(),
+            namespace: object.metadata.namespace.clone(),
+            uid: object.metadata.uid.clone(),
+            ..ObjectReference::default()
+        };
+        events.publish_about(about, EventReason::InvalidObject, format!("computenet cannot queue this object: {why}"));
+    }
+
+    fn api(&self, kind: &dyn JobKind, object: &DynamicObject) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &object.namespace().unwrap_or_default(), &copies::api_resource(kind))
+    }
+
+    /// Runs `write` in the background unless a write under `key` is under way.
+    fn spawn(&self, key: String, write: impl std::future::Future<Output = Result<(), kube::Error>> + Send + 'static) {
+        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+            return;
+        }
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::warn!(%key, error = %e, "write for a queued job object failed; retried next pass");
+            }
+            in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        });
+    }
+}
+
+/// The label on a source TrainingJob naming its object's kind.
+pub const SOURCE_KIND: &str = "computenet.io/source-kind";
+
+/// Whether two specs describe the same job: all but what a user may change on the
+/// TrainingJob itself (`suspend`, `onMemberLoss`).
+pub fn same_job(derived: &TrainingJobSpec, actual: &TrainingJobSpec) -> bool {
+    let mut a = actual.clone();
+    a.suspend = derived.suspend;
+    a.on_member_loss = derived.on_member_loss;
+    *derived == a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspend_and_member_loss_may_differ_nothing_else() {
+        let spec: TrainingJobSpec = serde_json::from_value(json!({
+            "queueName": "q", "replicas": 4, "resources": {"cpu": "8", "memory": "64Gi", "accelerators": {"count": 8}},
+            "source": {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "js", "uid": "u1"}
+        }))
+        .unwrap();
+        let mut user = spec.clone();
+        user.suspend = true;
+        user.on_member_loss = computenet_api::training_job::MemberLossPolicy::Wait;
+        assert!(same_job(&spec, &user));
+        let mut forged = spec.clone();
+        forged.replicas = 1;
+        assert!(!same_job(&spec, &forged));
+        let mut other = spec.clone();
+        other.source.as_mut().unwrap().uid = "u2".into();
+        assert!(!same_job(&spec, &other));
+    }
+}
