@@ -23,6 +23,8 @@ pub enum Error {
     CachesNotReady(std::time::Duration),
     #[error("admission seal key: {0}")]
     AdmissionKey(String),
+    #[error("admission webhook: {0}")]
+    Webhook(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

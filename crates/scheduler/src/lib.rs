@@ -8,6 +8,7 @@
 //! - [`connections`]: member connections (in the background) and efficiency readers.
 //! - [`snapshot`]: the core's input from the hub and the members (pure).
 //! - [`schedule`]: the scheduling pass: cycle, then admissions, preemptions, positions.
+//! - [`admission`]: the webhook that holds queued job objects suspended when created.
 //! - [`sources`]: JobSets, TrainJobs and PyTorchJobs queued by label, and their TrainingJobs.
 //! - [`jobs`]: the per-job reconciler: cleanup, suspension, dispatch with backoff, mirror,
 //!   member loss, orphans.
@@ -24,6 +25,7 @@
 //!   [`webauth`]: who may read `/api/pool` (TokenReview and SubjectAccessReview).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod backoff;
 pub mod connections;
 pub mod error;
