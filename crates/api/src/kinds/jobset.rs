@@ -1,7 +1,8 @@
 //! JobSet (`jobset.x-k8s.io/v1alpha2`).
 //!
-//! Reads `spec.suspend`, `spec.replicatedJobs[].{name, replicas, template.spec.parallelism,
-//! template.spec.template.spec}` and `status.{conditions, replicatedJobsStatus[].{active, ready}}`.
+//! Reads `spec.suspend`, `spec.replicatedJobs[].{name, replicas, template.spec.{parallelism,
+//! completions}, template.spec.template.spec}` and `status.{conditions,
+//! replicatedJobsStatus[].{active, ready}}`.
 
 use super::RuntimeLookup;
 use super::{
@@ -28,7 +29,9 @@ impl JobKind for JobSet {
     }
 
     /// One group per replicated job: `replicas` (default 1) × the Job's `parallelism`
-    /// (default 1) pods of the Job's pod template. Replicated jobs of zero pods are left out.
+    /// (default 1, and at most its `completions` when set: a Job runs no more pods at once
+    /// than it needs completions) pods of the Job's pod template. Replicated jobs of zero
+    /// pods are left out.
     fn gang(&self, obj: &Value, _runtime: RuntimeLookup<'_>) -> Result<Vec<PodGroup>, KindError> {
         let jobs = obj
             .pointer("/spec/replicatedJobs")
@@ -51,7 +54,12 @@ impl JobKind for JobSet {
             let replicas = count_or(job.get("replicas"), 1, &format!("{field}.replicas"))?;
             let parallelism =
                 count_or(job.pointer("/template/spec/parallelism"), 1, &format!("{field}.template.spec.parallelism"))?;
-            let count = replicas.saturating_mul(parallelism);
+            // A Job runs at most its remaining completions at once.
+            let completions = match job.pointer("/template/spec/completions") {
+                None | Some(Value::Null) => parallelism,
+                v => count_or(v, 1, &format!("{field}.template.spec.completions"))?,
+            };
+            let count = replicas.saturating_mul(parallelism.min(completions));
             if count == 0 {
                 continue;
             }
@@ -155,12 +163,21 @@ mod tests {
         let groups = JobSet.gang(&obj, &no_runtime).unwrap();
         assert_eq!(groups[1].count, 12);
 
+        // Fewer completions than parallelism: only that many pods run at once.
+        obj["spec"]["replicatedJobs"][1]["template"]["spec"]["completions"] = 2.into();
+        assert_eq!(JobSet.gang(&obj, &no_runtime).unwrap()[1].count, 6);
+        obj["spec"]["replicatedJobs"][1]["template"]["spec"]["completions"] = 40.into();
+        assert_eq!(JobSet.gang(&obj, &no_runtime).unwrap()[1].count, 12);
+        obj["spec"]["replicatedJobs"][1]["template"]["spec"].as_object_mut().unwrap().remove("completions");
+        assert_eq!(JobSet.gang(&obj, &no_runtime).unwrap()[1].count, 12);
+
         obj["spec"]["replicatedJobs"][1]["template"]["spec"]["parallelism"] = "four".into();
         let e = JobSet.gang(&obj, &no_runtime).unwrap_err().to_string();
         assert_eq!(e, "spec.replicatedJobs[1].template.spec.parallelism: must be a non-negative integer");
 
         let mut obj = fixture();
         obj["spec"]["replicatedJobs"][1]["template"]["spec"]["parallelism"] = 4097.into();
+        obj["spec"]["replicatedJobs"][1]["template"]["spec"]["completions"] = 4097.into();
         let e = JobSet.gang(&obj, &no_runtime).unwrap_err().to_string();
         assert!(e.starts_with("spec.replicatedJobs: 4098 pods in all"), "{e}");
 
