@@ -14,9 +14,9 @@ mod jobset;
 mod pytorchjob;
 mod trainjob;
 
-pub use jobset::JobSet;
-pub use pytorchjob::PyTorchJob;
-pub use trainjob::TrainJob;
+pub use jobset::{JobSet, JOBSET_NAME_LABEL};
+pub use pytorchjob::{PyTorchJob, JOB_NAME_LABEL};
+pub use trainjob::{TrainJob, ANCESTOR_LABEL, CLUSTER_TRAINING_RUNTIME, TRAINER_GROUP, TRAINING_RUNTIME};
 
 use crate::error::Error;
 use crate::quantity::Quantity;
