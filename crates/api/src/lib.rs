@@ -7,7 +7,8 @@
 //! The CRD YAML under `deploy/crds/` is generated from these types by `computenet crdgen`
 //! and never edited by hand. [`convert`] turns the resources into the core's types;
 //! [`view`] reads a whole hub (jobs, queues, members) as the core and every display see
-//! it; [`conditions`] names every condition type, reason and Event reason computenet writes.
+//! it; [`conditions`] names every condition type, reason and Event reason computenet writes;
+//! [`kinds`] reads the other job kinds computenet queues (JobSet, TrainJob, PyTorchJob).
 #![forbid(unsafe_code)]
 
 pub mod compute_queue;

@@ -28,9 +28,12 @@ fn schema_keeps_its_validations() {
     assert_eq!(spec["properties"]["replicas"]["minimum"].as_f64(), Some(1.0));
     let required: Vec<&str> =
         spec["required"].as_array().expect("required").iter().filter_map(|v| v.as_str()).collect();
-    for field in ["queueName", "replicas", "resources", "workload"] {
+    for field in ["queueName", "replicas", "resources"] {
         assert!(required.contains(&field), "{field} must be required");
     }
+    // A workload, unless the TrainingJob queues another kind's object (spec.source).
+    let spec_rules = serde_json::to_string(&spec["x-kubernetes-validations"]).expect("json");
+    assert!(spec_rules.contains("has(self.workload) != has(self.source)"), "{spec_rules}");
     assert_eq!(
         spec["properties"]["placement"]["properties"]["objective"]["enum"],
         serde_json::json!(["Fastest", "Cheapest", "Greenest", "Balanced"])
