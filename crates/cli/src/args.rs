@@ -80,7 +80,8 @@ pub enum Command {
         other member was rejected) and its conditions. The namespace comes from -n, else the \
         kubeconfig context.")]
     Explain {
-        /// Name of the TrainingJob
+        /// Name of the TrainingJob, or KIND/NAME of a JobSet, TrainJob or PyTorchJob queued
+        /// by label (jobset/NAME, trainjob/NAME, pytorchjob/NAME): the TrainingJob that queues it
         job: String,
     },
     /// Where a TrainingJob would go now, when it would start and end, its energy and cost, without creating it

@@ -72,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Explain { job } => {
             let hub = hub::Hub::connect(&cli.global).await?;
             let namespace = hub.namespace.clone();
+            let job = training_job_name(&job)?;
             let tj = hub
                 .job(&namespace, &job)
                 .await?
@@ -126,4 +127,18 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             render(output, &dryrun::run(&input)?, dryrun::table)
         }
     }
+}
+
+/// The TrainingJob named by `job`: itself, or for KIND/NAME of another job kind the
+/// TrainingJob computenet made to queue that object.
+fn training_job_name(job: &str) -> anyhow::Result<String> {
+    let Some((kind, name)) = job.split_once('/') else { return Ok(job.to_string()) };
+    let kind = computenet_api::kinds::all()
+        .into_iter()
+        .map(|k| k.resource().kind)
+        .find(|k| k.eq_ignore_ascii_case(kind) || k.eq_ignore_ascii_case(kind.trim_end_matches('s')))
+        .with_context(|| {
+            format!("{kind:?} is not a job kind computenet queues: use jobset/, trainjob/ or pytorchjob/")
+        })?;
+    Ok(computenet_api::kinds::shadow_name(kind, name))
 }

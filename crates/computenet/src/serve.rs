@@ -57,6 +57,14 @@ pub struct Args {
     /// Serve no HTTP at all (same as --listen '').
     #[arg(long)]
     no_http: bool,
+    /// Serve the mutating admission webhook (HTTPS, POST /mutate) on ADDR: it stores
+    /// JobSets, TrainJobs and PyTorchJobs created with the label computenet.io/queue-name
+    /// suspended. '' serves none (objects that get past are suspended by the scheduler).
+    #[arg(long, default_value = "", value_name = "ADDR")]
+    webhook_listen: String,
+    /// Folder with the webhook's certificate and key, tls.crt and tls.key (PEM).
+    #[arg(long, default_value = "/etc/computenet/webhook", value_name = "DIR")]
+    webhook_cert_dir: std::path::PathBuf,
     /// Who may read /api/pool, the data behind the dashboard (every tenant's jobs).
     /// kubernetes: a request needs `Authorization: Bearer <token>` whose user the hub
     /// authenticates (TokenReview) and allows to `get` the non-resource URL
@@ -276,6 +284,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => None,
         };
         let web = http.as_ref().map(|s| s.state().clone());
+        let webhook = args.webhook_listen.trim();
+        if !webhook.is_empty() {
+            let full = if webhook.starts_with(':') { format!("0.0.0.0{webhook}") } else { webhook.to_string() };
+            let addr: SocketAddr = full
+                .parse()
+                .with_context(|| format!("--webhook-listen {webhook:?}: expected HOST:PORT, e.g. :9443"))?;
+            computenet_scheduler::admission::start(addr, &args.webhook_cert_dir).await?;
+        }
         let identity = args.identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())

@@ -567,8 +567,7 @@ impl Member {
                         copy: Some((kind.resource().kind.to_string(), name)),
                     })
                 })
-                .chain(k.jobs.state().iter()
-                .filter_map(|job| {
+                .chain(k.jobs.state().iter().filter_map(|job| {
                     let uid = kubernetes::member::job_uid(job)?.to_string();
                     let age_s = job.metadata.creation_timestamp.as_ref().map(|t| seconds_since(t.0.as_second()));
                     let finished = kubernetes_status(job).finished();
@@ -597,7 +596,17 @@ impl Member {
                     let tag = convert::Tag::parse(&job.comment);
                     let hub_namespace = tag.and_then(|t| Some(t.training_job.split_once('/')?.0.to_string()));
                     let user = Some(job.user_name.clone()).filter(|u| !u.is_empty());
-                    RemoteJob { uid, key, id: Some(job.job_id), namespace: None, age_s, finished, hub_namespace, user, copy: None }
+                    RemoteJob {
+                        uid,
+                        key,
+                        id: Some(job.job_id),
+                        namespace: None,
+                        age_s,
+                        finished,
+                        hub_namespace,
+                        user,
+                        copy: None,
+                    }
                 })
                 .collect(),
         }

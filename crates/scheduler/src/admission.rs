@@ -63,9 +63,10 @@ fn suspend_patch(request: &Value) -> Option<Value> {
     Some(Value::Array(ops))
 }
 
-/// Serves the webhook on `addr` with the certificate and key (PEM) in `cert_dir`
-/// (`tls.crt`, `tls.key`, as a kubernetes.io/tls Secret mounts them) until the process ends.
-pub async fn serve(addr: SocketAddr, cert_dir: &Path) -> Result<()> {
+/// Starts serving the webhook on `addr` with the certificate and key (PEM) in `cert_dir`
+/// (`tls.crt`, `tls.key`, as a kubernetes.io/tls Secret mounts them), in the background
+/// until the process ends. Every replica serves it, the leader or not.
+pub async fn start(addr: SocketAddr, cert_dir: &Path) -> Result<tokio::task::JoinHandle<()>> {
     let tls = tls_config(cert_dir)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -73,7 +74,11 @@ pub async fn serve(addr: SocketAddr, cert_dir: &Path) -> Result<()> {
     tracing::info!(%addr, "admission webhook listening (POST /mutate)");
     let app = Router::new().route("/mutate", post(|Json(body): Json<Value>| async move { Json(review(&body)) }));
     let listener = TlsListener { tcp: listener, tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)) };
-    axum::serve(listener, app).await.map_err(|e| Error::Webhook(e.to_string()))
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admission webhook stopped");
+        }
+    }))
 }
 
 fn tls_config(cert_dir: &Path) -> Result<rustls::ServerConfig> {
@@ -83,8 +88,7 @@ fn tls_config(cert_dir: &Path) -> Result<rustls::ServerConfig> {
     let certs = CertificateDer::pem_file_iter(&crt)
         .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|e| Error::Webhook(format!("certificate {}: {e}", crt.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&key)
-        .map_err(|e| Error::Webhook(format!("key {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| Error::Webhook(format!("key {}: {e}", key.display())))?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
@@ -164,8 +168,7 @@ mod tests {
             Some(json!([{"op": "add", "path": "/spec/runPolicy", "value": {}},
                         {"op": "add", "path": "/spec/runPolicy/suspend", "value": true}]))
         );
-        let suspended =
-            json!({"metadata": {"labels": {"computenet.io/queue-name": "q"}}, "spec": {"runPolicy": {"suspend": true}}});
+        let suspended = json!({"metadata": {"labels": {"computenet.io/queue-name": "q"}}, "spec": {"runPolicy": {"suspend": true}}});
         assert_eq!(patch_of(&review(&request(("kubeflow.org", "PyTorchJob"), "CREATE", suspended))), None);
     }
 

@@ -117,9 +117,10 @@ impl Sources {
     pub fn derive(&self, kind: &dyn JobKind, object: &Value, catalogue: &Catalogue) -> Result<TrainingJobSpec, String> {
         let runtime = |k: &str, namespace: Option<&str>, name: &str| -> Option<Value> {
             let (_, store) = self.runtimes.iter().find(|(r, _)| *r == k)?;
-            let found = store.state().into_iter().find(|r| {
-                r.metadata.name.as_deref() == Some(name) && r.metadata.namespace.as_deref() == namespace
-            })?;
+            let found = store
+                .state()
+                .into_iter()
+                .find(|r| r.metadata.name.as_deref() == Some(name) && r.metadata.namespace.as_deref() == namespace)?;
             serde_json::to_value(found.as_ref()).ok()
         };
         let groups = kind.gang(object, &runtime).map_err(|e| e.to_string())?;
@@ -156,7 +157,15 @@ impl Sources {
         let by_name: BTreeMap<(&str, &str), &Arc<TrainingJob>> = jobs
             .iter()
             .filter(|j| j.spec.source.is_some())
-            .map(|j| ((j.metadata.namespace.as_deref().unwrap_or_default(), j.metadata.name.as_deref().unwrap_or_default()), j))
+            .map(|j| {
+                (
+                    (
+                        j.metadata.namespace.as_deref().unwrap_or_default(),
+                        j.metadata.name.as_deref().unwrap_or_default(),
+                    ),
+                    j,
+                )
+            })
             .collect();
         let mut live: HashSet<String> = HashSet::new();
         for (kind, store) in &self.objects {
@@ -252,9 +261,11 @@ impl Sources {
             match self.derive(kind, value, catalogue) {
                 Ok(spec) if !same_job(&spec, &tj.spec) => {
                     let mut fixed = (**tj).clone();
-                    fixed.spec = TrainingJobSpec { suspend: tj.spec.suspend, on_member_loss: tj.spec.on_member_loss, ..spec };
+                    fixed.spec =
+                        TrainingJobSpec { suspend: tj.spec.suspend, on_member_loss: tj.spec.on_member_loss, ..spec };
                     fixed.status = None;
-                    let api: Api<TrainingJob> = Api::namespaced(self.client.clone(), &tj.namespace().unwrap_or_default());
+                    let api: Api<TrainingJob> =
+                        Api::namespaced(self.client.clone(), &tj.namespace().unwrap_or_default());
                     let name = tj.name_any();
                     self.spawn(format!("{uid}/update"), async move {
                         api.replace(&name, &PostParams::default(), &fixed).await.map(|_| ())
@@ -286,16 +297,21 @@ impl Sources {
             let (tenant, job_uid) = (tj.namespace().unwrap_or_default(), view::uid(tj).to_string());
             let (kind, name, copy_uid) = (src.kind.clone(), src.name.clone(), copy.metadata.uid.clone());
             self.spawn(format!("{uid}/clean"), async move {
-                member.delete_copy(&tenant, &job_uid, &kind, &name, copy_uid.as_deref(), None).await.map_err(|e| {
-                    kube::Error::Service(e.to_string().into())
-                })
+                member
+                    .delete_copy(&tenant, &job_uid, &kind, &name, copy_uid.as_deref(), None)
+                    .await
+                    .map_err(|e| kube::Error::Service(e.to_string().into()))
             });
         }
     }
 
     /// A Warning Event on an object that cannot be queued, once per resourceVersion.
     fn report(&self, object: &DynamicObject, kind: &dyn JobKind, why: &str, events: &EventSink) {
-        let key = format!("{}/{}", object.metadata.uid.as_deref().unwrap_or_default(), object.resource_version().unwrap_or_default());
+        let key = format!(
+            "{}/{}",
+            object.metadata.uid.as_deref().unwrap_or_default(),
+            object.resource_version().unwrap_or_default()
+        );
         if !self.reported.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
             return;
         }

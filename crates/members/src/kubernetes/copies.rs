@@ -42,7 +42,9 @@ pub async fn served_kinds(client: &Client, member: &str) -> Vec<&'static dyn Job
         match listed.await {
             Ok(Ok(_)) => served.push(kind),
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
-            Ok(Err(e)) => tracing::warn!(member, kind = kind.resource().kind, error = %e, "cannot list the kind: not used"),
+            Ok(Err(e)) => {
+                tracing::warn!(member, kind = kind.resource().kind, error = %e, "cannot list the kind: not used")
+            }
             Err(_) => tracing::warn!(member, kind = kind.resource().kind, "listing the kind timed out: not used"),
         }
     }
@@ -133,7 +135,8 @@ pub async fn delete(
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         grace_period_seconds: grace_s,
-        preconditions: object_uid.map(|u| kube::api::Preconditions { uid: Some(u.to_string()), resource_version: None }),
+        preconditions: object_uid
+            .map(|u| kube::api::Preconditions { uid: Some(u.to_string()), resource_version: None }),
         ..DeleteParams::default()
     };
     let api: Api<DynamicObject> = Api::namespaced_with(member.clone(), namespace, &api_resource(kind));

@@ -6,10 +6,10 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::labels;
 use crate::labels::remote_name;
+use computenet_api::kinds::JobKind;
 use computenet_api::member_cluster::PodSecurityLevel;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use computenet_api::kinds::JobKind;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -83,8 +83,13 @@ impl KubernetesMember {
             .into_iter()
             .map(|kind| {
                 let resource = super::copies::api_resource(kind);
-                let store =
-                    super::cache_dynamic(client.clone(), &resource, managed.clone(), changed.clone(), Some(alive.clone()));
+                let store = super::cache_dynamic(
+                    client.clone(),
+                    &resource,
+                    managed.clone(),
+                    changed.clone(),
+                    Some(alive.clone()),
+                );
                 (kind, store)
             })
             .collect();
@@ -180,7 +185,10 @@ impl KubernetesMember {
         let (_, store) = self.copies_of(kind)?;
         let uid = labels::label_value(uid);
         store
-            .get(&ObjectRef::new_with(source, super::copies::api_resource(self.copies_of(kind)?.0)).within(&self.namespace_for(tenant)))
+            .get(
+                &ObjectRef::new_with(source, super::copies::api_resource(self.copies_of(kind)?.0))
+                    .within(&self.namespace_for(tenant)),
+            )
             .filter(|c| c.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == Some(&uid))
     }
 
@@ -203,7 +211,11 @@ impl KubernetesMember {
                 l.and_then(|l| l.get(labels::JOB_UID)) == Some(&value) && other(l)
             });
             if let Some(c) = earlier {
-                let what = format!("{} {} of an earlier attempt", kind.resource().kind, c.metadata.name.as_deref().unwrap_or_default());
+                let what = format!(
+                    "{} {} of an earlier attempt",
+                    kind.resource().kind,
+                    c.metadata.name.as_deref().unwrap_or_default()
+                );
                 return Some((what, c.metadata.deletion_timestamp.is_none(), c.metadata.uid.clone()));
             }
         }

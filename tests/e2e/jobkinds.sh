@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Researchers' own job kinds, end to end: a JobSet (a launcher and 4 workers x 8 GPUs), a
+# Kubeflow TrainJob and a PyTorchJob, each created in the hub with the label
+# computenet.io/queue-name, are
+# - held: the service's admission webhook (registered by URL in the hub) stores them suspended;
+# - queued as a TrainingJob named <kind>-<name>, placed on the member the core picks, and
+#   explained (`kubectl computenet explain jobset/NAME`);
+# - run there by the member's real controller (JobSet v0.10.1, Trainer v2.0.0, Training
+#   Operator v1.8.1, from tests/testbed/up.sh --jobkinds), on KWOK nodes;
+# - mirrored back: the hub object's status shows the member's (Completed / Complete /
+#   Succeeded), the TrainingJob Succeeded; the member's copy is then deleted.
+# Also: a JobSet over its queue's GPU quota waits with the quota reason; deleting a running
+# JobSet in the hub deletes the member's copy; a JobSet without the label is left alone;
+# a PyTorchJob that may only go to the Slurm member is explained (Slurm runs only
+# TrainingJobs).
+#
+# Needs the test bed (tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint --jobkinds)
+# and cargo build -p computenet -p kubectl-computenet. Ports 18320 (HTTP), 18321 (webhook).
+# About 2 minutes.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$here/lib.sh"
+use_testbed
+[ "${JOBKINDS:-0}" = 1 ] || { echo "the test bed runs no job-kind controllers: up.sh --jobkinds" >&2; exit 1; }
+tmp=$(mktemp -d)
+NS=jk
+QUEUE=jk-q SMALL=jk-small
+W=jk-w E=jk-e
+MEMBER_PREFIX=jk-jobs
+MEMBER_NS=$MEMBER_PREFIX-$NS
+PORT=18320 HOOK_PORT=18321
+PLUGIN=${KUBECTL_COMPUTENET:-$root/target/debug/kubectl-computenet}
+SERVE_PID=''
+kc() { case $1 in "$W") shift; KUBECONFIG=$AI_1_KUBECONFIG kubectl "$@" ;; *) shift; KUBECONFIG=$AI_3_KUBECONFIG kubectl "$@" ;; esac; }
+
+cleanup() {
+  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null
+  kubectl delete mutatingwebhookconfiguration computenet-jobkinds-test --ignore-not-found >/dev/null 2>&1
+  kubectl get tj -n "$NS" -o name 2>/dev/null | xargs -r kubectl patch -n "$NS" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
+  kubectl delete ns "$NS" --wait=false >/dev/null 2>&1
+  kubectl delete cnq "$QUEUE" "$SMALL" --ignore-not-found >/dev/null 2>&1
+  kubectl delete mcl "$W" "$E" jk-slurm --ignore-not-found >/dev/null 2>&1
+  kubectl delete lease jk-leader -n computenet-system --ignore-not-found >/dev/null 2>&1
+  kc "$W" delete ns "$MEMBER_NS" --wait=false >/dev/null 2>&1
+  kc "$E" delete ns "$MEMBER_NS" --wait=false >/dev/null 2>&1
+  if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+kubectl apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
+wait_for 90 bash -c "! kubectl get ns $NS >/dev/null 2>&1" || { echo "namespace $NS still terminating" >&2; exit 1; }
+
+# The members run PyTorchJobs, whose worker pods get an init container from the Training
+# Operator without a securityContext: Pod Security `restricted` would refuse them, so
+# these members' namespaces are `baseline`.
+{ tenant_queue "$NS" jk "$QUEUE" 200; cat <<EOT
+---
+apiVersion: computenet.io/v1alpha1
+kind: ComputeQueue
+metadata: {name: $SMALL}
+spec:
+  namespaceSelector: {matchLabels: {computenet.io/tenant: jk}}
+  quotas: [{resource: nvidia.com/gpu, nominal: 8}]
+EOT
+  for m in "$W:ai-1" "$E:ai-3"; do cat <<EOT
+---
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: ${m%%:*}}
+spec:
+  kind: AI
+  site: ${m%%:*}
+  kubernetes: {kubeconfigSecretRef: {name: ${m##*:}-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_PREFIX, podSecurity: baseline}
+  efficiency: {pue: 1.2, energyPricePerKWh: 0.5}
+EOT
+  done
+  cat <<EOT
+---
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: jk-slurm}
+spec:
+  kind: HPC
+  site: jk-slurm
+  slurm:
+    endpoint: $SLURMRESTD_URL
+    insecureHTTP: true # the test bed's slurmrestd speaks plain http
+    apiVersion: $SLURM_API_VERSION
+    userName: $SLURM_USER_NAME
+    jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}
+    workingDirectory: $SLURM_JOB_DIR
+  efficiency: {pue: 1.1, energyPricePerKWh: 0.4}
+EOT
+} | kubectl apply -f - >/dev/null || { echo "setup failed" >&2; exit 1; }
+
+# The runtime TrainJobs refer to, in the hub (for the gang) and on both members (for Trainer).
+runtime() {
+  cat <<'EOT'
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: ClusterTrainingRuntime
+metadata:
+  name: jk-torch
+  labels: {trainer.kubeflow.org/framework: torch}
+spec:
+  mlPolicy: {numNodes: 1, torch: {numProcPerNode: auto}}
+  template:
+    spec:
+      replicatedJobs:
+      - name: node
+        template:
+          metadata:
+            labels: {trainer.kubeflow.org/trainjob-ancestor-step: trainer}
+          spec:
+            template:
+              metadata:
+                annotations: {computenet.io/run-seconds: "8"}
+              spec:
+                securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}
+                containers:
+                - name: node
+                  image: example/torch:2.5
+                  command: [torchrun, train.py]
+                  securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+EOT
+}
+for k in "$HUB_KUBECONFIG" "$AI_1_KUBECONFIG" "$AI_3_KUBECONFIG"; do runtime | KUBECONFIG=$k kubectl apply -f - >/dev/null; done
+
+# The webhook's certificate, for 127.0.0.1, and its registration by URL.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=computenet-webhook" \
+  -addext "subjectAltName=IP:127.0.0.1" -keyout "$tmp/tls.key" -out "$tmp/tls.crt" >/dev/null 2>&1
+cat <<EOT | kubectl apply -f - >/dev/null
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: computenet-jobkinds-test}
+webhooks:
+- name: hold.computenet.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 5
+  clientConfig: {url: "https://127.0.0.1:$HOOK_PORT/mutate", caBundle: $(base64 -w0 < "$tmp/tls.crt")}
+  objectSelector: {matchExpressions: [{key: computenet.io/queue-name, operator: Exists}]}
+  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $NS}}
+  rules:
+  - {apiGroups: [jobset.x-k8s.io], apiVersions: ["*"], resources: [jobsets], operations: [CREATE]}
+  - {apiGroups: [trainer.kubeflow.org], apiVersions: ["*"], resources: [trainjobs], operations: [CREATE]}
+  - {apiGroups: [kubeflow.org], apiVersions: ["*"], resources: [pytorchjobs], operations: [CREATE]}
+EOT
+
+COMPUTENET_TEST_NAMESPACE_PREFIX=jk setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --interval-ms 500 \
+  --no-leader-election --hub-id jk --listen "127.0.0.1:$PORT" --web-auth none \
+  --webhook-listen "127.0.0.1:$HOOK_PORT" --webhook-cert-dir "$tmp" >> "$tmp/serve.log" 2>&1 &
+SERVE_PID=$!
+check "the service is ready" wait_for 60 curl -sf "http://127.0.0.1:$PORT/readyz"
+check "the service sees the job kinds in the hub" wait_for 30 grep -q 'job kinds queued by the label' "$tmp/serve.log"
+
+# jobset NAME QUEUE RUN_SECONDS [LABELLED]: a launcher and 4 workers x 8 GPUs.
+jobset() {
+  local labels="{computenet.io/queue-name: $2}"
+  [ "${4:-1}" = 1 ] || labels="{app: plain}"
+  cat <<EOT
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata:
+  name: $1
+  namespace: $NS
+  labels: $labels
+  annotations: {computenet.io/gpu-hours: "64", computenet.io/objective: Fastest}
+spec:
+  replicatedJobs:
+  - name: launcher
+    replicas: 1
+    template:
+      spec:
+        parallelism: 1
+        completions: 1
+        template:
+          metadata: {annotations: {computenet.io/run-seconds: "$3"}}
+          spec:
+            restartPolicy: Never
+            containers:
+            - {name: launcher, image: example/launcher:1.0, resources: {requests: {cpu: "1", memory: 1Gi}}}
+  - name: workers
+    replicas: 1
+    template:
+      spec:
+        parallelism: 4
+        completions: 4
+        template:
+          metadata: {annotations: {computenet.io/run-seconds: "$3"}}
+          spec:
+            restartPolicy: Never
+            containers:
+            - name: worker
+              image: example/train:1.0
+              resources: {requests: {cpu: "4", memory: 16Gi, nvidia.com/gpu: "8"}, limits: {nvidia.com/gpu: "8"}}
+EOT
+}
+
+field() { kubectl get "$1" -n "$NS" -o jsonpath="$2" 2>/dev/null; }
+is() { [ "$1" = "$2" ] || { echo "got '$1', expected '$2'"; return 1; }; }
+wait_show() {
+  local end=$(( $(date +%s) + $1 )) out; shift
+  until out=$("$@" 2>&1); do
+    [ "$(date +%s)" -ge "$end" ] && { printf '%s\n' "$out"; return 1; }
+    sleep 0.5
+  done
+}
+member_of() { field "tj/$1" '{.status.placement.cluster}'; }
+export -f field is kc member_of
+export NS W E AI_1_KUBECONFIG AI_3_KUBECONFIG
+
+# --- JobSet
+jobset js-demo "$QUEUE" 8 | kubectl apply -f - >/dev/null
+check "the JobSet is stored suspended (webhook)" is "$(field jobset/js-demo '{.spec.suspend}')" true
+check "its TrainingJob queues 4 x 8 GPUs (the launcher is not placed)" wait_show 30 bash -c \
+  "is \"\$(field tj/jobset-js-demo '{.spec.replicas} {.spec.resources.accelerators.count} {.spec.source.kind}')\" '4 8 JobSet'"
+check "it is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of jobset-js-demo)\" ]"
+JS_MEMBER=$(member_of jobset-js-demo)
+check "explain jobset/js-demo names the member and the candidates" bash -c \
+  "'$PLUGIN' explain jobset/js-demo -n $NS | tee $tmp/explain-js | grep -q '$JS_MEMBER'"
+check "the member's JobSet controller runs the copy (unsuspended, labelled, 5 pods)" wait_show 60 bash -c "
+  is \"\$(kc $JS_MEMBER get jobset js-demo -n $MEMBER_NS -o jsonpath='{.spec.suspend} {.metadata.labels.computenet\.io/hub}')\" 'false jk' &&
+  [ \"\$(kc $JS_MEMBER get pods -n $MEMBER_NS -l jobset.sigs.k8s.io/jobset-name=js-demo -o name | wc -l)\" -ge 5 ]"
+check "the hub JobSet shows Completed (mirrored) and its TrainingJob Succeeded" wait_show 90 bash -c "
+  is \"\$(field jobset/js-demo '{.status.conditions[?(@.type==\"Completed\")].status}')\" True &&
+  is \"\$(field tj/jobset-js-demo '{.status.phase}')\" Succeeded"
+check "the member's copy is deleted once mirrored" wait_show 60 bash -c \
+  "! kc $JS_MEMBER get jobset js-demo -n $MEMBER_NS >/dev/null 2>&1"
+
+# --- TrainJob
+cat <<EOT | kubectl apply -f - >/dev/null
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainJob
+metadata:
+  name: tj-demo
+  namespace: $NS
+  labels: {computenet.io/queue-name: $QUEUE}
+  annotations: {computenet.io/gpu-hours: "32"}
+spec:
+  runtimeRef: {name: jk-torch}
+  trainer:
+    numNodes: 4
+    resourcesPerNode: {requests: {cpu: "4", memory: 16Gi, nvidia.com/gpu: "8"}, limits: {nvidia.com/gpu: "8"}}
+EOT
+check "the TrainJob is stored suspended and queued as 4 x 8 GPUs" wait_show 30 bash -c "
+  is \"\$(field trainjob/tj-demo '{.spec.suspend}')\" true &&
+  is \"\$(field tj/trainjob-tj-demo '{.spec.replicas} {.spec.resources.accelerators.count}')\" '4 8'"
+check "it is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of trainjob-tj-demo)\" ]"
+TJ_MEMBER=$(member_of trainjob-tj-demo)
+check "Trainer runs it on the member (a JobSet of 4 pods)" wait_show 60 bash -c "
+  [ \"\$(kc $TJ_MEMBER get pods -n $MEMBER_NS -l jobset.sigs.k8s.io/jobset-name=tj-demo -o name | wc -l)\" -ge 4 ]"
+check "the hub TrainJob shows Complete and its TrainingJob Succeeded" wait_show 90 bash -c "
+  is \"\$(field trainjob/tj-demo '{.status.conditions[?(@.type==\"Complete\")].status}')\" True &&
+  is \"\$(field tj/trainjob-tj-demo '{.status.phase}')\" Succeeded"
+check "the member's TrainJob is deleted once mirrored" wait_show 60 bash -c \
+  "! kc $TJ_MEMBER get trainjob tj-demo -n $MEMBER_NS >/dev/null 2>&1"
+
+# --- PyTorchJob
+pytorchjob() {
+  cat <<EOT
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata:
+  name: $1
+  namespace: $NS
+  labels: {computenet.io/queue-name: $QUEUE}
+  annotations: {computenet.io/gpu-hours: "32"$2}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        metadata: {annotations: {computenet.io/run-seconds: "8"}}
+        spec:
+          containers:
+          - {name: pytorch, image: example/torch:2.5, resources: {requests: {cpu: "4", memory: 16Gi, nvidia.com/gpu: "8"}, limits: {nvidia.com/gpu: "8"}}}
+    Worker:
+      replicas: 3
+      restartPolicy: Never
+      template:
+        metadata: {annotations: {computenet.io/run-seconds: "8"}}
+        spec:
+          containers:
+          - {name: pytorch, image: example/torch:2.5, resources: {requests: {cpu: "4", memory: 16Gi, nvidia.com/gpu: "8"}, limits: {nvidia.com/gpu: "8"}}}
+EOT
+}
+pytorchjob ptj-demo "" | kubectl apply -f - >/dev/null
+check "the PyTorchJob is stored suspended and queued as 4 x 8 GPUs" wait_show 30 bash -c "
+  is \"\$(field pytorchjob/ptj-demo '{.spec.runPolicy.suspend}')\" true &&
+  is \"\$(field tj/pytorchjob-ptj-demo '{.spec.replicas} {.spec.resources.accelerators.count}')\" '4 8'"
+check "it is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of pytorchjob-ptj-demo)\" ]"
+PT_MEMBER=$(member_of pytorchjob-ptj-demo)
+check "the Training Operator runs it on the member (master and 3 workers)" wait_show 60 bash -c "
+  [ \"\$(kc $PT_MEMBER get pods -n $MEMBER_NS -l training.kubeflow.org/job-name=ptj-demo -o name | wc -l)\" -ge 4 ]"
+check "the hub PyTorchJob shows Succeeded and its TrainingJob Succeeded" wait_show 90 bash -c "
+  is \"\$(field pytorchjob/ptj-demo '{.status.conditions[?(@.type==\"Succeeded\")].status}')\" True &&
+  is \"\$(field tj/pytorchjob-ptj-demo '{.status.phase}')\" Succeeded"
+check "the member's PyTorchJob is deleted once mirrored" wait_show 60 bash -c \
+  "! kc $PT_MEMBER get pytorchjob ptj-demo -n $MEMBER_NS >/dev/null 2>&1"
+
+# --- over quota, no label, delete while running, Slurm only
+jobset js-big "$SMALL" 8 | kubectl apply -f - >/dev/null
+check "a JobSet over its queue's quota waits with the quota reason" wait_show 30 bash -c "
+  is \"\$(field tj/jobset-js-big '{.status.phase}')\" Queued &&
+  field tj/jobset-js-big '{.status.conditions}' | grep -qi quota"
+jobset js-plain "$QUEUE" 8 0 | kubectl apply -f - >/dev/null
+sleep 3
+check "a JobSet without the queue label is left alone (not suspended, not queued)" bash -c "
+  [ \"\$(field jobset/js-plain '{.spec.suspend}')\" != true ] && ! kubectl get tj jobset-js-plain -n $NS >/dev/null 2>&1"
+jobset js-long "$QUEUE" 600 | kubectl apply -f - >/dev/null
+check "a long JobSet runs on its member" wait_show 90 bash -c "
+  is \"\$(field tj/jobset-js-long '{.status.phase}')\" Running"
+LONG_MEMBER=$(member_of jobset-js-long)
+check "its copy is there" bash -c "kc $LONG_MEMBER get jobset js-long -n $MEMBER_NS >/dev/null"
+kubectl delete jobset js-long -n "$NS" --wait=false >/dev/null
+check "deleting the hub JobSet deletes its TrainingJob and the member's copy" wait_show 60 bash -c "
+  ! kubectl get tj jobset-js-long -n $NS >/dev/null 2>&1 &&
+  ! kc $LONG_MEMBER get jobset js-long -n $MEMBER_NS >/dev/null 2>&1"
+pytorchjob ptj-slurm ', computenet.io/sites: jk-slurm' | kubectl apply -f - >/dev/null
+check "a PyTorchJob that may only go to the Slurm member waits, explained" wait_show 30 bash -c "
+  '$PLUGIN' explain pytorchjob/ptj-slurm -n $NS | tee $tmp/explain-slurm | grep -q 'does not run PyTorchJobs'"
+
+if [ "$FAILED" != 0 ]; then
+  echo "--- last service log lines"; tail -40 "$tmp/serve.log"
+  [ -e "$tmp/explain-js" ] && { echo "--- explain jobset/js-demo"; cat "$tmp/explain-js"; }
+  [ -e "$tmp/explain-slurm" ] && { echo "--- explain pytorchjob/ptj-slurm"; cat "$tmp/explain-slurm"; }
+fi
+summary
