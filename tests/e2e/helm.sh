@@ -206,8 +206,10 @@ for d in kinds("ClusterRole"):
         if "customresourcedefinitions" in r.get("resources", []) and sorted(r.get("resourceNames", [])) != \
            ["computequeues.computenet.io", "memberclusters.computenet.io", "trainingjobs.computenet.io"]:
             fail(f"CRD access is not limited to computenet's three: {r}")
+        # TrainingJobs may be created (those that queue a JobSet, TrainJob or PyTorchJob), not deleted or replaced.
+        creates_jobs = r.get("resources") == ["trainingjobs"] and set(r["verbs"]) & {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} == set()
         if set(r["verbs"]) & {"delete", "deletecollection", "create", "update", "escalate", "bind", "impersonate"} and \
-           not (set(r.get("resources", [])) <= {"events", "tokenreviews", "subjectaccessreviews"}):
+           not creates_jobs and not (set(r.get("resources", [])) <= {"events", "tokenreviews", "subjectaccessreviews"}):
             fail(f"the ClusterRole writes more than status, finalizer patches, events and reviews: {r}")
 viewer = next(d for d in kinds("ClusterRole") if d["metadata"]["name"] == "computenet-dashboard-viewer")
 if viewer["rules"] != [{"nonResourceURLs": ["/computenet/api/pool"], "verbs": ["get"]}]:
@@ -359,7 +361,7 @@ check "SA cannot list Secrets, even in its namespace" can no list secrets -n "$N
 check "SA cannot list Secrets cluster-wide" can no list secrets --all-namespaces
 check "SA cannot get Secrets in another namespace" can no get secrets -n kube-system
 check "SA cannot delete Secrets" can no delete secrets -n "$NS"
-check "SA cannot delete or create TrainingJobs" bash -c "$(declare -f can); SA=$SA; can no delete trainingjobs.computenet.io -n default && can no create trainingjobs.computenet.io -n default"
+check "SA cannot delete TrainingJobs, and creates them only for queued job objects" bash -c "$(declare -f can); SA=$SA; can no delete trainingjobs.computenet.io -n default && can yes create trainingjobs.computenet.io -n default"
 check "SA cannot change a job's spec with update" can no update trainingjobs.computenet.io -n default
 check "SA cannot read other CRDs" can no get customresourcedefinitions.apiextensions.k8s.io/leases.example.io
 check "SA can create TokenReviews and SubjectAccessReviews (--web-auth=kubernetes)" bash -c "$(declare -f can); SA=$SA; can yes create tokenreviews.authentication.k8s.io && can yes create subjectaccessreviews.authorization.k8s.io"

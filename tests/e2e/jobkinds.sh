@@ -38,6 +38,7 @@ kc() { case $1 in "$W") shift; KUBECONFIG=$AI_1_KUBECONFIG kubectl "$@" ;; *) sh
 cleanup() {
   [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null
   kubectl delete mutatingwebhookconfiguration computenet-jobkinds-test --ignore-not-found >/dev/null 2>&1
+  kubectl delete secret jk-webhook-cert -n computenet-system --ignore-not-found >/dev/null 2>&1
   kubectl get tj -n "$NS" -o name 2>/dev/null | xargs -r kubectl patch -n "$NS" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
   kubectl delete ns "$NS" --wait=false >/dev/null 2>&1
   kubectl delete cnq "$QUEUE" "$SMALL" --ignore-not-found >/dev/null 2>&1
@@ -128,9 +129,9 @@ EOT
 }
 for k in "$HUB_KUBECONFIG" "$AI_1_KUBECONFIG" "$AI_3_KUBECONFIG"; do runtime | KUBECONFIG=$k kubectl apply -f - >/dev/null; done
 
-# The webhook's certificate, for 127.0.0.1, and its registration by URL.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=computenet-webhook" \
-  -addext "subjectAltName=IP:127.0.0.1" -keyout "$tmp/tls.key" -out "$tmp/tls.crt" >/dev/null 2>&1
+# The webhook, registered by URL (the service runs on this host), without a caBundle: the
+# service makes its certificate (for 127.0.0.1) and writes the CA in.
+kubectl delete secret jk-webhook-cert -n computenet-system --ignore-not-found >/dev/null 2>&1
 cat <<EOT | kubectl apply -f - >/dev/null
 apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingWebhookConfiguration
@@ -141,7 +142,7 @@ webhooks:
   sideEffects: None
   failurePolicy: Fail
   timeoutSeconds: 5
-  clientConfig: {url: "https://127.0.0.1:$HOOK_PORT/mutate", caBundle: $(base64 -w0 < "$tmp/tls.crt")}
+  clientConfig: {url: "https://127.0.0.1:$HOOK_PORT/mutate"}
   objectSelector: {matchExpressions: [{key: computenet.io/queue-name, operator: Exists}]}
   namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $NS}}
   rules:
@@ -152,10 +153,14 @@ EOT
 
 COMPUTENET_TEST_NAMESPACE_PREFIX=jk setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --interval-ms 500 \
   --no-leader-election --hub-id jk --listen "127.0.0.1:$PORT" --web-auth none \
-  --webhook-listen "127.0.0.1:$HOOK_PORT" --webhook-cert-dir "$tmp" >> "$tmp/serve.log" 2>&1 &
+  --webhook-listen "127.0.0.1:$HOOK_PORT" --webhook-hosts 127.0.0.1 --webhook-cert-secret jk-webhook-cert \
+  --webhook-configuration computenet-jobkinds-test >> "$tmp/serve.log" 2>&1 &
 SERVE_PID=$!
 check "the service is ready" wait_for 60 curl -sf "http://127.0.0.1:$PORT/readyz"
 check "the service sees the job kinds in the hub" wait_for 30 grep -q 'job kinds queued by the label' "$tmp/serve.log"
+check "the service made the webhook certificate and wrote its CA into the configuration" bash -c "
+  kubectl get secret jk-webhook-cert -n computenet-system -o jsonpath='{.data.ca\\.crt}' | base64 -d > $tmp/ca.crt &&
+  [ \"\$(kubectl get mutatingwebhookconfiguration computenet-jobkinds-test -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | base64 -d)\" = \"\$(cat $tmp/ca.crt)\" ]"
 
 # jobset NAME QUEUE RUN_SECONDS [LABELLED]: a launcher and 4 workers x 8 GPUs.
 jobset() {
@@ -215,7 +220,7 @@ export NS W E AI_1_KUBECONFIG AI_3_KUBECONFIG
 
 # --- JobSet
 jobset js-demo "$QUEUE" 8 | kubectl apply -f - >/dev/null
-check "the JobSet is stored suspended (webhook)" is "$(field jobset/js-demo '{.spec.suspend}')" true
+check "the JobSet is stored suspended by the webhook (generation 1: no later patch)" is "$(field jobset/js-demo '{.spec.suspend} {.metadata.generation}')" 'true 1'
 check "its TrainingJob queues 4 x 8 GPUs (the launcher is not placed)" wait_show 30 bash -c \
   "is \"\$(field tj/jobset-js-demo '{.spec.replicas} {.spec.resources.accelerators.count} {.spec.source.kind}')\" '4 8 JobSet'"
 check "it is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of jobset-js-demo)\" ]"

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use computenet_core::learn::LearnConfig;
 use computenet_core::AdaptConfig;
+use computenet_scheduler::admission::Certificate;
 use computenet_scheduler::backoff::BackoffPolicy;
 use computenet_scheduler::lease::LeaseConfig;
 use computenet_scheduler::profiles::ProfileSource;
@@ -62,9 +63,22 @@ pub struct Args {
     /// suspended. '' serves none (objects that get past are suspended by the scheduler).
     #[arg(long, default_value = "", value_name = "ADDR")]
     webhook_listen: String,
-    /// Folder with the webhook's certificate and key, tls.crt and tls.key (PEM).
-    #[arg(long, default_value = "/etc/computenet/webhook", value_name = "DIR")]
-    webhook_cert_dir: std::path::PathBuf,
+    /// Folder with the webhook's certificate and key, tls.crt and tls.key (PEM), e.g. a
+    /// mounted cert-manager Secret. Without it the service makes its own (see
+    /// --webhook-cert-secret).
+    #[arg(long, value_name = "DIR")]
+    webhook_cert_dir: Option<std::path::PathBuf>,
+    /// Secret in the lease namespace where the service keeps the webhook certificate it
+    /// makes (a CA and a serving certificate for --webhook-hosts), shared by all replicas.
+    #[arg(long, default_value = "computenet-webhook-cert", value_name = "NAME")]
+    webhook_cert_secret: String,
+    /// Host names (or IP addresses) the apiserver calls the webhook by, comma-separated:
+    /// the Service's <name>.<namespace>.svc in a cluster.
+    #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
+    webhook_hosts: Vec<String>,
+    /// MutatingWebhookConfiguration whose caBundle the service sets to its certificate's CA.
+    #[arg(long, default_value = "computenet", value_name = "NAME")]
+    webhook_configuration: String,
     /// Who may read /api/pool, the data behind the dashboard (every tenant's jobs).
     /// kubernetes: a request needs `Authorization: Bearer <token>` whose user the hub
     /// authenticates (TokenReview) and allows to `get` the non-resource URL
@@ -290,7 +304,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let addr: SocketAddr = full
                 .parse()
                 .with_context(|| format!("--webhook-listen {webhook:?}: expected HOST:PORT, e.g. :9443"))?;
-            computenet_scheduler::admission::start(addr, &args.webhook_cert_dir).await?;
+            let certificate = match &args.webhook_cert_dir {
+                Some(dir) => Certificate::Files(dir.clone()),
+                None if args.webhook_hosts.is_empty() => anyhow::bail!(
+                    "--webhook-listen needs --webhook-cert-dir, or --webhook-hosts for a certificate the service makes"
+                ),
+                None => Certificate::Managed {
+                    namespace: args.lease_namespace.clone(),
+                    secret: args.webhook_cert_secret.clone(),
+                    hosts: args.webhook_hosts.iter().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect(),
+                    configuration: args.webhook_configuration.clone(),
+                },
+            };
+            computenet_scheduler::admission::start(&client, addr, &certificate).await?;
         }
         let identity = args.identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

@@ -63,11 +63,33 @@ fn suspend_patch(request: &Value) -> Option<Value> {
     Some(Value::Array(ops))
 }
 
-/// Starts serving the webhook on `addr` with the certificate and key (PEM) in `cert_dir`
-/// (`tls.crt`, `tls.key`, as a kubernetes.io/tls Secret mounts them), in the background
-/// until the process ends. Every replica serves it, the leader or not.
-pub async fn start(addr: SocketAddr, cert_dir: &Path) -> Result<tokio::task::JoinHandle<()>> {
-    let tls = tls_config(cert_dir)?;
+/// Where the webhook's serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Certificate {
+    /// `tls.crt` and `tls.key` (PEM) in a folder, as a kubernetes.io/tls Secret mounts them
+    /// (your own, or cert-manager's).
+    Files(std::path::PathBuf),
+    /// Made by the service ([`crate::webhook_cert`]) for `hosts`, kept in the Secret
+    /// `namespace/secret`; its CA is written into the MutatingWebhookConfiguration
+    /// `configuration`.
+    Managed { namespace: String, secret: String, hosts: Vec<String>, configuration: String },
+}
+
+/// Starts serving the webhook on `addr` in the background until the process ends. Every
+/// replica serves it, the leader or not.
+pub async fn start(
+    client: &kube::Client,
+    addr: SocketAddr,
+    certificate: &Certificate,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let tls = match certificate {
+        Certificate::Files(dir) => tls_config(dir)?,
+        Certificate::Managed { namespace, secret, hosts, configuration } => {
+            let made = crate::webhook_cert::load_or_create(client, namespace, secret, hosts).await?;
+            crate::webhook_cert::trust(client, configuration, &made.ca_pem).await?;
+            tls_config_from_pem(&made.cert_pem, &made.key_pem)?
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Webhook(format!("cannot listen on {addr}: {e}")))?;
@@ -82,13 +104,21 @@ pub async fn start(addr: SocketAddr, cert_dir: &Path) -> Result<tokio::task::Joi
 }
 
 fn tls_config(cert_dir: &Path) -> Result<rustls::ServerConfig> {
+    let read = |name: &str| {
+        let path = cert_dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| Error::Webhook(format!("{}: {e}", path.display())))
+    };
+    tls_config_from_pem(&read("tls.crt")?, &read("tls.key")?)
+}
+
+/// A TLS server configuration from a certificate chain and its key, PEM.
+pub fn tls_config_from_pem(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (crt, key) = (cert_dir.join("tls.crt"), cert_dir.join("tls.key"));
-    let certs = CertificateDer::pem_file_iter(&crt)
-        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| Error::Webhook(format!("certificate {}: {e}", crt.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| Error::Webhook(format!("key {}: {e}", key.display())))?;
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Webhook(format!("certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| Error::Webhook(format!("key: {e}")))?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))

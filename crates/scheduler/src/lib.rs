@@ -9,6 +9,7 @@
 //! - [`snapshot`]: the core's input from the hub and the members (pure).
 //! - [`schedule`]: the scheduling pass: cycle, then admissions, preemptions, positions.
 //! - [`admission`]: the webhook that holds queued job objects suspended when created.
+//!   [`webhook_cert`]: its certificate, made by the service when none is mounted.
 //! - [`sources`]: JobSets, TrainJobs and PyTorchJobs queued by label, and their TrainingJobs.
 //! - [`jobs`]: the per-job reconciler: cleanup, suspension, dispatch with backoff, mirror,
 //!   member loss, orphans.
@@ -49,6 +50,7 @@ pub mod status;
 pub mod transitions;
 pub mod web;
 pub mod webauth;
+pub mod webhook_cert;
 pub mod work;
 
 pub use error::{Error, Result};

@@ -11,8 +11,10 @@
 //!   whose object no longer matches it is refused ([`Sources::target_source`]);
 //! - the copy's status on the member is mirrored to the hub object's status, and once the
 //!   job is over and mirrored, the copy is deleted from the member;
-//! - a source TrainingJob whose object is gone (or no longer labelled) is deleted, which
-//!   removes the copy through the usual cleanup.
+//! - deleting the object deletes its TrainingJob (the garbage collector, by the owner
+//!   reference), whose cleanup deletes the copy. The service never deletes or replaces a
+//!   TrainingJob (its role does not allow it). Removing the label later changes nothing:
+//!   the object stays queued until it or its TrainingJob is deleted.
 //!
 //! Everything else (quotas, fairness, placement, explanations, dispatch with backoff,
 //! member loss, restarts) is the TrainingJob's, unchanged.
@@ -54,10 +56,9 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Finds which kinds the hub serves and watches their labelled objects (and, with
-    /// TrainJobs, the runtimes). A kind whose CRD is installed later is seen after a restart.
+    /// Finds which kinds the hub serves and watches their objects (and, with TrainJobs, the
+    /// runtimes). A kind whose CRD is installed later is seen after a restart.
     pub async fn start(client: Client, changed: Arc<Notify>) -> Self {
-        let labelled = watcher::Config::default().labels(kinds::QUEUE_LABEL);
         let served = copies::served_kinds(&client, "hub").await;
         let objects: Vec<_> = served
             .iter()
@@ -66,7 +67,7 @@ impl Sources {
                 let store = computenet_members::kubernetes::cache_dynamic(
                     client.clone(),
                     &resource,
-                    labelled.clone(),
+                    watcher::Config::default(),
                     changed.clone(),
                     None,
                 );
@@ -167,33 +168,26 @@ impl Sources {
                 )
             })
             .collect();
-        let mut live: HashSet<String> = HashSet::new();
         for (kind, store) in &self.objects {
             for object in store.state() {
                 let Some(uid) = object.metadata.uid.clone() else { continue };
-                live.insert(uid.clone());
-                let Ok(value) = serde_json::to_value(object.as_ref()) else { continue };
                 let namespace = object.namespace().unwrap_or_default();
                 let name = kinds::shadow_name(kind.resource().kind, &object.name_any());
+                let queued_by = by_name.get(&(namespace.as_str(), name.as_str()));
+                let labelled = object.labels().contains_key(kinds::QUEUE_LABEL);
+                let ours = queued_by.is_some_and(|tj| tj.spec.source.as_ref().is_some_and(|s| s.uid == uid));
+                if !labelled && !ours {
+                    continue; // not computenet's
+                }
+                let Ok(value) = serde_json::to_value(object.as_ref()) else { continue };
                 self.keep_suspended(*kind, &object, &value, &uid);
-                match by_name.get(&(namespace.as_str(), name.as_str())) {
+                match queued_by {
                     None => match self.derive(*kind, &value, catalogue) {
                         Ok(spec) => self.create(&object, *kind, name, spec, &uid),
                         Err(why) => self.report(&object, *kind, &why, events),
                     },
                     Some(tj) => self.follow(*kind, &object, &value, tj, members, catalogue, events),
                 }
-            }
-        }
-        // Source TrainingJobs whose object is gone or no longer labelled.
-        for tj in by_name.values() {
-            let src = tj.spec.source.as_ref().expect("filtered");
-            if !live.contains(&src.uid) && tj.metadata.deletion_timestamp.is_none() {
-                let api: Api<TrainingJob> = Api::namespaced(self.client.clone(), &tj.namespace().unwrap_or_default());
-                let name = tj.name_any();
-                self.spawn(format!("{}/delete", view::uid(tj)), async move {
-                    api.delete(&name, &Default::default()).await.map(|_| ())
-                });
             }
         }
     }
@@ -223,7 +217,7 @@ impl Sources {
                 "namespace": namespace,
                 "labels": {SOURCE_KIND: r.kind},
                 "ownerReferences": [{"apiVersion": r.api_version(), "kind": r.kind, "name": object.name_any(),
-                                     "uid": uid, "controller": true, "blockOwnerDeletion": true}]
+                                     "uid": uid, "controller": true}]
             },
             "spec": spec,
         });
@@ -260,15 +254,14 @@ impl Sources {
         if !view::is_admitted(tj) && tj.metadata.deletion_timestamp.is_none() {
             match self.derive(kind, value, catalogue) {
                 Ok(spec) if !same_job(&spec, &tj.spec) => {
-                    let mut fixed = (**tj).clone();
-                    fixed.spec =
+                    let wanted =
                         TrainingJobSpec { suspend: tj.spec.suspend, on_member_loss: tj.spec.on_member_loss, ..spec };
-                    fixed.status = None;
+                    let Some(patch) = spec_patch(tj, &wanted) else { return };
                     let api: Api<TrainingJob> =
                         Api::namespaced(self.client.clone(), &tj.namespace().unwrap_or_default());
                     let name = tj.name_any();
                     self.spawn(format!("{uid}/update"), async move {
-                        api.replace(&name, &PostParams::default(), &fixed).await.map(|_| ())
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
                     });
                 }
                 Ok(_) => {}
@@ -346,6 +339,29 @@ impl Sources {
     }
 }
 
+/// A JSON merge patch that makes `tj`'s spec `wanted`, guarded by `tj`'s resourceVersion
+/// (a TrainingJob admitted meanwhile is left alone: the patch fails with a conflict).
+/// Fields `wanted` lacks are removed (null).
+pub fn spec_patch(tj: &TrainingJob, wanted: &TrainingJobSpec) -> Option<Value> {
+    let mut new = serde_json::to_value(wanted).ok()?;
+    let old = serde_json::to_value(&tj.spec).ok()?;
+    null_missing(&old, &mut new);
+    Some(json!({"metadata": {"resourceVersion": tj.metadata.resource_version}, "spec": new}))
+}
+
+/// Sets to null every key of `old` that `new` lacks, recursively through objects.
+fn null_missing(old: &Value, new: &mut Value) {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object_mut()) else { return };
+    for (key, value) in old {
+        match new.get_mut(key) {
+            None => {
+                new.insert(key.clone(), Value::Null);
+            }
+            Some(n) => null_missing(value, n),
+        }
+    }
+}
+
 /// The label on a source TrainingJob naming its object's kind.
 pub const SOURCE_KIND: &str = "computenet.io/source-kind";
 
@@ -373,11 +389,22 @@ mod tests {
         user.suspend = true;
         user.on_member_loss = computenet_api::training_job::MemberLossPolicy::Wait;
         assert!(same_job(&spec, &user));
+        // The patch that makes a TrainingJob say what its object says drops what it should not have.
+        let mut tj = TrainingJob::new("jobset-js", forged_spec(&spec));
+        tj.metadata.resource_version = Some("7".into());
+        let patch = spec_patch(&tj, &spec).unwrap();
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+        assert_eq!(patch["spec"]["replicas"], 4);
+        assert_eq!(patch["spec"]["maxRunSeconds"], Value::Null);
         let mut forged = spec.clone();
         forged.replicas = 1;
         assert!(!same_job(&spec, &forged));
         let mut other = spec.clone();
         other.source.as_mut().unwrap().uid = "u2".into();
         assert!(!same_job(&spec, &other));
+    }
+
+    fn forged_spec(spec: &TrainingJobSpec) -> TrainingJobSpec {
+        TrainingJobSpec { replicas: 1, max_run_seconds: Some(60), ..spec.clone() }
     }
 }
