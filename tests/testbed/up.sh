@@ -595,8 +595,14 @@ log "hub: namespace computenet-system and ${#NAMES[@]} member kubeconfig secrets
 JK_MEMBERS=()
 if [ "$WITH_JOBKINDS" = 1 ]; then
   for m in "${NAMES[@]}"; do [ "${m%%-*}" = ai ] && JK_MEMBERS+=("$m"); done
-  ( jk_install_crds "$RUN/kubeconfig-hub" && JOBKINDS_BIN=$JOBKINDS_BIN "$TB/jobkinds/start.sh" "${JK_MEMBERS[@]}" ) \
-    >"$LOGS/jobkinds-start.log" 2>&1 &
+  (
+    rc=0
+    jk_install_crds "$RUN/kubeconfig-hub" &
+    hub_crds=$!
+    if [ ${#JK_MEMBERS[@]} -gt 0 ]; then JOBKINDS_BIN=$JOBKINDS_BIN "$TB/jobkinds/start.sh" "${JK_MEMBERS[@]}" || rc=1; fi
+    wait "$hub_crds" || rc=1
+    exit $rc
+  ) >"$LOGS/jobkinds-start.log" 2>&1 &
   JK_JOB=$!
 fi
 
