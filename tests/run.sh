@@ -3,11 +3,12 @@
 # cargo deny (advisories, bans, licences, sources; tests/deny/README.md), Rust build and
 # tests (unit, rule, property and CLI tests), the benchmarks compiled, the fuzz targets
 # (bounded runs, fuzz/run.sh; cargo-fuzz under ~/.cache/computenet-tools), then the real test
-# bed (hub + member Kubernetes control planes with KWOK nodes, Slurm with slurmrestd,
-# Prometheus) brought up from nothing, smoke-tested, driven end to end (API, Helm chart,
-# scheduler, Slurm members, Prometheus efficiency, kubectl plugin, dashboard in headless
-# Chromium) and torn down. Installs what it needs (Debian packages, Go-built control plane
-# cached under ~/.cache/computenet-testbed, cargo-deny under ~/.cache/computenet-tools).
+# bed (hub + member Kubernetes control planes with KWOK nodes and, on the AI members, the
+# JobSet / Kubeflow Trainer / Training Operator controllers; Slurm with slurmrestd; Prometheus)
+# brought up from nothing, smoke-tested, driven end to end (API, Helm chart, scheduler, Slurm
+# members, Prometheus efficiency, kubectl plugin, dashboard in headless Chromium) and torn down.
+# Installs what it needs (Debian packages, Go-built control plane and controllers cached under
+# ~/.cache/computenet-testbed and ~/.cache/computenet-jobkinds, cargo-deny under ~/.cache/computenet-tools).
 #
 #   tests/run.sh                 everything
 #   tests/run.sh --no-testbed    Rust only (quick)
@@ -18,7 +19,7 @@ testbed=1
 for arg in "$@"; do
   case "$arg" in
     --no-testbed) testbed=0 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -72,10 +73,13 @@ if [ "$testbed" = 1 ]; then
   step "test bed: up (builds and installs on first use)"
   cleanup() { tests/testbed/down.sh >/dev/null 2>&1 || true; }
   trap cleanup EXIT
-  # Three members (two AI, one general-purpose) with untainted KWOK nodes for the e2e tests.
-  tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint
+  # Three members (two AI, one general-purpose) with untainted KWOK nodes for the e2e tests;
+  # the AI members run the JobSet / Trainer / Training Operator controllers.
+  tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint --jobkinds
   step "test bed: smoke test"
   tests/testbed/smoke.sh
+  step "test bed: job-kind controllers (JobSet, TrainJob, PyTorchJob under Pod Security restricted)"
+  tests/testbed/jobkinds/verify.sh
   step "Slurm client against the real slurmrestd"
   (set -a; . tests/testbed/run/env; cargo test --locked -p computenet-members --test slurmrestd -- --ignored)
   step "e2e: the API on the hub"

@@ -26,8 +26,11 @@ if [ -e "$SLURM_CONF_FILE" ]; then
   fi
 fi
 
-# Clients first, then the servers they talk to. computenet.pid: the `computenet serve`
-# of tests/demo.sh.
+# Clients first, then the servers they talk to. The job-kind controllers (up.sh --jobkinds)
+# before anything else, so that they never see their apiserver vanish mid-reconcile.
+# computenet.pid: the `computenet serve` of tests/demo.sh.
+stop_pidfiles 10 "$PIDS"/jobset-controller@*.pid "$PIDS"/trainer-controller-manager@*.pid \
+  "$PIDS"/training-operator@*.pid
 stop_pidfiles 10 "$PIDS"/computenet.pid
 stop_pidfiles 10 "$PIDS"/kwok@*.pid "$PIDS"/kube-scheduler@*.pid "$PIDS"/kube-controller-manager@*.pid \
   "$PIDS"/prometheus.pid "$PIDS"/slurmrestd.pid "$PIDS"/slurmd@*.pid

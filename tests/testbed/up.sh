@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the computenet integration test bed on 127.0.0.1: one etcd, a hub kube-apiserver,
 # K8s member clusters (apiserver + controller-manager + scheduler + KWOK fake nodes),
-# a Slurm cluster with slurmrestd (JWT) and Prometheus. See README.md.
+# a Slurm cluster with slurmrestd (JWT), Prometheus and, with --jobkinds, the JobSet / Kubeflow
+# Trainer / Training Operator controllers on the AI members. See README.md.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -16,13 +17,17 @@ Usage: up.sh [options]
   --no-slurm         do not start munge/slurmctld/slurmd/slurmrestd
   --no-prometheus    do not start Prometheus
   --no-taint         do not put the kwok.x-k8s.io/node=fake:NoSchedule taint on KWOK nodes
+  --jobkinds         run the real JobSet, Kubeflow Trainer v2 (TrainJob) and Training Operator v1
+                     (PyTorchJob) controllers against every AI member, their webhooks registered
+                     in the member apiservers; their CRDs also in the hub (no controllers there).
+                     Built from the Go module proxy on first use (jobkinds/build.sh). Needs root.
   -h, --help         this help
 State, logs and pid files: $RUN (env file: $RUN/env). Stop with down.sh.
 Ports: TESTBED_*_PORT environment variables, see README.md.
 EOF
 }
 
-MEMBERS=2 GPU_NODES=4 CPU_NODES=4 SLURM_NODES=4 WITH_SLURM=1 WITH_PROM=1 TAINT=1
+MEMBERS=2 GPU_NODES=4 CPU_NODES=4 SLURM_NODES=4 WITH_SLURM=1 WITH_PROM=1 TAINT=1 WITH_JOBKINDS=0
 while [ $# -gt 0 ]; do
   case $1 in
     --members) MEMBERS=$2; shift 2 ;;
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
     --no-slurm) WITH_SLURM=0; shift ;;
     --no-prometheus) WITH_PROM=0; shift ;;
     --no-taint) TAINT=0; shift ;;
+    --jobkinds) WITH_JOBKINDS=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "up.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -47,7 +53,12 @@ done
 if [ "$WITH_SLURM" = 1 ] && [ "$(id -u)" -ne 0 ]; then
   echo "up.sh: Slurm needs root (slurmctld/slurmd run as root); use --no-slurm otherwise" >&2; exit 2
 fi
-OPTIONS="members=$MEMBERS gpu-nodes=$GPU_NODES cpu-nodes=$CPU_NODES slurm=$WITH_SLURM slurm-nodes=$SLURM_NODES prometheus=$WITH_PROM taint=$TAINT"
+if [ "$WITH_JOBKINDS" = 1 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "up.sh: --jobkinds needs root (each controller gets a private mount namespace)" >&2; exit 2
+fi
+OPTIONS="members=$MEMBERS gpu-nodes=$GPU_NODES cpu-nodes=$CPU_NODES slurm=$WITH_SLURM slurm-nodes=$SLURM_NODES prometheus=$WITH_PROM taint=$TAINT jobkinds=$WITH_JOBKINDS"
+# the job-kind controllers' helpers (ports, CRD files), also for the health check below
+source "$TB/jobkinds/lib.sh"
 
 T_ALL=$(now_ms)
 
@@ -75,6 +86,10 @@ healthy() {
         "$SLURMRESTD_URL/slurm/$SLURM_API_VERSION/ping" >/dev/null || exit 1
     fi
     if [ -n "${PROMETHEUS_URL:-}" ]; then curl -sf -m 5 "$PROMETHEUS_URL/-/ready" >/dev/null || exit 1; fi
+    for m in ${JOBKINDS_MEMBERS:-}; do
+      b=$(jk_member_base "$m")
+      for o in 2 12 22; do curl -sf -m 5 "http://127.0.0.1:$(( b + o ))/readyz" >/dev/null || exit 1; done
+    done
   )
 }
 if [ -e "$RUN" ]; then
@@ -99,6 +114,12 @@ KWOK_VERSION=$(awk '$1 == "require" && $2 == "sigs.k8s.io/kwok" {print $3} $1 ==
 KWOK_MOD=$(go env GOMODCACHE 2>/dev/null || echo "$HOME/go/pkg/mod")/sigs.k8s.io/kwok@$KWOK_VERSION
 if [ ! -d "$KWOK_MOD/kustomize/stage" ]; then
   (cd "$TB/go-kwok" && go mod download sigs.k8s.io/kwok)
+fi
+if [ "$WITH_JOBKINDS" = 1 ]; then
+  "$TB/jobkinds/build.sh"
+  JOBKINDS_BIN=$("$TB/jobkinds/build.sh" --print-bin)
+  # the CRD files come from the module cache: download now, not during the start phase
+  jk_crd_files >/dev/null
 fi
 PREP_MS=$(( $(now_ms) - T_PREP ))
 echo "build/install checks: $(fmt_ms $PREP_MS) s"
@@ -569,6 +590,22 @@ kubectl --kubeconfig="$RUN/kubeconfig-hub" create --validate=false -f "$RUN/k8s/
   fail "hub objects" "$LOGS/hub-objects.log" "kubectl create failed"
 log "hub: namespace computenet-system and ${#NAMES[@]} member kubeconfig secrets"
 
+# ---- job-kind controllers on the AI members (in the background: they need only the member
+# apiservers, not the nodes); their CRDs in the hub too, where nothing runs them.
+JK_MEMBERS=()
+if [ "$WITH_JOBKINDS" = 1 ]; then
+  for m in "${NAMES[@]}"; do [ "${m%%-*}" = ai ] && JK_MEMBERS+=("$m"); done
+  (
+    rc=0
+    jk_install_crds "$RUN/kubeconfig-hub" &
+    hub_crds=$!
+    if [ ${#JK_MEMBERS[@]} -gt 0 ]; then JOBKINDS_BIN=$JOBKINDS_BIN "$TB/jobkinds/start.sh" "${JK_MEMBERS[@]}" || rc=1; fi
+    wait "$hub_crds" || rc=1
+    exit $rc
+  ) >"$LOGS/jobkinds-start.log" 2>&1 &
+  JK_JOB=$!
+fi
+
 # ---- health of controllers, schedulers and KWOK; nodes Ready
 healthz() { curl -skf -m 3 "https://127.0.0.1:$1/healthz"; }
 wait_for "kube-controller-manager hub" 60 "$LOGS/kube-controller-manager-hub.log" \
@@ -627,6 +664,11 @@ EOF
   log "hub: slurm-token and slurm-jwt-key secrets"
 fi
 
+if [ "$WITH_JOBKINDS" = 1 ]; then
+  wait "$JK_JOB" || fail jobkinds "$LOGS/jobkinds-start.log" "job-kind controllers did not start"
+  log "job-kind controllers ready on ${JK_MEMBERS[*]}; CRDs in the hub"
+fi
+
 if [ "$WITH_PROM" = 1 ]; then
   wait_for prometheus 60 "$LOGS/prometheus.log" "$PIDS/prometheus.pid" curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
   log "prometheus ready"
@@ -665,6 +707,17 @@ fi
   if [ "$WITH_PROM" = 1 ]; then
     echo "export PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
     echo "export PROMETHEUS_TARGETS_FILE=$RUN/prometheus/targets.json"
+  fi
+  if [ "$WITH_JOBKINDS" = 1 ]; then
+    echo "export JOBKINDS=1"
+    echo "export JOBKINDS_MEMBERS=\"${JK_MEMBERS[*]}\""
+    echo "export JOBKINDS_BIN=$JOBKINDS_BIN"
+    echo "export JOBSET_VERSION=$JOBSET_VERSION"
+    echo "export TRAINER_VERSION=$TRAINER_VERSION"
+    echo "export TRAINING_OPERATOR_VERSION=$TRAINING_OPERATOR_VERSION"
+    for m in "${JK_MEMBERS[@]}"; do
+      echo "export $(env_prefix "$m")_JOBKINDS_PORT_BASE=$(jk_member_base "$m")"
+    done
   fi
 } > "$RUN/env.tmp"
 mv "$RUN/env.tmp" "$RUN/env"
