@@ -105,6 +105,8 @@ if [ "$testbed" = 1 ]; then
   tests/e2e/tenancy.sh
   step "e2e: adaptive (moves, elastic resizes, graceful Slurm preemption, kill -9 mid-move)"
   tests/e2e/adaptive.sh
+  step "e2e: job kinds (JobSet, TrainJob, PyTorchJob queued by label, run by the members' controllers)"
+  tests/e2e/jobkinds.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT

@@ -54,9 +54,9 @@ kubectl apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 wait_for 90 bash -c "! kubectl get ns $NS >/dev/null 2>&1" || { echo "namespace $NS still terminating" >&2; exit 1; }
 
-# The members run PyTorchJobs, whose worker pods get an init container from the Training
-# Operator without a securityContext: Pod Security `restricted` would refuse them, so
-# these members' namespaces are `baseline`.
+# The members' namespaces enforce Pod Security `restricted` (the default): computenet fills
+# in what the copies' pod templates leave unset, and the test bed's Training Operator adds
+# a compliant init container to PyTorchJob workers.
 { tenant_queue "$NS" jk "$QUEUE" 200; cat <<EOT
 ---
 apiVersion: computenet.io/v1alpha1
@@ -74,7 +74,7 @@ metadata: {name: ${m%%:*}}
 spec:
   kind: AI
   site: ${m%%:*}
-  kubernetes: {kubeconfigSecretRef: {name: ${m##*:}-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_PREFIX, podSecurity: baseline}
+  kubernetes: {kubeconfigSecretRef: {name: ${m##*:}-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_PREFIX}
   efficiency: {pue: 1.2, energyPricePerKWh: 0.5}
 EOT
   done

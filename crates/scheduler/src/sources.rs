@@ -281,8 +281,11 @@ impl Sources {
         if !copied.is_null() && copied != mirrored {
             let api = self.api(kind, object);
             let name = object.name_any();
+            // What the member's controller dropped from its status goes from the hub's too.
+            let mut status = copied;
+            null_missing(&mirrored, &mut status);
             self.spawn(format!("{uid}/status"), async move {
-                let patch = Patch::Merge(json!({"status": copied}));
+                let patch = Patch::Merge(json!({"status": status}));
                 api.patch_status(&name, &PatchParams::default(), &patch).await.map(|_| ())
             });
         } else if view::is_finished(tj) && copy.metadata.deletion_timestamp.is_none() {
