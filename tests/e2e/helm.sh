@@ -61,6 +61,7 @@ rendered() { # NAME OUT HELM_ARGS...: helm template into OUT
 }
 rendered "renders with the default values" "$tmp/default.yaml" --namespace computenet-system
 rendered "renders with serviceMonitor.enabled" "$tmp/sm.yaml" --namespace computenet-system --set serviceMonitor.enabled=true
+rendered "renders with webhook.enabled=false" "$tmp/nohook.yaml" --namespace computenet-system --set webhook.enabled=false
 
 # py FILE... <<'EOF' script EOF: runs a python check on YAML files; `docs` holds every
 # object of them (None documents dropped), `fail(msg)` records a failure.
@@ -94,10 +95,11 @@ want = sorted([("ServiceAccount", "computenet"), ("ClusterRole", "computenet"), 
                ("Role", "computenet-profiles"), ("RoleBinding", "computenet-profiles"),
                ("Role", "computenet-admission-key"), ("RoleBinding", "computenet-admission-key"),
                ("ClusterRole", "computenet-edit"), ("ClusterRole", "computenet-view"),
-               ("Service", "computenet"), ("Deployment", "computenet"), ("PodDisruptionBudget", "computenet")])
+               ("Service", "computenet"), ("Deployment", "computenet"), ("PodDisruptionBudget", "computenet"),
+               ("MutatingWebhookConfiguration", "computenet")])
 if have != want: fail(f"objects: {have}")
 for d in docs:
-    if d["kind"] not in ("ClusterRole", "ClusterRoleBinding") and d["metadata"].get("namespace") != "computenet-system":
+    if d["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration") and d["metadata"].get("namespace") != "computenet-system":
         fail(f'{d["kind"]}/{d["metadata"]["name"]} is not in the release namespace')
 EOF
 
@@ -113,6 +115,17 @@ if "http" not in [p["name"] for p in svc["spec"]["ports"]]: fail("the Service ha
 if sm["spec"]["namespaceSelector"]["matchNames"] != ["computenet-system"]: fail("namespaceSelector")
 EOF
 
+check "webhook.enabled=false: no MutatingWebhookConfiguration, no webhook flags, port or rules" py "$tmp/nohook.yaml" <<'EOF'
+if any(d["kind"] == "MutatingWebhookConfiguration" for d in docs): fail("a MutatingWebhookConfiguration")
+c = one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+if any(a.startswith("--webhook") for a in c["args"]): fail(f'args {c["args"]}')
+if [p["name"] for p in c["ports"]] != ["http"]: fail(f'ports {c["ports"]}')
+for d in docs:
+    for r in d.get("rules", []) if d["kind"] in ("ClusterRole", "Role") else []:
+        if "mutatingwebhookconfigurations" in r.get("resources", []) or "computenet-webhook-cert" in r.get("resourceNames", []):
+            fail(f"webhook grant left: {r}")
+EOF
+
 check "Deployment: replicas, args, POD_NAME, probes, security context, image" py "$tmp/default.yaml" <<'EOF'
 dep = one("Deployment")
 spec = dep["spec"]; pod = spec["template"]["spec"]; c = pod["containers"][0]
@@ -125,7 +138,19 @@ if "--no-leader-election" in args: fail("leader election is off by default")
 if "--metrics-job-labels" in args: fail("job names in /metrics are off by default")
 env = {e["name"]: e for e in c["env"]}
 if env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name": fail("POD_NAME")
-if [(p["name"], p["containerPort"]) for p in c["ports"]] != [("http", 8080)]: fail(f'ports {c["ports"]}')
+if [(p["name"], p["containerPort"]) for p in c["ports"]] != [("http", 8080), ("webhook", 9443)]: fail(f'ports {c["ports"]}')
+for a in ["--webhook-listen=0.0.0.0:9443", "--webhook-hosts=computenet.computenet-system.svc", "--webhook-configuration=computenet"]:
+    if a not in args: fail(f"missing webhook arg {a}: {args}")
+hook = one("MutatingWebhookConfiguration")["webhooks"]
+if len(hook) != 1: fail(f"webhooks {hook}")
+w = hook[0]
+if w["clientConfig"]["service"] != {"name": "computenet", "namespace": "computenet-system", "path": "/mutate", "port": 443}: fail(f'clientConfig {w["clientConfig"]}')
+if "caBundle" in w["clientConfig"]: fail("the caBundle is the service's to write")
+if w["objectSelector"] != {"matchExpressions": [{"key": "computenet.io/queue-name", "operator": "Exists"}]}: fail(f'objectSelector {w["objectSelector"]}')
+if sorted(r["resources"][0] for r in w["rules"]) != ["jobsets", "pytorchjobs", "trainjobs"]: fail(f'rules {w["rules"]}')
+if any(sorted(r["operations"]) != ["CREATE", "UPDATE"] for r in w["rules"]): fail(f'operations {w["rules"]}')
+svc = one("Service")
+if ("webhook", 443, "webhook") not in [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]]: fail(f'Service ports {svc["spec"]["ports"]}')
 if c["livenessProbe"]["httpGet"] != {"path": "/healthz", "port": "http"}: fail("liveness probe")
 if c["readinessProbe"]["httpGet"] != {"path": "/readyz", "port": "http"}: fail("readiness probe")
 sc = c["securityContext"]; psc = pod["securityContext"]
@@ -443,10 +468,16 @@ EOT
 import sys, yaml
 dep = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment")
 for a in dep["spec"]["template"]["spec"]["containers"][0]["args"]:
-    if not a.startswith(("--listen=", "--lease-namespace=", "--profiles-namespace=", "--credentials-namespace=")): print(a)
+    if not a.startswith(("--listen=", "--lease-namespace=", "--profiles-namespace=", "--credentials-namespace=",
+                         "--webhook-listen=", "--webhook-configuration=")): print(a)
 EOF
 )
+  hook_port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  kubectl delete secret computenet-webhook-cert -n "$NS" --ignore-not-found >/dev/null 2>&1
+  # The webhook on a free port, its configuration the throwaway release's (not installed
+  # here: the service says so and serves on).
   POD_NAME=e2e-helm-0 setsid "$BIN" "${args[@]}" --kubeconfig "$tmp/sa.kubeconfig" --listen "127.0.0.1:$port" \
+    --webhook-listen "127.0.0.1:$hook_port" --webhook-configuration "$RBAC_RELEASE-computenet" \
     --lease-namespace "$NS" --profiles-namespace "$NS" --credentials-namespace "$NS" > "$tmp/serve.log" 2>&1 &
   SERVE_PID=$!
   url="http://127.0.0.1:$port"
@@ -454,6 +485,11 @@ EOF
   check "serve as the ServiceAccount: it takes the Lease" wait_for 30 bash -c \
     "[ \"\$(kubectl get lease computenet-scheduler -n $NS -o jsonpath='{.spec.holderIdentity}')\" = e2e-helm-0 ]"
   check "serve as the ServiceAccount: /readyz answers once leading" wait_for 30 curl -fsS "$url/readyz"
+  check "serve as the ServiceAccount: the webhook answers over TLS with the certificate it made (Secret created)" bash -c "
+    kubectl get secret computenet-webhook-cert -n $NS -o jsonpath='{.data.ca\\.crt}' | base64 -d > $tmp/hook-ca.crt &&
+    curl -fsS --cacert $tmp/hook-ca.crt --resolve computenet.computenet-system.svc:$hook_port:127.0.0.1 \
+      -H 'Content-Type: application/json' -d '{\"request\":{\"uid\":\"u\",\"operation\":\"CREATE\"}}' \
+      https://computenet.computenet-system.svc:$hook_port/mutate | grep -q '\"allowed\":true'"
   check "serve as the ServiceAccount: reads the member Secret and writes the member's status" wait_for 60 bash -c \
     "[ \"\$(kubectl get mcl e2e-helm-ai -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}')\" = True ]"
   check "serve as the ServiceAccount: /metrics exports the member" wait_for 30 bash -c \

@@ -146,9 +146,9 @@ webhooks:
   objectSelector: {matchExpressions: [{key: computenet.io/queue-name, operator: Exists}]}
   namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $NS}}
   rules:
-  - {apiGroups: [jobset.x-k8s.io], apiVersions: ["*"], resources: [jobsets], operations: [CREATE]}
-  - {apiGroups: [trainer.kubeflow.org], apiVersions: ["*"], resources: [trainjobs], operations: [CREATE]}
-  - {apiGroups: [kubeflow.org], apiVersions: ["*"], resources: [pytorchjobs], operations: [CREATE]}
+  - {apiGroups: [jobset.x-k8s.io], apiVersions: ["*"], resources: [jobsets], operations: [CREATE, UPDATE]}
+  - {apiGroups: [trainer.kubeflow.org], apiVersions: ["*"], resources: [trainjobs], operations: [CREATE, UPDATE]}
+  - {apiGroups: [kubeflow.org], apiVersions: ["*"], resources: [pytorchjobs], operations: [CREATE, UPDATE]}
 EOT
 
 COMPUTENET_TEST_NAMESPACE_PREFIX=jk setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --interval-ms 500 \

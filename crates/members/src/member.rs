@@ -176,8 +176,8 @@ pub struct RemoteJob {
     pub hub_namespace: Option<String>,
     /// The Slurm user that owns it (Slurm only): what it is cancelled as.
     pub user: Option<String>,
-    /// A copy of another job kind's object (Kubernetes): its kind and name.
-    pub copy: Option<(String, String)>,
+    /// A copy of another job kind's object (Kubernetes): its kind, name and own UID.
+    pub copy: Option<(String, String, Option<String>)>,
 }
 
 /// A member's nodes as its backend reports them.
@@ -564,7 +564,7 @@ impl Member {
                         finished: copy_status(kind.resource().kind, &copy).finished(),
                         hub_namespace: None,
                         user: None,
-                        copy: Some((kind.resource().kind.to_string(), name)),
+                        copy: Some((kind.resource().kind.to_string(), name, copy.metadata.uid.clone())),
                     })
                 })
                 .chain(k.jobs.state().iter().filter_map(|job| {
@@ -616,9 +616,10 @@ impl Member {
     pub async fn cancel_remote(&self, job: &RemoteJob) -> Result<()> {
         let cancelled = match self {
             Member::Kubernetes(k) => match (&job.namespace, &job.copy) {
-                (Some(namespace), Some((kind, name))) => match computenet_api::kinds::by_kind(kind) {
+                (Some(namespace), Some((kind, name, copy_uid))) => match computenet_api::kinds::by_kind(kind) {
                     Some(kind) => {
-                        kubernetes::copies::delete(&k.client, namespace, kind, name, None, None).await?;
+                        // Only the copy seen: never a newer one of the same name.
+                        kubernetes::copies::delete(&k.client, namespace, kind, name, copy_uid.as_deref(), None).await?;
                         kubernetes::job::cancel(&k.client, namespace, &job.uid).await
                     }
                     None => Ok(()),

@@ -1,6 +1,6 @@
 //! The mutating admission webhook that holds researchers' own job objects: a JobSet,
-//! TrainJob or PyTorchJob created with the label `computenet.io/queue-name` is stored
-//! suspended, so that nothing in the hub runs it; computenet then queues it and runs a
+//! TrainJob or PyTorchJob created (or updated) with the label `computenet.io/queue-name`
+//! is stored suspended, so that nothing in the hub runs it; computenet then queues it and runs a
 //! copy on the member it picks ([`crate::sources`]). Objects without the label, and other
 //! kinds, are let through unchanged. An object that gets past the webhook (it is down, or
 //! not installed) is suspended by the service on its next pass.
@@ -35,7 +35,9 @@ pub fn review(request: &Value) -> Value {
 /// The JSON patch that suspends the reviewed object, if it is to be held.
 fn suspend_patch(request: &Value) -> Option<Value> {
     let r = request.get("request")?;
-    if r.get("operation").and_then(Value::as_str) != Some("CREATE") {
+    // On create, and on every update too: a labelled object never leaves suspension in the
+    // hub (only its copy on a member runs).
+    if !matches!(r.get("operation").and_then(Value::as_str), Some("CREATE" | "UPDATE")) {
         return None;
     }
     let group = r.pointer("/kind/group").and_then(Value::as_str)?;
@@ -185,7 +187,12 @@ mod tests {
         // No label, an update, or another kind: allowed, no patch.
         let plain = json!({"metadata": {"labels": {"app": "x"}}, "spec": {}});
         assert_eq!(patch_of(&review(&request(("jobset.x-k8s.io", "JobSet"), "CREATE", plain))), None);
-        assert_eq!(patch_of(&review(&request(("jobset.x-k8s.io", "JobSet"), "UPDATE", labelled.clone()))), None);
+        assert_eq!(
+            patch_of(&review(&request(("jobset.x-k8s.io", "JobSet"), "UPDATE", labelled.clone()))),
+            Some(json!([{"op": "add", "path": "/spec/suspend", "value": true}])),
+            "an update cannot unsuspend it either"
+        );
+        assert_eq!(patch_of(&review(&request(("jobset.x-k8s.io", "JobSet"), "DELETE", labelled.clone()))), None);
         assert_eq!(patch_of(&review(&request(("batch", "Job"), "CREATE", labelled))), None);
     }
 

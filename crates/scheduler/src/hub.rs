@@ -71,6 +71,7 @@ impl Hub {
             let _ = hub.queues.wait_until_ready().await;
             let _ = hub.members.wait_until_ready().await;
             let _ = hub.namespaces.wait_until_ready().await;
+            hub.sources.listed().await;
         };
         tokio::time::timeout(timeout, listed).await.map_err(|_| Error::CachesNotReady(timeout))?;
         Ok(hub)

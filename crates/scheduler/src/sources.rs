@@ -34,7 +34,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -51,8 +51,10 @@ pub struct Sources {
     runtimes: Vec<(&'static str, Store<DynamicObject>)>,
     /// Writes under way, by object UID and what: one at a time each.
     in_flight: Arc<Mutex<HashSet<String>>>,
-    /// Objects already told (by resourceVersion) that they cannot be queued.
-    reported: Arc<Mutex<HashSet<String>>>,
+    /// Objects already told that they cannot be queued: the resourceVersion told, by UID.
+    reported: Arc<Mutex<HashMap<String, String>>>,
+    /// The status last mirrored to each object (a hash), by UID.
+    mirrored: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Sources {
@@ -96,7 +98,22 @@ impl Sources {
         }
         let names: Vec<&str> = served.iter().map(|k| k.resource().kind).collect();
         tracing::info!(kinds = ?names, "job kinds queued by the label {}", kinds::QUEUE_LABEL);
-        Sources { client, objects, runtimes, in_flight: Arc::default(), reported: Arc::default() }
+        Sources {
+            client,
+            objects,
+            runtimes,
+            in_flight: Arc::default(),
+            reported: Arc::default(),
+            mirrored: Arc::default(),
+        }
+    }
+
+    /// Waits until every watch has listed once.
+    pub async fn listed(&self) {
+        let stores = self.objects.iter().map(|(_, s)| s).chain(self.runtimes.iter().map(|(_, s)| s));
+        for store in stores {
+            let _ = store.wait_until_ready().await;
+        }
     }
 
     /// Whether every watch has listed once (before that, a missing object means nothing).
@@ -129,25 +146,34 @@ impl Sources {
         kinds::shadow_spec(kind, object, &groups, &canonical).map_err(|e| e.to_string())
     }
 
-    /// For the dispatch of a source TrainingJob: its hub object, once it is checked to be
-    /// the one the TrainingJob was admitted for and to still say what the TrainingJob
-    /// says. `Err` says why not (the dispatch is refused and the job fails).
-    pub fn target_source(&self, tj: &TrainingJob, catalogue: &Catalogue) -> Option<Result<Value, String>> {
+    /// For the dispatch of a source TrainingJob (`None` for others): its hub object, once
+    /// it is checked to be the one the TrainingJob was admitted for and to still say what
+    /// the TrainingJob says.
+    pub fn target_source(&self, tj: &TrainingJob, catalogue: &Catalogue) -> Option<SourceCheck> {
         let src = tj.spec.source.as_ref()?;
-        let Some(object) = self.object(tj) else {
-            return Some(Err(format!("{} {} is no longer in the hub (or no longer queued)", src.kind, src.name)));
+        // Before the first list (a restart, a new leader) a missing object means nothing.
+        if !self.ready() {
+            return Some(SourceCheck::NotYet);
+        }
+        let refused = |why: String| Some(SourceCheck::Refused(why));
+        let Some(kind) = kinds::by_kind(&src.kind) else {
+            return refused(format!("{} is not a job kind computenet runs", src.kind));
         };
-        let kind = kinds::by_kind(&src.kind)?;
-        let value = serde_json::to_value(object.as_ref()).ok()?;
-        Some(match self.derive(kind, &value, catalogue) {
-            Ok(spec) if same_job(&spec, &tj.spec) => Ok(value),
-            Ok(_) => Err(format!(
+        let Some(object) = self.object(tj) else {
+            return refused(format!("{} {} is no longer in the hub", src.kind, src.name));
+        };
+        let Ok(value) = serde_json::to_value(object.as_ref()) else {
+            return refused(format!("{} {} cannot be read", src.kind, src.name));
+        };
+        match self.derive(kind, &value, catalogue) {
+            Ok(spec) if same_job(&spec, &tj.spec) => Some(SourceCheck::Ready(value)),
+            Ok(_) => refused(format!(
                 "{} {} changed after it was admitted (or its TrainingJob was written by someone else): \
                  create it anew to queue the new version",
                 src.kind, src.name
             )),
-            Err(e) => Err(format!("{} {}: {e}", src.kind, src.name)),
-        })
+            Err(e) => refused(format!("{} {}: {e}", src.kind, src.name)),
+        }
     }
 
     /// One pass: the steps in the module documentation, as background writes.
@@ -168,9 +194,11 @@ impl Sources {
                 )
             })
             .collect();
+        let mut seen: HashSet<String> = HashSet::new();
         for (kind, store) in &self.objects {
             for object in store.state() {
                 let Some(uid) = object.metadata.uid.clone() else { continue };
+                seen.insert(uid.clone());
                 let namespace = object.namespace().unwrap_or_default();
                 let name = kinds::shadow_name(kind.resource().kind, &object.name_any());
                 let queued_by = by_name.get(&(namespace.as_str(), name.as_str()));
@@ -190,6 +218,9 @@ impl Sources {
                 }
             }
         }
+        // What is kept per object goes with it.
+        self.reported.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| seen.contains(uid));
+        self.mirrored.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| seen.contains(uid));
     }
 
     /// An object that got past the webhook is suspended.
@@ -199,7 +230,9 @@ impl Sources {
         }
         let api = self.api(kind, object);
         let name = object.name_any();
-        let patch = kind.suspend_patch(true);
+        let mut patch = kind.suspend_patch(true);
+        // The UID makes the patch fail on a new object of the same name.
+        patch["metadata"] = json!({"uid": uid});
         self.spawn(format!("{uid}/suspend"), async move {
             api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
         });
@@ -277,38 +310,49 @@ impl Sources {
             return;
         };
         let copied = copy.data.get("status").cloned().unwrap_or(Value::Null);
-        let mirrored = value.get("status").cloned().unwrap_or(Value::Null);
-        if !copied.is_null() && copied != mirrored {
-            let api = self.api(kind, object);
-            let name = object.name_any();
-            // What the member's controller dropped from its status goes from the hub's too.
-            let mut status = copied;
-            null_missing(&mirrored, &mut status);
-            self.spawn(format!("{uid}/status"), async move {
-                let patch = Patch::Merge(json!({"status": status}));
-                api.patch_status(&name, &PatchParams::default(), &patch).await.map(|_| ())
-            });
-        } else if view::is_finished(tj) && copy.metadata.deletion_timestamp.is_none() {
-            let member = member.clone();
-            let (tenant, job_uid) = (tj.namespace().unwrap_or_default(), view::uid(tj).to_string());
-            let (kind, name, copy_uid) = (src.kind.clone(), src.name.clone(), copy.metadata.uid.clone());
-            self.spawn(format!("{uid}/clean"), async move {
-                member
-                    .delete_copy(&tenant, &job_uid, &kind, &name, copy_uid.as_deref(), None)
-                    .await
-                    .map_err(|e| kube::Error::Service(e.to_string().into()))
-            });
+        let hub_status = value.get("status").cloned().unwrap_or(Value::Null);
+        let last = self.mirrored.lock().unwrap_or_else(|p| p.into_inner()).get(&uid).copied();
+        let finished_for_s = view::is_finished(tj).then(|| {
+            let at = status.completion_time.as_ref().map_or(0, |t| t.0.as_second());
+            k8s_openapi::jiff::Timestamp::now().as_second() - at
+        });
+        match mirror_step(&copied, &hub_status, last, finished_for_s) {
+            MirrorStep::Wait => {}
+            MirrorStep::Write { status, hash } => {
+                let api = self.api(kind, object);
+                let name = object.name_any();
+                let mirrored = self.mirrored.clone();
+                let key = uid.clone();
+                self.spawn(format!("{uid}/status"), async move {
+                    // The UID makes the patch fail on a new object of the same name.
+                    let patch = Patch::Merge(json!({"metadata": {"uid": key}, "status": status}));
+                    api.patch_status(&name, &PatchParams::default(), &patch).await?;
+                    mirrored.lock().unwrap_or_else(|p| p.into_inner()).insert(key, hash);
+                    Ok(())
+                });
+            }
+            MirrorStep::Clean if copy.metadata.deletion_timestamp.is_none() => {
+                let member = member.clone();
+                let (tenant, job_uid) = (tj.namespace().unwrap_or_default(), view::uid(tj).to_string());
+                let (kind, name, copy_uid) = (src.kind.clone(), src.name.clone(), copy.metadata.uid.clone());
+                self.spawn(format!("{uid}/clean"), async move {
+                    member
+                        .delete_copy(&tenant, &job_uid, &kind, &name, copy_uid.as_deref(), None)
+                        .await
+                        .map_err(|e| kube::Error::Service(e.to_string().into()))
+                });
+            }
+            MirrorStep::Clean => {}
         }
     }
 
     /// A Warning Event on an object that cannot be queued, once per resourceVersion.
     fn report(&self, object: &DynamicObject, kind: &dyn JobKind, why: &str, events: &EventSink) {
-        let key = format!(
-            "{}/{}",
-            object.metadata.uid.as_deref().unwrap_or_default(),
-            object.resource_version().unwrap_or_default()
-        );
-        if !self.reported.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+        let uid = object.metadata.uid.clone().unwrap_or_default();
+        let version = object.resource_version().unwrap_or_default();
+        if self.reported.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, version.clone()).as_ref()
+            == Some(&version)
+        {
             return;
         }
         tracing::warn!(kind = kind.resource().kind, object = %object.name_any(), %why, "cannot queue");
@@ -340,6 +384,78 @@ impl Sources {
             in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         });
     }
+}
+
+/// Largest status mirrored from a member as it is; a larger one is mirrored as its
+/// conditions only (a hostile member cannot fill the hub).
+pub const MAX_MIRRORED_STATUS_BYTES: usize = 64 * 1024;
+
+/// A finished job's copy is deleted this long after the job ended even when its status
+/// could not be mirrored.
+pub const CLEAN_UNMIRRORED_AFTER_S: i64 = 600;
+
+/// What to do about a copy's status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MirrorStep {
+    /// Nothing now.
+    Wait,
+    /// Write `status` into the hub object's (a merge patch: keys it lacks are null);
+    /// `hash` identifies what was written.
+    Write { status: Value, hash: u64 },
+    /// The job is over and its status mirrored: delete the copy.
+    Clean,
+}
+
+/// Decides the mirror of a copy's status `copied` to the hub object, whose status is
+/// `hub`; `last` is the hash of the last status this process wrote for it (a hub that
+/// prunes fields the member sets never shows it equal), `finished_for_s` how long ago the
+/// job ended. Bounded: see [`MAX_MIRRORED_STATUS_BYTES`].
+pub fn mirror_step(copied: &Value, hub: &Value, last: Option<u64>, finished_for_s: Option<i64>) -> MirrorStep {
+    let bounded = bounded_status(copied);
+    let hash = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bounded.to_string().hash(&mut h);
+        h.finish()
+    };
+    let in_sync = bounded.is_null() || bounded == *hub || last == Some(hash);
+    if !in_sync {
+        if finished_for_s.is_some_and(|s| s > CLEAN_UNMIRRORED_AFTER_S) {
+            return MirrorStep::Clean;
+        }
+        let mut status = bounded;
+        null_missing(hub, &mut status);
+        return MirrorStep::Write { status, hash };
+    }
+    match finished_for_s {
+        Some(_) => MirrorStep::Clean,
+        None => MirrorStep::Wait,
+    }
+}
+
+/// The status as mirrored: whole, or its conditions only when too large, or nothing.
+fn bounded_status(copied: &Value) -> Value {
+    let size = |v: &Value| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+    if copied.is_null() || size(copied) <= MAX_MIRRORED_STATUS_BYTES {
+        return copied.clone();
+    }
+    let conditions = json!({"conditions": copied.get("conditions").cloned().unwrap_or(Value::Null)});
+    if size(&conditions) <= MAX_MIRRORED_STATUS_BYTES {
+        conditions
+    } else {
+        Value::Null
+    }
+}
+
+/// Whether a source TrainingJob's object may be copied to its member now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceCheck {
+    /// Yes: this is the object to copy.
+    Ready(Value),
+    /// Never: why (the dispatch is refused and the job fails).
+    Refused(String),
+    /// Not yet: the hub's caches have not listed (the dispatch waits for a later pass).
+    NotYet,
 }
 
 /// A JSON merge patch that makes `tj`'s spec `wanted`, guarded by `tj`'s resourceVersion
@@ -405,6 +521,36 @@ mod tests {
         let mut other = spec.clone();
         other.source.as_mut().unwrap().uid = "u2".into();
         assert!(!same_job(&spec, &other));
+    }
+
+    #[test]
+    fn the_mirror_writes_what_differs_then_cleans_up_once_in_sync() {
+        let hub = json!({"conditions": [{"type": "Running"}], "replicaStatuses": {"Worker": {"active": 3}}});
+        let done = json!({"conditions": [{"type": "Succeeded"}], "replicaStatuses": {"Worker": {}}});
+        let MirrorStep::Write { status, hash } = mirror_step(&done, &hub, None, None) else { panic!("a write") };
+        // Keys the member's controller dropped go from the hub too.
+        assert_eq!(status["replicaStatuses"]["Worker"]["active"], Value::Null);
+        assert_eq!(status["conditions"], done["conditions"]);
+        // Written once (a hub that prunes fields never shows it equal): not again; and once
+        // the job is over, the copy goes.
+        assert_eq!(mirror_step(&done, &hub, Some(hash), None), MirrorStep::Wait);
+        assert_eq!(mirror_step(&done, &hub, Some(hash), Some(1)), MirrorStep::Clean);
+        assert_eq!(mirror_step(&done, &done, None, Some(1)), MirrorStep::Clean);
+        // Never mirrored (the hub refuses it): cleaned up after a while anyway.
+        assert!(matches!(mirror_step(&done, &hub, None, Some(60)), MirrorStep::Write { .. }));
+        assert_eq!(mirror_step(&done, &hub, None, Some(CLEAN_UNMIRRORED_AFTER_S + 1)), MirrorStep::Clean);
+        // No status on the copy yet: nothing to write.
+        assert_eq!(mirror_step(&Value::Null, &hub, None, None), MirrorStep::Wait);
+    }
+
+    #[test]
+    fn a_huge_status_is_mirrored_as_its_conditions_only() {
+        let junk = "x".repeat(MAX_MIRRORED_STATUS_BYTES);
+        let copied = json!({"conditions": [{"type": "Completed", "status": "True"}], "junk": junk});
+        let MirrorStep::Write { status, .. } = mirror_step(&copied, &Value::Null, None, None) else { panic!() };
+        assert_eq!(status, json!({"conditions": [{"type": "Completed", "status": "True"}]}));
+        let all_junk = json!({"conditions": [{"message": junk}]});
+        assert_eq!(mirror_step(&all_junk, &Value::Null, None, Some(1)), MirrorStep::Clean, "nothing mirrorable");
     }
 
     fn forged_spec(spec: &TrainingJobSpec) -> TrainingJobSpec {

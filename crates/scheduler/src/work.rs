@@ -9,6 +9,7 @@
 use crate::backoff::{epoch_ms, Backoff, BackoffPolicy};
 use crate::lease::{self, Fence};
 use crate::seal::{self, AdmissionKey};
+use crate::sources::SourceCheck;
 use crate::status;
 use crate::transitions::{self, DispatchRecord, Transition};
 use computenet_api::conditions::EventReason;
@@ -223,7 +224,7 @@ pub struct Target {
     /// The service's seal key: nothing is dispatched without its seal.
     pub key: Arc<AdmissionKey>,
     /// For a TrainingJob with `spec.source`: the hub object to copy, or why it may not be.
-    pub source: Option<Result<serde_json::Value, String>>,
+    pub source: Option<crate::sources::SourceCheck>,
 }
 
 /// Admits the job (when `admission` is given) and dispatches it to `target` (when the
@@ -345,7 +346,8 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
         return;
     }
     let source = match &target.source {
-        Some(Err(why)) => {
+        Some(SourceCheck::NotYet) => return,
+        Some(SourceCheck::Refused(why)) => {
             tracing::warn!(job = ?tj.metadata.name, %why, "not dispatched: its source object does not match");
             let t = transitions::dispatch_rejected(&tj, &current, why, Timestamp::now());
             if landed.write(client, &tj, &t.status).await {
@@ -353,7 +355,7 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
             }
             return;
         }
-        Some(Ok(object)) => Some(object),
+        Some(SourceCheck::Ready(object)) => Some(object),
         None => None,
     };
     match target.member.dispatch(&tj, target.raw_accelerator.as_deref(), source).await {
