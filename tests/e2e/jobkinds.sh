@@ -78,23 +78,8 @@ spec:
   efficiency: {pue: 1.2, energyPricePerKWh: 0.5}
 EOT
   done
-  cat <<EOT
----
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: jk-slurm}
-spec:
-  kind: HPC
-  site: jk-slurm
-  slurm:
-    endpoint: $SLURMRESTD_URL
-    insecureHTTP: true # the test bed's slurmrestd speaks plain http
-    apiVersion: $SLURM_API_VERSION
-    userName: $SLURM_USER_NAME
-    jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}
-    workingDirectory: $SLURM_JOB_DIR
-  efficiency: {pue: 1.1, energyPricePerKWh: 0.4}
-EOT
+  echo "---"
+  slurm_member jk-slurm jk-slurm
 } | kubectl apply -f - >/dev/null || { echo "setup failed" >&2; exit 1; }
 
 # The runtime TrainJobs refer to, in the hub (for the gang) and on both members (for Trainer).
@@ -206,14 +191,6 @@ EOT
 }
 
 field() { kubectl get "$1" -n "$NS" -o jsonpath="$2" 2>/dev/null; }
-is() { [ "$1" = "$2" ] || { echo "got '$1', expected '$2'"; return 1; }; }
-wait_show() {
-  local end=$(( $(date +%s) + $1 )) out; shift
-  until out=$("$@" 2>&1); do
-    [ "$(date +%s)" -ge "$end" ] && { printf '%s\n' "$out"; return 1; }
-    sleep 0.5
-  done
-}
 member_of() { field "tj/$1" '{.status.placement.cluster}'; }
 export -f field is kc member_of
 export NS W E AI_1_KUBECONFIG AI_3_KUBECONFIG

@@ -61,3 +61,39 @@ spec:
 EOT
   if [ -n "${4:-}" ]; then echo "  quotas: [{resource: nvidia.com/gpu, nominal: $4}]"; fi
 }
+
+# slurm_member NAME SITE: the YAML of a MemberCluster for the test bed's Slurm (slurmrestd
+# over plain http, JWTs signed with its key); append `    tenants: ...` (under slurm) or
+# `  efficiency: ...` (under spec) lines after it as needed.
+slurm_member() {
+  cat <<EOT
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: $1}
+spec:
+  kind: HPC
+  site: $2
+  slurm:
+    endpoint: $SLURMRESTD_URL
+    insecureHTTP: true # the test bed's slurmrestd speaks plain http
+    apiVersion: $SLURM_API_VERSION
+    userName: $SLURM_USER_NAME
+    jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}
+    workingDirectory: $SLURM_JOB_DIR
+    standardOutput: "%x-%j.out"
+EOT
+}
+
+# is GOT EXPECTED: compares, and says what it got when it differs.
+is() {
+  [ "$1" = "$2" ] || { echo "got '$1', expected '$2'"; return 1; }
+}
+
+# wait_show TIMEOUT_S CMD...: as wait_for, and on a timeout prints CMD's last output.
+wait_show() {
+  local end=$(( $(date +%s) + $1 )) out; shift
+  until out=$("$@" 2>&1); do
+    [ "$(date +%s)" -ge "$end" ] && { printf '%s\n' "$out"; return 1; }
+    sleep 0.5
+  done
+}

@@ -79,7 +79,7 @@ kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 wait_for 60 bash -c "! kubectl get ns $NS >/dev/null 2>&1" || { echo "namespace $NS still terminating" >&2; exit 1; }
 # Only the two members of this test take part.
 kubectl delete mcl --all >/dev/null 2>&1
-kubectl apply -f - >/dev/null <<EOT
+{ cat <<EOT
 apiVersion: v1
 kind: Namespace
 metadata: {name: $NS, labels: {computenet.io/tenant: hpc-e2e}}
@@ -100,22 +100,10 @@ spec:
   kubernetes: {kubeconfigSecretRef: {name: ai-1-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: computenet-jobs}
   efficiency: {pue: 1.6, energyPricePerKWh: 1.2}
 ---
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: slurm}
-spec:
-  kind: HPC
-  site: east
-  slurm:
-    endpoint: $SLURMRESTD_URL
-    insecureHTTP: true # the test bed's slurmrestd speaks plain http
-    apiVersion: $SLURM_API_VERSION
-    userName: $SLURM_USER_NAME
-    jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}
-    workingDirectory: $SLURM_JOB_DIR
-    standardOutput: "%x-%j.out"
-  efficiency: {pue: 1.05, energyPricePerKWh: 0.3}
 EOT
+  slurm_member slurm east
+  echo "  efficiency: {pue: 1.05, energyPricePerKWh: 0.3}"
+} | kubectl apply -f - >/dev/null
 
 setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --interval-ms 500 --member-timeout-s 5 \
   > "$tmp/serve.log" 2>&1 &

@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// The runtimes a TrainJob's gang may be read from.
-const RUNTIME_KINDS: [(&str, &str, bool); 2] =
-    [("ClusterTrainingRuntime", "clustertrainingruntimes", false), ("TrainingRuntime", "trainingruntimes", true)];
+const RUNTIME_KINDS: [(&str, &str); 2] =
+    [(kinds::CLUSTER_TRAINING_RUNTIME, "clustertrainingruntimes"), (kinds::TRAINING_RUNTIME, "trainingruntimes")];
 
 /// The labelled objects of the kinds the hub serves, and the TrainJob runtimes.
 #[allow(missing_debug_implementations)] // Client has no Debug.
@@ -78,11 +78,11 @@ impl Sources {
             .collect();
         let mut runtimes = Vec::new();
         if served.iter().any(|k| k.resource().kind == "TrainJob") {
-            for (kind, plural, _) in RUNTIME_KINDS {
+            for (kind, plural) in RUNTIME_KINDS {
                 let resource = kube::api::ApiResource {
-                    group: "trainer.kubeflow.org".into(),
+                    group: kinds::TRAINER_GROUP.into(),
                     version: "v1alpha1".into(),
-                    api_version: "trainer.kubeflow.org/v1alpha1".into(),
+                    api_version: format!("{}/v1alpha1", kinds::TRAINER_GROUP),
                     kind: kind.into(),
                     plural: plural.into(),
                 };

@@ -17,10 +17,6 @@ stop_all() {
   for pid in "${PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; done
 }
 
-# is FIELD_OUTPUT EXPECTED: compares, and says what it got when it differs.
-is() {
-  [ "$1" = "$2" ] || { echo "got '$1', expected '$2'"; return 1; }
-}
 
 # pods_in_order FILE OLD NEW: every pod of attempt OLD was gone (DELETED) before the first
 # pod of attempt NEW was seen (ADDED), and both were seen.
@@ -43,11 +39,3 @@ serve_adaptive() {
   PIDS+=($SERVE_PID)
 }
 
-# wait_show TIMEOUT_S CMD...: as wait_for, and on a timeout prints CMD's last output.
-wait_show() {
-  local end=$(( $(date +%s) + $1 )) out; shift
-  until out=$("$@" 2>&1); do
-    [ "$(date +%s)" -ge "$end" ] && { printf '%s\n' "$out"; return 1; }
-    sleep 0.5
-  done
-}

@@ -54,21 +54,8 @@ wait_for 90 bash -c "! kubectl get ns $NS >/dev/null 2>&1" || { echo "namespace 
   priorityRange: {min: 0, max: 10}
   preemption: {withinQueue: LowerPriority}
 ---
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: $M}
-spec:
-  kind: HPC
-  site: $M
-  slurm:
-    endpoint: $SLURMRESTD_URL
-    insecureHTTP: true # the test bed's slurmrestd speaks plain http
-    apiVersion: $SLURM_API_VERSION
-    userName: $SLURM_USER_NAME
-    jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}
-    workingDirectory: $SLURM_JOB_DIR
-    standardOutput: "%x-%j.out"
 EOT
+  slurm_member "$M" "$M"
 } | kubectl apply -f - >/dev/null
 
 # job NAME PRIORITY RESTARTABLE COMMAND_JSON

@@ -78,25 +78,12 @@ for ns in "$NS_A" "$NS_B" "$NS_C"; do
   wait_for 60 bash -c "! kubectl get ns $ns >/dev/null 2>&1" || { echo "namespace $ns still terminating" >&2; exit 1; }
   tenant_queue "$ns" "$ns" "$ns" | kubectl apply -f - >/dev/null
 done
-kubectl apply -f - >/dev/null <<EOT
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: $MEMBER}
-spec:
-  kind: HPC
-  site: $SITE
-  slurm:
-    endpoint: $SLURMRESTD_URL
-    insecureHTTP: true  # the test bed's slurmrestd is plain http
-    apiVersion: $SLURM_API_VERSION
-    userName: $SLURM_USER_NAME
-    jwtKeySecretRef: {name: slurm-jwt-key, namespace: computenet-system, key: jwt_hs256.key}
-    workingDirectory: $SLURM_JOB_DIR
-    standardOutput: "%x-%j.out"
+{ slurm_member "$MEMBER" "$SITE"; cat <<EOT
     tenants:
     - {namespaces: [$NS_A], userName: $USER_A}
     - {namespaces: [$NS_B], userName: $USER_B}
 EOT
+} | kubectl apply -f - >/dev/null
 [ "$(kubectl get mcl "$MEMBER" -o jsonpath='{.spec.slurm.tenants[1].userName}')" = "$USER_B" ] ||
   { echo "the hub's MemberCluster CRD dropped spec.slurm.tenants" >&2; exit 1; }
 

@@ -267,33 +267,14 @@ where
     let (reader, mut writer) = reflector::store::<K>();
     let stream = watcher(untyped, config).default_backoff();
     let cached = reader.clone();
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        let mut alive = alive;
-        loop {
-            let ended = async {
-                match alive.as_mut() {
-                    // Err: every sender is gone.
-                    Some(rx) => while rx.changed().await.is_ok() {},
-                    None => futures::future::pending::<()>().await,
-                }
-            };
-            let event = tokio::select! {
-                event = stream.next() => event,
-                () = ended => break,
-            };
-            let Some(event) = event else { break };
-            match event {
-                Ok(event) => {
-                    if let Some(typed) = decoder.event(event, |r| cached.get(r)) {
-                        writer.apply_watcher_event(&typed);
-                    }
-                }
-                // The watcher retries with backoff; one bad event does not stop it.
-                Err(e) => tracing::warn!(error = %e, "watch error"),
+    drive(stream, alive, changed, move |event| match event {
+        Ok(event) => {
+            if let Some(typed) = decoder.event(event, |r| cached.get(r)) {
+                writer.apply_watcher_event(&typed);
             }
-            changed.notify_one();
         }
+        // The watcher retries with backoff; one bad event does not stop it.
+        Err(e) => tracing::warn!(error = %e, "watch error"),
     });
     reader
 }
@@ -313,12 +294,31 @@ pub fn cache_dynamic(
     let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
     let reader = writer.as_reader();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    drive(stream, alive, changed, move |event| {
+        if let Err(e) = event {
+            tracing::warn!(error = %e, %kind, "watch error");
+        }
+    });
+    reader
+}
+
+/// Runs a watch stream in the background, handing each event to `on_event` and waking
+/// `changed`, until the stream ends or every sender of `alive` is dropped.
+fn drive<S, T>(
+    stream: S,
+    alive: Option<tokio::sync::watch::Receiver<()>>,
+    changed: Arc<Notify>,
+    mut on_event: impl FnMut(T) + Send + 'static,
+) where
+    S: futures::Stream<Item = T> + Send + 'static,
+{
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         let mut alive = alive;
         loop {
             let ended = async {
                 match alive.as_mut() {
+                    // Err: every sender is gone.
                     Some(rx) => while rx.changed().await.is_ok() {},
                     None => futures::future::pending::<()>().await,
                 }
@@ -328,13 +328,10 @@ pub fn cache_dynamic(
                 () = ended => break,
             };
             let Some(event) = event else { break };
-            if let Err(e) = event {
-                tracing::warn!(error = %e, %kind, "watch error");
-            }
+            on_event(event);
             changed.notify_one();
         }
     });
-    reader
 }
 
 #[cfg(test)]
