@@ -136,7 +136,7 @@ mod tests {
     }
 
     #[test]
-    fn shadow_places_only_the_gpu_workers() {
+    fn shadow_places_the_gpu_workers_and_accounts_the_launcher_on_them() {
         let obj = fixture();
         let groups = JobSet.gang(&obj, &no_runtime).unwrap();
         let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
@@ -145,8 +145,9 @@ mod tests {
         let acc = spec.resources.accelerators.as_ref().unwrap();
         assert_eq!(acc.count, 8);
         assert_eq!(acc.types, vec!["H100".to_string()]);
-        assert_eq!(spec.resources.cpu.text(), "24");
-        assert_eq!(spec.resources.memory.text(), "129Gi");
+        // 24 CPUs and 129Gi per worker, plus the launcher's 2 CPUs and 4Gi over 4 workers.
+        assert_eq!(spec.resources.cpu.text(), "24500m");
+        assert_eq!(spec.resources.memory.text(), "130Gi");
         let source = spec.source.unwrap();
         assert_eq!(
             (source.api_version.as_str(), source.kind.as_str(), source.name.as_str(), source.uid.as_str()),

@@ -64,9 +64,6 @@ pub const OBJECTIVE_ANNOTATION: &str = "computenet.io/objective";
 pub const SITES_ANNOTATION: &str = "computenet.io/sites";
 /// Annotation: the data set the job reads (`spec.placement.dataSet`).
 pub const DATA_SET_ANNOTATION: &str = "computenet.io/data-set";
-/// Annotation: wall-clock limit in seconds, an integer from 1 to
-/// [`MAX_RUN_SECONDS`](training_job::MAX_RUN_SECONDS) (`spec.maxRunSeconds`).
-pub const MAX_RUN_SECONDS_ANNOTATION: &str = "computenet.io/max-run-seconds";
 /// Annotation: what to do when the member running the job is lost: `Requeue` (the
 /// default) or `Wait` (`spec.onMemberLoss`).
 pub const ON_MEMBER_LOSS_ANNOTATION: &str = "computenet.io/on-member-loss";
@@ -219,11 +216,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// (`groups`, from [`JobKind::gang`]). `canonical_type` maps a `nvidia.com/gpu.product`
 /// value to the catalogue's accelerator name.
 ///
-/// When some groups ask for GPUs, the gang is those groups only: `replicas` is their total
-/// pod count and `resources` the largest CPU, memory and GPUs over them; CPU-only helper
-/// pods (a launcher, initializers) are then not placed by the scheduler. Otherwise the
-/// gang is all groups. Queue, priority, work estimate and placement come from the label
-/// [`QUEUE_LABEL`] and the `computenet.io/*` annotations (constants above).
+/// When some groups ask for GPUs, the gang is those groups: `replicas` is their total pod
+/// count and `resources` the largest CPU, memory and GPUs over them. The helper pods'
+/// CPU and memory are accounted on the gang's replicas: the CPU-only groups (a launcher,
+/// initializers) add their total CPU and their total memory, each divided by `replicas`
+/// and rounded up, to every replica (saturating). Otherwise the gang is all groups.
+/// Queue, priority, work estimate and placement come from the label [`QUEUE_LABEL`] and
+/// the `computenet.io/*` annotations (constants above); `max_run_seconds` is always
+/// `None`, as nothing would enforce a tenant's limit on the member copy.
 pub fn shadow_spec(
     kind: &dyn JobKind,
     obj: &Value,
@@ -245,6 +245,13 @@ pub fn shadow_spec(
 
     let live: Vec<&PodGroup> = groups.iter().filter(|g| g.count > 0).collect();
     let gpu: Vec<&PodGroup> = live.iter().copied().filter(|g| g.gpus > 0).collect();
+    // CPU-only helpers beside a GPU gang: their totals, spread over its replicas below.
+    let helpers: Vec<&PodGroup> =
+        if gpu.is_empty() { Vec::new() } else { live.iter().copied().filter(|g| g.gpus == 0).collect() };
+    let helper_total = |per_pod: fn(&PodGroup) -> u64| {
+        helpers.iter().fold(0u64, |sum, g| sum.saturating_add(per_pod(g).saturating_mul(u64::from(g.count))))
+    };
+    let (helper_cpu, helper_memory) = (helper_total(|g| g.cpu_millis), helper_total(|g| g.memory_bytes));
     let gang = if gpu.is_empty() { live } else { gpu };
     if gang.is_empty() {
         return Err(Error::field("spec", "the object runs no pods"));
@@ -256,8 +263,10 @@ pub fn shadow_spec(
             format!("{replicas} pods run together; computenet places at most {MAX_GANG_PODS}"),
         ));
     }
-    let cpu = gang.iter().map(|g| g.cpu_millis).max().unwrap_or(0);
-    let memory = gang.iter().map(|g| g.memory_bytes).max().unwrap_or(0);
+    // replicas >= 1: the gang has a group of at least one pod.
+    let cpu = gang.iter().map(|g| g.cpu_millis).max().unwrap_or(0).saturating_add(helper_cpu.div_ceil(replicas));
+    let memory =
+        gang.iter().map(|g| g.memory_bytes).max().unwrap_or(0).saturating_add(helper_memory.div_ceil(replicas));
     let gpus = gang.iter().map(|g| g.gpus).max().unwrap_or(0);
 
     let accelerators = if gpus == 0 {
@@ -350,7 +359,6 @@ pub fn shadow_spec(
         }
     };
     let data_set = ann.text(DATA_SET_ANNOTATION, MAX_NAME_LEN)?;
-    let max_run_seconds = ann.int(MAX_RUN_SECONDS_ANNOTATION, 1, training_job::MAX_RUN_SECONDS)?;
     let on_member_loss = match ann.get(ON_MEMBER_LOSS_ANNOTATION).map(str::trim) {
         None | Some("Requeue") => MemberLossPolicy::Requeue,
         Some("Wait") => MemberLossPolicy::Wait,
@@ -371,7 +379,9 @@ pub fn shadow_spec(
         workload: None,
         work: WorkEstimate { model, steps, batch_size: batch_size.map(|b| b as i32), gpu_hours, reference_accelerator },
         placement: PlacementPreferences { cluster_kinds: Vec::new(), sites, data_set, objective },
-        max_run_seconds,
+        // No wall-clock limit: nothing enforces one on the member copy, and the scheduler
+        // trusts maxRunSeconds for backfill.
+        max_run_seconds: None,
         suspend: false,
         on_member_loss,
         elastic: None,

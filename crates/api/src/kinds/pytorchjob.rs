@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(spec.placement.sites, vec!["north".to_string(), "south".to_string()]);
         assert_eq!(spec.placement.objective, crate::training_job::Objective::Greenest);
         assert_eq!(spec.on_member_loss, crate::training_job::MemberLossPolicy::Wait);
-        assert_eq!(spec.max_run_seconds, Some(86_400));
+        assert_eq!(spec.max_run_seconds, None, "no wall-clock limit is taken from the object");
         assert_eq!(spec.source.unwrap().kind, "PyTorchJob");
     }
 

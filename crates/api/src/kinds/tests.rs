@@ -161,10 +161,6 @@ fn invalid_annotations_are_errors_naming_them() {
             "metadata.annotations[computenet.io/on-member-loss]: must be Requeue or Wait",
         ),
         (
-            &[(MAX_RUN_SECONDS_ANNOTATION, "0")],
-            "metadata.annotations[computenet.io/max-run-seconds]: must be an integer from 1 to",
-        ),
-        (
             &[(ACCELERATOR_TYPES_ANNOTATION, " , ")],
             "metadata.annotations[computenet.io/accelerator-types]: must be 1 to 16",
         ),
@@ -241,7 +237,45 @@ fn shadow_checks_the_training_job_bounds() {
     let (obj, groups) = jobset();
     let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
     let job = crate::convert::job("uid", &spec, 0).unwrap();
-    assert_eq!((job.replicas, job.per_replica.accelerators, job.per_replica.cpu_millis), (4, 8, 24_000));
+    // 24 CPUs per worker plus the launcher's 2 spread over the 4 workers.
+    assert_eq!((job.replicas, job.per_replica.accelerators, job.per_replica.cpu_millis), (4, 8, 24_500));
+}
+
+#[test]
+fn helper_pods_are_accounted_on_the_gpu_replicas() {
+    let (obj, _) = jobset();
+    let group = |name: &str, count, cpu, memory, gpus| PodGroup {
+        name: name.into(),
+        count,
+        cpu_millis: cpu,
+        memory_bytes: memory,
+        gpus,
+        node_selector: BTreeMap::new(),
+    };
+    // Four 8-GPU workers and 3000 CPU-only "launchers" of 64 CPUs and 1Gi each.
+    let groups = [group("workers", 4, 16_000, 128 << 30, 8), group("launcher", 3000, 64_000, 1 << 30, 0)];
+    let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
+    assert_eq!(spec.replicas, 4, "the gang is the GPU pods");
+    assert_eq!(spec.resources.accelerators.as_ref().unwrap().count, 8);
+    // 16 + 3000 * 64 / 4 CPUs; 128Gi + 3000Gi / 4.
+    assert_eq!(spec.resources.cpu.text(), "48016");
+    assert_eq!(spec.resources.memory.text(), "878Gi");
+    // Rounded up: 1 helper of 1001m over 4 replicas adds 251m each.
+    let groups = [group("workers", 4, 1000, 0, 1), group("helper", 1, 1001, 3, 0)];
+    let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
+    assert_eq!((spec.resources.cpu.text().as_ref(), spec.resources.memory.text().as_ref()), ("1251m", "1"));
+    // Saturating, never overflowing.
+    let groups = [group("workers", 1, u64::MAX, u64::MAX, 1), group("helper", u32::MAX, u64::MAX, u64::MAX, 0)];
+    let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
+    assert_eq!(spec.resources.cpu.text(), format_cpu_millis(u64::MAX));
+}
+
+#[test]
+fn a_max_run_seconds_annotation_sets_no_limit() {
+    let spec = shadow_with(&[("computenet.io/max-run-seconds", "60")]).unwrap();
+    assert_eq!(spec.max_run_seconds, None);
+    let spec = shadow_with(&[("computenet.io/max-run-seconds", "not a number")]).unwrap();
+    assert_eq!(spec.max_run_seconds, None);
 }
 
 #[test]
