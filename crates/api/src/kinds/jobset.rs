@@ -6,8 +6,8 @@
 
 use super::RuntimeLookup;
 use super::{
-    check_gang, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext, JobKind, KindError,
-    KindResource, KindState, PodGroup,
+    check_gang, check_isolation, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext,
+    JobKind, KindError, KindResource, KindState, PodGroup,
 };
 use crate::error::Error;
 use serde_json::Value;
@@ -60,10 +60,13 @@ impl JobKind for JobSet {
                 v => count_or(v, 1, &format!("{field}.template.spec.completions"))?,
             };
             let count = replicas.saturating_mul(parallelism.min(completions));
+            let pod_field = format!("{field}.template.spec.template.spec");
+            if let Some(pod) = job.pointer("/template/spec/template/spec") {
+                check_isolation(pod, &pod_field)?;
+            }
             if count == 0 {
                 continue;
             }
-            let pod_field = format!("{field}.template.spec.template.spec");
             groups.push(pod_group(name, count, job.pointer("/template/spec/template/spec"), &pod_field, None)?);
             check_gang(&groups, "spec.replicatedJobs")?;
         }

@@ -535,8 +535,25 @@ fn resource_list(list: Option<&Value>, field: &str) -> Result<Shape, KindError> 
     })
 }
 
+/// Whether computenet accounts resource `name`: the standard resources (`cpu`, `memory`,
+/// `ephemeral-storage`, `hugepages-*`: no domain prefix) and [`GPU_RESOURCE`]. Other
+/// extended resources (`nvidia.com/mig-1g.5gb`, `amd.com/gpu`) are not.
+fn accounted_resource(name: &str) -> bool {
+    !name.contains('/') || name == GPU_RESOURCE
+}
+
+/// An error naming `field` when a resource list asks for a resource computenet does not account.
+fn check_accounted(list: Option<&Value>, field: &str) -> Result<(), KindError> {
+    match list.and_then(Value::as_object).and_then(|l| l.keys().find(|k| !accounted_resource(k))) {
+        Some(name) => Err(Error::field(field, format!("{name} is not a resource computenet accounts"))),
+        None => Ok(()),
+    }
+}
+
 /// What a container's `resources` (requirements) ask for: each resource's request, or its
-/// limit when the request is absent (Kubernetes defaults requests to limits).
+/// limit when the request is absent (Kubernetes defaults requests to limits). A resource
+/// computenet does not account (an extended resource other than [`GPU_RESOURCE`]) is an
+/// error naming `field`.
 pub(crate) fn requirements(resources: Option<&Value>, field: &str) -> Result<Shape, KindError> {
     let Some(resources) = resources.filter(|v| !v.is_null()) else { return Ok(Shape::default()) };
     if !resources.is_object() {
@@ -548,6 +565,8 @@ pub(crate) fn requirements(resources: Option<&Value>, field: &str) -> Result<Sha
     let limits = resources.get("limits").filter(|v| !v.is_null());
     let req = resource_list(requests, &requests_field)?;
     let lim = resource_list(limits, &limits_field)?;
+    check_accounted(requests, field)?;
+    check_accounted(limits, field)?;
     let has = |list: Option<&Value>, name: &str| list.and_then(|l| l.get(name)).is_some();
     let pick = |name: &str, r: u64, l: u64| if has(requests, name) { r } else { l };
     Ok(Shape {
@@ -573,7 +592,59 @@ pub(crate) struct ResourceOverride<'a> {
     pub field: &'a str,
 }
 
+/// An error naming the path when a pod spec (`field` is its path) could leave the
+/// member's isolation: `nodeName` (bypasses the scheduler), `hostNetwork`, `hostPID` or
+/// `hostIPC` not false, a `hostPath` volume, or a container or init container that is
+/// `privileged` or adds capabilities. Not-objects are left to the callers' checks.
+pub(crate) fn check_isolation(pod: &Value, field: &str) -> Result<(), KindError> {
+    let Some(map) = pod.as_object() else { return Ok(()) };
+    let set = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+    if set(map.get("nodeName")) {
+        return Err(Error::field(
+            &format!("{field}.nodeName"),
+            "must not be set: the member's scheduler places the pods",
+        ));
+    }
+    for key in ["hostNetwork", "hostPID", "hostIPC"] {
+        if map.get(key).is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
+            return Err(Error::field(
+                &format!("{field}.{key}"),
+                "must be false or absent: pods do not share the node's namespaces",
+            ));
+        }
+    }
+    match map.get("volumes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(volumes)) => {
+            if let Some(i) = volumes.iter().position(|v| set(v.get("hostPath"))) {
+                return Err(Error::field(
+                    &format!("{field}.volumes[{i}].hostPath"),
+                    "hostPath volumes are not allowed",
+                ));
+            }
+        }
+        Some(_) => return Err(Error::field(&format!("{field}.volumes"), "must be a list of volumes")),
+    }
+    for list in ["containers", "initContainers"] {
+        for (i, c) in containers(pod, list, field)?.iter().enumerate() {
+            let at = format!("{field}.{list}[{i}].securityContext");
+            if c.pointer("/securityContext/privileged").is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
+                return Err(Error::field(&format!("{at}.privileged"), "privileged containers are not allowed"));
+            }
+            let added = c.pointer("/securityContext/capabilities/add");
+            if added.is_some_and(|a| !a.is_null() && a.as_array().is_none_or(|a| !a.is_empty())) {
+                return Err(Error::field(&format!("{at}.capabilities.add"), "adding capabilities is not allowed"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A pod template's spec (`field` is its path) as a pod group of `count` pods.
+///
+/// Refused with an error naming the path: what [`check_isolation`] refuses, dynamic
+/// resource claims (`resourceClaims`), pod-level `resources` and resources computenet does
+/// not account (see [`requirements`]).
 pub(crate) fn pod_group(
     name: &str,
     count: u32,
@@ -582,6 +653,19 @@ pub(crate) fn pod_group(
     override_: Option<&ResourceOverride<'_>>,
 ) -> Result<PodGroup, KindError> {
     let pod = pod.filter(|p| p.is_object()).ok_or_else(|| Error::field(field, "must be a pod spec (an object)"))?;
+    check_isolation(pod, field)?;
+    if pod.get("resourceClaims").is_some_and(|c| !c.is_null()) {
+        return Err(Error::field(
+            &format!("{field}.resourceClaims"),
+            "dynamic resource claims (DRA) are not resources computenet accounts",
+        ));
+    }
+    if pod.get("resources").is_some_and(|r| !r.is_null()) {
+        return Err(Error::field(
+            &format!("{field}.resources"),
+            "pod-level resources are not modelled by computenet; give the containers' resources",
+        ));
+    }
     let resources_of = |c: &Value, path: &str| -> Result<Shape, KindError> {
         if !c.is_object() {
             return Err(Error::field(path, "must be a container (an object)"));
@@ -611,7 +695,10 @@ pub(crate) fn pod_group(
             init_peak = init_peak.max(own.add(sidecars));
         }
     }
-    let shape = sum.max(init_peak).add(resource_list(pod.get("overhead"), &format!("{field}.overhead"))?);
+    let overhead_field = format!("{field}.overhead");
+    let overhead = resource_list(pod.get("overhead"), &overhead_field)?;
+    check_accounted(pod.get("overhead"), &overhead_field)?;
+    let shape = sum.max(init_peak).add(overhead);
     let node_selector = match pod.get("nodeSelector") {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(m)) => m

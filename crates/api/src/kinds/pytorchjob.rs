@@ -7,8 +7,8 @@
 
 use super::RuntimeLookup;
 use super::{
-    check_gang, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext, JobKind, KindError,
-    KindResource, KindState, PodGroup,
+    check_gang, check_isolation, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext,
+    JobKind, KindError, KindResource, KindState, PodGroup,
 };
 use crate::error::Error;
 use serde_json::Value;
@@ -47,10 +47,13 @@ impl JobKind for PyTorchJob {
         for (name, spec) in types {
             let field = format!("spec.pytorchReplicaSpecs.{name}");
             let count = count_or(spec.get("replicas"), 1, &format!("{field}.replicas"))?;
+            let pod_field = format!("{field}.template.spec");
+            if let Some(pod) = spec.pointer("/template/spec") {
+                check_isolation(pod, &pod_field)?;
+            }
             if count == 0 {
                 continue;
             }
-            let pod_field = format!("{field}.template.spec");
             groups.push(pod_group(name, count, spec.pointer("/template/spec"), &pod_field, None)?);
             check_gang(&groups, "spec.pytorchReplicaSpecs")?;
         }

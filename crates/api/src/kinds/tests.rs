@@ -88,6 +88,110 @@ fn pod_requests_follow_the_kubernetes_rule() {
     assert_eq!(e, "p: must be a pod spec (an object)");
 }
 
+#[test]
+fn resources_computenet_does_not_account_are_refused() {
+    let with = |resources: Value| json!({"containers": [{"name": "a", "resources": resources}]});
+    for (resources, name) in [
+        (json!({"limits": {"amd.com/gpu": 1}}), "amd.com/gpu"),
+        (json!({"requests": {"cpu": "1", "nvidia.com/mig-1g.5gb": 1}}), "nvidia.com/mig-1g.5gb"),
+        (json!({"limits": {"example.com/fpga": "0"}}), "example.com/fpga"),
+    ] {
+        let e = pod_group("g", 1, Some(&with(resources)), "p", None).unwrap_err().to_string();
+        assert_eq!(e, format!("p.containers[0].resources: {name} is not a resource computenet accounts"));
+    }
+    // Standard resources and nvidia.com/gpu are fine.
+    let fine = with(json!({
+        "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "10Gi", "hugepages-2Mi": "1Gi"},
+        "limits": {"nvidia.com/gpu": 1, "hugepages-1Gi": "2Gi"}
+    }));
+    assert_eq!(pod_group("g", 1, Some(&fine), "p", None).unwrap().gpus, 1);
+
+    let e = pod_group("g", 1, Some(&json!({"overhead": {"cpu": "1", "amd.com/gpu": 1}})), "p", None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "p.overhead: amd.com/gpu is not a resource computenet accounts");
+    let claims = json!({"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "a100"}], "containers": []});
+    let e = pod_group("g", 1, Some(&claims), "p", None).unwrap_err().to_string();
+    assert_eq!(e, "p.resourceClaims: dynamic resource claims (DRA) are not resources computenet accounts");
+    let pod_level = json!({"resources": {"requests": {"cpu": "64"}}, "containers": [{"name": "a"}]});
+    let e = pod_group("g", 1, Some(&pod_level), "p", None).unwrap_err().to_string();
+    assert!(e.starts_with("p.resources: pod-level resources are not modelled"), "{e}");
+
+    // The whole path, from the object.
+    let mut obj = load("jobset.yaml");
+    obj["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] =
+        json!({"amd.com/gpu": 1});
+    let e = JobSet.gang(&obj, &no_runtime).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "spec.replicatedJobs[0].template.spec.template.spec.containers[0].resources: amd.com/gpu is not a resource \
+         computenet accounts"
+    );
+}
+
+#[test]
+fn pods_that_leave_the_member_isolation_are_refused() {
+    let base = json!({"containers": [{"name": "a"}], "initContainers": [{"name": "i"}]});
+    let cases: &[(&str, Value, &str)] = &[
+        ("/nodeName", json!("gpu-node-7"), "p.nodeName: must not be set"),
+        ("/hostNetwork", json!(true), "p.hostNetwork: must be false or absent"),
+        ("/hostPID", json!(true), "p.hostPID: must be false or absent"),
+        ("/hostIPC", json!(true), "p.hostIPC: must be false or absent"),
+        ("/hostIPC", json!("true"), "p.hostIPC: must be false or absent"),
+        (
+            "/volumes",
+            json!([{"name": "a", "emptyDir": {}}, {"name": "root", "hostPath": {"path": "/"}}]),
+            "p.volumes[1].hostPath: hostPath volumes are not allowed",
+        ),
+        (
+            "/containers/0/securityContext",
+            json!({"privileged": true}),
+            "p.containers[0].securityContext.privileged: privileged containers are not allowed",
+        ),
+        (
+            "/initContainers/0/securityContext",
+            json!({"privileged": true}),
+            "p.initContainers[0].securityContext.privileged: privileged containers are not allowed",
+        ),
+        (
+            "/containers/0/securityContext",
+            json!({"capabilities": {"add": ["SYS_ADMIN"]}}),
+            "p.containers[0].securityContext.capabilities.add: adding capabilities is not allowed",
+        ),
+        (
+            "/initContainers/0/securityContext",
+            json!({"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}),
+            "p.initContainers[0].securityContext.capabilities.add: adding capabilities is not allowed",
+        ),
+    ];
+    for (pointer, value, expected) in cases {
+        let mut pod = base.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        pod.pointer_mut(if parent.is_empty() { "" } else { parent }).unwrap()[key] = value.clone();
+        let e = pod_group("g", 1, Some(&pod), "p", None).unwrap_err().to_string();
+        assert!(e.starts_with(expected), "{pointer}: {e}");
+    }
+    // What stays inside is fine.
+    let mut fine = base.clone();
+    fine["hostNetwork"] = json!(false);
+    fine["volumes"] = json!([{"name": "shm", "emptyDir": {"medium": "Memory"}}]);
+    fine["containers"][0]["securityContext"] =
+        json!({"privileged": false, "capabilities": {"add": [], "drop": ["ALL"]}});
+    assert!(pod_group("g", 1, Some(&fine), "p", None).is_ok());
+
+    // Every template of an object, even one of zero pods, with its path.
+    let mut obj = load("jobset.yaml");
+    obj["spec"]["replicatedJobs"][0]["replicas"] = json!(0);
+    obj["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["hostPID"] = json!(true);
+    let e = JobSet.gang(&obj, &no_runtime).unwrap_err().to_string();
+    assert!(e.starts_with("spec.replicatedJobs[0].template.spec.template.spec.hostPID: "), "{e}");
+    let mut obj = load("pytorchjob.yaml");
+    obj["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = json!(0);
+    obj["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["nodeName"] = json!("n1");
+    let e = PyTorchJob.gang(&obj, &no_runtime).unwrap_err().to_string();
+    assert!(e.starts_with("spec.pytorchReplicaSpecs.Worker.template.spec.nodeName: "), "{e}");
+}
+
 fn jobset() -> (Value, Vec<PodGroup>) {
     let obj = load("jobset.yaml");
     let groups = JobSet.gang(&obj, &no_runtime).unwrap();
