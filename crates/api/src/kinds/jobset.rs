@@ -73,15 +73,22 @@ impl JobKind for JobSet {
         Ok(groups)
     }
 
-    /// The copy without `spec.managedBy` (the member's JobSet controller must run it),
-    /// with every `spec.replicatedJobs[].template.spec.template` prepared.
+    /// The copy without `spec.managedBy` (the member's JobSet controller must run it) and
+    /// without `spec.ttlSecondsAfterFinished` and the Jobs' `ttlSecondsAfterFinished`
+    /// (computenet deletes the copy once its status is mirrored; a member-side deletion
+    /// would make it run again), with every `spec.replicatedJobs[].template.spec.template`
+    /// prepared.
     fn member_copy(&self, obj: &Value, cx: &CopyContext<'_>) -> Value {
         let mut copy = copy_base(self, obj, cx);
         if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("managedBy");
+            spec.remove("ttlSecondsAfterFinished");
         }
         if let Some(Value::Array(jobs)) = copy.pointer_mut("/spec/replicatedJobs") {
             for job in jobs {
+                if let Some(Value::Object(job_spec)) = job.pointer_mut("/template/spec") {
+                    job_spec.remove("ttlSecondsAfterFinished");
+                }
                 if let Some(template) = job.pointer_mut("/template/spec/template") {
                     prepare_pod_template(template, cx);
                 }
@@ -236,9 +243,44 @@ mod tests {
         );
         assert_eq!(workers["spec"]["containers"][1]["securityContext"]["allowPrivilegeEscalation"], false);
         assert_eq!(workers["spec"]["initContainers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
-        // The workers chose their product; the CPU-only launcher gets no GPU selector.
-        assert_eq!(workers["spec"]["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-H100-80GB-HBM3");
+        // The workers run on the product the scheduler chose, whatever they selected; the
+        // CPU-only launcher gets no GPU selector.
+        assert_eq!(workers["spec"]["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-A100-SXM4-80GB");
         assert!(launcher["spec"].get("nodeSelector").is_none());
+        // Without a chosen product the user's selector stays.
+        let copy = JobSet.member_copy(&obj, &cx(&labels, None));
+        let workers = &copy["spec"]["replicatedJobs"][1]["template"]["spec"]["template"];
+        assert_eq!(workers["spec"]["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-H100-80GB-HBM3");
+    }
+
+    #[test]
+    fn member_copy_drops_the_ttls_and_the_pods_priority_scheduler_and_service_account() {
+        let mut obj = fixture();
+        obj["spec"]["ttlSecondsAfterFinished"] = 0.into();
+        obj["spec"]["replicatedJobs"][1]["template"]["spec"]["ttlSecondsAfterFinished"] = 5.into();
+        let pod = &mut obj["spec"]["replicatedJobs"][1]["template"]["spec"]["template"]["spec"];
+        for (key, value) in [
+            ("priorityClassName", serde_json::json!("system-node-critical")),
+            ("priority", 2_000_001_000.into()),
+            ("preemptionPolicy", "PreemptLowerPriority".into()),
+            ("schedulerName", "my-scheduler".into()),
+            ("serviceAccountName", "controller".into()),
+            ("serviceAccount", "controller".into()),
+            ("automountServiceAccountToken", true.into()),
+        ] {
+            pod[key] = value;
+        }
+        let labels = member_labels();
+        let copy = JobSet.member_copy(&obj, &cx(&labels, None));
+        assert!(copy["spec"].get("ttlSecondsAfterFinished").is_none(), "{}", copy["spec"]);
+        let workers = &copy["spec"]["replicatedJobs"][1]["template"]["spec"];
+        assert!(workers.get("ttlSecondsAfterFinished").is_none(), "{workers}");
+        assert_eq!(workers["parallelism"], 4, "the rest of the Job spec is kept");
+        let pod = &workers["template"]["spec"];
+        for key in crate::kinds::DROPPED_POD_FIELDS {
+            assert!(pod.get(key).is_none(), "{key} kept: {pod}");
+        }
+        assert_eq!(pod["automountServiceAccountToken"], false);
     }
 
     #[test]

@@ -132,7 +132,8 @@ pub struct CopyContext<'a> {
     /// Added to the object and to every pod template it has.
     pub labels: &'a BTreeMap<String, String>,
     /// When set: `nodeSelector` `nvidia.com/gpu.product=<it>` on the pod templates that ask
-    /// for `nvidia.com/gpu` and have no such selector yet.
+    /// for `nvidia.com/gpu`, replacing the user's value (the pods run on the type the
+    /// scheduler chose and accounted).
     pub gpu_product: Option<&'a str>,
 }
 
@@ -812,11 +813,18 @@ fn asks_for_gpu(c: &Value) -> bool {
     })
 }
 
-/// Prepares one pod template (`{metadata, spec}`) of a member copy: adds `cx.labels`,
-/// the GPU product selector, and what Pod Security `restricted` requires where the user
-/// set nothing (pod `runAsNonRoot: true` and `seccompProfile: RuntimeDefault`; each
-/// container's `allowPrivilegeEscalation: false` and `capabilities.drop: [ALL]`), plus
-/// `automountServiceAccountToken: false`. What the user set is never changed.
+/// The pod spec fields a member copy drops: they would choose the member's priority,
+/// preemption, scheduler or service account, which are the member's to decide.
+pub(crate) const DROPPED_POD_FIELDS: [&str; 6] =
+    ["priorityClassName", "priority", "preemptionPolicy", "schedulerName", "serviceAccountName", "serviceAccount"];
+
+/// Prepares one pod template (`{metadata, spec}`) of a member copy: adds `cx.labels`;
+/// removes [`DROPPED_POD_FIELDS`]; sets `automountServiceAccountToken: false`; when
+/// `cx.gpu_product` is set and the pods ask for `nvidia.com/gpu`, sets the `nodeSelector`
+/// [`GPU_PRODUCT_LABEL`] to it (replacing the user's); and fills what Pod Security
+/// `restricted` requires where the user set nothing (pod `runAsNonRoot: true` and
+/// `seccompProfile: RuntimeDefault`; each container's `allowPrivilegeEscalation: false`
+/// and `capabilities.drop: [ALL]`), keeping what the user set there.
 pub(crate) fn prepare_pod_template(template: &mut Value, cx: &CopyContext<'_>) {
     let Value::Object(template) = template else { return };
     if !cx.labels.is_empty() {
@@ -830,13 +838,17 @@ pub(crate) fn prepare_pod_template(template: &mut Value, cx: &CopyContext<'_>) {
     if let Some(product) = cx.gpu_product {
         let wants_gpu = lists.iter().filter_map(|l| spec.get(*l).and_then(Value::as_array)).flatten().any(asks_for_gpu);
         if wants_gpu {
-            default_key(object_at(spec, "nodeSelector"), GPU_PRODUCT_LABEL, Value::String(product.to_string()));
+            // The type the scheduler chose and accounted, whatever the user selected.
+            object_at(spec, "nodeSelector").insert(GPU_PRODUCT_LABEL.to_string(), Value::String(product.to_string()));
         }
     }
+    for key in DROPPED_POD_FIELDS {
+        spec.remove(key);
+    }
+    spec.insert("automountServiceAccountToken".to_string(), Value::Bool(false));
     let security = object_at(spec, "securityContext");
     default_key(security, "runAsNonRoot", Value::Bool(true));
     default_key(security, "seccompProfile", serde_json::json!({"type": "RuntimeDefault"}));
-    default_key(spec, "automountServiceAccountToken", Value::Bool(false));
     for list in lists {
         let Some(Value::Array(cs)) = spec.get_mut(list) else { continue };
         for c in cs.iter_mut().filter_map(Value::as_object_mut) {
