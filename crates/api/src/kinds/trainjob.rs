@@ -11,11 +11,14 @@
 //! `targetJobs`: nodeSelector, tolerations, schedulingGates, volumes, serviceAccountName and
 //! containers' env and volumeMounts; no pod labels, no securityContext). So a member copy
 //! leaves the pods alone: no labels, GPU product selector or Pod Security defaults on them;
-//! what the pods get comes from the member's runtime.
+//! what the pods get comes from the member's runtime. The overrides are the tenant's part
+//! of the pods: `gang` refuses a `hostPath` volume in them, and a member copy drops their
+//! `serviceAccountName` and sets a GPU product they select to the chosen one.
 
 use super::{
-    check_gang, copy_base, count_or, pod_group, requirements, true_condition, CopyContext, JobKind, KindError,
-    KindResource, KindState, PodGroup, ResourceOverride, RuntimeLookup,
+    check_gang, check_isolation, copy_base, count_or, pod_group, requirements, true_condition, CopyContext, JobKind,
+    KindError, KindResource, KindState, PodGroup, ResourceOverride, RuntimeLookup, DROPPED_POD_FIELDS,
+    GPU_PRODUCT_LABEL,
 };
 use crate::error::Error;
 use serde_json::Value;
@@ -71,6 +74,7 @@ impl JobKind for TrainJob {
             // Read even when the runtime has no `node` container for it to replace.
             requirements(Some(resources), "spec.trainer.resourcesPerNode")?;
         }
+        check_overrides(obj)?;
         let (kind, namespace, name) = runtime_ref(obj)?;
         // Always needed, even with numNodes and resourcesPerNode: the pods are the runtime's,
         // and the hub must see what they are before computenet accounts and copies them.
@@ -141,11 +145,25 @@ impl JobKind for TrainJob {
 
     /// The copy without `spec.managedBy` (Trainer v2.0.0 ignores it, but the CRD allows
     /// only two values and a hub's choice means nothing on the member). The pods are left
-    /// alone (see the module documentation).
+    /// alone (see the module documentation) but for `spec.podSpecOverrides[]`: their
+    /// `serviceAccountName` is dropped, and a `nodeSelector` [`GPU_PRODUCT_LABEL`] is set
+    /// to `cx.gpu_product` when that is set.
     fn member_copy(&self, obj: &Value, cx: &CopyContext<'_>) -> Value {
         let mut copy = copy_base(self, obj, cx);
         if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("managedBy");
+        }
+        if let Some(Value::Array(overrides)) = copy.pointer_mut("/spec/podSpecOverrides") {
+            for o in overrides.iter_mut().filter_map(Value::as_object_mut) {
+                for key in DROPPED_POD_FIELDS {
+                    o.remove(key);
+                }
+                if let (Some(product), Some(Value::Object(selector))) = (cx.gpu_product, o.get_mut("nodeSelector")) {
+                    if selector.contains_key(GPU_PRODUCT_LABEL) {
+                        selector.insert(GPU_PRODUCT_LABEL.to_string(), Value::String(product.to_string()));
+                    }
+                }
+            }
         }
         copy
     }
@@ -168,6 +186,18 @@ impl JobKind for TrainJob {
     /// Trainer names the JobSet after the TrainJob, and the JobSet controller labels its pods.
     fn pod_label(&self, name: &str) -> (&'static str, String) {
         (super::jobset::JOBSET_NAME_LABEL, name.to_string())
+    }
+}
+
+/// Refuses what [`check_isolation`] refuses (a `hostPath` volume) in `spec.podSpecOverrides[]`.
+fn check_overrides(obj: &Value) -> Result<(), KindError> {
+    match obj.pointer("/spec/podSpecOverrides") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(overrides)) => overrides
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, o)| check_isolation(o, &format!("spec.podSpecOverrides[{i}]"))),
+        Some(_) => Err(Error::field("spec.podSpecOverrides", "must be a list of pod spec overrides")),
     }
 }
 
@@ -362,6 +392,35 @@ mod tests {
         assert_eq!(copy["spec"]["trainer"], obj["spec"]["trainer"]);
         assert_eq!(copy["spec"]["runtimeRef"], obj["spec"]["runtimeRef"]);
         assert!(copy["spec"].get("podSpecOverrides").is_none());
+    }
+
+    #[test]
+    fn pod_spec_overrides_are_checked_and_restricted_in_the_copy() {
+        let mut obj = load("trainjob.yaml");
+        obj["spec"]["podSpecOverrides"] = json!([{
+            "targetJobs": [{"name": "node"}],
+            "serviceAccountName": "controller",
+            "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "zone": "a"},
+            "volumes": [{"name": "cache", "emptyDir": {}}]
+        }]);
+        let asked = RefCell::new(Vec::new());
+        assert!(TrainJob.gang(&obj, &hub(&asked)).is_ok());
+        let labels = member_labels();
+        let copy = TrainJob.member_copy(&obj, &cx(&labels, Some("NVIDIA-A100-SXM4-80GB")));
+        let o = &copy["spec"]["podSpecOverrides"][0];
+        assert!(o.get("serviceAccountName").is_none(), "{o}");
+        assert_eq!(o["nodeSelector"], json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "zone": "a"}));
+        assert_eq!(o["targetJobs"], json!([{"name": "node"}]));
+
+        obj["spec"]["podSpecOverrides"][0]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "root", "hostPath": {"path": "/"}}));
+        let e = TrainJob.gang(&obj, &hub(&asked)).unwrap_err().to_string();
+        assert_eq!(e, "spec.podSpecOverrides[0].volumes[1].hostPath: hostPath volumes are not allowed");
+        obj["spec"]["podSpecOverrides"] = json!({"node": {}});
+        let e = TrainJob.gang(&obj, &hub(&asked)).unwrap_err().to_string();
+        assert_eq!(e, "spec.podSpecOverrides: must be a list of pod spec overrides");
     }
 
     #[test]
