@@ -9,6 +9,31 @@
 //!
 //! The objects are untrusted input: nothing here panics or overflows on any JSON, and the
 //! sizes read are bounded ([`MAX_GANG_PODS`], [`MAX_GANG_GROUPS`]).
+//!
+//! What is read: each pod template's containers, init containers and overhead (requests,
+//! else limits, of `cpu`, `memory` and `nvidia.com/gpu`) and its `nodeSelector`; the
+//! counts and runtime each kind's module names; the label and annotations of
+//! [`shadow_spec`]. CPU-only helper pods beside GPU pods are accounted on the GPU pods'
+//! replicas.
+//!
+//! What [`JobKind::gang`] refuses, with an error naming the field's path:
+//! - resources computenet does not account: an extended resource other than
+//!   `nvidia.com/gpu` (a name with a `/`: `nvidia.com/mig-1g.5gb`, `amd.com/gpu`; standard
+//!   resources such as `ephemeral-storage` and `hugepages-*` are fine), `resourceClaims`
+//!   (DRA) and pod-level `resources`;
+//! - what would leave the member's isolation: `nodeName`; `hostNetwork`, `hostPID` or
+//!   `hostIPC` true; a `hostPath` volume; a privileged container or init container, or one
+//!   adding capabilities;
+//! - an elastic PyTorchJob (`spec.elasticPolicy`), and a TrainJob whose runtime is not in
+//!   the hub.
+//!
+//! What a member copy changes on every pod template: computenet's labels; no
+//! `priorityClassName`, `priority`, `preemptionPolicy`, `schedulerName`,
+//! `serviceAccountName` or `serviceAccount`; `automountServiceAccountToken: false`; the GPU
+//! product the scheduler chose; Pod Security `restricted` defaults where unset. And on the
+//! object: no finish TTL (computenet deletes the copy once its status is mirrored), and a
+//! PyTorchJob's `cleanPodPolicy: All`. No annotation sets a wall-clock limit: nothing
+//! would enforce it on the copy.
 
 mod jobset;
 mod pytorchjob;

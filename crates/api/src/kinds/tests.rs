@@ -502,6 +502,20 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         "trainer.kubeflow.org/trainjob-ancestor-step",
         "computenet.io/queue-name",
         "computenet.io/priority",
+        "nodeName",
+        "hostNetwork",
+        "hostPID",
+        "volumes",
+        "hostPath",
+        "privileged",
+        "add",
+        "resourceClaims",
+        "amd.com/gpu",
+        "elasticPolicy",
+        "ttlSecondsAfterFinished",
+        "podSpecOverrides",
+        "serviceAccountName",
+        "priorityClassName",
     ]);
     leaf.prop_recursive(6, 96, 6, move |inner| {
         prop_oneof![

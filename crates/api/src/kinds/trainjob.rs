@@ -57,7 +57,7 @@ impl JobKind for TrainJob {
     /// requests or limits). The runtime (`spec.runtimeRef`, kind ClusterTrainingRuntime by
     /// default; a TrainingRuntime in the TrainJob's namespace) must be found, even when
     /// numNodes and resourcesPerNode are given: its pod template is what runs, and is
-    /// checked like any pod template (see [`pod_group`](super::pod_group)); when it is not
+    /// checked like any pod template (see the [module documentation](super)); when it is not
     /// found, the error names the runtime.
     ///
     /// Not modelled: MPI runtimes with `runLauncherAsNode` (Trainer then runs numNodes - 1
