@@ -6,8 +6,8 @@
 
 use super::RuntimeLookup;
 use super::{
-    check_gang, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext, JobKind, KindError,
-    KindResource, KindState, PodGroup,
+    check_gang, check_isolation, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext,
+    JobKind, KindError, KindResource, KindState, PodGroup,
 };
 use crate::error::Error;
 use serde_json::Value;
@@ -60,25 +60,35 @@ impl JobKind for JobSet {
                 v => count_or(v, 1, &format!("{field}.template.spec.completions"))?,
             };
             let count = replicas.saturating_mul(parallelism.min(completions));
+            let pod_field = format!("{field}.template.spec.template.spec");
+            if let Some(pod) = job.pointer("/template/spec/template/spec") {
+                check_isolation(pod, &pod_field)?;
+            }
             if count == 0 {
                 continue;
             }
-            let pod_field = format!("{field}.template.spec.template.spec");
             groups.push(pod_group(name, count, job.pointer("/template/spec/template/spec"), &pod_field, None)?);
             check_gang(&groups, "spec.replicatedJobs")?;
         }
         Ok(groups)
     }
 
-    /// The copy without `spec.managedBy` (the member's JobSet controller must run it),
-    /// with every `spec.replicatedJobs[].template.spec.template` prepared.
+    /// The copy without `spec.managedBy` (the member's JobSet controller must run it) and
+    /// without `spec.ttlSecondsAfterFinished` and the Jobs' `ttlSecondsAfterFinished`
+    /// (computenet deletes the copy once its status is mirrored; a member-side deletion
+    /// would make it run again), with every `spec.replicatedJobs[].template.spec.template`
+    /// prepared.
     fn member_copy(&self, obj: &Value, cx: &CopyContext<'_>) -> Value {
         let mut copy = copy_base(self, obj, cx);
         if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("managedBy");
+            spec.remove("ttlSecondsAfterFinished");
         }
         if let Some(Value::Array(jobs)) = copy.pointer_mut("/spec/replicatedJobs") {
             for job in jobs {
+                if let Some(Value::Object(job_spec)) = job.pointer_mut("/template/spec") {
+                    job_spec.remove("ttlSecondsAfterFinished");
+                }
                 if let Some(template) = job.pointer_mut("/template/spec/template") {
                     prepare_pod_template(template, cx);
                 }
@@ -136,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn shadow_places_only_the_gpu_workers() {
+    fn shadow_places_the_gpu_workers_and_accounts_the_launcher_on_them() {
         let obj = fixture();
         let groups = JobSet.gang(&obj, &no_runtime).unwrap();
         let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
@@ -145,8 +155,9 @@ mod tests {
         let acc = spec.resources.accelerators.as_ref().unwrap();
         assert_eq!(acc.count, 8);
         assert_eq!(acc.types, vec!["H100".to_string()]);
-        assert_eq!(spec.resources.cpu.text(), "24");
-        assert_eq!(spec.resources.memory.text(), "129Gi");
+        // 24 CPUs and 129Gi per worker, plus the launcher's 2 CPUs and 4Gi over 4 workers.
+        assert_eq!(spec.resources.cpu.text(), "24500m");
+        assert_eq!(spec.resources.memory.text(), "130Gi");
         let source = spec.source.unwrap();
         assert_eq!(
             (source.api_version.as_str(), source.kind.as_str(), source.name.as_str(), source.uid.as_str()),
@@ -232,9 +243,44 @@ mod tests {
         );
         assert_eq!(workers["spec"]["containers"][1]["securityContext"]["allowPrivilegeEscalation"], false);
         assert_eq!(workers["spec"]["initContainers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
-        // The workers chose their product; the CPU-only launcher gets no GPU selector.
-        assert_eq!(workers["spec"]["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-H100-80GB-HBM3");
+        // The workers run on the product the scheduler chose, whatever they selected; the
+        // CPU-only launcher gets no GPU selector.
+        assert_eq!(workers["spec"]["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-A100-SXM4-80GB");
         assert!(launcher["spec"].get("nodeSelector").is_none());
+        // Without a chosen product the user's selector stays.
+        let copy = JobSet.member_copy(&obj, &cx(&labels, None));
+        let workers = &copy["spec"]["replicatedJobs"][1]["template"]["spec"]["template"];
+        assert_eq!(workers["spec"]["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-H100-80GB-HBM3");
+    }
+
+    #[test]
+    fn member_copy_drops_the_ttls_and_the_pods_priority_scheduler_and_service_account() {
+        let mut obj = fixture();
+        obj["spec"]["ttlSecondsAfterFinished"] = 0.into();
+        obj["spec"]["replicatedJobs"][1]["template"]["spec"]["ttlSecondsAfterFinished"] = 5.into();
+        let pod = &mut obj["spec"]["replicatedJobs"][1]["template"]["spec"]["template"]["spec"];
+        for (key, value) in [
+            ("priorityClassName", serde_json::json!("system-node-critical")),
+            ("priority", 2_000_001_000.into()),
+            ("preemptionPolicy", "PreemptLowerPriority".into()),
+            ("schedulerName", "my-scheduler".into()),
+            ("serviceAccountName", "controller".into()),
+            ("serviceAccount", "controller".into()),
+            ("automountServiceAccountToken", true.into()),
+        ] {
+            pod[key] = value;
+        }
+        let labels = member_labels();
+        let copy = JobSet.member_copy(&obj, &cx(&labels, None));
+        assert!(copy["spec"].get("ttlSecondsAfterFinished").is_none(), "{}", copy["spec"]);
+        let workers = &copy["spec"]["replicatedJobs"][1]["template"]["spec"];
+        assert!(workers.get("ttlSecondsAfterFinished").is_none(), "{workers}");
+        assert_eq!(workers["parallelism"], 4, "the rest of the Job spec is kept");
+        let pod = &workers["template"]["spec"];
+        for key in crate::kinds::DROPPED_POD_FIELDS {
+            assert!(pod.get(key).is_none(), "{key} kept: {pod}");
+        }
+        assert_eq!(pod["automountServiceAccountToken"], false);
     }
 
     #[test]

@@ -9,6 +9,31 @@
 //!
 //! The objects are untrusted input: nothing here panics or overflows on any JSON, and the
 //! sizes read are bounded ([`MAX_GANG_PODS`], [`MAX_GANG_GROUPS`]).
+//!
+//! What is read: each pod template's containers, init containers and overhead (requests,
+//! else limits, of `cpu`, `memory` and `nvidia.com/gpu`) and its `nodeSelector`; the
+//! counts and runtime each kind's module names; the label and annotations of
+//! [`shadow_spec`]. CPU-only helper pods beside GPU pods are accounted on the GPU pods'
+//! replicas.
+//!
+//! What [`JobKind::gang`] refuses, with an error naming the field's path:
+//! - resources computenet does not account: an extended resource other than
+//!   `nvidia.com/gpu` (a name with a `/`: `nvidia.com/mig-1g.5gb`, `amd.com/gpu`; standard
+//!   resources such as `ephemeral-storage` and `hugepages-*` are fine), `resourceClaims`
+//!   (DRA) and pod-level `resources`;
+//! - what would leave the member's isolation: `nodeName`; `hostNetwork`, `hostPID` or
+//!   `hostIPC` true; a `hostPath` volume; a privileged container or init container, or one
+//!   adding capabilities;
+//! - an elastic PyTorchJob (`spec.elasticPolicy`), and a TrainJob whose runtime is not in
+//!   the hub.
+//!
+//! What a member copy changes on every pod template: computenet's labels; no
+//! `priorityClassName`, `priority`, `preemptionPolicy`, `schedulerName`,
+//! `serviceAccountName` or `serviceAccount`; `automountServiceAccountToken: false`; the GPU
+//! product the scheduler chose; Pod Security `restricted` defaults where unset. And on the
+//! object: no finish TTL (computenet deletes the copy once its status is mirrored), and a
+//! PyTorchJob's `cleanPodPolicy: All`. No annotation sets a wall-clock limit: nothing
+//! would enforce it on the copy.
 
 mod jobset;
 mod pytorchjob;
@@ -64,9 +89,6 @@ pub const OBJECTIVE_ANNOTATION: &str = "computenet.io/objective";
 pub const SITES_ANNOTATION: &str = "computenet.io/sites";
 /// Annotation: the data set the job reads (`spec.placement.dataSet`).
 pub const DATA_SET_ANNOTATION: &str = "computenet.io/data-set";
-/// Annotation: wall-clock limit in seconds, an integer from 1 to
-/// [`MAX_RUN_SECONDS`](training_job::MAX_RUN_SECONDS) (`spec.maxRunSeconds`).
-pub const MAX_RUN_SECONDS_ANNOTATION: &str = "computenet.io/max-run-seconds";
 /// Annotation: what to do when the member running the job is lost: `Requeue` (the
 /// default) or `Wait` (`spec.onMemberLoss`).
 pub const ON_MEMBER_LOSS_ANNOTATION: &str = "computenet.io/on-member-loss";
@@ -135,7 +157,8 @@ pub struct CopyContext<'a> {
     /// Added to the object and to every pod template it has.
     pub labels: &'a BTreeMap<String, String>,
     /// When set: `nodeSelector` `nvidia.com/gpu.product=<it>` on the pod templates that ask
-    /// for `nvidia.com/gpu` and have no such selector yet.
+    /// for `nvidia.com/gpu`, replacing the user's value (the pods run on the type the
+    /// scheduler chose and accounted).
     pub gpu_product: Option<&'a str>,
 }
 
@@ -219,11 +242,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// (`groups`, from [`JobKind::gang`]). `canonical_type` maps a `nvidia.com/gpu.product`
 /// value to the catalogue's accelerator name.
 ///
-/// When some groups ask for GPUs, the gang is those groups only: `replicas` is their total
-/// pod count and `resources` the largest CPU, memory and GPUs over them; CPU-only helper
-/// pods (a launcher, initializers) are then not placed by the scheduler. Otherwise the
-/// gang is all groups. Queue, priority, work estimate and placement come from the label
-/// [`QUEUE_LABEL`] and the `computenet.io/*` annotations (constants above).
+/// When some groups ask for GPUs, the gang is those groups: `replicas` is their total pod
+/// count and `resources` the largest CPU, memory and GPUs over them. The helper pods'
+/// CPU and memory are accounted on the gang's replicas: the CPU-only groups (a launcher,
+/// initializers) add their total CPU and their total memory, each divided by `replicas`
+/// and rounded up, to every replica (saturating). Otherwise the gang is all groups.
+/// Queue, priority, work estimate and placement come from the label [`QUEUE_LABEL`] and
+/// the `computenet.io/*` annotations (constants above); `max_run_seconds` is always
+/// `None`, as nothing would enforce a tenant's limit on the member copy.
 pub fn shadow_spec(
     kind: &dyn JobKind,
     obj: &Value,
@@ -245,6 +271,13 @@ pub fn shadow_spec(
 
     let live: Vec<&PodGroup> = groups.iter().filter(|g| g.count > 0).collect();
     let gpu: Vec<&PodGroup> = live.iter().copied().filter(|g| g.gpus > 0).collect();
+    // CPU-only helpers beside a GPU gang: their totals, spread over its replicas below.
+    let helpers: Vec<&PodGroup> =
+        if gpu.is_empty() { Vec::new() } else { live.iter().copied().filter(|g| g.gpus == 0).collect() };
+    let helper_total = |per_pod: fn(&PodGroup) -> u64| {
+        helpers.iter().fold(0u64, |sum, g| sum.saturating_add(per_pod(g).saturating_mul(u64::from(g.count))))
+    };
+    let (helper_cpu, helper_memory) = (helper_total(|g| g.cpu_millis), helper_total(|g| g.memory_bytes));
     let gang = if gpu.is_empty() { live } else { gpu };
     if gang.is_empty() {
         return Err(Error::field("spec", "the object runs no pods"));
@@ -256,8 +289,10 @@ pub fn shadow_spec(
             format!("{replicas} pods run together; computenet places at most {MAX_GANG_PODS}"),
         ));
     }
-    let cpu = gang.iter().map(|g| g.cpu_millis).max().unwrap_or(0);
-    let memory = gang.iter().map(|g| g.memory_bytes).max().unwrap_or(0);
+    // replicas >= 1: the gang has a group of at least one pod.
+    let cpu = gang.iter().map(|g| g.cpu_millis).max().unwrap_or(0).saturating_add(helper_cpu.div_ceil(replicas));
+    let memory =
+        gang.iter().map(|g| g.memory_bytes).max().unwrap_or(0).saturating_add(helper_memory.div_ceil(replicas));
     let gpus = gang.iter().map(|g| g.gpus).max().unwrap_or(0);
 
     let accelerators = if gpus == 0 {
@@ -350,7 +385,6 @@ pub fn shadow_spec(
         }
     };
     let data_set = ann.text(DATA_SET_ANNOTATION, MAX_NAME_LEN)?;
-    let max_run_seconds = ann.int(MAX_RUN_SECONDS_ANNOTATION, 1, training_job::MAX_RUN_SECONDS)?;
     let on_member_loss = match ann.get(ON_MEMBER_LOSS_ANNOTATION).map(str::trim) {
         None | Some("Requeue") => MemberLossPolicy::Requeue,
         Some("Wait") => MemberLossPolicy::Wait,
@@ -371,7 +405,9 @@ pub fn shadow_spec(
         workload: None,
         work: WorkEstimate { model, steps, batch_size: batch_size.map(|b| b as i32), gpu_hours, reference_accelerator },
         placement: PlacementPreferences { cluster_kinds: Vec::new(), sites, data_set, objective },
-        max_run_seconds,
+        // No wall-clock limit: nothing enforces one on the member copy, and the scheduler
+        // trusts maxRunSeconds for backfill.
+        max_run_seconds: None,
         suspend: false,
         on_member_loss,
         elastic: None,
@@ -525,8 +561,25 @@ fn resource_list(list: Option<&Value>, field: &str) -> Result<Shape, KindError> 
     })
 }
 
+/// Whether computenet accounts resource `name`: the standard resources (`cpu`, `memory`,
+/// `ephemeral-storage`, `hugepages-*`: no domain prefix) and [`GPU_RESOURCE`]. Other
+/// extended resources (`nvidia.com/mig-1g.5gb`, `amd.com/gpu`) are not.
+fn accounted_resource(name: &str) -> bool {
+    !name.contains('/') || name == GPU_RESOURCE
+}
+
+/// An error naming `field` when a resource list asks for a resource computenet does not account.
+fn check_accounted(list: Option<&Value>, field: &str) -> Result<(), KindError> {
+    match list.and_then(Value::as_object).and_then(|l| l.keys().find(|k| !accounted_resource(k))) {
+        Some(name) => Err(Error::field(field, format!("{name} is not a resource computenet accounts"))),
+        None => Ok(()),
+    }
+}
+
 /// What a container's `resources` (requirements) ask for: each resource's request, or its
-/// limit when the request is absent (Kubernetes defaults requests to limits).
+/// limit when the request is absent (Kubernetes defaults requests to limits). A resource
+/// computenet does not account (an extended resource other than [`GPU_RESOURCE`]) is an
+/// error naming `field`.
 pub(crate) fn requirements(resources: Option<&Value>, field: &str) -> Result<Shape, KindError> {
     let Some(resources) = resources.filter(|v| !v.is_null()) else { return Ok(Shape::default()) };
     if !resources.is_object() {
@@ -538,6 +591,8 @@ pub(crate) fn requirements(resources: Option<&Value>, field: &str) -> Result<Sha
     let limits = resources.get("limits").filter(|v| !v.is_null());
     let req = resource_list(requests, &requests_field)?;
     let lim = resource_list(limits, &limits_field)?;
+    check_accounted(requests, field)?;
+    check_accounted(limits, field)?;
     let has = |list: Option<&Value>, name: &str| list.and_then(|l| l.get(name)).is_some();
     let pick = |name: &str, r: u64, l: u64| if has(requests, name) { r } else { l };
     Ok(Shape {
@@ -563,7 +618,59 @@ pub(crate) struct ResourceOverride<'a> {
     pub field: &'a str,
 }
 
+/// An error naming the path when a pod spec (`field` is its path) could leave the
+/// member's isolation: `nodeName` (bypasses the scheduler), `hostNetwork`, `hostPID` or
+/// `hostIPC` not false, a `hostPath` volume, or a container or init container that is
+/// `privileged` or adds capabilities. Not-objects are left to the callers' checks.
+pub(crate) fn check_isolation(pod: &Value, field: &str) -> Result<(), KindError> {
+    let Some(map) = pod.as_object() else { return Ok(()) };
+    let set = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+    if set(map.get("nodeName")) {
+        return Err(Error::field(
+            &format!("{field}.nodeName"),
+            "must not be set: the member's scheduler places the pods",
+        ));
+    }
+    for key in ["hostNetwork", "hostPID", "hostIPC"] {
+        if map.get(key).is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
+            return Err(Error::field(
+                &format!("{field}.{key}"),
+                "must be false or absent: pods do not share the node's namespaces",
+            ));
+        }
+    }
+    match map.get("volumes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(volumes)) => {
+            if let Some(i) = volumes.iter().position(|v| set(v.get("hostPath"))) {
+                return Err(Error::field(
+                    &format!("{field}.volumes[{i}].hostPath"),
+                    "hostPath volumes are not allowed",
+                ));
+            }
+        }
+        Some(_) => return Err(Error::field(&format!("{field}.volumes"), "must be a list of volumes")),
+    }
+    for list in ["containers", "initContainers"] {
+        for (i, c) in containers(pod, list, field)?.iter().enumerate() {
+            let at = format!("{field}.{list}[{i}].securityContext");
+            if c.pointer("/securityContext/privileged").is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
+                return Err(Error::field(&format!("{at}.privileged"), "privileged containers are not allowed"));
+            }
+            let added = c.pointer("/securityContext/capabilities/add");
+            if added.is_some_and(|a| !a.is_null() && a.as_array().is_none_or(|a| !a.is_empty())) {
+                return Err(Error::field(&format!("{at}.capabilities.add"), "adding capabilities is not allowed"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A pod template's spec (`field` is its path) as a pod group of `count` pods.
+///
+/// Refused with an error naming the path: what [`check_isolation`] refuses, dynamic
+/// resource claims (`resourceClaims`), pod-level `resources` and resources computenet does
+/// not account (see [`requirements`]).
 pub(crate) fn pod_group(
     name: &str,
     count: u32,
@@ -572,6 +679,19 @@ pub(crate) fn pod_group(
     override_: Option<&ResourceOverride<'_>>,
 ) -> Result<PodGroup, KindError> {
     let pod = pod.filter(|p| p.is_object()).ok_or_else(|| Error::field(field, "must be a pod spec (an object)"))?;
+    check_isolation(pod, field)?;
+    if pod.get("resourceClaims").is_some_and(|c| !c.is_null()) {
+        return Err(Error::field(
+            &format!("{field}.resourceClaims"),
+            "dynamic resource claims (DRA) are not resources computenet accounts",
+        ));
+    }
+    if pod.get("resources").is_some_and(|r| !r.is_null()) {
+        return Err(Error::field(
+            &format!("{field}.resources"),
+            "pod-level resources are not modelled by computenet; give the containers' resources",
+        ));
+    }
     let resources_of = |c: &Value, path: &str| -> Result<Shape, KindError> {
         if !c.is_object() {
             return Err(Error::field(path, "must be a container (an object)"));
@@ -601,7 +721,10 @@ pub(crate) fn pod_group(
             init_peak = init_peak.max(own.add(sidecars));
         }
     }
-    let shape = sum.max(init_peak).add(resource_list(pod.get("overhead"), &format!("{field}.overhead"))?);
+    let overhead_field = format!("{field}.overhead");
+    let overhead = resource_list(pod.get("overhead"), &overhead_field)?;
+    check_accounted(pod.get("overhead"), &overhead_field)?;
+    let shape = sum.max(init_peak).add(overhead);
     let node_selector = match pod.get("nodeSelector") {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(m)) => m
@@ -715,11 +838,18 @@ fn asks_for_gpu(c: &Value) -> bool {
     })
 }
 
-/// Prepares one pod template (`{metadata, spec}`) of a member copy: adds `cx.labels`,
-/// the GPU product selector, and what Pod Security `restricted` requires where the user
-/// set nothing (pod `runAsNonRoot: true` and `seccompProfile: RuntimeDefault`; each
-/// container's `allowPrivilegeEscalation: false` and `capabilities.drop: [ALL]`), plus
-/// `automountServiceAccountToken: false`. What the user set is never changed.
+/// The pod spec fields a member copy drops: they would choose the member's priority,
+/// preemption, scheduler or service account, which are the member's to decide.
+pub(crate) const DROPPED_POD_FIELDS: [&str; 6] =
+    ["priorityClassName", "priority", "preemptionPolicy", "schedulerName", "serviceAccountName", "serviceAccount"];
+
+/// Prepares one pod template (`{metadata, spec}`) of a member copy: adds `cx.labels`;
+/// removes [`DROPPED_POD_FIELDS`]; sets `automountServiceAccountToken: false`; when
+/// `cx.gpu_product` is set and the pods ask for `nvidia.com/gpu`, sets the `nodeSelector`
+/// [`GPU_PRODUCT_LABEL`] to it (replacing the user's); and fills what Pod Security
+/// `restricted` requires where the user set nothing (pod `runAsNonRoot: true` and
+/// `seccompProfile: RuntimeDefault`; each container's `allowPrivilegeEscalation: false`
+/// and `capabilities.drop: [ALL]`), keeping what the user set there.
 pub(crate) fn prepare_pod_template(template: &mut Value, cx: &CopyContext<'_>) {
     let Value::Object(template) = template else { return };
     if !cx.labels.is_empty() {
@@ -733,13 +863,17 @@ pub(crate) fn prepare_pod_template(template: &mut Value, cx: &CopyContext<'_>) {
     if let Some(product) = cx.gpu_product {
         let wants_gpu = lists.iter().filter_map(|l| spec.get(*l).and_then(Value::as_array)).flatten().any(asks_for_gpu);
         if wants_gpu {
-            default_key(object_at(spec, "nodeSelector"), GPU_PRODUCT_LABEL, Value::String(product.to_string()));
+            // The type the scheduler chose and accounted, whatever the user selected.
+            object_at(spec, "nodeSelector").insert(GPU_PRODUCT_LABEL.to_string(), Value::String(product.to_string()));
         }
     }
+    for key in DROPPED_POD_FIELDS {
+        spec.remove(key);
+    }
+    spec.insert("automountServiceAccountToken".to_string(), Value::Bool(false));
     let security = object_at(spec, "securityContext");
     default_key(security, "runAsNonRoot", Value::Bool(true));
     default_key(security, "seccompProfile", serde_json::json!({"type": "RuntimeDefault"}));
-    default_key(spec, "automountServiceAccountToken", Value::Bool(false));
     for list in lists {
         let Some(Value::Array(cs)) = spec.get_mut(list) else { continue };
         for c in cs.iter_mut().filter_map(Value::as_object_mut) {

@@ -1,14 +1,14 @@
 //! PyTorchJob of the Kubeflow Training Operator v1 (`kubeflow.org/v1`).
 //!
 //! Reads `spec.runPolicy.suspend`, `spec.pytorchReplicaSpecs.<type>.{replicas,
-//! template.spec}` and `status.conditions`. `spec.elasticPolicy` and
-//! `spec.runPolicy.schedulingPolicy.minAvailable` are not read: the gang is the replicas
+//! template.spec}` and `status.conditions`. A job with `spec.elasticPolicy` is refused;
+//! `spec.runPolicy.schedulingPolicy.minAvailable` is not read: the gang is the replicas
 //! as written. The kind has no `managedBy` (v1.8.1).
 
 use super::RuntimeLookup;
 use super::{
-    check_gang, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext, JobKind, KindError,
-    KindResource, KindState, PodGroup,
+    check_gang, check_isolation, copy_base, count_or, pod_group, prepare_pod_template, true_condition, CopyContext,
+    JobKind, KindError, KindResource, KindState, PodGroup,
 };
 use crate::error::Error;
 use serde_json::Value;
@@ -31,7 +31,15 @@ impl JobKind for PyTorchJob {
 
     /// One group per replica type (`Master` first, then the others by name): `replicas`
     /// (default 1) pods of its template. Types of zero replicas are left out.
+    ///
+    /// An elastic job (`spec.elasticPolicy`) is refused: its pod count changes at run time.
     fn gang(&self, obj: &Value, _runtime: RuntimeLookup<'_>) -> Result<Vec<PodGroup>, KindError> {
+        if obj.pointer("/spec/elasticPolicy").is_some_and(|p| !p.is_null()) {
+            return Err(Error::field(
+                "spec.elasticPolicy",
+                "elastic PyTorchJobs are not supported; give fixed replicas without an elasticPolicy",
+            ));
+        }
         let specs = obj.pointer("/spec/pytorchReplicaSpecs").and_then(Value::as_object).ok_or_else(|| {
             Error::field("spec.pytorchReplicaSpecs", "must be a map of replica types (Master, Worker)")
         })?;
@@ -47,19 +55,31 @@ impl JobKind for PyTorchJob {
         for (name, spec) in types {
             let field = format!("spec.pytorchReplicaSpecs.{name}");
             let count = count_or(spec.get("replicas"), 1, &format!("{field}.replicas"))?;
+            let pod_field = format!("{field}.template.spec");
+            if let Some(pod) = spec.pointer("/template/spec") {
+                check_isolation(pod, &pod_field)?;
+            }
             if count == 0 {
                 continue;
             }
-            let pod_field = format!("{field}.template.spec");
             groups.push(pod_group(name, count, spec.pointer("/template/spec"), &pod_field, None)?);
             check_gang(&groups, "spec.pytorchReplicaSpecs")?;
         }
         Ok(groups)
     }
 
-    /// The copy with every `spec.pytorchReplicaSpecs.<type>.template` prepared.
+    /// The copy with every `spec.pytorchReplicaSpecs.<type>.template` prepared, and in
+    /// `spec.runPolicy`: `cleanPodPolicy: All` (a finished job's remaining pods must not
+    /// keep their GPUs), no `ttlSecondsAfterFinished` (computenet deletes the copy once its
+    /// status is mirrored; a member-side deletion would make it run again) and no
+    /// `schedulingPolicy` (its priority class and queue are the member's to decide).
     fn member_copy(&self, obj: &Value, cx: &CopyContext<'_>) -> Value {
         let mut copy = copy_base(self, obj, cx);
+        if let Some(Value::Object(policy)) = copy.pointer_mut("/spec/runPolicy") {
+            policy.insert("cleanPodPolicy".to_string(), Value::String("All".to_string()));
+            policy.remove("ttlSecondsAfterFinished");
+            policy.remove("schedulingPolicy");
+        }
         if let Some(Value::Object(specs)) = copy.pointer_mut("/spec/pytorchReplicaSpecs") {
             for spec in specs.values_mut() {
                 if let Some(template) = spec.get_mut("template") {
@@ -122,7 +142,7 @@ mod tests {
         assert_eq!(spec.placement.sites, vec!["north".to_string(), "south".to_string()]);
         assert_eq!(spec.placement.objective, crate::training_job::Objective::Greenest);
         assert_eq!(spec.on_member_loss, crate::training_job::MemberLossPolicy::Wait);
-        assert_eq!(spec.max_run_seconds, Some(86_400));
+        assert_eq!(spec.max_run_seconds, None, "no wall-clock limit is taken from the object");
         assert_eq!(spec.source.unwrap().kind, "PyTorchJob");
     }
 
@@ -146,7 +166,7 @@ mod tests {
         let labels = member_labels();
         let copy = PyTorchJob.member_copy(&obj, &cx(&labels, Some("NVIDIA-A100-SXM4-80GB")));
         assert_common_copy(&copy, "finetune");
-        assert_eq!(copy["spec"]["runPolicy"], json!({"suspend": false, "cleanPodPolicy": "None"}));
+        assert_eq!(copy["spec"]["runPolicy"], json!({"suspend": false, "cleanPodPolicy": "All"}));
         assert!(!PyTorchJob.suspended(&copy));
         for t in ["Master", "Worker"] {
             let tpl = &copy["spec"]["pytorchReplicaSpecs"][t]["template"];
@@ -157,12 +177,12 @@ mod tests {
         }
         let master = &copy["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"];
         assert_eq!(
-            master["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-H100-80GB-HBM3",
-            "the user's choice stays"
+            master["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-A100-SXM4-80GB",
+            "the scheduler's choice replaces the user's"
         );
         let worker = &copy["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"];
         assert_eq!(worker["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-A100-SXM4-80GB");
-        assert_eq!(worker["automountServiceAccountToken"], true, "the user's choice stays");
+        assert_eq!(worker["automountServiceAccountToken"], false, "set even where the user asked for a token");
         assert_eq!(worker["securityContext"]["runAsNonRoot"], true);
         assert_eq!(worker["securityContext"]["runAsUser"], 1000);
         assert_eq!(worker["containers"][0]["securityContext"]["allowPrivilegeEscalation"], false);
@@ -174,9 +194,33 @@ mod tests {
         obj["spec"].as_object_mut().unwrap().remove("runPolicy");
         let labels = member_labels();
         let copy = PyTorchJob.member_copy(&obj, &cx(&labels, None));
-        assert_eq!(copy["spec"]["runPolicy"], json!({"suspend": false}));
+        assert_eq!(copy["spec"]["runPolicy"], json!({"suspend": false, "cleanPodPolicy": "All"}));
         let worker = &copy["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"];
         assert!(worker.get("nodeSelector").is_none(), "no product asked for");
+    }
+
+    #[test]
+    fn member_copy_cleans_all_pods_and_drops_the_ttl_and_scheduling_policy() {
+        let mut obj = fixture();
+        obj["spec"]["runPolicy"]["ttlSecondsAfterFinished"] = 60.into();
+        obj["spec"]["runPolicy"]["backoffLimit"] = 3.into();
+        obj["spec"]["runPolicy"]["schedulingPolicy"] = json!({"priorityClass": "system-cluster-critical"});
+        obj["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["priorityClassName"] = "high".into();
+        let labels = member_labels();
+        let copy = PyTorchJob.member_copy(&obj, &cx(&labels, None));
+        assert_eq!(copy["spec"]["runPolicy"], json!({"suspend": false, "cleanPodPolicy": "All", "backoffLimit": 3}));
+        let master = &copy["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"];
+        assert!(master.get("priorityClassName").is_none(), "{master}");
+    }
+
+    #[test]
+    fn elastic_jobs_are_refused() {
+        let mut obj = fixture();
+        obj["spec"]["elasticPolicy"] = json!({"minReplicas": 1, "maxReplicas": 64});
+        let e = PyTorchJob.gang(&obj, &no_runtime).unwrap_err().to_string();
+        assert!(e.starts_with("spec.elasticPolicy: elastic PyTorchJobs are not supported; "), "{e}");
+        obj["spec"]["elasticPolicy"] = Value::Null;
+        assert!(PyTorchJob.gang(&obj, &no_runtime).is_ok());
     }
 
     #[test]

@@ -88,6 +88,110 @@ fn pod_requests_follow_the_kubernetes_rule() {
     assert_eq!(e, "p: must be a pod spec (an object)");
 }
 
+#[test]
+fn resources_computenet_does_not_account_are_refused() {
+    let with = |resources: Value| json!({"containers": [{"name": "a", "resources": resources}]});
+    for (resources, name) in [
+        (json!({"limits": {"amd.com/gpu": 1}}), "amd.com/gpu"),
+        (json!({"requests": {"cpu": "1", "nvidia.com/mig-1g.5gb": 1}}), "nvidia.com/mig-1g.5gb"),
+        (json!({"limits": {"example.com/fpga": "0"}}), "example.com/fpga"),
+    ] {
+        let e = pod_group("g", 1, Some(&with(resources)), "p", None).unwrap_err().to_string();
+        assert_eq!(e, format!("p.containers[0].resources: {name} is not a resource computenet accounts"));
+    }
+    // Standard resources and nvidia.com/gpu are fine.
+    let fine = with(json!({
+        "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "10Gi", "hugepages-2Mi": "1Gi"},
+        "limits": {"nvidia.com/gpu": 1, "hugepages-1Gi": "2Gi"}
+    }));
+    assert_eq!(pod_group("g", 1, Some(&fine), "p", None).unwrap().gpus, 1);
+
+    let e = pod_group("g", 1, Some(&json!({"overhead": {"cpu": "1", "amd.com/gpu": 1}})), "p", None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "p.overhead: amd.com/gpu is not a resource computenet accounts");
+    let claims = json!({"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "a100"}], "containers": []});
+    let e = pod_group("g", 1, Some(&claims), "p", None).unwrap_err().to_string();
+    assert_eq!(e, "p.resourceClaims: dynamic resource claims (DRA) are not resources computenet accounts");
+    let pod_level = json!({"resources": {"requests": {"cpu": "64"}}, "containers": [{"name": "a"}]});
+    let e = pod_group("g", 1, Some(&pod_level), "p", None).unwrap_err().to_string();
+    assert!(e.starts_with("p.resources: pod-level resources are not modelled"), "{e}");
+
+    // The whole path, from the object.
+    let mut obj = load("jobset.yaml");
+    obj["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] =
+        json!({"amd.com/gpu": 1});
+    let e = JobSet.gang(&obj, &no_runtime).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "spec.replicatedJobs[0].template.spec.template.spec.containers[0].resources: amd.com/gpu is not a resource \
+         computenet accounts"
+    );
+}
+
+#[test]
+fn pods_that_leave_the_member_isolation_are_refused() {
+    let base = json!({"containers": [{"name": "a"}], "initContainers": [{"name": "i"}]});
+    let cases: &[(&str, Value, &str)] = &[
+        ("/nodeName", json!("gpu-node-7"), "p.nodeName: must not be set"),
+        ("/hostNetwork", json!(true), "p.hostNetwork: must be false or absent"),
+        ("/hostPID", json!(true), "p.hostPID: must be false or absent"),
+        ("/hostIPC", json!(true), "p.hostIPC: must be false or absent"),
+        ("/hostIPC", json!("true"), "p.hostIPC: must be false or absent"),
+        (
+            "/volumes",
+            json!([{"name": "a", "emptyDir": {}}, {"name": "root", "hostPath": {"path": "/"}}]),
+            "p.volumes[1].hostPath: hostPath volumes are not allowed",
+        ),
+        (
+            "/containers/0/securityContext",
+            json!({"privileged": true}),
+            "p.containers[0].securityContext.privileged: privileged containers are not allowed",
+        ),
+        (
+            "/initContainers/0/securityContext",
+            json!({"privileged": true}),
+            "p.initContainers[0].securityContext.privileged: privileged containers are not allowed",
+        ),
+        (
+            "/containers/0/securityContext",
+            json!({"capabilities": {"add": ["SYS_ADMIN"]}}),
+            "p.containers[0].securityContext.capabilities.add: adding capabilities is not allowed",
+        ),
+        (
+            "/initContainers/0/securityContext",
+            json!({"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}),
+            "p.initContainers[0].securityContext.capabilities.add: adding capabilities is not allowed",
+        ),
+    ];
+    for (pointer, value, expected) in cases {
+        let mut pod = base.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        pod.pointer_mut(if parent.is_empty() { "" } else { parent }).unwrap()[key] = value.clone();
+        let e = pod_group("g", 1, Some(&pod), "p", None).unwrap_err().to_string();
+        assert!(e.starts_with(expected), "{pointer}: {e}");
+    }
+    // What stays inside is fine.
+    let mut fine = base.clone();
+    fine["hostNetwork"] = json!(false);
+    fine["volumes"] = json!([{"name": "shm", "emptyDir": {"medium": "Memory"}}]);
+    fine["containers"][0]["securityContext"] =
+        json!({"privileged": false, "capabilities": {"add": [], "drop": ["ALL"]}});
+    assert!(pod_group("g", 1, Some(&fine), "p", None).is_ok());
+
+    // Every template of an object, even one of zero pods, with its path.
+    let mut obj = load("jobset.yaml");
+    obj["spec"]["replicatedJobs"][0]["replicas"] = json!(0);
+    obj["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["hostPID"] = json!(true);
+    let e = JobSet.gang(&obj, &no_runtime).unwrap_err().to_string();
+    assert!(e.starts_with("spec.replicatedJobs[0].template.spec.template.spec.hostPID: "), "{e}");
+    let mut obj = load("pytorchjob.yaml");
+    obj["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = json!(0);
+    obj["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["nodeName"] = json!("n1");
+    let e = PyTorchJob.gang(&obj, &no_runtime).unwrap_err().to_string();
+    assert!(e.starts_with("spec.pytorchReplicaSpecs.Worker.template.spec.nodeName: "), "{e}");
+}
+
 fn jobset() -> (Value, Vec<PodGroup>) {
     let obj = load("jobset.yaml");
     let groups = JobSet.gang(&obj, &no_runtime).unwrap();
@@ -159,10 +263,6 @@ fn invalid_annotations_are_errors_naming_them() {
         (
             &[(ON_MEMBER_LOSS_ANNOTATION, "Retry")],
             "metadata.annotations[computenet.io/on-member-loss]: must be Requeue or Wait",
-        ),
-        (
-            &[(MAX_RUN_SECONDS_ANNOTATION, "0")],
-            "metadata.annotations[computenet.io/max-run-seconds]: must be an integer from 1 to",
         ),
         (
             &[(ACCELERATOR_TYPES_ANNOTATION, " , ")],
@@ -241,7 +341,45 @@ fn shadow_checks_the_training_job_bounds() {
     let (obj, groups) = jobset();
     let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
     let job = crate::convert::job("uid", &spec, 0).unwrap();
-    assert_eq!((job.replicas, job.per_replica.accelerators, job.per_replica.cpu_millis), (4, 8, 24_000));
+    // 24 CPUs per worker plus the launcher's 2 spread over the 4 workers.
+    assert_eq!((job.replicas, job.per_replica.accelerators, job.per_replica.cpu_millis), (4, 8, 24_500));
+}
+
+#[test]
+fn helper_pods_are_accounted_on_the_gpu_replicas() {
+    let (obj, _) = jobset();
+    let group = |name: &str, count, cpu, memory, gpus| PodGroup {
+        name: name.into(),
+        count,
+        cpu_millis: cpu,
+        memory_bytes: memory,
+        gpus,
+        node_selector: BTreeMap::new(),
+    };
+    // Four 8-GPU workers and 3000 CPU-only "launchers" of 64 CPUs and 1Gi each.
+    let groups = [group("workers", 4, 16_000, 128 << 30, 8), group("launcher", 3000, 64_000, 1 << 30, 0)];
+    let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
+    assert_eq!(spec.replicas, 4, "the gang is the GPU pods");
+    assert_eq!(spec.resources.accelerators.as_ref().unwrap().count, 8);
+    // 16 + 3000 * 64 / 4 CPUs; 128Gi + 3000Gi / 4.
+    assert_eq!(spec.resources.cpu.text(), "48016");
+    assert_eq!(spec.resources.memory.text(), "878Gi");
+    // Rounded up: 1 helper of 1001m over 4 replicas adds 251m each.
+    let groups = [group("workers", 4, 1000, 0, 1), group("helper", 1, 1001, 3, 0)];
+    let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
+    assert_eq!((spec.resources.cpu.text().as_ref(), spec.resources.memory.text().as_ref()), ("1251m", "1"));
+    // Saturating, never overflowing.
+    let groups = [group("workers", 1, u64::MAX, u64::MAX, 1), group("helper", u32::MAX, u64::MAX, u64::MAX, 0)];
+    let spec = shadow_spec(&JobSet, &obj, &groups, &canonical).unwrap();
+    assert_eq!(spec.resources.cpu.text(), format_cpu_millis(u64::MAX));
+}
+
+#[test]
+fn a_max_run_seconds_annotation_sets_no_limit() {
+    let spec = shadow_with(&[("computenet.io/max-run-seconds", "60")]).unwrap();
+    assert_eq!(spec.max_run_seconds, None);
+    let spec = shadow_with(&[("computenet.io/max-run-seconds", "not a number")]).unwrap();
+    assert_eq!(spec.max_run_seconds, None);
 }
 
 #[test]
@@ -364,6 +502,20 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         "trainer.kubeflow.org/trainjob-ancestor-step",
         "computenet.io/queue-name",
         "computenet.io/priority",
+        "nodeName",
+        "hostNetwork",
+        "hostPID",
+        "volumes",
+        "hostPath",
+        "privileged",
+        "add",
+        "resourceClaims",
+        "amd.com/gpu",
+        "elasticPolicy",
+        "ttlSecondsAfterFinished",
+        "podSpecOverrides",
+        "serviceAccountName",
+        "priorityClassName",
     ]);
     leaf.prop_recursive(6, 96, 6, move |inner| {
         prop_oneof![

@@ -2,8 +2,8 @@
 //!
 //! Reads `spec.suspend`, `spec.runtimeRef.{name, kind, apiGroup}`, `spec.trainer.{numNodes,
 //! resourcesPerNode}`, `status.conditions` and `status.jobsStatus[].active`; from the
-//! referenced (Cluster)TrainingRuntime `spec.mlPolicy.numNodes` and the trainer step's
-//! replicated job in `spec.template.spec.replicatedJobs`.
+//! referenced (Cluster)TrainingRuntime, which must be in the hub, `spec.mlPolicy.numNodes`
+//! and the trainer step's replicated job in `spec.template.spec.replicatedJobs`.
 //!
 //! A TrainJob holds no pod template: Trainer builds a JobSet from the runtime. Trainer
 //! v2.0.0 offers `spec.labels` / `spec.annotations` (put on the JobSet object only, not on
@@ -11,11 +11,14 @@
 //! `targetJobs`: nodeSelector, tolerations, schedulingGates, volumes, serviceAccountName and
 //! containers' env and volumeMounts; no pod labels, no securityContext). So a member copy
 //! leaves the pods alone: no labels, GPU product selector or Pod Security defaults on them;
-//! what the pods get comes from the member's runtime.
+//! what the pods get comes from the member's runtime. The overrides are the tenant's part
+//! of the pods: `gang` refuses a `hostPath` volume in them, and a member copy drops their
+//! `serviceAccountName` and sets a GPU product they select to the chosen one.
 
 use super::{
-    check_gang, copy_base, count_or, pod_group, requirements, true_condition, CopyContext, JobKind, KindError,
-    KindResource, KindState, PodGroup, ResourceOverride, RuntimeLookup,
+    check_gang, check_isolation, copy_base, count_or, pod_group, requirements, true_condition, CopyContext, JobKind,
+    KindError, KindResource, KindState, PodGroup, ResourceOverride, RuntimeLookup, DROPPED_POD_FIELDS,
+    GPU_PRODUCT_LABEL,
 };
 use crate::error::Error;
 use serde_json::Value;
@@ -52,9 +55,10 @@ impl JobKind for TrainJob {
     /// Trainer counts them. Per pod: the trainer step's pod template with the `node`
     /// container's resources replaced by `spec.trainer.resourcesPerNode` (when it has
     /// requests or limits). The runtime (`spec.runtimeRef`, kind ClusterTrainingRuntime by
-    /// default; a TrainingRuntime in the TrainJob's namespace) is read when found; when it
-    /// is not, numNodes and resourcesPerNode must both be given, else the error names the
-    /// runtime.
+    /// default; a TrainingRuntime in the TrainJob's namespace) must be found, even when
+    /// numNodes and resourcesPerNode are given: its pod template is what runs, and is
+    /// checked like any pod template (see the [module documentation](super)); when it is not
+    /// found, the error names the runtime.
     ///
     /// Not modelled: MPI runtimes with `runLauncherAsNode` (Trainer then runs numNodes - 1
     /// node pods beside the launcher) and torch elastic policies.
@@ -66,38 +70,21 @@ impl JobKind for TrainJob {
         let per_node = obj
             .pointer("/spec/trainer/resourcesPerNode")
             .filter(|r| ["requests", "limits"].iter().any(|k| r.get(*k).is_some_and(|v| !v.is_null())));
+        if let Some(resources) = per_node {
+            // Read even when the runtime has no `node` container for it to replace.
+            requirements(Some(resources), "spec.trainer.resourcesPerNode")?;
+        }
+        check_overrides(obj)?;
         let (kind, namespace, name) = runtime_ref(obj)?;
+        // Always needed, even with numNodes and resourcesPerNode: the pods are the runtime's,
+        // and the hub must see what they are before computenet accounts and copies them.
         let Some(rt) = runtime(kind, namespace, name) else {
-            return match (num_nodes, per_node) {
-                (Some(count), Some(resources)) => {
-                    let shape = requirements(Some(resources), "spec.trainer.resourcesPerNode")?;
-                    let groups = vec![PodGroup {
-                        name: NODE.to_string(),
-                        count,
-                        cpu_millis: shape.cpu_millis,
-                        memory_bytes: shape.memory_bytes,
-                        gpus: u32::try_from(shape.gpus).unwrap_or(u32::MAX),
-                        node_selector: Default::default(),
-                    }];
-                    check_gang(&groups, "spec.trainer.numNodes")?;
-                    Ok(groups)
-                }
-                _ => {
-                    let mut needed = Vec::new();
-                    if num_nodes.is_none() {
-                        needed.push("the number of nodes (spec.trainer.numNodes is not set)");
-                    }
-                    if per_node.is_none() {
-                        needed.push("the resources per node (spec.trainer.resourcesPerNode is not set)");
-                    }
-                    Err(Error::RuntimeNotFound {
-                        kind: kind.to_string(),
-                        namespace: namespace.map(str::to_string),
-                        name: name.to_string(),
-                        needed: needed.join(" and "),
-                    })
-                }
-            };
+            return Err(Error::RuntimeNotFound {
+                kind: kind.to_string(),
+                namespace: namespace.map(str::to_string),
+                name: name.to_string(),
+                needed: "the pods it runs (the runtime's trainer pod template is checked and accounted)".to_string(),
+            });
         };
         let rt_name = format!("{kind} {name}");
         let jobs_field = format!("{rt_name}: spec.template.spec.replicatedJobs");
@@ -158,11 +145,25 @@ impl JobKind for TrainJob {
 
     /// The copy without `spec.managedBy` (Trainer v2.0.0 ignores it, but the CRD allows
     /// only two values and a hub's choice means nothing on the member). The pods are left
-    /// alone (see the module documentation).
+    /// alone (see the module documentation) but for `spec.podSpecOverrides[]`: their
+    /// `serviceAccountName` is dropped, and a `nodeSelector` [`GPU_PRODUCT_LABEL`] is set
+    /// to `cx.gpu_product` when that is set.
     fn member_copy(&self, obj: &Value, cx: &CopyContext<'_>) -> Value {
         let mut copy = copy_base(self, obj, cx);
         if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("managedBy");
+        }
+        if let Some(Value::Array(overrides)) = copy.pointer_mut("/spec/podSpecOverrides") {
+            for o in overrides.iter_mut().filter_map(Value::as_object_mut) {
+                for key in DROPPED_POD_FIELDS {
+                    o.remove(key);
+                }
+                if let (Some(product), Some(Value::Object(selector))) = (cx.gpu_product, o.get_mut("nodeSelector")) {
+                    if selector.contains_key(GPU_PRODUCT_LABEL) {
+                        selector.insert(GPU_PRODUCT_LABEL.to_string(), Value::String(product.to_string()));
+                    }
+                }
+            }
         }
         copy
     }
@@ -185,6 +186,18 @@ impl JobKind for TrainJob {
     /// Trainer names the JobSet after the TrainJob, and the JobSet controller labels its pods.
     fn pod_label(&self, name: &str) -> (&'static str, String) {
         (super::jobset::JOBSET_NAME_LABEL, name.to_string())
+    }
+}
+
+/// Refuses what [`check_isolation`] refuses (a `hostPath` volume) in `spec.podSpecOverrides[]`.
+fn check_overrides(obj: &Value) -> Result<(), KindError> {
+    match obj.pointer("/spec/podSpecOverrides") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(overrides)) => overrides
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, o)| check_isolation(o, &format!("spec.podSpecOverrides[{i}]"))),
+        Some(_) => Err(Error::field("spec.podSpecOverrides", "must be a list of pod spec overrides")),
     }
 }
 
@@ -241,18 +254,50 @@ mod tests {
     }
 
     #[test]
-    fn num_nodes_and_resources_per_node_need_no_runtime() {
+    fn num_nodes_and_resources_per_node_still_need_the_runtime() {
         let obj = load("trainjob.yaml");
-        let groups = TrainJob.gang(&obj, &no_runtime).unwrap();
+        let e = TrainJob.gang(&obj, &no_runtime).unwrap_err();
+        assert!(
+            matches!(&e, Error::RuntimeNotFound { kind, name, namespace: None, .. }
+            if kind == "ClusterTrainingRuntime" && name == "torch-h100"),
+            "{e:?}"
+        );
+        let asked = RefCell::new(Vec::new());
+        let groups = TrainJob.gang(&obj, &hub(&asked)).unwrap();
         assert_eq!(groups.len(), 1);
-        let g = &groups[0];
-        assert_eq!((g.name.as_str(), g.count, g.gpus, g.cpu_millis, g.memory_bytes), ("node", 4, 8, 16_000, 128 << 30));
         let spec = shadow_spec(&TrainJob, &obj, &groups, &canonical).unwrap();
         assert_eq!(spec.replicas, 4);
         assert_eq!(spec.resources.accelerators.as_ref().unwrap().count, 8);
-        assert!(spec.resources.accelerators.as_ref().unwrap().types.is_empty());
+        assert_eq!(spec.resources.accelerators.as_ref().unwrap().types, vec!["H100".to_string()]);
         assert_eq!(spec.work.gpu_hours, Some(1200.5));
         assert_eq!(spec.work.reference_accelerator.as_deref(), Some("A100-80G"));
+    }
+
+    #[test]
+    fn the_runtime_pods_and_resources_per_node_are_checked() {
+        let obj = load("trainjob.yaml");
+        let mut rt = runtime();
+        rt["spec"]["template"]["spec"]["replicatedJobs"][1]["template"]["spec"]["template"]["spec"]["hostNetwork"] =
+            true.into();
+        let e = TrainJob.gang(&obj, &|_: &str, _: Option<&str>, _: &str| Some(rt.clone())).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "ClusterTrainingRuntime torch-h100: spec.template.spec.replicatedJobs[1].template.spec.template.spec.\
+                 hostNetwork: "
+            ),
+            "{e}"
+        );
+        let mut obj = load("trainjob.yaml");
+        obj["spec"]["trainer"]["resourcesPerNode"]["limits"] = json!({"amd.com/gpu": 8});
+        let asked = RefCell::new(Vec::new());
+        let e = TrainJob.gang(&obj, &hub(&asked)).unwrap_err().to_string();
+        assert_eq!(e, "spec.trainer.resourcesPerNode: amd.com/gpu is not a resource computenet accounts");
+        // Also when the runtime has no node container for it to replace.
+        let mut rt = runtime();
+        rt["spec"]["template"]["spec"]["replicatedJobs"][1]["template"]["spec"]["template"]["spec"]["containers"][0]
+            ["name"] = "trainer".into();
+        let e = TrainJob.gang(&obj, &|_: &str, _: Option<&str>, _: &str| Some(rt.clone())).unwrap_err().to_string();
+        assert_eq!(e, "spec.trainer.resourcesPerNode: amd.com/gpu is not a resource computenet accounts");
     }
 
     #[test]
@@ -306,13 +351,7 @@ mod tests {
             text.starts_with("spec.runtimeRef: ClusterTrainingRuntime \"torch-h100\" not found in the hub"),
             "{text}"
         );
-        assert!(text.contains("spec.trainer.numNodes") && text.contains("spec.trainer.resourcesPerNode"), "{text}");
-
-        // Only numNodes missing: only that is named.
-        let mut obj = load("trainjob.yaml");
-        obj["spec"]["trainer"].as_object_mut().unwrap().remove("numNodes");
-        let text = TrainJob.gang(&obj, &no_runtime).unwrap_err().to_string();
-        assert!(text.contains("spec.trainer.numNodes") && !text.contains("resourcesPerNode"), "{text}");
+        assert!(text.ends_with("the TrainJob needs it for the pods it runs (the runtime's trainer pod template is checked and accounted)"), "{text}");
     }
 
     #[test]
@@ -353,6 +392,35 @@ mod tests {
         assert_eq!(copy["spec"]["trainer"], obj["spec"]["trainer"]);
         assert_eq!(copy["spec"]["runtimeRef"], obj["spec"]["runtimeRef"]);
         assert!(copy["spec"].get("podSpecOverrides").is_none());
+    }
+
+    #[test]
+    fn pod_spec_overrides_are_checked_and_restricted_in_the_copy() {
+        let mut obj = load("trainjob.yaml");
+        obj["spec"]["podSpecOverrides"] = json!([{
+            "targetJobs": [{"name": "node"}],
+            "serviceAccountName": "controller",
+            "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "zone": "a"},
+            "volumes": [{"name": "cache", "emptyDir": {}}]
+        }]);
+        let asked = RefCell::new(Vec::new());
+        assert!(TrainJob.gang(&obj, &hub(&asked)).is_ok());
+        let labels = member_labels();
+        let copy = TrainJob.member_copy(&obj, &cx(&labels, Some("NVIDIA-A100-SXM4-80GB")));
+        let o = &copy["spec"]["podSpecOverrides"][0];
+        assert!(o.get("serviceAccountName").is_none(), "{o}");
+        assert_eq!(o["nodeSelector"], json!({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "zone": "a"}));
+        assert_eq!(o["targetJobs"], json!([{"name": "node"}]));
+
+        obj["spec"]["podSpecOverrides"][0]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "root", "hostPath": {"path": "/"}}));
+        let e = TrainJob.gang(&obj, &hub(&asked)).unwrap_err().to_string();
+        assert_eq!(e, "spec.podSpecOverrides[0].volumes[1].hostPath: hostPath volumes are not allowed");
+        obj["spec"]["podSpecOverrides"] = json!({"node": {}});
+        let e = TrainJob.gang(&obj, &hub(&asked)).unwrap_err().to_string();
+        assert_eq!(e, "spec.podSpecOverrides: must be a list of pod spec overrides");
     }
 
     #[test]
