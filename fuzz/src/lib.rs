@@ -21,8 +21,14 @@ use std::collections::BTreeMap;
 pub type Target = fn(&[u8]);
 
 /// Every target by name (the names of `fuzz_targets/*.rs` and of `corpus/*`).
-pub const TARGETS: [(&str, Target); 5] =
-    [("quantity", quantity), ("crd", crd), ("slurmrestd", slurmrestd), ("hostlist", hostlist), ("gres", gres)];
+pub const TARGETS: [(&str, Target); 6] = [
+    ("quantity", quantity),
+    ("crd", crd),
+    ("slurmrestd", slurmrestd),
+    ("hostlist", hostlist),
+    ("gres", gres),
+    ("jobkinds", jobkinds),
+];
 
 /// Bytes as text the way the service gets it: HTTP bodies are decoded lossily, so invalid
 /// UTF-8 reaches the parsers as replacement characters.
@@ -202,6 +208,7 @@ pub fn slurmrestd(data: &[u8]) {
             cordoned: false,
             efficiency: ClusterEfficiency::default(),
             data_sets: Vec::new(),
+            workload_kinds: Vec::new(),
             nodes: core_nodes,
             tenants: None,
         };
@@ -261,4 +268,45 @@ pub fn gres(data: &[u8]) {
     let gpu = entries.iter().filter(|g| g.kind == "gpu");
     assert_eq!(total, gpu.clone().fold(0u32, |a, g| a.saturating_add(g.count)), "{input:?}: GPU total");
     assert_eq!(gpu_type, gpu.clone().find_map(|g| g.type_.clone()), "{input:?}: GPU type");
+}
+
+/// A tenant's JobSet, TrainJob or PyTorchJob (and, for a TrainJob, its runtime: the second
+/// element of a JSON array, else the object itself) through every kind: reading its gang
+/// never panics; a TrainingJob spec made from it is one the core accepts, within the
+/// schema's bounds; its member copy is unsuspended, carries computenet's labels, has no
+/// status and keeps no service account; its state is read.
+pub fn jobkinds(data: &[u8]) {
+    use computenet_api::kinds::{self, CopyContext};
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    let (object, runtime) = match &value {
+        Value::Array(items) if !items.is_empty() => (items[0].clone(), items.get(1).cloned()),
+        other => (other.clone(), None),
+    };
+    let runtime = runtime.unwrap_or_else(|| object.clone());
+    let lookup = |_: &str, _: Option<&str>, _: &str| Some(runtime.clone());
+    let labels = BTreeMap::from([("computenet.io/job-uid".to_string(), "u-1".to_string())]);
+    for kind in kinds::all() {
+        let _ = kind.state(&object);
+        let _ = kind.suspended(&object);
+        let copy =
+            kind.member_copy(&object, &CopyContext { namespace: "ns", labels: &labels, gpu_product: Some("H800") });
+        assert!(copy.get("status").is_none(), "a copy carries no status");
+        assert!(!kind.suspended(&copy), "a copy runs");
+        assert_eq!(copy.pointer("/metadata/labels/computenet.io~1job-uid"), Some(&Value::from("u-1")), "labelled");
+        assert_eq!(copy.pointer("/metadata/namespace"), Some(&Value::from("ns")));
+        let Ok(groups) = kind.gang(&object, &lookup) else { continue };
+        let pods: u64 = groups.iter().map(|g| u64::from(g.count)).sum();
+        assert!(pods <= kinds::MAX_GANG_PODS, "{pods} pods");
+        assert!(groups.len() <= kinds::MAX_GANG_GROUPS);
+        if let Ok(spec) = kinds::shadow_spec(kind, &object, &groups, &|raw: &str| raw.to_string()) {
+            assert!((1..=4096).contains(&spec.replicas), "replicas {}", spec.replicas);
+            assert!(spec.source.is_some() && spec.workload.is_none(), "a source TrainingJob");
+            assert!(spec.max_run_seconds.is_none(), "no limit is trusted");
+            if let Some(a) = &spec.resources.accelerators {
+                assert!((1..=64).contains(&a.count), "accelerators {}", a.count);
+            }
+            let job = convert::job("fuzz", &spec, 0).expect("the core takes every spec made from an object");
+            assert_eq!(job.workload_kind.as_deref(), Some(kind.resource().kind));
+        }
+    }
 }

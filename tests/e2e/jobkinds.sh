@@ -9,9 +9,12 @@
 #   Operator v1.8.1, from tests/testbed/up.sh --jobkinds), on KWOK nodes;
 # - mirrored back: the hub object's status shows the member's (Completed / Complete /
 #   Succeeded), the TrainingJob Succeeded; the member's copy is then deleted.
-# Also: a JobSet over its queue's GPU quota waits with the quota reason; deleting a running
-# JobSet in the hub deletes the member's copy; a JobSet without the label is left alone;
-# a PyTorchJob that may only go to the Slurm member is explained (Slurm runs only
+# Also: deleting a finished JobSet's TrainingJob does not queue it again; a JobSet over its
+# queue's GPU quota waits with the quota reason; a tenant's forged TrainingJob naming that
+# JobSet as its source (1 replica, another queue) is refused at dispatch; a JobSet asking
+# for the host network is not queued (a Warning Event names the field); deleting a running
+# JobSet in the hub deletes the member's copy; a JobSet without the label is left alone; a
+# PyTorchJob that may only go to the Slurm member is explained (Slurm runs only
 # TrainingJobs).
 #
 # Needs the test bed (tests/testbed/up.sh --members 3 --gpu-nodes 8 --no-taint --jobkinds)
@@ -198,8 +201,8 @@ export NS W E AI_1_KUBECONFIG AI_3_KUBECONFIG
 # --- JobSet
 jobset js-demo "$QUEUE" 8 | kubectl apply -f - >/dev/null
 check "the JobSet is stored suspended by the webhook (generation 1: no later patch)" is "$(field jobset/js-demo '{.spec.suspend} {.metadata.generation}')" 'true 1'
-check "its TrainingJob queues 4 x 8 GPUs (the launcher is not placed)" wait_show 30 bash -c \
-  "is \"\$(field tj/jobset-js-demo '{.spec.replicas} {.spec.resources.accelerators.count} {.spec.source.kind}')\" '4 8 JobSet'"
+check "its TrainingJob queues 4 x 8 GPUs, the launcher's CPU spread over them" wait_show 30 bash -c \
+  "is \"\$(field tj/jobset-js-demo '{.spec.replicas} {.spec.resources.accelerators.count} {.spec.resources.cpu} {.spec.source.kind}')\" '4 8 4250m JobSet'"
 check "it is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of jobset-js-demo)\" ]"
 JS_MEMBER=$(member_of jobset-js-demo)
 check "explain jobset/js-demo names the member and the candidates" bash -c \
@@ -212,6 +215,12 @@ check "the hub JobSet shows Completed (mirrored) and its TrainingJob Succeeded" 
   is \"\$(field tj/jobset-js-demo '{.status.phase}')\" Succeeded"
 check "the member's copy is deleted once mirrored" wait_show 60 bash -c \
   "! kc $JS_MEMBER get jobset js-demo -n $MEMBER_NS >/dev/null 2>&1"
+kubectl delete tj jobset-js-demo -n "$NS" >/dev/null
+sleep 3
+check "deleting its TrainingJob does not queue the JobSet again (marked queued-as, a Warning Event says so)" bash -c "
+  ! kubectl get tj jobset-js-demo -n $NS >/dev/null 2>&1 &&
+  is \"\$(field jobset/js-demo '{.metadata.annotations.computenet\\.io/queued-as}')\" jobset-js-demo &&
+  kubectl get events -n $NS --field-selector involvedObject.name=js-demo -o jsonpath='{.items[*].message}' | grep -q 'not queued again'"
 
 # --- TrainJob
 cat <<EOT | kubectl apply -f - >/dev/null
@@ -294,6 +303,28 @@ jobset js-plain "$QUEUE" 8 0 | kubectl apply -f - >/dev/null
 sleep 3
 check "a JobSet without the queue label is left alone (not suspended, not queued)" bash -c "
   [ \"\$(field jobset/js-plain '{.spec.suspend}')\" != true ] && ! kubectl get tj jobset-js-plain -n $NS >/dev/null 2>&1"
+# A tenant's own TrainingJob claiming to queue the over-quota JobSet with 1 replica from a
+# queue with room: admitted (it fits), but its dispatch reads the JobSet again and refuses.
+BIG_UID=$(field jobset/js-big '{.metadata.uid}')
+cat <<EOT | kubectl apply -f - >/dev/null
+apiVersion: computenet.io/v1alpha1
+kind: TrainingJob
+metadata: {name: forged, namespace: $NS}
+spec:
+  queueName: $QUEUE
+  replicas: 1
+  resources: {cpu: "1", memory: 1Gi, accelerators: {count: 8}}
+  source: {apiVersion: jobset.x-k8s.io/v1alpha2, kind: JobSet, name: js-big, uid: "$BIG_UID"}
+EOT
+check "a forged TrainingJob with spec.source fails at dispatch, and nothing is copied" wait_show 60 bash -c "
+  is \"\$(field tj/forged '{.status.phase}')\" Failed &&
+  field tj/forged '{.status.conditions}' | grep -q 'written by someone else' &&
+  ! kc $W get jobset js-big -n $MEMBER_NS >/dev/null 2>&1 && ! kc $E get jobset js-big -n $MEMBER_NS >/dev/null 2>&1"
+# A JobSet whose pods would share the node's network: refused, the Event names the field.
+jobset js-host "$QUEUE" 8 | sed 's/            restartPolicy: Never/            restartPolicy: Never\n            hostNetwork: true/' | kubectl apply -f - >/dev/null
+check "a JobSet asking for the host network is not queued; a Warning Event names the field" wait_show 30 bash -c "
+  ! kubectl get tj jobset-js-host -n $NS >/dev/null 2>&1 &&
+  kubectl get events -n $NS --field-selector involvedObject.name=js-host -o jsonpath='{.items[*].message}' | grep -q 'hostNetwork'"
 jobset js-long "$QUEUE" 600 | kubectl apply -f - >/dev/null
 check "a long JobSet runs on its member" wait_show 90 bash -c "
   is \"\$(field tj/jobset-js-long '{.status.phase}')\" Running"

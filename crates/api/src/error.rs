@@ -6,8 +6,8 @@ pub enum Error {
     /// A field holds a value the core cannot use; `field` is its path in the resource.
     #[error("{field}: {why}")]
     InvalidField { field: String, why: String },
-    /// The (Cluster)TrainingRuntime a TrainJob refers to is not in the hub, and the
-    /// TrainJob does not say enough without it (number of nodes or resources per node).
+    /// The (Cluster)TrainingRuntime a TrainJob refers to is not in the hub: its pods are
+    /// the runtime's, so the hub must read them before accounting and copying the TrainJob.
     #[error("spec.runtimeRef: {kind} {name:?} not found in the hub{}; the TrainJob needs it for {needed}", namespace.as_ref().map(|n| format!(" (namespace {n})")).unwrap_or_default())]
     RuntimeNotFound { kind: String, namespace: Option<String>, name: String, needed: String },
     #[error(transparent)]

@@ -209,12 +209,20 @@ impl Sources {
                 }
                 let Ok(value) = serde_json::to_value(object.as_ref()) else { continue };
                 self.keep_suspended(*kind, &object, &value, &uid);
+                let queued_before = object.annotations().contains_key(QUEUED_AS);
                 match queued_by {
+                    // Its TrainingJob was deleted (to cancel the job): not queued again.
+                    None if queued_before => self.report(&object, *kind, DELETED, events),
                     None => match self.derive(*kind, &value, catalogue) {
                         Ok(spec) => self.create(&object, *kind, name, spec, &uid),
                         Err(why) => self.report(&object, *kind, &why, events),
                     },
-                    Some(tj) => self.follow(*kind, &object, &value, tj, members, catalogue, events),
+                    Some(tj) => {
+                        if !queued_before && ours {
+                            self.mark_queued(*kind, &object, &name, &uid);
+                        }
+                        self.follow(*kind, &object, &value, tj, members, catalogue, events)
+                    }
                 }
             }
         }
@@ -235,6 +243,16 @@ impl Sources {
         patch["metadata"] = json!({"uid": uid});
         self.spawn(format!("{uid}/suspend"), async move {
             api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
+        });
+    }
+
+    /// Marks the object as queued by its TrainingJob `name` ([`QUEUED_AS`]).
+    fn mark_queued(&self, kind: &dyn JobKind, object: &DynamicObject, name: &str, uid: &str) {
+        let api = self.api(kind, object);
+        let object_name = object.name_any();
+        let patch = json!({"metadata": {"uid": uid, "annotations": {QUEUED_AS: name}}});
+        self.spawn(format!("{uid}/mark"), async move {
+            api.patch(&object_name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
         });
     }
 
@@ -480,6 +498,14 @@ fn null_missing(old: &Value, new: &mut Value) {
         }
     }
 }
+
+/// The annotation on an object whose TrainingJob computenet made (its name): when that
+/// TrainingJob is deleted, the object is not queued again.
+pub const QUEUED_AS: &str = "computenet.io/queued-as";
+
+/// Why an object with [`QUEUED_AS`] and no TrainingJob is not queued.
+const DELETED: &str = "its TrainingJob was deleted, so it is not queued again: delete the object, or remove \
+                       its annotation computenet.io/queued-as to queue it anew";
 
 /// The label on a source TrainingJob naming its object's kind.
 pub const SOURCE_KIND: &str = "computenet.io/source-kind";

@@ -47,8 +47,9 @@ impl JobKind for TrainJob {
         "/spec/suspend"
     }
 
-    /// The trainer step only: the runtime's other replicated jobs (dataset and model
-    /// initializers, an MPI launcher) run before or beside it and are not counted.
+    /// The trainer step first, then the runtime's other replicated jobs (dataset and model
+    /// initializers, an MPI launcher), read as a JobSet's: they run before or beside it,
+    /// and are accounted as helper pods (see `shadow_spec`).
     ///
     /// Pods: `spec.trainer.numNodes`, else the runtime's `spec.mlPolicy.numNodes`, else 1
     /// when the runtime has an mlPolicy, else the step's `parallelism` (default 1), as
@@ -132,13 +133,21 @@ impl JobKind for TrainJob {
             resources,
             field: "spec.trainer.resourcesPerNode",
         });
-        let groups = vec![pod_group(
+        let mut groups = vec![pod_group(
             step_name,
             count,
             step.pointer("/template/spec/template/spec"),
             &format!("{step_field}.template.spec.template.spec"),
             override_.as_ref(),
         )?];
+        // The runtime's other steps (dataset and model initializers, a launcher) run too, and
+        // a tenant may write its own TrainingRuntime: read as a JobSet's replicated jobs, they
+        // are accounted beside the trainer's pods.
+        let others: Vec<Value> = jobs.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, j)| j.clone()).collect();
+        let others = super::JobSet
+            .gang(&serde_json::json!({"spec": {"replicatedJobs": others}}), runtime)
+            .map_err(|e| Error::field(&format!("{rt_name}: its other steps"), e.to_string()))?;
+        groups.extend(others);
         check_gang(&groups, "spec.trainer.numNodes")?;
         Ok(groups)
     }
@@ -264,9 +273,14 @@ mod tests {
         );
         let asked = RefCell::new(Vec::new());
         let groups = TrainJob.gang(&obj, &hub(&asked)).unwrap();
-        assert_eq!(groups.len(), 1);
+        // The trainer step, then the runtime's dataset initializer as a helper group.
+        assert_eq!(groups.len(), 2);
+        assert_eq!((groups[1].name.as_str(), groups[1].count, groups[1].gpus), ("dataset-initializer", 1, 0));
+        assert_eq!((groups[1].cpu_millis, groups[1].memory_bytes), (4000, 8 << 30));
         let spec = shadow_spec(&TrainJob, &obj, &groups, &canonical).unwrap();
         assert_eq!(spec.replicas, 4);
+        // 17 CPUs per node plus the initializer's 4 spread over the 4 replicas.
+        assert_eq!(crate::convert::quantity_text(&spec.resources.cpu), "18");
         assert_eq!(spec.resources.accelerators.as_ref().unwrap().count, 8);
         assert_eq!(spec.resources.accelerators.as_ref().unwrap().types, vec!["H100".to_string()]);
         assert_eq!(spec.work.gpu_hours, Some(1200.5));
@@ -319,7 +333,8 @@ mod tests {
         let obj = load("trainjob-runtime.yaml");
         let asked = RefCell::new(Vec::new());
         let groups = TrainJob.gang(&obj, &hub(&asked)).unwrap();
-        assert_eq!(groups.len(), 1, "the dataset initializer is not part of the gang: {groups:?}");
+        assert_eq!(groups.len(), 2, "the trainer step, then the dataset initializer: {groups:?}");
+        assert_eq!(groups[1].name, "dataset-initializer");
         let g = &groups[0];
         assert_eq!((g.count, g.gpus, g.cpu_millis, g.memory_bytes), (2, 4, 9_000, 65 << 30));
         let spec = shadow_spec(&TrainJob, &obj, &groups, &canonical).unwrap();
