@@ -198,6 +198,26 @@ member_of() { field "tj/$1" '{.status.placement.cluster}'; }
 export -f field is kc member_of
 export NS W E AI_1_KUBECONFIG AI_3_KUBECONFIG
 
+# lifecycle WHAT KIND NAME SUSPEND_FIELD POD_LABEL PODS DONE: the object is held and
+# queued as 4 x 8 GPUs, admitted to a member, run there by its controller (at least PODS
+# pods labelled POD_LABEL=NAME), mirrored back (condition DONE=True, its TrainingJob
+# Succeeded), and its copy deleted from the member.
+lifecycle() {
+  local what=$1 kind=$2 name=$3 suspend=$4 label=$5 pods=$6 done=$7 tj="$2-$3" member
+  check "the $what is stored suspended and queued as 4 x 8 GPUs" wait_show 30 bash -c "
+    is \"\$(field $kind/$name '{$suspend}')\" true &&
+    is \"\$(field tj/$tj '{.spec.replicas} {.spec.resources.accelerators.count}')\" '4 8'"
+  check "the $what is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of $tj)\" ]"
+  member=$(member_of "$tj")
+  check "the member's controller runs the $what ($pods pods)" wait_show 60 bash -c "
+    [ \"\$(kc $member get pods -n $MEMBER_NS -l $label=$name -o name | wc -l)\" -ge $pods ]"
+  check "the hub $what shows $done (mirrored) and its TrainingJob Succeeded" wait_show 90 bash -c "
+    is \"\$(field $kind/$name '{.status.conditions[?(@.type==\"$done\")].status}')\" True &&
+    is \"\$(field tj/$tj '{.status.phase}')\" Succeeded"
+  check "the member's $what is deleted once mirrored" wait_show 60 bash -c \
+    "! kc $member get $kind $name -n $MEMBER_NS >/dev/null 2>&1"
+}
+
 # --- JobSet
 jobset js-demo "$QUEUE" 8 | kubectl apply -f - >/dev/null
 check "the JobSet is stored suspended by the webhook (generation 1: no later patch)" is "$(field jobset/js-demo '{.spec.suspend} {.metadata.generation}')" 'true 1'
@@ -237,18 +257,7 @@ spec:
     numNodes: 4
     resourcesPerNode: {requests: {cpu: "4", memory: 16Gi, nvidia.com/gpu: "8"}, limits: {nvidia.com/gpu: "8"}}
 EOT
-check "the TrainJob is stored suspended and queued as 4 x 8 GPUs" wait_show 30 bash -c "
-  is \"\$(field trainjob/tj-demo '{.spec.suspend}')\" true &&
-  is \"\$(field tj/trainjob-tj-demo '{.spec.replicas} {.spec.resources.accelerators.count}')\" '4 8'"
-check "it is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of trainjob-tj-demo)\" ]"
-TJ_MEMBER=$(member_of trainjob-tj-demo)
-check "Trainer runs it on the member (a JobSet of 4 pods)" wait_show 60 bash -c "
-  [ \"\$(kc $TJ_MEMBER get pods -n $MEMBER_NS -l jobset.sigs.k8s.io/jobset-name=tj-demo -o name | wc -l)\" -ge 4 ]"
-check "the hub TrainJob shows Complete and its TrainingJob Succeeded" wait_show 90 bash -c "
-  is \"\$(field trainjob/tj-demo '{.status.conditions[?(@.type==\"Complete\")].status}')\" True &&
-  is \"\$(field tj/trainjob-tj-demo '{.status.phase}')\" Succeeded"
-check "the member's TrainJob is deleted once mirrored" wait_show 60 bash -c \
-  "! kc $TJ_MEMBER get trainjob tj-demo -n $MEMBER_NS >/dev/null 2>&1"
+lifecycle TrainJob trainjob tj-demo .spec.suspend jobset.sigs.k8s.io/jobset-name 4 Complete
 
 # --- PyTorchJob
 pytorchjob() {
@@ -281,18 +290,7 @@ spec:
 EOT
 }
 pytorchjob ptj-demo "" | kubectl apply -f - >/dev/null
-check "the PyTorchJob is stored suspended and queued as 4 x 8 GPUs" wait_show 30 bash -c "
-  is \"\$(field pytorchjob/ptj-demo '{.spec.runPolicy.suspend}')\" true &&
-  is \"\$(field tj/pytorchjob-ptj-demo '{.spec.replicas} {.spec.resources.accelerators.count}')\" '4 8'"
-check "it is admitted to a member" wait_show 60 bash -c "[ -n \"\$(member_of pytorchjob-ptj-demo)\" ]"
-PT_MEMBER=$(member_of pytorchjob-ptj-demo)
-check "the Training Operator runs it on the member (master and 3 workers)" wait_show 60 bash -c "
-  [ \"\$(kc $PT_MEMBER get pods -n $MEMBER_NS -l training.kubeflow.org/job-name=ptj-demo -o name | wc -l)\" -ge 4 ]"
-check "the hub PyTorchJob shows Succeeded and its TrainingJob Succeeded" wait_show 90 bash -c "
-  is \"\$(field pytorchjob/ptj-demo '{.status.conditions[?(@.type==\"Succeeded\")].status}')\" True &&
-  is \"\$(field tj/pytorchjob-ptj-demo '{.status.phase}')\" Succeeded"
-check "the member's PyTorchJob is deleted once mirrored" wait_show 60 bash -c \
-  "! kc $PT_MEMBER get pytorchjob ptj-demo -n $MEMBER_NS >/dev/null 2>&1"
+lifecycle PyTorchJob pytorchjob ptj-demo .spec.runPolicy.suspend training.kubeflow.org/job-name 4 Succeeded
 
 # --- over quota, no label, delete while running, Slurm only
 jobset js-big "$SMALL" 8 | kubectl apply -f - >/dev/null

@@ -3,8 +3,8 @@
 //! TrainingJobs computenet makes to queue them ("source" TrainingJobs, `spec.source`):
 //!
 //! - every labelled object is kept suspended in the hub (the admission webhook suspends it
-//!   on create; an object that got past it is suspended here): only its copy on the chosen
-//!   member runs;
+//!   on create and update; an object that got past it is suspended here): only its copy on
+//!   the chosen member runs;
 //! - its TrainingJob is created (named [`kinds::shadow_name`], owned by the object, so the
 //!   hub's garbage collector deletes it with the object), and kept equal to what the
 //!   object says until it is admitted; from then on the spec is frozen, and a dispatch
@@ -12,9 +12,10 @@
 //! - the copy's status on the member is mirrored to the hub object's status, and once the
 //!   job is over and mirrored, the copy is deleted from the member;
 //! - deleting the object deletes its TrainingJob (the garbage collector, by the owner
-//!   reference), whose cleanup deletes the copy. The service never deletes or replaces a
-//!   TrainingJob (its role does not allow it). Removing the label later changes nothing:
-//!   the object stays queued until it or its TrainingJob is deleted.
+//!   reference), whose cleanup deletes the copy. Deleting only the TrainingJob cancels the
+//!   job for good: the object is marked [`QUEUED_AS`] once its TrainingJob exists, and a
+//!   marked object without one is not queued again. The service never deletes or replaces
+//!   a TrainingJob (its role does not allow it). Removing the label later changes nothing.
 //!
 //! Everything else (quotas, fairness, placement, explanations, dispatch with backoff,
 //! member loss, restarts) is the TrainingJob's, unchanged.
@@ -42,7 +43,8 @@ use tokio::sync::Notify;
 const RUNTIME_KINDS: [(&str, &str); 2] =
     [(kinds::CLUSTER_TRAINING_RUNTIME, "clustertrainingruntimes"), (kinds::TRAINING_RUNTIME, "trainingruntimes")];
 
-/// The labelled objects of the kinds the hub serves, and the TrainJob runtimes.
+/// The objects of the kinds the hub serves (all of them: a TrainingJob's object is found
+/// whatever its labels), and the TrainJob runtimes.
 #[allow(missing_debug_implementations)] // Client has no Debug.
 #[derive(Clone)]
 pub struct Sources {

@@ -182,14 +182,10 @@ impl KubernetesMember {
     /// The copy of the object `source` of kind `kind` made for the TrainingJob with this
     /// UID from hub namespace `tenant`, as last read (any attempt).
     pub fn copy(&self, tenant: &str, uid: &str, kind: &str, source: &str) -> Option<Arc<DynamicObject>> {
-        let (_, store) = self.copies_of(kind)?;
+        let (kind, store) = self.copies_of(kind)?;
         let uid = labels::label_value(uid);
-        store
-            .get(
-                &ObjectRef::new_with(source, super::copies::api_resource(self.copies_of(kind)?.0))
-                    .within(&self.namespace_for(tenant)),
-            )
-            .filter(|c| c.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == Some(&uid))
+        let key = ObjectRef::new_with(source, super::copies::api_resource(kind)).within(&self.namespace_for(tenant));
+        store.get(&key).filter(|c| c.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == Some(&uid))
     }
 
     /// The member namespaces that hold copies: every pod there is computenet's (charged
@@ -269,10 +265,7 @@ impl KubernetesMember {
         let Some((kind, _)) = self.copies_of(kind) else {
             return Err(crate::Error::Config(format!("this member does not serve {kind}s (its CRD is not installed)")));
         };
-        let namespace = self.namespace_for(tj.metadata.namespace.as_deref().unwrap_or_default());
-        if !self.ready_namespaces().contains(&namespace) {
-            self.ready_namespace(tj).await?;
-        }
+        let namespace = self.ready_namespace(tj).await?;
         let result = super::copies::dispatch(&self.client, &namespace, tj, kind, source, gpu_label, &self.hub).await;
         self.dispatched(&namespace, result)
     }
