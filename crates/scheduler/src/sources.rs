@@ -153,29 +153,12 @@ impl Sources {
     /// the TrainingJob says.
     pub fn target_source(&self, tj: &TrainingJob, catalogue: &Catalogue) -> Option<SourceCheck> {
         let src = tj.spec.source.as_ref()?;
-        // Before the first list (a restart, a new leader) a missing object means nothing.
-        if !self.ready() {
-            return Some(SourceCheck::NotYet);
-        }
-        let refused = |why: String| Some(SourceCheck::Refused(why));
-        let Some(kind) = kinds::by_kind(&src.kind) else {
-            return refused(format!("{} is not a job kind computenet runs", src.kind));
+        let object = self.object(tj).and_then(|o| serde_json::to_value(o.as_ref()).ok());
+        let derive = |value: &Value| match kinds::by_kind(&src.kind) {
+            Some(kind) => self.derive(kind, value, catalogue),
+            None => Err(format!("{} is not a job kind computenet runs", src.kind)),
         };
-        let Some(object) = self.object(tj) else {
-            return refused(format!("{} {} is no longer in the hub", src.kind, src.name));
-        };
-        let Ok(value) = serde_json::to_value(object.as_ref()) else {
-            return refused(format!("{} {} cannot be read", src.kind, src.name));
-        };
-        match self.derive(kind, &value, catalogue) {
-            Ok(spec) if same_job(&spec, &tj.spec) => Some(SourceCheck::Ready(value)),
-            Ok(_) => refused(format!(
-                "{} {} changed after it was admitted (or its TrainingJob was written by someone else): \
-                 create it anew to queue the new version",
-                src.kind, src.name
-            )),
-            Err(e) => refused(format!("{} {}: {e}", src.kind, src.name)),
-        }
+        Some(source_check(&tj.spec, self.ready(), object, derive))
     }
 
     /// One pass: the steps in the module documentation, as background writes.
@@ -478,6 +461,35 @@ pub enum SourceCheck {
     NotYet,
 }
 
+/// Whether the object a source TrainingJob with spec `spec` queues may be copied now:
+/// `listed` whether the hub's caches have listed (before that a missing object means
+/// nothing), `object` the object as read, `derive` what a TrainingJob of it must say.
+pub fn source_check(
+    spec: &TrainingJobSpec,
+    listed: bool,
+    object: Option<Value>,
+    derive: impl FnOnce(&Value) -> Result<TrainingJobSpec, String>,
+) -> SourceCheck {
+    let Some(src) = spec.source.as_ref() else {
+        return SourceCheck::Refused("the TrainingJob names no source object".into());
+    };
+    if !listed {
+        return SourceCheck::NotYet;
+    }
+    let Some(value) = object else {
+        return SourceCheck::Refused(format!("{} {} is no longer in the hub", src.kind, src.name));
+    };
+    match derive(&value) {
+        Ok(derived) if same_job(&derived, spec) => SourceCheck::Ready(value),
+        Ok(_) => SourceCheck::Refused(format!(
+            "{} {} changed after it was admitted (or its TrainingJob was written by someone else): \
+             create it anew to queue the new version",
+            src.kind, src.name
+        )),
+        Err(e) => SourceCheck::Refused(format!("{} {}: {e}", src.kind, src.name)),
+    }
+}
+
 /// A JSON merge patch that makes `tj`'s spec `wanted`, guarded by `tj`'s resourceVersion
 /// (a TrainingJob admitted meanwhile is left alone: the patch fails with a conflict).
 /// Fields `wanted` lacks are removed (null).
@@ -549,6 +561,33 @@ mod tests {
         let mut other = spec.clone();
         other.source.as_mut().unwrap().uid = "u2".into();
         assert!(!same_job(&spec, &other));
+    }
+
+    #[test]
+    fn a_source_is_copied_only_when_listed_present_and_described_exactly() {
+        let spec: TrainingJobSpec = serde_json::from_value(json!({
+            "queueName": "q", "replicas": 4, "resources": {"cpu": "8", "memory": "64Gi", "accelerators": {"count": 8}},
+            "source": {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "js", "uid": "u1"}
+        }))
+        .unwrap();
+        let object = json!({"metadata": {"name": "js", "uid": "u1"}});
+        let same = |_: &Value| Ok(spec.clone());
+        // Before the caches list (a restart, a new leader): wait, even with no object seen.
+        assert_eq!(source_check(&spec, false, None, same), SourceCheck::NotYet);
+        assert_eq!(source_check(&spec, true, Some(object.clone()), same), SourceCheck::Ready(object.clone()));
+        let gone = source_check(&spec, true, None, same);
+        assert!(matches!(&gone, SourceCheck::Refused(why) if why.contains("no longer in the hub")), "{gone:?}");
+        let bigger = |_: &Value| Ok(TrainingJobSpec { replicas: 8, ..spec.clone() });
+        let changed = source_check(&spec, true, Some(object.clone()), bigger);
+        assert!(
+            matches!(&changed, SourceCheck::Refused(why) if why.contains("written by someone else")),
+            "{changed:?}"
+        );
+        let broken = source_check(&spec, true, Some(object), |_: &Value| Err("spec.replicatedJobs: missing".into()));
+        assert!(
+            matches!(&broken, SourceCheck::Refused(why) if why.ends_with("spec.replicatedJobs: missing")),
+            "{broken:?}"
+        );
     }
 
     #[test]
