@@ -233,9 +233,13 @@ fn listen_addr(args: &Args) -> anyhow::Result<Option<SocketAddr>> {
     if args.no_http || listen.is_empty() {
         return Ok(None);
     }
-    let full = if listen.starts_with(':') { format!("0.0.0.0{listen}") } else { listen.to_string() };
-    let addr = full.parse().with_context(|| format!("--listen {listen:?}: expected HOST:PORT, e.g. 0.0.0.0:8080"))?;
-    Ok(Some(addr))
+    socket_addr("--listen", listen, "0.0.0.0:8080").map(Some)
+}
+
+/// A flag's address: HOST:PORT, or :PORT for all interfaces.
+fn socket_addr(flag: &str, text: &str, example: &str) -> anyhow::Result<SocketAddr> {
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    full.parse().with_context(|| format!("{flag} {text:?}: expected HOST:PORT, e.g. {example}"))
 }
 
 /// The re-optimisation round from the flags.
@@ -300,10 +304,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let web = http.as_ref().map(|s| s.state().clone());
         let webhook = args.webhook_listen.trim();
         if !webhook.is_empty() {
-            let full = if webhook.starts_with(':') { format!("0.0.0.0{webhook}") } else { webhook.to_string() };
-            let addr: SocketAddr = full
-                .parse()
-                .with_context(|| format!("--webhook-listen {webhook:?}: expected HOST:PORT, e.g. :9443"))?;
+            let addr = socket_addr("--webhook-listen", webhook, ":9443")?;
             let certificate = match &args.webhook_cert_dir {
                 Some(dir) => Certificate::Files(dir.clone()),
                 None if args.webhook_hosts.is_empty() => anyhow::bail!(

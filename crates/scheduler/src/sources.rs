@@ -308,7 +308,8 @@ impl Sources {
         let status = view::status(tj);
         let Some(placement) = status.placement.as_ref() else { return };
         let Some(computenet_members::Member::Kubernetes(member)) = members.get(&placement.cluster) else { return };
-        let src = tj.spec.source.as_ref().expect("a source TrainingJob");
+        // Only source TrainingJobs are followed (`pass` picks them).
+        let Some(src) = tj.spec.source.as_ref() else { return };
         let Some(copy) = member.copy(&tj.namespace().unwrap_or_default(), view::uid(tj), &src.kind, &src.name) else {
             return;
         };
@@ -537,13 +538,18 @@ pub fn same_job(derived: &TrainingJobSpec, actual: &TrainingJobSpec) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn suspend_and_member_loss_may_differ_nothing_else() {
-        let spec: TrainingJobSpec = serde_json::from_value(json!({
+    /// A source TrainingJob's spec: 4 x 8 GPUs queuing JobSet js (UID u1).
+    fn source_spec() -> TrainingJobSpec {
+        serde_json::from_value(json!({
             "queueName": "q", "replicas": 4, "resources": {"cpu": "8", "memory": "64Gi", "accelerators": {"count": 8}},
             "source": {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "js", "uid": "u1"}
         }))
-        .unwrap();
+        .expect("a valid spec")
+    }
+
+    #[test]
+    fn suspend_and_member_loss_may_differ_nothing_else() {
+        let spec = source_spec();
         let mut user = spec.clone();
         user.suspend = true;
         user.on_member_loss = computenet_api::training_job::MemberLossPolicy::Wait;
@@ -565,11 +571,7 @@ mod tests {
 
     #[test]
     fn a_source_is_copied_only_when_listed_present_and_described_exactly() {
-        let spec: TrainingJobSpec = serde_json::from_value(json!({
-            "queueName": "q", "replicas": 4, "resources": {"cpu": "8", "memory": "64Gi", "accelerators": {"count": 8}},
-            "source": {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "name": "js", "uid": "u1"}
-        }))
-        .unwrap();
+        let spec = source_spec();
         let object = json!({"metadata": {"name": "js", "uid": "u1"}});
         let same = |_: &Value| Ok(spec.clone());
         // Before the caches list (a restart, a new leader): wait, even with no object seen.

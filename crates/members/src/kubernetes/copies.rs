@@ -69,7 +69,7 @@ pub async fn dispatch(
     gpu_label: Option<&str>,
     hub: &str,
 ) -> Result<()> {
-    let work = dispatch_unbounded(member, namespace, tj, kind, source, gpu_label, hub);
+    let work = create(member, namespace, tj, kind, source, gpu_label, hub);
     match tokio::time::timeout(job::MEMBER_CALL_TIMEOUT, work).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(in_the_way))) => Err(Error::Config(in_the_way)),
@@ -78,7 +78,9 @@ pub async fn dispatch(
     }
 }
 
-async fn dispatch_unbounded(
+/// [`dispatch`] without its time bound: the outer error is the member's, the inner one a
+/// copy in the way.
+async fn create(
     member: &Client,
     namespace: &str,
     tj: &TrainingJob,
