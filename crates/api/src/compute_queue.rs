@@ -2,6 +2,7 @@
 
 use crate::quantity::Quantity;
 use crate::training_job::{MAX_PRIORITY, MIN_PRIORITY};
+use crate::usage::{BudgetSpec, BudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use kube::KubeSchema;
@@ -25,6 +26,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Pending", type_ = "integer", json_path = ".status.pending"),
     printcolumn(name = "Admitted", type_ = "integer", json_path = ".status.admitted"),
     printcolumn(name = "GPU Usage/Quota", type_ = "string", json_path = ".status.gpuUsage"),
+    printcolumn(name = "Share", type_ = "number", json_path = ".status.share"),
+    printcolumn(name = "Budget", type_ = "string", json_path = ".status.budgetUsage"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +55,9 @@ pub struct ComputeQueueSpec {
     /// admitted. Absent allows only 0, so tenants get no priority an admin did not allow.
     #[serde(default)]
     pub priority_range: PriorityRange,
+    /// A spending limit per period: when spent, new jobs wait with `BudgetExhausted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSpec>,
 }
 
 /// The priorities a queue allows, both ends included.
@@ -144,6 +150,19 @@ pub struct ComputeQueueStatus {
     pub gpu_usage: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<QuotaUsage>,
+    /// The share jobs are ordered by across queues: (current dominant share + past
+    /// share) / weight; lower goes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// Decayed past usage as a share of the quotas (0 without a half life).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub past_share: Option<f64>,
+    /// The budget in the current period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetStatus>,
+    /// "spent/limit unit" of the budget's first limit, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usage: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

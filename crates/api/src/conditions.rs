@@ -44,6 +44,7 @@ pub mod reasons {
     pub const UNSCHEDULABLE: &str = "Unschedulable";
     pub const BLOCKED_BY_QUEUE_HEAD: &str = "BlockedByQueueHead";
     pub const WAITING_FOR_PREEMPTION: &str = "WaitingForPreemption";
+    pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
     // Admitted=False: taken back
     pub const PREEMPTED: &str = "Preempted";
     pub const MEMBER_LOST: &str = "MemberLost";

@@ -211,6 +211,9 @@ pub fn queue(name: &str, spec: &ComputeQueueSpec) -> Result<Queue> {
             compute_queue::QueueingStrategy::BestEffortFIFO => QueueingStrategy::BestEffortFifo,
         },
         priority_range: priority_range(&spec.priority_range)?,
+        // Filled in from the usage store by the view (fair share with memory, budgets).
+        past_share: 0.0,
+        budget_exhausted: None,
     })
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`TrainingJob`] (namespaced, `tj`): a gang of replicas to train, submitted to a queue.
 //! - [`MemberCluster`] (cluster-scoped, `mcl`): a member of the pool and how to reach it.
-//! - [`ComputeQueue`] (cluster-scoped, `cnq`): quotas, cohort, fair-share weight and policies.
+//! - [`ComputeQueue`] (cluster-scoped, `cnq`): quotas, cohort, fair-share weight, budget and policies.
+//! - [`ComputeUsage`] (cluster-scoped, `cnu`): what one queue's attempts used on one day.
 //!
 //! The CRD YAML under `deploy/crds/` is generated from these types by `computenet crdgen`
 //! and never edited by hand. [`convert`] turns the resources into the core's types;
@@ -21,12 +22,14 @@ pub mod member_cluster;
 pub mod profiles;
 pub mod quantity;
 pub mod training_job;
+pub mod usage;
 pub mod view;
 
 pub use compute_queue::{ComputeQueue, ComputeQueueSpec, ComputeQueueStatus};
 pub use error::{Error, Result};
 pub use member_cluster::{MemberCluster, MemberClusterSpec, MemberClusterStatus};
 pub use quantity::Quantity;
+pub use usage::{ComputeUsage, ComputeUsageSpec};
 pub use training_job::{TrainingJob, TrainingJobPhase, TrainingJobSpec, TrainingJobStatus};
 
 /// The API group.

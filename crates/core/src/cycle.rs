@@ -350,6 +350,9 @@ impl<'a> CycleState<'a> {
         if let Err(e) = job.validate() {
             return queued(job, QueuedReason::Invalid { message: e.to_string() });
         }
+        if let Some(detail) = &self.ledger.queue(q).budget_exhausted {
+            return queued(job, QueuedReason::BudgetExhausted { detail: detail.clone() });
+        }
         if self.reservation.is_some() && !self.scheduler.config.backfill {
             return queued(job, QueuedReason::InsufficientCapacity);
         }

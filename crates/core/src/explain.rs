@@ -128,6 +128,8 @@ pub enum QueuedReason {
     BlockedByQueueHead { head: String },
     /// Waiting for preempted jobs to end.
     WaitingForPreemption,
+    /// Its queue's (or an enclosing cohort's) budget for the period is spent.
+    BudgetExhausted { detail: String },
 }
 
 impl std::fmt::Display for QueuedReason {
@@ -142,6 +144,7 @@ impl std::fmt::Display for QueuedReason {
                 write!(f, "StrictFIFO queue blocked behind {head}")
             }
             QueuedReason::WaitingForPreemption => f.write_str("waiting for preempted jobs to end"),
+            QueuedReason::BudgetExhausted { detail } => write!(f, "budget exhausted: {detail}"),
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`index`]: per-cluster node indexes used for gang feasibility.
 //! - [`score`]: turning estimates into a score by the job's objective.
 //! - [`adapt`]: the re-optimisation round that moves and resizes running restartable jobs.
+//! - [`usage`]: what attempts used (device-seconds, energy, cost, carbon, useful work),
+//!   decayed past usage for fair share, budget periods.
 //! - [`cycle`]: the scheduling cycle itself; [`explain`]: its decisions and explanations.
 #![forbid(unsafe_code)]
 
@@ -37,6 +39,7 @@ pub mod resources;
 pub mod score;
 pub mod synth;
 pub mod throughput;
+pub mod usage;
 
 pub use accelerator::{AcceleratorSpec, Catalogue};
 pub use adapt::{AdaptConfig, Adaptable, Adjustment, AdjustmentKind};

@@ -41,7 +41,8 @@ pub struct Quota {
 }
 
 impl Quota {
-    fn counts(&self, resource: &ResourceName, accelerator: Option<&str>) -> bool {
+    /// Whether usage of `resource` on `accelerator` counts against this quota.
+    pub fn counts(&self, resource: &ResourceName, accelerator: Option<&str>) -> bool {
         self.resource == *resource
             && match (&self.accelerator, accelerator) {
                 (None, _) => true,
@@ -132,6 +133,14 @@ pub struct Queue {
     /// within it.
     #[serde(default)]
     pub priority_range: PriorityRange,
+    /// Decayed past usage as a share of its quotas ([`crate::usage::past_share`]): added
+    /// to the current dominant share for ordering. 0: plain DRF on current usage.
+    #[serde(default)]
+    pub past_share: f64,
+    /// Why it admits nothing new now (its or an enclosing cohort's budget is spent, in
+    /// words); running jobs are not touched.
+    #[serde(default)]
+    pub budget_exhausted: Option<String>,
 }
 
 fn one() -> f64 {
@@ -149,6 +158,8 @@ impl Queue {
             preemption: PreemptionPolicy::default(),
             strategy: QueueingStrategy::default(),
             priority_range: PriorityRange::default(),
+            past_share: 0.0,
+            budget_exhausted: None,
         }
     }
 }
@@ -320,7 +331,8 @@ impl QuotaLedger {
     }
 
     /// Weighted dominant resource share of a queue: max over its quotas of used/nominal,
-    /// divided by its weight. Queues without quotas have share 0.
+    /// plus its decayed past share, divided by its weight. Queues without quotas have
+    /// share 0.
     pub fn dominant_share(&self, q: usize) -> f64 {
         let entry = &self.queues[q];
         let share = entry
@@ -330,7 +342,8 @@ impl QuotaLedger {
             .zip(&entry.used)
             .map(|(quota, used)| *used as f64 / quota.nominal.max(1) as f64)
             .fold(0.0, f64::max);
-        share / entry.queue.weight.max(1e-9)
+        let past = if entry.queue.past_share.is_finite() { entry.queue.past_share.max(0.0) } else { 0.0 };
+        (share + past) / entry.queue.weight.max(1e-9)
     }
 
     /// Whether queue `q` uses more than nominal of a quota matching `accelerator`'s devices.

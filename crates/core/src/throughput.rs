@@ -110,7 +110,7 @@ impl ThroughputModel {
     }
 
     /// Effective TFLOPS of one device of `accelerator` (or one core for CPU-only).
-    fn effective_tflops(&self, catalogue: &Catalogue, accelerator: &str) -> Option<f64> {
+    pub fn effective_tflops(&self, catalogue: &Catalogue, accelerator: &str) -> Option<f64> {
         let spec = catalogue.get(accelerator)?;
         let util = self.utilisation.get(accelerator).copied().unwrap_or(self.default_utilisation);
         Some(spec.peak_tflops * util).filter(|t| *t > 0.0)

@@ -128,6 +128,10 @@ pub fn queue_status(usage: &QueueUsage) -> ComputeQueueStatus {
         running: count(usage.running),
         gpu_usage: Some(usage.gpu_usage()),
         usage: Vec::new(),
+        share: None,
+        past_share: None,
+        budget: None,
+        budget_usage: None,
         conditions: Vec::new(),
     }
 }

@@ -251,6 +251,7 @@ pub fn queued_reason(r: &QueuedReason) -> &'static str {
         QueuedReason::Unschedulable => reasons::UNSCHEDULABLE,
         QueuedReason::BlockedByQueueHead { .. } => reasons::BLOCKED_BY_QUEUE_HEAD,
         QueuedReason::WaitingForPreemption => reasons::WAITING_FOR_PREEMPTION,
+        QueuedReason::BudgetExhausted { .. } => reasons::BUDGET_EXHAUSTED,
     }
 }
 

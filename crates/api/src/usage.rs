@@ -1,0 +1,295 @@
+//! Metering: `ComputeUsage`, the durable record of what job attempts used, and budgets.
+//!
+//! One `ComputeUsage` per queue and UTC day (named `<queue>.<yyyymmdd>`) holds the
+//! attempts of that queue that ended that day:
+//! - `rows`: amounts per time bucket (hourly), namespace, member and accelerator type.
+//!   Attempts are cut at bucket boundaries, so an attempt that ran across midnight has
+//!   rows before the object's day. Rows are what totals, budgets and fair share read.
+//! - `records`: one per attempt, at most [`MAX_RECORDS`] (later ones are counted in
+//!   `recordsDropped`, their amounts still in `rows`).
+//! - `recorded`: keys of the latest attempts recorded (at most [`MAX_RECORDED_KEYS`]), so
+//!   an attempt recorded just before a crash is not recorded twice.
+//!
+//! After the raw retention the object is compacted (daily rows, no records, no keys);
+//! after the retention it is deleted. The service alone writes these; everyone with
+//! `get` on them can read usage.
+
+use crate::training_job::MAX_ATTEMPTS_KEPT;
+use computenet_core::usage::{Amounts, Budget, BudgetPeriod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Attempt records one `ComputeUsage` keeps.
+pub const MAX_RECORDS: usize = 1_000;
+/// Keys of recorded attempts one `ComputeUsage` keeps (at least twice the records one
+/// write adds, [`MAX_RECORDS_PER_WRITE`]).
+pub const MAX_RECORDED_KEYS: usize = 2_048;
+/// Attempts one write adds to one `ComputeUsage`.
+pub const MAX_RECORDS_PER_WRITE: usize = 512;
+/// Rows one `ComputeUsage` holds; more (an absurd number of namespaces x members x types
+/// in one day) fold into one row per hour with namespace `(other)`.
+pub const MAX_ROWS: usize = 20_000;
+
+const _: () = assert!(MAX_RECORDED_KEYS >= 2 * MAX_RECORDS_PER_WRITE);
+const _: () = assert!(MAX_ATTEMPTS_KEPT > 0);
+
+/// What a queue's attempts that ended on one UTC day used.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "computenet.io",
+    version = "v1alpha1",
+    kind = "ComputeUsage",
+    shortname = "cnu",
+    category = "computenet",
+    derive = "PartialEq",
+    doc = "Usage of one queue's job attempts that ended on one UTC day: hourly rows per namespace, member and accelerator type, and the attempts themselves. Written by the computenet service only.",
+    printcolumn(name = "Queue", type_ = "string", json_path = ".spec.queue"),
+    printcolumn(name = "Day", type_ = "string", json_path = ".spec.day"),
+    printcolumn(name = "GPU-Hours", type_ = "number", json_path = ".spec.total.gpuHours"),
+    printcolumn(name = "kWh", type_ = "number", json_path = ".spec.total.energyKWh"),
+    printcolumn(name = "Cost", type_ = "number", json_path = ".spec.total.cost"),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".spec.total.attempts")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeUsageSpec {
+    #[schemars(length(min = 1, max = 253))]
+    pub queue: String,
+    /// The UTC day the attempts ended on, `YYYY-MM-DD`.
+    #[schemars(length(min = 10, max = 10))]
+    pub day: String,
+    /// Length of a row's time bucket in seconds (3600; 86400 once compacted).
+    #[schemars(range(min = 1, max = 86_400))]
+    pub bucket_seconds: i64,
+    /// Sum of `rows`.
+    #[serde(default)]
+    pub total: UsageTotal,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20_000))]
+    pub rows: Vec<UsageRow>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1_000))]
+    pub records: Vec<UsageRecord>,
+    /// Attempts recorded in `rows` but left out of `records` (over the cap, or compacted).
+    #[serde(default)]
+    pub records_dropped: i64,
+    /// Keys (`<uid>/<attempt>`) of the latest attempts recorded here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2_048))]
+    pub recorded: Vec<String>,
+    /// Records and keys are gone, rows are daily.
+    #[serde(default)]
+    pub compacted: bool,
+}
+
+/// Amounts as stored: the core's [`Amounts`] with the units in the names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageAmounts {
+    #[serde(default)]
+    pub gpu_seconds: f64,
+    #[serde(default)]
+    pub cpu_core_seconds: f64,
+    #[serde(default, rename = "energyKWh")]
+    pub energy_kwh: f64,
+    #[serde(default, rename = "measuredEnergyKWh")]
+    pub measured_energy_kwh: f64,
+    #[serde(default)]
+    pub cost: f64,
+    #[serde(default, rename = "carbonKg")]
+    pub carbon_kg: f64,
+    /// Useful work in tera-FLOP (device-seconds x effective TFLOPS).
+    #[serde(default, rename = "usefulTFLOP")]
+    pub useful_tflop: f64,
+}
+
+impl From<Amounts> for UsageAmounts {
+    fn from(a: Amounts) -> Self {
+        UsageAmounts {
+            gpu_seconds: a.gpu_seconds,
+            cpu_core_seconds: a.cpu_core_seconds,
+            energy_kwh: a.energy_kwh,
+            measured_energy_kwh: a.measured_energy_kwh,
+            cost: a.cost,
+            carbon_kg: a.carbon_kg,
+            useful_tflop: a.useful_tflop,
+        }
+    }
+}
+
+impl From<UsageAmounts> for Amounts {
+    fn from(a: UsageAmounts) -> Self {
+        // Stored figures are read back as non-negative finite numbers whatever was written.
+        let f = |v: f64| if v.is_finite() { v.max(0.0) } else { 0.0 };
+        Amounts {
+            gpu_seconds: f(a.gpu_seconds),
+            cpu_core_seconds: f(a.cpu_core_seconds),
+            energy_kwh: f(a.energy_kwh),
+            measured_energy_kwh: f(a.measured_energy_kwh),
+            cost: f(a.cost),
+            carbon_kg: f(a.carbon_kg),
+            useful_tflop: f(a.useful_tflop),
+        }
+    }
+}
+
+/// Totals of one `ComputeUsage` (for `kubectl get cnu`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageTotal {
+    #[serde(default)]
+    pub attempts: i64,
+    #[serde(default)]
+    pub gpu_hours: f64,
+    #[serde(default, rename = "energyKWh")]
+    pub energy_kwh: f64,
+    #[serde(default)]
+    pub cost: f64,
+}
+
+/// Usage in one time bucket by one namespace on one member and accelerator type.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRow {
+    /// Start of the bucket, Unix seconds.
+    pub start: i64,
+    #[schemars(length(max = 253))]
+    pub namespace: String,
+    #[schemars(length(max = 253))]
+    pub member: String,
+    #[serde(default)]
+    #[schemars(length(max = 253))]
+    pub site: String,
+    /// Accelerator type; absent for CPU-only attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub accelerator: Option<String>,
+    /// Attempts with time in this bucket.
+    #[serde(default)]
+    pub attempts: i64,
+    #[serde(flatten)]
+    pub amounts: UsageAmounts,
+}
+
+/// Where an attempt's energy figure comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum EnergySource {
+    /// Apportioned from the member's measured accelerator power (Prometheus).
+    Measured,
+    /// The catalogue's board power times the member's PUE.
+    #[default]
+    Estimated,
+}
+
+/// One attempt of one job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRecord {
+    #[schemars(length(max = 253))]
+    pub namespace: String,
+    #[schemars(length(max = 253))]
+    pub job: String,
+    #[schemars(length(max = 64))]
+    pub uid: String,
+    pub attempt: i32,
+    #[schemars(length(max = 253))]
+    pub member: String,
+    #[serde(default)]
+    #[schemars(length(max = 253))]
+    pub site: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub accelerator: Option<String>,
+    /// Accelerators of the whole gang.
+    #[serde(default)]
+    pub gpus: i64,
+    #[serde(default)]
+    pub replicas: i32,
+    /// Admission of the attempt.
+    pub start: Time,
+    /// Its end (finished, failed, stopped, moved, preempted, lost or deleted).
+    pub end: Time,
+    /// Why it ended.
+    #[serde(default)]
+    #[schemars(length(max = 128))]
+    pub reason: String,
+    #[serde(default)]
+    pub energy_source: EnergySource,
+    #[serde(flatten)]
+    pub amounts: UsageAmounts,
+}
+
+/// A budget's period: calendar periods in UTC.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BudgetPeriodName {
+    Hour,
+    Day,
+    /// Monday 00:00 UTC to Monday.
+    Week,
+    #[default]
+    Month,
+}
+
+/// A spending limit per period. When any limit is reached, the queue (or every queue
+/// under the cohort) admits nothing new with the reason `BudgetExhausted` until the next
+/// period; running jobs go on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.gpuHours) || has(self.kilowattHours) || has(self.cost)").message("a budget needs gpuHours, kilowattHours or cost"))]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetSpec {
+    #[serde(default)]
+    pub period: BudgetPeriodName,
+    /// Fixed windows of this many seconds counted from the Unix epoch, instead of `period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_622_400))]
+    pub period_seconds: Option<i64>,
+    /// Accelerator-hours per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0e12))]
+    pub gpu_hours: Option<f64>,
+    /// Facility energy per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0e12))]
+    pub kilowatt_hours: Option<f64>,
+    /// Energy cost per period, in the members' currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0e15))]
+    pub cost: Option<f64>,
+}
+
+impl BudgetSpec {
+    /// The budget as the core counts it.
+    pub fn core(&self) -> Budget {
+        let period = match (self.period_seconds, self.period) {
+            (Some(s), _) => BudgetPeriod::Seconds(u64::try_from(s).unwrap_or(60).max(60)),
+            (None, BudgetPeriodName::Hour) => BudgetPeriod::Hour,
+            (None, BudgetPeriodName::Day) => BudgetPeriod::Day,
+            (None, BudgetPeriodName::Week) => BudgetPeriod::Week,
+            (None, BudgetPeriodName::Month) => BudgetPeriod::Month,
+        };
+        let limit = |v: Option<f64>| v.filter(|v| v.is_finite()).map(|v| v.max(0.0));
+        Budget {
+            period,
+            gpu_hours: limit(self.gpu_hours),
+            kilowatt_hours: limit(self.kilowatt_hours),
+            cost: limit(self.cost),
+        }
+    }
+}
+
+/// A budget's state in the current period.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetStatus {
+    pub period_start: Time,
+    pub period_end: Time,
+    /// Spent in the period: ended attempts' recorded usage and running attempts' so far.
+    pub spent: UsageAmounts,
+    /// A limit is reached: nothing new is admitted until `periodEnd`.
+    #[serde(default)]
+    pub exhausted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
