@@ -293,3 +293,48 @@ pub struct BudgetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+/// What usage is summed by: every label of a row and its queue.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UsageKey {
+    pub queue: String,
+    pub namespace: String,
+    pub member: String,
+    pub site: String,
+    /// None: CPU only.
+    pub accelerator: Option<String>,
+}
+
+/// A sum of rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageSum {
+    /// Attempt-buckets summed (an attempt counts once per bucket it had time in).
+    pub attempts: i64,
+    pub amounts: Amounts,
+}
+
+/// Usage of the rows whose bucket starts in `[since, until)` (Unix seconds), summed per
+/// queue, namespace, member, site and accelerator. Rows are hourly (daily once
+/// compacted), so the window is as fine as the buckets it covers.
+pub fn totals<'a>(
+    objects: impl IntoIterator<Item = &'a ComputeUsage>,
+    since: i64,
+    until: i64,
+) -> std::collections::BTreeMap<UsageKey, UsageSum> {
+    let mut sums = std::collections::BTreeMap::<UsageKey, UsageSum>::new();
+    for o in objects {
+        for r in o.spec.rows.iter().filter(|r| r.start >= since && r.start < until) {
+            let key = UsageKey {
+                queue: o.spec.queue.clone(),
+                namespace: r.namespace.clone(),
+                member: r.member.clone(),
+                site: r.site.clone(),
+                accelerator: r.accelerator.clone(),
+            };
+            let sum = sums.entry(key).or_default();
+            sum.attempts = sum.attempts.saturating_add(r.attempts.max(0));
+            sum.amounts = sum.amounts.plus(&Amounts::from(r.amounts));
+        }
+    }
+    sums
+}

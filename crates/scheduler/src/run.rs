@@ -60,7 +60,12 @@ pub struct ServeConfig {
     pub adapt: crate::schedule::AdaptPolicy,
 }
 
-const CRDS: [&str; 3] = ["trainingjobs.computenet.io", "memberclusters.computenet.io", "computequeues.computenet.io"];
+const CRDS: [&str; 4] = [
+    "trainingjobs.computenet.io",
+    "memberclusters.computenet.io",
+    "computequeues.computenet.io",
+    "computeusages.computenet.io",
+];
 
 /// Fails with a clear message when the CRDs are not installed.
 pub async fn check_crds(client: &Client) -> Result<()> {
