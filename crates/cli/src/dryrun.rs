@@ -511,6 +511,7 @@ pub fn run(input: &Input<'_>) -> anyhow::Result<DryRunReport> {
         now: input.now,
         pool: &pool,
         queues: &queues,
+        cohorts: &[],
         pending: &pending,
         running: &running,
     });
@@ -532,6 +533,7 @@ pub fn run(input: &Input<'_>) -> anyhow::Result<DryRunReport> {
             now: input.now,
             pool: &pool,
             queues: &queues,
+            cohorts: &[],
             pending: std::slice::from_ref(&job),
             running: &running,
         });

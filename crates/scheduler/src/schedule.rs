@@ -157,6 +157,7 @@ impl Scheduling {
             now: view::unix(now),
             pool: &built.pool,
             queues: &built.queues,
+            cohorts: &[],
             pending: &built.pending,
             running: &built.running,
         };
@@ -197,6 +198,7 @@ impl Scheduling {
             now: view::unix(now),
             pool: &built.pool,
             queues: &built.queues,
+            cohorts: &[],
             pending: &built.pending,
             running: &built.running,
         });
@@ -308,6 +310,7 @@ mod tests {
             now: view::unix(now),
             pool: &built.pool,
             queues: &built.queues,
+            cohorts: &[],
             pending: &built.pending,
             running: &built.running,
         });
