@@ -338,3 +338,260 @@ pub fn totals<'a>(
     }
     sums
 }
+
+/// Days since 1970-01-01 of a Unix time.
+pub fn day_of(unix_s: u64) -> u64 {
+    unix_s / 86_400
+}
+
+/// `YYYY-MM-DD` of a day count.
+pub fn day_string(day: u64) -> String {
+    let (y, m, d) = computenet_core::usage::civil(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The day count of a `YYYY-MM-DD` string (None when it is not one).
+pub fn parse_day(text: &str) -> Option<u64> {
+    let mut parts = text.splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+        return None;
+    }
+    let day = computenet_core::usage::days_from_civil(y, m, d);
+    (day_string(day) == text).then_some(day)
+}
+
+/// The name of the object holding `queue`'s attempts that ended on `day`:
+/// `<queue>.<yyyymmdd>` (the date part has a fixed length, so two queues never share one).
+pub fn object_name(queue: &str, day: u64) -> String {
+    format!("{queue}.{}", day_string(day).replace('-', ""))
+}
+
+/// An empty day of a queue.
+pub fn empty_day(queue: &str, day: u64, bucket_seconds: u64) -> ComputeUsageSpec {
+    ComputeUsageSpec {
+        queue: queue.to_string(),
+        day: day_string(day),
+        bucket_seconds: i64::try_from(bucket_seconds.clamp(1, 86_400)).unwrap_or(3_600),
+        total: UsageTotal::default(),
+        rows: Vec::new(),
+        records: Vec::new(),
+        records_dropped: 0,
+        recorded: Vec::new(),
+        compacted: false,
+    }
+}
+
+/// An ended attempt, ready to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndedAttempt {
+    pub queue: String,
+    /// Unix seconds of admission and end.
+    pub start: u64,
+    pub end: u64,
+    /// What the whole attempt used.
+    pub amounts: Amounts,
+    pub record: UsageRecord,
+}
+
+impl EndedAttempt {
+    /// The key that makes recording idempotent: `<uid>/<attempt>`.
+    pub fn key(&self) -> String {
+        attempt_key(&self.record.uid, self.record.attempt)
+    }
+}
+
+/// `<uid>/<attempt>`.
+pub fn attempt_key(uid: &str, attempt: i32) -> String {
+    format!("{uid}/{attempt}")
+}
+
+/// Whether the attempt with `key` is already recorded in `day`.
+pub fn is_recorded(day: &ComputeUsageSpec, key: &str) -> bool {
+    day.recorded.iter().any(|k| k == key)
+}
+
+/// Namespace of the row that takes what no longer fits in [`MAX_ROWS`].
+pub const OTHER_NAMESPACE: &str = "(other)";
+
+/// Adds `attempts` to `day` (those whose key it already has are skipped): rows cut at the
+/// day's bucket boundaries in proportion to time, a record each while there is room
+/// ([`MAX_RECORDS`]), and the key (the oldest keys go first beyond
+/// [`MAX_RECORDED_KEYS`]). Returns the keys added. Pure and deterministic.
+pub fn record(day: &mut ComputeUsageSpec, attempts: &[EndedAttempt]) -> Vec<String> {
+    let bucket = u64::try_from(day.bucket_seconds).unwrap_or(3_600).clamp(1, 86_400);
+    let mut index: std::collections::HashMap<(i64, String, String, Option<String>), usize> = day
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.start, r.namespace.clone(), r.member.clone(), r.accelerator.clone()), i))
+        .collect();
+    let mut added = Vec::new();
+    for a in attempts {
+        let key = a.key();
+        if is_recorded(day, &key) || added.contains(&key) {
+            continue;
+        }
+        let seconds = a.end.saturating_sub(a.start);
+        let pieces: Vec<(u64, u64)> = if seconds == 0 {
+            vec![(a.end - a.end % bucket, 0)]
+        } else {
+            computenet_core::usage::buckets(a.start, a.end, bucket).collect()
+        };
+        for (start, s) in pieces {
+            let share = if seconds == 0 { 1.0 } else { s as f64 / seconds as f64 };
+            let amounts = a.amounts.scaled(share);
+            let start = i64::try_from(start).unwrap_or(i64::MAX);
+            let mut namespace = a.record.namespace.clone();
+            let mut k = (start, namespace.clone(), a.record.member.clone(), a.record.accelerator.clone());
+            if !index.contains_key(&k) && day.rows.len() >= MAX_ROWS {
+                namespace = OTHER_NAMESPACE.to_string();
+                k.1 = namespace.clone();
+            }
+            let i = *index.entry(k).or_insert_with(|| {
+                day.rows.push(UsageRow {
+                    start,
+                    namespace,
+                    member: a.record.member.clone(),
+                    site: a.record.site.clone(),
+                    accelerator: a.record.accelerator.clone(),
+                    attempts: 0,
+                    amounts: UsageAmounts::default(),
+                });
+                day.rows.len() - 1
+            });
+            let row = &mut day.rows[i];
+            row.attempts = row.attempts.saturating_add(1);
+            row.amounts = Amounts::from(row.amounts).plus(&amounts).into();
+        }
+        if day.records.len() < MAX_RECORDS && !day.compacted {
+            day.records.push(a.record.clone());
+        } else {
+            day.records_dropped = day.records_dropped.saturating_add(1);
+        }
+        if !day.compacted {
+            day.recorded.push(key.clone());
+        }
+        added.push(key);
+    }
+    let excess = day.recorded.len().saturating_sub(MAX_RECORDED_KEYS);
+    day.recorded.drain(..excess);
+    day.rows.sort_by(|a, b| {
+        (a.start, &a.namespace, &a.member, &a.accelerator).cmp(&(b.start, &b.namespace, &b.member, &b.accelerator))
+    });
+    day.total = total(day, attempts_recorded(day));
+    added
+}
+
+/// Attempts recorded in a day: its records and those it dropped.
+fn attempts_recorded(day: &ComputeUsageSpec) -> i64 {
+    i64::try_from(day.records.len()).unwrap_or(i64::MAX).saturating_add(day.records_dropped)
+}
+
+fn total(day: &ComputeUsageSpec, attempts: i64) -> UsageTotal {
+    let sum = day.rows.iter().fold(Amounts::default(), |s, r| s.plus(&Amounts::from(r.amounts)));
+    let round = |v: f64| (v * 1e6).round() / 1e6;
+    UsageTotal {
+        attempts,
+        gpu_hours: round(sum.gpu_hours()),
+        energy_kwh: round(sum.energy_kwh),
+        cost: round(sum.cost),
+    }
+}
+
+/// `day` compacted: daily rows (one per namespace, member and type), no records (counted in
+/// `recordsDropped`), no keys. What is kept after the raw retention.
+pub fn compact(day: &ComputeUsageSpec) -> ComputeUsageSpec {
+    let attempts = attempts_recorded(day);
+    let mut rows: std::collections::BTreeMap<(i64, String, String, Option<String>), UsageRow> =
+        std::collections::BTreeMap::new();
+    for r in &day.rows {
+        let start = r.start - r.start.rem_euclid(86_400);
+        let k = (start, r.namespace.clone(), r.member.clone(), r.accelerator.clone());
+        let row =
+            rows.entry(k).or_insert_with(|| UsageRow { start, attempts: 0, amounts: UsageAmounts::default(), ..r.clone() });
+        // An attempt with time in several hours of one day counts once per hour here too:
+        // `attempts` of a row is attempt-buckets, as before compaction.
+        row.attempts = row.attempts.saturating_add(r.attempts);
+        row.amounts = Amounts::from(row.amounts).plus(&Amounts::from(r.amounts)).into();
+    }
+    let mut out = ComputeUsageSpec {
+        bucket_seconds: 86_400,
+        rows: rows.into_values().collect(),
+        records: Vec::new(),
+        records_dropped: attempts,
+        recorded: Vec::new(),
+        compacted: true,
+        ..day.clone()
+    };
+    out.total = total(&out, attempts);
+    out
+}
+
+/// An attempt of a job that has ended (or, for a running one, its time so far).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptSpan {
+    pub attempt: i32,
+    pub cluster: String,
+    pub accelerator: Option<String>,
+    pub replicas: i32,
+    /// Unix seconds of admission.
+    pub start: u64,
+    /// Unix seconds of the end.
+    pub end: u64,
+    pub reason: String,
+}
+
+/// The ended attempts of `tj` not yet recorded (numbers above `status.meteredThrough`),
+/// oldest first: its earlier attempts (`status.attempts`), and the current one once the
+/// job finished (at `completionTime`) or, admitted, is being deleted (at its deletion).
+/// Attempts without a start were never admitted and used nothing.
+pub fn unmetered_attempts(tj: &crate::TrainingJob) -> Vec<AttemptSpan> {
+    use crate::training_job::TrainingJobPhase;
+    let Some(status) = tj.status.as_ref() else { return Vec::new() };
+    let through = status.metered_through.unwrap_or(0);
+    let unix = |t: &Time| u64::try_from(t.0.as_second()).unwrap_or(0);
+    let mut spans: Vec<AttemptSpan> = status
+        .attempts
+        .iter()
+        .filter(|a| a.attempt > through)
+        .filter_map(|a| {
+            Some(AttemptSpan {
+                attempt: a.attempt,
+                cluster: a.cluster.clone(),
+                accelerator: a.accelerator.clone(),
+                replicas: a.replicas,
+                start: unix(a.start_time.as_ref()?),
+                end: unix(a.end_time.as_ref()?),
+                reason: a.reason.clone(),
+            })
+        })
+        .collect();
+    let finished = matches!(status.phase, Some(TrainingJobPhase::Succeeded | TrainingJobPhase::Failed));
+    let ended_at = match (&status.completion_time, &tj.metadata.deletion_timestamp) {
+        (Some(done), _) if finished => Some((unix(done), status.phase.map(|p| format!("{p:?}")))),
+        (_, Some(deleted)) if status.admitted == Some(true) && !finished => {
+            Some((unix(deleted), Some("Deleted".to_string())))
+        }
+        _ => None,
+    };
+    // Admissions always number their attempt; one without a number is the first.
+    let number = status.attempt.unwrap_or(1);
+    if let (Some((end, reason)), Some(placement), Some(start)) = (ended_at, &status.placement, &status.start_time) {
+        if number > through && !spans.iter().any(|s| s.attempt == number) {
+            spans.push(AttemptSpan {
+                attempt: number,
+                cluster: placement.cluster.clone(),
+                accelerator: placement.accelerator.clone(),
+                replicas: placement.replicas.unwrap_or(tj.spec.replicas),
+                start: unix(start),
+                end: end.max(unix(start)),
+                reason: reason.unwrap_or_default(),
+            });
+        }
+    }
+    spans.sort_by_key(|s| s.attempt);
+    spans
+}

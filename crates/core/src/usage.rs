@@ -287,6 +287,18 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// Spent over limit, the largest over the limits (0 for a zero limit not yet used,
+    /// 1 once it is used at all); None without limits.
+    pub fn spent_ratio(&self, spent: &Amounts) -> Option<f64> {
+        let limits = [(self.gpu_hours, spent.gpu_hours()), (self.kilowatt_hours, spent.energy_kwh), (self.cost, spent.cost)];
+        limits
+            .iter()
+            .filter_map(|(limit, used)| {
+                limit.map(|l| if l > 0.0 { used / l } else if *used > 0.0 { 1.0 } else { 0.0 })
+            })
+            .reduce(f64::max)
+    }
+
     /// Which limit `spent` reached, in words ("10.2 of 10 GPU-hours"); None while any
     /// is left of every limit.
     pub fn exhausted(&self, spent: &Amounts) -> Option<String> {
