@@ -26,6 +26,7 @@ use computenet_api::usage::{
 use computenet_api::{view, ComputeQueue, ComputeUsage, TrainingJob};
 use computenet_core::usage::{attempt_amounts, decay, past_share, quota_amounts, Amounts, AttemptShape, DecayedUsage};
 use computenet_core::{ClusterEfficiency, Queue, RunningJob, ThroughputModel};
+use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -33,7 +34,6 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use futures::FutureExt;
 use tokio::task::JoinHandle;
 
 /// The field manager of `status.meteredThrough`.
@@ -129,8 +129,7 @@ pub fn ended(
             let price = pricing.get(&span.cluster).unwrap_or(&unknown);
             let seconds = span.end.saturating_sub(span.start) as f64;
             let shape = shape(tj, &span, seconds);
-            let amounts =
-                attempt_amounts(model, &built.pool.catalogue, &price.efficiency, price.measured, &shape);
+            let amounts = attempt_amounts(model, &built.pool.catalogue, &price.efficiency, price.measured, &shape);
             let time = |s: u64| {
                 Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(0)).unwrap_or_default())
             };
@@ -302,8 +301,11 @@ pub fn fair_share(
         .map(|b| usage::day_of(b.core().period.bounds(now).0))
         .min()
         .unwrap_or(u64::MAX);
-    let fair_share_day =
-        if h > 0.0 { usage::day_of(now.saturating_sub((h * HALF_LIVES_READ).min(now as f64) as u64)) } else { u64::MAX };
+    let fair_share_day = if h > 0.0 {
+        usage::day_of(now.saturating_sub((h * HALF_LIVES_READ).min(now as f64) as u64))
+    } else {
+        u64::MAX
+    };
     let rows = rows_by_queue(store.iter().map(AsRef::as_ref), oldest_budget_day.min(fair_share_day));
     let mut standings = BTreeMap::new();
     for q in queues {
@@ -347,9 +349,7 @@ pub fn fair_share(
                 let message = budget.exhausted(&spent);
                 budget_ratio = budget.spent_ratio(&spent);
                 let time = |s: u64| {
-                    Time(
-                        k8s_openapi::jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(0)).unwrap_or_default(),
-                    )
+                    Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(0)).unwrap_or_default())
                 };
                 BudgetStatus {
                     period_start: time(start),
@@ -594,7 +594,8 @@ async fn flush(client: Client, plan: Plan, bucket_s: u64) -> Flushed {
         .filter(|(name, _)| failed.contains(*name))
         .flat_map(|(_, (_, _, attempts))| attempts.iter().map(|a| a.record.uid.as_str()))
         .collect();
-    let marks = plan.marks.iter().chain(plan.marks_after_write.iter().filter(|m| !failed_jobs.contains(m.uid.as_str())));
+    let marks =
+        plan.marks.iter().chain(plan.marks_after_write.iter().filter(|m| !failed_jobs.contains(m.uid.as_str())));
     for mark in marks {
         match write_mark(&client, mark).await {
             Ok(()) => flushed.marked += 1,
@@ -615,8 +616,7 @@ async fn write_day(
     for _ in 0..3 {
         lease::check_write()?;
         let current = api.get_opt(name).await?;
-        let mut spec =
-            current.as_ref().map_or_else(|| usage::empty_day(queue, day, bucket_s), |o| o.spec.clone());
+        let mut spec = current.as_ref().map_or_else(|| usage::empty_day(queue, day, bucket_s), |o| o.spec.clone());
         let added = usage::record(&mut spec, attempts).len();
         if added == 0 {
             return Ok(0);
@@ -697,4 +697,259 @@ pub fn counter_totals(store: &[Arc<ComputeUsage>]) -> BTreeMap<[String; 4], Amou
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use computenet_api::training_job::{AttemptStatus, PlacementStatus, TrainingJobPhase, TrainingJobStatus};
+    use computenet_core::synth::{cluster, pool};
+    use computenet_core::{ClusterKind, ReplicaRequest};
+
+    fn time(s: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("time"))
+    }
+
+    fn built() -> Built {
+        Built {
+            pool: pool(vec![cluster("ai-1", ClusterKind::AI, "east", 2, Some("A100"), 8)]),
+            queues: vec![
+                computenet_api::convert::queue("heavy", &queue_spec(None)).expect("queue"),
+                computenet_api::convert::queue("fresh", &queue_spec(None)).expect("queue"),
+            ],
+            pending: Vec::new(),
+            running: Vec::new(),
+            problems: Vec::new(),
+            measured: vec![None],
+        }
+    }
+
+    fn queue_spec(budget: Option<serde_json::Value>) -> computenet_api::ComputeQueueSpec {
+        serde_json::from_value(serde_json::json!({
+            "namespaceSelector": {}, "cohort": "org",
+            "quotas": [{"resource": "nvidia.com/gpu", "nominal": 8}],
+            "budget": budget,
+        }))
+        .expect("queue spec")
+    }
+
+    fn queue(name: &str, budget: Option<serde_json::Value>) -> Arc<ComputeQueue> {
+        Arc::new(ComputeQueue::new(name, queue_spec(budget)))
+    }
+
+    fn job(uid: &str, status: TrainingJobStatus) -> Arc<TrainingJob> {
+        let mut tj = TrainingJob::new(
+            uid,
+            serde_json::from_value(serde_json::json!({
+                "queueName": "heavy", "replicas": 1,
+                "resources": {"cpu": "4", "memory": "16Gi", "accelerators": {"count": 8}},
+                "workload": {"image": "x", "command": ["true"]}
+            }))
+            .expect("spec"),
+        );
+        tj.metadata.namespace = Some("team".into());
+        tj.metadata.uid = Some(uid.into());
+        tj.status = Some(status);
+        Arc::new(tj)
+    }
+
+    fn finished(attempts: Vec<AttemptStatus>, current: i32, start: i64, end: i64) -> TrainingJobStatus {
+        TrainingJobStatus {
+            phase: Some(TrainingJobPhase::Succeeded),
+            admitted: Some(true),
+            attempt: Some(current),
+            start_time: Some(time(start)),
+            completion_time: Some(time(end)),
+            placement: Some(PlacementStatus {
+                cluster: "ai-1".into(),
+                accelerator: Some("A100".into()),
+                gpus: 8,
+                ..Default::default()
+            }),
+            attempts,
+            ..TrainingJobStatus::default()
+        }
+    }
+
+    fn preempted(n: i32, start: i64, end: i64) -> AttemptStatus {
+        AttemptStatus {
+            attempt: n,
+            cluster: "ai-1".into(),
+            accelerator: Some("A100".into()),
+            replicas: 1,
+            start_time: Some(time(start)),
+            end_time: Some(time(end)),
+            reason: "Preempted".into(),
+            ..AttemptStatus::default()
+        }
+    }
+
+    #[test]
+    fn ended_attempts_are_priced_at_their_member() {
+        let b = built();
+        let tj = job("u1", finished(vec![preempted(1, 0, 3_600)], 2, 4_000, 4_000 + 1_800));
+        let ended = ended(&tj, &ThroughputModel::default(), &b, &pricing(&b));
+        assert_eq!(ended.len(), 2);
+        assert_eq!((ended[0].record.attempt, ended[0].amounts.gpu_seconds), (1, 8.0 * 3_600.0));
+        assert_eq!((ended[1].record.attempt, ended[1].amounts.gpu_seconds), (2, 8.0 * 1_800.0));
+        assert_eq!((ended[1].record.site.as_str(), ended[1].record.reason.as_str()), ("east", "Succeeded"));
+        assert_eq!(ended[1].record.energy_source, EnergySource::Estimated);
+        assert!(ended[1].amounts.energy_kwh > 0.0 && ended[1].amounts.cost > 0.0);
+    }
+
+    #[test]
+    fn the_plan_writes_what_is_missing_and_marks_after() {
+        let b = built();
+        let model = ThroughputModel::default();
+        // Attempt 1 ended on day 0, attempt 2 on day 1.
+        let tj = job("u1", finished(vec![preempted(1, 0, 3_600)], 2, 86_000, 86_400 + 100));
+        let ended = vec![(tj.clone(), ended(&tj, &model, &b, &pricing(&b)))];
+        let p = plan(&ended, &BTreeMap::new());
+        assert_eq!(p.writes.keys().cloned().collect::<Vec<_>>(), ["heavy.19700101", "heavy.19700102"]);
+        assert!(p.marks.is_empty());
+        assert_eq!(p.marks_after_write.iter().map(|m| m.through).collect::<Vec<_>>(), [2]);
+        // Both already in the store (a crash after the write, before the mark): mark only.
+        let mut store = BTreeMap::new();
+        for (name, (queue, day, attempts)) in &p.writes {
+            let mut spec = usage::empty_day(queue, *day, 3_600);
+            usage::record(&mut spec, attempts);
+            store.insert(name.clone(), Arc::new(ComputeUsage::new(name, spec)));
+        }
+        let again = plan(&ended, &store);
+        assert!(again.writes.is_empty());
+        assert_eq!(again.marks.len(), 1);
+        // One of them missing: only it is written.
+        store.remove("heavy.19700102");
+        let part = plan(&ended, &store);
+        assert_eq!(part.writes.keys().cloned().collect::<Vec<_>>(), ["heavy.19700102"]);
+        assert_eq!(part.marks_after_write.len(), 1);
+    }
+
+    #[test]
+    fn a_deleted_job_waits_for_its_record_at_most_the_grace() {
+        let mut status = finished(Vec::new(), 1, 0, 0);
+        status.phase = Some(TrainingJobPhase::Running);
+        status.completion_time = None;
+        let mut tj = (*job("u1", status)).clone();
+        tj.metadata.deletion_timestamp = Some(time(1_000));
+        let at = |s| k8s_openapi::jiff::Timestamp::from_second(s).expect("time");
+        assert!(!deletion_settled(&tj, at(1_001)));
+        assert!(deletion_settled(&tj, at(1_000 + DELETION_GRACE.as_secs() as i64)));
+        tj.status.as_mut().expect("status").metered_through = Some(1);
+        assert!(deletion_settled(&tj, at(1_001)));
+    }
+
+    fn store_with(queue: &str, start: u64, end: u64, gpus: u64) -> Arc<ComputeUsage> {
+        let b = built();
+        let amounts = attempt_amounts(
+            &ThroughputModel::default(),
+            &b.pool.catalogue,
+            &ClusterEfficiency::default(),
+            false,
+            &AttemptShape { accelerator: Some("A100"), devices: gpus, cpu_millis: 0, seconds: (end - start) as f64 },
+        );
+        let day = usage::day_of(end);
+        let mut spec = usage::empty_day(queue, day, 3_600);
+        let mut a = ended(
+            &job("x", finished(Vec::new(), 1, start as i64, end as i64)),
+            &ThroughputModel::default(),
+            &b,
+            &pricing(&b),
+        );
+        a[0].queue = queue.into();
+        a[0].amounts = amounts;
+        usage::record(&mut spec, &a);
+        Arc::new(ComputeUsage::new(&usage::object_name(queue, day), spec))
+    }
+
+    #[test]
+    fn past_usage_raises_the_share_and_yields() {
+        let b = built();
+        let now = 10 * 86_400;
+        let config = MeteringConfig { half_life_s: 86_400.0, ..MeteringConfig::default() };
+        let store = vec![store_with("heavy", now - 86_400, now - 3_600, 8)];
+        let specs = vec![queue("heavy", None), queue("fresh", None)];
+        let s = fair_share(&b.queues, &specs, &store, &b, &ThroughputModel::default(), &config, now);
+        assert!(s["heavy"].past_share > 0.1, "{:?}", s["heavy"]);
+        assert_eq!(s["fresh"].past_share, 0.0);
+        let plain = MeteringConfig { half_life_s: 0.0, ..config };
+        let s0 = fair_share(&b.queues, &specs, &store, &b, &ThroughputModel::default(), &plain, now);
+        assert_eq!(s0["heavy"].past_share, 0.0, "no half life: plain DRF");
+        let mut queues = b.queues.clone();
+        apply(&mut queues, &s);
+        assert!(queues[0].past_share > queues[1].past_share);
+    }
+
+    #[test]
+    fn a_budget_counts_its_period_and_running_attempts() {
+        let mut b = built();
+        let now = 10 * 86_400 + 7_200;
+        // 2 GPU-hours a day: 8 GPUs for 10 min yesterday (outside), and 8 GPUs for 10 min today.
+        let store = vec![
+            store_with("heavy", 10 * 86_400 - 1_200, 10 * 86_400 - 600, 8),
+            store_with("heavy", 10 * 86_400, 10 * 86_400 + 600, 8),
+        ];
+        let budget = serde_json::json!({"period": "Day", "gpuHours": 2.0});
+        let specs = vec![queue("heavy", Some(budget)), queue("fresh", None)];
+        let model = ThroughputModel::default();
+        let config = MeteringConfig::default();
+        let s = fair_share(&b.queues, &specs, &store, &b, &model, &config, now);
+        let status = s["heavy"].budget.clone().expect("a budget");
+        assert!((Amounts::from(status.spent).gpu_hours() - 8.0 / 6.0).abs() < 1e-6, "{status:?}");
+        assert!(!status.exhausted);
+        assert!(s["fresh"].budget.is_none());
+        assert_eq!(status.period_start, time(10 * 86_400));
+        // A running attempt of 8 GPUs since an hour ago adds 8 GPU-hours: exhausted.
+        b.running.push(RunningJob {
+            id: "r".into(),
+            queue: "heavy".into(),
+            priority: 0,
+            cluster: 0,
+            accelerator: Some("A100".into()),
+            slots: vec![computenet_core::pool::NodeSlot { node: 0, replicas: 1 }],
+            per_replica: ReplicaRequest { accelerators: 8, ..ReplicaRequest::default() },
+            started_at: now - 3_600,
+            estimated_end: now + 3_600,
+            restart_cost_s: None,
+        });
+        let s = fair_share(&b.queues, &specs, &store, &b, &model, &config, now);
+        let status = s["heavy"].budget.clone().expect("a budget");
+        assert!(status.exhausted, "{status:?}");
+        assert!(status.message.as_deref().is_some_and(|m| m.contains("GPU-hours")), "{status:?}");
+        let mut queues = b.queues.clone();
+        apply(&mut queues, &s);
+        assert!(queues[0].budget_exhausted.is_some() && queues[1].budget_exhausted.is_none());
+        assert!(s["heavy"].budget_ratio.is_some_and(|r| r > 1.0));
+        // Next period: spending starts over (the running attempt counts from the period's start).
+        let tomorrow = 11 * 86_400 + 60;
+        b.running[0].started_at = tomorrow - 600;
+        let s = fair_share(&b.queues, &specs, &store, &b, &model, &config, tomorrow);
+        assert!(!s["heavy"].budget.clone().expect("a budget").exhausted);
+    }
+
+    #[test]
+    fn housekeeping_compacts_then_deletes_oldest_first() {
+        let config = MeteringConfig::default();
+        let now = 500 * 86_400;
+        let object = |day: u64, compacted: bool| {
+            let mut spec = usage::empty_day("q", day, 3_600);
+            spec.compacted = compacted;
+            Arc::new(ComputeUsage::new(&usage::object_name("q", day), spec))
+        };
+        let store = vec![object(499, false), object(490, false), object(480, true), object(50, true)];
+        let work = housekeeping(&store, &config, now);
+        assert_eq!(
+            work,
+            vec![
+                Housekeeping::Delete(usage::object_name("q", 50)),
+                Housekeeping::Compact(usage::object_name("q", 490))
+            ]
+        );
+    }
+
+    #[test]
+    fn counters_sum_every_day_by_their_labels() {
+        let store = vec![store_with("heavy", 0, 3_600, 8), store_with("heavy", 86_400, 86_400 + 3_600, 8)];
+        let totals = counter_totals(&store);
+        let key = ["team".to_string(), "heavy".to_string(), "ai-1".to_string(), "A100".to_string()];
+        assert_eq!(totals.len(), 1);
+        assert!((totals[&key].gpu_seconds - 2.0 * 8.0 * 3_600.0).abs() < 1e-6);
+    }
+}

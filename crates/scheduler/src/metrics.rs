@@ -8,8 +8,8 @@
 //! is scraped without authentication, and job names are tenants' data.
 
 use crate::observe::PoolObservation;
-use prometheus::{CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
 use computenet_core::usage::Amounts;
+use prometheus::{CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 

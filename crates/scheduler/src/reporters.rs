@@ -4,14 +4,14 @@
 //! the observation behind `/metrics`, `/api/pool` and the dashboard.
 
 use crate::connections::Connections;
-use crate::observe;
 use crate::metering::{Metering, QueueStanding};
-use computenet_api::usage::{BudgetSpec, BudgetStatus};
+use crate::observe;
 use crate::snapshot::{Built, MemberView};
 use crate::status;
 use crate::web::WebState;
 use computenet_api::conditions::{self, reasons, types};
 use computenet_api::member_cluster::AcceleratorCapacity;
+use computenet_api::usage::{BudgetSpec, BudgetStatus};
 use computenet_api::view::{self, QueueUsage};
 use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberClusterSpec, MemberClusterStatus, TrainingJob};
 use computenet_core::Cluster;
@@ -380,7 +380,8 @@ mod tests {
 
     #[test]
     fn queue_status_shows_share_past_share_and_the_budget() {
-        let budget: BudgetSpec = serde_json::from_value(serde_json::json!({"period": "Day", "gpuHours": 10.0})).unwrap();
+        let budget: BudgetSpec =
+            serde_json::from_value(serde_json::json!({"period": "Day", "gpuHours": 10.0})).unwrap();
         let spent = computenet_core::usage::Amounts { gpu_seconds: 12.5 * 3_600.0, ..Default::default() };
         let status = BudgetStatus {
             period_start: Time(Timestamp::from_second(0).unwrap()),
