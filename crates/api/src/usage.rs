@@ -37,6 +37,8 @@ const _: () = assert!(MAX_RECORDED_KEYS >= 2 * MAX_RECORDS_PER_WRITE);
 const _: () = assert!(MAX_ATTEMPTS_KEPT > 0);
 
 /// What a queue's attempts that ended on one UTC day used.
+// kube's derive takes one `printcolumn` per column, by design: their repeated keys are no mistake.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "computenet.io",
