@@ -431,7 +431,7 @@ pub fn housekeeping(store: &[Arc<ComputeUsage>], config: &MeteringConfig, now: u
             }
         })
         .collect();
-    due.sort_by(|a, b| a.0.cmp(&b.0));
+    due.sort_by_key(|d| d.0);
     due.into_iter().take(HOUSEKEEPING_BATCH).map(|(_, h)| h).collect()
 }
 
