@@ -769,6 +769,35 @@ mod tests {
     }
 
     #[test]
+    fn cohorts_of_the_hub_lend_their_quota() {
+        // The queue holds no GPUs of its own; its cohort "city" (under "org") holds 16.
+        let job = parse_manifest(&manifest(2, 8, ""), "job.yaml").expect("valid");
+        let queues = [fixtures::queue(
+            "research",
+            "namespaceSelector: {}\ncohort: city\nquotas: [{resource: nvidia.com/gpu, nominal: 0}]",
+        )];
+        let city: computenet_api::ComputeCohortSpec =
+            serde_yaml::from_str("parent: org\nquotas: [{resource: nvidia.com/gpu, nominal: 16}]").expect("valid");
+        let cohorts = [ComputeCohort::new("city", city)];
+        let (ms, labels) = (members(), labels());
+        let input = Input {
+            job: &job,
+            members: &ms,
+            queues: &queues,
+            cohorts: &cohorts,
+            jobs: &[],
+            namespace_labels: Some(Some(&labels)),
+            profiles: &Profiles::default(),
+            now: NOW as u64,
+        };
+        assert_eq!(run(&input).expect("runs").decision, "Admit");
+        // Without the ComputeCohort, "city" is a root with nothing to lend.
+        let report = run(&Input { cohorts: &[], ..input }).expect("runs");
+        assert_ne!(report.decision, "Admit");
+        assert!(format!("{report:?}").contains("cohort city has nothing left to lend"), "{report:?}");
+    }
+
+    #[test]
     fn manifests_are_checked_first() {
         assert!(parse_manifest(&manifest(1, 1, ""), "job.yaml").is_ok());
         let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
