@@ -591,10 +591,13 @@ impl QuotaLedger {
             if would_use > limit {
                 return Err(shortfall(None));
             }
+            if entry.cohort.is_none() {
+                continue;
+            }
+            let mut at = entry.cohort;
             let key = (quota.resource.clone(), quota.accelerator.clone());
             let guaranteed = quota.nominal - quota.lendable();
             let mut delta = seen_delta(entry.used[i], would_use, guaranteed);
-            let mut at = entry.cohort;
             // Every level is checked, even where nothing changes: a pool already over its
             // capacity admits nothing more from below it.
             while let Some(n) = at {
@@ -622,9 +625,12 @@ impl QuotaLedger {
             let before = entry.used[i];
             let after = if add { before.saturating_add(change) } else { before.saturating_sub(change) };
             entry.used[i] = after;
+            if entry.cohort.is_none() {
+                continue;
+            }
+            let mut at = entry.cohort;
             let key = (quota.resource.clone(), quota.accelerator.clone());
             let mut delta = seen_delta(before, after, quota.nominal - quota.lendable());
-            let mut at = entry.cohort;
             while let Some(n) = at {
                 if delta == 0 {
                     break;
