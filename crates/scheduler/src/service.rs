@@ -151,6 +151,7 @@ impl Service {
         self.reporters.queues(&queues, &jobs, &built).await;
         if let Some(web) = &self.web {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
+            self.reporters.usage(web, &self.hub.usage, &queues, now);
         }
         // 7
         self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;
