@@ -244,6 +244,8 @@ pub struct BudgetSpec {
     #[serde(default)]
     pub period: BudgetPeriodName,
     /// Fixed windows of this many seconds counted from the Unix epoch, instead of `period`.
+    /// Usage is counted in the window its row's time bucket starts in (the service's
+    /// `--usage-bucket-s`, an hour by default), so make it a multiple of the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 31_622_400))]
     pub period_seconds: Option<i64>,
