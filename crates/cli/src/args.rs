@@ -158,10 +158,10 @@ pub enum Command {
             apportioned from measured power rather than estimated from the catalogue; COST the \
             energy cost at the members' prices; CO2e(kg) at the members' grid intensity; TFLOPS/W \
             the useful TFLOPS per facility watt achieved (useful work over energy). -o csv prints a \
-            header line and one line per group, without the TOTAL line (the columns add up to it), \
-            with plain numbers (no units or separators, at most 6 decimals) and the measured \
-            energy and useful TFLOP to recompute the ratios over any lines; -o json and -o yaml an \
-            object with since, until, by, groups and total.",
+            header line, one line per group and the TOTAL line (TOTAL in the first column), with \
+            plain numbers (no units or separators, 12 significant digits) and the measured energy \
+            and useful TFLOP to recompute the ratios over any lines; -o json and -o yaml an object with \
+            since, until, by, groups and total.",
         after_help = "Examples:\n  kubectl computenet usage\n  kubectl computenet usage --by queue,namespace --since 7d\n  kubectl computenet usage --by member --since 2026-11-01 --until 2026-12-01 -o csv\n  kubectl computenet usage --queue research -n team-a --since 24h -o json"
     )]
     Usage {

@@ -204,32 +204,28 @@ pub struct Figures {
     pub tflops_per_watt: Option<f64>,
 }
 
-/// `x` to 6 decimals, so sums print as 10.56 rather than 10.560000000000002.
-fn six_decimals(x: f64) -> f64 {
-    let rounded = (x * 1e6).round() / 1e6;
-    if rounded.is_finite() {
-        rounded
-    } else {
-        x
-    }
+/// `x` to 12 significant digits, so sums print as 10.56 rather than 10.560000000000002
+/// (float noise is in the 16th digit; 12 keep the figures exact for any use).
+fn significant(x: f64) -> f64 {
+    format!("{x:.11e}").parse().unwrap_or(x)
 }
 
 impl From<&UsageSum> for Figures {
-    /// The figures of a sum, to 6 decimals.
+    /// The figures of a sum, to 12 significant digits.
     fn from(sum: &UsageSum) -> Self {
         let a = &sum.amounts;
         let with_energy = a.energy_kwh > 0.0;
         Figures {
             attempts: sum.attempts,
-            gpu_hours: six_decimals(a.gpu_hours()),
-            cpu_core_hours: six_decimals(a.cpu_core_seconds / 3600.0),
-            energy_kwh: six_decimals(a.energy_kwh),
-            measured_energy_kwh: six_decimals(a.measured_energy_kwh),
-            measured_percent: with_energy.then(|| six_decimals(100.0 * a.measured_energy_kwh / a.energy_kwh)),
-            cost: six_decimals(a.cost),
-            carbon_kg: six_decimals(a.carbon_kg),
-            useful_tflop: six_decimals(a.useful_tflop),
-            tflops_per_watt: with_energy.then(|| six_decimals(a.tflops_per_watt())),
+            gpu_hours: significant(a.gpu_hours()),
+            cpu_core_hours: significant(a.cpu_core_seconds / 3600.0),
+            energy_kwh: significant(a.energy_kwh),
+            measured_energy_kwh: significant(a.measured_energy_kwh),
+            measured_percent: with_energy.then(|| significant(100.0 * a.measured_energy_kwh / a.energy_kwh)),
+            cost: significant(a.cost),
+            carbon_kg: significant(a.carbon_kg),
+            useful_tflop: significant(a.useful_tflop),
+            tflops_per_watt: with_energy.then(|| significant(a.tflops_per_watt())),
         }
     }
 }
@@ -332,14 +328,34 @@ pub fn csv_field(text: &str) -> String {
     }
 }
 
-/// A number for machines: no units, no thousands separators, at most 6 decimals.
+/// A number for machines: no units, no thousands separators, no exponent, as exact as
+/// the report has it.
 fn csv_number(x: f64) -> String {
-    crate::table::number(x, 6)
+    format!("{x}")
 }
 
-/// The report as CSV: a header line, then one line per group (no TOTAL line, so the
-/// columns add up to the totals). Percent and TFLOPS/W are empty without energy;
-/// measured energy and useful TFLOP are there to recompute them over any sum of lines.
+/// One CSV line of figures after the key fields.
+fn csv_line(keys: impl Iterator<Item = String>, f: &Figures) -> String {
+    let optional = |v: Option<f64>| v.map(csv_number).unwrap_or_default();
+    let fields = keys.chain([
+        f.attempts.to_string(),
+        csv_number(f.gpu_hours),
+        csv_number(f.cpu_core_hours),
+        csv_number(f.energy_kwh),
+        csv_number(f.measured_energy_kwh),
+        optional(f.measured_percent),
+        csv_number(f.cost),
+        csv_number(f.carbon_kg),
+        csv_number(f.useful_tflop),
+        optional(f.tflops_per_watt),
+    ]);
+    fields.collect::<Vec<_>>().join(",") + "\r\n"
+}
+
+/// The report as CSV (RFC 4180, CRLF line ends): a header line, one line per group, then
+/// the TOTAL line (TOTAL in the first key column, the other keys empty). Percent and
+/// TFLOPS/W are empty without energy; measured energy and useful TFLOP are there to
+/// recompute them over any sum of lines.
 pub fn csv(report: &UsageReport) -> String {
     let header = report.by.iter().copied().chain([
         "attempts",
@@ -353,26 +369,13 @@ pub fn csv(report: &UsageReport) -> String {
         "useful_tflop",
         "tflops_per_watt",
     ]);
-    let mut out = header.collect::<Vec<_>>().join(",");
-    out.push_str("\r\n");
+    let mut out = header.collect::<Vec<_>>().join(",") + "\r\n";
     for g in &report.groups {
-        let f = &g.figures;
-        let optional = |v: Option<f64>| v.map(csv_number).unwrap_or_default();
-        let fields = g.keys.0.iter().map(|(_, v)| csv_field(v)).chain([
-            f.attempts.to_string(),
-            csv_number(f.gpu_hours),
-            csv_number(f.cpu_core_hours),
-            csv_number(f.energy_kwh),
-            csv_number(f.measured_energy_kwh),
-            optional(f.measured_percent),
-            csv_number(f.cost),
-            csv_number(f.carbon_kg),
-            csv_number(f.useful_tflop),
-            optional(f.tflops_per_watt),
-        ]);
-        out.push_str(&fields.collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
+        out.push_str(&csv_line(g.keys.0.iter().map(|(_, v)| csv_field(v)), &g.figures));
     }
+    let total_keys = std::iter::once("TOTAL".to_string())
+        .chain(std::iter::repeat_n(String::new(), report.by.len().saturating_sub(1)));
+    out.push_str(&csv_line(total_keys, &report.total));
     out
 }
 
@@ -490,7 +493,10 @@ mod tests {
         let empty = build(&[], &[GroupBy::Queue], &Filters::default(), DAY, DAY + HOUR);
         assert!(empty.groups.is_empty() && empty.total == Figures::default());
         assert!(table(&empty).starts_with("No ComputeUsage objects on the hub"));
-        assert_eq!(csv(&empty), "queue,attempts,gpu_hours,cpu_core_hours,energy_kwh,measured_energy_kwh,measured_percent,cost,carbon_kg,useful_tflop,tflops_per_watt\r\n");
+        assert_eq!(
+            csv(&empty),
+            "queue,attempts,gpu_hours,cpu_core_hours,energy_kwh,measured_energy_kwh,measured_percent,cost,carbon_kg,useful_tflop,tflops_per_watt\r\nTOTAL,0,0,0,0,0,,0,0,0,\r\n"
+        );
         let json = serde_json::to_value(&empty).expect("serialises");
         assert_eq!(json["groups"], serde_json::json!([]));
         assert_eq!((json["total"]["gpuHours"].as_f64(), json["total"]["tflopsPerWatt"].is_null()), (Some(0.0), true));
@@ -542,11 +548,15 @@ mod tests {
         let research = Filters { queue: Some("research".into()), ..Filters::default() };
         let text = csv(&build(&store(), &[GroupBy::Site], &research, DAY, DAY + 86_400));
         let lines: Vec<&str> = text.split("\r\n").collect();
-        assert_eq!(lines.len(), 4, "header, two sites, and nothing after the last line end: {text:?}");
+        assert_eq!(lines.len(), 5, "header, two sites, TOTAL, and nothing after the last line end: {text:?}");
         assert_eq!(lines[0].split(',').next(), Some("site"));
         assert_eq!(lines[1], "site-ai-1,3,14,6,6,1.5,25,3,1.2,10800,0.0005");
         assert_eq!(lines[2], "site-hpc-3,1,0,2,2,0.5,25,1,0.4,3600,0.0005");
-        assert_eq!(lines[3], "");
+        assert_eq!(lines[3], "TOTAL,4,14,8,8,2,25,4,1.6,14400,0.0005");
+        assert_eq!(lines[4], "");
+        let two = csv(&build(&store(), &[GroupBy::Queue, GroupBy::Namespace], &Filters::default(), DAY, DAY + 86_400));
+        assert_eq!(two.lines().next(), Some("queue,namespace,attempts,gpu_hours,cpu_core_hours,energy_kwh,measured_energy_kwh,measured_percent,cost,carbon_kg,useful_tflop,tflops_per_watt"));
+        assert_eq!(two.lines().last(), Some("TOTAL,,5,15,10,10,2.5,25,5,2,18000,0.0005"));
         let mut odd = store();
         odd[0].spec.rows[0].site = "west, \"hall 2\"".into();
         let r = build(&odd, &[GroupBy::Site], &Filters::default(), DAY, DAY + HOUR);
@@ -571,6 +581,13 @@ mod tests {
         let research = build(&store(), &[GroupBy::Namespace], &only, DAY, DAY + 86_400);
         assert_eq!(research.total.attempts, 3);
         assert_eq!(serde_json::to_value(&research).expect("serialises")["total"]["carbonKg"], 1.2);
+        // Yet exact enough to compare with the service's counters: GPU-hours x 3600 give
+        // back the GPU-seconds.
+        let mut odd = store();
+        odd[1].spec.rows[0].amounts.gpu_seconds = 1_234.567_891;
+        let batch = build(&odd, &[GroupBy::Queue], &Filters::default(), DAY, DAY + 86_400);
+        let seconds = batch.groups[0].figures.gpu_hours * 3600.0;
+        assert!((seconds - 1_234.567_891).abs() < 1e-8, "{seconds}");
     }
 
     #[test]
