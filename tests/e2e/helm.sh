@@ -313,6 +313,9 @@ exported = {
     "computenet_queue_jobs", "computenet_queue_accelerators_used", "computenet_queue_accelerators_quota",
     "computenet_pending_job_position", "computenet_admissions_total", "computenet_preemptions_total",
     "computenet_dispatch_errors_total", "computenet_scheduling_cycle_duration_seconds",
+    "computenet_usage_gpu_seconds_total", "computenet_usage_energy_kwh_total", "computenet_usage_cost_total",
+    "computenet_usage_carbon_kg_total", "computenet_queue_share", "computenet_queue_past_share",
+    "computenet_queue_budget_spent_ratio", "computenet_queue_budget_exhausted",
 }
 histograms = {"computenet_scheduling_cycle_duration_seconds"}
 errors = []
@@ -339,7 +342,7 @@ if exported - used: errors.append(f"metrics without a panel: {sorted(exported - 
 ids = [p["id"] for p in d["panels"]]
 if len(ids) != len(set(ids)): errors.append("duplicate panel ids")
 titles = " ".join(p["title"] for p in panels).lower()
-for want in ["free", "allocated", "readiness", "heartbeat", "quota", "admissions", "preemptions", "dispatch errors", "cycle duration", "pue", "power", "utilisation", "tflops per watt"]:
+for want in ["free", "allocated", "readiness", "heartbeat", "quota", "admissions", "preemptions", "dispatch errors", "cycle duration", "pue", "power", "utilisation", "tflops per watt", "gpu-hours", "energy", "cost", "budget", "share"]:
     if want not in titles: errors.append(f"no panel about {want}")
 print("\n".join(errors) or f"{len(panels)} panels, {len(exprs)} queries, {len(used)} metrics")
 sys.exit(1 if errors else 0)
@@ -351,7 +354,7 @@ d = json.load(open(sys.argv[1]))
 bad = []
 for p in d["panels"]:
     for t in p.get("targets", []):
-        q = t["expr"].replace("$cluster", ".*").replace("$queue", ".*").replace("$__rate_interval", "1m")
+        q = t["expr"].replace("$cluster", ".*").replace("$queue", ".*").replace("$__rate_interval", "1m").replace("$__range", "1h")
         try:
             urllib.request.urlopen(sys.argv[2] + "/api/v1/query?" + urllib.parse.urlencode({"query": q}), timeout=10).read()
         except urllib.error.HTTPError as e:

@@ -1,7 +1,7 @@
 //! Reporters: after each pass, what the pool looks like goes out: MemberCluster status
 //! (capacity, readiness, measured efficiency), ComputeQueue status (the shared
 //! [`view::queue_usage`], so `kubectl get cnq`, the dashboard and the plugin agree), and
-//! the observation behind `/metrics`, `/api/pool` and the dashboard.
+//! the observations behind `/metrics`, `/api/pool` and the dashboard.
 
 use crate::connections::Connections;
 use crate::metering::{Metering, QueueStanding};
@@ -11,7 +11,7 @@ use crate::status;
 use crate::web::WebState;
 use computenet_api::conditions::{self, reasons, types};
 use computenet_api::member_cluster::AcceleratorCapacity;
-use computenet_api::usage::{BudgetSpec, BudgetStatus};
+use computenet_api::usage::{BudgetSpec, BudgetStatus, ComputeUsage};
 use computenet_api::view::{self, QueueUsage};
 use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberClusterSpec, MemberClusterStatus, TrainingJob};
 use computenet_core::Cluster;
@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// A ready member's heartbeat is written at least this often.
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Least time between two usage observations (they sum the month's usage rows; usage
+/// changes when attempts end, shares and budgets with the queues' status).
+const USAGE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Whether a member is ready, and why not.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,11 +172,19 @@ pub struct Reporters {
     member_timeout: Duration,
     member_writes: HashMap<String, Instant>,
     queue_writes: HashMap<String, Instant>,
+    /// When the usage observation was last published.
+    usage_observed: Option<Instant>,
 }
 
 impl Reporters {
     pub fn new(client: Client, member_timeout: Duration) -> Self {
-        Reporters { client, member_timeout, member_writes: HashMap::new(), queue_writes: HashMap::new() }
+        Reporters {
+            client,
+            member_timeout,
+            member_writes: HashMap::new(),
+            queue_writes: HashMap::new(),
+            usage_observed: None,
+        }
     }
 
     fn readiness(&self, connections: &Connections, name: &str, ready: bool) -> Readiness {
@@ -287,6 +298,16 @@ impl Reporters {
     ) {
         let heartbeats = observe::heartbeats(views.iter().map(|v| v.member.as_ref()));
         web.publish(observe::observe(built, queues, jobs, &heartbeats, view::unix(now), web.top_n()));
+    }
+
+    /// Publishes the usage panel's observation from the usage store and the queues' status,
+    /// at most every [`USAGE_REFRESH`].
+    pub fn usage(&mut self, web: &WebState, usage: &[Arc<ComputeUsage>], queues: &[Arc<ComputeQueue>], now: Timestamp) {
+        if self.usage_observed.is_some_and(|t| t.elapsed() < USAGE_REFRESH) {
+            return;
+        }
+        web.publish_usage(observe::usage(usage, queues, view::unix(now)));
+        self.usage_observed = Some(Instant::now());
     }
 }
 

@@ -163,6 +163,7 @@ impl Service {
         if let Some(web) = &self.web {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
             web.metrics().usage(&crate::metering::counter_totals(&store), &self.metering);
+            self.reporters.usage(web, &store, &queues, now);
         }
         // 7
         self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;
