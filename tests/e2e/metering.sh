@@ -257,20 +257,6 @@ recorded_once() { # recorded_once NS NAME QUEUE ROWS_BEFORE
 }
 check "and its attempt is still recorded once, the rows unchanged" recorded_once mt-a a1 mt-a-q "$before"
 
-# --- A tenant that strips the finalizer and deletes its running job is still billed.
-tj mt-x evader 1 A100-80G 300 | kubectl apply -f - >/dev/null
-check "the evader runs" wait_phase mt-x evader Running 60
-sleep 3
-kubectl patch tj evader -n mt-x --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
-kubectl delete tj evader -n mt-x --wait=false >/dev/null
-evader_recorded() {
-  record mt-x evader | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-assert len(r) == 1 and r[0]["reason"] == "Deleted" and r[0]["gpuSeconds"] >= 8 * 3, r'
-}
-check "its attempt is recorded anyway, ended when it was deleted" wait_show 30 evader_recorded
-
 # --- Budget: B spent its 0.02 GPU-hours in this period (8 GPUs x 12 s = 0.027).
 tj mt-b b2 1 H800 5 mt-hpc | kubectl apply -f - >/dev/null
 check "B's next job waits with the reason BudgetExhausted" wait_show 30 bash -c "
@@ -298,6 +284,20 @@ check "C's job is admitted first when the capacity frees" wait_show 90 bash -c "
   . $tmp/fns.sh; is \"\$(field mt-c fresh '{.status.admitted}')\" true"
 check "A's job, submitted earlier, still waits then" bash -c ". $tmp/fns.sh; [ \"\$(field mt-a heavy '{.status.admitted}')\" != true ]"
 check "A's job runs after C's" wait_phase mt-a heavy Succeeded 120
+
+# --- A tenant that strips the finalizer and deletes its running job is still billed.
+tj mt-x evader 1 A100-80G 300 | kubectl apply -f - >/dev/null
+check "the evader runs" wait_phase mt-x evader Running 60
+sleep 3
+kubectl patch tj evader -n mt-x --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+kubectl delete tj evader -n mt-x --wait=false >/dev/null
+evader_recorded() {
+  record mt-x evader | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert len(r) == 1 and r[0]["reason"] == "Deleted" and r[0]["gpuSeconds"] >= 8 * 3, r'
+}
+check "its attempt is recorded anyway, ended when it was deleted" wait_show 30 evader_recorded
 
 # --- The plugin's totals equal the Prometheus counters.
 check "every attempt is recorded" wait_show 30 bash -c "
