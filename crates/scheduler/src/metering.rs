@@ -583,7 +583,9 @@ impl Metering {
             .map(|j| (view::uid(j).to_string(), j.clone()))
             .collect();
         // Undecodable now: remembered as they were until they decode again or are deleted.
-        seen.extend(self.last_seen.iter().filter(|(uid, _)| undecodable.contains(*uid)).map(|(u, j)| (u.clone(), j.clone())));
+        seen.extend(
+            self.last_seen.iter().filter(|(uid, _)| undecodable.contains(*uid)).map(|(u, j)| (u.clone(), j.clone())),
+        );
         self.last_seen = seen;
         let due = self.last_flush.is_none_or(|t| t.elapsed() >= self.config.flush_interval);
         if self.flushing.is_none() && due {
@@ -976,7 +978,8 @@ mod tests {
         status.phase = Some(TrainingJobPhase::Running);
         status.completion_time = None;
         let running = job("u1", status);
-        let done_and_marked = job("u2", TrainingJobStatus { metered_through: Some(1), ..finished(Vec::new(), 1, 0, 50) });
+        let done_and_marked =
+            job("u2", TrainingJobStatus { metered_through: Some(1), ..finished(Vec::new(), 1, 0, 50) });
         let seen: BTreeMap<String, Arc<TrainingJob>> =
             [("u1".to_string(), running.clone()), ("u2".to_string(), done_and_marked)].into_iter().collect();
         let now = k8s_openapi::jiff::Timestamp::from_second(500).expect("time");
@@ -987,7 +990,10 @@ mod tests {
         let gone = vanished(&seen, &[], &BTreeSet::new(), now);
         assert_eq!(gone.len(), 1);
         let spans = usage::unmetered_attempts(&gone[0]);
-        assert_eq!(spans.iter().map(|s| (s.start, s.end, s.reason.as_str())).collect::<Vec<_>>(), [(100, 500, "Deleted")]);
+        assert_eq!(
+            spans.iter().map(|s| (s.start, s.end, s.reason.as_str())).collect::<Vec<_>>(),
+            [(100, 500, "Deleted")]
+        );
         // Left out of the cache because it no longer decodes: not gone.
         let undecodable: BTreeSet<String> = ["u1".to_string()].into_iter().collect();
         assert!(vanished(&seen, &[], &undecodable, now).is_empty());
