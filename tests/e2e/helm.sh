@@ -95,6 +95,7 @@ want = sorted([("ServiceAccount", "computenet"), ("ClusterRole", "computenet"), 
                ("Role", "computenet-profiles"), ("RoleBinding", "computenet-profiles"),
                ("Role", "computenet-admission-key"), ("RoleBinding", "computenet-admission-key"),
                ("ClusterRole", "computenet-edit"), ("ClusterRole", "computenet-view"),
+               ("ClusterRole", "computenet-usage-reader"),
                ("Service", "computenet"), ("Deployment", "computenet"), ("PodDisruptionBudget", "computenet"),
                ("MutatingWebhookConfiguration", "computenet")])
 if have != want: fail(f"objects: {have}")
@@ -224,6 +225,13 @@ for d in kinds("ClusterRole"):
         for r in d["rules"]:
             if r.get("apiGroups") != ["computenet.io"] or any("/" in x for x in r.get("resources", [])):
                 fail(f'{d["metadata"]["name"]} grants more than computenet.io objects: {r}')
+            # Usage names every tenant's namespaces: only the usage reader role reads it.
+            if "computeusages" in r.get("resources", []):
+                fail(f'{d["metadata"]["name"]} lets tenants read the usage store: {r}')
+        continue
+    if d["metadata"]["name"] == "computenet-usage-reader":
+        if any(set(r["verbs"]) - {"get", "list", "watch"} or r.get("apiGroups") != ["computenet.io"] for r in d["rules"]):
+            fail(f"the usage reader does more than read computenet.io objects: {d['rules']}")
         continue
     for r in d["rules"]:
         if "secrets" in r.get("resources", []): fail(f"the ClusterRole grants secrets: {r}")
