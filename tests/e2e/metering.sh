@@ -243,6 +243,20 @@ slurm_s=$(member_seconds_slurm 2>/dev/null || echo nan)
 check "A's recorded time is the pod's run within one polling interval (watch: 1 s)" within "$tmp/a1.json" "$kwok_s" 1
 check "B's recorded time is the batch job's run within one polling interval (2 s)" within "$tmp/b1.json" "$slurm_s" 2
 
+# --- Exactly once: the state a crash between the store write and the watermark leaves
+# (the attempt's key in the store, the job not marked) is recorded again as nothing.
+gpu_rows() { kubectl get cnu -o json | python3 -c '
+import json, sys
+print(round(sum(r.get("gpuSeconds", 0) for o in json.load(sys.stdin)["items"] if o["spec"]["queue"] == sys.argv[1] for r in o["spec"].get("rows", [])), 6))' "$1"; }
+before=$(gpu_rows mt-a-q)
+kubectl patch tj a1 -n mt-a --subresource=status --type=merge -p '{"status":{"meteredThrough":0}}' >/dev/null
+check "a job whose watermark fell behind its recorded attempt is marked again" wait_show 30 bash -c "
+  . $tmp/fns.sh; is \"\$(field mt-a a1 '{.status.meteredThrough}')\" 1"
+recorded_once() { # recorded_once NS NAME QUEUE ROWS_BEFORE
+  is "$(record "$1" "$2" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 1 && is "$(gpu_rows "$3")" "$4"
+}
+check "and its attempt is still recorded once, the rows unchanged" recorded_once mt-a a1 mt-a-q "$before"
+
 # --- Budget: B spent its 0.02 GPU-hours in this period (8 GPUs x 12 s = 0.027).
 tj mt-b b2 1 H800 5 mt-hpc | kubectl apply -f - >/dev/null
 check "B's next job waits with the reason BudgetExhausted" wait_show 30 bash -c "
@@ -270,6 +284,20 @@ check "C's job is admitted first when the capacity frees" wait_show 90 bash -c "
   . $tmp/fns.sh; is \"\$(field mt-c fresh '{.status.admitted}')\" true"
 check "A's job, submitted earlier, still waits then" bash -c ". $tmp/fns.sh; [ \"\$(field mt-a heavy '{.status.admitted}')\" != true ]"
 check "A's job runs after C's" wait_phase mt-a heavy Succeeded 120
+
+# --- A tenant that strips the finalizer and deletes its running job is still billed.
+tj mt-x evader 1 A100-80G 300 | kubectl apply -f - >/dev/null
+check "the evader runs" wait_phase mt-x evader Running 60
+sleep 3
+kubectl patch tj evader -n mt-x --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+kubectl delete tj evader -n mt-x --wait=false >/dev/null
+evader_recorded() {
+  record mt-x evader | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert len(r) == 1 and r[0]["reason"] == "Deleted" and r[0]["gpuSeconds"] >= 8 * 3, r'
+}
+check "its attempt is recorded anyway, ended when it was deleted" wait_show 30 evader_recorded
 
 # --- The plugin's totals equal the Prometheus counters.
 check "every attempt is recorded" wait_show 30 bash -c "

@@ -507,7 +507,8 @@ pub fn compact(day: &ComputeUsageSpec) -> ComputeUsageSpec {
     let mut rows: std::collections::BTreeMap<(i64, String, String, Option<String>), UsageRow> =
         std::collections::BTreeMap::new();
     for r in &day.rows {
-        let start = r.start - r.start.rem_euclid(86_400);
+        // Stored starts are read as they are: any i64, even the extremes, must not overflow.
+        let start = r.start.div_euclid(86_400).saturating_mul(86_400);
         let k = (start, r.namespace.clone(), r.member.clone(), r.accelerator.clone());
         let row = rows.entry(k).or_insert_with(|| UsageRow {
             start,

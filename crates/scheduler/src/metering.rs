@@ -11,7 +11,9 @@
 //! most [`MAX_RECORDS_PER_WRITE`], so a key stays until well after its watermark moved.
 //!
 //! A deleted job keeps its finalizer until its last attempt is recorded (at most
-//! [`DELETION_GRACE`], then the record is given up and counted as lost).
+//! [`DELETION_GRACE`]). A job that leaves the hub before (its finalizer removed by hand,
+//! or after the grace) is recorded from what this process last saw of it, ended when it
+//! was found gone; only a restart in between loses that record.
 //!
 //! Pure parts, unit-tested: [`ended`] (a job's unrecorded attempts with their usage),
 //! [`plan`] (which objects to write and which jobs to mark), [`fair_share`] (past shares
@@ -458,11 +460,39 @@ pub struct Metering {
     standings: BTreeMap<String, QueueStanding>,
     /// The latest ordering shares ([`ordering_shares`]).
     shares: BTreeMap<String, f64>,
-    /// Attempts recorded and records given up (deleted jobs past the grace), since start.
+    /// Attempts recorded, and jobs whose usage was given up (more vanished jobs waiting
+    /// than [`MAX_GONE`]), since start.
     pub recorded_total: u64,
     pub lost_total: u64,
-    /// Deleted jobs already counted as lost (by UID).
-    lost: BTreeSet<String>,
+    /// Jobs with an admitted or unrecorded attempt at the last pass, by UID.
+    last_seen: BTreeMap<String, Arc<TrainingJob>>,
+    /// Jobs gone from the hub before their attempts were recorded, as last seen (ended
+    /// at the time they were found gone), by UID.
+    gone: BTreeMap<String, Arc<TrainingJob>>,
+}
+
+/// Vanished jobs kept waiting for their record.
+const MAX_GONE: usize = 10_000;
+
+/// Jobs of `last_seen` no longer in `jobs` that still have attempts to record (pure): as
+/// last seen, deleted at `now` if they were not being deleted already. A job left out of
+/// the cache because it no longer decodes (`undecodable`, by UID) has not vanished.
+pub fn vanished(
+    last_seen: &BTreeMap<String, Arc<TrainingJob>>,
+    jobs: &[Arc<TrainingJob>],
+    undecodable: &BTreeSet<String>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Vec<Arc<TrainingJob>> {
+    let present: BTreeSet<&str> = jobs.iter().map(|j| view::uid(j)).collect();
+    last_seen
+        .iter()
+        .filter(|(uid, _)| !present.contains(uid.as_str()) && !undecodable.contains(*uid))
+        .filter_map(|(_, tj)| {
+            let mut tj = (**tj).clone();
+            tj.metadata.deletion_timestamp.get_or_insert(Time(now));
+            (!usage::unmetered_attempts(&tj).is_empty()).then(|| Arc::new(tj))
+        })
+        .collect()
 }
 
 impl Metering {
@@ -478,7 +508,8 @@ impl Metering {
             shares: BTreeMap::new(),
             recorded_total: 0,
             lost_total: 0,
-            lost: BTreeSet::new(),
+            last_seen: BTreeMap::new(),
+            gone: BTreeMap::new(),
         }
     }
 
@@ -521,6 +552,7 @@ impl Metering {
     pub fn pass(
         &mut self,
         jobs: &[Arc<TrainingJob>],
+        undecodable: &BTreeSet<String>,
         store: &[Arc<ComputeUsage>],
         built: &Built,
         model: &ThroughputModel,
@@ -535,20 +567,32 @@ impl Metering {
                 }
             }
         }
-        for tj in jobs.iter().filter(|j| j.metadata.deletion_timestamp.is_some()) {
-            if deletion_settled(tj, now)
-                && !usage::unmetered_attempts(tj).is_empty()
-                && self.lost.insert(view::uid(tj).to_string())
-            {
+        // Jobs gone from the hub with attempts not recorded (a finalizer removed by hand, or
+        // the grace passed): recorded from what this process last saw of them.
+        for tj in vanished(&self.last_seen, jobs, undecodable, now) {
+            if self.gone.len() >= MAX_GONE {
                 self.lost_total += 1;
-                tracing::warn!(job = %view::job_name(tj), "usage of a deleted job was not recorded in time; given up");
+                tracing::warn!(job = %view::job_name(&tj), "too many vanished jobs waiting to be recorded; usage given up");
+                continue;
             }
+            self.gone.insert(view::uid(&tj).to_string(), tj);
         }
+        let mut seen: BTreeMap<String, Arc<TrainingJob>> = jobs
+            .iter()
+            .filter(|j| view::is_admitted(j) || !usage::unmetered_attempts(j).is_empty())
+            .map(|j| (view::uid(j).to_string(), j.clone()))
+            .collect();
+        // Undecodable now: remembered as they were until they decode again or are deleted.
+        seen.extend(
+            self.last_seen.iter().filter(|(uid, _)| undecodable.contains(*uid)).map(|(u, j)| (u.clone(), j.clone())),
+        );
+        self.last_seen = seen;
         let due = self.last_flush.is_none_or(|t| t.elapsed() >= self.config.flush_interval);
         if self.flushing.is_none() && due {
             let pricing = pricing(built);
             let ended: Vec<(Arc<TrainingJob>, Vec<EndedAttempt>)> = jobs
                 .iter()
+                .chain(self.gone.values())
                 .map(|tj| (tj.clone(), ended(tj, model, built, &pricing)))
                 .filter(|(_, a)| !a.is_empty())
                 .collect();
@@ -556,6 +600,10 @@ impl Metering {
                 let by_name: BTreeMap<String, Arc<ComputeUsage>> =
                     store.iter().filter_map(|o| Some((o.metadata.name.clone()?, o.clone()))).collect();
                 let plan = plan(&ended, &by_name);
+                // A vanished job whose attempts the store shows is done with.
+                for mark in &plan.marks {
+                    self.gone.remove(&mark.uid);
+                }
                 self.last_flush = Some(Instant::now());
                 self.flushing = Some(tokio::spawn(flush(self.client.clone(), plan, self.config.bucket_s)));
             }
@@ -923,6 +971,33 @@ mod tests {
         b.running[0].started_at = tomorrow - 600;
         let s = fair_share(&b.queues, &specs, &store, &b, &model, &config, tomorrow);
         assert!(!s["heavy"].budget.clone().expect("a budget").exhausted);
+    }
+
+    #[test]
+    fn a_job_gone_before_its_record_is_recorded_from_memory() {
+        let mut status = finished(Vec::new(), 1, 100, 0);
+        status.phase = Some(TrainingJobPhase::Running);
+        status.completion_time = None;
+        let running = job("u1", status);
+        let done_and_marked =
+            job("u2", TrainingJobStatus { metered_through: Some(1), ..finished(Vec::new(), 1, 0, 50) });
+        let seen: BTreeMap<String, Arc<TrainingJob>> =
+            [("u1".to_string(), running.clone()), ("u2".to_string(), done_and_marked)].into_iter().collect();
+        let now = k8s_openapi::jiff::Timestamp::from_second(500).expect("time");
+        // Both still there: nothing vanished.
+        let all = vec![running.clone(), seen["u2"].clone()];
+        assert!(vanished(&seen, &all, &BTreeSet::new(), now).is_empty());
+        // Both gone: the running one ends now; the recorded one needs nothing.
+        let gone = vanished(&seen, &[], &BTreeSet::new(), now);
+        assert_eq!(gone.len(), 1);
+        let spans = usage::unmetered_attempts(&gone[0]);
+        assert_eq!(
+            spans.iter().map(|s| (s.start, s.end, s.reason.as_str())).collect::<Vec<_>>(),
+            [(100, 500, "Deleted")]
+        );
+        // Left out of the cache because it no longer decodes: not gone.
+        let undecodable: BTreeSet<String> = ["u1".to_string()].into_iter().collect();
+        assert!(vanished(&seen, &[], &undecodable, now).is_empty());
     }
 
     #[test]

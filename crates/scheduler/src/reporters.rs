@@ -1,7 +1,7 @@
 //! Reporters: after each pass, what the pool looks like goes out: MemberCluster status
 //! (capacity, readiness, measured efficiency), ComputeQueue status (the shared
 //! [`view::queue_usage`], so `kubectl get cnq`, the dashboard and the plugin agree), and
-//! the observation behind `/metrics`, `/api/pool` and the dashboard.
+//! the observations behind `/metrics`, `/api/pool` and the dashboard.
 
 use crate::connections::Connections;
 use crate::metering::{Metering, QueueStanding};
@@ -12,7 +12,7 @@ use crate::web::WebState;
 use computenet_api::compute_queue::QuotaUsage;
 use computenet_api::conditions::{self, reasons, types};
 use computenet_api::member_cluster::AcceleratorCapacity;
-use computenet_api::usage::{BudgetSpec, BudgetStatus};
+use computenet_api::usage::{BudgetSpec, BudgetStatus, ComputeUsage};
 use computenet_api::view::{self, QueueUsage};
 use computenet_api::{
     convert, ComputeCohort, ComputeCohortStatus, ComputeQueue, ComputeQueueStatus, MemberClusterSpec,
@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// A ready member's heartbeat is written at least this often.
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Least time between two usage observations (they sum the month's usage rows; usage
+/// changes when attempts end, shares and budgets with the queues' status).
+const USAGE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Whether a member is ready, and why not.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +262,8 @@ pub struct Reporters {
     member_writes: HashMap<String, Instant>,
     queue_writes: HashMap<String, Instant>,
     cohort_writes: HashMap<String, Instant>,
+    /// When the usage observation was last published.
+    usage_observed: Option<Instant>,
 }
 
 impl Reporters {
@@ -269,6 +274,7 @@ impl Reporters {
             member_writes: HashMap::new(),
             queue_writes: HashMap::new(),
             cohort_writes: HashMap::new(),
+            usage_observed: None,
         }
     }
 
@@ -421,6 +427,16 @@ impl Reporters {
     ) {
         let heartbeats = observe::heartbeats(views.iter().map(|v| v.member.as_ref()));
         web.publish(observe::observe(built, queues, jobs, &heartbeats, view::unix(now), web.top_n()));
+    }
+
+    /// Publishes the usage panel's observation from the usage store and the queues' status,
+    /// at most every [`USAGE_REFRESH`].
+    pub fn usage(&mut self, web: &WebState, usage: &[Arc<ComputeUsage>], queues: &[Arc<ComputeQueue>], now: Timestamp) {
+        if self.usage_observed.is_some_and(|t| t.elapsed() < USAGE_REFRESH) {
+            return;
+        }
+        web.publish_usage(observe::usage(usage, queues, view::unix(now)));
+        self.usage_observed = Some(Instant::now());
     }
 }
 

@@ -157,12 +157,15 @@ impl Service {
         // 6
         self.reporters.members(&built, &views, &self.connections).await;
         let jobs = self.overlay.jobs(&self.hub.jobs);
-        self.metering.pass(&jobs, &store, &built, &self.scheduling.scheduler().model, now);
+        let undecodable: std::collections::BTreeSet<String> =
+            self.hub.undecodables.objects().into_iter().filter_map(|u| u.object.uid).collect();
+        self.metering.pass(&jobs, &undecodable, &store, &built, &self.scheduling.scheduler().model, now);
         self.reporters.queues(&queues, &jobs, &built, &self.metering).await;
         self.reporters.cohorts(&cohorts, &built).await;
         if let Some(web) = &self.web {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
             web.metrics().usage(&crate::metering::counter_totals(&store), &self.metering);
+            self.reporters.usage(web, &store, &queues, now);
         }
         // 7
         self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;
