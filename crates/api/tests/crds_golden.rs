@@ -81,10 +81,19 @@ fn names_scope_and_columns() {
     assert_eq!(by_kind("MemberCluster").spec.names.short_names.as_deref(), Some(&["mcl".to_string()][..]));
     assert_eq!(by_kind("ComputeQueue").spec.scope, "Cluster");
     assert_eq!(by_kind("ComputeQueue").spec.names.short_names.as_deref(), Some(&["cnq".to_string()][..]));
+    // Every CRD but the usage store has a status: a ComputeUsage is all record, written whole.
     assert!(
-        all.iter().all(|c| c.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some()),
+        all.iter()
+            .filter(|c| c.spec.names.kind != "ComputeUsage")
+            .all(|c| c.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some()),
         "status subresource"
     );
+    let cnu = by_kind("ComputeUsage");
+    assert_eq!(cnu.spec.scope, "Cluster");
+    assert_eq!(cnu.spec.names.short_names.as_deref(), Some(&["cnu".to_string()][..]));
+    let columns: Vec<String> =
+        cnu.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
+    assert_eq!(columns, ["QUEUE", "DAY", "GPU-HOURS", "KWH", "COST", "ATTEMPTS", "AGE"]);
 }
 
 #[test]
