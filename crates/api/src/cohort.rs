@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
     doc = "A cohort of the tree ComputeQueues borrow and lend in: its parent, its own quotas (added to its subtree's, with borrowing and lending limits towards its parent) and a budget.",
     printcolumn(name = "Parent", type_ = "string", json_path = ".spec.parent"),
     printcolumn(name = "GPU Usage/Quota", type_ = "string", json_path = ".status.gpuUsage"),
+    printcolumn(name = "Budget", type_ = "string", json_path = ".status.budgetUsage"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -56,6 +57,12 @@ pub struct ComputeCohortStatus {
     /// at least at its unlent part) and its capacity (`nominal`: own plus the subtree's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<QuotaUsage>,
+    /// The budget in the current period, spent by every queue under the cohort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::usage::BudgetStatus>,
+    /// "spent/limit unit" of the budget's first limit, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usage: Option<String>,
     /// `ParentIgnored` when the parent chain loops or is deeper than 16 levels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

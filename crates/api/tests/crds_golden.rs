@@ -83,9 +83,11 @@ fn names_scope_and_columns() {
     assert_eq!(by_kind("ComputeQueue").spec.names.short_names.as_deref(), Some(&["cnq".to_string()][..]));
     // Every CRD but the usage store has a status: a ComputeUsage is all record, written whole.
     assert!(
-        all.iter()
-            .filter(|c| c.spec.names.kind != "ComputeUsage")
-            .all(|c| c.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some()),
+        all.iter().filter(|c| c.spec.names.kind != "ComputeUsage").all(|c| c.spec.versions[0]
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()),
         "status subresource"
     );
     let cnu = by_kind("ComputeUsage");
@@ -105,7 +107,7 @@ fn cohort_names_columns_and_limits() {
     assert_eq!(cnc.spec.names.categories.as_deref(), Some(&["computenet".to_string()][..]));
     let columns: Vec<String> =
         cnc.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
-    assert_eq!(columns, ["PARENT", "GPU USAGE/QUOTA", "AGE"]);
+    assert_eq!(columns, ["PARENT", "GPU USAGE/QUOTA", "BUDGET", "AGE"]);
     assert!(cnc.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
     let spec = &schema_of("ComputeCohort")["properties"]["spec"]["properties"];
     assert_eq!((spec["parent"]["minLength"].as_u64(), spec["parent"]["maxLength"].as_u64()), (Some(1), Some(63)));

@@ -215,6 +215,9 @@ pub fn cohort_status(
         ),
     };
     ComputeCohortStatus {
+        // Set by the caller from metering's standings.
+        budget: None,
+        budget_usage: None,
         gpu_usage: gpu_usage.map(|(v, c)| format!("{v}/{c}")),
         usage: usage
             .iter()
@@ -380,7 +383,7 @@ impl Reporters {
 
     /// Writes each cohort's usage and place in the tree when they changed (at most every
     /// [`STATUS_REFRESH`], at once when a condition changed).
-    pub async fn cohorts(&mut self, cohorts: &[Arc<ComputeCohort>], built: &Built) {
+    pub async fn cohorts(&mut self, cohorts: &[Arc<ComputeCohort>], built: &Built, metering: &Metering) {
         if cohorts.is_empty() {
             return;
         }
@@ -398,8 +401,10 @@ impl Reporters {
                     .map_or(CohortPlace::InTree, |p| CohortPlace::Cut(p.kind)),
             };
             let previous = c.status.clone().unwrap_or_default();
-            let status =
+            let mut status =
                 cohort_status(&ledger.cohort_usage(&name), &place, &previous.conditions, c.metadata.generation, now);
+            status.budget = metering.cohort_budget(&name).map(|(b, _)| b.clone());
+            status.budget_usage = c.spec.budget.as_ref().zip(status.budget.as_ref()).map(|(b, s)| budget_words(b, s));
             let same_conditions = conditions::same(&status.conditions, &previous.conditions);
             let strip = |s: &ComputeCohortStatus| ComputeCohortStatus { conditions: Vec::new(), ..s.clone() };
             let due = self.cohort_writes.get(&name).is_none_or(|t| t.elapsed() >= STATUS_REFRESH);
@@ -540,7 +545,12 @@ mod tests {
             exhausted: true,
             message: Some("12.5 of 10 GPU-hours".into()),
         };
-        let standing = QueueStanding { past_share: 0.123_456, budget: Some(status), budget_ratio: Some(1.25) };
+        let standing = QueueStanding {
+            past_share: 0.123_456,
+            budget: Some(status),
+            budget_ratio: Some(1.25),
+            held_by_cohort: None,
+        };
         let s = queue_status(&QueueUsage::default(), Some(0.5), Some(&standing), Some(&budget));
         assert_eq!((s.share, s.past_share), (Some(0.5), Some(0.1235)));
         assert_eq!(s.budget_usage.as_deref(), Some("12.50/10 GPU-h (exhausted)"));

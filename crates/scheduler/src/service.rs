@@ -161,7 +161,7 @@ impl Service {
             self.hub.undecodables.objects().into_iter().filter_map(|u| u.object.uid).collect();
         self.metering.pass(&jobs, &undecodable, &store, &built, &self.scheduling.scheduler().model, now);
         self.reporters.queues(&queues, &jobs, &built, &self.metering).await;
-        self.reporters.cohorts(&cohorts, &built).await;
+        self.reporters.cohorts(&cohorts, &built, &self.metering).await;
         if let Some(web) = &self.web {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
             web.metrics().usage(&crate::metering::counter_totals(&store), &self.metering);
