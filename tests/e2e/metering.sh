@@ -70,21 +70,7 @@ DCGM_FI_DEV_GPU_UTIL{cluster="mt-ai",gpu="0"} 50
 # TYPE facility_pue gauge
 facility_pue{site="mt-west"} 1.2
 EOT
-python3 - "$tmp/metrics" "$EXPORTER_PORT" > "$tmp/exporter.log" 2>&1 <<'PYEOF' &
-import http.server, sys
-path, port = sys.argv[1], int(sys.argv[2])
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = open(path, 'rb').read() if self.path == '/metrics' else b'not found\n'
-        self.send_response(200 if self.path == '/metrics' else 404)
-        self.send_header('Content-Type', 'text/plain; version=0.0.4')
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
-PYEOF
-EXPORTER_PID=$!
+metrics_exporter "$tmp/metrics" "$EXPORTER_PORT" "$tmp/exporter.log"
 echo "[{\"targets\": [\"127.0.0.1:$EXPORTER_PORT\"], \"labels\": {\"job\": \"mt-exporter\"}}]" > "$PROMETHEUS_TARGETS_FILE"
 
 kubectl apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null
