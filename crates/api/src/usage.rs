@@ -418,8 +418,12 @@ pub fn is_recorded(day: &ComputeUsageSpec, key: &str) -> bool {
     day.recorded.iter().any(|k| k == key)
 }
 
-/// Namespace of the row that takes what no longer fits in [`MAX_ROWS`].
+/// Namespace (and member) of the daily row that takes what no longer fits in [`MAX_ROWS`].
 pub const OTHER_NAMESPACE: &str = "(other)";
+
+/// Pieces one attempt is cut into at most: a month of hourly buckets. A longer attempt
+/// (or shorter buckets) is cut at multiples of the bucket instead.
+pub const MAX_PIECES: u64 = 744;
 
 /// Adds `attempts` to `day` (those whose key it already has are skipped): rows cut at the
 /// day's bucket boundaries in proportion to time, a record each while there is room
@@ -440,28 +444,35 @@ pub fn record(day: &mut ComputeUsageSpec, attempts: &[EndedAttempt]) -> Vec<Stri
             continue;
         }
         let seconds = a.end.saturating_sub(a.start);
+        // A long attempt in short buckets is cut into at most MAX_PIECES pieces (each a
+        // whole number of buckets), so one record costs bounded time and rows.
+        let piece = bucket.saturating_mul(seconds.div_ceil(bucket.saturating_mul(MAX_PIECES)).max(1));
         let pieces: Vec<(u64, u64)> = if seconds == 0 {
             vec![(a.end - a.end % bucket, 0)]
         } else {
-            computenet_core::usage::buckets(a.start, a.end, bucket).collect()
+            computenet_core::usage::buckets(a.start, a.end, piece).collect()
         };
         for (start, s) in pieces {
             let share = if seconds == 0 { 1.0 } else { s as f64 / seconds as f64 };
             let amounts = a.amounts.scaled(share);
-            let start = i64::try_from(start).unwrap_or(i64::MAX);
-            let mut namespace = a.record.namespace.clone();
-            let mut k = (start, namespace.clone(), a.record.member.clone(), a.record.accelerator.clone());
-            if !index.contains_key(&k) && day.rows.len() >= MAX_ROWS {
-                namespace = OTHER_NAMESPACE.to_string();
-                k.1 = namespace.clone();
+            let mut start = i64::try_from(start).unwrap_or(i64::MAX);
+            let (mut namespace, mut member, mut accelerator) =
+                (a.record.namespace.clone(), a.record.member.clone(), a.record.accelerator.clone());
+            if !index.contains_key(&(start, namespace.clone(), member.clone(), accelerator.clone()))
+                && day.rows.len() >= MAX_ROWS
+            {
+                // Over the cap: one row per day takes the rest.
+                start = start.div_euclid(86_400).saturating_mul(86_400);
+                (namespace, member, accelerator) = (OTHER_NAMESPACE.to_string(), OTHER_NAMESPACE.to_string(), None);
             }
+            let k = (start, namespace.clone(), member.clone(), accelerator.clone());
             let i = *index.entry(k).or_insert_with(|| {
                 day.rows.push(UsageRow {
                     start,
                     namespace,
-                    member: a.record.member.clone(),
-                    site: a.record.site.clone(),
-                    accelerator: a.record.accelerator.clone(),
+                    site: if member == OTHER_NAMESPACE { String::new() } else { a.record.site.clone() },
+                    member,
+                    accelerator,
                     attempts: 0,
                     amounts: UsageAmounts::default(),
                 });
@@ -702,6 +713,24 @@ mod tests {
         let other: Vec<_> = day.rows.iter().filter(|r| r.namespace == OTHER_NAMESPACE).collect();
         assert_eq!(other.len(), 1);
         assert!((other[0].amounts.gpu_seconds - 15.0).abs() < 1e-9);
+        // A week-long attempt beyond the cap adds at most one row per day it touched.
+        let before = day.rows.len();
+        record(&mut day, &[attempt("w", 1, "week", 0, 7 * 86_400, 100.0)]);
+        assert!(day.rows.len() - before <= 7, "{} rows added", day.rows.len() - before);
+    }
+
+    #[test]
+    fn a_long_attempt_in_short_buckets_is_cut_into_bounded_pieces() {
+        let mut day = empty_day("q", 0, 1);
+        let a = attempt("y", 1, "x", 5, 4_000_000_000, 1e9);
+        record(&mut day, &[a]);
+        assert!(day.rows.len() as u64 <= MAX_PIECES + 1, "{} rows", day.rows.len());
+        assert!((gpu_seconds(&day) - 1e9).abs() < 1e-3 * 1e9);
+        assert!(day.rows.len() as u64 >= MAX_PIECES / 2, "still cut in time: {} rows", day.rows.len());
+        // Short attempts keep their buckets.
+        let mut hourly = empty_day("q", 0, 3_600);
+        record(&mut hourly, &[attempt("z", 1, "x", 0, 10 * 3_600, 10.0)]);
+        assert_eq!(hourly.rows.len(), 10);
     }
 
     #[test]
