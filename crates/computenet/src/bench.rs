@@ -1,7 +1,7 @@
 //! `computenet bench`: one full cycle on a synthetic pool, with peak memory.
 
 use anyhow::bail;
-use computenet_core::synth::{problem, ProblemSize};
+use computenet_core::synth::{problem, ProblemSize, SplitMix};
 use computenet_core::{Scheduler, Snapshot};
 use std::time::Instant;
 
@@ -30,6 +30,12 @@ pub struct Args {
     /// waiting.
     #[arg(long)]
     round_running: Option<usize>,
+    /// Instead of one cycle: the cost of fair share with memory. Times the cycle with every
+    /// queue's past share set (varied, non-zero) against the same cycle with none, and the
+    /// past shares themselves from a year of usage rows per queue (hourly for the last 7
+    /// days, daily for the 358 before).
+    #[arg(long)]
+    fair_share: bool,
 }
 
 /// Times the re-optimisation round: the problem's first admissions run (every second job
@@ -114,6 +120,116 @@ fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Usage rows of one queue over a year, newest first: (age in seconds at the row's
+/// middle, accelerator type, device-seconds). 24 hourly rows a day for the last 7 days,
+/// then one daily row a day for the 358 days before; amounts and types drawn from `rng`.
+fn year_of_rows(rng: &mut SplitMix, nominal: u64) -> Vec<(f64, &'static str, f64)> {
+    const TYPES: [&str; 4] = ["A100-80G", "H800", "V100", "Ascend910B"];
+    let mut rows = Vec::with_capacity(7 * 24 + 358);
+    for hour in 0..7 * 24 {
+        let amount = rng.unit() * nominal as f64 * 3_600.0;
+        rows.push((hour as f64 * 3_600.0 + 1_800.0, TYPES[rng.below(4) as usize], amount));
+    }
+    for day in 7..365 {
+        let amount = rng.unit() * nominal as f64 * 86_400.0;
+        rows.push((day as f64 * 86_400.0 + 43_200.0, TYPES[rng.below(4) as usize], amount));
+    }
+    rows
+}
+
+/// Every queue's past share from its rows: decayed sums per accelerator type, then
+/// [`past_share`] over its quotas.
+fn past_shares(queues: &[computenet_core::Queue], rows: &[Vec<(f64, &str, f64)>], half_life_s: f64) -> Vec<f64> {
+    use computenet_core::queue::ResourceName;
+    use computenet_core::usage::{decay, past_share, DecayedUsage};
+    queues
+        .iter()
+        .zip(rows)
+        .map(|(q, rows)| {
+            let mut past: Vec<DecayedUsage> = Vec::new();
+            for &(age, accelerator, amount) in rows {
+                let weighted = amount * decay(age, half_life_s);
+                match past.iter_mut().find(|u| u.accelerator.as_deref() == Some(accelerator)) {
+                    Some(u) => u.amount += weighted,
+                    None => past.push(DecayedUsage {
+                        resource: ResourceName::Accelerators,
+                        accelerator: Some(accelerator.to_string()),
+                        amount: weighted,
+                    }),
+                }
+            }
+            past_share(&q.quotas, &past, half_life_s)
+        })
+        .collect()
+}
+
+/// Times fair share with memory at a problem size: the cycle with and without past
+/// shares, and computing the past shares from a year of rows.
+fn fair_share(args: &Args, size: ProblemSize) -> anyhow::Result<()> {
+    let (pool, queues, jobs) = problem(size, args.seed);
+    let mut rng = SplitMix::new(args.seed ^ 0x5eed);
+    let rows: Vec<Vec<(f64, &str, f64)>> =
+        queues.iter().map(|q| year_of_rows(&mut rng, q.quotas.first().map_or(1, |x| x.nominal))).collect();
+    let half_life_s = 7.0 * 86_400.0;
+    let row_count: usize = rows.iter().map(Vec::len).sum();
+    let mut share_times = Vec::new();
+    let mut shares = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        shares = past_shares(&queues, &rows, half_life_s);
+        share_times.push(t.elapsed().as_secs_f64());
+    }
+    let mut with_past = queues.clone();
+    for (q, s) in with_past.iter_mut().zip(&shares) {
+        q.past_share = *s;
+    }
+    let (lo, hi) = shares.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+    println!(
+        "size {}: {} queues, {} pending jobs; {row_count} usage rows (per queue: 168 hourly, 358 daily); \
+         past shares {lo:.3}-{hi:.3} at a 7-day half life",
+        args.size,
+        queues.len(),
+        jobs.len()
+    );
+    let scheduler = Scheduler::default();
+    let time_cycle = |queues: &[computenet_core::Queue]| {
+        let t = Instant::now();
+        let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues, pending: &jobs, running: &[] });
+        (t.elapsed().as_secs_f64(), out.admissions().count())
+    };
+    // Alternate the two, so that the machine's other load falls on both alike.
+    let (mut plain, mut memory) = (Vec::new(), Vec::new());
+    let (mut admitted_plain, mut admitted_memory) = (0, 0);
+    for _ in 0..args.repeat.max(1) {
+        let (t, n) = time_cycle(&queues);
+        plain.push(t);
+        admitted_plain = n;
+        let (t, n) = time_cycle(&with_past);
+        memory.push(t);
+        admitted_memory = n;
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "past shares from rows: best {:.4} s, mean {:.4} s over {} runs",
+        best(&share_times),
+        mean(&share_times),
+        share_times.len()
+    );
+    println!("cycle, past_share 0: best {:.3} s, mean {:.3} s ({admitted_plain} admitted)", best(&plain), mean(&plain));
+    println!(
+        "cycle, past shares set: best {:.3} s, mean {:.3} s ({admitted_memory} admitted)",
+        best(&memory),
+        mean(&memory)
+    );
+    println!(
+        "(past shares + cycle with them) / cycle without: {:.3} (best runs), {:.3} (means)",
+        (best(&share_times) + best(&memory)) / best(&plain),
+        (mean(&share_times) + mean(&memory)) / mean(&plain)
+    );
+    Ok(())
+}
+
 /// The 2,000-GPU pool of the replay benchmark.
 const BENCH_POOL: &str = include_str!("../../../seeds/pools/bench-2000.yaml");
 
@@ -174,6 +290,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(running) = args.round_running {
         return round(&args, size, running);
+    }
+    if args.fair_share {
+        return fair_share(&args, size);
     }
     let started = Instant::now();
     let (pool, queues, jobs) = problem(size, args.seed);
