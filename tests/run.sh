@@ -107,6 +107,8 @@ if [ "$testbed" = 1 ]; then
   tests/e2e/adaptive.sh
   step "e2e: job kinds (JobSet, TrainJob, PyTorchJob queued by label, run by the members' controllers)"
   tests/e2e/jobkinds.sh
+  step "e2e: metering (usage records, budgets, fair share with memory, plugin totals vs counters)"
+  tests/e2e/metering.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT

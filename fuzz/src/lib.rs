@@ -21,13 +21,14 @@ use std::collections::BTreeMap;
 pub type Target = fn(&[u8]);
 
 /// Every target by name (the names of `fuzz_targets/*.rs` and of `corpus/*`).
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("quantity", quantity),
     ("crd", crd),
     ("slurmrestd", slurmrestd),
     ("hostlist", hostlist),
     ("gres", gres),
     ("jobkinds", jobkinds),
+    ("usage", usage),
 ];
 
 /// Bytes as text the way the service gets it: HTTP bodies are decoded lossily, so invalid
@@ -309,4 +310,79 @@ pub fn jobkinds(data: &[u8]) {
             assert_eq!(job.workload_kind.as_deref(), Some(kind.resource().kind));
         }
     }
+}
+
+/// The usage store's operations on a stored day object as the hub returns it (any JSON,
+/// decoded like the service decodes it) and attempts made from numbers
+/// (`{"stored": {...}, "attempts": [[start, end, gpuSeconds, namespace, uid, attempt], ...]}`):
+/// recording never panics, adds every new attempt's GPU-seconds to the rows exactly once
+/// (a second recording of the same attempts changes nothing), keeps the caps, and
+/// compaction keeps the rows' sum.
+pub fn usage(data: &[u8]) {
+    use computenet_api::usage::{self, ComputeUsageSpec, EndedAttempt, UsageRecord};
+    use computenet_core::usage::Amounts;
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    let stored = value.get("stored").and_then(|v| serde_json::from_value::<ComputeUsageSpec>(v.clone()).ok());
+    let mut day = stored.unwrap_or_else(|| usage::empty_day("q", 20_000, 3_600));
+    let number = |v: &Value, i: usize| v.get(i).and_then(Value::as_f64).unwrap_or(0.0);
+    // Times of a record are not read by the store's operations: one template serves.
+    let Ok(template) = serde_json::from_value::<UsageRecord>(serde_json::json!({
+        "namespace": "ns", "job": "j", "uid": "u", "attempt": 1, "member": "m",
+        "start": "1970-01-01T00:00:00Z", "end": "1970-01-01T00:00:00Z"
+    })) else {
+        panic!("the record template decodes")
+    };
+    let attempts: Vec<EndedAttempt> = value
+        .get("attempts")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .take(2_000)
+                .map(|a| {
+                    let (start, end) = (number(a, 0).clamp(0.0, 4e9) as u64, number(a, 1).clamp(0.0, 4e9) as u64);
+                    let gpu_seconds = number(a, 2).clamp(0.0, 1e12);
+                    EndedAttempt {
+                        queue: "q".into(),
+                        start,
+                        end,
+                        amounts: Amounts { gpu_seconds, energy_kwh: gpu_seconds / 1e4, ..Amounts::default() },
+                        record: UsageRecord {
+                            namespace: format!("ns{}", number(a, 3) as u8 % 8),
+                            uid: format!("u{}", number(a, 4) as u16),
+                            attempt: number(a, 5) as i32,
+                            accelerator: Some("H800".into()),
+                            ..template.clone()
+                        },
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows_sum = |d: &ComputeUsageSpec| d.rows.iter().map(|r| Amounts::from(r.amounts).gpu_seconds).sum::<f64>();
+    let before = rows_sum(&day);
+    let fresh: Vec<&EndedAttempt> = {
+        let mut seen = std::collections::BTreeSet::new();
+        attempts.iter().filter(|a| !usage::is_recorded(&day, &a.key()) && seen.insert(a.key())).collect()
+    };
+    let expected: f64 = fresh.iter().map(|a| a.amounts.gpu_seconds).sum();
+    let added = usage::record(&mut day, &attempts);
+    assert_eq!(added.len(), fresh.len(), "every new attempt is recorded once");
+    let after = rows_sum(&day);
+    assert!(
+        (after - before - expected).abs() <= 1e-6 * after.max(1.0),
+        "rows grew by {} not {expected}",
+        after - before
+    );
+    assert!(day.records.len() <= usage::MAX_RECORDS.max(before as usize));
+    assert!(day.recorded.len() <= usage::MAX_RECORDED_KEYS);
+    if !day.compacted {
+        let again = day.clone();
+        assert!(usage::record(&mut day, &attempts).is_empty() || attempts.len() > usage::MAX_RECORDED_KEYS);
+        if attempts.len() <= usage::MAX_RECORDED_KEYS {
+            assert_eq!(day, again, "recording the same attempts twice changes nothing");
+        }
+    }
+    let compacted = usage::compact(&day);
+    assert!((rows_sum(&compacted) - rows_sum(&day)).abs() <= 1e-6 * rows_sum(&day).max(1.0));
+    assert!(compacted.records.is_empty() && compacted.recorded.is_empty());
 }

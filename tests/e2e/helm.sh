@@ -95,6 +95,7 @@ want = sorted([("ServiceAccount", "computenet"), ("ClusterRole", "computenet"), 
                ("Role", "computenet-profiles"), ("RoleBinding", "computenet-profiles"),
                ("Role", "computenet-admission-key"), ("RoleBinding", "computenet-admission-key"),
                ("ClusterRole", "computenet-edit"), ("ClusterRole", "computenet-view"),
+               ("ClusterRole", "computenet-usage-reader"),
                ("Service", "computenet"), ("Deployment", "computenet"), ("PodDisruptionBudget", "computenet"),
                ("MutatingWebhookConfiguration", "computenet")])
 if have != want: fail(f"objects: {have}")
@@ -224,6 +225,13 @@ for d in kinds("ClusterRole"):
         for r in d["rules"]:
             if r.get("apiGroups") != ["computenet.io"] or any("/" in x for x in r.get("resources", [])):
                 fail(f'{d["metadata"]["name"]} grants more than computenet.io objects: {r}')
+            # Usage names every tenant's namespaces: only the usage reader role reads it.
+            if "computeusages" in r.get("resources", []):
+                fail(f'{d["metadata"]["name"]} lets tenants read the usage store: {r}')
+        continue
+    if d["metadata"]["name"] == "computenet-usage-reader":
+        if any(set(r["verbs"]) - {"get", "list", "watch"} or r.get("apiGroups") != ["computenet.io"] for r in d["rules"]):
+            fail(f"the usage reader does more than read computenet.io objects: {d['rules']}")
         continue
     for r in d["rules"]:
         if "secrets" in r.get("resources", []): fail(f"the ClusterRole grants secrets: {r}")
@@ -313,6 +321,9 @@ exported = {
     "computenet_queue_jobs", "computenet_queue_accelerators_used", "computenet_queue_accelerators_quota",
     "computenet_pending_job_position", "computenet_admissions_total", "computenet_preemptions_total",
     "computenet_dispatch_errors_total", "computenet_scheduling_cycle_duration_seconds",
+    "computenet_usage_gpu_seconds_total", "computenet_usage_energy_kwh_total", "computenet_usage_cost_total",
+    "computenet_usage_carbon_kg_total", "computenet_queue_share", "computenet_queue_past_share",
+    "computenet_queue_budget_spent_ratio", "computenet_queue_budget_exhausted",
 }
 histograms = {"computenet_scheduling_cycle_duration_seconds"}
 errors = []
@@ -339,7 +350,7 @@ if exported - used: errors.append(f"metrics without a panel: {sorted(exported - 
 ids = [p["id"] for p in d["panels"]]
 if len(ids) != len(set(ids)): errors.append("duplicate panel ids")
 titles = " ".join(p["title"] for p in panels).lower()
-for want in ["free", "allocated", "readiness", "heartbeat", "quota", "admissions", "preemptions", "dispatch errors", "cycle duration", "pue", "power", "utilisation", "tflops per watt"]:
+for want in ["free", "allocated", "readiness", "heartbeat", "quota", "admissions", "preemptions", "dispatch errors", "cycle duration", "pue", "power", "utilisation", "tflops per watt", "gpu-hours", "energy", "cost", "budget", "share"]:
     if want not in titles: errors.append(f"no panel about {want}")
 print("\n".join(errors) or f"{len(panels)} panels, {len(exprs)} queries, {len(used)} metrics")
 sys.exit(1 if errors else 0)
@@ -351,7 +362,7 @@ d = json.load(open(sys.argv[1]))
 bad = []
 for p in d["panels"]:
     for t in p.get("targets", []):
-        q = t["expr"].replace("$cluster", ".*").replace("$queue", ".*").replace("$__rate_interval", "1m")
+        q = t["expr"].replace("$cluster", ".*").replace("$queue", ".*").replace("$__rate_interval", "1m").replace("$__range", "1h")
         try:
             urllib.request.urlopen(sys.argv[2] + "/api/v1/query?" + urllib.parse.urlencode({"query": q}), timeout=10).read()
         except urllib.error.HTTPError as e:

@@ -29,8 +29,8 @@ pub use compute_queue::{ComputeQueue, ComputeQueueSpec, ComputeQueueStatus};
 pub use error::{Error, Result};
 pub use member_cluster::{MemberCluster, MemberClusterSpec, MemberClusterStatus};
 pub use quantity::Quantity;
-pub use usage::{ComputeUsage, ComputeUsageSpec};
 pub use training_job::{TrainingJob, TrainingJobPhase, TrainingJobSpec, TrainingJobStatus};
+pub use usage::{ComputeUsage, ComputeUsageSpec};
 
 /// The API group.
 pub const GROUP: &str = "computenet.io";

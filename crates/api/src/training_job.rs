@@ -395,6 +395,10 @@ pub struct TrainingJobStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub attempts: Vec<AttemptStatus>,
+    /// Attempts up to this number are recorded in the usage store (`ComputeUsage`).
+    /// Written by the service's metering alone (its own field manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metered_through: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

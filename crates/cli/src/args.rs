@@ -11,10 +11,10 @@ use std::path::PathBuf;
     version,
     about = "The computenet compute pool, its queues and jobs, as the scheduler sees them",
     long_about = "The computenet compute pool, its queues and jobs, as the scheduler sees them.\n\n\
-        Reads MemberCluster, ComputeQueue and TrainingJob objects and their status from the hub \
-        cluster with the usual kubeconfig ($KUBECONFIG, ~/.kube/config, or --kubeconfig and \
-        --context). Needs only read access to them; it never contacts member clusters and never \
-        changes anything.",
+        Reads MemberCluster, ComputeQueue and TrainingJob objects and their status (and, for \
+        `usage`, ComputeUsage objects) from the hub cluster with the usual kubeconfig \
+        ($KUBECONFIG, ~/.kube/config, or --kubeconfig and --context). Needs only read access to \
+        them; it never contacts member clusters and never changes anything.",
     after_help = "Installed on the PATH as kubectl-computenet, it runs as `kubectl computenet ...`."
 )]
 pub struct Cli {
@@ -33,7 +33,8 @@ pub struct Global {
     /// Kubeconfig context to use [default: the current context]
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
-    /// Namespace of the job for `explain` and `dry-run` [default: the context's namespace, else "default"]
+    /// Namespace of the job for `explain` and `dry-run` [default: the context's namespace, else
+    /// "default"]; for `usage`, only this namespace's usage [default: all namespaces]
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
     /// Output format
@@ -50,6 +51,19 @@ pub enum Output {
     Json,
     /// The report as YAML
     Yaml,
+    /// Comma-separated values with a header line (`usage` only)
+    Csv,
+}
+
+/// What `usage` sums by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum GroupBy {
+    Namespace,
+    Queue,
+    Member,
+    Site,
+    /// Accelerator type ("CPU" for CPU-only attempts)
+    Accelerator,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,5 +134,51 @@ pub enum Command {
         /// Namespace of the profiles ConfigMap
         #[arg(long, value_name = "NAMESPACE", default_value = "computenet-system")]
         profiles_namespace: String,
+    },
+    /// Metered usage (GPU-hours, energy, cost, CO2e, efficiency) by queue, namespace, member, site or accelerator
+    #[command(
+        long_about = "Metered usage of job attempts, summed by queue (default), namespace, member, site or \
+            accelerator type, or by several of them (--by queue,namespace), over a time window, with a \
+            TOTAL row.\n\n\
+            Reads the hub's ComputeUsage objects (`kubectl get cnu`), one per queue and UTC day, which \
+            the computenet service writes. Reading them needs get and list on computeusages, which the \
+            ClusterRole computenet-usage-reader grants (usage names every tenant's namespaces, so \
+            `view` does not include it).\n\n\
+            The objects hold hourly buckets (daily buckets for days older than the service's raw \
+            retention): a bucket counts when its start is in [--since, --until), so the window is \
+            rounded to bucket starts (to the hour, or to the day for compacted days). An attempt is \
+            recorded when it ends: attempts still running are not counted yet, and their time \
+            appears, in the buckets it fell in, once they end.\n\n\
+            --since and --until take an RFC 3339 time (2026-11-01T08:00:00Z, or with an offset), a \
+            UTC date (2026-11-01, its midnight), a duration before now (30m, 24h, 7d, 2w, 90s) or \
+            `now`. The default window is the current UTC month so far.\n\n\
+            Columns: ATTEMPTS counts an attempt once per bucket it had time in; GPU-HOURS are \
+            accelerator-hours; CPU-CORE-HOURS the requested cores times hours; ENERGY(kWh) the \
+            facility energy (device power times PUE); MEASURED(%) the part of that energy \
+            apportioned from measured power rather than estimated from the catalogue; COST the \
+            energy cost at the members' prices; CO2e(kg) at the members' grid intensity; TFLOPS/W \
+            the useful TFLOPS per facility watt achieved (useful work over energy). -o csv prints a \
+            header line, one line per group and the TOTAL line (TOTAL in the first column), with \
+            plain numbers (no units or separators, 12 significant digits) and the measured energy \
+            and useful TFLOP to recompute the ratios over any lines; -o json and -o yaml an object with \
+            since, until, by, groups and total.",
+        after_help = "Examples:\n  kubectl computenet usage\n  kubectl computenet usage --by queue,namespace --since 7d\n  kubectl computenet usage --by member --since 2026-11-01 --until 2026-12-01 -o csv\n  kubectl computenet usage --queue research -n team-a --since 24h -o json"
+    )]
+    Usage {
+        /// What to sum by: one or more of namespace, queue, member, site, accelerator, comma-separated
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "queue", value_name = "KEYS")]
+        by: Vec<GroupBy>,
+        /// Start of the window: RFC 3339, a UTC date, or a duration before now (7d) [default: start of the current UTC month]
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// End of the window (excluded): RFC 3339, a UTC date, or a duration before now [default: now]
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only this ComputeQueue's usage
+        #[arg(long, value_name = "NAME")]
+        queue: Option<String>,
+        /// Only usage on this member cluster
+        #[arg(long, value_name = "NAME")]
+        member: Option<String>,
     },
 }

@@ -2,6 +2,7 @@
 
 use crate::args::Global;
 use anyhow::Context;
+use computenet_api::usage::ComputeUsage;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ListParams;
@@ -21,6 +22,23 @@ pub struct Hub {
     url: String,
     /// The namespace of jobs: -n, else the context's, else "default".
     pub namespace: String,
+}
+
+/// Why the hub refused to list ComputeUsages, for the errors particular to them: the
+/// CRD is missing (`code` 404), or the user lacks the role that grants reading usage (401,
+/// 403). `None` for other errors.
+pub fn usage_refusal(code: u16, message: &str, url: &str) -> Option<String> {
+    match code {
+        404 => Some(format!(
+            "the ComputeUsage CRD (computeusages.computenet.io) is not installed on the hub at {url}: \
+             apply deploy/crds/ of a computenet release with metering"
+        )),
+        401 | 403 => Some(format!(
+            "not allowed: {message}: reading usage needs list on computeusages.computenet.io, which the \
+             ClusterRole computenet-usage-reader grants (ask an admin to bind it to you)"
+        )),
+        _ => None,
+    }
 }
 
 /// The error's causes in one line.
@@ -99,6 +117,30 @@ impl Hub {
         self.list("listing TrainingJobs").await
     }
 
+    /// Every ComputeUsage, a page at a time (the objects can be large). Reading them is
+    /// granted apart from the other CRDs, by the ClusterRole computenet-usage-reader.
+    pub async fn usages(&self) -> anyhow::Result<Vec<ComputeUsage>> {
+        const PAGE: u32 = 100;
+        let what = "listing ComputeUsages";
+        let api: Api<ComputeUsage> = Api::all(self.client.clone());
+        let mut items = Vec::new();
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = api.list(&params).await.map_err(|e| {
+                let refusal = match &e {
+                    kube::Error::Api(status) => usage_refusal(status.code, &status.message, &self.url),
+                    _ => None,
+                };
+                refusal.map_or_else(|| self.error(e, what), |text| anyhow::anyhow!("{what}: {text}"))
+            })?;
+            items.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// One TrainingJob, `None` when it does not exist.
     pub async fn job(&self, namespace: &str, name: &str) -> anyhow::Result<Option<TrainingJob>> {
         let api: Api<TrainingJob> = Api::namespaced(self.client.clone(), namespace);
@@ -127,5 +169,27 @@ impl Hub {
             Ok(None) => None,
             Err(_) => Some(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_refusals_name_the_crd_or_the_role() {
+        let missing = usage_refusal(404, "the server could not find the requested resource", "https://hub:6443")
+            .expect("a missing CRD");
+        assert!(missing.contains("computeusages.computenet.io") && missing.contains("https://hub:6443"), "{missing}");
+        let forbidden = usage_refusal(
+            403,
+            "computeusages.computenet.io is forbidden: User \"alice\" cannot list resource \"computeusages\"",
+            "https://hub:6443",
+        )
+        .expect("forbidden");
+        assert!(forbidden.starts_with("not allowed: computeusages.computenet.io is forbidden: User \"alice\""));
+        assert!(forbidden.contains("ClusterRole computenet-usage-reader grants"), "{forbidden}");
+        assert!(usage_refusal(401, "Unauthorized", "u").expect("unauthorized").contains("computenet-usage-reader"));
+        assert_eq!(usage_refusal(500, "etcd is down", "u"), None);
     }
 }

@@ -1,8 +1,8 @@
 //! `kubectl-computenet`: the kubectl plugin of computenet.
 //!
 //! Thin on purpose: [`hub`] reads the hub, the report modules ([`pool`], [`queue`],
-//! [`explain`], [`dryrun`]) are pure functions from the objects read to a report, printed as
-//! a table ([`table`]) or as JSON or YAML.
+//! [`explain`], [`dryrun`], [`usage`]) are pure functions from the objects read to a report,
+//! printed as a table ([`table`]) or as JSON or YAML (and `usage` as CSV).
 #![forbid(unsafe_code)]
 
 mod args;
@@ -14,6 +14,7 @@ mod hub;
 mod pool;
 mod queue;
 mod table;
+mod usage;
 
 use anyhow::Context;
 use args::{Cli, Command, Output};
@@ -48,6 +49,7 @@ fn render<T: Serialize>(output: Output, report: &T, table: impl FnOnce(&T) -> St
         Output::Table => table(report),
         Output::Json => serde_json::to_string_pretty(report)? + "\n",
         Output::Yaml => serde_yaml::to_string(report)?,
+        Output::Csv => anyhow::bail!("-o csv is for `usage` only: use -o table, json or yaml"),
     })
 }
 
@@ -57,6 +59,9 @@ fn now() -> i64 {
 
 async fn run(cli: Cli) -> anyhow::Result<String> {
     let output = cli.global.output;
+    if output == Output::Csv && !matches!(cli.command, Command::Usage { .. }) {
+        anyhow::bail!("-o csv is for `usage` only: use -o table, json or yaml");
+    }
     match cli.command {
         Command::Pool => {
             let hub = hub::Hub::connect(&cli.global).await?;
@@ -125,6 +130,19 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                 now: u64::try_from(now()).unwrap_or(0),
             };
             render(output, &dryrun::run(&input)?, dryrun::table)
+        }
+        Command::Usage { by, since, until, queue, member } => {
+            // The window is checked before the hub is contacted.
+            let now = now();
+            let (since, until) = usage::window(since.as_deref(), until.as_deref(), now)?;
+            let filters = usage::Filters { queue, namespace: cli.global.namespace.clone(), member };
+            let hub = hub::Hub::connect(&cli.global).await?;
+            let objects = hub.usages().await?;
+            let report = usage::build(&objects, &by, &filters, since, until);
+            match output {
+                Output::Csv => Ok(usage::csv(&report)),
+                _ => render(output, &report, usage::table),
+            }
         }
     }
 }

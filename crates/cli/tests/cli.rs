@@ -72,6 +72,7 @@ fn help_lists_the_subcommands_and_common_options() {
         "queue",
         "explain",
         "dry-run",
+        "usage",
         "--kubeconfig",
         "--context",
         "--namespace",
@@ -101,6 +102,23 @@ fn each_subcommand_has_help() {
                 "[default: computenet-system]",
             ][..],
         ),
+        (
+            "usage",
+            &[
+                "--by <KEYS>",
+                "namespace, queue, member, site, accelerator",
+                "[default: queue]",
+                "--since <TIME>",
+                "--until <TIME>",
+                "--queue <NAME>",
+                "--member <NAME>",
+                "hourly buckets",
+                "rounded to bucket starts",
+                "counted yet",
+                "computenet-usage-reader",
+                "TFLOPS/W",
+            ][..],
+        ),
     ] {
         let run = plugin(&[sub, "--help"], None);
         assert_eq!(run.code, 0, "{sub}: {}", run.stderr);
@@ -113,7 +131,15 @@ fn each_subcommand_has_help() {
 
 #[test]
 fn bad_arguments_are_refused_with_usage() {
-    for args in [&["frobnicate"][..], &["pool", "-o", "xml"][..], &["explain"][..], &["dry-run"][..], &[][..]] {
+    for args in [
+        &["frobnicate"][..],
+        &["pool", "-o", "xml"][..],
+        &["explain"][..],
+        &["dry-run"][..],
+        &["usage", "--by", "colour"][..],
+        &["usage", "--by", "queue,"][..],
+        &[][..],
+    ] {
         let run = plugin(args, None);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("Usage:") || run.stderr.contains("--help"), "{args:?}: {}", run.stderr);
@@ -177,6 +203,39 @@ fn an_unreachable_hub_is_one_line_and_exit_code_1() {
     }
     let run = plugin(&["dry-run", "-f", "-", "--kubeconfig", path], Some(JOB));
     assert!(one_line_error(&run).starts_with("error: cannot reach the hub"), "{}", run.stderr);
+}
+
+#[test]
+fn usage_checks_its_window_before_the_hub() {
+    let run = plugin(&["usage", "--since", "soon"], None);
+    assert!(one_line_error(&run).starts_with("error: --since: \"soon\" is not a time: use RFC 3339"), "{}", run.stderr);
+    let run = plugin(&["usage", "--until", "2026-02-30"], None);
+    assert_eq!(one_line_error(&run), "error: --until: \"2026-02-30\" is not a valid date");
+    let run = plugin(&["usage", "--since", "2026-11-02", "--until", "2026-11-01"], None);
+    assert_eq!(
+        one_line_error(&run),
+        "error: --since (2026-11-02T00:00:00Z) is not before --until (2026-11-01T00:00:00Z): the window is empty"
+    );
+    // A good window gets as far as the hub, with every output and several keys.
+    let kubeconfig = unreachable_kubeconfig();
+    let path = kubeconfig.to_str().expect("utf8");
+    for output in ["table", "csv", "json", "yaml"] {
+        let run =
+            plugin(&["usage", "--kubeconfig", path, "--by", "queue,namespace", "--since", "7d", "-o", output], None);
+        assert!(one_line_error(&run).starts_with("error: cannot reach the hub"), "{output}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn csv_is_for_usage_only() {
+    let kubeconfig = unreachable_kubeconfig();
+    for args in [&["pool"][..], &["queue"][..], &["explain", "job"][..], &["dry-run", "-f", "-"][..]] {
+        let mut all = vec!["--kubeconfig", kubeconfig.to_str().expect("utf8"), "-o", "csv"];
+        all.extend_from_slice(args);
+        // Refused before anything is read: no standard input to write (the plugin may be gone).
+        let run = plugin(&all, None);
+        assert_eq!(one_line_error(&run), "error: -o csv is for `usage` only: use -o table, json or yaml", "{args:?}");
+    }
 }
 
 #[test]

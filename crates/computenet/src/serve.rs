@@ -157,6 +157,33 @@ pub struct Args {
     /// Most moves and resizes of one job in any hour.
     #[arg(long, default_value_t = 2, value_name = "N")]
     adapt_max_moves_per_hour: u32,
+    #[command(flatten)]
+    metering: MeteringArgs,
+}
+
+/// Metering: every ended attempt recorded once in the usage store (ComputeUsage objects,
+/// one per queue and UTC day), fair share with memory and budgets.
+#[derive(Debug, clap::Args)]
+struct MeteringArgs {
+    /// Half life of past usage in fair share, hours: a queue's ordering share is
+    /// (current dominant share + decayed past usage over its quota) / weight, and past
+    /// usage counts half after this long. 0: plain weighted DRF on current usage.
+    #[arg(long, default_value_t = 168.0, value_name = "H")]
+    fair_share_half_life_h: f64,
+    /// Length of a usage row's time bucket, seconds (the finest window usage reports and
+    /// budgets see). At most 3600 and a divisor of it.
+    #[arg(long, default_value_t = 3600, value_name = "S")]
+    usage_bucket_s: u64,
+    /// Least seconds between two writes of the usage store (records wait this long at most).
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    usage_flush_interval_s: u64,
+    /// Days a day's usage keeps hourly rows and per-attempt records; older days keep daily
+    /// rows only.
+    #[arg(long, default_value_t = 7, value_name = "DAYS")]
+    usage_raw_retention_days: u64,
+    /// Days a day's usage is kept at all.
+    #[arg(long, default_value_t = 400, value_name = "DAYS")]
+    usage_retention_days: u64,
 }
 
 /// Reading running jobs' progress (steps per second) from Prometheus, to learn throughput.
@@ -240,6 +267,31 @@ fn listen_addr(args: &Args) -> anyhow::Result<Option<SocketAddr>> {
 fn socket_addr(flag: &str, text: &str, example: &str) -> anyhow::Result<SocketAddr> {
     let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
     full.parse().with_context(|| format!("{flag} {text:?}: expected HOST:PORT, e.g. {example}"))
+}
+
+/// Metering's settings from the flags.
+fn metering_config(args: &MeteringArgs) -> anyhow::Result<computenet_scheduler::metering::MeteringConfig> {
+    let h = args.fair_share_half_life_h;
+    if !(h.is_finite() && (0.0..=87_600.0).contains(&h)) {
+        anyhow::bail!("--fair-share-half-life-h must be between 0 and 87600 hours, not {h}");
+    }
+    if !(1..=3_600).contains(&args.usage_bucket_s) || 3_600 % args.usage_bucket_s != 0 {
+        anyhow::bail!("--usage-bucket-s must divide 3600 (1 to 3600), not {}", args.usage_bucket_s);
+    }
+    if args.usage_raw_retention_days > args.usage_retention_days {
+        anyhow::bail!(
+            "--usage-raw-retention-days ({}) must not exceed --usage-retention-days ({})",
+            args.usage_raw_retention_days,
+            args.usage_retention_days
+        );
+    }
+    Ok(computenet_scheduler::metering::MeteringConfig {
+        bucket_s: args.usage_bucket_s,
+        flush_interval: Duration::from_secs(args.usage_flush_interval_s),
+        half_life_s: h * 3_600.0,
+        raw_retention_days: args.usage_raw_retention_days,
+        retention_days: args.usage_retention_days,
+    })
 }
 
 /// The re-optimisation round from the flags.
@@ -355,6 +407,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             admission_key_secret: (args.lease_namespace.clone(), args.admission_key_secret.clone()),
             progress,
             adapt: adapt_policy(&args)?,
+            metering: metering_config(&args.metering)?,
         };
         // Stop on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -287,6 +287,27 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// Spent over limit, the largest over the limits (0 for a zero limit not yet used,
+    /// 1 once it is used at all); None without limits.
+    pub fn spent_ratio(&self, spent: &Amounts) -> Option<f64> {
+        let limits =
+            [(self.gpu_hours, spent.gpu_hours()), (self.kilowatt_hours, spent.energy_kwh), (self.cost, spent.cost)];
+        limits
+            .iter()
+            .filter_map(|(limit, used)| {
+                limit.map(|l| {
+                    if l > 0.0 {
+                        used / l
+                    } else if *used > 0.0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .reduce(f64::max)
+    }
+
     /// Which limit `spent` reached, in words ("10.2 of 10 GPU-hours"); None while any
     /// is left of every limit.
     pub fn exhausted(&self, spent: &Amounts) -> Option<String> {
@@ -328,12 +349,8 @@ mod tests {
     fn amounts_follow_the_catalogue_and_the_member() {
         let catalogue = Catalogue::built_in();
         let model = ThroughputModel::default();
-        let efficiency = ClusterEfficiency {
-            pue: 1.5,
-            energy_price_per_kwh: 1.0,
-            carbon_g_per_kwh: Some(500.0),
-            power_scale: 1.0,
-        };
+        let efficiency =
+            ClusterEfficiency { pue: 1.5, energy_price_per_kwh: 1.0, carbon_g_per_kwh: Some(500.0), power_scale: 1.0 };
         let a100 = catalogue.get("A100").expect("A100 in the catalogue");
         let shape = AttemptShape { accelerator: Some("A100"), devices: 8, cpu_millis: 16_000, seconds: 3_600.0 };
         let got = attempt_amounts(&model, &catalogue, &efficiency, false, &shape);

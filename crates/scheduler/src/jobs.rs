@@ -57,8 +57,9 @@ pub enum Earlier {
 pub enum Step {
     /// Nothing to do (not ours to act on, or waiting).
     Wait,
-    /// Deleted: remove its objects on its member, then the finalizer.
-    CleanUp,
+    /// Deleted: remove its objects on its member, then the finalizer when `release` (its
+    /// last attempt is recorded in the usage store, or the metering grace passed).
+    CleanUp { release: bool },
     /// Suspended: stop it on its member when `stop`, then write the transition.
     Suspend { stop: bool, transition: Transition },
     /// Resumed: back to its queue.
@@ -94,7 +95,11 @@ pub fn next_step(
 ) -> Step {
     let current = view::status(tj);
     if tj.metadata.deletion_timestamp.is_some() {
-        return if crate::status::has_finalizer(tj) { Step::CleanUp } else { Step::Wait };
+        return if crate::status::has_finalizer(tj) {
+            Step::CleanUp { release: crate::metering::deletion_settled(tj, now) }
+        } else {
+            Step::Wait
+        };
     }
     if view::is_finished(tj) {
         return Step::Wait;
@@ -418,8 +423,8 @@ impl Reconciler {
             let earlier = if may_have_earlier(tj) { self.earlier(tj, members, known) } else { Earlier::Gone };
             match next_step(tj, &state, record, backoff_due, &earlier, now) {
                 Step::Wait | Step::BackingOff => {}
-                Step::CleanUp => {
-                    overlay.start(tj.clone(), work::clean_up(self.client.clone(), tj.clone(), member));
+                Step::CleanUp { release } => {
+                    overlay.start(tj.clone(), work::clean_up(self.client.clone(), tj.clone(), member, release));
                 }
                 Step::Suspend { stop, transition } => {
                     let member = if stop { member } else { None };
@@ -858,10 +863,16 @@ mod tests {
     fn deleted_jobs_are_cleaned_up_while_they_hold_the_finalizer() {
         let mut tj = admitted(TrainingJobPhase::Running, true);
         tj.metadata.deletion_timestamp = Some(Time(t(500)));
-        assert_eq!(
-            next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(501)),
-            Step::CleanUp
-        );
+        let step = |tj: &TrainingJob, at| {
+            next_step(tj, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(at))
+        };
+        // Its running attempt is not in the usage store yet: the finalizer waits for it, at
+        // most the metering grace.
+        tj.status.as_mut().expect("status").attempt = Some(1);
+        assert_eq!(step(&tj, 501), Step::CleanUp { release: false });
+        assert_eq!(step(&tj, 500 + crate::metering::DELETION_GRACE.as_secs() as i64), Step::CleanUp { release: true });
+        tj.status.as_mut().expect("status").metered_through = Some(1);
+        assert_eq!(step(&tj, 501), Step::CleanUp { release: true });
         tj.metadata.finalizers = None;
         assert_eq!(
             next_step(&tj, &reachable(Some(TrainingJobPhase::Running)), None, true, &Earlier::Gone, t(501)),

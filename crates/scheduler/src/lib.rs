@@ -21,6 +21,8 @@
 //! - [`events`]: Events, recorded in the background.
 //! - [`profiles`]: throughput profiles from files and a ConfigMap; [`progress`]: running
 //!   jobs' progress from Prometheus, and the throughput learned from it.
+//! - [`metering`]: ended attempts recorded once in the usage store (`ComputeUsage`); past
+//!   shares and budgets for the cycle; the usage counters.
 //! - [`lease`]: leader election with a coordination.k8s.io Lease.
 //! - [`observe`], [`metrics`], [`web`]: what `/metrics`, `/api/pool` and the dashboard show;
 //!   [`webauth`]: who may read `/api/pool` (TokenReview and SubjectAccessReview).
@@ -34,6 +36,7 @@ pub mod events;
 pub mod hub;
 pub mod jobs;
 pub mod lease;
+pub mod metering;
 pub mod metrics;
 pub mod observe;
 pub mod overlay;

@@ -8,8 +8,9 @@
 //! is scraped without authentication, and job names are tenants' data.
 
 use crate::observe::PoolObservation;
-use prometheus::{Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
-use std::collections::BTreeSet;
+use computenet_core::usage::Amounts;
+use prometheus::{CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 /// Content type of the text exposition format.
@@ -17,6 +18,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The `class` label values of `computenet_dispatch_errors_total`.
 const DISPATCH_ERROR_CLASSES: [&str; 2] = ["permanent", "transient"];
+
+/// Labels of the usage counters.
+const USAGE_LABELS: [&str; 4] = ["namespace", "queue", "member", "accelerator"];
 
 /// Buckets of the scheduling-cycle histogram, in seconds.
 const CYCLE_BUCKETS: [f64; 15] =
@@ -57,6 +61,24 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prom
     Ok(vec)
 }
 
+fn float_counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<CounterVec> {
+    let vec = CounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+/// The usage counters: recorded usage in the store, all time, per namespace, queue, member
+/// and accelerator (see [`Metrics::usage`]).
+#[derive(Debug)]
+struct UsageCounters {
+    gpu_seconds: CounterVec,
+    energy_kwh: CounterVec,
+    cost: CounterVec,
+    carbon_kg: CounterVec,
+    /// What each label set was last set to: the counters only go up by the difference.
+    last: Mutex<BTreeMap<[String; 4], Amounts>>,
+}
+
 fn labels<const N: usize>(values: [&str; N]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
 }
@@ -87,6 +109,12 @@ pub struct Metrics {
     learned_jobs: Gauges,
     progress_jobs: Gauges,
     cycle: Histogram,
+    usage: UsageCounters,
+    queue_share: Gauges,
+    queue_past_share: Gauges,
+    queue_budget_ratio: Gauges,
+    queue_budget_exhausted: Gauges,
+    usage_records: Gauges,
     /// One update at a time, so label-set bookkeeping stays consistent.
     updating: Mutex<()>,
 }
@@ -224,6 +252,63 @@ impl Metrics {
                 "Running jobs whose progress is read from Prometheus (--progress-query) and tracked.",
                 &[],
             )?,
+            usage: UsageCounters {
+                gpu_seconds: float_counter(
+                    &r,
+                    "computenet_usage_gpu_seconds_total",
+                    "Accelerator-seconds of ended job attempts recorded in the usage store (ComputeUsage), all time.",
+                    &USAGE_LABELS,
+                )?,
+                energy_kwh: float_counter(
+                    &r,
+                    "computenet_usage_energy_kwh_total",
+                    "Facility energy (kWh, measured where the member's Prometheus gives power, else estimated) of ended job attempts recorded in the usage store.",
+                    &USAGE_LABELS,
+                )?,
+                cost: float_counter(
+                    &r,
+                    "computenet_usage_cost_total",
+                    "Energy cost (at the member's price) of ended job attempts recorded in the usage store.",
+                    &USAGE_LABELS,
+                )?,
+                carbon_kg: float_counter(
+                    &r,
+                    "computenet_usage_carbon_kg_total",
+                    "kg CO2e of ended job attempts recorded in the usage store.",
+                    &USAGE_LABELS,
+                )?,
+                last: Mutex::new(BTreeMap::new()),
+            },
+            queue_share: Gauges::new(
+                &r,
+                "computenet_queue_share",
+                "A queue's ordering share: (current dominant share + past share) / weight; lower goes first.",
+                &["queue"],
+            )?,
+            queue_past_share: Gauges::new(
+                &r,
+                "computenet_queue_past_share",
+                "A queue's decayed past usage as a share of its quotas (0 without a half life).",
+                &["queue"],
+            )?,
+            queue_budget_ratio: Gauges::new(
+                &r,
+                "computenet_queue_budget_spent_ratio",
+                "Spent over the limit of the queue's budget in the current period (the largest over its limits).",
+                &["queue"],
+            )?,
+            queue_budget_exhausted: Gauges::new(
+                &r,
+                "computenet_queue_budget_exhausted",
+                "1 while the queue's budget is spent (new jobs wait with BudgetExhausted), else 0.",
+                &["queue"],
+            )?,
+            usage_records: Gauges::new(
+                &r,
+                "computenet_usage_attempts",
+                "Attempts this process recorded in the usage store (state=recorded) or gave up (state=lost: a deleted job's last attempt not recorded within the grace), since it started.",
+                &["state"],
+            )?,
             cycle,
             registry: r,
             updating: Mutex::new(()),
@@ -350,6 +435,59 @@ impl Metrics {
         self.learned_rate.replace(rates);
         self.learned_jobs.replace(jobs);
         self.progress_jobs.replace(vec![(Vec::new(), tracked_jobs as f64)]);
+    }
+
+    /// The usage counters from the store's totals (`totals`: all time, by namespace, queue,
+    /// member and accelerator), and the queues' standings. A counter goes up by what its
+    /// total grew since the last update; a total that shrank (days deleted after the
+    /// retention) leaves it as it is, and a restart starts it at the store's total.
+    pub fn usage(&self, totals: &BTreeMap<[String; 4], Amounts>, metering: &crate::metering::Metering) {
+        let _one = self.updating.lock().unwrap_or_else(|e| e.into_inner());
+        let u = &self.usage;
+        let mut last = u.last.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, now) in totals {
+            let before = last.get(key).copied().unwrap_or_default();
+            let labels: Vec<&str> = key.iter().map(String::as_str).collect();
+            let grow = |c: &CounterVec, now: f64, before: f64| {
+                if now > before {
+                    c.with_label_values(&labels).inc_by(now - before);
+                }
+            };
+            grow(&u.gpu_seconds, now.gpu_seconds, before.gpu_seconds);
+            grow(&u.energy_kwh, now.energy_kwh, before.energy_kwh);
+            grow(&u.cost, now.cost, before.cost);
+            grow(&u.carbon_kg, now.carbon_kg, before.carbon_kg);
+            let kept = last.entry(key.clone()).or_default();
+            *kept = Amounts {
+                gpu_seconds: kept.gpu_seconds.max(now.gpu_seconds),
+                energy_kwh: kept.energy_kwh.max(now.energy_kwh),
+                cost: kept.cost.max(now.cost),
+                carbon_kg: kept.carbon_kg.max(now.carbon_kg),
+                ..*kept
+            };
+        }
+        let (mut share, mut past, mut ratio, mut exhausted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (queue, standing) in metering.standings_now() {
+            let l = labels([queue.as_str()]);
+            past.push((l.clone(), standing.past_share));
+            if let Some(b) = &standing.budget {
+                exhausted.push((l.clone(), if b.exhausted { 1.0 } else { 0.0 }));
+                if let Some(r) = metering.budget_ratio(queue) {
+                    ratio.push((l.clone(), r));
+                }
+            }
+            if let Some(s) = metering.share(queue) {
+                share.push((l, s));
+            }
+        }
+        self.queue_share.replace(share);
+        self.queue_past_share.replace(past);
+        self.queue_budget_ratio.replace(ratio);
+        self.queue_budget_exhausted.replace(exhausted);
+        self.usage_records.replace(vec![
+            (labels(["recorded"]), metering.recorded_total as f64),
+            (labels(["lost"]), metering.lost_total as f64),
+        ]);
     }
 
     /// One scheduling cycle took `seconds`.

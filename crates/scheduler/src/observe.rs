@@ -1,11 +1,14 @@
 //! What `/metrics`, `/api/pool` and the dashboard show: one plain-data observation of the
 //! pool, built after each scheduling cycle by a pure function of the cycle's snapshot and
-//! the hub's objects (no IO, so it is tested with hand-built inputs).
+//! the hub's objects (no IO, so it is tested with hand-built inputs), and the usage panel's
+//! ([`usage`]: metered usage today and this month, shares and budgets per queue).
 
 use crate::snapshot::Built;
+use computenet_api::usage::{totals, ComputeUsage, UsageAmounts, UsageSum};
 use computenet_api::view;
 use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
 use computenet_core::accelerator::CPU_ONLY;
+use computenet_core::usage::{civil, Amounts, BudgetPeriod};
 use computenet_core::{Catalogue, Cluster};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -342,6 +345,181 @@ pub fn observe(
     PoolObservation { generated_at: now_unix, members, queues, placements }
 }
 
+/// Metered usage for the dashboard's usage panel: per queue, today and this month (UTC),
+/// with its share and budget, and the pool's totals. Served in `/api/pool` as `usage`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageObservation {
+    /// Seconds since the epoch when it was made (0: not yet).
+    pub generated_at: u64,
+    /// Start of the current UTC day, seconds since the epoch.
+    pub day_start: u64,
+    /// Start of the current UTC month, seconds since the epoch.
+    pub month_start: u64,
+    /// The ComputeQueues, and queues that are gone but have usage this month, by name.
+    pub queues: Vec<QueueUsageObservation>,
+    /// All queues today.
+    pub today: UsageFigures,
+    /// All queues this month.
+    pub month: UsageFigures,
+}
+
+/// Usage over some time: ended attempts' rows whose hourly bucket starts in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageFigures {
+    pub gpu_hours: f64,
+    #[serde(rename = "energyKWh")]
+    pub energy_kwh: f64,
+    pub cost: f64,
+    /// Useful TFLOPS per facility watt achieved; `None` without energy.
+    pub tflops_per_watt: Option<f64>,
+}
+
+impl From<&Amounts> for UsageFigures {
+    fn from(a: &Amounts) -> Self {
+        UsageFigures {
+            gpu_hours: a.gpu_hours(),
+            energy_kwh: a.energy_kwh,
+            cost: a.cost,
+            tflops_per_watt: (a.energy_kwh > 0.0).then(|| a.tflops_per_watt()),
+        }
+    }
+}
+
+/// One queue's usage, share and budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueUsageObservation {
+    pub name: String,
+    pub today: UsageFigures,
+    pub month: UsageFigures,
+    /// The share jobs are ordered by (status.share); `None` until the service writes it.
+    pub share: Option<f64>,
+    /// Decayed past usage as a share of the quotas (status.pastShare).
+    pub past_share: Option<f64>,
+    /// `None` without a budget.
+    pub budget: Option<BudgetObservation>,
+}
+
+/// A queue's budget in its current period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetObservation {
+    /// The current period, seconds since the epoch (from status.budget, else computed).
+    pub period_start: u64,
+    pub period_end: u64,
+    /// Each limit the budget sets, in the order it is checked (GPU-hours, kWh, cost).
+    pub limits: Vec<BudgetLimitObservation>,
+    /// A limit is reached: the queue admits nothing new until `period_end`.
+    pub exhausted: bool,
+    pub message: Option<String>,
+}
+
+/// One limit of a budget and what the period spent of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetLimitObservation {
+    /// "GPU-hours", "kWh" or "cost".
+    pub unit: &'static str,
+    /// Spent in the period (0 until the service writes status.budget).
+    pub spent: f64,
+    pub limit: f64,
+}
+
+fn budget(q: &ComputeQueue, now_unix: u64) -> Option<BudgetObservation> {
+    let spec = q.spec.budget.as_ref()?.core();
+    let status = q.status.as_ref().and_then(|s| s.budget.as_ref());
+    let spent = Amounts::from(status.map_or_else(UsageAmounts::default, |b| b.spent));
+    let limits = [
+        (spec.gpu_hours, spent.gpu_hours(), "GPU-hours"),
+        (spec.kilowatt_hours, spent.energy_kwh, "kWh"),
+        (spec.cost, spent.cost, "cost"),
+    ]
+    .into_iter()
+    .filter_map(|(limit, spent, unit)| Some(BudgetLimitObservation { unit, spent, limit: limit? }))
+    .collect();
+    let (period_start, period_end) = match status {
+        Some(b) => (view::unix(b.period_start.0), view::unix(b.period_end.0)),
+        None => spec.period.bounds(now_unix),
+    };
+    Some(BudgetObservation {
+        period_start,
+        period_end,
+        limits,
+        exhausted: status.is_some_and(|b| b.exhausted),
+        message: status.and_then(|b| b.message.clone()),
+    })
+}
+
+/// Sums per queue, and over all queues.
+fn by_queue(sums: &BTreeMap<computenet_api::usage::UsageKey, UsageSum>) -> (BTreeMap<&str, Amounts>, Amounts) {
+    let mut queues: BTreeMap<&str, Amounts> = BTreeMap::new();
+    let mut all = Amounts::default();
+    for (key, sum) in sums {
+        let q = queues.entry(key.queue.as_str()).or_default();
+        *q = q.plus(&sum.amounts);
+        all = all.plus(&sum.amounts);
+    }
+    (queues, all)
+}
+
+/// The usage panel at `now_unix`: the usage store's rows of the current UTC day and month
+/// (by bucket start, with [`totals`]), and each queue's share and budget from its status.
+pub fn usage(usage: &[Arc<ComputeUsage>], queues: &[Arc<ComputeQueue>], now_unix: u64) -> UsageObservation {
+    let (day_start, day_end) = BudgetPeriod::Day.bounds(now_unix);
+    let (month_start, month_end) = BudgetPeriod::Month.bounds(now_unix);
+    let seconds = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    // An object's rows start before the end of its day: those of earlier days are skipped.
+    let (y, m, d) = civil(month_start / 86_400);
+    let first_day = format!("{y:04}-{m:02}-{d:02}");
+    let this_month: Vec<&ComputeUsage> = usage
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|o| !(o.spec.day.len() == first_day.len() && o.spec.day < first_day))
+        .collect();
+    let month_sums = totals(this_month.iter().copied(), seconds(month_start), seconds(month_end));
+    let day_sums = totals(this_month.iter().copied(), seconds(day_start), seconds(day_end));
+    let (month_by_queue, month_all) = by_queue(&month_sums);
+    let (day_by_queue, day_all) = by_queue(&day_sums);
+    let mut rows: BTreeMap<String, QueueUsageObservation> = BTreeMap::new();
+    let empty = |name: &str| QueueUsageObservation {
+        name: name.to_string(),
+        today: UsageFigures::default(),
+        month: UsageFigures::default(),
+        share: None,
+        past_share: None,
+        budget: None,
+    };
+    for q in queues {
+        let name = q.metadata.name.clone().unwrap_or_default();
+        let status = q.status.as_ref();
+        rows.insert(
+            name.clone(),
+            QueueUsageObservation {
+                share: status.and_then(|s| s.share),
+                past_share: status.and_then(|s| s.past_share),
+                budget: budget(q, now_unix),
+                ..empty(&name)
+            },
+        );
+    }
+    for (name, amounts) in &month_by_queue {
+        rows.entry(name.to_string()).or_insert_with(|| empty(name)).month = UsageFigures::from(amounts);
+    }
+    for (name, amounts) in &day_by_queue {
+        rows.entry(name.to_string()).or_insert_with(|| empty(name)).today = UsageFigures::from(amounts);
+    }
+    UsageObservation {
+        generated_at: now_unix,
+        day_start,
+        month_start,
+        queues: rows.into_values().collect(),
+        today: UsageFigures::from(&day_all),
+        month: UsageFigures::from(&month_all),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,5 +808,96 @@ mod tests {
         assert!(v["members"][0].get("ratedPowerWatts").is_none());
         assert_eq!(v["queues"][0]["topPending"][0]["position"], 1);
         assert_eq!(v["placements"][0]["admittedAt"], 1_767_225_800);
+    }
+
+    fn usage_object(queue: &str, day: &str, rows: &[(&str, u64, f64)]) -> Arc<ComputeUsage> {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(namespace, start, gpu_hours)| {
+                serde_json::json!({
+                    "start": start, "namespace": namespace, "member": "ai-1", "site": "west",
+                    "accelerator": "A100-80G", "attempts": 1, "gpuSeconds": gpu_hours * 3600.0,
+                    "energyKWh": gpu_hours * 0.5, "cost": gpu_hours * 0.25, "usefulTFLOP": gpu_hours * 360.0,
+                })
+            })
+            .collect();
+        let spec = serde_json::from_value(serde_json::json!({
+            "queue": queue, "day": day, "bucketSeconds": 3600, "rows": rows,
+        }))
+        .unwrap();
+        Arc::new(ComputeUsage::new(&format!("{queue}.{}", day.replace('-', "")), spec))
+    }
+
+    fn budgeted(name: &str, budget: serde_json::Value, status: serde_json::Value) -> Arc<ComputeQueue> {
+        let spec: ComputeQueueSpec = serde_json::from_value(serde_json::json!({"budget": budget})).unwrap();
+        let mut q = ComputeQueue::new(name, spec);
+        q.status = serde_json::from_value(status).unwrap();
+        Arc::new(q)
+    }
+
+    #[test]
+    fn usage_today_and_this_month_per_queue_with_shares_and_budgets() {
+        // 2026-11-15T10:00:00Z; the day started at 1_794_700_800, the month at 1_793_491_200.
+        let (now, today, month): (u64, u64, u64) = (1_794_736_800, 1_794_700_800, 1_793_491_200);
+        let store = vec![
+            // Today's object holds an attempt that ran across midnight: a row of yesterday.
+            usage_object("research", "2026-11-15", &[("team-a", today + 8 * 3600, 8.0), ("team-b", today - 3600, 2.0)]),
+            usage_object("research", "2026-11-01", &[("team-a", month, 10.0)]),
+            // Last month's: left out, its last hour included.
+            usage_object("research", "2026-10-31", &[("team-a", month - 3600, 100.0)]),
+            // A queue that is gone still counts in the totals.
+            usage_object("retired", "2026-11-03", &[("team-c", month + 2 * 86_400, 1.0)]),
+        ];
+        let queues = vec![
+            budgeted(
+                "research",
+                serde_json::json!({"period": "Month", "gpuHours": 100, "cost": 50}),
+                serde_json::json!({"share": 0.4, "pastShare": 0.1, "budget": {
+                    "periodStart": "2026-11-01T00:00:00Z", "periodEnd": "2026-12-01T00:00:00Z",
+                    "spent": {"gpuSeconds": 72_000.0, "cost": 10.0}}}),
+            ),
+            budgeted(
+                "capped",
+                serde_json::json!({"period": "Day", "kilowattHours": 5}),
+                serde_json::json!({"budget": {
+                    "periodStart": "2026-11-15T00:00:00Z", "periodEnd": "2026-11-16T00:00:00Z",
+                    "spent": {"energyKWh": 5.5}, "exhausted": true, "message": "5.500 of 5 kWh"}}),
+            ),
+            budgeted("fresh", serde_json::json!({"period": "Week", "cost": 10}), serde_json::Value::Null),
+            compute_queue("plain", None),
+        ];
+        let o = usage(&store, &queues, now);
+        assert_eq!((o.generated_at, o.day_start, o.month_start), (now, today, month));
+        let names: Vec<&str> = o.queues.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(names, ["capped", "fresh", "plain", "research", "retired"]);
+        let research = &o.queues[3];
+        assert_eq!((research.today.gpu_hours, research.month.gpu_hours), (8.0, 20.0));
+        assert_eq!((research.month.energy_kwh, research.month.cost), (10.0, 5.0));
+        // 360 TFLOP per GPU-hour over 0.5 kWh (1.8 MJ): 0.0002 TFLOPS/W.
+        assert!((research.month.tflops_per_watt.unwrap() - 360.0 / 1.8e6).abs() < 1e-15);
+        assert_eq!((research.share, research.past_share), (Some(0.4), Some(0.1)));
+        let b = research.budget.as_ref().expect("a budget");
+        let limits: Vec<(&str, f64, f64)> = b.limits.iter().map(|l| (l.unit, l.spent, l.limit)).collect();
+        assert_eq!(limits, [("GPU-hours", 20.0, 100.0), ("cost", 10.0, 50.0)]);
+        assert_eq!((b.period_start, b.period_end, b.exhausted), (month, 1_796_083_200, false));
+        let capped = o.queues[0].budget.as_ref().expect("a budget");
+        assert!(capped.exhausted);
+        assert_eq!(capped.message.as_deref(), Some("5.500 of 5 kWh"));
+        assert_eq!((capped.limits[0].unit, capped.limits[0].spent, capped.limits[0].limit), ("kWh", 5.5, 5.0));
+        // No status yet: the period from the spec, nothing spent.
+        let fresh = o.queues[1].budget.as_ref().expect("a budget");
+        assert_eq!((fresh.period_start, fresh.period_end), (1_794_182_400, 1_794_787_200), "Monday to Monday");
+        assert_eq!((fresh.limits[0].spent, fresh.exhausted), (0.0, false));
+        let plain = &o.queues[2];
+        assert_eq!((plain.budget.as_ref(), plain.share, plain.month), (None, None, UsageFigures::default()));
+        assert_eq!(plain.month.tflops_per_watt, None);
+        assert_eq!((o.queues[4].month.gpu_hours, o.queues[4].today.gpu_hours), (1.0, 0.0));
+        assert_eq!((o.today.gpu_hours, o.month.gpu_hours, o.month.energy_kwh), (8.0, 21.0, 10.5));
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["queues"][3]["pastShare"], 0.1);
+        assert_eq!(v["queues"][3]["month"]["energyKWh"], 10.0);
+        assert_eq!(v["queues"][0]["budget"]["limits"][0]["unit"], "kWh");
+        assert_eq!(v["month"]["gpuHours"], 21.0);
+        assert!(usage(&[], &[], now).queues.is_empty());
     }
 }

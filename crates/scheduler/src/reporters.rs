@@ -1,15 +1,17 @@
 //! Reporters: after each pass, what the pool looks like goes out: MemberCluster status
 //! (capacity, readiness, measured efficiency), ComputeQueue status (the shared
 //! [`view::queue_usage`], so `kubectl get cnq`, the dashboard and the plugin agree), and
-//! the observation behind `/metrics`, `/api/pool` and the dashboard.
+//! the observations behind `/metrics`, `/api/pool` and the dashboard.
 
 use crate::connections::Connections;
+use crate::metering::{Metering, QueueStanding};
 use crate::observe;
 use crate::snapshot::{Built, MemberView};
 use crate::status;
 use crate::web::WebState;
 use computenet_api::conditions::{self, reasons, types};
 use computenet_api::member_cluster::AcceleratorCapacity;
+use computenet_api::usage::{BudgetSpec, BudgetStatus, ComputeUsage};
 use computenet_api::view::{self, QueueUsage};
 use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberClusterSpec, MemberClusterStatus, TrainingJob};
 use computenet_core::Cluster;
@@ -26,6 +28,9 @@ use std::time::{Duration, Instant};
 const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// A ready member's heartbeat is written at least this often.
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Least time between two usage observations (they sum the month's usage rows; usage
+/// changes when attempts end, shares and budgets with the queues' status).
+const USAGE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Whether a member is ready, and why not.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,20 +124,44 @@ pub fn transport_secure(spec: &MemberClusterSpec) -> Option<(bool, &'static str,
     })
 }
 
-/// A queue's status from its usage (pure).
-pub fn queue_status(usage: &QueueUsage) -> ComputeQueueStatus {
+/// A queue's status from its usage, its ordering share and its standing (pure).
+pub fn queue_status(
+    usage: &QueueUsage,
+    share: Option<f64>,
+    standing: Option<&QueueStanding>,
+    budget: Option<&BudgetSpec>,
+) -> ComputeQueueStatus {
     let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let round = |v: f64| (v * 1e4).round() / 1e4;
+    let budget_status = standing.and_then(|s| s.budget.clone());
     ComputeQueueStatus {
         pending: count(usage.pending),
         admitted: count(usage.admitted),
         running: count(usage.running),
         gpu_usage: Some(usage.gpu_usage()),
         usage: Vec::new(),
-        share: None,
-        past_share: None,
-        budget: None,
-        budget_usage: None,
+        share: share.filter(|s| s.is_finite()).map(round),
+        past_share: standing.map(|s| round(s.past_share)),
+        budget_usage: budget.zip(budget_status.as_ref()).map(|(b, s)| budget_words(b, s)),
+        budget: budget_status,
         conditions: Vec::new(),
+    }
+}
+
+/// "spent/limit unit" of a budget's first limit, for `kubectl get cnq`.
+pub fn budget_words(budget: &BudgetSpec, status: &BudgetStatus) -> String {
+    let spent = computenet_core::usage::Amounts::from(status.spent);
+    let words = if let Some(limit) = budget.gpu_hours {
+        format!("{:.2}/{limit} GPU-h", spent.gpu_hours())
+    } else if let Some(limit) = budget.kilowatt_hours {
+        format!("{:.2}/{limit} kWh", spent.energy_kwh)
+    } else {
+        format!("{:.2}/{} cost", spent.cost, budget.cost.unwrap_or(0.0))
+    };
+    if status.exhausted {
+        format!("{words} (exhausted)")
+    } else {
+        words
     }
 }
 
@@ -143,11 +172,19 @@ pub struct Reporters {
     member_timeout: Duration,
     member_writes: HashMap<String, Instant>,
     queue_writes: HashMap<String, Instant>,
+    /// When the usage observation was last published.
+    usage_observed: Option<Instant>,
 }
 
 impl Reporters {
     pub fn new(client: Client, member_timeout: Duration) -> Self {
-        Reporters { client, member_timeout, member_writes: HashMap::new(), queue_writes: HashMap::new() }
+        Reporters {
+            client,
+            member_timeout,
+            member_writes: HashMap::new(),
+            queue_writes: HashMap::new(),
+            usage_observed: None,
+        }
     }
 
     fn readiness(&self, connections: &Connections, name: &str, ready: bool) -> Readiness {
@@ -222,11 +259,22 @@ impl Reporters {
     }
 
     /// Writes each queue's counts and usage when they changed (at most every [`STATUS_REFRESH`]).
-    pub async fn queues(&mut self, queues: &[Arc<ComputeQueue>], jobs: &[Arc<TrainingJob>], built: &Built) {
+    pub async fn queues(
+        &mut self,
+        queues: &[Arc<ComputeQueue>],
+        jobs: &[Arc<TrainingJob>],
+        built: &Built,
+        metering: &Metering,
+    ) {
         for q in queues {
             let name = q.metadata.name.clone().unwrap_or_default();
             let core = built.queues.iter().find(|c| c.name == name);
-            let status = queue_status(&view::queue_usage(&name, core, jobs.iter().map(AsRef::as_ref)));
+            let status = queue_status(
+                &view::queue_usage(&name, core, jobs.iter().map(AsRef::as_ref)),
+                metering.share(&name),
+                metering.standing(&name),
+                q.spec.budget.as_ref(),
+            );
             let due = self.queue_writes.get(&name).is_none_or(|t| t.elapsed() >= STATUS_REFRESH);
             if q.status.as_ref() != Some(&status) && due {
                 match status::compute_queue(&self.client, &name, &status).await {
@@ -250,6 +298,16 @@ impl Reporters {
     ) {
         let heartbeats = observe::heartbeats(views.iter().map(|v| v.member.as_ref()));
         web.publish(observe::observe(built, queues, jobs, &heartbeats, view::unix(now), web.top_n()));
+    }
+
+    /// Publishes the usage panel's observation from the usage store and the queues' status,
+    /// at most every [`USAGE_REFRESH`].
+    pub fn usage(&mut self, web: &WebState, usage: &[Arc<ComputeUsage>], queues: &[Arc<ComputeQueue>], now: Timestamp) {
+        if self.usage_observed.is_some_and(|t| t.elapsed() < USAGE_REFRESH) {
+            return;
+        }
+        web.publish_usage(observe::usage(usage, queues, view::unix(now)));
+        self.usage_observed = Some(Instant::now());
     }
 }
 
@@ -336,7 +394,27 @@ mod tests {
     fn queue_status_shows_the_shared_usage() {
         let usage =
             QueueUsage { pending: 3, admitted: 2, running: 1, accelerators_used: 12, accelerators_quota: Some(16) };
-        let s = queue_status(&usage);
+        let s = queue_status(&usage, None, None, None);
         assert_eq!((s.pending, s.admitted, s.running, s.gpu_usage.as_deref()), (3, 2, 1, Some("12/16")));
+        assert_eq!((s.share, s.past_share, s.budget, s.budget_usage), (None, None, None, None));
+    }
+
+    #[test]
+    fn queue_status_shows_share_past_share_and_the_budget() {
+        let budget: BudgetSpec =
+            serde_json::from_value(serde_json::json!({"period": "Day", "gpuHours": 10.0})).unwrap();
+        let spent = computenet_core::usage::Amounts { gpu_seconds: 12.5 * 3_600.0, ..Default::default() };
+        let status = BudgetStatus {
+            period_start: Time(Timestamp::from_second(0).unwrap()),
+            period_end: Time(Timestamp::from_second(86_400).unwrap()),
+            spent: spent.into(),
+            exhausted: true,
+            message: Some("12.5 of 10 GPU-hours".into()),
+        };
+        let standing = QueueStanding { past_share: 0.123_456, budget: Some(status), budget_ratio: Some(1.25) };
+        let s = queue_status(&QueueUsage::default(), Some(0.5), Some(&standing), Some(&budget));
+        assert_eq!((s.share, s.past_share), (Some(0.5), Some(0.1235)));
+        assert_eq!(s.budget_usage.as_deref(), Some("12.50/10 GPU-h (exhausted)"));
+        assert!(s.budget.is_some_and(|b| b.exhausted));
     }
 }

@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub progress: Option<crate::progress::ProgressConfig>,
     /// The re-optimisation round: how often, and its knobs.
     pub adapt: crate::schedule::AdaptPolicy,
+    /// Metering: the usage store, fair share with memory, budgets.
+    pub metering: crate::metering::MeteringConfig,
 }
 
 const CRDS: [&str; 4] = [
@@ -171,6 +173,7 @@ async fn lead(
             crate::progress::Progress::start(p, client.clone(), policy)
         }),
         reporters: Reporters::new(client.clone(), config.member_timeout),
+        metering: crate::metering::Metering::new(client.clone(), config.metering.clone()),
         events,
         member_timeout: config.member_timeout,
         web: config.web.clone(),

@@ -170,6 +170,11 @@ impl Scheduling {
         }
     }
 
+    /// The scheduler in force (model and cycle settings).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
     /// Replaces the throughput model and cycle settings (new profiles were loaded).
     pub fn set_scheduler(&mut self, scheduler: Scheduler) {
         self.scheduler = scheduler;

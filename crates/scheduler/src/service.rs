@@ -6,11 +6,13 @@
 //!    2c. other job kinds queued by label ([`crate::sources`]);
 //! 3. per-job reconcile: cleanup, suspension, dispatch with backoff (a new attempt after
 //!    the earlier one is stopped and gone), mirror ([`Reconciler`]);
-//! 4. scheduling: snapshot, cycle, admissions, preemptions, positions ([`Scheduling`]);
+//! 4. scheduling: snapshot (with past shares and budgets from the usage store), cycle,
+//!    admissions, preemptions, positions ([`Scheduling`]);
 //!    4b. every `--adapt-interval-s`, the re-optimisation round on a snapshot taken after
 //!    the admissions: moves and resizes of running restartable jobs;
 //! 5. the mirror writes of step 3 (after admissions: work starts first come first served);
-//! 6. reporters: member and queue status, the observation ([`Reporters`]);
+//! 6. metering: ended attempts recorded in the usage store ([`crate::metering`]); reporters:
+//!    member and queue status (share, past share, budget), the observation ([`Reporters`]);
 //! 7. orphan cleanup on members.
 
 use crate::connections::Connections;
@@ -51,6 +53,8 @@ pub struct Service {
     pub key: Arc<AdmissionKey>,
     /// Running jobs' progress and the throughput learned from it (`--progress-query`).
     pub progress: Option<Progress>,
+    /// The usage store's writer; past shares and budgets.
+    pub metering: crate::metering::Metering,
 }
 
 impl Service {
@@ -132,13 +136,17 @@ impl Service {
                 web.metrics().learned(progress.learned(), progress.learner().jobs());
             }
         }
+        // Fair share with memory and budgets, from the usage store.
+        let store = self.hub.usage.state();
+        self.metering.standings(&mut built, &queues, &store, &self.scheduling.scheduler().model, view::unix(now));
         let members = self.connections.members();
         let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
         self.scheduling.pass(&mut self.overlay, target, members, &jobs, &built, now);
         // 4b: the re-optimisation round, on the jobs as this pass's admissions leave them.
         if self.scheduling.adapt_due() {
             let jobs = self.overlay.jobs(&self.hub.jobs);
-            let built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+            let mut built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+            crate::metering::apply(&mut built.queues, self.metering.standings_now());
             self.scheduling.adapt(&mut self.overlay, &jobs, &built, now);
         }
         // 5
@@ -148,9 +156,14 @@ impl Service {
         // 6
         self.reporters.members(&built, &views, &self.connections).await;
         let jobs = self.overlay.jobs(&self.hub.jobs);
-        self.reporters.queues(&queues, &jobs, &built).await;
+        let undecodable: std::collections::BTreeSet<String> =
+            self.hub.undecodables.objects().into_iter().filter_map(|u| u.object.uid).collect();
+        self.metering.pass(&jobs, &undecodable, &store, &built, &self.scheduling.scheduler().model, now);
+        self.reporters.queues(&queues, &jobs, &built, &self.metering).await;
         if let Some(web) = &self.web {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
+            web.metrics().usage(&crate::metering::counter_totals(&store), &self.metering);
+            self.reporters.usage(web, &store, &queues, now);
         }
         // 7
         self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;

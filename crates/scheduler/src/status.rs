@@ -28,11 +28,19 @@ where
     Ok(api.patch_status(name, &params(), &Patch::Apply(&patch)).await?)
 }
 
+/// `status` without the fields another of computenet's field managers owns: metering's
+/// `meteredThrough` (a status built from a cached copy must never take it over, or a stale
+/// copy would move it back).
+pub fn owned(status: &TrainingJobStatus) -> TrainingJobStatus {
+    TrainingJobStatus { metered_through: None, ..status.clone() }
+}
+
 /// Writes a TrainingJob's status; returns the object as stored.
 pub async fn training_job(client: &Client, tj: &TrainingJob, status: &TrainingJobStatus) -> Result<TrainingJob> {
     lease::check_write()?;
     let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
-    apply_status(api, tj.metadata.name.as_deref().unwrap_or_default(), "computenet.io/v1alpha1", "TrainingJob", status)
+    let status = owned(status);
+    apply_status(api, tj.metadata.name.as_deref().unwrap_or_default(), "computenet.io/v1alpha1", "TrainingJob", &status)
         .await
 }
 
@@ -80,7 +88,7 @@ pub fn admission_patch(decided_on: &TrainingJob, status: &TrainingJobStatus) -> 
             "uid": decided_on.metadata.uid,
             "resourceVersion": decided_on.metadata.resource_version,
         },
-        "status": status,
+        "status": owned(status),
     })
 }
 

@@ -119,6 +119,7 @@ pub fn admitted(
         attempt: Some(current.attempt.unwrap_or(0).saturating_add(1)),
         progress: current.progress.clone(),
         attempts: current.attempts.clone(),
+        metered_through: None,
         conditions: set(
             tj,
             current,

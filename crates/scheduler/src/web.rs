@@ -1,6 +1,6 @@
 //! The HTTP side of `computenet serve`: `/metrics` (Prometheus), `/healthz`, `/readyz`,
-//! `/api/pool` (the latest [`PoolObservation`] as JSON) and `/`, a self-contained live
-//! dashboard that polls `/api/pool`.
+//! `/api/pool` (the latest [`PoolObservation`] as JSON, with the [`UsageObservation`] as
+//! `usage`) and `/`, a self-contained live dashboard that polls `/api/pool`.
 //!
 //! `/api/pool` names every tenant's jobs, so with [`WebAccess::Kubernetes`] it needs a
 //! bearer token whose user the hub allows to `get` the non-resource URL
@@ -9,7 +9,7 @@
 //! `/metrics` stay open for kubelet and Prometheus; metrics name no jobs unless enabled.
 
 use crate::metrics::{self, Metrics};
-use crate::observe::PoolObservation;
+use crate::observe::{PoolObservation, UsageObservation};
 use crate::webauth::{Authenticator, Verdict};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -48,6 +48,7 @@ pub struct WebConfig {
 #[derive(Debug, Clone)]
 pub struct WebState {
     observation: Arc<RwLock<PoolObservation>>,
+    usage: Arc<RwLock<UsageObservation>>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     top_n: usize,
@@ -59,6 +60,7 @@ impl WebState {
     pub fn new(config: WebConfig) -> crate::Result<Self> {
         Ok(Self {
             observation: Arc::default(),
+            usage: Arc::default(),
             metrics: Arc::new(Metrics::new(config.job_labels)?),
             ready: Arc::default(),
             top_n: config.top_n,
@@ -84,6 +86,16 @@ impl WebState {
     /// The latest observation.
     pub fn observation(&self) -> PoolObservation {
         self.observation.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the usage panel's observation.
+    pub fn publish_usage(&self, usage: UsageObservation) {
+        *self.usage.write().unwrap_or_else(|e| e.into_inner()) = usage;
+    }
+
+    /// The latest usage observation.
+    pub fn usage(&self) -> UsageObservation {
+        self.usage.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether `/readyz` answers 200.
@@ -146,13 +158,22 @@ async fn refusal(state: &WebState, headers: &HeaderMap, path: &str) -> Option<Re
     }
 }
 
+/// The body of `/api/pool`: the observation's fields, and `usage`.
+#[derive(serde::Serialize)]
+struct PoolBody<'a> {
+    #[serde(flatten)]
+    pool: &'a PoolObservation,
+    usage: &'a UsageObservation,
+}
+
 async fn pool(State(state): State<WebState>, headers: HeaderMap) -> Response {
     if let Some(refused) = refusal(&state, &headers, crate::webauth::POOL_RBAC_URL).await {
         return refused;
     }
     let body = {
-        let o = state.observation.read().unwrap_or_else(|e| e.into_inner());
-        serde_json::to_vec(&*o)
+        let pool = state.observation.read().unwrap_or_else(|e| e.into_inner());
+        let usage = state.usage.read().unwrap_or_else(|e| e.into_inner());
+        serde_json::to_vec(&PoolBody { pool: &pool, usage: &usage })
     };
     match body {
         Ok(body) => {
@@ -320,6 +341,17 @@ mod tests {
         assert_eq!(v["generatedAt"], 42);
         assert_eq!(v["queues"][0]["name"], "research");
         assert_eq!(state.observation().generated_at, 42);
+        assert_eq!(v["usage"]["generatedAt"], 0, "no usage observation yet: an empty one");
+        assert_eq!(v["usage"]["queues"], serde_json::json!([]));
+        state.publish_usage(crate::observe::UsageObservation {
+            generated_at: 43,
+            month: crate::observe::UsageFigures { gpu_hours: 2.5, ..Default::default() },
+            ..Default::default()
+        });
+        let v: serde_json::Value = serde_json::from_str(&get(&state, "/api/pool").await.2).unwrap();
+        assert_eq!((v["generatedAt"].as_u64(), v["usage"]["generatedAt"].as_u64()), (Some(42), Some(43)));
+        assert_eq!(v["usage"]["month"]["gpuHours"], 2.5);
+        assert_eq!(state.usage().generated_at, 43);
     }
 
     #[tokio::test]

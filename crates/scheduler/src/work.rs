@@ -478,7 +478,7 @@ pub async fn adjust(client: Client, tj: Arc<TrainingJob>, transition: Transition
 }
 
 /// A deleted job: removes its objects on its member, then computenet's finalizer.
-pub async fn clean_up(client: Client, tj: Arc<TrainingJob>, member: Option<Member>) -> Landed {
+pub async fn clean_up(client: Client, tj: Arc<TrainingJob>, member: Option<Member>, release: bool) -> Landed {
     if lease::check_write().is_err() {
         return Landed::new(tj);
     }
@@ -487,6 +487,10 @@ pub async fn clean_up(client: Client, tj: Arc<TrainingJob>, member: Option<Membe
             tracing::warn!(job = ?tj.metadata.name, error = %e, "cleanup on the member failed; retrying");
             return Landed::new(tj);
         }
+    }
+    // The finalizer stays until metering recorded the last attempt (see crate::metering).
+    if !release {
+        return Landed::new(tj);
     }
     if let Err(e) = status::remove_finalizer(&client, &tj).await {
         tracing::debug!(job = ?tj.metadata.name, error = %e, "removing the finalizer; retrying");

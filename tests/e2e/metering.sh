@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Metering, budgets and fair share with memory, on real members:
+# - jobs of two tenants run on two members, one Kubernetes (ai-1, its power measured by
+#   the test bed's Prometheus) and one Slurm (through slurmrestd); each attempt is recorded
+#   once in the usage store (ComputeUsage) with the job's member, accelerator type, GPUs and
+#   times, its energy marked Measured or Estimated; the recorded wall time is the job's
+#   (admission to the end the service saw) and exceeds what the member ran by at most one
+#   polling interval of that member plus the dispatch;
+# - `kubectl computenet usage` totals equal the Prometheus counters
+#   computenet_usage_{gpu_seconds,energy_kwh,cost}_total;
+# - a queue whose budget (GPU-hours per 120 s period) is spent admits nothing new, with the
+#   reason BudgetExhausted (in the job's condition and the queue's status), and admits
+#   again in the next period;
+# - a queue with heavy past usage yields to a fresh one: two equal jobs wait for the same
+#   capacity, the heavy user's submitted first, and the fresh queue's is admitted first.
+#
+# Needs the test bed with Slurm and Prometheus (tests/testbed/up.sh --members 3 --gpu-nodes 8
+# --no-taint) and cargo build -p computenet -p kubectl-computenet. About 4 minutes.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+use_testbed
+export SLURM_CONF
+[ -n "${SLURMRESTD_URL:-}" ] || { echo "the test bed runs without Slurm (up.sh --no-slurm?)" >&2; exit 1; }
+[ -n "${PROMETHEUS_URL:-}" ] || { echo "the test bed runs without Prometheus (up.sh --no-prometheus?)" >&2; exit 1; }
+PLUGIN_BIN=${PLUGIN_BIN:-$root/target/debug/kubectl-computenet}
+[ -x "$PLUGIN_BIN" ] || { echo "plugin not found at $PLUGIN_BIN (cargo build -p kubectl-computenet)" >&2; exit 1; }
+tmp=$(mktemp -d)
+mkdir -p "$tmp/bin" && ln -s "$PLUGIN_BIN" "$tmp/bin/kubectl-computenet"
+export PATH="$tmp/bin:$PATH"
+PORT=${METERING_PORT:-18410}
+EXPORTER_PORT=${METERING_EXPORTER_PORT:-19410}
+NSS=(mt-a mt-b mt-c mt-x)
+QUEUES=(mt-a-q mt-b-q mt-c-q mt-x-q)
+BUDGET_PERIOD=120
+SERVE_PID='' EXPORTER_PID=''
+
+cleanup() {
+  for ns in "${NSS[@]}"; do kubectl delete tj --all -n "$ns" --timeout=30s >/dev/null 2>&1; done
+  [ -n "$SERVE_PID" ] && { kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
+  [ -n "$EXPORTER_PID" ] && { kill "$EXPORTER_PID" 2>/dev/null; wait "$EXPORTER_PID" 2>/dev/null; }
+  echo '[]' > "$PROMETHEUS_TARGETS_FILE"
+  for ns in "${NSS[@]}"; do
+    kubectl get tj -n "$ns" -o name 2>/dev/null | xargs -r kubectl patch -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
+    kubectl delete ns "$ns" --wait=false >/dev/null 2>&1
+  done
+  kubectl delete cnq "${QUEUES[@]}" --ignore-not-found >/dev/null 2>&1
+  kubectl delete mcl mt-ai mt-sl --ignore-not-found >/dev/null 2>&1
+  for q in "${QUEUES[@]}"; do
+    kubectl get cnu -o name 2>/dev/null | grep "/$q\." | xargs -r kubectl delete >/dev/null 2>&1
+  done
+  for id in $(squeue -h -o '%i %k' 2>/dev/null | awk '/mt-b/{print $1}'); do scancel "$id" 2>/dev/null; done
+  if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+# A DCGM-style exporter: 2,000 W over ai-1's GPUs at 50 % utilisation (the catalogue
+# predicts more at that load: a power scale below 1, so measured energy differs from the
+# estimate).
+cat > "$tmp/metrics" <<EOT
+# TYPE DCGM_FI_DEV_POWER_USAGE gauge
+DCGM_FI_DEV_POWER_USAGE{cluster="mt-ai",gpu="0"} 12000
+# TYPE DCGM_FI_DEV_GPU_UTIL gauge
+DCGM_FI_DEV_GPU_UTIL{cluster="mt-ai",gpu="0"} 50
+# TYPE facility_pue gauge
+facility_pue{site="mt-west"} 1.2
+EOT
+python3 - "$tmp/metrics" "$EXPORTER_PORT" > "$tmp/exporter.log" 2>&1 <<'PYEOF' &
+import http.server, sys
+path, port = sys.argv[1], int(sys.argv[2])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(path, 'rb').read() if self.path == '/metrics' else b'not found\n'
+        self.send_response(200 if self.path == '/metrics' else 404)
+        self.send_header('Content-Type', 'text/plain; version=0.0.4')
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
+PYEOF
+EXPORTER_PID=$!
+echo "[{\"targets\": [\"127.0.0.1:$EXPORTER_PORT\"], \"labels\": {\"job\": \"mt-exporter\"}}]" > "$PROMETHEUS_TARGETS_FILE"
+
+kubectl apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
+for ns in "${NSS[@]}"; do
+  wait_for 90 bash -c "! kubectl get ns $ns >/dev/null 2>&1" || { echo "namespace $ns still terminating" >&2; exit 1; }
+done
+{
+  for t in a b c x; do
+    tenant_queue "mt-$t" "mt-$t" "mt-$t-q" 64
+    echo "  cohort: mt-org"
+    [ "$t" = b ] && echo "  budget: {periodSeconds: $BUDGET_PERIOD, gpuHours: 0.02}"
+    echo "---"
+  done
+  cat <<EOT
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: mt-ai}
+spec:
+  kind: AI
+  site: mt-west
+  kubernetes: {kubeconfigSecretRef: {name: ai-1-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: computenet-jobs}
+  efficiency: {pue: 1.3, energyPricePerKWh: 0.8}
+  prometheus: {url: "$PROMETHEUS_URL", insecureHTTP: true, intervalSeconds: 1}
+---
+EOT
+  slurm_member mt-sl mt-hpc
+  echo "  efficiency: {pue: 1.5, energyPricePerKWh: 0.6}"
+} | kubectl apply -f - >/dev/null
+
+# Usage rows of 60 s so that the 120 s budget period is seen at bucket resolution; records
+# flushed every 2 s; past usage halves every hour.
+setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --interval-ms 500 \
+  --listen "127.0.0.1:$PORT" --web-auth none --usage-bucket-s 60 --usage-flush-interval-s 2 \
+  --fair-share-half-life-h 1 > "$tmp/serve.log" 2>&1 &
+SERVE_PID=$!
+check "the service is ready" wait_for 60 curl -sf "http://127.0.0.1:$PORT/readyz"
+ready() { is "$(kubectl get mcl "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" True; }
+check "both members are Ready" wait_show 90 bash -c "$(declare -f is ready); ready mt-ai && ready mt-sl"
+check "ai-1's power is measured (a power scale in its status)" wait_show 60 bash -c "
+  [ -n \"\$(kubectl get mcl mt-ai -o jsonpath='{.status.measured.powerScale}')\" ]"
+
+# tj NS NAME REPLICAS TYPE RUN_SECONDS [SITE]: a job of REPLICAS x 8 GPUs of TYPE that runs
+# RUN_SECONDS (KWOK pods by annotation, Slurm by its command).
+tj() {
+  cat <<EOT
+apiVersion: computenet.io/v1alpha1
+kind: TrainingJob
+metadata: {name: $2, namespace: $1, annotations: {computenet.io/run-seconds: "$5"}}
+spec:
+  queueName: $1-q
+  replicas: $3
+  resources: {cpu: "2", memory: 1Gi, accelerators: {count: 8, types: [$4]}}
+  workload: {image: example/train:1.0, command: ["sleep", "$5"]}
+  work: {gpuHours: 1}
+  placement: {sites: [${6:-mt-west}]}
+  maxRunSeconds: 900
+EOT
+}
+field() { kubectl get tj "$2" -n "$1" -o jsonpath="$3" 2>/dev/null; }
+phase_is() { is "$(field "$1" "$2" '{.status.phase}')" "$3"; }
+declare -f is field phase_is > "$tmp/fns.sh"
+wait_phase() { wait_show "$4" bash -c ". $tmp/fns.sh; phase_is $1 $2 $3"; }
+
+# --- Two tenants, two members: A on ai-1 (measured power), B on Slurm.
+# B's first job starts at the beginning of a budget period, so that the period it spends
+# its budget in is still running when its next job arrives.
+wait_for 100 python3 -c "import time,sys; sys.exit(0 if time.time() % $BUDGET_PERIOD < 3 else 1)"
+tj mt-a a1 1 A100-80G 20 | kubectl apply -f - >/dev/null
+tj mt-b b1 1 H800 12 mt-hpc | kubectl apply -f - >/dev/null
+check "A's job runs to Succeeded on ai-1" wait_phase mt-a a1 Succeeded 120
+check "B's job runs to Succeeded on Slurm" wait_phase mt-b b1 Succeeded 120
+check "both jobs' attempts are recorded (status.meteredThrough)" wait_show 30 bash -c "
+  . $tmp/fns.sh; is \"\$(field mt-a a1 '{.status.meteredThrough}') \$(field mt-b b1 '{.status.meteredThrough}')\" '1 1'"
+
+# record NS NAME: the job's usage record as JSON (from every ComputeUsage of its queue).
+record() {
+  kubectl get cnu -o json | python3 -c '
+import json, sys
+ns, name = sys.argv[1], sys.argv[2]
+found = [r for o in json.load(sys.stdin)["items"] for r in o["spec"].get("records", []) if r["namespace"] == ns and r["job"] == name]
+print(json.dumps(found))' "$1" "$2"
+}
+record mt-a a1 > "$tmp/a1.json"
+record mt-b b1 > "$tmp/b1.json"
+kubectl get tj a1 -n mt-a -o json > "$tmp/a1-tj.json"
+kubectl get tj b1 -n mt-b -o json > "$tmp/b1-tj.json"
+kubectl get mcl mt-ai -o json > "$tmp/mt-ai.json"
+# same_as_job RECORD TJ MEMBER TYPE SOURCE: one record, matching the job's placement and times.
+same_as_job() {
+  python3 - "$@" <<'PYEOF'
+import json, sys
+records, tj = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+member, accel, source = sys.argv[3:6]
+assert len(records) == 1, f"{len(records)} records, expected exactly one"
+r, s = records[0], tj["status"]
+p = s["placement"]
+want = {"member": p["cluster"], "accelerator": p.get("accelerator"), "gpus": p["gpus"], "attempt": s["attempt"],
+        "start": s["startTime"], "end": s["completionTime"], "energySource": source, "uid": tj["metadata"]["uid"]}
+got = {k: r.get(k) for k in want}
+assert got == want, f"record {got} != job {want}"
+assert (p["cluster"], p.get("accelerator")) == (member, accel), f"placed on {p['cluster']} {p.get('accelerator')}"
+assert abs(r["gpuSeconds"] - 8 * (__import__("datetime").datetime.fromisoformat(s["completionTime"].replace("Z", "+00:00")) -
+       __import__("datetime").datetime.fromisoformat(s["startTime"].replace("Z", "+00:00"))).total_seconds()) < 1e-6, r
+print(f"    {tj['metadata']['name']}: {r['member']} {r['accelerator']} x{r['gpus']}, {r['start']} .. {r['end']}, "
+      f"{r['gpuSeconds']:.0f} GPU-s, {r['energyKWh']:.5f} kWh ({r['energySource']}), cost {r['cost']:.5f}")
+PYEOF
+}
+check "A's record matches its job: ai-1, A100-80G x8, its times, energy Measured" \
+  same_as_job "$tmp/a1.json" "$tmp/a1-tj.json" mt-ai A100-80G Measured
+check "B's record matches its job: Slurm, H800 x8, its times, energy Estimated" \
+  same_as_job "$tmp/b1.json" "$tmp/b1-tj.json" mt-sl H800 Estimated
+check "A's measured energy is the catalogue's board power x the measured power scale x PUE" python3 - "$tmp/a1.json" "$tmp/mt-ai.json" <<'PYEOF'
+import json, sys
+r, m = json.load(open(sys.argv[1]))[0], json.load(open(sys.argv[2]))
+scale, pue = float(m["status"]["measured"]["powerScale"]), float(m["status"]["measured"]["pue"])
+board = 400.0  # the built-in catalogue's A100-80G board power, W
+want = r["gpuSeconds"] * board * scale * pue / 3.6e6
+assert abs(r["energyKWh"] - want) <= 0.002 * want, f"{r['energyKWh']} kWh, expected {want} (scale {scale}, PUE {pue}, {board} W)"
+assert r["measuredEnergyKWh"] == r["energyKWh"]
+PYEOF
+
+# What the members ran: the KWOK pod's start and finish, Slurm's own start and end.
+member_seconds_kwok() {
+  kubectl --kubeconfig "$AI_1_KUBECONFIG" get pods -A -l "computenet.io/job-uid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["uid"])' "$tmp/a1-tj.json")" -o json |
+    python3 -c '
+import json, sys, datetime
+t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+pods = json.load(sys.stdin)["items"]
+runs = [(t(p["status"]["startTime"]), t(c["state"]["terminated"]["finishedAt"])) for p in pods for c in p["status"]["containerStatuses"] if "terminated" in c["state"]]
+print(max(e for _, e in runs) - min(s for s, _ in runs))'
+}
+member_seconds_slurm() {
+  local id; id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"]["remote"]["name"])' "$tmp/b1-tj.json")
+  sacct -n -X -P -j "$id" -o Start,End 2>/dev/null | head -1 | python3 -c '
+import sys, datetime
+s, e = sys.stdin.read().strip().split("|")
+print((datetime.datetime.fromisoformat(e) - datetime.datetime.fromisoformat(s)).total_seconds())' 2>/dev/null ||
+  scontrol show job "$id" 2>/dev/null | python3 -c '
+import re, sys, datetime
+text = sys.stdin.read()
+s, e = (datetime.datetime.fromisoformat(re.search(k + r"=(\S+)", text).group(1)) for k in ("StartTime", "EndTime"))
+print((e - s).total_seconds())'
+}
+# within RECORD MEMBER_SECONDS POLL_S: the record covers what the member ran, and exceeds it
+# by at most one polling interval of the member plus 3 s for admission, dispatch and start.
+within() {
+  python3 - "$1" "$2" "$3" <<'PYEOF'
+import json, sys, datetime
+r = json.load(open(sys.argv[1]))[0]
+t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+recorded, ran, poll = t(r["end"]) - t(r["start"]), float(sys.argv[2]), float(sys.argv[3])
+print(f"    recorded {recorded:.0f} s, the member ran {ran:.1f} s (polling every {poll:.0f} s)")
+assert ran - 1 <= recorded <= ran + poll + 3, (recorded, ran, poll)
+PYEOF
+}
+kwok_s=$(member_seconds_kwok 2>/dev/null || echo nan)
+slurm_s=$(member_seconds_slurm 2>/dev/null || echo nan)
+check "A's recorded time is the pod's run within one polling interval (watch: 1 s)" within "$tmp/a1.json" "$kwok_s" 1
+check "B's recorded time is the batch job's run within one polling interval (2 s)" within "$tmp/b1.json" "$slurm_s" 2
+
+# --- Exactly once: the state a crash between the store write and the watermark leaves
+# (the attempt's key in the store, the job not marked) is recorded again as nothing.
+gpu_rows() { kubectl get cnu -o json | python3 -c '
+import json, sys
+print(round(sum(r.get("gpuSeconds", 0) for o in json.load(sys.stdin)["items"] if o["spec"]["queue"] == sys.argv[1] for r in o["spec"].get("rows", [])), 6))' "$1"; }
+before=$(gpu_rows mt-a-q)
+kubectl patch tj a1 -n mt-a --subresource=status --type=merge -p '{"status":{"meteredThrough":0}}' >/dev/null
+check "a job whose watermark fell behind its recorded attempt is marked again" wait_show 30 bash -c "
+  . $tmp/fns.sh; is \"\$(field mt-a a1 '{.status.meteredThrough}')\" 1"
+recorded_once() { # recorded_once NS NAME QUEUE ROWS_BEFORE
+  is "$(record "$1" "$2" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 1 && is "$(gpu_rows "$3")" "$4"
+}
+check "and its attempt is still recorded once, the rows unchanged" recorded_once mt-a a1 mt-a-q "$before"
+
+# --- Budget: B spent its 0.02 GPU-hours in this period (8 GPUs x 12 s = 0.027).
+tj mt-b b2 1 H800 5 mt-hpc | kubectl apply -f - >/dev/null
+check "B's next job waits with the reason BudgetExhausted" wait_show 30 bash -c "
+  . $tmp/fns.sh
+  is \"\$(field mt-b b2 '{.status.conditions[?(@.type==\"Admitted\")].reason}')\" BudgetExhausted &&
+  is \"\$(field mt-b b2 '{.status.phase}')\" Queued"
+check "B's queue shows its budget exhausted (status and kubectl get cnq)" wait_show 20 bash -c "
+  . $tmp/fns.sh
+  is \"\$(kubectl get cnq mt-b-q -o jsonpath='{.status.budget.exhausted}')\" true &&
+  kubectl get cnq mt-b-q | grep -q 'GPU-h (exhausted)'"
+check "A's queue is not held by B's budget" bash -c "[ -z \"\$(kubectl get cnq mt-a-q -o jsonpath='{.status.budget}')\" ]"
+check "in the next period B's job is admitted and runs" wait_phase mt-b b2 Succeeded $((BUDGET_PERIOD + 90))
+
+# --- A heavy past user yields to a fresh queue. X's blocker takes ai-1's four A100-80G
+# nodes; A (who ran a1) submits, then C (who ran nothing); both need all four nodes.
+tj mt-x blocker 4 A100-80G 15 | kubectl apply -f - >/dev/null
+check "the blocker runs" wait_phase mt-x blocker Running 60
+tj mt-a heavy 4 A100-80G 5 | kubectl apply -f - >/dev/null
+sleep 1
+tj mt-c fresh 4 A100-80G 5 | kubectl apply -f - >/dev/null
+check "A's queue carries a past share, C's none" wait_show 20 bash -c "
+  python3 -c 'import sys; a, c = float(sys.argv[1] or 0), float(sys.argv[2] or 0); sys.exit(0 if a > 0 and c == 0 else 1)' \
+    \"\$(kubectl get cnq mt-a-q -o jsonpath='{.status.pastShare}')\" \"\$(kubectl get cnq mt-c-q -o jsonpath='{.status.pastShare}')\""
+check "C's job is admitted first when the capacity frees" wait_show 90 bash -c "
+  . $tmp/fns.sh; is \"\$(field mt-c fresh '{.status.admitted}')\" true"
+check "A's job, submitted earlier, still waits then" bash -c ". $tmp/fns.sh; [ \"\$(field mt-a heavy '{.status.admitted}')\" != true ]"
+check "A's job runs after C's" wait_phase mt-a heavy Succeeded 120
+
+# --- A tenant that strips the finalizer and deletes its running job is still billed.
+tj mt-x evader 1 A100-80G 300 | kubectl apply -f - >/dev/null
+check "the evader runs" wait_phase mt-x evader Running 60
+sleep 3
+kubectl patch tj evader -n mt-x --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+kubectl delete tj evader -n mt-x --wait=false >/dev/null
+evader_recorded() {
+  record mt-x evader | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert len(r) == 1 and r[0]["reason"] == "Deleted" and r[0]["gpuSeconds"] >= 8 * 3, r'
+}
+check "its attempt is recorded anyway, ended when it was deleted" wait_show 30 evader_recorded
+
+# --- The plugin's totals equal the Prometheus counters.
+check "every attempt is recorded" wait_show 30 bash -c "
+  . $tmp/fns.sh; for j in 'mt-a heavy' 'mt-c fresh' 'mt-x blocker' 'mt-b b2'; do
+    set -- \$j; [ -n \"\$(field \$1 \$2 '{.status.meteredThrough}')\" ] || exit 1; done"
+sleep 3
+curl -sf "http://127.0.0.1:$PORT/metrics" > "$tmp/metrics.txt"
+kubectl computenet usage --by queue --since 1d -o json > "$tmp/usage.json" 2> "$tmp/usage.err"
+check "kubectl computenet usage totals equal computenet_usage_*_total, queue by queue" python3 - "$tmp/usage.json" "$tmp/metrics.txt" "${QUEUES[@]}" <<'PYEOF'
+import json, re, sys
+usage, metrics, queues = json.load(open(sys.argv[1])), open(sys.argv[2]).read(), sys.argv[3:]
+def counter(name, queue):
+    total = 0.0
+    for m in re.finditer(r'^%s\{([^}]*)\} (\S+)$' % name, metrics, re.M):
+        if f'queue="{queue}"' in m.group(1):
+            total += float(m.group(2))
+    return total
+groups = {g["queue"]: g for g in usage["groups"]}
+for q in queues:
+    g = groups.get(q)
+    assert g is not None, f"no usage for {q} in {list(groups)}"
+    pairs = [(g["gpuHours"] * 3600, counter("computenet_usage_gpu_seconds_total", q), "GPU-seconds"),
+             (g["energyKWh"], counter("computenet_usage_energy_kwh_total", q), "kWh"),
+             (g["cost"], counter("computenet_usage_cost_total", q), "cost")]
+    for cli, prom, what in pairs:
+        assert prom > 0 and abs(cli - prom) <= 1e-6 * max(1.0, prom), f"{q} {what}: plugin {cli}, counter {prom}"
+    print(f"    {q}: {g['gpuHours'] * 3600:.0f} GPU-s, {g['energyKWh']:.5f} kWh, cost {g['cost']:.5f} in both")
+PYEOF
+check "the plugin's CSV has a header and a TOTAL row" bash -c "
+  kubectl computenet usage --by queue,namespace --since 1d -o csv > $tmp/usage.csv &&
+  head -1 $tmp/usage.csv | grep -qi 'queue,namespace' && grep -q '^TOTAL' $tmp/usage.csv"
+
+summary
