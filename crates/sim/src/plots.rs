@@ -123,10 +123,11 @@ pub fn lines(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(St
     for &(x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
-    if !(x0 < x1) {
+    // No points (the bounds are still infinite) or one x only: a default range.
+    if x0.is_infinite() || x1 <= x0 {
         (x0, x1) = (0.0, 1.0);
     }
-    if !(y0 <= y1) {
+    if y0.is_infinite() || y1 < y0 {
         (y0, y1) = (0.0, 1.0);
     }
     let pad = ((y1 - y0) * 0.05).max(1e-3);
