@@ -13,9 +13,9 @@ export KUBECONFIG=$HUB_KUBECONFIG
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"; kubectl delete ns e2e-api --ignore-not-found --wait=false >/dev/null 2>&1' EXIT
 
 check "CRDs apply" kubectl apply -f "$root/deploy/crds/"
-check "CRDs established" kubectl wait --for=condition=Established crd/trainingjobs.computenet.io crd/memberclusters.computenet.io crd/computequeues.computenet.io --timeout=30s
+check "CRDs established" kubectl wait --for=condition=Established crd/trainingjobs.computenet.io crd/memberclusters.computenet.io crd/computequeues.computenet.io crd/computecohorts.computenet.io --timeout=30s
 # Discovery and the published OpenAPI follow a new CRD within seconds: allow for that.
-check "short names and category resolve" wait_for 30 bash -c 'kubectl get tj,mcl,cnq -A >/dev/null && kubectl get computenet -A >/dev/null'
+check "short names and category resolve" wait_for 30 bash -c 'kubectl get tj,mcl,cnq,cnc -A >/dev/null && kubectl get computenet -A >/dev/null'
 check "kubectl explain shows field docs" wait_for 30 bash -c 'kubectl explain trainingjob.spec.replicas | grep -q "all or nothing"'
 kubectl create namespace e2e-api >/dev/null 2>&1
 

@@ -59,21 +59,7 @@ EOT
   mv "$tmp/metrics.tmp" "$tmp/metrics"
 }
 metrics 1.1 2.0
-python3 - "$tmp/metrics" "$PORT" > "$tmp/exporter.log" 2>&1 <<'PYEOF' &
-import http.server, sys
-path, port = sys.argv[1], int(sys.argv[2])
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = open(path, 'rb').read() if self.path == '/metrics' else b'not found\n'
-        self.send_response(200 if self.path == '/metrics' else 404)
-        self.send_header('Content-Type', 'text/plain; version=0.0.4')
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
-PYEOF
-EXPORTER_PID=$!
+metrics_exporter "$tmp/metrics" "$PORT" "$tmp/exporter.log"
 echo "[{\"targets\": [\"127.0.0.1:$PORT\"], \"labels\": {\"job\": \"eff-exporter\"}}]" > "$PROMETHEUS_TARGETS_FILE"
 promql() { curl -sf --get "$PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$1" | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'; }
 check "Prometheus scrapes the test exporter" wait_for 40 bash -c '[ "$(curl -sf --get "$1/api/v1/query" --data-urlencode "query=facility_pue{site=\"eff-west\"}" | grep -o "\"1.1\"")" = "\"1.1\"" ]' _ "$PROMETHEUS_URL"

@@ -237,7 +237,7 @@ for d in kinds("ClusterRole"):
         if "secrets" in r.get("resources", []): fail(f"the ClusterRole grants secrets: {r}")
         if "" in r.get("apiGroups", []) and set(r.get("resources", [])) - {"namespaces", "events"}: fail(f"core resources: {r}")
         if "customresourcedefinitions" in r.get("resources", []) and sorted(r.get("resourceNames", [])) != \
-           ["computequeues.computenet.io", "computeusages.computenet.io", "memberclusters.computenet.io", "trainingjobs.computenet.io"]:
+           ["computecohorts.computenet.io", "computequeues.computenet.io", "computeusages.computenet.io", "memberclusters.computenet.io", "trainingjobs.computenet.io"]:
             fail(f"CRD access is not limited to computenet's own: {r}")
         # TrainingJobs may be created (those that queue a JobSet, TrainJob or PyTorchJob), not deleted or replaced.
         creates_jobs = r.get("resources") == ["trainingjobs"] and set(r["verbs"]) & {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} == set()
@@ -295,7 +295,7 @@ check "the chart's CRDs are the generated ones (deploy/crds/)" diff -r "$root/de
 
 # --- deploy/examples/
 check "CRDs apply" kubectl apply -f "$root/deploy/crds/"
-check "CRDs established" kubectl wait --for=condition=Established crd/trainingjobs.computenet.io crd/memberclusters.computenet.io crd/computequeues.computenet.io crd/computeusages.computenet.io --timeout=30s
+check "CRDs established" kubectl wait --for=condition=Established crd/trainingjobs.computenet.io crd/memberclusters.computenet.io crd/computequeues.computenet.io crd/computeusages.computenet.io crd/computecohorts.computenet.io --timeout=30s
 # The TrainingJob example lives in the tenant namespace of the example: create it for the
 # dry run if the hub does not have it (and remove it afterwards).
 if ! kubectl get namespace team-a >/dev/null 2>&1; then

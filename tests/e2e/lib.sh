@@ -97,3 +97,24 @@ wait_show() {
     sleep 0.5
   done
 }
+
+# metrics_exporter FILE PORT LOG: serves FILE as /metrics on 127.0.0.1:PORT (a stand-in for
+# an exporter that Prometheus scrapes; rewrite FILE to change what it serves), in the
+# background; its pid in EXPORTER_PID.
+metrics_exporter() {
+  python3 - "$1" "$2" > "$3" 2>&1 <<'PYEOF' &
+import http.server, sys
+path, port = sys.argv[1], int(sys.argv[2])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(path, 'rb').read() if self.path == '/metrics' else b'not found\n'
+        self.send_response(200 if self.path == '/metrics' else 404)
+        self.send_header('Content-Type', 'text/plain; version=0.0.4')
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
+PYEOF
+  EXPORTER_PID=$!
+}

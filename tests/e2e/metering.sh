@@ -12,7 +12,9 @@
 #   reason BudgetExhausted (in the job's condition and the queue's status), and admits
 #   again in the next period;
 # - a queue with heavy past usage yields to a fresh one: two equal jobs wait for the same
-#   capacity, the heavy user's submitted first, and the fresh queue's is admitted first.
+#   capacity, the heavy user's submitted first, and the fresh queue's is admitted first;
+# - a tenant that strips its running job's finalizer and deletes it is billed all the same;
+# - a spent budget on the cohort above the queues holds them all, naming the cohort.
 #
 # Needs the test bed with Slurm and Prometheus (tests/testbed/up.sh --members 3 --gpu-nodes 8
 # --no-taint) and cargo build -p computenet -p kubectl-computenet. About 4 minutes.
@@ -48,6 +50,7 @@ cleanup() {
   done
   kubectl delete cnq "${QUEUES[@]}" --ignore-not-found >/dev/null 2>&1
   kubectl delete mcl mt-ai mt-sl --ignore-not-found >/dev/null 2>&1
+  kubectl delete cnc mt-org --ignore-not-found >/dev/null 2>&1
   for q in "${QUEUES[@]}"; do
     kubectl get cnu -o name 2>/dev/null | grep "/$q\." | xargs -r kubectl delete >/dev/null 2>&1
   done
@@ -67,21 +70,7 @@ DCGM_FI_DEV_GPU_UTIL{cluster="mt-ai",gpu="0"} 50
 # TYPE facility_pue gauge
 facility_pue{site="mt-west"} 1.2
 EOT
-python3 - "$tmp/metrics" "$EXPORTER_PORT" > "$tmp/exporter.log" 2>&1 <<'PYEOF' &
-import http.server, sys
-path, port = sys.argv[1], int(sys.argv[2])
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = open(path, 'rb').read() if self.path == '/metrics' else b'not found\n'
-        self.send_response(200 if self.path == '/metrics' else 404)
-        self.send_header('Content-Type', 'text/plain; version=0.0.4')
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
-PYEOF
-EXPORTER_PID=$!
+metrics_exporter "$tmp/metrics" "$EXPORTER_PORT" "$tmp/exporter.log"
 echo "[{\"targets\": [\"127.0.0.1:$EXPORTER_PORT\"], \"labels\": {\"job\": \"mt-exporter\"}}]" > "$PROMETHEUS_TARGETS_FILE"
 
 kubectl apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null
@@ -329,5 +318,26 @@ PYEOF
 check "the plugin's CSV has a header and a TOTAL row" bash -c "
   kubectl computenet usage --by queue,namespace --since 1d -o csv > $tmp/usage.csv &&
   head -1 $tmp/usage.csv | grep -qi 'queue,namespace' && grep -q '^TOTAL' $tmp/usage.csv"
+
+# --- A cohort's budget holds every queue under it. The organisation's cohort gets a budget
+# its queues have spent already today; C's next job waits, and the reason names the cohort.
+kubectl apply -f - >/dev/null <<EOT
+apiVersion: computenet.io/v1alpha1
+kind: ComputeCohort
+metadata: {name: mt-org}
+spec:
+  budget: {period: Day, gpuHours: 0.001}
+EOT
+tj mt-c c2 1 A100-80G 5 | kubectl apply -f - >/dev/null
+cohort_held() {
+  is "$(field mt-c c2 '{.status.conditions[?(@.type=="Admitted")].reason}')" BudgetExhausted &&
+  field mt-c c2 '{.status.conditions[?(@.type=="Admitted")].message}' | grep -q 'cohort mt-org'
+}
+check "under a spent cohort budget a job waits with BudgetExhausted naming the cohort" wait_show 30 cohort_held
+check "the cohort shows its budget exhausted (status and kubectl get cnc)" wait_show 20 bash -c "
+  [ \"\$(kubectl get cnc mt-org -o jsonpath='{.status.budget.exhausted}')\" = true ] &&
+  kubectl get cnc mt-org | grep -q '(exhausted)'"
+kubectl delete cnc mt-org >/dev/null
+check "without the cohort's budget it runs" wait_phase mt-c c2 Succeeded 60
 
 summary

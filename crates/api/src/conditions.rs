@@ -22,6 +22,9 @@ pub mod types {
     /// MemberCluster: whether every endpoint it names is reached over TLS (false, as a
     /// warning, while `insecureHTTP` allows a plain http:// one).
     pub const TRANSPORT_SECURE: &str = "TransportSecure";
+    /// ComputeCohort: whether the tree uses its parent (false when the parent chain loops
+    /// or is deeper than 16 levels: the cohort then counts as a root).
+    pub const PARENT_ACCEPTED: &str = "ParentAccepted";
 }
 
 /// Condition reasons, by the condition they go with.
@@ -81,6 +84,10 @@ pub mod reasons {
     // TransportSecure
     pub const TLS: &str = "TLS";
     pub const INSECURE_HTTP: &str = "InsecureHTTP";
+    // ParentAccepted (ComputeCohort)
+    pub const IN_TREE: &str = "InTree";
+    pub const PARENT_LOOP: &str = "ParentLoop";
+    pub const TREE_TOO_DEEP: &str = "TreeTooDeep";
     // Why an attempt ended (status.attempts[].reason), besides Preempted, MemberLost,
     // Suspended, Failed and Succeeded above.
     /// Stopped to start again at a better placement, same size.

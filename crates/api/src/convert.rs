@@ -1,5 +1,6 @@
 //! Turning the resources into the core's types, with errors that name the field.
 
+use crate::cohort::ComputeCohortSpec;
 use crate::compute_queue::{self, ComputeQueueSpec, QuotaSpec};
 use crate::error::{Error, Result};
 use crate::member_cluster::{EfficiencyProfile, FreeNodeGroup, MemberCluster, MAX_FREE_NODE_GROUPS};
@@ -7,7 +8,9 @@ use crate::quantity::Quantity;
 use crate::training_job::{self, TrainingJobSpec, MAX_RUN_SECONDS};
 use computenet_core::accelerator::AcceleratorSpec;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
-use computenet_core::queue::{PreemptionPolicy, PreemptionScope, PriorityRange, QueueingStrategy, Quota, ResourceName};
+use computenet_core::queue::{
+    Cohort, PreemptionPolicy, PreemptionScope, PriorityRange, QueueingStrategy, Quota, ResourceName,
+};
 use computenet_core::{
     AcceleratorConstraint, Cluster, ClusterEfficiency, ClusterKind, ElasticRange, Job, Node, NodeCapacity, Objective,
     Queue, ReplicaRequest, Restart, Work,
@@ -214,6 +217,26 @@ pub fn queue(name: &str, spec: &ComputeQueueSpec) -> Result<Queue> {
         // Filled in from the usage store by the view (fair share with memory, budgets).
         past_share: 0.0,
         budget_exhausted: None,
+    })
+}
+
+/// A ComputeCohort as the core sees it. Two quotas of one (resource, accelerator) are
+/// refused: the core would count only the first.
+pub fn cohort(name: &str, spec: &ComputeCohortSpec) -> Result<Cohort> {
+    let quotas: Vec<Quota> = spec.quotas.iter().enumerate().map(|(i, q)| quota(i, q)).collect::<Result<_>>()?;
+    for (i, q) in quotas.iter().enumerate() {
+        if quotas[..i].iter().any(|p| p.resource == q.resource && p.accelerator == q.accelerator) {
+            return Err(Error::field(
+                &format!("spec.quotas[{i}]"),
+                "a second quota of the same resource and accelerator",
+            ));
+        }
+    }
+    Ok(Cohort {
+        name: name.to_string(),
+        parent: spec.parent.clone(),
+        quotas,
+        budget: spec.budget.as_ref().map(|b| b.core()),
     })
 }
 
@@ -648,6 +671,29 @@ maxRunSeconds: 86400
                 proptest::prop_assert!(serde_json::to_value(round3(e.runtime_s)).unwrap().is_number());
             }
         }
+    }
+
+    #[test]
+    fn cohorts_convert_with_parent_quotas_and_budget() {
+        let spec: ComputeCohortSpec = serde_yaml::from_str(
+            "parent: org\nquotas: [{resource: nvidia.com/gpu, nominal: 8, borrowingLimit: 4, lendingLimit: 2}]\nbudget: {period: Day, gpuHours: 100}",
+        )
+        .expect("valid");
+        let c = cohort("dept-a", &spec).expect("converts");
+        assert_eq!((c.name.as_str(), c.parent.as_deref()), ("dept-a", Some("org")));
+        assert_eq!(
+            (c.quotas[0].resource.clone(), c.quotas[0].nominal, c.quotas[0].borrowing_limit, c.quotas[0].lending_limit),
+            (ResourceName::Accelerators, 8, Some(4), Some(2))
+        );
+        assert_eq!(c.budget.and_then(|b| b.gpu_hours), Some(100.0));
+        let twice: ComputeCohortSpec = serde_yaml::from_str(
+            "quotas: [{resource: nvidia.com/gpu, nominal: 8}, {resource: nvidia.com/gpu, nominal: 2}]",
+        )
+        .expect("valid");
+        let err = cohort("dept-a", &twice).expect_err("two quotas of one key");
+        assert!(err.to_string().starts_with("spec.quotas[1]: "), "{err}");
+        let bad: ComputeCohortSpec = serde_yaml::from_str("quotas: [{resource: cpu, nominal: lots}]").expect("parses");
+        assert!(cohort("c", &bad).expect_err("bad quantity").to_string().starts_with("spec.quotas[0].nominal"));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The CRDs as YAML, generated from the types (what `computenet crdgen` writes).
 
 use crate::error::Result;
-use crate::{ComputeQueue, ComputeUsage, MemberCluster, TrainingJob};
+use crate::{ComputeCohort, ComputeQueue, ComputeUsage, MemberCluster, TrainingJob};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// The CRDs.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![TrainingJob::crd(), MemberCluster::crd(), ComputeQueue::crd(), ComputeUsage::crd()]
+    vec![TrainingJob::crd(), MemberCluster::crd(), ComputeQueue::crd(), ComputeUsage::crd(), ComputeCohort::crd()]
 }
 
 /// (file name, YAML) of each CRD, as committed under `deploy/crds/`.

@@ -3,6 +3,7 @@
 //! - [`TrainingJob`] (namespaced, `tj`): a gang of replicas to train, submitted to a queue.
 //! - [`MemberCluster`] (cluster-scoped, `mcl`): a member of the pool and how to reach it.
 //! - [`ComputeQueue`] (cluster-scoped, `cnq`): quotas, cohort, fair-share weight, budget and policies.
+//! - [`ComputeCohort`] (cluster-scoped, `cnc`): a level of the cohort tree: parent, own quotas, budget.
 //! - [`ComputeUsage`] (cluster-scoped, `cnu`): what one queue's attempts used on one day.
 //!
 //! The CRD YAML under `deploy/crds/` is generated from these types by `computenet crdgen`
@@ -12,6 +13,7 @@
 //! [`kinds`] reads the other job kinds computenet queues (JobSet, TrainJob, PyTorchJob).
 #![forbid(unsafe_code)]
 
+pub mod cohort;
 pub mod compute_queue;
 pub mod conditions;
 pub mod convert;
@@ -25,6 +27,7 @@ pub mod training_job;
 pub mod usage;
 pub mod view;
 
+pub use cohort::{ComputeCohort, ComputeCohortSpec, ComputeCohortStatus};
 pub use compute_queue::{ComputeQueue, ComputeQueueSpec, ComputeQueueStatus};
 pub use error::{Error, Result};
 pub use member_cluster::{MemberCluster, MemberClusterSpec, MemberClusterStatus};

@@ -53,7 +53,8 @@ const _: () = assert!(MAX_ATTEMPTS_KEPT > 0);
     printcolumn(name = "GPU-Hours", type_ = "number", json_path = ".spec.total.gpuHours"),
     printcolumn(name = "kWh", type_ = "number", json_path = ".spec.total.energyKWh"),
     printcolumn(name = "Cost", type_ = "number", json_path = ".spec.total.cost"),
-    printcolumn(name = "Attempts", type_ = "integer", json_path = ".spec.total.attempts")
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".spec.total.attempts"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ComputeUsageSpec {

@@ -9,10 +9,10 @@ use crate::convert;
 use crate::training_job::{
     AttemptStatus, ProgressSource, ProgressStatus, TrainingJobPhase, TrainingJobStatus, MAX_ATTEMPTS_KEPT,
 };
-use crate::{ComputeQueue, MemberCluster, TrainingJob};
+use crate::{ComputeCohort, ComputeQueue, MemberCluster, TrainingJob};
 use computenet_core::adapt::remaining_work;
 use computenet_core::pool::NodeSlot;
-use computenet_core::queue::ResourceName;
+use computenet_core::queue::{Cohort, ResourceName};
 use computenet_core::{Adaptable, Catalogue, Job, Pool, Queue, ReplicaRequest, RunningJob};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -397,6 +397,28 @@ pub fn queues<'a>(queues: impl IntoIterator<Item = &'a ComputeQueue>) -> HubQueu
         }
     }
     HubQueues { core, by_name, invalid }
+}
+
+/// The ComputeCohorts of a hub, read once.
+#[derive(Debug, Default)]
+pub struct HubCohorts {
+    /// The valid ones as the core sees them.
+    pub core: Vec<Cohort>,
+    /// Invalid ones (left out: a queue naming one sees a root without quota): name and why.
+    pub invalid: Vec<(String, String)>,
+}
+
+/// The ComputeCohorts as the core sees them; invalid ones are left out, with why.
+pub fn cohorts<'a>(cohorts: impl IntoIterator<Item = &'a ComputeCohort>) -> HubCohorts {
+    let mut out = HubCohorts::default();
+    for c in cohorts {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        match convert::cohort(&name, &c.spec) {
+            Ok(core) => out.core.push(core),
+            Err(e) => out.invalid.push((name, e.to_string())),
+        }
+    }
+    out
 }
 
 /// A queue's jobs and accelerators, as `kubectl get cnq`, the dashboard, the metrics and

@@ -81,8 +81,35 @@ fn names_scope_and_columns() {
     assert_eq!(by_kind("MemberCluster").spec.names.short_names.as_deref(), Some(&["mcl".to_string()][..]));
     assert_eq!(by_kind("ComputeQueue").spec.scope, "Cluster");
     assert_eq!(by_kind("ComputeQueue").spec.names.short_names.as_deref(), Some(&["cnq".to_string()][..]));
+    // Every CRD but the usage store has a status: a ComputeUsage is all record, written whole.
     assert!(
-        all.iter().all(|c| c.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some()),
+        all.iter().filter(|c| c.spec.names.kind != "ComputeUsage").all(|c| c.spec.versions[0]
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()),
         "status subresource"
     );
+    let cnu = by_kind("ComputeUsage");
+    assert_eq!(cnu.spec.scope, "Cluster");
+    assert_eq!(cnu.spec.names.short_names.as_deref(), Some(&["cnu".to_string()][..]));
+    let columns: Vec<String> =
+        cnu.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
+    assert_eq!(columns, ["QUEUE", "DAY", "GPU-HOURS", "KWH", "COST", "ATTEMPTS", "AGE"]);
+}
+
+#[test]
+fn cohort_names_columns_and_limits() {
+    let all = crds();
+    let cnc = all.iter().find(|c| c.spec.names.kind == "ComputeCohort").expect("crd");
+    assert_eq!(cnc.spec.scope, "Cluster");
+    assert_eq!(cnc.spec.names.short_names.as_deref(), Some(&["cnc".to_string()][..]));
+    assert_eq!(cnc.spec.names.categories.as_deref(), Some(&["computenet".to_string()][..]));
+    let columns: Vec<String> =
+        cnc.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.to_uppercase()).collect();
+    assert_eq!(columns, ["PARENT", "GPU USAGE/QUOTA", "BUDGET", "AGE"]);
+    assert!(cnc.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
+    let spec = &schema_of("ComputeCohort")["properties"]["spec"]["properties"];
+    assert_eq!((spec["parent"]["minLength"].as_u64(), spec["parent"]["maxLength"].as_u64()), (Some(1), Some(63)));
+    assert_eq!(spec["quotas"]["maxItems"].as_u64(), Some(32));
 }

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use computenet_api::convert::round3 as round;
 use computenet_api::training_job::{CandidateStatus, RejectedStatus};
 use computenet_api::view::{self, Problem};
-use computenet_api::{convert, profiles, ComputeQueue, MemberCluster, TrainingJob, TrainingJobPhase};
+use computenet_api::{convert, profiles, ComputeCohort, ComputeQueue, MemberCluster, TrainingJob, TrainingJobPhase};
 use computenet_core::explain::Explanation;
 use computenet_core::pool::NodeSlot;
 use computenet_core::profiles::ProfileSet;
@@ -136,6 +136,8 @@ pub struct Input<'a> {
     pub job: &'a TrainingJob,
     pub members: &'a [MemberCluster],
     pub queues: &'a [ComputeQueue],
+    /// The cohort tree's levels.
+    pub cohorts: &'a [ComputeCohort],
     /// All TrainingJobs of the hub.
     pub jobs: &'a [TrainingJob],
     /// Labels of the job's namespace: `None` when it does not exist, `Some(None)` when they
@@ -456,6 +458,10 @@ pub fn run(input: &Input<'_>) -> anyhow::Result<DryRunReport> {
     for (qname, e) in invalid {
         report.notes.push(format!("ComputeQueue {qname} is invalid and left out: {e}"));
     }
+    let view::HubCohorts { core: cohorts, invalid } = view::cohorts(input.cohorts);
+    for (cname, e) in invalid {
+        report.notes.push(format!("ComputeCohort {cname} is invalid and left out: {e}"));
+    }
     // The job as the scheduler would see it, submitted now.
     let mut tj = input.job.clone();
     tj.metadata.uid = Some(format!("{DRY_RUN_ID}{name}"));
@@ -511,6 +517,7 @@ pub fn run(input: &Input<'_>) -> anyhow::Result<DryRunReport> {
         now: input.now,
         pool: &pool,
         queues: &queues,
+        cohorts: &cohorts,
         pending: &pending,
         running: &running,
     });
@@ -532,6 +539,7 @@ pub fn run(input: &Input<'_>) -> anyhow::Result<DryRunReport> {
             now: input.now,
             pool: &pool,
             queues: &queues,
+            cohorts: &cohorts,
             pending: std::slice::from_ref(&job),
             running: &running,
         });
@@ -756,7 +764,37 @@ mod tests {
         let queues = [fixtures::queue("research", QUEUE)];
         let labels = labels();
         let namespace_labels = Some(Some(&labels));
-        run(&Input { job, members, queues: &queues, jobs, namespace_labels, profiles, now: NOW as u64 }).expect("runs")
+        run(&Input { job, members, queues: &queues, cohorts: &[], jobs, namespace_labels, profiles, now: NOW as u64 })
+            .expect("runs")
+    }
+
+    #[test]
+    fn cohorts_of_the_hub_lend_their_quota() {
+        // The queue holds no GPUs of its own; its cohort "city" (under "org") holds 16.
+        let job = parse_manifest(&manifest(2, 8, ""), "job.yaml").expect("valid");
+        let queues = [fixtures::queue(
+            "research",
+            "namespaceSelector: {}\ncohort: city\nquotas: [{resource: nvidia.com/gpu, nominal: 0}]",
+        )];
+        let city: computenet_api::ComputeCohortSpec =
+            serde_yaml::from_str("parent: org\nquotas: [{resource: nvidia.com/gpu, nominal: 16}]").expect("valid");
+        let cohorts = [ComputeCohort::new("city", city)];
+        let (ms, labels) = (members(), labels());
+        let input = Input {
+            job: &job,
+            members: &ms,
+            queues: &queues,
+            cohorts: &cohorts,
+            jobs: &[],
+            namespace_labels: Some(Some(&labels)),
+            profiles: &Profiles::default(),
+            now: NOW as u64,
+        };
+        assert_eq!(run(&input).expect("runs").decision, "Admit");
+        // Without the ComputeCohort, "city" is a root with nothing to lend.
+        let report = run(&Input { cohorts: &[], ..input }).expect("runs");
+        assert_ne!(report.decision, "Admit");
+        assert!(format!("{report:?}").contains("cohort city has nothing left to lend"), "{report:?}");
     }
 
     #[test]
@@ -884,6 +922,7 @@ mod tests {
             job: &job,
             members: &ms,
             queues: &queues,
+            cohorts: &[],
             jobs: &[],
             namespace_labels: Some(Some(&other)),
             profiles: &Profiles::default(),
@@ -912,6 +951,7 @@ mod tests {
             job: &job,
             members: &ms,
             queues: &queues,
+            cohorts: &[],
             jobs: &[],
             namespace_labels: Some(Some(&labels)),
             profiles: &Profiles::default(),
@@ -1058,6 +1098,7 @@ mod tests {
             job: &job,
             members: &ms,
             queues: &queues,
+            cohorts: &[],
             jobs: &jobs,
             namespace_labels: Some(None),
             profiles: &Profiles::default(),

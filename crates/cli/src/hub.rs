@@ -3,7 +3,7 @@
 use crate::args::Global;
 use anyhow::Context;
 use computenet_api::usage::ComputeUsage;
-use computenet_api::{ComputeQueue, MemberCluster, TrainingJob};
+use computenet_api::{ComputeCohort, ComputeQueue, MemberCluster, TrainingJob};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -110,6 +110,10 @@ impl Hub {
 
     pub async fn queues(&self) -> anyhow::Result<Vec<ComputeQueue>> {
         self.list("listing ComputeQueues").await
+    }
+
+    pub async fn cohorts(&self) -> anyhow::Result<Vec<ComputeCohort>> {
+        self.list("listing ComputeCohorts").await
     }
 
     /// TrainingJobs of all namespaces.

@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             job.metadata.namespace = Some(namespace.clone());
             let members = hub.members().await?;
             let queues = hub.queues().await?;
+            let cohorts = hub.cohorts().await?;
             let jobs = hub.jobs().await?;
             let labels = hub.namespace_labels(&namespace).await;
             let config_map = if profiles_configmap.is_empty() {
@@ -124,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                 job: &job,
                 members: &members,
                 queues: &queues,
+                cohorts: &cohorts,
                 jobs: &jobs,
                 namespace_labels: labels.as_ref().map(|l| l.as_ref()),
                 profiles: &profiles,

@@ -61,7 +61,8 @@ fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
         }
     }
     let scheduler = Scheduler::default();
-    let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, pending: &jobs, running: &[] });
+    let out =
+        scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, cohorts: &[], pending: &jobs, running: &[] });
     let by_id: std::collections::HashMap<&str, &computenet_core::Job> =
         jobs.iter().map(|j| (j.id.as_str(), j)).collect();
     let mut placed: Vec<RunningJob> = Vec::new();
@@ -107,7 +108,8 @@ fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let config = AdaptConfig::default();
-    let snapshot = Snapshot { now: 600, pool: &pool, queues: &queues, pending: &waiting, running: &placed };
+    let snapshot =
+        Snapshot { now: 600, pool: &pool, queues: &queues, cohorts: &[], pending: &waiting, running: &placed };
     let mut times = Vec::new();
     let mut adjustments = 0;
     for _ in 0..args.repeat.max(1) {
@@ -199,7 +201,8 @@ fn fair_share(args: &Args, size: ProblemSize) -> anyhow::Result<()> {
     let scheduler = Scheduler::default();
     let time_cycle = |queues: &[computenet_core::Queue]| {
         let t = Instant::now();
-        let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues, pending: &jobs, running: &[] });
+        let out =
+            scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues, cohorts: &[], pending: &jobs, running: &[] });
         (t.elapsed().as_secs_f64(), out.admissions().count())
     };
     // Alternate the two, so that the machine's other load falls on both alike.
@@ -467,7 +470,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut admitted = 0;
     for _ in 0..args.repeat.max(1) {
         let t = Instant::now();
-        let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, pending: &jobs, running: &[] });
+        let out = scheduler.cycle(&Snapshot {
+            now: 0,
+            pool: &pool,
+            queues: &queues,
+            cohorts: &[],
+            pending: &jobs,
+            running: &[],
+        });
         times.push(t.elapsed().as_secs_f64());
         admitted = out.admissions().count();
     }

@@ -15,7 +15,16 @@ fn bench_cycle(c: &mut Criterion) {
         let scheduler = Scheduler::default();
         group.throughput(Throughput::Elements(jobs.len() as u64));
         group.bench_function(name, |b| {
-            b.iter(|| scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, pending: &jobs, running: &[] }))
+            b.iter(|| {
+                scheduler.cycle(&Snapshot {
+                    now: 0,
+                    pool: &pool,
+                    queues: &queues,
+                    cohorts: &[],
+                    pending: &jobs,
+                    running: &[],
+                })
+            })
         });
     }
     group.finish();

@@ -128,7 +128,7 @@ impl Scheduler {
         let mut out = Vec::new();
         let mut adjusted = vec![false; adaptable.len()];
         // Quotas hold for the new sizes and types as they hold for admissions.
-        let mut ledger = QuotaLedger::new(snapshot.queues);
+        let mut ledger = QuotaLedger::new(snapshot.queues, snapshot.cohorts);
         for r in snapshot.running {
             if let Some(q) = ledger.queue_index(&r.queue) {
                 ledger.admit(q, &usage_of(r), r.accelerator.as_deref());
@@ -691,8 +691,14 @@ mod tests {
     /// Runs one cycle at 0 over `jobs` and returns the pool with them placed and running.
     fn placed(mut p: Pool, jobs: &[Job]) -> (Pool, Vec<RunningJob>) {
         let queues = vec![Queue::unlimited("q")];
-        let out =
-            Scheduler::default().cycle(&Snapshot { now: 0, pool: &p, queues: &queues, pending: jobs, running: &[] });
+        let out = Scheduler::default().cycle(&Snapshot {
+            now: 0,
+            pool: &p,
+            queues: &queues,
+            cohorts: &[],
+            pending: jobs,
+            running: &[],
+        });
         let mut running = Vec::new();
         for d in out.decisions {
             let Action::Admit(pl) = d.action else { continue };
@@ -718,7 +724,7 @@ mod tests {
                 Some(Adaptable { running: k, job: j.clone(), recent_moves: 0 })
             })
             .collect();
-        let snap = Snapshot { now: 60, pool: p, queues: &queues, pending, running };
+        let snap = Snapshot { now: 60, pool: p, queues: &queues, cohorts: &[], pending, running };
         Scheduler::default().adapt(&snap, &adaptable, &AdaptConfig::default())
     }
 

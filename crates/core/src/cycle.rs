@@ -17,7 +17,7 @@ use crate::explain::{
 use crate::index::{apply_to, find_slots_in, ClusterIndex};
 use crate::job::{Job, ReplicaRequest, RunningJob};
 use crate::pool::{ClusterKind, NodeCapacity, NodeSlot, Pool};
-use crate::queue::{gang_usage, PreemptionScope, Queue, QueueingStrategy, QuotaLedger, QuotaShortfall};
+use crate::queue::{gang_usage, Cohort, PreemptionScope, Queue, QueueingStrategy, QuotaLedger, QuotaShortfall};
 use crate::score::{score_all, Metrics};
 use crate::throughput::{Estimate, EstimateSource, ThroughputModel};
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,9 @@ pub struct Snapshot<'a> {
     pub now: u64,
     pub pool: &'a Pool,
     pub queues: &'a [Queue],
+    /// The cohort tree's described cohorts; a cohort named but not described is a root
+    /// without quotas of its own.
+    pub cohorts: &'a [Cohort],
     pub pending: &'a [Job],
     pub running: &'a [RunningJob],
 }
@@ -231,7 +234,7 @@ impl<'a> CycleState<'a> {
             .map(|ix| ix.groups().iter().map(|g| g.accelerator.as_deref().map(Arc::from)).collect())
             .collect();
         let cluster_names = snap.pool.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect();
-        let mut ledger = QuotaLedger::new(snap.queues);
+        let mut ledger = QuotaLedger::new(snap.queues, snap.cohorts);
         let mut releases = vec![Vec::new(); snap.pool.clusters.len()];
         for r in snap.running {
             if let Some(q) = ledger.queue_index(&r.queue) {
@@ -909,8 +912,9 @@ impl<'a> CycleState<'a> {
     ///
     /// Priorities are compared as each job's queue allows them. A job of another queue is
     /// a victim only as the queues' admins allow: the preempting queue's
-    /// `reclaim_within_cohort`, both queues in one cohort, and the victim's queue borrowing
-    /// (using quota lent by others) while the preemptor stays within its own nominal.
+    /// `reclaim_within_cohort`, both queues under one root of the cohort tree, and the
+    /// victim's queue borrowing (using quota lent by others) while the preemptor stays
+    /// within its own nominal.
     fn try_preempt(&mut self, job: &Job, q: usize, eligible: &[(usize, usize)]) -> Option<Action> {
         self.preemption_attempts += 1;
         let queue = self.ledger.queue(q).clone();
@@ -935,8 +939,7 @@ impl<'a> CycleState<'a> {
                     let Some(rq) = self.ledger.queue_index(&r.queue) else {
                         return false;
                     };
-                    queue.cohort.is_some()
-                        && self.ledger.queue(rq).cohort == queue.cohort
+                    self.ledger.same_tree(q, rq)
                         && self.ledger.is_borrowing(rq)
                         && self.ledger.within_nominal(q, &usage, accelerator)
                         && allows(queue.preemption.reclaim_within_cohort, victim_priority[i])

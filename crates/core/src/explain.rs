@@ -53,14 +53,14 @@ impl std::fmt::Display for RejectReason {
                 write!(f, "only {fits} replicas fit now")
             }
             RejectReason::HeldForReservation => f.write_str("capacity held for a reserved job"),
-            RejectReason::QuotaExceeded { shortfall } => write!(
-                f,
-                "quota: would use {} of {} {:?}{}",
-                shortfall.would_use,
-                shortfall.limit,
-                shortfall.resource,
-                if shortfall.cohort_exhausted { " (cohort has nothing left to lend)" } else { "" }
-            ),
+            RejectReason::QuotaExceeded { shortfall } => {
+                write!(f, "quota: would use {} of {} {:?}", shortfall.would_use, shortfall.limit, shortfall.resource)?;
+                match (&shortfall.cohort, shortfall.cohort_exhausted) {
+                    (Some(cohort), _) => write!(f, " (cohort {cohort} has nothing left to lend)"),
+                    (None, true) => f.write_str(" (cohort has nothing left to lend)"),
+                    (None, false) => Ok(()),
+                }
+            }
         }
     }
 }

@@ -48,5 +48,5 @@ pub use error::{Error, Result};
 pub use explain::{Action, CycleOutcome, Decision, Explanation, QueuedReason, RejectReason};
 pub use job::{AcceleratorConstraint, ElasticRange, Job, Objective, ReplicaRequest, Restart, RunningJob, Work};
 pub use pool::{Cluster, ClusterEfficiency, ClusterKind, Node, NodeCapacity, Pool};
-pub use queue::{PreemptionPolicy, Queue, QueueingStrategy, Quota, ResourceName};
+pub use queue::{Cohort, PreemptionPolicy, Queue, QueueingStrategy, Quota, ResourceName};
 pub use throughput::{Estimate, ThroughputModel};

@@ -219,6 +219,7 @@ mod tests {
             now: 0,
             pool: &pool,
             queues: &queues,
+            cohorts: &[],
             pending: &jobs,
             running: &[],
         });

@@ -68,14 +68,14 @@ proptest! {
         let scheduler = Scheduler::default();
         let config = AdaptConfig { max_moves_per_hour: 10, ..AdaptConfig::default() };
         let mut running = Vec::new();
-        let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, pending: &jobs, running: &running });
+        let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, cohorts: &[], pending: &jobs, running: &running });
         apply(&mut pool, 0, &jobs, &out, &mut running).map_err(TestCaseError::fail)?;
         finish_some(&mut pool, &mut running);
 
         let now = 600;
         let moved = HashMap::new();
         let adaptable = adaptables(&jobs, &running, &moved);
-        let snap = Snapshot { now, pool: &pool, queues: &queues, pending: &later, running: &running };
+        let snap = Snapshot { now, pool: &pool, queues: &queues, cohorts: &[], pending: &later, running: &running };
         let adjustments = scheduler.adapt(&snap, &adaptable, &config);
         prop_assert_eq!(&adjustments, &scheduler.adapt(&snap, &adaptable, &config), "deterministic");
 
@@ -121,7 +121,7 @@ proptest! {
         let moved: HashMap<String, u32> = adjustments.iter().map(|a| (a.job.clone(), 1)).collect();
         let adaptable = adaptables(&jobs, &running, &moved);
         let again = scheduler.adapt(
-            &Snapshot { now, pool: &pool, queues: &queues, pending: &later, running: &running },
+            &Snapshot { now, pool: &pool, queues: &queues, cohorts: &[], pending: &later, running: &running },
             &adaptable,
             &config,
         );
@@ -146,14 +146,14 @@ proptest! {
         let jobs = adaptive(jobs, &[(restartable, true, 30)]);
         let scheduler = Scheduler::default();
         let mut running = Vec::new();
-        let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, pending: &jobs, running: &running });
+        let out = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, cohorts: &[], pending: &jobs, running: &running });
         apply(&mut pool, 0, &jobs, &out, &mut running).map_err(TestCaseError::fail)?;
         finish_some(&mut pool, &mut running);
         let config = AdaptConfig::default();
         let at_limit: HashMap<String, u32> = running.iter().map(|r| (r.id.clone(), config.max_moves_per_hour)).collect();
         let adaptable = adaptables(&jobs, &running, &at_limit);
         let adjustments = scheduler.adapt(
-            &Snapshot { now: 600, pool: &pool, queues: &queues, pending: &[], running: &running },
+            &Snapshot { now: 600, pool: &pool, queues: &queues, cohorts: &[], pending: &[], running: &running },
             &adaptable,
             &config,
         );

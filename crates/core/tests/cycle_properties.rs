@@ -56,14 +56,14 @@ proptest! {
     fn cycles_keep_every_invariant(mut pool in arb_pool(), queues in arb_queues(), first in arb_jobs("a", 25), second in arb_jobs("b", 25)) {
         let scheduler = Scheduler::default();
         let mut running = Vec::new();
-        let out1 = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, pending: &first, running: &running });
+        let out1 = scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues: &queues, cohorts: &[], pending: &first, running: &running });
         check_gangs(&pool, &first, &out1).map_err(TestCaseError::fail)?;
         apply(&mut pool, 0, &first, &out1, &mut running).map_err(TestCaseError::fail)?;
         check_reservation(&pool, &first, &out1, &running).map_err(TestCaseError::fail)?;
         check_quotas(&queues, &running).map_err(TestCaseError::fail)?;
 
         let now = 100;
-        let out2 = scheduler.cycle(&Snapshot { now, pool: &pool, queues: &queues, pending: &second, running: &running });
+        let out2 = scheduler.cycle(&Snapshot { now, pool: &pool, queues: &queues, cohorts: &[], pending: &second, running: &running });
         check_gangs(&pool, &second, &out2).map_err(TestCaseError::fail)?;
         apply(&mut pool, now, &second, &out2, &mut running).map_err(TestCaseError::fail)?;
         check_reservation(&pool, &second, &out2, &running).map_err(TestCaseError::fail)?;
@@ -74,7 +74,7 @@ proptest! {
     #[test]
     fn same_input_same_output(pool in arb_pool(), queues in arb_queues(), jobs in arb_jobs("j", 30), rotate in 0usize..30) {
         let scheduler = Scheduler::default();
-        let snap = Snapshot { now: 0, pool: &pool, queues: &queues, pending: &jobs, running: &[] };
+        let snap = Snapshot { now: 0, pool: &pool, queues: &queues, cohorts: &[], pending: &jobs, running: &[] };
         let a = scheduler.cycle(&snap);
         prop_assert_eq!(&a, &scheduler.cycle(&snap));
         // The order jobs arrive in the snapshot does not matter either.

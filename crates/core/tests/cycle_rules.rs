@@ -2,7 +2,9 @@
 
 use computenet_core::explain::Placement;
 use computenet_core::pool::NodeSlot;
-use computenet_core::queue::{PreemptionPolicy, PreemptionScope, PriorityRange, QueueingStrategy, Quota, ResourceName};
+use computenet_core::queue::{
+    Cohort, PreemptionPolicy, PreemptionScope, PriorityRange, QueueingStrategy, Quota, ResourceName,
+};
 use computenet_core::synth::{cluster, job, pool};
 use computenet_core::{
     Action, ClusterKind, CycleOutcome, Job, Objective, Pool, Queue, QueuedReason, RejectReason, RunningJob, Scheduler,
@@ -10,7 +12,7 @@ use computenet_core::{
 };
 
 fn run(pool: &Pool, queues: &[Queue], pending: &[Job], running: &[RunningJob]) -> CycleOutcome {
-    Scheduler::default().cycle(&Snapshot { now: 0, pool, queues, pending, running })
+    Scheduler::default().cycle(&Snapshot { now: 0, pool, queues, cohorts: &[], pending, running })
 }
 
 fn action<'o>(out: &'o CycleOutcome, id: &str) -> &'o Action {
@@ -168,7 +170,14 @@ fn backfill_off_is_plain_fifo() {
     let mut s = Scheduler::default();
     s.config.backfill = false;
     let jobs = [job("head", "q", 2, 8, 1.0), job("tiny", "q", 1, 1, 0.01)];
-    let out = s.cycle(&Snapshot { now: 0, pool: &p, queues: &[Queue::unlimited("q")], pending: &jobs, running: &busy });
+    let out = s.cycle(&Snapshot {
+        now: 0,
+        pool: &p,
+        queues: &[Queue::unlimited("q")],
+        cohorts: &[],
+        pending: &jobs,
+        running: &busy,
+    });
     assert!(matches!(action(&out, "head"), Action::Reserve { .. }));
     assert_eq!(action(&out, "tiny"), &Action::Queued(QueuedReason::InsufficientCapacity));
 }
@@ -215,14 +224,26 @@ fn restartable_victims_are_preferred_and_charged_their_restart_cost() {
         ..Queue::unlimited("q")
     };
     let queues = [preempting];
-    let snap =
-        Snapshot { now: 5_000, pool: &p, queues: &queues, pending: std::slice::from_ref(&urgent), running: &victims };
+    let snap = Snapshot {
+        now: 5_000,
+        pool: &p,
+        queues: &queues,
+        cohorts: &[],
+        pending: std::slice::from_ref(&urgent),
+        running: &victims,
+    };
     let out = Scheduler::default().cycle(&snap);
     assert_eq!(action(&out, "urgent"), &Action::Preempt { cluster: "ai".into(), victims: vec!["restartable".into()] });
     // With a restart cost above what the rigid job has run (4,000 s), the rigid one goes.
     victims[1].restart_cost_s = Some(4_500);
-    let snap =
-        Snapshot { now: 5_000, pool: &p, queues: &queues, pending: std::slice::from_ref(&urgent), running: &victims };
+    let snap = Snapshot {
+        now: 5_000,
+        pool: &p,
+        queues: &queues,
+        cohorts: &[],
+        pending: std::slice::from_ref(&urgent),
+        running: &victims,
+    };
     let out = Scheduler::default().cycle(&snap);
     assert_eq!(action(&out, "urgent"), &Action::Preempt { cluster: "ai".into(), victims: vec!["rigid".into()] });
 }
@@ -389,6 +410,7 @@ fn waits_briefly_for_a_much_faster_type_but_not_long() {
         now: 0,
         pool: &p,
         queues: &queues,
+        cohorts: &[],
         pending: std::slice::from_ref(&j),
         running: std::slice::from_ref(&busy),
     });
@@ -477,6 +499,50 @@ fn another_queues_job_is_preempted_only_by_cohort_reclaim() {
     };
     let out = run(&p, &[Queue::unlimited("a"), b], &[urgent], &victims);
     assert!(!matches!(action(&out, "b-job"), Action::Preempt { .. }), "{:?}", action(&out, "b-job"));
+}
+
+#[test]
+fn reclaim_reaches_across_departments_under_one_root() {
+    // borrower (dept-b, no quota of its own) runs on the 8 GPUs lender (dept-a) lends;
+    // lender wants them back.
+    let mut p = pool(vec![cluster("ai", ClusterKind::AI, "a", 1, Some("A100-80G"), 8)]);
+    let victims = vec![running("borrowed", "borrower", 0, &[0], 8, 9000)];
+    occupy(&mut p, &victims);
+    let gpus = |nominal| Quota {
+        resource: ResourceName::Accelerators,
+        accelerator: None,
+        nominal,
+        borrowing_limit: None,
+        lending_limit: None,
+    };
+    let lender = Queue {
+        cohort: Some("dept-a".into()),
+        quotas: vec![gpus(8)],
+        preemption: PreemptionPolicy {
+            within_queue: PreemptionScope::Never,
+            reclaim_within_cohort: PreemptionScope::Any,
+        },
+        ..Queue::unlimited("lender")
+    };
+    let borrower = Queue { cohort: Some("dept-b".into()), quotas: vec![gpus(0)], ..Queue::unlimited("borrower") };
+    let queues = [lender, borrower];
+    let wanted = job("wanted", "lender", 1, 8, 1.0);
+    let department =
+        |name: &str| Cohort { name: name.into(), parent: Some("org".into()), quotas: Vec::new(), budget: None };
+    let cohorts = [department("dept-a"), department("dept-b")];
+    let snapshot = Snapshot {
+        now: 0,
+        pool: &p,
+        queues: &queues,
+        cohorts: &cohorts,
+        pending: std::slice::from_ref(&wanted),
+        running: &victims,
+    };
+    let out = Scheduler::default().cycle(&snapshot);
+    assert_eq!(action(&out, "wanted"), &Action::Preempt { cluster: "ai".into(), victims: vec!["borrowed".into()] });
+    // Without the tree the departments are two roots: nothing to reclaim from the other.
+    let out = Scheduler::default().cycle(&Snapshot { cohorts: &[], ..snapshot });
+    assert!(!matches!(action(&out, "wanted"), Action::Preempt { .. }), "{:?}", action(&out, "wanted"));
 }
 
 #[test]

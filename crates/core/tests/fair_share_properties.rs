@@ -33,7 +33,14 @@ fn used(amount: f64, age_s: f64, half_life_s: f64) -> Vec<DecayedUsage> {
 fn first_admitted(queues: &[Queue]) -> String {
     let pool = pool(vec![cluster("c", ClusterKind::AI, "s", 1, Some("V100"), 8)]);
     let jobs = vec![job("a-job", &queues[0].name, 1, 8, 1.0), job("b-job", &queues[1].name, 1, 8, 1.0)];
-    let out = Scheduler::default().cycle(&Snapshot { now: 0, pool: &pool, queues, pending: &jobs, running: &[] });
+    let out = Scheduler::default().cycle(&Snapshot {
+        now: 0,
+        pool: &pool,
+        queues,
+        cohorts: &[],
+        pending: &jobs,
+        running: &[],
+    });
     out.decisions.iter().find(|d| matches!(d.action, Action::Admit(_))).map(|d| d.job.clone()).unwrap_or_default()
 }
 
@@ -88,7 +95,7 @@ proptest! {
         let pool = pool(vec![cluster("c", ClusterKind::AI, "s", 2, Some("V100"), 8)]);
         let jobs: Vec<_> = (0..6).map(|i| job(&format!("j{i}"), if i % 2 == 0 { "a" } else { "b" }, 1, 4, 1.0)).collect();
         let snapshot = |queues: &[Queue]| {
-            Scheduler::default().cycle(&Snapshot { now: 0, pool: &pool, queues, pending: &jobs, running: &[] })
+            Scheduler::default().cycle(&Snapshot { now: 0, pool: &pool, queues, cohorts: &[], pending: &jobs, running: &[] })
         };
         prop_assert_eq!(snapshot(&with_past), snapshot(&plain));
     }

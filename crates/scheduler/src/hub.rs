@@ -1,6 +1,6 @@
 //! Caches of the hub's objects, kept current by watches.
 //!
-//! The watches of TrainingJobs, ComputeQueues, MemberClusters and ComputeUsages survive objects they
+//! The watches of TrainingJobs, ComputeQueues, MemberClusters, ComputeUsages and ComputeCohorts survive objects they
 //! cannot decode ([`computenet_members::kubernetes::watch`]): such an object is left out
 //! of its cache, logged once per resourceVersion, counted in
 //! `computenet_invalid_objects{kind}` and given a Warning Event `InvalidObject` that names
@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use computenet_api::conditions::EventReason;
-use computenet_api::{ComputeQueue, ComputeUsage, MemberCluster, TrainingJob};
+use computenet_api::{ComputeCohort, ComputeQueue, ComputeUsage, MemberCluster, TrainingJob};
 use computenet_members::kubernetes::{cache, cache_reporting, Undecodable, Undecodables};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::Store;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The kinds whose undecodable objects are counted (zero included).
-pub const WATCHED_KINDS: [&str; 4] = ["TrainingJob", "ComputeQueue", "MemberCluster", "ComputeUsage"];
+pub const WATCHED_KINDS: [&str; 5] = ["TrainingJob", "ComputeQueue", "MemberCluster", "ComputeUsage", "ComputeCohort"];
 
 /// The hub's caches.
 // kube::Client has no Debug implementation.
@@ -34,6 +34,8 @@ pub struct Hub {
     pub members: Store<MemberCluster>,
     /// The usage store: one object per queue and day (`crate::metering`).
     pub usage: Store<ComputeUsage>,
+    /// The cohort tree's levels (`ComputeCohort`).
+    pub cohorts: Store<ComputeCohort>,
     pub namespaces: Store<Namespace>,
     /// Objects left out of the caches because they do not decode.
     pub undecodables: Undecodables,
@@ -66,14 +68,16 @@ impl Hub {
         let queues = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
         let members = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
         let usage = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
+        let cohorts = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
         let namespaces = cache(Api::all(client.clone()), config(), changed.clone());
         let sources = crate::sources::Sources::start(client.clone(), changed).await;
-        let hub = Hub { jobs, queues, members, usage, namespaces, undecodables, sources, client };
+        let hub = Hub { jobs, queues, members, usage, cohorts, namespaces, undecodables, sources, client };
         let listed = async {
             let _ = hub.jobs.wait_until_ready().await;
             let _ = hub.queues.wait_until_ready().await;
             let _ = hub.members.wait_until_ready().await;
             let _ = hub.usage.wait_until_ready().await;
+            let _ = hub.cohorts.wait_until_ready().await;
             let _ = hub.namespaces.wait_until_ready().await;
             hub.sources.listed().await;
         };

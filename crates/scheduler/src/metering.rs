@@ -244,6 +244,15 @@ pub struct QueueStanding {
     pub budget: Option<BudgetStatus>,
     /// Spent over limit of that budget (the largest over its limits).
     pub budget_ratio: Option<f64>,
+    /// Its own budget is not spent but an enclosing cohort's is: why it waits.
+    pub held_by_cohort: Option<String>,
+}
+
+/// Every queue's standing, and every cohort budget's state (with its spent ratio).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Standings {
+    pub queues: BTreeMap<String, QueueStanding>,
+    pub cohorts: BTreeMap<String, (BudgetStatus, Option<f64>)>,
 }
 
 /// The usage rows of the store, by queue: (bucket start, bucket length, row).
@@ -283,24 +292,80 @@ fn running_amounts(
     attempt_amounts(model, &built.pool.catalogue, &price.efficiency, price.measured, &shape)
 }
 
-/// Past shares and budgets of every queue (pure): decayed past usage from the store's
-/// rows and the running attempts' time so far; each budget's spending in its current
-/// period the same way. A queue under budget-less cohorts is bound by its own budget only.
+/// A budget's state at `now`, spending `queues`' rows in its period and their running
+/// attempts' time in it so far (pure).
+#[allow(clippy::too_many_arguments)]
+fn budget_state(
+    budget: &computenet_core::usage::Budget,
+    queues: &BTreeSet<&str>,
+    rows: &RowsByQueue<'_>,
+    built: &Built,
+    model: &ThroughputModel,
+    pricing: &BTreeMap<String, MemberPricing>,
+    now: u64,
+) -> (BudgetStatus, Option<f64>) {
+    let (start, end) = budget.period.bounds(now);
+    let mut spent = queues
+        .iter()
+        .flat_map(|q| rows.get(q).map_or(&[][..], |v| &v[..]))
+        .filter(|(s, _, _)| *s >= start as i64 && *s < end as i64)
+        .fold(Amounts::default(), |sum, (_, _, row)| sum.plus(&Amounts::from(row.amounts)));
+    for r in built.running.iter().filter(|r| queues.contains(r.queue.as_str())) {
+        spent = spent.plus(&running_amounts(r, built, model, pricing, start, now));
+    }
+    let message = budget.exhausted(&spent);
+    let time =
+        |s: u64| Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(0)).unwrap_or_default());
+    let status = BudgetStatus {
+        period_start: time(start),
+        period_end: time(end),
+        spent: round_amounts(spent).into(),
+        exhausted: message.is_some(),
+        message: message.map(|m| format!("{m} spent this period; new jobs wait until {}", time(end).0)),
+    };
+    (status, budget.spent_ratio(&spent))
+}
+
+/// Each queue's enclosing cohorts, nearest first (the tree as the ledger cuts it).
+fn ancestors(built: &Built) -> BTreeMap<String, Vec<String>> {
+    let tree = computenet_core::queue::CohortTree::new(&built.queues, &built.cohorts);
+    built
+        .queues
+        .iter()
+        .map(|q| {
+            let mut chain = Vec::new();
+            let mut at = q.cohort.clone();
+            while let Some(c) = at.filter(|c| !chain.contains(c)) {
+                at = tree.parent(&c).map(str::to_string);
+                chain.push(c);
+            }
+            (q.name.clone(), chain)
+        })
+        .collect()
+}
+
+/// Past shares and budgets (pure): every queue's decayed past usage from the store's rows
+/// and the running attempts' time so far; every queue's and cohort's budget spending in
+/// its current period the same way (a cohort's over every queue under it). A queue is held
+/// by its own budget, else by the nearest enclosing cohort whose budget is spent.
 pub fn fair_share(
-    queues: &[Queue],
     specs: &[Arc<ComputeQueue>],
     store: &[Arc<ComputeUsage>],
     built: &Built,
     model: &ThroughputModel,
     config: &MeteringConfig,
     now: u64,
-) -> BTreeMap<String, QueueStanding> {
+) -> Standings {
     let pricing = pricing(built);
     let h = config.half_life_s;
-    let oldest_budget_day = specs
-        .iter()
-        .filter_map(|q| q.spec.budget.as_ref())
-        .map(|b| usage::day_of(b.core().period.bounds(now).0))
+    let queue_budgets: BTreeMap<&str, computenet_core::usage::Budget> =
+        specs.iter().filter_map(|q| Some((q.metadata.name.as_deref()?, q.spec.budget.as_ref()?.core()))).collect();
+    let cohort_budgets: BTreeMap<&str, computenet_core::usage::Budget> =
+        built.cohorts.iter().filter_map(|c| Some((c.name.as_str(), c.budget?))).collect();
+    let oldest_budget_day = queue_budgets
+        .values()
+        .chain(cohort_budgets.values())
+        .map(|b| usage::day_of(b.period.bounds(now).0))
         .min()
         .unwrap_or(u64::MAX);
     let fair_share_day = if h > 0.0 {
@@ -309,17 +374,23 @@ pub fn fair_share(
         u64::MAX
     };
     let rows = rows_by_queue(store.iter().map(AsRef::as_ref), oldest_budget_day.min(fair_share_day));
-    let mut standings = BTreeMap::new();
-    for q in queues {
+    let ancestors = ancestors(built);
+    let mut cohorts = BTreeMap::new();
+    for (name, budget) in &cohort_budgets {
+        let under: BTreeSet<&str> =
+            ancestors.iter().filter(|(_, chain)| chain.iter().any(|c| c == name)).map(|(q, _)| q.as_str()).collect();
+        cohorts.insert(name.to_string(), budget_state(budget, &under, &rows, built, model, &pricing, now));
+    }
+    let mut queues = BTreeMap::new();
+    for q in &built.queues {
         let mut past: BTreeMap<(computenet_core::ResourceName, Option<String>), f64> = BTreeMap::new();
         let mut add = |accelerator: &Option<String>, amounts: &Amounts, weight: f64| {
             for (resource, amount) in quota_amounts(amounts) {
                 *past.entry((resource, accelerator.clone())).or_default() += amount * weight;
             }
         };
-        let queue_rows = rows.get(q.name.as_str()).map_or(&[][..], |v| &v[..]);
         if h > 0.0 {
-            for (start, len, row) in queue_rows {
+            for (start, len, row) in rows.get(q.name.as_str()).map_or(&[][..], |v| &v[..]) {
                 let middle = *start as f64 + *len as f64 / 2.0;
                 add(&row.accelerator, &Amounts::from(row.amounts), decay(now as f64 - middle, h));
             }
@@ -333,44 +404,27 @@ pub fn fair_share(
             .into_iter()
             .map(|((resource, accelerator), amount)| DecayedUsage { resource, accelerator, amount })
             .collect();
-        let mut budget_ratio = None;
-        let budget = specs
-            .iter()
-            .find(|s| s.metadata.name.as_deref() == Some(q.name.as_str()))
-            .and_then(|s| s.spec.budget.as_ref())
-            .map(|spec| {
-                let budget = spec.core();
-                let (start, end) = budget.period.bounds(now);
-                let mut spent = queue_rows
-                    .iter()
-                    .filter(|(s, _, _)| *s >= start as i64 && *s < end as i64)
-                    .fold(Amounts::default(), |sum, (_, _, row)| sum.plus(&Amounts::from(row.amounts)));
-                for r in built.running.iter().filter(|r| r.queue == q.name) {
-                    spent = spent.plus(&running_amounts(r, built, model, &pricing, start, now));
-                }
-                let message = budget.exhausted(&spent);
-                budget_ratio = budget.spent_ratio(&spent);
-                let time = |s: u64| {
-                    Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(0)).unwrap_or_default())
-                };
-                BudgetStatus {
-                    period_start: time(start),
-                    period_end: time(end),
-                    spent: round_amounts(spent).into(),
-                    exhausted: message.is_some(),
-                    message: message.map(|m| format!("{m} spent this period; new jobs wait until {}", time(end).0)),
-                }
-            });
-        let past_share = past_share(&q.quotas, &decayed, h);
-        standings.insert(q.name.clone(), QueueStanding { past_share, budget, budget_ratio });
+        let own = queue_budgets.get(q.name.as_str()).map(|b| {
+            let only: BTreeSet<&str> = [q.name.as_str()].into_iter().collect();
+            budget_state(b, &only, &rows, built, model, &pricing, now)
+        });
+        let held_by_cohort = ancestors.get(&q.name).into_iter().flatten().find_map(|c| {
+            let (status, _) = cohorts.get(c)?;
+            status.exhausted.then(|| format!("cohort {c}: {}", status.message.clone().unwrap_or_default()))
+        });
+        let (budget, budget_ratio) = own.map_or((None, None), |(s, r)| (Some(s), r));
+        queues.insert(
+            q.name.clone(),
+            QueueStanding { past_share: past_share(&q.quotas, &decayed, h), budget, budget_ratio, held_by_cohort },
+        );
     }
-    standings
+    Standings { queues, cohorts }
 }
 
 /// Each queue's ordering share as the cycle starts from it: (current dominant share of
 /// its running jobs + past share) / weight (pure).
 pub fn ordering_shares(built: &Built) -> BTreeMap<String, f64> {
-    let mut ledger = computenet_core::queue::QuotaLedger::new(&built.queues);
+    let mut ledger = computenet_core::queue::QuotaLedger::new(&built.queues, &built.cohorts);
     for r in &built.running {
         if let Some(q) = ledger.queue_index(&r.queue) {
             let usage = computenet_core::queue::gang_usage(&r.per_replica, r.replicas(), r.accelerator.as_deref());
@@ -396,12 +450,17 @@ fn round_amounts(a: Amounts) -> Amounts {
 }
 
 /// Applies the standings to the core's queues: past shares order them, an exhausted
-/// budget holds their new jobs.
-pub fn apply(queues: &mut [Queue], standings: &BTreeMap<String, QueueStanding>) {
+/// budget (its own, or an enclosing cohort's) holds their new jobs.
+pub fn apply(queues: &mut [Queue], standings: &Standings) {
     for q in queues {
-        if let Some(s) = standings.get(&q.name) {
+        if let Some(s) = standings.queues.get(&q.name) {
             q.past_share = s.past_share;
-            q.budget_exhausted = s.budget.as_ref().filter(|b| b.exhausted).and_then(|b| b.message.clone());
+            q.budget_exhausted = s
+                .budget
+                .as_ref()
+                .filter(|b| b.exhausted)
+                .and_then(|b| b.message.clone())
+                .or_else(|| s.held_by_cohort.clone());
         }
     }
 }
@@ -456,8 +515,8 @@ pub struct Metering {
     last_housekeeping: Option<Instant>,
     flushing: Option<JoinHandle<Flushed>>,
     housekeeping: Option<JoinHandle<()>>,
-    /// The latest standings, for the queue reporter.
-    standings: BTreeMap<String, QueueStanding>,
+    /// The latest standings, for the queue and cohort reporters.
+    standings: Standings,
     /// The latest ordering shares ([`ordering_shares`]).
     shares: BTreeMap<String, f64>,
     /// Attempts recorded, and jobs whose usage was given up (more vanished jobs waiting
@@ -504,7 +563,7 @@ impl Metering {
             last_housekeeping: None,
             flushing: None,
             housekeeping: None,
-            standings: BTreeMap::new(),
+            standings: Standings::default(),
             shares: BTreeMap::new(),
             recorded_total: 0,
             lost_total: 0,
@@ -522,7 +581,7 @@ impl Metering {
         model: &ThroughputModel,
         now: u64,
     ) {
-        self.standings = fair_share(&built.queues, specs, store, built, model, &self.config, now);
+        self.standings = fair_share(specs, store, built, model, &self.config, now);
         apply(&mut built.queues, &self.standings);
         self.shares = ordering_shares(built);
     }
@@ -534,17 +593,22 @@ impl Metering {
 
     /// A queue's budget: spent over limit.
     pub fn budget_ratio(&self, queue: &str) -> Option<f64> {
-        self.standings.get(queue).and_then(|s| s.budget_ratio)
+        self.standings.queues.get(queue).and_then(|s| s.budget_ratio)
     }
 
-    /// The latest standings, by queue.
-    pub fn standings_now(&self) -> &BTreeMap<String, QueueStanding> {
+    /// The latest standings.
+    pub fn standings_now(&self) -> &Standings {
         &self.standings
     }
 
     /// The latest standing of a queue.
     pub fn standing(&self, queue: &str) -> Option<&QueueStanding> {
-        self.standings.get(queue)
+        self.standings.queues.get(queue)
+    }
+
+    /// The latest state of a cohort's budget.
+    pub fn cohort_budget(&self, cohort: &str) -> Option<&(BudgetStatus, Option<f64>)> {
+        self.standings.cohorts.get(cohort)
     }
 
     /// Step 6: record ended attempts (a flush at most every `flush_interval`, one at a
@@ -762,10 +826,25 @@ mod tests {
                 computenet_api::convert::queue("heavy", &queue_spec(None)).expect("queue"),
                 computenet_api::convert::queue("fresh", &queue_spec(None)).expect("queue"),
             ],
+            cohorts: Vec::new(),
             pending: Vec::new(),
             running: Vec::new(),
             problems: Vec::new(),
             measured: vec![None],
+        }
+    }
+
+    impl Built {
+        fn clone_for_test(&self) -> Built {
+            Built {
+                pool: self.pool.clone(),
+                queues: self.queues.clone(),
+                cohorts: self.cohorts.clone(),
+                pending: self.pending.clone(),
+                running: self.running.clone(),
+                problems: self.problems.clone(),
+                measured: self.measured.clone(),
+            }
         }
     }
 
@@ -914,12 +993,12 @@ mod tests {
         let config = MeteringConfig { half_life_s: 86_400.0, ..MeteringConfig::default() };
         let store = vec![store_with("heavy", now - 86_400, now - 3_600, 8)];
         let specs = vec![queue("heavy", None), queue("fresh", None)];
-        let s = fair_share(&b.queues, &specs, &store, &b, &ThroughputModel::default(), &config, now);
-        assert!(s["heavy"].past_share > 0.1, "{:?}", s["heavy"]);
-        assert_eq!(s["fresh"].past_share, 0.0);
+        let s = fair_share(&specs, &store, &b, &ThroughputModel::default(), &config, now);
+        assert!(s.queues["heavy"].past_share > 0.1, "{:?}", s.queues["heavy"]);
+        assert_eq!(s.queues["fresh"].past_share, 0.0);
         let plain = MeteringConfig { half_life_s: 0.0, ..config };
-        let s0 = fair_share(&b.queues, &specs, &store, &b, &ThroughputModel::default(), &plain, now);
-        assert_eq!(s0["heavy"].past_share, 0.0, "no half life: plain DRF");
+        let s0 = fair_share(&specs, &store, &b, &ThroughputModel::default(), &plain, now);
+        assert_eq!(s0.queues["heavy"].past_share, 0.0, "no half life: plain DRF");
         let mut queues = b.queues.clone();
         apply(&mut queues, &s);
         assert!(queues[0].past_share > queues[1].past_share);
@@ -938,11 +1017,11 @@ mod tests {
         let specs = vec![queue("heavy", Some(budget)), queue("fresh", None)];
         let model = ThroughputModel::default();
         let config = MeteringConfig::default();
-        let s = fair_share(&b.queues, &specs, &store, &b, &model, &config, now);
-        let status = s["heavy"].budget.clone().expect("a budget");
+        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        let status = s.queues["heavy"].budget.clone().expect("a budget");
         assert!((Amounts::from(status.spent).gpu_hours() - 8.0 / 6.0).abs() < 1e-6, "{status:?}");
         assert!(!status.exhausted);
-        assert!(s["fresh"].budget.is_none());
+        assert!(s.queues["fresh"].budget.is_none());
         assert_eq!(status.period_start, time(10 * 86_400));
         // A running attempt of 8 GPUs since an hour ago adds 8 GPU-hours: exhausted.
         b.running.push(RunningJob {
@@ -957,19 +1036,19 @@ mod tests {
             estimated_end: now + 3_600,
             restart_cost_s: None,
         });
-        let s = fair_share(&b.queues, &specs, &store, &b, &model, &config, now);
-        let status = s["heavy"].budget.clone().expect("a budget");
+        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        let status = s.queues["heavy"].budget.clone().expect("a budget");
         assert!(status.exhausted, "{status:?}");
         assert!(status.message.as_deref().is_some_and(|m| m.contains("GPU-hours")), "{status:?}");
         let mut queues = b.queues.clone();
         apply(&mut queues, &s);
         assert!(queues[0].budget_exhausted.is_some() && queues[1].budget_exhausted.is_none());
-        assert!(s["heavy"].budget_ratio.is_some_and(|r| r > 1.0));
+        assert!(s.queues["heavy"].budget_ratio.is_some_and(|r| r > 1.0));
         // Next period: spending starts over (the running attempt counts from the period's start).
         let tomorrow = 11 * 86_400 + 60;
         b.running[0].started_at = tomorrow - 600;
-        let s = fair_share(&b.queues, &specs, &store, &b, &model, &config, tomorrow);
-        assert!(!s["heavy"].budget.clone().expect("a budget").exhausted);
+        let s = fair_share(&specs, &store, &b, &model, &config, tomorrow);
+        assert!(!s.queues["heavy"].budget.clone().expect("a budget").exhausted);
     }
 
     #[test]
@@ -997,6 +1076,57 @@ mod tests {
         // Left out of the cache because it no longer decodes: not gone.
         let undecodable: BTreeSet<String> = ["u1".to_string()].into_iter().collect();
         assert!(vanished(&seen, &[], &undecodable, now).is_empty());
+    }
+
+    #[test]
+    fn a_cohort_budget_holds_every_queue_under_it() {
+        let mut b = built();
+        let now = 10 * 86_400 + 7_200;
+        let budget = computenet_core::usage::Budget {
+            period: computenet_core::usage::BudgetPeriod::Day,
+            gpu_hours: Some(1.0),
+            kilowatt_hours: None,
+            cost: None,
+        };
+        // org (budget 1 GPU-hour a day) above dept, above both queues' cohort.
+        b.queues.iter_mut().for_each(|q| q.cohort = Some("dept".into()));
+        b.cohorts = vec![
+            computenet_core::queue::Cohort {
+                name: "org".into(),
+                parent: None,
+                quotas: Vec::new(),
+                budget: Some(budget),
+            },
+            computenet_core::queue::Cohort {
+                name: "dept".into(),
+                parent: Some("org".into()),
+                quotas: Vec::new(),
+                budget: None,
+            },
+        ];
+        let specs = vec![queue("heavy", None), queue("fresh", None)];
+        let (model, config) = (ThroughputModel::default(), MeteringConfig::default());
+        // Heavy used 8 GPUs for 5 min today: 0.67 GPU-hours, under the cohort's budget.
+        let store = vec![store_with("heavy", 10 * 86_400, 10 * 86_400 + 300, 8)];
+        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        assert!(!s.cohorts["org"].0.exhausted);
+        assert!(s.queues.values().all(|q| q.held_by_cohort.is_none()));
+        // And 5 min more: 1.33 GPU-hours: both queues under org wait, fresh too.
+        let store = vec![store_with("heavy", 10 * 86_400, 10 * 86_400 + 600, 8)];
+        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        assert!(s.cohorts["org"].0.exhausted);
+        assert!(s.cohorts["org"].1.is_some_and(|r| r > 1.0));
+        let mut queues = b.queues.clone();
+        apply(&mut queues, &s);
+        for q in &queues {
+            let why = q.budget_exhausted.as_deref().unwrap_or_default();
+            assert!(why.starts_with("cohort org: ") && why.contains("GPU-hours"), "{}: {why}", q.name);
+        }
+        // A queue outside the tree is not held.
+        let mut outside = b.clone_for_test();
+        outside.queues[1].cohort = None;
+        let s = fair_share(&specs, &store, &outside, &model, &config, now);
+        assert!(s.queues["fresh"].held_by_cohort.is_none() && s.queues["heavy"].held_by_cohort.is_some());
     }
 
     #[test]

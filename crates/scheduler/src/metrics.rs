@@ -467,7 +467,7 @@ impl Metrics {
             };
         }
         let (mut share, mut past, mut ratio, mut exhausted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (queue, standing) in metering.standings_now() {
+        for (queue, standing) in &metering.standings_now().queues {
             let l = labels([queue.as_str()]);
             past.push((l.clone(), standing.past_share));
             if let Some(b) = &standing.budget {

@@ -570,6 +570,7 @@ mod tests {
                 wan_gbps: view::WAN_GBPS,
             },
             queues,
+            cohorts: Vec::new(),
             pending: Vec::new(),
             running: Vec::new(),
             problems: Vec::new(),

@@ -464,6 +464,7 @@ mod tests {
                 wan_gbps: view::WAN_GBPS,
             },
             queues: Vec::new(),
+            cohorts: Vec::new(),
             pending: Vec::new(),
             running: vec![running("u1"), running("u2")],
             problems: Vec::new(),

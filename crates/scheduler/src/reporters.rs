@@ -9,14 +9,19 @@ use crate::observe;
 use crate::snapshot::{Built, MemberView};
 use crate::status;
 use crate::web::WebState;
+use computenet_api::compute_queue::QuotaUsage;
 use computenet_api::conditions::{self, reasons, types};
 use computenet_api::member_cluster::AcceleratorCapacity;
 use computenet_api::usage::{BudgetSpec, BudgetStatus, ComputeUsage};
 use computenet_api::view::{self, QueueUsage};
-use computenet_api::{ComputeQueue, ComputeQueueStatus, MemberClusterSpec, MemberClusterStatus, TrainingJob};
-use computenet_core::Cluster;
+use computenet_api::{
+    convert, ComputeCohort, ComputeCohortStatus, ComputeQueue, ComputeQueueStatus, MemberClusterSpec,
+    MemberClusterStatus, TrainingJob,
+};
+use computenet_core::queue::{CohortProblemKind, CohortTree, QuotaLedger, MAX_COHORT_DEPTH};
+use computenet_core::{Cluster, ResourceName};
 use computenet_members::credentials;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use std::collections::{BTreeMap, HashMap};
@@ -148,6 +153,93 @@ pub fn queue_status(
     }
 }
 
+/// Why a cohort's place in the tree is not what its spec says, if it is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CohortPlace {
+    /// The tree uses its parent (or it names none).
+    InTree,
+    /// Its spec does not convert (the tree sees a root without quota), and why.
+    Invalid(String),
+    /// Its parent is ignored: the chain loops or goes too deep.
+    Cut(CohortProblemKind),
+}
+
+fn amount_text(resource: &ResourceName, amount: u64) -> String {
+    match resource {
+        ResourceName::Cpu if amount % 1000 != 0 => format!("{amount}m"),
+        ResourceName::Cpu => (amount / 1000).to_string(),
+        _ => amount.to_string(),
+    }
+}
+
+fn resource_text(resource: &ResourceName) -> String {
+    match resource {
+        ResourceName::Cpu => "cpu".into(),
+        ResourceName::Memory => "memory".into(),
+        ResourceName::Accelerators => "accelerators".into(),
+        ResourceName::Extended(name) => name.clone(),
+    }
+}
+
+/// A cohort's status (pure): per quota key of its subtree, (resource, accelerator, what it
+/// reserves or uses, its capacity), and whether the tree uses its parent.
+pub fn cohort_status(
+    usage: &[(ResourceName, Option<String>, u64, u64)],
+    place: &CohortPlace,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ComputeCohortStatus {
+    let gpus: Vec<&(ResourceName, Option<String>, u64, u64)> =
+        usage.iter().filter(|u| u.0 == ResourceName::Accelerators).collect();
+    // The all-types quota when there is one, else the sum of the per-type ones.
+    let gpu_usage = match gpus.iter().find(|u| u.1.is_none()) {
+        Some(all) => Some((all.2, all.3)),
+        None if gpus.is_empty() => None,
+        None => Some(gpus.iter().fold((0u64, 0u64), |(v, c), u| (v.saturating_add(u.2), c.saturating_add(u.3)))),
+    };
+    let (accepted, reason, message) = match place {
+        CohortPlace::InTree => (true, reasons::IN_TREE, String::new()),
+        CohortPlace::Invalid(why) => (
+            false,
+            reasons::INVALID_SPEC,
+            format!("the spec is invalid ({why}): queues under it see a root without quota"),
+        ),
+        CohortPlace::Cut(CohortProblemKind::Loop) => {
+            (false, reasons::PARENT_LOOP, "its parent chain comes back to it: it counts as a root".to_string())
+        }
+        CohortPlace::Cut(CohortProblemKind::TooDeep) => (
+            false,
+            reasons::TREE_TOO_DEEP,
+            format!("it would sit deeper than {MAX_COHORT_DEPTH} levels: it counts as a root"),
+        ),
+    };
+    ComputeCohortStatus {
+        // Set by the caller from metering's standings.
+        budget: None,
+        budget_usage: None,
+        gpu_usage: gpu_usage.map(|(v, c)| format!("{v}/{c}")),
+        usage: usage
+            .iter()
+            .map(|(resource, accelerator, v, c)| QuotaUsage {
+                resource: resource_text(resource),
+                accelerator: accelerator.clone(),
+                used: amount_text(resource, *v),
+                nominal: amount_text(resource, *c),
+            })
+            .collect(),
+        conditions: vec![conditions::condition(
+            previous,
+            types::PARENT_ACCEPTED,
+            accepted,
+            reason,
+            &message,
+            generation,
+            now,
+        )],
+    }
+}
+
 /// "spent/limit unit" of a budget's first limit, for `kubectl get cnq`.
 pub fn budget_words(budget: &BudgetSpec, status: &BudgetStatus) -> String {
     let spent = computenet_core::usage::Amounts::from(status.spent);
@@ -172,6 +264,7 @@ pub struct Reporters {
     member_timeout: Duration,
     member_writes: HashMap<String, Instant>,
     queue_writes: HashMap<String, Instant>,
+    cohort_writes: HashMap<String, Instant>,
     /// When the usage observation was last published.
     usage_observed: Option<Instant>,
 }
@@ -183,6 +276,7 @@ impl Reporters {
             member_timeout,
             member_writes: HashMap::new(),
             queue_writes: HashMap::new(),
+            cohort_writes: HashMap::new(),
             usage_observed: None,
         }
     }
@@ -285,6 +379,46 @@ impl Reporters {
                 }
             }
         }
+    }
+
+    /// Writes each cohort's usage and place in the tree when they changed (at most every
+    /// [`STATUS_REFRESH`], at once when a condition changed).
+    pub async fn cohorts(&mut self, cohorts: &[Arc<ComputeCohort>], built: &Built, metering: &Metering) {
+        if cohorts.is_empty() {
+            return;
+        }
+        let now = Timestamp::now();
+        let ledger = QuotaLedger::with_running(&built.queues, &built.cohorts, &built.running);
+        let tree = CohortTree::new(&built.queues, &built.cohorts);
+        for c in cohorts {
+            let name = c.metadata.name.clone().unwrap_or_default();
+            let place = match convert::cohort(&name, &c.spec) {
+                Err(e) => CohortPlace::Invalid(e.to_string()),
+                Ok(_) => tree
+                    .problems()
+                    .iter()
+                    .find(|p| p.cohort == name)
+                    .map_or(CohortPlace::InTree, |p| CohortPlace::Cut(p.kind)),
+            };
+            let previous = c.status.clone().unwrap_or_default();
+            let mut status =
+                cohort_status(&ledger.cohort_usage(&name), &place, &previous.conditions, c.metadata.generation, now);
+            status.budget = metering.cohort_budget(&name).map(|(b, _)| b.clone());
+            status.budget_usage = c.spec.budget.as_ref().zip(status.budget.as_ref()).map(|(b, s)| budget_words(b, s));
+            let same_conditions = conditions::same(&status.conditions, &previous.conditions);
+            let strip = |s: &ComputeCohortStatus| ComputeCohortStatus { conditions: Vec::new(), ..s.clone() };
+            let due = self.cohort_writes.get(&name).is_none_or(|t| t.elapsed() >= STATUS_REFRESH);
+            if !same_conditions || (strip(&status) != strip(&previous) && due) {
+                match status::compute_cohort(&self.client, &name, &status).await {
+                    Ok(()) => {
+                        self.cohort_writes.insert(name, Instant::now());
+                    }
+                    Err(e) => tracing::warn!(cohort = %name, error = %e, "cohort status write failed"),
+                }
+            }
+        }
+        let live: std::collections::HashSet<String> = cohorts.iter().filter_map(|c| c.metadata.name.clone()).collect();
+        self.cohort_writes.retain(|n, _| live.contains(n));
     }
 
     /// Publishes the pool's observation to the metrics and the dashboard.
@@ -411,10 +545,40 @@ mod tests {
             exhausted: true,
             message: Some("12.5 of 10 GPU-hours".into()),
         };
-        let standing = QueueStanding { past_share: 0.123_456, budget: Some(status), budget_ratio: Some(1.25) };
+        let standing = QueueStanding {
+            past_share: 0.123_456,
+            budget: Some(status),
+            budget_ratio: Some(1.25),
+            held_by_cohort: None,
+        };
         let s = queue_status(&QueueUsage::default(), Some(0.5), Some(&standing), Some(&budget));
         assert_eq!((s.share, s.past_share), (Some(0.5), Some(0.1235)));
         assert_eq!(s.budget_usage.as_deref(), Some("12.50/10 GPU-h (exhausted)"));
         assert!(s.budget.is_some_and(|b| b.exhausted));
+    }
+
+    #[test]
+    fn cohort_status_shows_usage_and_a_cut_parent() {
+        let now = Timestamp::from_second(1_000).expect("time");
+        let usage = [
+            (ResourceName::Accelerators, Some("H800".to_string()), 6, 8),
+            (ResourceName::Accelerators, Some("A100".to_string()), 1, 4),
+            (ResourceName::Cpu, None, 1_500, 64_000),
+        ];
+        let s = cohort_status(&usage, &CohortPlace::InTree, &[], Some(2), now);
+        assert_eq!(s.gpu_usage.as_deref(), Some("7/12"));
+        assert_eq!(
+            (s.usage[2].resource.as_str(), s.usage[2].used.as_str(), s.usage[2].nominal.as_str()),
+            ("cpu", "1500m", "64")
+        );
+        assert_eq!((s.conditions[0].status.as_str(), s.conditions[0].reason.as_str()), ("True", "InTree"));
+        let looped = cohort_status(&usage, &CohortPlace::Cut(CohortProblemKind::Loop), &s.conditions, Some(2), now);
+        assert_eq!(
+            (looped.conditions[0].status.as_str(), looped.conditions[0].reason.as_str()),
+            ("False", "ParentLoop")
+        );
+        let deep = cohort_status(&[], &CohortPlace::Cut(CohortProblemKind::TooDeep), &[], None, now);
+        assert_eq!(deep.gpu_usage, None);
+        assert!(deep.conditions[0].message.contains("deeper than 16 levels"), "{}", deep.conditions[0].message);
     }
 }

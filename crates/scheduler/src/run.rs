@@ -62,11 +62,12 @@ pub struct ServeConfig {
     pub metering: crate::metering::MeteringConfig,
 }
 
-const CRDS: [&str; 4] = [
+const CRDS: [&str; 5] = [
     "trainingjobs.computenet.io",
     "memberclusters.computenet.io",
     "computequeues.computenet.io",
     "computeusages.computenet.io",
+    "computecohorts.computenet.io",
 ];
 
 /// Fails with a clear message when the CRDs are not installed.

@@ -157,6 +157,7 @@ impl Scheduling {
             now: view::unix(now),
             pool: &built.pool,
             queues: &built.queues,
+            cohorts: &built.cohorts,
             pending: &built.pending,
             running: &built.running,
         };
@@ -202,6 +203,7 @@ impl Scheduling {
             now: view::unix(now),
             pool: &built.pool,
             queues: &built.queues,
+            cohorts: &built.cohorts,
             pending: &built.pending,
             running: &built.running,
         });
@@ -308,11 +310,12 @@ mod tests {
             measured: None,
         }];
         let now = Timestamp::from_second(10_000).unwrap();
-        let built = snapshot::build(view::unix(now), &views, &[queue(quota)], jobs, &BTreeMap::new());
+        let built = snapshot::build(view::unix(now), &views, &[queue(quota)], &[], jobs, &BTreeMap::new());
         let outcome = Scheduler::default().cycle(&Snapshot {
             now: view::unix(now),
             pool: &built.pool,
             queues: &built.queues,
+            cohorts: &built.cohorts,
             pending: &built.pending,
             running: &built.running,
         });

@@ -114,6 +114,7 @@ impl Service {
             .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
             .collect();
         let queues = self.hub.queues.state();
+        let cohorts = self.hub.cohorts.state();
         // 2b: admissions this service did not seal are reset before anything acts on them.
         self.reset_unissued(&jobs, &queues, &namespaces, now);
         let jobs = self.overlay.jobs(&self.hub.jobs);
@@ -128,7 +129,7 @@ impl Service {
             self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &known, &raw, now);
         // 4: on the jobs as step 3 left them.
         let jobs = self.overlay.jobs(&self.hub.jobs);
-        let mut built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+        let mut built = snapshot::build(view::unix(now), &views, &queues, &cohorts, &jobs, &namespaces);
         if let Some(progress) = &mut self.progress {
             progress.pass(&jobs, &specs, &mut built, view::unix(now));
             self.scheduling.set_learned(progress.learned());
@@ -145,7 +146,7 @@ impl Service {
         // 4b: the re-optimisation round, on the jobs as this pass's admissions leave them.
         if self.scheduling.adapt_due() {
             let jobs = self.overlay.jobs(&self.hub.jobs);
-            let mut built = snapshot::build(view::unix(now), &views, &queues, &jobs, &namespaces);
+            let mut built = snapshot::build(view::unix(now), &views, &queues, &cohorts, &jobs, &namespaces);
             crate::metering::apply(&mut built.queues, self.metering.standings_now());
             self.scheduling.adapt(&mut self.overlay, &jobs, &built, now);
         }
@@ -160,6 +161,7 @@ impl Service {
             self.hub.undecodables.objects().into_iter().filter_map(|u| u.object.uid).collect();
         self.metering.pass(&jobs, &undecodable, &store, &built, &self.scheduling.scheduler().model, now);
         self.reporters.queues(&queues, &jobs, &built, &self.metering).await;
+        self.reporters.cohorts(&cohorts, &built, &self.metering).await;
         if let Some(web) = &self.web {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
             web.metrics().usage(&crate::metering::counter_totals(&store), &self.metering);

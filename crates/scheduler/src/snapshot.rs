@@ -3,8 +3,8 @@
 
 use computenet_api::member_cluster::MeasuredEfficiency;
 use computenet_api::view::{self, Problem};
-use computenet_api::{convert, ComputeQueue, MemberCluster, TrainingJob};
-use computenet_core::{Catalogue, Cluster, Job, NodeCapacity, Pool, Queue, RunningJob};
+use computenet_api::{convert, ComputeCohort, ComputeQueue, MemberCluster, TrainingJob};
+use computenet_core::{Catalogue, Cluster, Cohort, Job, NodeCapacity, Pool, Queue, RunningJob};
 use computenet_members::prometheus::Reading;
 use computenet_members::MemberNodes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -28,6 +28,8 @@ pub struct MemberView {
 pub struct Built {
     pub pool: Pool,
     pub queues: Vec<Queue>,
+    /// The cohort tree's described levels (valid ComputeCohorts).
+    pub cohorts: Vec<Cohort>,
     pub pending: Vec<Job>,
     pub running: Vec<RunningJob>,
     /// TrainingJobs (by UID) that cannot be queued, and why.
@@ -134,6 +136,7 @@ pub fn build(
     now: u64,
     members: &[MemberView],
     queues: &[Arc<ComputeQueue>],
+    cohorts: &[Arc<ComputeCohort>],
     jobs: &[Arc<TrainingJob>],
     namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Built {
@@ -144,9 +147,14 @@ pub fn build(
     for (name, error) in invalid {
         tracing::warn!(queue = %name, %error, "ignoring invalid ComputeQueue");
     }
+    let view::HubCohorts { core: core_cohorts, invalid } = view::cohorts(cohorts.iter().map(AsRef::as_ref));
+    for (name, error) in invalid {
+        tracing::warn!(cohort = %name, %error, "ignoring invalid ComputeCohort");
+    }
     let mut built = Built {
         pool: Pool { clusters, catalogue, data_sets: BTreeMap::new(), wan_gbps: view::WAN_GBPS },
         queues: core_queues,
+        cohorts: core_cohorts,
         pending: Vec::new(),
         running: Vec::new(),
         problems: Vec::new(),

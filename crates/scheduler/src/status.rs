@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::lease;
 use computenet_api::training_job::TrainingJobStatus;
-use computenet_api::{ComputeQueue, MemberCluster, TrainingJob, FIELD_MANAGER};
+use computenet_api::{ComputeCohort, ComputeQueue, MemberCluster, TrainingJob, FIELD_MANAGER};
 use computenet_members::labels::FINALIZER;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -116,6 +116,13 @@ pub async fn member_cluster(client: &Client, name: &str, status: &computenet_api
 /// Writes a ComputeQueue's status.
 pub async fn compute_queue(client: &Client, name: &str, status: &computenet_api::ComputeQueueStatus) -> Result<()> {
     apply_status(Api::<ComputeQueue>::all(client.clone()), name, "computenet.io/v1alpha1", "ComputeQueue", status)
+        .await
+        .map(|_| ())
+}
+
+/// Writes a ComputeCohort's status.
+pub async fn compute_cohort(client: &Client, name: &str, status: &computenet_api::ComputeCohortStatus) -> Result<()> {
+    apply_status(Api::<ComputeCohort>::all(client.clone()), name, "computenet.io/v1alpha1", "ComputeCohort", status)
         .await
         .map(|_| ())
 }

@@ -594,7 +594,7 @@ mod tests {
             nodes: MemberNodes::Kubernetes { nodes: vec![Arc::new(node)], pods: Vec::new() },
             measured: None,
         }];
-        snapshot::build(10_000, &views, &[], &[], &BTreeMap::new())
+        snapshot::build(10_000, &views, &[], &[], &[], &BTreeMap::new())
     }
 
     #[test]

@@ -316,6 +316,7 @@ impl State<'_> {
                         now,
                         pool: &self.pool,
                         queues: &self.live_queues,
+                        cohorts: &[],
                         pending: &pending,
                         running: &self.running,
                     });
@@ -493,7 +494,14 @@ impl State<'_> {
         if adaptable.is_empty() {
             return Ok(false);
         }
-        let snapshot = Snapshot { now, pool: &self.pool, queues: &self.live_queues, pending, running: &self.running };
+        let snapshot = Snapshot {
+            now,
+            pool: &self.pool,
+            queues: &self.live_queues,
+            cohorts: &[],
+            pending,
+            running: &self.running,
+        };
         let adjustments = self.scheduler.adapt(&snapshot, &adaptable, config);
         let changed = !adjustments.is_empty();
         // Stop every adjusted job first (their devices may be each other's targets).
