@@ -1,7 +1,7 @@
 //! `computenet bench`: one full cycle on a synthetic pool, with peak memory.
 
 use anyhow::bail;
-use computenet_core::synth::{problem, ProblemSize};
+use computenet_core::synth::{problem, ProblemSize, SplitMix};
 use computenet_core::{Scheduler, Snapshot};
 use std::time::Instant;
 
@@ -30,6 +30,17 @@ pub struct Args {
     /// waiting.
     #[arg(long)]
     round_running: Option<usize>,
+    /// Instead of one cycle: the cost of fair share with memory. Times the cycle with every
+    /// queue's past share set (varied, non-zero) against the same cycle with none, and the
+    /// past shares themselves from a year of usage rows per queue (hourly for the last 7
+    /// days, daily for the 358 before).
+    #[arg(long)]
+    fair_share: bool,
+    /// Instead of one cycle: a simulated year of attempts at this many jobs a day pushed
+    /// through the usage store's record and compact (20 queues, 50 namespaces, 10
+    /// members, 4 accelerator types); prints the serialized sizes of the ComputeUsages.
+    #[arg(long)]
+    store_jobs_per_day: Option<u64>,
 }
 
 /// Times the re-optimisation round: the problem's first admissions run (every second job
@@ -116,6 +127,266 @@ fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Usage rows of one queue over a year, newest first: (age in seconds at the row's
+/// middle, accelerator type, device-seconds). 24 hourly rows a day for the last 7 days,
+/// then one daily row a day for the 358 days before; amounts and types drawn from `rng`.
+fn year_of_rows(rng: &mut SplitMix, nominal: u64) -> Vec<(f64, &'static str, f64)> {
+    const TYPES: [&str; 4] = ["A100-80G", "H800", "V100", "Ascend910B"];
+    let mut rows = Vec::with_capacity(7 * 24 + 358);
+    for hour in 0..7 * 24 {
+        let amount = rng.unit() * nominal as f64 * 3_600.0;
+        rows.push((hour as f64 * 3_600.0 + 1_800.0, TYPES[rng.below(4) as usize], amount));
+    }
+    for day in 7..365 {
+        let amount = rng.unit() * nominal as f64 * 86_400.0;
+        rows.push((day as f64 * 86_400.0 + 43_200.0, TYPES[rng.below(4) as usize], amount));
+    }
+    rows
+}
+
+/// Every queue's past share from its rows: decayed sums per accelerator type, then
+/// [`past_share`] over its quotas.
+fn past_shares(queues: &[computenet_core::Queue], rows: &[Vec<(f64, &str, f64)>], half_life_s: f64) -> Vec<f64> {
+    use computenet_core::queue::ResourceName;
+    use computenet_core::usage::{decay, past_share, DecayedUsage};
+    queues
+        .iter()
+        .zip(rows)
+        .map(|(q, rows)| {
+            let mut past: Vec<DecayedUsage> = Vec::new();
+            for &(age, accelerator, amount) in rows {
+                let weighted = amount * decay(age, half_life_s);
+                match past.iter_mut().find(|u| u.accelerator.as_deref() == Some(accelerator)) {
+                    Some(u) => u.amount += weighted,
+                    None => past.push(DecayedUsage {
+                        resource: ResourceName::Accelerators,
+                        accelerator: Some(accelerator.to_string()),
+                        amount: weighted,
+                    }),
+                }
+            }
+            past_share(&q.quotas, &past, half_life_s)
+        })
+        .collect()
+}
+
+/// Times fair share with memory at a problem size: the cycle with and without past
+/// shares, and computing the past shares from a year of rows.
+fn fair_share(args: &Args, size: ProblemSize) -> anyhow::Result<()> {
+    let (pool, queues, jobs) = problem(size, args.seed);
+    let mut rng = SplitMix::new(args.seed ^ 0x5eed);
+    let rows: Vec<Vec<(f64, &str, f64)>> =
+        queues.iter().map(|q| year_of_rows(&mut rng, q.quotas.first().map_or(1, |x| x.nominal))).collect();
+    let half_life_s = 7.0 * 86_400.0;
+    let row_count: usize = rows.iter().map(Vec::len).sum();
+    let mut share_times = Vec::new();
+    let mut shares = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        shares = past_shares(&queues, &rows, half_life_s);
+        share_times.push(t.elapsed().as_secs_f64());
+    }
+    let mut with_past = queues.clone();
+    for (q, s) in with_past.iter_mut().zip(&shares) {
+        q.past_share = *s;
+    }
+    let (lo, hi) = shares.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+    println!(
+        "size {}: {} queues, {} pending jobs; {row_count} usage rows (per queue: 168 hourly, 358 daily); \
+         past shares {lo:.3}-{hi:.3} at a 7-day half life",
+        args.size,
+        queues.len(),
+        jobs.len()
+    );
+    let scheduler = Scheduler::default();
+    let time_cycle = |queues: &[computenet_core::Queue]| {
+        let t = Instant::now();
+        let out =
+            scheduler.cycle(&Snapshot { now: 0, pool: &pool, queues, cohorts: &[], pending: &jobs, running: &[] });
+        (t.elapsed().as_secs_f64(), out.admissions().count())
+    };
+    // Alternate the two, so that the machine's other load falls on both alike.
+    let (mut plain, mut memory) = (Vec::new(), Vec::new());
+    let (mut admitted_plain, mut admitted_memory) = (0, 0);
+    for _ in 0..args.repeat.max(1) {
+        let (t, n) = time_cycle(&queues);
+        plain.push(t);
+        admitted_plain = n;
+        let (t, n) = time_cycle(&with_past);
+        memory.push(t);
+        admitted_memory = n;
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "past shares from rows: best {:.4} s, mean {:.4} s over {} runs",
+        best(&share_times),
+        mean(&share_times),
+        share_times.len()
+    );
+    println!("cycle, past_share 0: best {:.3} s, mean {:.3} s ({admitted_plain} admitted)", best(&plain), mean(&plain));
+    println!(
+        "cycle, past shares set: best {:.3} s, mean {:.3} s ({admitted_memory} admitted)",
+        best(&memory),
+        mean(&memory)
+    );
+    println!(
+        "(past shares + cycle with them) / cycle without: {:.3} (best runs), {:.3} (means)",
+        (best(&share_times) + best(&memory)) / best(&plain),
+        (mean(&share_times) + mean(&memory)) / mean(&plain)
+    );
+    Ok(())
+}
+
+/// The shape of the simulated usage store year.
+const STORE_QUEUES: u64 = 20;
+const STORE_NAMESPACES: u64 = 50;
+const STORE_MEMBERS: u64 = 10;
+const STORE_TYPES: [&str; 4] = ["A100-80G", "H800", "V100", "Ascend910B"];
+/// Days kept raw (hourly rows, records); older days are compacted.
+const STORE_RAW_DAYS: u64 = 7;
+
+/// One day's ended attempts of every queue: jobs submitted uniformly over the day, one
+/// attempt each and a second one for one in ten (a retry after a failure or a move);
+/// each attempt ends in the day, lasts log-uniformly 1 min to 24 h, on 1, 2, 4 or 8
+/// GPUs (70/10/15/5 %); namespace n belongs to queue n mod 20, member m has accelerator
+/// type m mod 4 and site m mod 3.
+fn store_day(
+    rng: &mut SplitMix,
+    day: u64,
+    jobs: u64,
+    model: &computenet_core::ThroughputModel,
+    catalogue: &computenet_core::Catalogue,
+) -> Vec<Vec<computenet_api::usage::EndedAttempt>> {
+    use computenet_api::usage::{EndedAttempt, EnergySource, UsageRecord};
+    use computenet_core::usage::{attempt_amounts, AttemptShape};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let efficiency = computenet_core::ClusterEfficiency::default();
+    let time =
+        |s: u64| Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(0)).unwrap_or_default());
+    let mut per_queue: Vec<Vec<EndedAttempt>> = vec![Vec::new(); STORE_QUEUES as usize];
+    let day_start = 1_767_225_600 + day * 86_400; // 2026-01-01T00:00:00Z
+    for j in 0..jobs {
+        let namespace = rng.below(STORE_NAMESPACES);
+        let queue = namespace % STORE_QUEUES;
+        let member = rng.below(STORE_MEMBERS);
+        let accelerator = STORE_TYPES[(member % 4) as usize];
+        let r = rng.unit();
+        let gpus = if r < 0.70 {
+            1
+        } else if r < 0.80 {
+            2
+        } else if r < 0.95 {
+            4
+        } else {
+            8
+        };
+        let uid = format!("{:08x}-{:04x}-{:04x}-{:012x}", rng.next_u64() as u32, j % 65_536, day, rng.next_u64() >> 16);
+        let attempts = if rng.below(10) == 0 { 2 } else { 1 };
+        for attempt in 1..=attempts {
+            let seconds = (60.0 * (rng.unit() * 1_440f64.ln()).exp()) as u64;
+            let end = day_start + rng.below(86_400);
+            let start = end.saturating_sub(seconds);
+            let shape = AttemptShape {
+                accelerator: Some(accelerator),
+                devices: gpus,
+                cpu_millis: gpus * 8_000,
+                seconds: seconds as f64,
+            };
+            let amounts = attempt_amounts(model, catalogue, &efficiency, false, &shape);
+            per_queue[queue as usize].push(EndedAttempt {
+                queue: format!("queue-{queue:02}"),
+                start,
+                end,
+                amounts,
+                record: UsageRecord {
+                    namespace: format!("team-{namespace:02}"),
+                    job: format!("train-{day:03}-{j:06}"),
+                    uid: uid.clone(),
+                    attempt,
+                    member: format!("member-{member:02}"),
+                    site: format!("site-{}", member % 3),
+                    accelerator: Some(accelerator.to_string()),
+                    gpus: gpus as i64,
+                    replicas: 1,
+                    start: time(start),
+                    end: time(end),
+                    reason: if attempt < attempts { "Failed".into() } else { "Succeeded".into() },
+                    energy_source: EnergySource::Estimated,
+                    amounts: amounts.into(),
+                },
+            });
+        }
+    }
+    for attempts in &mut per_queue {
+        attempts.sort_by_key(|a| a.end);
+    }
+    per_queue
+}
+
+/// A year of a queue's days through `record` (in writes of at most
+/// `MAX_RECORDS_PER_WRITE` attempts, in order of their ends) and `compact` (days older
+/// than `STORE_RAW_DAYS` at the year's end); the serialized JSON sizes of the objects.
+fn store_year(jobs_per_day: u64, seed: u64) -> anyhow::Result<()> {
+    use computenet_api::usage::{compact, empty_day, object_name, record, ComputeUsage, MAX_RECORDS_PER_WRITE};
+    let started = Instant::now();
+    let model = computenet_core::ThroughputModel::default();
+    let catalogue = computenet_core::Catalogue::built_in();
+    let mut rng = SplitMix::new(seed);
+    let days = 365u64;
+    let first_day = 1_767_225_600 / 86_400;
+    let (mut total, mut objects, mut attempts) = (0u64, 0u64, 0u64);
+    let (mut raw_max, mut compacted_max, mut raw_sum, mut raw_count) = (0usize, 0usize, 0u64, 0u64);
+    let (mut rows_max, mut records_max) = (0usize, 0usize);
+    let mut record_s = 0.0;
+    for day in 0..days {
+        for (q, ended) in store_day(&mut rng, day, jobs_per_day, &model, &catalogue).into_iter().enumerate() {
+            let queue = format!("queue-{q:02}");
+            let mut spec = empty_day(&queue, first_day + day, 3_600);
+            let t = Instant::now();
+            for chunk in ended.chunks(MAX_RECORDS_PER_WRITE) {
+                record(&mut spec, chunk);
+            }
+            record_s += t.elapsed().as_secs_f64();
+            attempts += ended.len() as u64;
+            rows_max = rows_max.max(spec.rows.len());
+            records_max = records_max.max(spec.records.len());
+            let name = object_name(&queue, first_day + day);
+            let raw = serde_json::to_vec(&ComputeUsage::new(&name, spec.clone()))?.len();
+            raw_max = raw_max.max(raw);
+            raw_sum += raw as u64;
+            raw_count += 1;
+            let kept = if day + STORE_RAW_DAYS < days {
+                let small = serde_json::to_vec(&ComputeUsage::new(&name, compact(&spec)))?.len();
+                compacted_max = compacted_max.max(small);
+                small
+            } else {
+                raw
+            };
+            total += kept as u64;
+            objects += 1;
+        }
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "usage store, a simulated year: {jobs_per_day} jobs/day ({attempts} attempts, 1.1 per job), {STORE_QUEUES} \
+         queues, {STORE_NAMESPACES} namespaces, {STORE_MEMBERS} members, {} accelerator types",
+        STORE_TYPES.len()
+    );
+    println!(
+        "objects kept: {objects} ({STORE_QUEUES} queues x {days} days; the last {STORE_RAW_DAYS} days raw, the rest \
+         compacted)"
+    );
+    println!("serialized JSON kept for the year: {total} bytes ({:.1} MiB)", mib(total));
+    println!(
+        "per object: raw day max {raw_max} bytes (mean {:.0}; at most {rows_max} rows, {records_max} records), \
+         compacted day max {compacted_max} bytes",
+        raw_sum as f64 / raw_count.max(1) as f64
+    );
+    println!("record: {record_s:.1} s in all; total run {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// The 2,000-GPU pool of the replay benchmark.
 const BENCH_POOL: &str = include_str!("../../../seeds/pools/bench-2000.yaml");
 
@@ -168,6 +439,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(trace) = args.replay.clone() {
         return replay(&args, &trace);
     }
+    if let Some(jobs_per_day) = args.store_jobs_per_day {
+        return store_year(jobs_per_day, args.seed);
+    }
     let size = match args.size.to_ascii_uppercase().as_str() {
         "S" => ProblemSize::S,
         "M" => ProblemSize::M,
@@ -176,6 +450,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(running) = args.round_running {
         return round(&args, size, running);
+    }
+    if args.fair_share {
+        return fair_share(&args, size);
     }
     let started = Instant::now();
     let (pool, queues, jobs) = problem(size, args.seed);

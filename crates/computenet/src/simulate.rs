@@ -3,9 +3,10 @@
 use anyhow::{bail, Context};
 use computenet_core::pool::PoolDescription;
 use computenet_core::{AdaptConfig, Job, Pool, Queue, ThroughputModel};
+use computenet_sim::departments::{self, DepartmentFigures};
 use computenet_sim::engine::Adaptation;
 use computenet_sim::policy::make_restartable;
-use computenet_sim::report::{table, Summary};
+use computenet_sim::report::{table, usage_table, Summary};
 use computenet_sim::traces;
 use computenet_sim::workload::GeneratedWorkload;
 use computenet_sim::{plots, Policy, RunOptions, Simulation, SimulationResult};
@@ -101,6 +102,55 @@ pub struct Args {
     /// computenet-adaptive: a move must save more than this many times its restart cost.
     #[arg(long, default_value_t = AdaptConfig::default().gain_factor)]
     adapt_gain_factor: f64,
+    /// Fair share with memory: the half life, in hours, of the decayed past usage added to
+    /// each queue's current share when queues are ordered (0: plain DRF on current usage).
+    /// Repeatable: every policy runs once per value.
+    #[arg(long = "fair-share-half-life-h", default_values_t = [0.0], value_parser = non_negative)]
+    fair_share_half_life_h: Vec<f64>,
+    /// Keep only the jobs submitted in the days from --from-day on (submission times then
+    /// count from --from-day).
+    #[arg(long, value_parser = non_negative)]
+    days: Option<f64>,
+    /// Start of the --days window, in days from the workload's first submission.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    from_day: f64,
+    /// Two departments submitting the same jobs: queue dept-a gets the workload's jobs,
+    /// dept-b a copy of each from --dept-b-from-day on; two queues with weight 1 and a
+    /// quota of half the pool's accelerators each in one cohort (borrowing allowed, no
+    /// preemption). Prints what each asked for and received (over --days when given)
+    /// and, with --plots, plots the gap between them.
+    #[arg(long)]
+    departments: bool,
+    /// With --departments: dept-b submits only from this day on (days counted like
+    /// --days); until then dept-a has the pool to itself.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    dept_b_from_day: f64,
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    let v: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be a finite number, at least 0"))
+    }
+}
+
+/// A run's name: the policy, and the fair-share half life when it has one.
+fn run_name(policy: Policy, half_life_h: f64) -> String {
+    if half_life_h > 0.0 {
+        format!("{} fs{half_life_h}h", policy.name())
+    } else {
+        policy.name().to_string()
+    }
+}
+
+/// Keeps the jobs submitted in `[from_s, from_s + length_s)`, their times counted from `from_s`.
+fn time_window(jobs: &mut Vec<Job>, from_s: u64, length_s: u64) {
+    jobs.retain(|j| j.submitted_at >= from_s && j.submitted_at - from_s < length_s);
+    for j in jobs.iter_mut() {
+        j.submitted_at -= from_s;
+    }
 }
 
 fn share(text: &str) -> Result<f64, String> {
@@ -200,9 +250,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => Format::Generated,
     };
     let profiles_dir = args.profiles.clone().unwrap_or_else(|| data.clone());
-    let (model, workloads, description_line) = load(&args, format, &pool, &data, &profiles_dir)?;
+    let (model, mut workloads, mut description_line) = load(&args, format, &pool, &data, &profiles_dir)?;
 
     let gpus: u64 = pool.clusters.iter().flat_map(|c| &c.nodes).map(|n| u64::from(n.allocatable.accelerators)).sum();
+    let horizon_s = args.days.map(|d| (d * 86_400.0) as u64);
+    if let Some(length_s) = horizon_s {
+        let from_s = (args.from_day * 86_400.0) as u64;
+        for w in &mut workloads {
+            // Relative to the workload's first submission.
+            let first = w.jobs.iter().map(|j| j.submitted_at).min().unwrap_or(0);
+            time_window(&mut w.jobs, first + from_s, length_s);
+        }
+        description_line.push_str(&format!(
+            "; kept the jobs submitted in days [{}, {}) ({} jobs)",
+            args.from_day,
+            args.from_day + length_s as f64 / 86_400.0,
+            workloads.iter().map(|w| w.jobs.len()).sum::<usize>()
+        ));
+    }
+    if args.departments {
+        let b_from_s = (args.dept_b_from_day * 86_400.0) as u64;
+        for w in &mut workloads {
+            w.jobs = departments::mirror(&w.jobs, b_from_s);
+            w.queues = departments::queues(gpus);
+        }
+        description_line.push_str(&format!(
+            "; departments: dept-a submits every job, dept-b a copy of each from day {} on ({} jobs in all), \
+             quota {} GPUs each",
+            args.dept_b_from_day,
+            workloads.iter().map(|w| w.jobs.len()).sum::<usize>(),
+            gpus.div_ceil(2)
+        ));
+    }
+    let half_lives = &args.fair_share_half_life_h;
     println!(
         "pool: {pool_name}: {} clusters, {} nodes, {gpus} accelerators",
         pool.clusters.len(),
@@ -210,7 +290,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("workload: {description_line}\n");
 
-    let total_jobs: u64 = workloads.iter().map(|w| w.jobs.len() as u64).sum::<u64>() * policies.len() as u64;
+    let total_jobs: u64 =
+        workloads.iter().map(|w| w.jobs.len() as u64).sum::<u64>() * (policies.len() * half_lives.len()) as u64;
     let bar = if std::io::stderr().is_terminal() && total_jobs >= 5_000 {
         let bar = indicatif::ProgressBar::new(total_jobs);
         if let Ok(style) =
@@ -224,16 +305,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut base = 0u64;
     let mut per_workload: Vec<(String, usize, Vec<Summary>)> = Vec::new();
-    let mut first_results: Vec<(Policy, SimulationResult)> = Vec::new();
+    let mut first_results: Vec<(String, SimulationResult)> = Vec::new();
+    let mut department_runs: Vec<DepartmentRun> = Vec::new();
+    let run_names: Vec<String> =
+        policies.iter().flat_map(|&p| half_lives.iter().map(move |&h| run_name(p, h))).collect();
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     for (wi, w) in workloads.iter().enumerate() {
         let mut summaries = Vec::new();
-        let mut results: Vec<(Policy, SimulationResult)> = Vec::new();
-        for &policy in &policies {
+        let mut results: Vec<(String, SimulationResult)> = Vec::new();
+        for (&policy, &half_life_h) in policies.iter().flat_map(|p| half_lives.iter().map(move |h| (p, h))) {
+            let name = run_name(policy, half_life_h);
             if let Some(bar) = &bar {
-                bar.set_message(format!("{} / {}", w.name, policy.name()));
+                bar.set_message(format!("{} / {name}", w.name));
             }
             let mut jobs = w.jobs.clone();
             policy.prepare(&mut jobs);
@@ -251,17 +336,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             };
             let mut scheduler = policy.scheduler(model.clone());
             scheduler.config.wait_speedup = args.wait_speedup;
+            let options = RunOptions {
+                window: args.window,
+                progress: Some(&mut progress),
+                adaptation,
+                fair_share_half_life_s: half_life_h * 3_600.0,
+            };
             let result = Simulation { pool: pool.clone(), queues: w.queues.clone(), scheduler, jobs }
-                .run_with(RunOptions { window: args.window, progress: Some(&mut progress), adaptation })
-                .with_context(|| format!("simulating {} on {}", policy.name(), w.name))?;
+                .run_with(options)
+                .with_context(|| format!("simulating {name} on {}", w.name))?;
             base += w.jobs.len() as u64;
-            summaries.push(Summary::of(policy.name(), &result));
+            summaries.push(Summary::of(&name, &result));
+            if args.departments && wi == 0 {
+                let horizon = horizon_s.unwrap_or_else(|| w.jobs.iter().map(|j| j.submitted_at + 1).max().unwrap_or(1));
+                let b_from_s = (args.dept_b_from_day * 86_400.0) as u64;
+                department_runs.push(DepartmentRun {
+                    run: name.clone(),
+                    whole: departments::figures(&w.jobs, &result, 0, horizon, 86_400),
+                    both: departments::figures(&w.jobs, &result, b_from_s, horizon, 86_400),
+                });
+            }
             if args.plots.is_some() {
-                results.push((policy, result));
+                results.push((name, result));
             }
         }
         if let Some(dir) = &args.plots {
-            let runs: Vec<(&str, &SimulationResult)> = results.iter().map(|(p, r)| (p.name(), r)).collect();
+            let runs: Vec<(&str, &SimulationResult)> = results.iter().map(|(p, r)| (p.as_str(), r)).collect();
             let path = dir.join(format!("jct-cdf-{}.svg", w.name));
             plots::jct_cdf(&path, &format!("JCT CDF: {}", w.name), &runs)?;
             if wi == 0 {
@@ -275,27 +375,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.plots {
         let name = &workloads[0].name;
-        for (policy, result) in &first_results {
-            let path = dir.join(format!("utilisation-{name}-{}.svg", policy.name()));
-            plots::utilisation(&path, &format!("utilisation per cluster: {name}, {}", policy.name()), result)?;
+        for (run, result) in &first_results {
+            let file = run.replace(' ', "-");
+            let path = dir.join(format!("utilisation-{name}-{file}.svg"));
+            plots::utilisation(&path, &format!("utilisation per cluster: {name}, {run}"), result)?;
+        }
+        if !department_runs.is_empty() {
+            department_plots(dir, name, &department_runs)?;
         }
     }
 
     let means: Vec<Summary> = if per_workload.len() == 1 {
         per_workload[0].2.clone()
     } else {
-        (0..policies.len())
+        (0..run_names.len())
             .map(|p| {
                 let runs: Vec<Summary> = per_workload.iter().map(|w| w.2[p].clone()).collect();
-                Summary::mean(policies[p].name(), &runs)
+                Summary::mean(&run_names[p], &runs)
             })
             .collect()
     };
     if per_workload.len() > 1 {
         println!("avg JCT (h) per workload:");
         let mut header = format!("{:24}", "workload");
-        for p in &policies {
-            header.push_str(&format!("  {:>19}", p.name()));
+        for p in &run_names {
+            header.push_str(&format!("  {p:>19}"));
         }
         println!("{header}");
         for (name, _, s) in &per_workload {
@@ -308,6 +412,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("\nmean over {} workloads (counts summed):", per_workload.len());
     }
     print!("{}", table(&means));
+    println!("\nusage per queue (the service's accounting; estimated power):");
+    print!("{}", usage_table(&means));
+    if !department_runs.is_empty() {
+        println!(
+            "\ndepartments (first workload{}):",
+            horizon_s.map_or(String::new(), |h| format!(", over {} days", h / 86_400))
+        );
+        print!("{}", department_table(&department_runs, args.dept_b_from_day));
+    }
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "pool": pool_name,
@@ -316,10 +429,113 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "name": name, "jobs": jobs, "policies": s,
             })).collect::<Vec<_>>(),
             "policies": means,
+            "departments": department_runs.iter().map(|d| serde_json::json!({
+                "run": d.run, "whole": d.whole, "fromDeptBStart": d.both,
+            })).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// One run's department figures: over the whole horizon, and from dept-b's start on.
+struct DepartmentRun {
+    run: String,
+    whole: Vec<DepartmentFigures>,
+    both: Vec<DepartmentFigures>,
+}
+
+/// Per run: GPU-hours each department received over the horizon and dept-a's lead; from
+/// dept-b's start on (both submit the same jobs), what each received, dept-a's share and
+/// the mean queueing delay of their GPU jobs.
+fn department_table(runs: &[DepartmentRun], b_from_day: f64) -> String {
+    let mut out = format!(
+        "{:24}  {:>19}  {:>8}  {:>19}  {:>7}  {:>17}  {:>9}\n",
+        "run",
+        "all: recv A / B",
+        "A lead",
+        format!("day {b_from_day}+: recv A / B"),
+        "A share",
+        "mean queue A / B",
+        "queue A-B"
+    );
+    for d in runs {
+        let [a, b] = [&d.whole[0], &d.whole[1]];
+        let [x, y] = [&d.both[0], &d.both[1]];
+        let total = x.received_gpu_hours + y.received_gpu_hours;
+        out.push_str(&format!(
+            "{:24}  {:>8.0} / {:>8.0}  {:>+8.0}  {:>8.0} / {:>8.0}  {:>7.3}  {:>7.2} / {:>7.2}  {:>+9.2}\n",
+            d.run,
+            a.received_gpu_hours,
+            b.received_gpu_hours,
+            a.received_gpu_hours - b.received_gpu_hours,
+            x.received_gpu_hours,
+            y.received_gpu_hours,
+            if total > 0.0 { x.received_gpu_hours / total } else { 0.0 },
+            x.mean_queue_h,
+            y.mean_queue_h,
+            x.mean_queue_h - y.mean_queue_h
+        ));
+    }
+    out
+}
+
+/// The gap between the departments over time, one line per run: dept-a's cumulative lead
+/// in GPU-hours received, dept-a's share of the GPU-hours received each day, and the mean
+/// queueing delay of the GPU jobs submitted each day (dept-a minus dept-b).
+fn department_plots(dir: &Path, workload: &str, runs: &[DepartmentRun]) -> anyhow::Result<()> {
+    let day = |d: usize| d as f64 + 1.0;
+    let lead: Vec<(String, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|d| {
+            let mut sum = 0.0;
+            let days = d.whole[0].received_per_bucket.iter().zip(&d.whole[1].received_per_bucket).enumerate();
+            let points = days
+                .map(|(k, (a, b))| {
+                    sum += a - b;
+                    (day(k), sum)
+                })
+                .collect();
+            (d.run.clone(), points)
+        })
+        .collect();
+    plots::lines(
+        &dir.join("lead.svg"),
+        &format!("GPU-hours received, dept-a minus dept-b, cumulative: {workload}"),
+        "end of simulated day",
+        "GPU-hours",
+        &lead,
+    )?;
+    let share_a: Vec<(String, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|d| {
+            let days = d.whole[0].received_per_bucket.iter().zip(&d.whole[1].received_per_bucket).enumerate();
+            let share = days.map(|(k, (a, b))| (day(k), if a + b > 0.0 { a / (a + b) } else { 0.5 })).collect();
+            (d.run.clone(), share)
+        })
+        .collect();
+    plots::lines(
+        &dir.join("share-a.svg"),
+        &format!("dept-a's share of the GPU-hours received each day: {workload}"),
+        "end of simulated day",
+        "dept-a share",
+        &share_a,
+    )?;
+    let queue_gap: Vec<(String, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|d| {
+            let days = d.whole[0].queue_h_per_bucket.iter().zip(&d.whole[1].queue_h_per_bucket).enumerate();
+            (d.run.clone(), days.map(|(k, (a, b))| (day(k), a - b)).collect())
+        })
+        .collect();
+    plots::lines(
+        &dir.join("queue-gap.svg"),
+        &format!("mean queueing delay by submission day, dept-a minus dept-b: {workload}"),
+        "end of simulated day",
+        "hours",
+        &queue_gap,
+    )?;
     Ok(())
 }
 

@@ -10,8 +10,11 @@
 //! far backfill looks ahead (as batch schedulers limit their backfill depth).
 
 use crate::error::{Error, Result};
+use crate::fairshare::FairShareMemory;
+use crate::report::{usage_by_queue, QueueUsage};
 use computenet_core::adapt::remaining_work;
 use computenet_core::explain::Placement;
+use computenet_core::usage::{attempt_amounts, quota_amounts, AttemptShape};
 use computenet_core::{
     Action, AdaptConfig, Adaptable, AdjustmentKind, Job, Pool, Queue, RunningJob, Scheduler, Snapshot,
 };
@@ -49,6 +52,8 @@ pub struct Segment {
     pub cluster: String,
     pub accelerator: Option<String>,
     pub devices: u64,
+    /// CPU of the whole gang, in millicores.
+    pub cpu_millis: u64,
     pub start: u64,
     /// None while it runs (or when the simulation ended first).
     pub end: Option<u64>,
@@ -63,6 +68,9 @@ pub struct SimulationResult {
     pub cycles: u64,
     /// The pool as simulated (for capacity figures in reports).
     pub pool: Pool,
+    /// What each queue's attempts used, by the service's accounting
+    /// ([`crate::report::usage_by_queue`]).
+    pub usage_by_queue: std::collections::BTreeMap<String, QueueUsage>,
 }
 
 /// A simulation: a pool, queues, a scheduler and the jobs to replay.
@@ -90,17 +98,24 @@ pub struct RunOptions<'a> {
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
     /// Run the re-optimisation round over restartable jobs (None: jobs never move).
     pub adaptation: Option<Adaptation>,
+    /// Fair share with memory: before each cycle every queue's `past_share` is set from
+    /// its usage decayed with this half life, in seconds (0: off, plain DRF on current
+    /// usage).
+    pub fair_share_half_life_s: f64,
 }
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions { window: 256, progress: None, adaptation: None }
+        RunOptions { window: 256, progress: None, adaptation: None, fair_share_half_life_s: 0.0 }
     }
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions").field("window", &self.window).finish_non_exhaustive()
+        f.debug_struct("RunOptions")
+            .field("window", &self.window)
+            .field("fair_share_half_life_s", &self.fair_share_half_life_s)
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,9 +158,16 @@ impl Simulation {
             });
         }
         let adaptation = options.adaptation.take();
+        let queue_pos: HashMap<&str, usize> = queues.iter().enumerate().map(|(i, q)| (q.name.as_str(), i)).collect();
+        let queue_of = jobs.iter().map(|j| queue_pos.get(j.queue.as_str()).copied().unwrap_or(queues.len())).collect();
+        let half_life = options.fair_share_half_life_s;
+        let memory = (half_life.is_finite() && half_life > 0.0).then(|| FairShareMemory::new(queues.len(), half_life));
         let state = State {
             pool,
             queues: &queues,
+            live_queues: queues.clone(),
+            memory,
+            queue_of,
             scheduler: &scheduler,
             jobs: &jobs,
             index_of,
@@ -181,6 +203,12 @@ struct Attempt {
 struct State<'a> {
     pool: Pool,
     queues: &'a [Queue],
+    /// The queues as the cycle sees them (their past shares set when fair share has memory).
+    live_queues: Vec<Queue>,
+    /// Decayed past usage per queue (None: fair share without memory).
+    memory: Option<FairShareMemory>,
+    /// Position of each job's queue in `queues` (`queues.len()`: unknown queue).
+    queue_of: Vec<usize>,
     scheduler: &'a Scheduler,
     jobs: &'a [Job],
     index_of: HashMap<String, usize>,
@@ -281,10 +309,13 @@ impl State<'_> {
                 let mut started: Vec<bool> = vec![false; pending.len()];
                 let mut requeue: Vec<usize> = Vec::new();
                 if run_cycle {
+                    if let Some(memory) = self.memory.as_mut() {
+                        memory.set_past_shares(&mut self.live_queues, now);
+                    }
                     let outcome = self.scheduler.cycle(&Snapshot {
                         now,
                         pool: &self.pool,
-                        queues,
+                        queues: &self.live_queues,
                         cohorts: &[],
                         pending: &pending,
                         running: &self.running,
@@ -343,7 +374,8 @@ impl State<'_> {
                 break;
             }
         }
-        Ok(SimulationResult { jobs: self.records, end_time: now, cycles, pool: self.pool })
+        let usage = usage_by_queue(&self.records, &self.pool, &self.scheduler.model, now);
+        Ok(SimulationResult { jobs: self.records, end_time: now, cycles, pool: self.pool, usage_by_queue: usage })
     }
 
     /// Starts job `i` (`job`: as the cycle saw it, with its remaining work) at `p`.
@@ -365,6 +397,19 @@ impl State<'_> {
             cost: p.estimate.cost,
         });
         let replicas: u32 = p.slots.iter().map(|s| s.replicas).sum();
+        let cpu_millis = u64::from(replicas) * job.per_replica.cpu_millis;
+        if let Some(memory) = self.memory.as_mut() {
+            // Per second of the segment, by the same accounting as the report.
+            let shape = AttemptShape {
+                accelerator: p.accelerator.as_deref(),
+                devices: if p.accelerator.is_some() { devices(job, replicas) } else { 0 },
+                cpu_millis,
+                seconds: 1.0,
+            };
+            let efficiency = self.pool.clusters.get(p.cluster_index).map(|c| c.efficiency.clone()).unwrap_or_default();
+            let per_second = attempt_amounts(&self.scheduler.model, &self.pool.catalogue, &efficiency, false, &shape);
+            memory.begin(i, self.queue_of[i], p.accelerator.as_deref(), &quota_amounts(&per_second), now);
+        }
         let rec = &mut self.records[i];
         rec.started_at.get_or_insert(now);
         rec.cluster = Some(p.cluster.clone());
@@ -376,6 +421,7 @@ impl State<'_> {
             cluster: p.cluster,
             accelerator: p.accelerator,
             devices: rec.devices,
+            cpu_millis,
             start: now,
             end: None,
         });
@@ -448,8 +494,14 @@ impl State<'_> {
         if adaptable.is_empty() {
             return Ok(false);
         }
-        let snapshot =
-            Snapshot { now, pool: &self.pool, queues: self.queues, cohorts: &[], pending, running: &self.running };
+        let snapshot = Snapshot {
+            now,
+            pool: &self.pool,
+            queues: &self.live_queues,
+            cohorts: &[],
+            pending,
+            running: &self.running,
+        };
         let adjustments = self.scheduler.adapt(&snapshot, &adaptable, config);
         let changed = !adjustments.is_empty();
         // Stop every adjusted job first (their devices may be each other's targets).
@@ -485,6 +537,9 @@ impl State<'_> {
     fn close_segment(&mut self, i: usize, now: u64) {
         if let Some(s) = self.records[i].segments.last_mut().filter(|s| s.end.is_none()) {
             s.end = Some(now);
+            if let Some(memory) = self.memory.as_mut() {
+                memory.end(i, now);
+            }
         }
     }
 }
@@ -545,7 +600,7 @@ mod tests {
             scheduler,
             jobs,
         }
-        .run_with(RunOptions { window: 1, progress: None, adaptation: None })
+        .run_with(RunOptions { window: 1, ..RunOptions::default() })
         .expect("runs");
         let ends: Vec<Option<u64>> = result.jobs.iter().map(|r| r.finished_at).collect();
         assert_eq!(ends, vec![Some(3600), Some(5400), Some(10800)]);
@@ -622,6 +677,7 @@ mod tests {
             window: 256,
             progress: None,
             adaptation: Some(Adaptation { config: AdaptConfig::default(), interval_s: 300 }),
+            fair_share_half_life_s: 0.0,
         })
         .expect("runs");
         assert!(result.jobs.iter().any(|r| r.moves > 0), "something moved: {:?}", result.jobs);

@@ -5,8 +5,10 @@
 //! completion times, queueing, utilisation and energy.
 #![forbid(unsafe_code)]
 
+pub mod departments;
 pub mod engine;
 pub mod error;
+pub mod fairshare;
 pub mod plots;
 pub mod policy;
 pub mod report;

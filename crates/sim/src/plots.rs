@@ -114,3 +114,54 @@ pub fn utilisation(path: &Path, title: &str, result: &SimulationResult) -> Resul
     root.present().map_err(|e| plot_error(path, e))?;
     Ok(())
 }
+
+/// A line chart of named series of (x, y) points, with a horizontal rule at y = 0 when
+/// the values cross it.
+pub fn lines(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    let points = series.iter().flat_map(|(_, v)| v.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    // No points (the bounds are still infinite) or one x only: a default range.
+    if x0.is_infinite() || x1 <= x0 {
+        (x0, x1) = (0.0, 1.0);
+    }
+    if y0.is_infinite() || y1 < y0 {
+        (y0, y1) = (0.0, 1.0);
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let (y0, y1) = (y0.min(0.0) - pad, y1.max(0.0) + pad);
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| plot_error(path, e))?;
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(|e| plot_error(path, e))?;
+    if y0 < 0.0 && y1 > 0.0 {
+        chart
+            .draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.mix(0.4).stroke_width(1)))
+            .map_err(|e| plot_error(path, e))?;
+    }
+    for (k, (name, v)) in series.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(v.iter().copied(), colour.stroke_width(2)))
+            .map_err(|e| plot_error(path, e))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    root.present().map_err(|e| plot_error(path, e))?;
+    Ok(())
+}

@@ -1,8 +1,9 @@
 //! Summaries of a simulation: completion times, queueing, utilisation, energy.
 
-use crate::engine::SimulationResult;
+use crate::engine::{JobRecord, SimulationResult};
 use computenet_core::accelerator::CPU_ONLY;
-use computenet_core::ClusterKind;
+use computenet_core::usage::{attempt_amounts, Amounts, AttemptShape};
+use computenet_core::{ClusterKind, Pool, ThroughputModel};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,6 +37,68 @@ pub struct Summary {
     /// (run time / JCT): 1 when every job waited in the same proportion.
     pub jain_fairness: f64,
     pub cycles: u64,
+    /// What each queue's attempts used ([`usage_by_queue`]).
+    pub usage_by_queue: BTreeMap<String, QueueUsage>,
+}
+
+/// What one queue's attempts used over a simulation, by the service's accounting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueUsage {
+    /// Segments run (a job that moved or was preempted counts once per stretch).
+    pub attempts: u64,
+    pub gpu_hours: f64,
+    pub energy_kwh: f64,
+    pub cost: f64,
+    pub carbon_kg: f64,
+    /// Useful TFLOPS per facility watt (useful work over energy).
+    pub tflops_per_watt: f64,
+    /// The sums behind the figures above.
+    pub amounts: Amounts,
+}
+
+impl QueueUsage {
+    fn of(attempts: u64, amounts: Amounts) -> Self {
+        QueueUsage {
+            attempts,
+            gpu_hours: amounts.gpu_hours(),
+            energy_kwh: amounts.energy_kwh,
+            cost: amounts.cost,
+            carbon_kg: amounts.carbon_kg,
+            tflops_per_watt: amounts.tflops_per_watt(),
+            amounts,
+        }
+    }
+}
+
+/// Per queue, what its jobs' segments used: [`attempt_amounts`] of every segment (its
+/// cluster's efficiency, estimated power, `model` and the pool's catalogue), a segment
+/// still open at `end_time` counted until then.
+pub fn usage_by_queue(
+    jobs: &[JobRecord],
+    pool: &Pool,
+    model: &ThroughputModel,
+    end_time: u64,
+) -> BTreeMap<String, QueueUsage> {
+    let efficiency: BTreeMap<&str, _> = pool.clusters.iter().map(|c| (c.name.as_str(), &c.efficiency)).collect();
+    let default_efficiency = computenet_core::ClusterEfficiency::default();
+    let mut sums: BTreeMap<String, (u64, Amounts)> = BTreeMap::new();
+    for job in jobs {
+        let entry = sums.entry(job.queue.clone()).or_default();
+        for seg in &job.segments {
+            let shape = AttemptShape {
+                accelerator: seg.accelerator.as_deref(),
+                // A CPU job's devices are its cores: its CPU is in `cpu_millis`.
+                devices: if seg.accelerator.is_some() { seg.devices } else { 0 },
+                cpu_millis: seg.cpu_millis,
+                seconds: seg.end.unwrap_or(end_time).saturating_sub(seg.start) as f64,
+            };
+            let eff = efficiency.get(seg.cluster.as_str()).copied().unwrap_or(&default_efficiency);
+            entry.0 += 1;
+            entry.1 = entry.1.plus(&attempt_amounts(model, &pool.catalogue, eff, false, &shape));
+        }
+    }
+    sums.into_iter().map(|(q, (n, a))| (q, QueueUsage::of(n, a))).collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -133,6 +196,7 @@ impl Summary {
             restart_s: result.jobs.iter().map(|j| j.restart_s).sum(),
             jain_fairness,
             cycles: result.cycles,
+            usage_by_queue: result.usage_by_queue.clone(),
         }
     }
 
@@ -169,8 +233,42 @@ impl Summary {
             restart_s: runs.iter().map(|r| r.restart_s).sum(),
             jain_fairness: avg(&|r| r.jain_fairness),
             cycles: runs.iter().map(|r| r.cycles).sum(),
+            usage_by_queue: mean_usage(runs),
         }
     }
+}
+
+/// Per queue, the mean of several runs' usage (attempts summed, as the other counts).
+fn mean_usage(runs: &[Summary]) -> BTreeMap<String, QueueUsage> {
+    let n = runs.len().max(1) as f64;
+    let mut sums: BTreeMap<String, (u64, Amounts)> = BTreeMap::new();
+    for (q, u) in runs.iter().flat_map(|r| &r.usage_by_queue) {
+        let entry = sums.entry(q.clone()).or_default();
+        entry.0 += u.attempts;
+        entry.1 = entry.1.plus(&u.amounts.scaled(1.0 / n));
+    }
+    sums.into_iter().map(|(q, (k, a))| (q, QueueUsage::of(k, a))).collect()
+}
+
+/// Per policy, each queue's usage as a text table.
+pub fn usage_table(summaries: &[Summary]) -> String {
+    let mut out = String::new();
+    let width = summaries.iter().flat_map(|s| s.usage_by_queue.keys()).map(String::len).max().unwrap_or(5).max(5);
+    for s in summaries {
+        let _ = writeln!(
+            out,
+            "{:width$}  {:>8}  {:>10}  {:>10}  {:>10}  {:>10}  {:>9}   ({})",
+            "queue", "attempts", "GPU-hours", "kWh", "cost", "kg CO2e", "TFLOPS/W", s.policy
+        );
+        for (q, u) in &s.usage_by_queue {
+            let _ = writeln!(
+                out,
+                "{q:width$}  {:>8}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {:>9.4}",
+                u.attempts, u.gpu_hours, u.energy_kwh, u.cost, u.carbon_kg, u.tflops_per_watt
+            );
+        }
+    }
+    out
 }
 
 /// Jain's fairness index of `x`: (sum x)^2 / (n sum x^2), 1 for an empty or all-zero set.
@@ -316,6 +414,84 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    /// Two jobs on a V100 cluster with PUE 1.5, price 2 per kWh and 400 g/kWh:
+    /// - "g" (queue a): 2 V100 for 1 h, then moved, 2 V100 again, still running when the
+    ///   simulation ends at 2 h;
+    /// - "c" (queue b): CPU only, 8 cores (4 replicas x 2000m) for 2 h, held 8 "devices".
+    ///
+    /// V100 board power 300 W: g uses 2 x 300 W x 2 h = 1.2 kWh at the board, x 1.5 PUE =
+    /// 1.8 kWh, 4 GPU-hours, cost 3.6, 0.72 kg; c uses 8 cores x the catalogue's CPU core
+    /// power (10 W) x 2 h x 1.5 = 0.24 kWh.
+    #[test]
+    fn usage_by_queue_hand_checked() {
+        use crate::engine::Segment;
+        use computenet_core::synth::{cluster, pool};
+        use computenet_core::{Catalogue, ClusterEfficiency};
+        let mut gpu = cluster("gpu", ClusterKind::AI, "x", 1, Some("V100"), 8);
+        let efficiency =
+            ClusterEfficiency { pue: 1.5, energy_price_per_kwh: 2.0, carbon_g_per_kwh: Some(400.0), power_scale: 1.0 };
+        gpu.efficiency = efficiency.clone();
+        let mut cpu = cluster("cpu", ClusterKind::General, "x", 1, None, 0);
+        cpu.efficiency = efficiency;
+        let p = pool(vec![gpu, cpu]);
+        let segment = |cluster: &str, accelerator: Option<&str>, devices, cpu_millis, start, end| Segment {
+            cluster: cluster.into(),
+            accelerator: accelerator.map(str::to_string),
+            devices,
+            cpu_millis,
+            start,
+            end,
+        };
+        let record = |id: &str, queue: &str, segments| JobRecord {
+            id: id.into(),
+            queue: queue.into(),
+            submitted_at: 0,
+            started_at: Some(0),
+            finished_at: None,
+            cluster: None,
+            accelerator: None,
+            devices: 0,
+            energy_kwh: 0.0,
+            cost: 0.0,
+            preemptions: 0,
+            moves: 1,
+            resizes: 0,
+            restart_s: 0,
+            segments,
+        };
+        let jobs = vec![
+            record(
+                "g",
+                "a",
+                vec![
+                    segment("gpu", Some("V100"), 2, 8_000, 0, Some(3_600)),
+                    // Still open at the end (7200): counted until then.
+                    segment("gpu", Some("V100"), 2, 8_000, 3_600, None),
+                ],
+            ),
+            record("c", "b", vec![segment("cpu", None, 8, 8_000, 0, Some(7_200))]),
+        ];
+        let model = ThroughputModel::default();
+        let usage = usage_by_queue(&jobs, &p, &model, 7_200);
+        let catalogue = Catalogue::built_in();
+        let v100 = catalogue.get("V100").expect("V100");
+        assert_eq!(v100.board_power_w, 300.0);
+        let a = &usage["a"];
+        assert_eq!(a.attempts, 2);
+        assert!((a.gpu_hours - 4.0).abs() < 1e-12);
+        assert!((a.energy_kwh - 1.8).abs() < 1e-12, "{}", a.energy_kwh);
+        assert!((a.cost - 3.6).abs() < 1e-12);
+        assert!((a.carbon_kg - 0.72).abs() < 1e-12);
+        let tflops = model.effective_tflops(&catalogue, "V100").expect("V100 TFLOPS");
+        assert!((a.amounts.useful_tflop - tflops * 2.0 * 7_200.0).abs() < 1e-6);
+        assert!((a.tflops_per_watt - tflops * 2.0 * 7_200.0 / (1.8 * 3.6e6)).abs() < 1e-12);
+        let b = &usage["b"];
+        assert_eq!(catalogue.get(CPU_ONLY).expect("CPU in the catalogue").board_power_w, 10.0);
+        assert_eq!((b.attempts, b.gpu_hours), (1, 0.0));
+        assert!((b.amounts.cpu_core_seconds - 8.0 * 7_200.0).abs() < 1e-9);
+        assert!((b.energy_kwh - 0.24).abs() < 1e-12, "{}", b.energy_kwh);
     }
 
     #[test]
