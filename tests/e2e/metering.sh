@@ -292,10 +292,12 @@ check "its attempt is recorded anyway, ended when it was deleted" wait_show 30 e
 check "every attempt is recorded" wait_show 30 bash -c "
   . $tmp/fns.sh; for j in 'mt-a heavy' 'mt-c fresh' 'mt-x blocker' 'mt-b b2'; do
     set -- \$j; [ -n \"\$(field \$1 \$2 '{.status.meteredThrough}')\" ] || exit 1; done"
-sleep 3
-curl -sf "http://127.0.0.1:$PORT/metrics" > "$tmp/metrics.txt"
-kubectl computenet usage --by queue --since 1d -o json > "$tmp/usage.json" 2> "$tmp/usage.err"
-check "kubectl computenet usage totals equal computenet_usage_*_total, queue by queue" python3 - "$tmp/usage.json" "$tmp/metrics.txt" "${QUEUES[@]}" <<'PYEOF'
+# totals_match: the plugin's sums equal the counters (read again each time: the service
+# sums the store for its counters every few seconds).
+totals_match() {
+  curl -sf "http://127.0.0.1:$PORT/metrics" > "$tmp/metrics.txt" &&
+  kubectl computenet usage --by queue --since 1d -o json > "$tmp/usage.json" &&
+  python3 - "$tmp/usage.json" "$tmp/metrics.txt" "${QUEUES[@]}" <<'PYEOF'
 import json, re, sys
 usage, metrics, queues = json.load(open(sys.argv[1])), open(sys.argv[2]).read(), sys.argv[3:]
 def counter(name, queue):
@@ -315,6 +317,8 @@ for q in queues:
         assert prom > 0 and abs(cli - prom) <= 1e-6 * max(1.0, prom), f"{q} {what}: plugin {cli}, counter {prom}"
     print(f"    {q}: {g['gpuHours'] * 3600:.0f} GPU-s, {g['energyKWh']:.5f} kWh, cost {g['cost']:.5f} in both")
 PYEOF
+}
+check "kubectl computenet usage totals equal computenet_usage_*_total, queue by queue" wait_show 30 totals_match
 check "the plugin's CSV has a header and a TOTAL row" bash -c "
   kubectl computenet usage --by queue,namespace --since 1d -o csv > $tmp/usage.csv &&
   head -1 $tmp/usage.csv | grep -qi 'queue,namespace' && grep -q '^TOTAL' $tmp/usage.csv"

@@ -460,6 +460,16 @@ pub struct AttemptStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub completed: Option<f64>,
+    /// The queue it was admitted from, and the CPU of its gang in millicores: what it is
+    /// billed to and for (the spec may change once the attempt has ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub queue: Option<String>,
+    /// Accelerators of the whole gang.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<i64>,
 }
 
 /// Where the job was placed and what that is expected to cost.
@@ -484,6 +494,13 @@ pub struct PlacementStatus {
     /// Admitted behind a reservation without delaying it.
     #[serde(default)]
     pub backfilled: bool,
+    /// The queue it was admitted from (what its attempt is billed to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub queue: Option<String>,
+    /// CPU of the whole gang, in millicores, as admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<i64>,
 }
 
 /// Failed attempts in a row and when the next one is due.

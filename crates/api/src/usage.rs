@@ -23,15 +23,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Attempt records one `ComputeUsage` keeps.
-pub const MAX_RECORDS: usize = 1_000;
+pub const MAX_RECORDS: usize = 500;
 /// Keys of recorded attempts one `ComputeUsage` keeps (at least twice the records one
 /// write adds, [`MAX_RECORDS_PER_WRITE`]).
 pub const MAX_RECORDED_KEYS: usize = 2_048;
 /// Attempts one write adds to one `ComputeUsage`.
 pub const MAX_RECORDS_PER_WRITE: usize = 512;
 /// Rows one `ComputeUsage` holds; more (an absurd number of namespaces x members x types
-/// in one day) fold into one row per hour with namespace `(other)`.
-pub const MAX_ROWS: usize = 20_000;
+/// in one day) fold into one row per day with namespace and member `(other)`. With the
+/// records and keys this keeps an object near 1 MB, under etcd's 1.5 MiB (the schema
+/// allows 4,000 rows: the daily `(other)` rows of long attempts come on top).
+pub const MAX_ROWS: usize = 3_000;
 
 const _: () = assert!(MAX_RECORDED_KEYS >= 2 * MAX_RECORDS_PER_WRITE);
 const _: () = assert!(MAX_ATTEMPTS_KEPT > 0);
@@ -70,10 +72,10 @@ pub struct ComputeUsageSpec {
     #[serde(default)]
     pub total: UsageTotal,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20_000))]
+    #[schemars(length(max = 4_000))]
     pub rows: Vec<UsageRow>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 1_000))]
+    #[schemars(length(max = 500))]
     pub records: Vec<UsageRecord>,
     /// Attempts recorded in `rows` but left out of `records` (over the cap, or compacted).
     #[serde(default)]
@@ -438,9 +440,10 @@ pub fn record(day: &mut ComputeUsageSpec, attempts: &[EndedAttempt]) -> Vec<Stri
         .map(|(i, r)| ((r.start, r.namespace.clone(), r.member.clone(), r.accelerator.clone()), i))
         .collect();
     let mut added = Vec::new();
+    let mut known: std::collections::HashSet<String> = day.recorded.iter().cloned().collect();
     for a in attempts {
         let key = a.key();
-        if is_recorded(day, &key) || added.contains(&key) {
+        if !known.insert(key.clone()) {
             continue;
         }
         let seconds = a.end.saturating_sub(a.start);
@@ -558,6 +561,12 @@ pub struct AttemptSpan {
     /// Unix seconds of the end.
     pub end: u64,
     pub reason: String,
+    /// As admitted (status, written by the service only), never the live spec: the queue
+    /// it is billed to, the gang's accelerators and CPU (millicores). None only for
+    /// attempts recorded before these were kept.
+    pub queue: Option<String>,
+    pub gpus: Option<u64>,
+    pub cpu_millis: Option<u64>,
 }
 
 /// The ended attempts of `tj` not yet recorded (numbers above `status.meteredThrough`),
@@ -582,6 +591,9 @@ pub fn unmetered_attempts(tj: &crate::TrainingJob) -> Vec<AttemptSpan> {
                 start: unix(a.start_time.as_ref()?),
                 end: unix(a.end_time.as_ref()?),
                 reason: a.reason.clone(),
+                queue: a.queue.clone(),
+                gpus: a.gpus.and_then(|g| u64::try_from(g).ok()),
+                cpu_millis: a.cpu_millis.and_then(|c| u64::try_from(c).ok()),
             })
         })
         .collect();
@@ -605,6 +617,9 @@ pub fn unmetered_attempts(tj: &crate::TrainingJob) -> Vec<AttemptSpan> {
                 start: unix(start),
                 end: end.max(unix(start)),
                 reason: reason.unwrap_or_default(),
+                queue: placement.queue.clone(),
+                gpus: u64::try_from(placement.gpus).ok(),
+                cpu_millis: placement.cpu_millis.and_then(|c| u64::try_from(c).ok()),
             });
         }
     }

@@ -307,6 +307,14 @@ pub fn end_attempt(
         reason: crate::conditions::reason_word(reason),
         message: message.map(|m| crate::conditions::cut(m, crate::conditions::MAX_MESSAGE_BYTES)),
         completed: completed.map(share),
+        // As admitted: the placement's, else the spec's (frozen while the job is admitted,
+        // and an attempt is only ended while it is).
+        queue: placement.queue.clone().or_else(|| Some(job.spec.queue_name.clone())),
+        gpus: Some(placement.gpus),
+        cpu_millis: placement.cpu_millis.or_else(|| {
+            let replicas = u64::try_from(placement.replicas.unwrap_or(job.spec.replicas).max(0)).unwrap_or(0);
+            i64::try_from(per_replica(job).cpu_millis.saturating_mul(replicas)).ok()
+        }),
     });
     let excess = attempts.len().saturating_sub(MAX_ATTEMPTS_KEPT);
     attempts.drain(..excess);
@@ -770,6 +778,9 @@ mod tests {
                 reason: "Moved".into(),
                 message: Some("to ai-2: 2h faster".into()),
                 completed: Some(0.75),
+                queue: Some(tj.spec.queue_name.clone()),
+                gpus: Some(tj.status.as_ref().unwrap().placement.as_ref().unwrap().gpus),
+                cpu_millis: Some(3 * i64::try_from(per_replica(&tj).cpu_millis).unwrap()),
             }]
         );
         tj.status.as_mut().unwrap().attempts = attempts.clone();

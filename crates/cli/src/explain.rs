@@ -458,6 +458,7 @@ mod tests {
             reason: "Resized".into(),
             message: Some("grows to 4 replicas: 3h faster".into()),
             completed: Some(0.5),
+            ..AttemptStatus::default()
         }];
         let report = build(&job, NOW);
         let progress = report.progress.as_ref().expect("progress");

@@ -181,6 +181,7 @@ pub fn running(
             estimated_energy_k_wh: 10.0,
             estimated_cost: 5.0,
             backfilled: false,
+            ..PlacementStatus::default()
         }),
         explanation: Some(ExplanationStatus {
             summary: format!("admitted to {cluster} ({accelerator}): best of 1 feasible member(s) by Balanced"),

@@ -171,7 +171,7 @@ struct MeteringArgs {
     #[arg(long, default_value_t = 168.0, value_name = "H")]
     fair_share_half_life_h: f64,
     /// Length of a usage row's time bucket, seconds (the finest window usage reports and
-    /// budgets see). At most 3600 and a divisor of it.
+    /// budgets see). A divisor of 3600, at least 60.
     #[arg(long, default_value_t = 3600, value_name = "S")]
     usage_bucket_s: u64,
     /// Least seconds between two writes of the usage store (records wait this long at most).
@@ -275,8 +275,11 @@ fn metering_config(args: &MeteringArgs) -> anyhow::Result<computenet_scheduler::
     if !(h.is_finite() && (0.0..=87_600.0).contains(&h)) {
         anyhow::bail!("--fair-share-half-life-h must be between 0 and 87600 hours, not {h}");
     }
-    if !(1..=3_600).contains(&args.usage_bucket_s) || 3_600 % args.usage_bucket_s != 0 {
-        anyhow::bail!("--usage-bucket-s must divide 3600 (1 to 3600), not {}", args.usage_bucket_s);
+    if !(60..=3_600).contains(&args.usage_bucket_s) || 3_600 % args.usage_bucket_s != 0 {
+        anyhow::bail!("--usage-bucket-s must divide 3600 and be at least 60, not {}", args.usage_bucket_s);
+    }
+    if args.usage_raw_retention_days == 0 {
+        anyhow::bail!("--usage-raw-retention-days must be at least 1: a day still being written must keep its keys");
     }
     if args.usage_raw_retention_days > args.usage_retention_days {
         anyhow::bail!(

@@ -45,6 +45,9 @@ pub const FIELD_MANAGER: &str = "computenet-metering";
 /// goes anyway (the record is then lost, and counted).
 pub const DELETION_GRACE: Duration = Duration::from_secs(120);
 
+/// Least time between two readings of the whole store for past shares and budgets.
+const STANDINGS_REFRESH: Duration = Duration::from_secs(2);
+
 /// How often compaction and retention run.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -104,14 +107,16 @@ pub fn pricing(built: &Built) -> BTreeMap<String, MemberPricing> {
         .collect()
 }
 
-/// An attempt's shape from the job's spec: devices and CPU of the whole gang.
+/// An attempt's shape as admitted (its status); the spec only for attempts recorded
+/// before the status kept it (the spec is frozen while a job is admitted, but may change
+/// once an attempt has ended).
 fn shape<'a>(tj: &TrainingJob, span: &'a AttemptSpan, seconds: f64) -> AttemptShape<'a> {
     let per_replica = view::per_replica(tj);
     let replicas = u64::try_from(span.replicas.max(0)).unwrap_or(0);
     AttemptShape {
         accelerator: span.accelerator.as_deref(),
-        devices: u64::from(per_replica.accelerators).saturating_mul(replicas),
-        cpu_millis: per_replica.cpu_millis.saturating_mul(replicas),
+        devices: span.gpus.unwrap_or_else(|| u64::from(per_replica.accelerators).saturating_mul(replicas)),
+        cpu_millis: span.cpu_millis.unwrap_or_else(|| per_replica.cpu_millis.saturating_mul(replicas)),
         seconds,
     }
 }
@@ -136,7 +141,7 @@ pub fn ended(
                 Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(s).unwrap_or(0)).unwrap_or_default())
             };
             EndedAttempt {
-                queue: tj.spec.queue_name.clone(),
+                queue: span.queue.clone().unwrap_or_else(|| tj.spec.queue_name.clone()),
                 start: span.start,
                 end: span.end,
                 amounts,
@@ -198,7 +203,9 @@ pub fn plan(jobs: &[(Arc<TrainingJob>, Vec<EndedAttempt>)], store: &BTreeMap<Str
         for a in attempts {
             let day = usage::day_of(a.end);
             let name = usage::object_name(&a.queue, day);
-            if store.get(&name).is_some_and(|o| usage::is_recorded(&o.spec, &a.key())) {
+            // A compacted day keeps no keys, so nothing added to it could be told from a
+            // repeat: an attempt recorded that late (past the raw retention) is dropped.
+            if store.get(&name).is_some_and(|o| o.spec.compacted || usage::is_recorded(&o.spec, &a.key())) {
                 continue;
             }
             let entry = plan.writes.entry(name.clone()).or_insert_with(|| (a.queue.clone(), day, Vec::new()));
@@ -299,6 +306,7 @@ fn budget_state(
     budget: &computenet_core::usage::Budget,
     queues: &BTreeSet<&str>,
     rows: &RowsByQueue<'_>,
+    running: &[&RunningJob],
     built: &Built,
     model: &ThroughputModel,
     pricing: &BTreeMap<String, MemberPricing>,
@@ -310,7 +318,7 @@ fn budget_state(
         .flat_map(|q| rows.get(q).map_or(&[][..], |v| &v[..]))
         .filter(|(s, _, _)| *s >= start as i64 && *s < end as i64)
         .fold(Amounts::default(), |sum, (_, _, row)| sum.plus(&Amounts::from(row.amounts)));
-    for r in built.running.iter().filter(|r| queues.contains(r.queue.as_str())) {
+    for r in running.iter().filter(|r| queues.contains(r.queue.as_str())) {
         spent = spent.plus(&running_amounts(r, built, model, pricing, start, now));
     }
     let message = budget.exhausted(&spent);
@@ -324,6 +332,19 @@ fn budget_state(
         message: message.map(|m| format!("{m} spent this period; new jobs wait until {}", time(end).0)),
     };
     (status, budget.spent_ratio(&spent))
+}
+
+/// Jobs (by UID) whose current attempt is recorded already or ends with their deletion
+/// (a deleted job whose finalizer waits): their time must not count again as running.
+pub fn recorded_or_deleted(jobs: &[Arc<TrainingJob>]) -> BTreeSet<String> {
+    jobs.iter()
+        .filter(|j| {
+            let s = j.status.as_ref();
+            let current = s.and_then(|s| s.attempt).unwrap_or(1);
+            j.metadata.deletion_timestamp.is_some() || s.and_then(|s| s.metered_through).is_some_and(|m| m >= current)
+        })
+        .map(|j| view::uid(j).to_string())
+        .collect()
 }
 
 /// Each queue's enclosing cohorts, nearest first (the tree as the ledger cuts it).
@@ -352,11 +373,13 @@ pub fn fair_share(
     specs: &[Arc<ComputeQueue>],
     store: &[Arc<ComputeUsage>],
     built: &Built,
+    recorded: &BTreeSet<String>,
     model: &ThroughputModel,
     config: &MeteringConfig,
     now: u64,
 ) -> Standings {
     let pricing = pricing(built);
+    let running: Vec<&RunningJob> = built.running.iter().filter(|r| !recorded.contains(&r.id)).collect();
     let h = config.half_life_s;
     let queue_budgets: BTreeMap<&str, computenet_core::usage::Budget> =
         specs.iter().filter_map(|q| Some((q.metadata.name.as_deref()?, q.spec.budget.as_ref()?.core()))).collect();
@@ -379,7 +402,7 @@ pub fn fair_share(
     for (name, budget) in &cohort_budgets {
         let under: BTreeSet<&str> =
             ancestors.iter().filter(|(_, chain)| chain.iter().any(|c| c == name)).map(|(q, _)| q.as_str()).collect();
-        cohorts.insert(name.to_string(), budget_state(budget, &under, &rows, built, model, &pricing, now));
+        cohorts.insert(name.to_string(), budget_state(budget, &under, &rows, &running, built, model, &pricing, now));
     }
     let mut queues = BTreeMap::new();
     for q in &built.queues {
@@ -394,7 +417,7 @@ pub fn fair_share(
                 let middle = *start as f64 + *len as f64 / 2.0;
                 add(&row.accelerator, &Amounts::from(row.amounts), decay(now as f64 - middle, h));
             }
-            for r in built.running.iter().filter(|r| r.queue == q.name) {
+            for r in running.iter().filter(|r| r.queue == q.name) {
                 let amounts = running_amounts(r, built, model, &pricing, 0, now);
                 let middle = (r.started_at as f64 + now as f64) / 2.0;
                 add(&r.accelerator, &amounts, decay(now as f64 - middle, h));
@@ -406,7 +429,7 @@ pub fn fair_share(
             .collect();
         let own = queue_budgets.get(q.name.as_str()).map(|b| {
             let only: BTreeSet<&str> = [q.name.as_str()].into_iter().collect();
-            budget_state(b, &only, &rows, built, model, &pricing, now)
+            budget_state(b, &only, &rows, &running, built, model, &pricing, now)
         });
         let held_by_cohort = ancestors.get(&q.name).into_iter().flatten().find_map(|c| {
             let (status, _) = cohorts.get(c)?;
@@ -519,6 +542,9 @@ pub struct Metering {
     standings: Standings,
     /// The latest ordering shares ([`ordering_shares`]).
     shares: BTreeMap<String, f64>,
+    last_standings: Option<Instant>,
+    /// The counters' totals ([`counter_totals`]) and when they were summed.
+    counters: (BTreeMap<[String; 4], Amounts>, Option<Instant>),
     /// Attempts recorded, and jobs whose usage was given up (more vanished jobs waiting
     /// than [`MAX_GONE`]), since start.
     pub recorded_total: u64,
@@ -565,6 +591,8 @@ impl Metering {
             housekeeping: None,
             standings: Standings::default(),
             shares: BTreeMap::new(),
+            last_standings: None,
+            counters: (BTreeMap::new(), None),
             recorded_total: 0,
             lost_total: 0,
             last_seen: BTreeMap::new(),
@@ -576,14 +604,28 @@ impl Metering {
     pub fn standings(
         &mut self,
         built: &mut Built,
+        jobs: &[Arc<TrainingJob>],
         specs: &[Arc<ComputeQueue>],
         store: &[Arc<ComputeUsage>],
         model: &ThroughputModel,
         now: u64,
     ) {
-        self.standings = fair_share(specs, store, built, model, &self.config, now);
+        // Every row of the store is read: at most every STANDINGS_REFRESH, else the last.
+        if self.last_standings.is_none_or(|t| t.elapsed() >= STANDINGS_REFRESH) {
+            self.standings = fair_share(specs, store, built, &recorded_or_deleted(jobs), model, &self.config, now);
+            self.last_standings = Some(Instant::now());
+        }
         apply(&mut built.queues, &self.standings);
         self.shares = ordering_shares(built);
+    }
+
+    /// The usage counters' totals, summed over the whole store at most every
+    /// [`STANDINGS_REFRESH`] x 5.
+    pub fn counters(&mut self, store: &[Arc<ComputeUsage>]) -> &BTreeMap<[String; 4], Amounts> {
+        if self.counters.1.is_none_or(|t| t.elapsed() >= STANDINGS_REFRESH * 5) {
+            self.counters = (counter_totals(store), Some(Instant::now()));
+        }
+        &self.counters.0
     }
 
     /// A queue's latest ordering share.
@@ -922,6 +964,26 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_attempt_is_billed_as_admitted_not_by_the_spec_changed_since() {
+        let b = built();
+        let mut attempt = preempted(1, 0, 3_600);
+        (attempt.queue, attempt.gpus, attempt.cpu_millis) = (Some("heavy".into()), Some(8), Some(4_000));
+        let mut status = finished(vec![attempt], 2, 4_000, 4_100);
+        status.phase = Some(TrainingJobPhase::Suspended);
+        (status.completion_time, status.admitted) = (None, Some(false));
+        let mut tj = (*job("u1", status)).clone();
+        // Suspended, the spec is no longer frozen: the tenant points it at another queue
+        // and one GPU.
+        tj.spec.queue_name = "victim".into();
+        tj.spec.resources.accelerators.as_mut().expect("accelerators").count = 1;
+        let ended = ended(&tj, &ThroughputModel::default(), &b, &pricing(&b));
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].queue.as_str(), ended[0].record.gpus), ("heavy", 8));
+        assert_eq!(ended[0].amounts.gpu_seconds, 8.0 * 3_600.0);
+        assert_eq!(ended[0].amounts.cpu_core_seconds, 4.0 * 3_600.0);
+    }
+
+    #[test]
     fn the_plan_writes_what_is_missing_and_marks_after() {
         let b = built();
         let model = ThroughputModel::default();
@@ -942,6 +1004,15 @@ mod tests {
         let again = plan(&ended, &store);
         assert!(again.writes.is_empty());
         assert_eq!(again.marks.len(), 1);
+        // A day compacted meanwhile takes nothing more: its attempts are only marked.
+        let mut compacted = store.clone();
+        for o in compacted.values_mut() {
+            let mut c = (**o).clone();
+            c.spec = usage::compact(&c.spec);
+            *o = Arc::new(c);
+        }
+        let late = plan(&ended, &compacted);
+        assert!(late.writes.is_empty() && late.marks.len() == 1);
         // One of them missing: only it is written.
         store.remove("heavy.19700102");
         let part = plan(&ended, &store);
@@ -993,11 +1064,11 @@ mod tests {
         let config = MeteringConfig { half_life_s: 86_400.0, ..MeteringConfig::default() };
         let store = vec![store_with("heavy", now - 86_400, now - 3_600, 8)];
         let specs = vec![queue("heavy", None), queue("fresh", None)];
-        let s = fair_share(&specs, &store, &b, &ThroughputModel::default(), &config, now);
+        let s = fair_share(&specs, &store, &b, &BTreeSet::new(), &ThroughputModel::default(), &config, now);
         assert!(s.queues["heavy"].past_share > 0.1, "{:?}", s.queues["heavy"]);
         assert_eq!(s.queues["fresh"].past_share, 0.0);
         let plain = MeteringConfig { half_life_s: 0.0, ..config };
-        let s0 = fair_share(&specs, &store, &b, &ThroughputModel::default(), &plain, now);
+        let s0 = fair_share(&specs, &store, &b, &BTreeSet::new(), &ThroughputModel::default(), &plain, now);
         assert_eq!(s0.queues["heavy"].past_share, 0.0, "no half life: plain DRF");
         let mut queues = b.queues.clone();
         apply(&mut queues, &s);
@@ -1017,7 +1088,7 @@ mod tests {
         let specs = vec![queue("heavy", Some(budget)), queue("fresh", None)];
         let model = ThroughputModel::default();
         let config = MeteringConfig::default();
-        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        let s = fair_share(&specs, &store, &b, &BTreeSet::new(), &model, &config, now);
         let status = s.queues["heavy"].budget.clone().expect("a budget");
         assert!((Amounts::from(status.spent).gpu_hours() - 8.0 / 6.0).abs() < 1e-6, "{status:?}");
         assert!(!status.exhausted);
@@ -1036,9 +1107,14 @@ mod tests {
             estimated_end: now + 3_600,
             restart_cost_s: None,
         });
-        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        let s = fair_share(&specs, &store, &b, &BTreeSet::new(), &model, &config, now);
         let status = s.queues["heavy"].budget.clone().expect("a budget");
         assert!(status.exhausted, "{status:?}");
+        // The same job being deleted (its attempt recorded, or ending with the deletion)
+        // does not count again as running.
+        let recorded: BTreeSet<String> = ["r".to_string()].into_iter().collect();
+        let without = fair_share(&specs, &store, &b, &recorded, &model, &config, now);
+        assert!(!without.queues["heavy"].budget.clone().expect("a budget").exhausted);
         assert!(status.message.as_deref().is_some_and(|m| m.contains("GPU-hours")), "{status:?}");
         let mut queues = b.queues.clone();
         apply(&mut queues, &s);
@@ -1047,7 +1123,7 @@ mod tests {
         // Next period: spending starts over (the running attempt counts from the period's start).
         let tomorrow = 11 * 86_400 + 60;
         b.running[0].started_at = tomorrow - 600;
-        let s = fair_share(&specs, &store, &b, &model, &config, tomorrow);
+        let s = fair_share(&specs, &store, &b, &BTreeSet::new(), &model, &config, tomorrow);
         assert!(!s.queues["heavy"].budget.clone().expect("a budget").exhausted);
     }
 
@@ -1108,12 +1184,12 @@ mod tests {
         let (model, config) = (ThroughputModel::default(), MeteringConfig::default());
         // Heavy used 8 GPUs for 5 min today: 0.67 GPU-hours, under the cohort's budget.
         let store = vec![store_with("heavy", 10 * 86_400, 10 * 86_400 + 300, 8)];
-        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        let s = fair_share(&specs, &store, &b, &BTreeSet::new(), &model, &config, now);
         assert!(!s.cohorts["org"].0.exhausted);
         assert!(s.queues.values().all(|q| q.held_by_cohort.is_none()));
         // And 5 min more: 1.33 GPU-hours: both queues under org wait, fresh too.
         let store = vec![store_with("heavy", 10 * 86_400, 10 * 86_400 + 600, 8)];
-        let s = fair_share(&specs, &store, &b, &model, &config, now);
+        let s = fair_share(&specs, &store, &b, &BTreeSet::new(), &model, &config, now);
         assert!(s.cohorts["org"].0.exhausted);
         assert!(s.cohorts["org"].1.is_some_and(|r| r > 1.0));
         let mut queues = b.queues.clone();
@@ -1125,7 +1201,7 @@ mod tests {
         // A queue outside the tree is not held.
         let mut outside = b.clone_for_test();
         outside.queues[1].cohort = None;
-        let s = fair_share(&specs, &store, &outside, &model, &config, now);
+        let s = fair_share(&specs, &store, &outside, &BTreeSet::new(), &model, &config, now);
         assert!(s.queues["fresh"].held_by_cohort.is_none() && s.queues["heavy"].held_by_cohort.is_some());
     }
 

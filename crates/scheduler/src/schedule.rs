@@ -150,6 +150,10 @@ impl Scheduling {
         self.last_round = Instant::now();
         let mut adaptable = view::adaptable(jobs.iter().map(AsRef::as_ref), &built.running, view::unix(now));
         adaptable.retain(|a| !overlay.busy(&a.job.id));
+        // A spent budget admits nothing new: no growth or move (a new attempt) either.
+        adaptable.retain(|a| {
+            built.queues.iter().find(|q| q.name == a.job.queue).is_none_or(|q| q.budget_exhausted.is_none())
+        });
         if adaptable.is_empty() {
             return;
         }

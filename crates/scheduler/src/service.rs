@@ -139,7 +139,14 @@ impl Service {
         }
         // Fair share with memory and budgets, from the usage store.
         let store = self.hub.usage.state();
-        self.metering.standings(&mut built, &queues, &store, &self.scheduling.scheduler().model, view::unix(now));
+        self.metering.standings(
+            &mut built,
+            &jobs,
+            &queues,
+            &store,
+            &self.scheduling.scheduler().model,
+            view::unix(now),
+        );
         let members = self.connections.members();
         let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
         self.scheduling.pass(&mut self.overlay, target, members, &jobs, &built, now);
@@ -164,7 +171,8 @@ impl Service {
         self.reporters.cohorts(&cohorts, &built, &self.metering).await;
         if let Some(web) = &self.web {
             Reporters::observation(web, &built, &views, &queues, &jobs, now);
-            web.metrics().usage(&crate::metering::counter_totals(&store), &self.metering);
+            let totals = self.metering.counters(&store).clone();
+            web.metrics().usage(&totals, &self.metering);
             self.reporters.usage(web, &store, &queues, now);
         }
         // 7

@@ -78,6 +78,8 @@ fn placement_status(tj: &TrainingJob, p: &Placement, nodes: &[computenet_core::N
         estimated_energy_k_wh: round3(p.estimate.energy_kwh),
         estimated_cost: round3(p.estimate.cost),
         backfilled: p.backfilled,
+        queue: Some(tj.spec.queue_name.clone()),
+        cpu_millis: i64::try_from(view::per_replica(tj).cpu_millis.saturating_mul(replicas)).ok(),
     }
 }
 
