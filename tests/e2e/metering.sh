@@ -332,15 +332,15 @@ metadata: {name: mt-org}
 spec:
   budget: {period: Day, gpuHours: 0.001}
 EOT
-tj mt-c c2 1 A100-80G 5 | kubectl apply -f - >/dev/null
 cohort_held() {
   is "$(field mt-c c2 '{.status.conditions[?(@.type=="Admitted")].reason}')" BudgetExhausted &&
   field mt-c c2 '{.status.conditions[?(@.type=="Admitted")].message}' | grep -q 'cohort mt-org'
 }
-check "under a spent cohort budget a job waits with BudgetExhausted naming the cohort" wait_show 30 cohort_held
 check "the cohort shows its budget exhausted (status and kubectl get cnc)" wait_show 20 bash -c "
   [ \"\$(kubectl get cnc mt-org -o jsonpath='{.status.budget.exhausted}')\" = true ] &&
   kubectl get cnc mt-org | grep -q '(exhausted)'"
+tj mt-c c2 1 A100-80G 5 | kubectl apply -f - >/dev/null
+check "under a spent cohort budget a job waits with BudgetExhausted naming the cohort" wait_show 30 cohort_held
 kubectl delete cnc mt-org >/dev/null
 check "without the cohort's budget it runs" wait_phase mt-c c2 Succeeded 60
 
