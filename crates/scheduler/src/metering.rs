@@ -668,6 +668,7 @@ impl Metering {
             // Finished: taking its result does not wait.
             if let Some(flushed) = self.flushing.take().and_then(|h| h.now_or_never()).and_then(|r| r.ok()) {
                 self.recorded_total += flushed.recorded;
+                tracing::debug!(recorded = flushed.recorded, marked = flushed.marked, "usage store flushed");
                 for e in &flushed.errors {
                     tracing::warn!(error = %e, "usage store write failed; retried at the next flush");
                 }
@@ -873,20 +874,6 @@ mod tests {
             running: Vec::new(),
             problems: Vec::new(),
             measured: vec![None],
-        }
-    }
-
-    impl Built {
-        fn clone_for_test(&self) -> Built {
-            Built {
-                pool: self.pool.clone(),
-                queues: self.queues.clone(),
-                cohorts: self.cohorts.clone(),
-                pending: self.pending.clone(),
-                running: self.running.clone(),
-                problems: self.problems.clone(),
-                measured: self.measured.clone(),
-            }
         }
     }
 
@@ -1199,7 +1186,7 @@ mod tests {
             assert!(why.starts_with("cohort org: ") && why.contains("GPU-hours"), "{}: {why}", q.name);
         }
         // A queue outside the tree is not held.
-        let mut outside = b.clone_for_test();
+        let mut outside = b.clone();
         outside.queues[1].cohort = None;
         let s = fair_share(&specs, &store, &outside, &BTreeSet::new(), &model, &config, now);
         assert!(s.queues["fresh"].held_by_cohort.is_none() && s.queues["heavy"].held_by_cohort.is_some());

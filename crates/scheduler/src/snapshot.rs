@@ -24,7 +24,7 @@ pub struct MemberView {
 }
 
 /// The core's input plus what is needed to act on its decisions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Built {
     pub pool: Pool,
     pub queues: Vec<Queue>,
