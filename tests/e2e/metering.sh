@@ -8,9 +8,9 @@
 #   polling interval of that member plus the dispatch;
 # - `kubectl computenet usage` totals equal the Prometheus counters
 #   computenet_usage_{gpu_seconds,energy_kwh,cost}_total;
-# - a queue whose budget (GPU-hours per 120 s period) is spent admits nothing new, with the
-#   reason BudgetExhausted (in the job's condition and the queue's status), and admits
-#   again in the next period;
+# - a queue whose budget (GPU-hours per period of some seconds) is spent admits nothing new,
+#   with the reason BudgetExhausted (in the job's condition and the queue's status), and
+#   admits again in the next period;
 # - a queue with heavy past usage yields to a fresh one: two equal jobs wait for the same
 #   capacity, the heavy user's submitted first, and the fresh queue's is admitted first;
 # - a tenant that strips its running job's finalizer and deletes it is billed all the same;
@@ -36,7 +36,6 @@ PORT=${METERING_PORT:-18410}
 EXPORTER_PORT=${METERING_EXPORTER_PORT:-19410}
 NSS=(mt-a mt-b mt-c mt-x)
 QUEUES=(mt-a-q mt-b-q mt-c-q mt-x-q)
-BUDGET_PERIOD=120
 SERVE_PID='' EXPORTER_PID=''
 
 cleanup() {
@@ -82,7 +81,6 @@ done
   for t in a b c x; do
     tenant_queue "mt-$t" "mt-$t" "mt-$t-q" 64
     echo "  cohort: mt-org"
-    [ "$t" = b ] && echo "  budget: {periodSeconds: $BUDGET_PERIOD, gpuHours: 0.02}"
     echo "---"
   done
   cat <<EOT
@@ -101,7 +99,7 @@ EOT
   echo "  efficiency: {pue: 1.5, energyPricePerKWh: 0.6}"
 } | kubectl apply -f - >/dev/null
 
-# Usage rows of 60 s so that the 120 s budget period is seen at bucket resolution; records
+# Usage rows of 60 s so that a budget period of a few minutes is seen at bucket resolution; records
 # flushed every 2 s; past usage halves every hour.
 setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --interval-ms 500 \
   --listen "127.0.0.1:$PORT" --web-auth none --usage-bucket-s 60 --usage-flush-interval-s 2 \
@@ -136,9 +134,6 @@ declare -f is field phase_is > "$tmp/fns.sh"
 wait_phase() { wait_show "$4" bash -c ". $tmp/fns.sh; phase_is $1 $2 $3"; }
 
 # --- Two tenants, two members: A on ai-1 (measured power), B on Slurm.
-# B's first job starts at the beginning of a budget period, so that the period it spends
-# its budget in is still running when its next job arrives.
-wait_for 100 python3 -c "import time,sys; sys.exit(0 if time.time() % $BUDGET_PERIOD < 3 else 1)"
 tj mt-a a1 1 A100-80G 20 | kubectl apply -f - >/dev/null
 tj mt-b b1 1 H800 12 mt-hpc | kubectl apply -f - >/dev/null
 check "A's job runs to Succeeded on ai-1" wait_phase mt-a a1 Succeeded 120
@@ -246,7 +241,32 @@ recorded_once() { # recorded_once NS NAME QUEUE ROWS_BEFORE
 }
 check "and its attempt is still recorded once, the rows unchanged" recorded_once mt-a a1 mt-a-q "$before"
 
-# --- Budget: B spent its 0.02 GPU-hours in this period (8 GPUs x 12 s = 0.027).
+# period_for NEED_GPU_S MARGIN_S QUEUE...: the shortest budget period (whole seconds, fixed
+# windows counted from the epoch, as the service counts them) whose window holding now has
+# at least NEED_GPU_S of the queues' recorded GPU-seconds and ends at least MARGIN_S from now.
+# Budget windows are aligned to the clock, so a fixed period would make the checks below
+# depend on when the test runs; a period chosen from the recorded rows does not.
+period_for() {
+  kubectl get cnu -o json | python3 -c '
+import json, sys, time
+need, margin, queues = float(sys.argv[1]), int(sys.argv[2]), set(sys.argv[3:])
+rows = [(r["start"], r.get("gpuSeconds", 0.0)) for o in json.load(sys.stdin)["items"]
+        if o["spec"]["queue"] in queues for r in o["spec"].get("rows", [])]
+now = int(time.time())
+for p in range(margin + 1, 1800):
+    start = now - now % p
+    if start + p - now >= margin and sum(g for s, g in rows if start <= s < start + p) >= need:
+        print(p, start + p - now)
+        sys.exit(0)
+sys.exit("no period between %d and 1800 s holds %s GPU-s of %s" % (margin + 1, need, sorted(queues)))' "$@"
+}
+
+# --- Budget: B spent 8 GPUs x 12 s = 96 GPU-s; its budget of 0.02 GPU-hours (72 GPU-s) per
+# period is applied now, with a period whose current window holds B's spending and lasts
+# at least 90 s more, time enough for the checks.
+read -r budget_period budget_left < <(period_for 72 90 mt-b-q) || { echo "no budget period fits" >&2; exit 1; }
+echo "  (B's budget period: ${budget_period} s, ${budget_left} s left in this one)"
+kubectl patch cnq mt-b-q --type=merge -p "{\"spec\":{\"budget\":{\"periodSeconds\":$budget_period,\"gpuHours\":0.02}}}" >/dev/null
 tj mt-b b2 1 H800 5 mt-hpc | kubectl apply -f - >/dev/null
 check "B's next job waits with the reason BudgetExhausted" wait_show 30 bash -c "
   . $tmp/fns.sh
@@ -257,7 +277,7 @@ check "B's queue shows its budget exhausted (status and kubectl get cnq)" wait_s
   is \"\$(kubectl get cnq mt-b-q -o jsonpath='{.status.budget.exhausted}')\" true &&
   kubectl get cnq mt-b-q | grep -q 'GPU-h (exhausted)'"
 check "A's queue is not held by B's budget" bash -c "[ -z \"\$(kubectl get cnq mt-a-q -o jsonpath='{.status.budget}')\" ]"
-check "in the next period B's job is admitted and runs" wait_phase mt-b b2 Succeeded $((BUDGET_PERIOD + 90))
+check "in the next period B's job is admitted and runs" wait_phase mt-b b2 Succeeded $((budget_left + 90))
 
 # --- A heavy past user yields to a fresh queue. X's blocker takes ai-1's four A100-80G
 # nodes; A (who ran a1) submits, then C (who ran nothing); both need all four nodes.
@@ -324,13 +344,15 @@ check "the plugin's CSV has a header and a TOTAL row" bash -c "
   head -1 $tmp/usage.csv | grep -qi 'queue,namespace' && grep -q '^TOTAL' $tmp/usage.csv"
 
 # --- A cohort's budget holds every queue under it. The organisation's cohort gets a budget
-# its queues have spent already today; C's next job waits, and the reason names the cohort.
+# its queues have spent already; C's next job waits, and the reason names the cohort.
+# Its period is chosen like B's, so that the window holding now holds the queues' spending.
+read -r cohort_period _ < <(period_for 3.6 90 "${QUEUES[@]}") || { echo "no cohort budget period fits" >&2; exit 1; }
 kubectl apply -f - >/dev/null <<EOT
 apiVersion: computenet.io/v1alpha1
 kind: ComputeCohort
 metadata: {name: mt-org}
 spec:
-  budget: {period: Day, gpuHours: 0.001}
+  budget: {periodSeconds: $cohort_period, gpuHours: 0.001}
 EOT
 cohort_held() {
   is "$(field mt-c c2 '{.status.conditions[?(@.type=="Admitted")].reason}')" BudgetExhausted &&
