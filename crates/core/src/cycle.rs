@@ -14,11 +14,13 @@ use crate::explain::{
     Action, Candidate, CycleOutcome, Decision, Explanation, Placement, QueuePosition, QueuedReason, RejectReason,
     Rejection,
 };
-use crate::index::{apply_to, find_slots_in, ClusterIndex};
+use crate::index::{apply_to, find_slots_in};
 use crate::job::{Job, ReplicaRequest, RunningJob};
 use crate::pool::{ClusterKind, NodeCapacity, NodeSlot, Pool};
-use crate::queue::{gang_usage, Cohort, PreemptionScope, Queue, QueueingStrategy, QuotaLedger, QuotaShortfall};
+use crate::queue::{gang_usage, Cohort, PreemptionScope, Queue, QueueingStrategy, QuotaShortfall};
 use crate::score::{score_all, Metrics};
+pub use crate::standing::Changes;
+use crate::standing::{AdmittedGang, Release, Standing};
 use crate::throughput::{Estimate, EstimateSource, ThroughputModel};
 use serde::{Deserialize, Serialize};
 use std::cmp::{Ordering, Reverse};
@@ -114,16 +116,75 @@ impl Scheduler {
     /// Runs one scheduling cycle over `snapshot`. Deterministic: the same snapshot gives
     /// the same outcome.
     pub fn cycle(&self, snapshot: &Snapshot<'_>) -> CycleOutcome {
-        CycleState::new(self, snapshot).run()
+        let mut standing = Standing::build(snapshot, false);
+        CycleState::new(self, snapshot, &mut standing).run()
     }
 }
 
-/// A gang expected to end at `end` (running, or admitted in this cycle).
+/// A scheduler that keeps what one cycle knows of the pool for the next one.
+///
+/// Each cycle decides exactly what [`Scheduler::cycle`] would decide on the same snapshot,
+/// but instead of indexing every node and counting every running gang again, it brings the
+/// standing the previous cycle left up to date with the snapshot: only nodes whose free
+/// capacity changed, gangs that started, ended or changed, and quotas when queues or
+/// cohorts changed are touched. The gangs a cycle admits stay counted when the next
+/// snapshot shows them running. Every `full_every` cycles it builds the standing anew
+/// anyway, as a safety net.
 #[derive(Debug, Clone)]
-struct Release {
-    end: u64,
-    slots: Vec<NodeSlot>,
-    request: ReplicaRequest,
+pub struct IncrementalScheduler {
+    pub scheduler: Scheduler,
+    /// Cycles between builds from scratch (0: every cycle).
+    pub full_every: u32,
+    standing: Option<Standing>,
+    since_full: u32,
+}
+
+/// Default of [`IncrementalScheduler::full_every`]: at 500 ms a cycle, about once a minute.
+pub const FULL_EVERY: u32 = 120;
+
+impl IncrementalScheduler {
+    pub fn new(scheduler: Scheduler) -> Self {
+        Self { scheduler, full_every: FULL_EVERY, standing: None, since_full: 0 }
+    }
+
+    /// Runs one cycle over `snapshot`; the same outcome as [`Scheduler::cycle`].
+    pub fn cycle(&mut self, snapshot: &Snapshot<'_>) -> CycleOutcome {
+        let standing = match self.standing.as_mut() {
+            Some(st) if self.since_full < self.full_every => {
+                self.since_full = if st.refresh(snapshot) { 0 } else { self.since_full + 1 };
+                st
+            }
+            _ => {
+                self.since_full = 0;
+                self.standing.insert(Standing::build(snapshot, true))
+            }
+        };
+        CycleState::new(&self.scheduler, snapshot, standing).run()
+    }
+
+    /// Runs one cycle over `snapshot`, told what changed since the last one instead of
+    /// finding out: the standing is brought up to date in time proportional to the
+    /// changes, not to the pool. The same outcome as [`Scheduler::cycle`] when `changes`
+    /// lists everything that changed; what it misses stays wrong until the next build from
+    /// scratch (every `full_every` cycles). Callers that cannot tell use [`Self::cycle`].
+    pub fn cycle_with(&mut self, snapshot: &Snapshot<'_>, changes: &Changes<'_>) -> CycleOutcome {
+        let standing = match self.standing.as_mut() {
+            Some(st) if self.since_full < self.full_every => {
+                self.since_full = if st.refresh_with(snapshot, changes) { 0 } else { self.since_full + 1 };
+                st
+            }
+            _ => {
+                self.since_full = 0;
+                self.standing.insert(Standing::build(snapshot, true))
+            }
+        };
+        CycleState::new(&self.scheduler, snapshot, standing).run()
+    }
+
+    /// Forgets the kept standing: the next cycle builds it from scratch.
+    pub fn reset(&mut self) {
+        self.standing = None;
+    }
 }
 
 #[derive(Debug)]
@@ -175,19 +236,13 @@ impl HeapEntry {
     }
 }
 
-struct CycleState<'a> {
+struct CycleState<'a, 's> {
     scheduler: &'a Scheduler,
     snap: &'a Snapshot<'a>,
-    indexes: Vec<ClusterIndex>,
-    /// Interned accelerator type per (cluster, group); `None` is CPU-only.
-    group_types: Vec<Vec<Option<u16>>>,
-    /// The same as names borrowed from the pool, and shared for explanations.
+    /// Indexes, ledger and expected ends: changed as the cycle admits.
+    st: &'s mut Standing,
+    /// Accelerator type names per (cluster, group), borrowed from the pool.
     group_names: Vec<Vec<Option<&'a str>>>,
-    group_arcs: Vec<Vec<Option<Arc<str>>>>,
-    cluster_names: Vec<Arc<str>>,
-    type_names: Vec<String>,
-    ledger: QuotaLedger,
-    releases: Vec<Vec<Release>>,
     reservation: Option<Reservation>,
     preempted: Vec<bool>,
     preemption_attempts: usize,
@@ -196,69 +251,21 @@ struct CycleState<'a> {
     no_room: HashMap<ShapeKey, Arc<[Rejection]>>,
 }
 
-impl<'a> CycleState<'a> {
-    fn new(scheduler: &'a Scheduler, snap: &'a Snapshot<'a>) -> Self {
-        let indexes: Vec<ClusterIndex> = snap.pool.clusters.iter().map(ClusterIndex::new).collect();
-        let mut type_names: Vec<String> = Vec::new();
-        let group_types = indexes
-            .iter()
-            .map(|ix| {
-                ix.groups()
-                    .iter()
-                    .map(|g| {
-                        g.accelerator.as_ref().map(|name| match type_names.iter().position(|t| t == name) {
-                            Some(i) => i as u16,
-                            None => {
-                                type_names.push(name.clone());
-                                (type_names.len() - 1) as u16
-                            }
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        let group_names = indexes
+impl<'a, 's> CycleState<'a, 's> {
+    fn new(scheduler: &'a Scheduler, snap: &'a Snapshot<'a>, st: &'s mut Standing) -> Self {
+        let group_names = st
+            .group_first_node
             .iter()
             .zip(&snap.pool.clusters)
-            .map(|(ix, cluster)| {
-                (0..ix.groups().len())
-                    .map(|g| {
-                        let first = (0..cluster.nodes.len()).find(|&n| ix.group_of(n as u32) == Some(g));
-                        first.and_then(|n| cluster.nodes[n].accelerator.as_deref())
-                    })
-                    .collect()
+            .map(|(first, cluster)| {
+                first.iter().map(|&n| cluster.nodes.get(n).and_then(|node| node.accelerator.as_deref())).collect()
             })
             .collect();
-        let group_arcs = indexes
-            .iter()
-            .map(|ix| ix.groups().iter().map(|g| g.accelerator.as_deref().map(Arc::from)).collect())
-            .collect();
-        let cluster_names = snap.pool.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect();
-        let mut ledger = QuotaLedger::new(snap.queues, snap.cohorts);
-        let mut releases = vec![Vec::new(); snap.pool.clusters.len()];
-        for r in snap.running {
-            if let Some(q) = ledger.queue_index(&r.queue) {
-                ledger.admit(
-                    q,
-                    &gang_usage(&r.per_replica, r.replicas(), r.accelerator.as_deref()),
-                    r.accelerator.as_deref(),
-                );
-            }
-            if let Some(list) = releases.get_mut(r.cluster) {
-                list.push(Release { end: r.estimated_end, slots: r.slots.clone(), request: r.per_replica.clone() });
-            }
-        }
         CycleState {
             scheduler,
             snap,
-            indexes,
-            group_types,
+            st,
             group_names,
-            group_arcs,
-            cluster_names,
-            type_names,
-            ledger,
-            releases,
             reservation: None,
             preempted: vec![false; snap.running.len()],
             preemption_attempts: 0,
@@ -270,11 +277,11 @@ impl<'a> CycleState<'a> {
     fn run(mut self) -> CycleOutcome {
         let jobs = self.snap.pending;
         let mut outcome = CycleOutcome::default();
-        let mut per_queue: Vec<Vec<usize>> = vec![Vec::new(); self.ledger.len()];
+        let mut per_queue: Vec<Vec<usize>> = vec![Vec::new(); self.st.ledger.len()];
         // Job index of each decision, in order.
         let mut decided: Vec<usize> = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
-            match self.ledger.queue_index(&job.queue) {
+            match self.st.ledger.queue_index(&job.queue) {
                 Some(q) => per_queue[q].push(i),
                 None => {
                     outcome.decisions.push(queued(job, QueuedReason::UnknownQueue { queue: job.queue.clone() }));
@@ -286,7 +293,9 @@ impl<'a> CycleState<'a> {
         // the queue's order and across queues.
         let priority: Vec<i32> = jobs
             .iter()
-            .map(|j| self.ledger.queue_index(&j.queue).map_or(j.priority, |q| self.effective_priority(q, j.priority)))
+            .map(|j| {
+                self.st.ledger.queue_index(&j.queue).map_or(j.priority, |q| self.effective_priority(q, j.priority))
+            })
             .collect();
         for list in &mut per_queue {
             list.sort_by(|a, b| {
@@ -310,12 +319,12 @@ impl<'a> CycleState<'a> {
             }
         };
         for (q, list) in per_queue.iter_mut().enumerate() {
-            push(&mut heap, q, list, self.ledger.dominant_share(q));
+            push(&mut heap, q, list, self.st.ledger.dominant_share(q));
         }
-        let mut strict_head: Vec<Option<String>> = vec![None; self.ledger.len()];
+        let mut strict_head: Vec<Option<String>> = vec![None; self.st.ledger.len()];
         while let Some(Ordered { entry, .. }) = heap.pop() {
             let q = entry.queue;
-            let share = self.ledger.dominant_share(q);
+            let share = self.st.ledger.dominant_share(q);
             if share > entry.share {
                 // The queue's share grew since this entry was pushed: requeue it fairly.
                 let e = HeapEntry { share, ..entry };
@@ -328,12 +337,12 @@ impl<'a> CycleState<'a> {
                 None => self.decide(job, q),
             };
             let blocked = !matches!(decision.action, Action::Admit(_));
-            if blocked && self.ledger.queue(q).strategy == QueueingStrategy::StrictFifo && strict_head[q].is_none() {
+            if blocked && self.st.ledger.queue(q).strategy == QueueingStrategy::StrictFifo && strict_head[q].is_none() {
                 strict_head[q] = Some(job.id.clone());
             }
             outcome.decisions.push(decision);
             decided.push(entry.job);
-            push(&mut heap, q, &mut per_queue[q], self.ledger.dominant_share(q));
+            push(&mut heap, q, &mut per_queue[q], self.st.ledger.dominant_share(q));
         }
         let mut next_position: BTreeMap<&str, u32> = BTreeMap::new();
         for (d, &j) in outcome.decisions.iter().zip(&decided) {
@@ -353,7 +362,7 @@ impl<'a> CycleState<'a> {
         if let Err(e) = job.validate() {
             return queued(job, QueuedReason::Invalid { message: e.to_string() });
         }
-        if let Some(detail) = &self.ledger.queue(q).budget_exhausted {
+        if let Some(detail) = &self.st.ledger.queue(q).budget_exhausted {
             return queued(job, QueuedReason::BudgetExhausted { detail: detail.clone() });
         }
         if self.reservation.is_some() && !self.scheduler.config.backfill {
@@ -417,8 +426,8 @@ impl<'a> CycleState<'a> {
             let mut held = false;
             let mut any_group = false;
             let before = found.len();
-            for g in 0..self.group_types[c].len() {
-                let ok = match self.group_types[c][g] {
+            for g in 0..self.st.group_types[c].len() {
+                let ok = match self.st.group_types[c][g] {
                     Some(t) => job.per_replica.accelerators > 0 && allowed[t as usize],
                     None => job.per_replica.accelerators == 0,
                 };
@@ -455,12 +464,13 @@ impl<'a> CycleState<'a> {
         let mut over_quota: Vec<(usize, RejectReason)> = Vec::new();
         let mut checked: Vec<(Option<u16>, Result<(), QuotaShortfall>)> = Vec::new();
         for f in found {
-            let type_id = self.group_types[f.cluster][f.group];
+            let type_id = self.st.group_types[f.cluster][f.group];
             let verdict = match checked.iter().find(|(t, _)| *t == type_id) {
                 Some((_, v)) => v.clone(),
                 None => {
                     let accelerator = self.accelerator_name(f.cluster, f.group);
-                    let v = self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
+                    let v =
+                        self.st.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
                     checked.push((type_id, v.clone()));
                     v
                 }
@@ -478,7 +488,7 @@ impl<'a> CycleState<'a> {
         rejected.sort_by_key(|(c, _)| *c);
         let rejected: Vec<Rejection> = rejected
             .into_iter()
-            .map(|(c, reason)| Rejection { cluster: self.cluster_names[c].clone(), reason })
+            .map(|(c, reason)| Rejection { cluster: self.st.cluster_names[c].clone(), reason })
             .collect();
 
         if !within_quota.is_empty() {
@@ -520,7 +530,10 @@ impl<'a> CycleState<'a> {
                     .filter_map(|&(c, g)| self.fit_in_group(&smaller, c, g, &mut runtimes).ok())
                     .filter(|f| {
                         let accelerator = self.accelerator_name(f.cluster, f.group);
-                        self.ledger.check(q, &gang_usage(&smaller.per_replica, size, accelerator), accelerator).is_ok()
+                        self.st
+                            .ledger
+                            .check(q, &gang_usage(&smaller.per_replica, size, accelerator), accelerator)
+                            .is_ok()
                     })
                     .collect();
                 if !found.is_empty() {
@@ -541,7 +554,7 @@ impl<'a> CycleState<'a> {
         // job waits for (a reservation would not help it).
         let quota_allows = eligible.iter().any(|&(c, g)| {
             let accelerator = self.accelerator_name(c, g);
-            self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_ok()
+            self.st.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_ok()
         });
         if !quota_allows {
             return Decision {
@@ -575,7 +588,8 @@ impl<'a> CycleState<'a> {
         let catalogue = &self.snap.pool.catalogue;
         let wanted: Vec<String> =
             job.accelerator.types.iter().map(|t| catalogue.canonical_name(t).unwrap_or_else(|| t.clone())).collect();
-        self.type_names
+        self.st
+            .type_names
             .iter()
             .map(|name| {
                 let type_ok = wanted.is_empty() || wanted.iter().any(|w| w == name);
@@ -600,7 +614,7 @@ impl<'a> CycleState<'a> {
 
     /// Runtime, its source and power of `job` on group `g` of cluster `c` over `nodes` nodes.
     fn runtime(&self, job: &Job, c: usize, g: usize, nodes: u32, cache: &mut RuntimeCache) -> RuntimeValue {
-        let key = (self.group_types[c][g], nodes);
+        let key = (self.st.group_types[c][g], nodes);
         if let Some(e) = cache.0.iter().find(|e| e.0 == key) {
             return e.1;
         }
@@ -614,7 +628,7 @@ impl<'a> CycleState<'a> {
 
     /// Looks for room for the whole gang in one type group of a cluster.
     fn fit_in_group(&self, job: &Job, c: usize, g: usize, cache: &mut RuntimeCache) -> Result<Found, GroupMiss> {
-        let index = &self.indexes[c];
+        let index = &self.st.indexes[c];
         let mut slots = std::mem::take(&mut cache.1);
         let first = index.find_slots_into(g, &job.per_replica, job.replicas, None, &mut slots);
         let nodes = slots.len() as u32;
@@ -640,7 +654,7 @@ impl<'a> CycleState<'a> {
     /// The winner's slots, found again the same way `fit_in_group` found them.
     fn slots_for(&self, job: &Job, f: &Found) -> Vec<NodeSlot> {
         let limit = if f.long { self.reservation.as_ref().map(|r| r.spare.as_slice()) } else { None };
-        self.indexes[f.cluster].find_slots(f.group, &job.per_replica, job.replicas, limit).unwrap_or_default()
+        self.st.indexes[f.cluster].find_slots(f.group, &job.per_replica, job.replicas, limit).unwrap_or_default()
     }
 
     fn admit(&mut self, job: &Job, q: usize, found: Vec<Found>, rejected: Vec<Rejection>) -> Decision {
@@ -662,7 +676,7 @@ impl<'a> CycleState<'a> {
             PlacementRule::FirstFit => order.sort_by(by_place),
             PlacementRule::LeastLoaded => {
                 let free_devices = |f: &Found| -> u64 {
-                    let index = &self.indexes[f.cluster];
+                    let index = &self.st.indexes[f.cluster];
                     index
                         .free()
                         .iter()
@@ -684,8 +698,8 @@ impl<'a> CycleState<'a> {
         let candidates: Vec<Candidate> = order[..k]
             .iter()
             .map(|&i| Candidate {
-                cluster: self.cluster_names[found[i].cluster].clone(),
-                accelerator: self.group_arcs[found[i].cluster][found[i].group].clone(),
+                cluster: self.st.cluster_names[found[i].cluster].clone(),
+                accelerator: self.st.group_arcs[found[i].cluster][found[i].group].clone(),
                 estimate: found[i].estimate,
                 score: scores[i],
             })
@@ -698,11 +712,21 @@ impl<'a> CycleState<'a> {
         let chosen = &found[order[0]];
         let slots = self.slots_for(job, chosen);
         let accelerator = self.accelerator_name(chosen.cluster, chosen.group);
-        self.indexes[chosen.cluster].apply(&slots, &job.per_replica, true);
-        self.ledger.admit(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
+        self.st.indexes[chosen.cluster].apply(&slots, &job.per_replica, true);
+        self.st.ledger.admit(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
         // Estimates are bounded, but `now` comes from outside: never overflow.
         let end = self.snap.now.saturating_add((chosen.estimate.transfer_s + chosen.estimate.runtime_s).ceil() as u64);
-        self.releases[chosen.cluster].push(Release { end, slots: slots.clone(), request: job.per_replica.clone() });
+        self.st.releases[chosen.cluster].push(Release {
+            id: Arc::from(job.id.as_str()),
+            end,
+            slots: slots.clone(),
+            request: job.per_replica.clone(),
+        });
+        self.st.admitted(
+            &job.id,
+            &job.queue,
+            AdmittedGang { cluster: chosen.cluster, accelerator, slots: &slots, per_replica: &job.per_replica, end },
+        );
         if chosen.long {
             if let Some(r) = self.reservation.as_mut() {
                 apply_to(&mut r.spare, &slots, &job.per_replica, true);
@@ -724,7 +748,7 @@ impl<'a> CycleState<'a> {
     }
 
     fn nodes_of_group(&self, c: usize, g: usize) -> impl Iterator<Item = u32> + '_ {
-        let index = &self.indexes[c];
+        let index = &self.st.indexes[c];
         (0..index.free().len() as u32).filter(move |n| index.group_of(*n) == Some(g))
     }
 
@@ -738,20 +762,25 @@ impl<'a> CycleState<'a> {
         g: usize,
         before: Option<u64>,
     ) -> Option<(u64, Vec<NodeCapacity>, Vec<NodeSlot>)> {
-        if self.releases[c].is_empty() {
+        if self.st.releases[c].is_empty() {
             return None;
         }
-        let mut free = self.indexes[c].free().to_vec();
+        let mut free = self.st.indexes[c].free().to_vec();
         let nodes: Vec<u32> = self.nodes_of_group(c, g).collect();
-        let mut ends: Vec<&Release> = self.releases[c].iter().collect();
+        let mut ends: Vec<&Release> = self.st.releases[c].iter().collect();
         ends.sort_by_key(|r| r.end);
-        for r in ends {
-            if before.is_some_and(|b| r.end >= b) {
+        // Gangs ending at the same time free their capacity together, so the projection
+        // does not depend on the order they were counted in.
+        for same_end in ends.chunk_by(|a, b| a.end == b.end) {
+            let end = same_end[0].end;
+            if before.is_some_and(|b| end >= b) {
                 return None;
             }
-            apply_to(&mut free, &r.slots, &r.request, false);
+            for r in same_end {
+                apply_to(&mut free, &r.slots, &r.request, false);
+            }
             if let Some(slots) = find_slots_in(&free, nodes.iter().copied(), &job.per_replica, job.replicas) {
-                return Some((r.end.max(self.snap.now), free, slots));
+                return Some((end.max(self.snap.now), free, slots));
             }
         }
         None
@@ -763,7 +792,7 @@ impl<'a> CycleState<'a> {
         let mut best: Option<Earliest> = None;
         for &(c, g) in eligible {
             let accelerator = self.accelerator_name(c, g);
-            if self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_err() {
+            if self.st.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_err() {
                 continue;
             }
             if let Some((t, free, slots)) = self.earliest_fit(job, c, g, best.as_ref().map(|b| b.0)) {
@@ -823,7 +852,7 @@ impl<'a> CycleState<'a> {
         let mut seen: Vec<u16> = Vec::new();
         let mut faster: Vec<u16> = Vec::new();
         for &(c, g) in eligible {
-            let Some(t) = self.group_types[c][g] else {
+            let Some(t) = self.st.group_types[c][g] else {
                 continue;
             };
             if seen.contains(&t) {
@@ -846,11 +875,11 @@ impl<'a> CycleState<'a> {
                 k += 1;
             }
             let usable_now = k < now_found.len() && (now_found[k].cluster, now_found[k].group) == (c, g);
-            if usable_now || !self.group_types[c][g].is_some_and(|t| faster.contains(&t)) {
+            if usable_now || !self.st.group_types[c][g].is_some_and(|t| faster.contains(&t)) {
                 continue;
             }
             let accelerator = self.accelerator_name(c, g);
-            if self.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_err() {
+            if self.st.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_err() {
                 continue;
             }
             later.push((c, g));
@@ -892,17 +921,17 @@ impl<'a> CycleState<'a> {
 
     /// A priority as queue `q` allows it.
     fn effective_priority(&self, q: usize, priority: i32) -> i32 {
-        self.ledger.queue(q).priority_range.effective(priority)
+        self.st.ledger.queue(q).priority_range.effective(priority)
     }
 
     /// A running job's priority as its queue allows it (its raw one when its queue is
     /// gone: such a job is never a victim of another queue).
     fn running_priority(&self, r: &RunningJob) -> i32 {
-        self.ledger.queue_index(&r.queue).map_or(r.priority, |q| self.effective_priority(q, r.priority))
+        self.st.ledger.queue_index(&r.queue).map_or(r.priority, |q| self.effective_priority(q, r.priority))
     }
 
     fn may_preempt(&self, q: usize) -> bool {
-        let p = self.ledger.queue(q).preemption;
+        let p = self.st.ledger.queue(q).preemption;
         self.scheduler.config.preemption
             && self.preemption_attempts < self.scheduler.config.max_preemption_attempts
             && (p.within_queue != PreemptionScope::Never || p.reclaim_within_cohort != PreemptionScope::Never)
@@ -917,7 +946,7 @@ impl<'a> CycleState<'a> {
     /// within its own nominal.
     fn try_preempt(&mut self, job: &Job, q: usize, eligible: &[(usize, usize)]) -> Option<Action> {
         self.preemption_attempts += 1;
-        let queue = self.ledger.queue(q).clone();
+        let queue = self.st.ledger.queue(q).clone();
         let job_priority = self.effective_priority(q, job.priority);
         let victim_priority: Vec<i32> = self.snap.running.iter().map(|r| self.running_priority(r)).collect();
         let allows = |scope: PreemptionScope, victim_priority: i32| match scope {
@@ -936,12 +965,12 @@ impl<'a> CycleState<'a> {
                     if r.queue == queue.name {
                         return allows(queue.preemption.within_queue, victim_priority[i]);
                     }
-                    let Some(rq) = self.ledger.queue_index(&r.queue) else {
+                    let Some(rq) = self.st.ledger.queue_index(&r.queue) else {
                         return false;
                     };
-                    self.ledger.same_tree(q, rq)
-                        && self.ledger.is_borrowing(rq)
-                        && self.ledger.within_nominal(q, &usage, accelerator)
+                    self.st.ledger.same_tree(q, rq)
+                        && self.st.ledger.is_borrowing(rq)
+                        && self.st.ledger.within_nominal(q, &usage, accelerator)
                         && allows(queue.preemption.reclaim_within_cohort, victim_priority[i])
                 })
                 .collect();
@@ -963,7 +992,7 @@ impl<'a> CycleState<'a> {
                     .then(x.id.cmp(&y.id))
             });
             let nodes: Vec<u32> = self.nodes_of_group(c, g).collect();
-            let mut free = self.indexes[c].free().to_vec();
+            let mut free = self.st.indexes[c].free().to_vec();
             let fits = |free: &[NodeCapacity]| {
                 find_slots_in(free, nodes.iter().copied(), &job.per_replica, job.replicas).is_some()
             };
@@ -990,7 +1019,7 @@ impl<'a> CycleState<'a> {
                 }
             }
             // Quota after the victims of the same queue give theirs back.
-            let mut ledger = self.ledger.clone();
+            let mut ledger = self.st.ledger.clone();
             for &v in &chosen {
                 let r = &self.snap.running[v];
                 if let Some(rq) = ledger.queue_index(&r.queue) {

@@ -164,6 +164,25 @@ impl ClusterIndex {
         Err(replicas - remaining)
     }
 
+    /// Sets a node's free capacity (as observed anew); its bucket follows.
+    pub fn set_free(&mut self, node: usize, free: NodeCapacity) {
+        let Some(slot) = self.free.get_mut(node) else {
+            return;
+        };
+        let Some(g) = self.group_of[node] else {
+            *slot = free;
+            return;
+        };
+        let group = &mut self.groups[g as usize];
+        let old = group.key(slot);
+        *slot = free;
+        let new = group.key(slot);
+        if new != old {
+            group.buckets[old].remove(&(node as u32));
+            group.buckets[new].insert(node as u32);
+        }
+    }
+
     /// Takes (or gives back) the capacity of `slots`.
     pub fn apply(&mut self, slots: &[NodeSlot], request: &ReplicaRequest, take: bool) {
         for slot in slots {

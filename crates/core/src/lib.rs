@@ -20,7 +20,8 @@
 //! - [`adapt`]: the re-optimisation round that moves and resizes running restartable jobs.
 //! - [`usage`]: what attempts used (device-seconds, energy, cost, carbon, useful work),
 //!   decayed past usage for fair share, budget periods.
-//! - [`cycle`]: the scheduling cycle itself; [`explain`]: its decisions and explanations.
+//! - [`cycle`]: the scheduling cycle itself, from scratch or incremental (`standing`: what a
+//!   cycle starts from, kept between cycles); [`explain`]: its decisions and explanations.
 #![forbid(unsafe_code)]
 
 pub mod accelerator;
@@ -37,13 +38,14 @@ pub mod quantity;
 pub mod queue;
 pub mod resources;
 pub mod score;
+mod standing;
 pub mod synth;
 pub mod throughput;
 pub mod usage;
 
 pub use accelerator::{AcceleratorSpec, Catalogue};
 pub use adapt::{AdaptConfig, Adaptable, Adjustment, AdjustmentKind};
-pub use cycle::{CycleConfig, Scheduler, Snapshot};
+pub use cycle::{CycleConfig, IncrementalScheduler, Scheduler, Snapshot};
 pub use error::{Error, Result};
 pub use explain::{Action, CycleOutcome, Decision, Explanation, QueuedReason, RejectReason};
 pub use job::{AcceleratorConstraint, ElasticRange, Job, Objective, ReplicaRequest, Restart, RunningJob, Work};
