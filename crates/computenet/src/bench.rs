@@ -41,6 +41,11 @@ pub struct Args {
     /// members, 4 accelerator types); prints the serialized sizes of the ComputeUsages.
     #[arg(long)]
     store_jobs_per_day: Option<u64>,
+    /// Instead of one cycle from nothing: the steady state. A first full cycle runs and
+    /// its admissions start; then this many new jobs arrive and the next cycle is timed
+    /// (repeat the flag for several arrival counts, e.g. `--arrivals 1 --arrivals 1000`).
+    #[arg(long)]
+    arrivals: Vec<usize>,
 }
 
 /// Times the re-optimisation round: the problem's first admissions run (every second job
@@ -120,6 +125,103 @@ fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
     let best = times.iter().copied().fold(f64::INFINITY, f64::min);
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!("round: best {best:.3} s, mean {mean:.3} s over {} runs; {adjustments} adjustments", times.len());
+    match peak_rss_kib() {
+        Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("peak resident memory: unknown (no /proc)"),
+    }
+    Ok(())
+}
+
+/// Times the cycle in the steady state: the problem's first full cycle runs and its
+/// admissions start (each expected to end when the cycle estimated); the jobs left waiting
+/// stay, `k` new jobs (drawn like the problem's, submitted later) arrive, and the next
+/// cycle is timed, for each `k` of `--arrivals`: from scratch, and incremental (from the
+/// standing the first cycle left), which must decide the same.
+fn after_arrivals(args: &Args, size: ProblemSize) -> anyhow::Result<()> {
+    use computenet_core::cycle::Changes;
+    use computenet_core::{IncrementalScheduler, RunningJob};
+    let started = Instant::now();
+    let (mut pool, queues, jobs) = problem(size, args.seed);
+    let scheduler = Scheduler::default();
+    // The incremental scheduler runs the first cycle too, so that it keeps its standing.
+    let mut incremental = IncrementalScheduler::new(scheduler.clone());
+    incremental.full_every = u32::MAX;
+    let first = incremental.cycle(&Snapshot {
+        now: 0,
+        pool: &pool,
+        queues: &queues,
+        cohorts: &[],
+        pending: &jobs,
+        running: &[],
+    });
+    let by_id: std::collections::HashMap<&str, &computenet_core::Job> =
+        jobs.iter().map(|j| (j.id.as_str(), j)).collect();
+    let mut running: Vec<RunningJob> = Vec::new();
+    for (id, p) in first.admissions() {
+        let j = by_id[id];
+        pool.allocate(p.cluster_index, &p.slots, &j.per_replica)?;
+        let end = (p.estimate.transfer_s + p.estimate.runtime_s).ceil() as u64;
+        running.push(RunningJob::started(j, p, 0, end));
+    }
+    let admitted: std::collections::HashSet<&str> = first.admissions().map(|(id, _)| id).collect();
+    let waiting: Vec<computenet_core::Job> =
+        jobs.iter().filter(|j| !admitted.contains(j.id.as_str())).cloned().collect();
+    println!(
+        "size {}: {} clusters, {} nodes, {} queues; after the first cycle {} running, {} waiting (set up in {:.2} s)",
+        args.size,
+        pool.clusters.len(),
+        pool.clusters.iter().map(|c| c.nodes.len()).sum::<usize>(),
+        queues.len(),
+        running.len(),
+        waiting.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for &k in &args.arrivals {
+        let new_jobs = problem(ProblemSize { pending_jobs: k as u32, ..size }, args.seed.wrapping_add(1)).2;
+        let mut pending = waiting.clone();
+        pending.extend(new_jobs.into_iter().enumerate().map(|(i, mut j)| {
+            j.id = format!("arrival{i:06}");
+            j.submitted_at = 1_000_000 + i as u64;
+            j
+        }));
+        let snapshot =
+            Snapshot { now: 60, pool: &pool, queues: &queues, cohorts: &[], pending: &pending, running: &running };
+        let (mut full_times, mut compared_times, mut told_times) = (Vec::new(), Vec::new(), Vec::new());
+        let mut full_out = None;
+        for _ in 0..args.repeat.max(1) {
+            let t = Instant::now();
+            full_out = Some(scheduler.cycle(&snapshot));
+            full_times.push(t.elapsed().as_secs_f64());
+            // Each run starts from the standing the first cycle left (cloned untimed):
+            // once comparing the snapshot with it, once told that nothing changed but
+            // the arrivals (every admission of the first cycle started as admitted).
+            for (times, told) in [(&mut compared_times, false), (&mut told_times, true)] {
+                let mut kept = incremental.clone();
+                let t = Instant::now();
+                let out = if told { kept.cycle_with(&snapshot, &Changes::default()) } else { kept.cycle(&snapshot) };
+                times.push(t.elapsed().as_secs_f64());
+                if Some(&out) != full_out.as_ref() {
+                    bail!("after {k} arrivals the incremental cycle decided differently from the full one");
+                }
+            }
+        }
+        let admissions = full_out.map_or(0, |o| o.admissions().count());
+        for (what, times) in [
+            ("full", &full_times),
+            ("incremental (snapshot compared)", &compared_times),
+            ("incremental (told the changes)", &told_times),
+        ] {
+            let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+            let mean = times.iter().sum::<f64>() / times.len() as f64;
+            println!(
+                "after {k} arrivals: {what} cycle best {:.1} ms, mean {:.1} ms over {} runs ({admissions} admitted, \
+                 the same decisions)",
+                best * 1e3,
+                mean * 1e3,
+                times.len()
+            );
+        }
+    }
     match peak_rss_kib() {
         Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
         None => println!("peak resident memory: unknown (no /proc)"),
@@ -453,6 +555,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.fair_share {
         return fair_share(&args, size);
+    }
+    if !args.arrivals.is_empty() {
+        return after_arrivals(&args, size);
     }
     let started = Instant::now();
     let (pool, queues, jobs) = problem(size, args.seed);
