@@ -86,9 +86,13 @@ struct ObserveArgs {
     /// Condition PATH: the field at the dotted PATH is set (not null).
     #[arg(long)]
     present: Option<String>,
-    /// Only objects whose name starts with this.
+    /// Only objects whose name (or key, with --key-label) starts with this.
     #[arg(long, default_value = "")]
     prefix: String,
+    /// Key objects by the value of this label instead of their name (e.g. a member object
+    /// labelled with the name of the hub object it was made for); objects without it are skipped.
+    #[arg(long)]
+    key_label: Option<String>,
     /// Stop once this many objects matched (over all clusters; an object counts once).
     #[arg(long)]
     until: usize,
@@ -99,7 +103,7 @@ struct ObserveArgs {
     /// Created (empty) once every watch has listed its cluster: start submitting after it.
     #[arg(long)]
     ready_file: Option<PathBuf>,
-    /// Write one line per matched object: name, cluster, time it was first seen matching
+    /// Write one line per matched object: name (or key), cluster, time it was first seen matching
     /// (Unix seconds).
     #[arg(long)]
     record: Option<PathBuf>,
@@ -268,7 +272,7 @@ async fn observe(args: ObserveArgs) -> Result<()> {
         let api = api_for(&client, &args.api_version, &args.kind, args.namespace.as_deref()).await?;
         let (cluster, seen, done, ready_tx, condition) =
             (cluster.clone(), seen.clone(), done.clone(), ready_tx.clone(), condition.clone());
-        let (prefix, until) = (args.prefix.clone(), args.until);
+        let (prefix, until, key_label) = (args.prefix.clone(), args.until, args.key_label.clone());
         tasks.push(tokio::spawn(async move {
             let stream = watcher(api, watcher::Config::default()).default_backoff();
             futures::pin_mut!(stream);
@@ -282,8 +286,13 @@ async fn observe(args: ObserveArgs) -> Result<()> {
                     watcher::Event::Init | watcher::Event::Delete(_) => continue,
                 };
                 let now = unix_now();
-                let name = object.metadata.name.clone().unwrap_or_default();
-                if !name.starts_with(&prefix) {
+                let name = match &key_label {
+                    Some(label) => {
+                        object.metadata.labels.as_ref().and_then(|l| l.get(label)).cloned().unwrap_or_default()
+                    }
+                    None => object.metadata.name.clone().unwrap_or_default(),
+                };
+                if name.is_empty() || !name.starts_with(&prefix) {
                     continue;
                 }
                 let value = serde_json::to_value(&object)?;
