@@ -36,7 +36,8 @@ kubectl apply -f "$root/deploy/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 # A previous run's namespace may still be terminating.
 wait_for 180 bash -c '! kubectl get ns bench >/dev/null 2>&1' || { echo "namespace bench still terminating" >&2; exit 1; }
-kubectl apply -f - >/dev/null <<EOT
+{
+  cat <<EOT
 apiVersion: v1
 kind: Namespace
 metadata: {name: bench, labels: {computenet.io/tenant: bench}}
@@ -46,23 +47,9 @@ kind: ComputeQueue
 metadata: {name: bench}
 spec:
   namespaceSelector: {matchLabels: {computenet.io/tenant: bench}}
----
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: ai-1}
-spec:
-  kind: AI
-  site: west
-  kubernetes: {kubeconfigSecretRef: {name: ai-1-kubeconfig, namespace: computenet-system, key: kubeconfig}}
----
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: ai-3}
-spec:
-  kind: AI
-  site: east
-  kubernetes: {kubeconfigSecretRef: {name: ai-3-kubeconfig, namespace: computenet-system, key: kubeconfig}}
 EOT
+  echo ---; k8s_member ai-1 west; echo ---; k8s_member ai-3 east
+} | kubectl apply -f - >/dev/null
 start_serve() {
   RUST_LOG=${RUST_LOG:-info} "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --no-http >> "$tmp/serve.log" 2>&1 &
   serve_pid=$!

@@ -38,6 +38,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 TB=$root/tests/testbed
 KQ=$root/tests/peer/kueue
 usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -210,7 +212,8 @@ start_computenet() {
     [ "$(kubectl --kubeconfig "$HUB_KUBECONFIG" get crd trainingjobs.computenet.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ] && break
     sleep 0.5
   done
-  kubectl --kubeconfig "$HUB_KUBECONFIG" apply -f - >/dev/null <<EOT
+  {
+    cat <<EOT
 apiVersion: v1
 kind: Namespace
 metadata: {name: peer-bench, labels: {computenet.io/tenant: peer-bench}}
@@ -220,23 +223,9 @@ kind: ComputeQueue
 metadata: {name: peer-bench}
 spec:
   namespaceSelector: {matchLabels: {computenet.io/tenant: peer-bench}}
----
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: ai-1}
-spec:
-  kind: AI
-  site: west
-  kubernetes: {kubeconfigSecretRef: {name: ai-1-kubeconfig, namespace: computenet-system, key: kubeconfig}}
----
-apiVersion: computenet.io/v1alpha1
-kind: MemberCluster
-metadata: {name: ai-3}
-spec:
-  kind: AI
-  site: east
-  kubernetes: {kubeconfigSecretRef: {name: ai-3-kubeconfig, namespace: computenet-system, key: kubeconfig}}
 EOT
+    echo ---; k8s_member ai-1 west; echo ---; k8s_member ai-3 east
+  } | kubectl --kubeconfig "$HUB_KUBECONFIG" apply -f - >/dev/null
   RUST_LOG=${RUST_LOG:-info} nohup "$COMPUTENET_BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --no-http \
     > "$RUN/logs/computenet-serve.log" 2>&1 &
   echo $! > "$RUN/pids/computenet.pid"

@@ -62,6 +62,20 @@ EOT
   if [ -n "${4:-}" ]; then echo "  quotas: [{resource: nvidia.com/gpu, nominal: $4}]"; fi
 }
 
+# k8s_member NAME SITE: the YAML of a MemberCluster for one of the test bed's Kubernetes
+# members (its kubeconfig in the Secret computenet-system/NAME-kubeconfig), of kind AI.
+k8s_member() {
+  cat <<EOT
+apiVersion: computenet.io/v1alpha1
+kind: MemberCluster
+metadata: {name: $1}
+spec:
+  kind: AI
+  site: $2
+  kubernetes: {kubeconfigSecretRef: {name: $1-kubeconfig, namespace: computenet-system, key: kubeconfig}}
+EOT
+}
+
 # slurm_member NAME SITE: the YAML of a MemberCluster for the test bed's Slurm (slurmrestd
 # over plain http, JWTs signed with its key); append `    tenants: ...` (under slurm) or
 # `  efficiency: ...` (under spec) lines after it as needed.
