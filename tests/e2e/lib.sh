@@ -62,6 +62,20 @@ EOT
   if [ -n "${4:-}" ]; then echo "  quotas: [{resource: nvidia.com/gpu, nominal: $4}]"; fi
 }
 
+# need_free_ports WHAT PORT...: fails, naming the taken port and WHAT sets it, when something
+# already listens on one of the ports on 127.0.0.1. A service started on a taken port keeps
+# scheduling without its HTTP endpoints, and the test would then talk to the other process.
+need_free_ports() {
+  local what=$1 p
+  shift
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "port $p on 127.0.0.1 is taken (set $what)" >&2
+      return 1
+    fi
+  done
+}
+
 # k8s_member NAME SITE: the YAML of a MemberCluster for one of the test bed's Kubernetes
 # members (its kubeconfig in the Secret computenet-system/NAME-kubeconfig), of kind AI.
 k8s_member() {

@@ -32,8 +32,10 @@ PLUGIN_BIN=${PLUGIN_BIN:-$root/target/debug/kubectl-computenet}
 tmp=$(mktemp -d)
 mkdir -p "$tmp/bin" && ln -s "$PLUGIN_BIN" "$tmp/bin/kubectl-computenet"
 export PATH="$tmp/bin:$PATH"
-PORT=${METERING_PORT:-18410}
+# Clear of the job-kind controllers' ports (tests/testbed/jobkinds/lib.sh: 18400-18482).
+PORT=${METERING_PORT:-18510}
 EXPORTER_PORT=${METERING_EXPORTER_PORT:-19410}
+need_free_ports "METERING_PORT / METERING_EXPORTER_PORT" "$PORT" "$EXPORTER_PORT" || exit 1
 NSS=(mt-a mt-b mt-c mt-x)
 QUEUES=(mt-a-q mt-b-q mt-c-q mt-x-q)
 SERVE_PID='' EXPORTER_PID=''
