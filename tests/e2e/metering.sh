@@ -269,15 +269,17 @@ sys.exit("no period between %d and 1800 s holds %s GPU-s of %s" % (margin + 1, n
 read -r budget_period budget_left < <(period_for 72 90 mt-b-q) || { echo "no budget period fits" >&2; exit 1; }
 echo "  (B's budget period: ${budget_period} s, ${budget_left} s left in this one)"
 kubectl patch cnq mt-b-q --type=merge -p "{\"spec\":{\"budget\":{\"periodSeconds\":$budget_period,\"gpuHours\":0.02}}}" >/dev/null
+# The queue's status shows the budget once the service counts it; only then is B's next job
+# submitted (before that it may be admitted, the budget not yet seen).
+check "B's queue shows its budget exhausted (status and kubectl get cnq)" wait_show 20 bash -c "
+  . $tmp/fns.sh
+  is \"\$(kubectl get cnq mt-b-q -o jsonpath='{.status.budget.exhausted}')\" true &&
+  kubectl get cnq mt-b-q | grep -q 'GPU-h (exhausted)'"
 tj mt-b b2 1 H800 5 mt-hpc | kubectl apply -f - >/dev/null
 check "B's next job waits with the reason BudgetExhausted" wait_show 30 bash -c "
   . $tmp/fns.sh
   is \"\$(field mt-b b2 '{.status.conditions[?(@.type==\"Admitted\")].reason}')\" BudgetExhausted &&
   is \"\$(field mt-b b2 '{.status.phase}')\" Queued"
-check "B's queue shows its budget exhausted (status and kubectl get cnq)" wait_show 20 bash -c "
-  . $tmp/fns.sh
-  is \"\$(kubectl get cnq mt-b-q -o jsonpath='{.status.budget.exhausted}')\" true &&
-  kubectl get cnq mt-b-q | grep -q 'GPU-h (exhausted)'"
 check "A's queue is not held by B's budget" bash -c "[ -z \"\$(kubectl get cnq mt-a-q -o jsonpath='{.status.budget}')\" ]"
 check "in the next period B's job is admitted and runs" wait_phase mt-b b2 Succeeded $((budget_left + 90))
 
