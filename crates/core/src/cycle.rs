@@ -149,17 +149,7 @@ impl IncrementalScheduler {
 
     /// Runs one cycle over `snapshot`; the same outcome as [`Scheduler::cycle`].
     pub fn cycle(&mut self, snapshot: &Snapshot<'_>) -> CycleOutcome {
-        let standing = match self.standing.as_mut() {
-            Some(st) if self.since_full < self.full_every => {
-                self.since_full = if st.refresh(snapshot) { 0 } else { self.since_full + 1 };
-                st
-            }
-            _ => {
-                self.since_full = 0;
-                self.standing.insert(Standing::build(snapshot, true))
-            }
-        };
-        CycleState::new(&self.scheduler, snapshot, standing).run()
+        self.cycle_after(snapshot, |st| st.refresh(snapshot))
     }
 
     /// Runs one cycle over `snapshot`, told what changed since the last one instead of
@@ -168,9 +158,15 @@ impl IncrementalScheduler {
     /// lists everything that changed; what it misses stays wrong until the next build from
     /// scratch (every `full_every` cycles). Callers that cannot tell use [`Self::cycle`].
     pub fn cycle_with(&mut self, snapshot: &Snapshot<'_>, changes: &Changes<'_>) -> CycleOutcome {
+        self.cycle_after(snapshot, |st| st.refresh_with(snapshot, changes))
+    }
+
+    /// The cycle over the kept standing once `refresh` brought it up to date (it says
+    /// whether it built anew), or over a new one when none is kept or a build is due.
+    fn cycle_after(&mut self, snapshot: &Snapshot<'_>, refresh: impl FnOnce(&mut Standing) -> bool) -> CycleOutcome {
         let standing = match self.standing.as_mut() {
             Some(st) if self.since_full < self.full_every => {
-                self.since_full = if st.refresh_with(snapshot, changes) { 0 } else { self.since_full + 1 };
+                self.since_full = if refresh(st) { 0 } else { self.since_full + 1 };
                 st
             }
             _ => {
@@ -716,8 +712,9 @@ impl<'a, 's> CycleState<'a, 's> {
         self.st.ledger.admit(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
         // Estimates are bounded, but `now` comes from outside: never overflow.
         let end = self.snap.now.saturating_add((chosen.estimate.transfer_s + chosen.estimate.runtime_s).ceil() as u64);
+        let id = self.st.tracked_id(&job.id);
         self.st.releases[chosen.cluster].push(Release {
-            id: Arc::from(job.id.as_str()),
+            id,
             end,
             slots: slots.clone(),
             request: job.per_replica.clone(),

@@ -20,7 +20,8 @@ use std::sync::Arc;
 /// A gang expected to end at `end` (running, or admitted in this cycle).
 #[derive(Debug, Clone)]
 pub(crate) struct Release {
-    pub(crate) id: Arc<str>,
+    /// The gang's job id, kept only by a tracking standing (to take it back by id).
+    pub(crate) id: Option<Arc<str>>,
     pub(crate) end: u64,
     pub(crate) slots: Vec<NodeSlot>,
     pub(crate) request: ReplicaRequest,
@@ -108,6 +109,8 @@ pub(crate) struct Standing {
     pub(crate) releases: Vec<Vec<Release>>,
     /// Kept only by a standing that is refreshed (an incremental scheduler's).
     tracking: Option<Tracking>,
+    /// Whether releases keep their job ids (a refreshed standing takes gangs back by id).
+    keeps_ids: bool,
 }
 
 /// What a refresh compares the next snapshot with.
@@ -173,6 +176,7 @@ impl Standing {
             ledger: QuotaLedger::new(snap.queues, snap.cohorts),
             releases: vec![Vec::new(); snap.pool.clusters.len()],
             tracking: None,
+            keeps_ids: tracking,
         };
         for r in snap.running {
             standing.count(&r.id, &Counted::of(r, 0), true);
@@ -297,11 +301,12 @@ impl Standing {
                     let old = std::mem::replace(counted, Counted::of(r, tracking.refreshes));
                     self.count(&r.id, &old, false);
                     self.sync_nodes(snap.pool, old.cluster, &old.slots);
-                    self.count(&r.id, &Counted::of(r, 0), true);
+                    self.count(&r.id, &Counted::of(r, tracking.refreshes), true);
                 }
                 None => {
-                    self.count(&r.id, &Counted::of(r, 0), true);
-                    tracking.running.insert(r.id.clone(), Counted::of(r, tracking.refreshes));
+                    let counted = Counted::of(r, tracking.refreshes);
+                    self.count(&r.id, &counted, true);
+                    tracking.running.insert(r.id.clone(), counted);
                 }
             }
             self.sync_nodes(snap.pool, r.cluster, &r.slots);
@@ -339,19 +344,25 @@ impl Standing {
     /// Counts (or takes back) a running gang: its quota and its expected end.
     fn count(&mut self, id: &str, counted: &Counted, add: bool) {
         self.count_quota(counted, add);
+        let id_kept = self.tracked_id(id);
         let Some(list) = self.releases.get_mut(counted.cluster) else {
             return;
         };
         if add {
             list.push(Release {
-                id: Arc::from(id),
+                id: id_kept,
                 end: counted.end,
                 slots: counted.slots.clone(),
                 request: counted.per_replica.clone(),
             });
-        } else if let Some(k) = list.iter().position(|r| &*r.id == id) {
+        } else if let Some(k) = list.iter().position(|r| r.id.as_deref() == Some(id)) {
             list.swap_remove(k);
         }
+    }
+
+    /// A job id as a [`Release`] keeps it: only a tracking standing needs it.
+    pub(crate) fn tracked_id(&self, id: &str) -> Option<Arc<str>> {
+        self.keeps_ids.then(|| Arc::from(id))
     }
 
     fn count_quota(&mut self, counted: &Counted, add: bool) {
