@@ -23,7 +23,8 @@
 #   TESTBED_RUN_DIR, TESTBED_*_PORT   as for tests/testbed/up.sh (the test bed is restarted per
 #                        system: whatever runs in that run folder is stopped); KUEUE_PORT_BASE
 #                        (default 18700, see tests/peer/kueue/start.sh); COMPUTENET_BIN,
-#                        COMPUTENET_SUBMIT_BIN (default target/release/…, built if missing).
+#                        COMPUTENET_SUBMIT_BIN (default: target/release/…, built from this tree);
+#                        PEER_WEBHOOK_PORT (default 18521: computenet's webhook, on 127.0.0.1).
 #
 # The job: 1 pod, 1 A100-80G GPU, cpu 1, memory 4Gi, annotation computenet.io/run-seconds
 # "3600" (KWOK keeps the pod Running). Kueue: a batch/v1 Job (tests/peer/kueue/job.yaml);
@@ -42,7 +43,7 @@ root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 TB=$root/tests/testbed
 KQ=$root/tests/peer/kueue
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 
 systems=()
 KEEP=0 JOBS=2000
@@ -76,11 +77,15 @@ t_begin=$(date +%s)
 log() { echo "$(date -u +%H:%M:%S) $*"; }
 
 # ---- builds (cached: Kueue by version outside the clone, Rust in target/)
+# Built from this tree every run (a no-op when current), unless given: a stale binary would
+# measure old code.
+need_rust=()
+[ -n "${COMPUTENET_SUBMIT_BIN:-}" ] || need_rust+=(-p computenet-bench-submit)
+[[ " ${ordered[*]} " == *" computenet "* ]] && [ -z "${COMPUTENET_BIN:-}" ] && need_rust+=(-p computenet)
 COMPUTENET_BIN=${COMPUTENET_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/computenet}
 SUBMIT=${COMPUTENET_SUBMIT_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/computenet-submit}
-need_rust=()
-[ -x "$SUBMIT" ] || need_rust+=(-p computenet-bench-submit)
-[[ " ${ordered[*]} " == *" computenet "* ]] && [ ! -x "$COMPUTENET_BIN" ] && need_rust+=(-p computenet)
+HOOK_PORT=${PEER_WEBHOOK_PORT:-18521}
+need_free_ports PEER_WEBHOOK_PORT "$HOOK_PORT"
 if [ ${#need_rust[@]} -gt 0 ]; then
   log "cargo build --release ${need_rust[*]}"
   (cd "$root" && cargo build --release --locked "${need_rust[@]}")
@@ -225,12 +230,38 @@ spec:
   namespaceSelector: {matchLabels: {computenet.io/tenant: peer-bench}}
 EOT
     echo ---; k8s_member ai-1 west; echo ---; k8s_member ai-3 east
+    # The chart's finalize webhook, registered by URL (the service runs on this host): jobs
+    # are created with computenet's finalizer, as in a chart install.
+    cat <<EOT
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: computenet-system}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: computenet-bench}
+webhooks:
+- name: finalize.computenet.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  timeoutSeconds: 5
+  clientConfig: {url: "https://127.0.0.1:$HOOK_PORT/mutate"}
+  rules:
+  - {apiGroups: [computenet.io], apiVersions: ["*"], resources: [trainingjobs], operations: [CREATE]}
+EOT
   } | kubectl --kubeconfig "$HUB_KUBECONFIG" apply -f - >/dev/null
   RUST_LOG=${RUST_LOG:-info} nohup "$COMPUTENET_BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --no-http \
+    --webhook-listen "127.0.0.1:$HOOK_PORT" --webhook-hosts 127.0.0.1 --webhook-configuration computenet-bench \
     > "$RUN/logs/computenet-serve.log" 2>&1 &
   echo $! > "$RUN/pids/computenet.pid"
   for _ in $(seq 240); do
     kubectl --kubeconfig "$HUB_KUBECONFIG" get mcl ai-1 ai-3 -o jsonpath='{.items[*].status.conditions[0].status}' 2>/dev/null | grep -q "True True" && break
+    sleep 0.5
+  done
+  for _ in $(seq 60); do
+    [ -n "$(kubectl --kubeconfig "$HUB_KUBECONFIG" get mutatingwebhookconfiguration computenet-bench -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ] && break
     sleep 0.5
   done
   log "computenet serve up (pid $(cat "$RUN/pids/computenet.pid")); members: $(kubectl --kubeconfig "$HUB_KUBECONFIG" get mcl ai-1 ai-3 -o jsonpath='{.items[*].status.gpus}') GPUs free/total"

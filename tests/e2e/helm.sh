@@ -143,7 +143,11 @@ if [(p["name"], p["containerPort"]) for p in c["ports"]] != [("http", 8080), ("w
 for a in ["--webhook-listen=0.0.0.0:9443", "--webhook-hosts=computenet.computenet-system.svc", "--webhook-configuration=computenet"]:
     if a not in args: fail(f"missing webhook arg {a}: {args}")
 hook = one("MutatingWebhookConfiguration")["webhooks"]
-if len(hook) != 1: fail(f"webhooks {hook}")
+if [h["name"] for h in hook] != ["hold.computenet.io", "finalize.computenet.io"]: fail(f"webhooks {hook}")
+f = hook[1]
+if f["failurePolicy"] != "Ignore" or "objectSelector" in f: fail(f"finalize webhook {f}")
+if f["rules"] != [{"apiGroups": ["computenet.io"], "apiVersions": ["*"], "resources": ["trainingjobs"], "operations": ["CREATE"], "scope": "Namespaced"}]: fail(f'finalize rules {f["rules"]}')
+if f["clientConfig"] != hook[0]["clientConfig"]: fail(f'finalize clientConfig {f["clientConfig"]}')
 w = hook[0]
 if w["clientConfig"]["service"] != {"name": "computenet", "namespace": "computenet-system", "path": "/mutate", "port": 443}: fail(f'clientConfig {w["clientConfig"]}')
 if "caBundle" in w["clientConfig"]: fail("the caBundle is the service's to write")

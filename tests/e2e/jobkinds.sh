@@ -137,6 +137,15 @@ webhooks:
   - {apiGroups: [jobset.x-k8s.io], apiVersions: ["*"], resources: [jobsets], operations: [CREATE, UPDATE]}
   - {apiGroups: [trainer.kubeflow.org], apiVersions: ["*"], resources: [trainjobs], operations: [CREATE, UPDATE]}
   - {apiGroups: [kubeflow.org], apiVersions: ["*"], resources: [pytorchjobs], operations: [CREATE, UPDATE]}
+- name: finalize.computenet.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  timeoutSeconds: 5
+  clientConfig: {url: "https://127.0.0.1:$HOOK_PORT/mutate"}
+  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $NS}}
+  rules:
+  - {apiGroups: [computenet.io], apiVersions: ["*"], resources: [trainingjobs], operations: [CREATE]}
 EOT
 
 COMPUTENET_TEST_NAMESPACE_PREFIX=jk setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --interval-ms 500 \
@@ -304,7 +313,9 @@ check "a JobSet without the queue label is left alone (not suspended, not queued
 # A tenant's own TrainingJob claiming to queue the over-quota JobSet with 1 replica from a
 # queue with room: admitted (it fits), but its dispatch reads the JobSet again and refuses.
 BIG_UID=$(field jobset/js-big '{.metadata.uid}')
-cat <<EOT | kubectl apply -f - >/dev/null
+# kubectl create prints the object as stored, so the finalizer in it is the webhook's (the
+# service adds it with a later write only when the webhook did not).
+forged_finalizers=$(cat <<EOT | kubectl create -f - -o jsonpath='{.metadata.finalizers}'
 apiVersion: computenet.io/v1alpha1
 kind: TrainingJob
 metadata: {name: forged, namespace: $NS}
@@ -314,6 +325,9 @@ spec:
   resources: {cpu: "1", memory: 1Gi, accelerators: {count: 8}}
   source: {apiVersion: jobset.x-k8s.io/v1alpha2, kind: JobSet, name: js-big, uid: "$BIG_UID"}
 EOT
+)
+check "a TrainingJob is created with the service's finalizer (the webhook's finalize.computenet.io)" \
+  is "$forged_finalizers" '["computenet.io/cleanup"]'
 check "a forged TrainingJob with spec.source fails at dispatch, and nothing is copied" wait_show 60 bash -c "
   is \"\$(field tj/forged '{.status.phase}')\" Failed &&
   field tj/forged '{.status.conditions}' | grep -q 'written by someone else' &&

@@ -5,12 +5,19 @@
 //! kinds, are let through unchanged. An object that gets past the webhook (it is down, or
 //! not installed) is suspended by the service on its next pass.
 //!
+//! It also gives every TrainingJob created the service's finalizer, so that the service
+//! need not write the job once more to add it before dispatching (one hub write fewer per
+//! job). That part is best effort (registered with `failurePolicy: Ignore`): a job created
+//! without it gets the finalizer from the service before anything is dispatched.
+//!
 //! [`review`] decides (pure); [`serve`] answers the apiserver over HTTPS (`POST /mutate`).
 
 use crate::error::{Error, Result};
 use axum::routing::post;
 use axum::{Json, Router};
-use computenet_api::kinds;
+use computenet_api::{kinds, TrainingJob};
+use computenet_members::labels::FINALIZER;
+use kube::Resource;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,7 +30,7 @@ use std::sync::Arc;
 pub fn review(request: &Value) -> Value {
     let uid = request.pointer("/request/uid").cloned().unwrap_or(Value::String(String::new()));
     let mut response = json!({"uid": uid, "allowed": true});
-    if let Some(patch) = suspend_patch(request) {
+    if let Some(patch) = suspend_patch(request).or_else(|| finalizer_patch(request)) {
         use base64::Engine;
         let encoded = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
         response["patchType"] = json!("JSONPatch");
@@ -63,6 +70,26 @@ fn suspend_patch(request: &Value) -> Option<Value> {
         }
     }
     Some(Value::Array(ops))
+}
+
+/// The JSON patch that gives a TrainingJob being created the service's finalizer, if it
+/// lacks it. Only on create: a finalizer removed later is the service's to put back (a
+/// deleted job loses it on purpose).
+fn finalizer_patch(request: &Value) -> Option<Value> {
+    let r = request.get("request")?;
+    let is_training_job = r.pointer("/kind/group").and_then(Value::as_str) == Some(TrainingJob::group(&()).as_ref())
+        && r.pointer("/kind/kind").and_then(Value::as_str) == Some(TrainingJob::kind(&()).as_ref());
+    if r.get("operation").and_then(Value::as_str) != Some("CREATE") || !is_training_job {
+        return None;
+    }
+    let finalizers = r.pointer("/object/metadata")?.get("finalizers");
+    match finalizers {
+        None | Some(Value::Null) => Some(json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])),
+        Some(Value::Array(list)) if list.iter().any(|f| f.as_str() == Some(FINALIZER)) => None,
+        Some(Value::Array(_)) => Some(json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])),
+        // Not a list: the apiserver rejects the object anyway.
+        Some(_) => None,
+    }
 }
 
 /// Where the webhook's serving certificate comes from.
@@ -207,6 +234,28 @@ mod tests {
         );
         let suspended = json!({"metadata": {"labels": {"computenet.io/queue-name": "q"}}, "spec": {"runPolicy": {"suspend": true}}});
         assert_eq!(patch_of(&review(&request(("kubeflow.org", "PyTorchJob"), "CREATE", suspended))), None);
+    }
+
+    #[test]
+    fn a_training_job_is_created_with_the_finalizer() {
+        let tj = ("computenet.io", "TrainingJob");
+        let bare = json!({"metadata": {"name": "a"}, "spec": {}});
+        assert_eq!(
+            patch_of(&review(&request(tj, "CREATE", bare.clone()))),
+            Some(json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]))
+        );
+        let others = json!({"metadata": {"name": "a", "finalizers": ["example.com/keep"]}});
+        assert_eq!(
+            patch_of(&review(&request(tj, "CREATE", others))),
+            Some(json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}]))
+        );
+        // Already there, an update, another group's TrainingJob, or a malformed list: unchanged.
+        let has = json!({"metadata": {"name": "a", "finalizers": [FINALIZER]}});
+        assert_eq!(patch_of(&review(&request(tj, "CREATE", has))), None);
+        assert_eq!(patch_of(&review(&request(tj, "UPDATE", bare.clone()))), None);
+        assert_eq!(patch_of(&review(&request(("example.com", "TrainingJob"), "CREATE", bare))), None);
+        let odd = json!({"metadata": {"name": "a", "finalizers": "x"}});
+        assert_eq!(patch_of(&review(&request(tj, "CREATE", odd))), None);
     }
 
     #[test]

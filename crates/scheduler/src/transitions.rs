@@ -495,7 +495,9 @@ pub fn mirrored(
                 MemberKind::Slurm => reasons::BATCH_JOB_RUNNING,
             };
             status.conditions = with(types::RUNNING, true, reason, "all replicas started on the member");
-            Some(EventReason::Running)
+            // The phase and the Running condition say so; no Event (one hub write fewer
+            // per job: the Dispatched Event already named the member).
+            None
         }
         TrainingJobPhase::Succeeded => {
             status.completion_time = Some(Time(now));

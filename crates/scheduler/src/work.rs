@@ -361,7 +361,7 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
     match target.member.dispatch(&tj, target.raw_accelerator.as_deref(), source).await {
         Ok((kind, name)) => {
             if current.remote.is_none() {
-                landed.events.push((EventReason::Dispatched, format!("created {kind} {name} on {cluster}")));
+                dispatched_event(&mut landed.events, format!("created {kind} {name} on {cluster}"));
             }
             landed.dispatched = Some(DispatchRecord {
                 remote: RemoteReference { cluster, kind, name },
@@ -402,6 +402,19 @@ async fn dispatch(client: &Client, target: Target, landed: &mut Landed) {
                 }
             }
         }
+    }
+}
+
+/// Adds the `Dispatched` Event to a landing's Events. When the landing admitted the job
+/// too, its `Admitted` Event is folded into this one ("placed on ...; created ..."): one
+/// hub write fewer per job. An admission whose dispatch fails or waits keeps its own.
+fn dispatched_event(events: &mut Vec<(EventReason, String)>, created: String) {
+    match events.iter().position(|(reason, _)| *reason == EventReason::Admitted) {
+        Some(i) => {
+            let (_, placed) = events.remove(i);
+            events.push((EventReason::Dispatched, format!("{placed}; {created}")));
+        }
+        None => events.push((EventReason::Dispatched, created)),
     }
 }
 
@@ -510,5 +523,25 @@ mod tests {
         let later = after_failure(Retry::Later, before, &policy, 10_000);
         assert_eq!(later, AfterFailure::BackOff(Backoff { failures: 3, next_attempt_ms: 14_000 }));
         assert_eq!(after_failure(Retry::WithNewCredentials, before, &policy, 10_000), later);
+    }
+
+    #[test]
+    fn an_admission_dispatched_at_once_records_one_event() {
+        let mut events = vec![
+            (EventReason::Adjusted, "moved".to_string()),
+            (EventReason::Admitted, "placed on ai-1 (A100-80G)".to_string()),
+        ];
+        dispatched_event(&mut events, "created Job j on ai-1".into());
+        assert_eq!(
+            events,
+            vec![
+                (EventReason::Adjusted, "moved".to_string()),
+                (EventReason::Dispatched, "placed on ai-1 (A100-80G); created Job j on ai-1".to_string()),
+            ]
+        );
+        // A dispatch after an earlier admission (it failed or waited then) has its own.
+        let mut later = Vec::new();
+        dispatched_event(&mut later, "created Job j on ai-1".into());
+        assert_eq!(later, vec![(EventReason::Dispatched, "created Job j on ai-1".to_string())]);
     }
 }
