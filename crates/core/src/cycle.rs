@@ -23,6 +23,7 @@ pub use crate::standing::Changes;
 use crate::standing::{AdmittedGang, Release, Standing};
 use crate::throughput::{Estimate, EstimateSource, ThroughputModel};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -245,6 +246,10 @@ struct CycleState<'a, 's> {
     /// Projections made for waiting-aware placement in this cycle.
     wait_checks: usize,
     no_room: HashMap<ShapeKey, Arc<[Rejection]>>,
+    /// Where each gang shape fits, per cluster capacity version.
+    fits: RefCell<FitCache>,
+    /// Type groups over all clusters.
+    groups_total: usize,
 }
 
 impl<'a, 's> CycleState<'a, 's> {
@@ -257,6 +262,9 @@ impl<'a, 's> CycleState<'a, 's> {
                 first.iter().map(|&n| cluster.nodes.get(n).and_then(|node| node.accelerator.as_deref())).collect()
             })
             .collect();
+        let groups: Vec<usize> = st.group_types.iter().map(Vec::len).collect();
+        let groups_total = groups.iter().sum();
+        let fits = RefCell::new(FitCache::new(groups));
         CycleState {
             scheduler,
             snap,
@@ -267,6 +275,8 @@ impl<'a, 's> CycleState<'a, 's> {
             preemption_attempts: 0,
             wait_checks: 0,
             no_room: HashMap::new(),
+            groups_total,
+            fits,
         }
     }
 
@@ -365,7 +375,8 @@ impl<'a, 's> CycleState<'a, 's> {
             return queued(job, QueuedReason::InsufficientCapacity);
         }
         let allowed = self.allowed_types(job);
-        let shape = ShapeKey {
+        // Built only when a reservation is held (the only time it is looked up or kept).
+        let shape = || ShapeKey {
             replicas: job.replicas,
             request: job.per_replica.clone(),
             types: job.accelerator.types.clone(),
@@ -376,7 +387,7 @@ impl<'a, 's> CycleState<'a, 's> {
         };
         let can_preempt = self.may_preempt(q);
         if self.reservation.is_some() && !can_preempt {
-            if let Some(rejected) = self.no_room.get(&shape) {
+            if let Some(rejected) = self.no_room.get(&shape()) {
                 let explanation =
                     Explanation { candidates: Vec::new(), feasible_clusters: 0, rejected: rejected.clone() };
                 return Decision {
@@ -387,9 +398,11 @@ impl<'a, 's> CycleState<'a, 's> {
             }
         }
 
-        let mut found: Vec<Found> = Vec::new();
-        let mut rejected: Vec<(usize, RejectReason)> = Vec::new();
-        let mut eligible: Vec<(usize, usize)> = Vec::new();
+        // Sized once: growing them push by push was a tenth of a large cycle's time.
+        let clusters = self.snap.pool.clusters.len();
+        let mut found: Vec<Found> = Vec::with_capacity(self.groups_total);
+        let mut rejected: Vec<(usize, RejectReason)> = Vec::with_capacity(clusters);
+        let mut eligible: Vec<(usize, usize)> = Vec::with_capacity(self.groups_total);
         // The most replicas of the gang that fit in any one group now (for elastic gangs).
         let mut most_fitting = 0;
         let mut runtimes = RuntimeCache::default();
@@ -570,6 +583,7 @@ impl<'a, 's> CycleState<'a, 's> {
         let rejected: Arc<[Rejection]> = rejected.into();
         if !rejected.iter().any(|r| r.reason == RejectReason::HeldForReservation) {
             // Capacity only shrinks within a cycle: the same shape will not fit later either.
+            let shape = shape();
             self.no_room.insert(shape, rejected.clone());
         }
         Decision {
@@ -611,25 +625,21 @@ impl<'a, 's> CycleState<'a, 's> {
     /// Runtime, its source and power of `job` on group `g` of cluster `c` over `nodes` nodes.
     fn runtime(&self, job: &Job, c: usize, g: usize, nodes: u32, cache: &mut RuntimeCache) -> RuntimeValue {
         let key = (self.st.group_types[c][g], nodes);
-        if let Some(e) = cache.0.iter().find(|e| e.0 == key) {
+        if let Some(e) = cache.runtimes.iter().find(|e| e.0 == key) {
             return e.1;
         }
         let pool = self.snap.pool;
         let accelerator = self.accelerator_name(c, g);
         let (runtime_s, source) = self.scheduler.model.runtime_s(job, &pool.catalogue, accelerator, nodes);
         let value = (runtime_s, source, ThroughputModel::power_w(job, &pool.catalogue, accelerator));
-        cache.0.push((key, value));
+        cache.runtimes.push((key, value));
         value
     }
 
     /// Looks for room for the whole gang in one type group of a cluster.
     fn fit_in_group(&self, job: &Job, c: usize, g: usize, cache: &mut RuntimeCache) -> Result<Found, GroupMiss> {
         let index = &self.st.indexes[c];
-        let mut slots = std::mem::take(&mut cache.1);
-        let first = index.find_slots_into(g, &job.per_replica, job.replicas, None, &mut slots);
-        let nodes = slots.len() as u32;
-        cache.1 = slots;
-        first.map_err(GroupMiss::Fits)?;
+        let nodes = self.nodes_taken(job, c, g, cache).map_err(GroupMiss::Fits)?;
         let estimate = self.estimate(job, c, g, nodes, cache);
         let Some(reservation) = self.reservation.as_ref().filter(|r| r.cluster == c) else {
             return Ok(Found { cluster: c, group: g, estimate, long: false });
@@ -638,13 +648,31 @@ impl<'a, 's> CycleState<'a, 's> {
         if (self.snap.now as f64) + bound <= reservation.start_at as f64 {
             return Ok(Found { cluster: c, group: g, estimate, long: false });
         }
-        let mut slots = std::mem::take(&mut cache.1);
+        let mut slots = std::mem::take(&mut cache.slots);
         let limited = index.find_slots_into(g, &job.per_replica, job.replicas, Some(&reservation.spare), &mut slots);
         let nodes = slots.len() as u32;
-        cache.1 = slots;
+        cache.slots = slots;
         limited.map_err(|_| GroupMiss::Held)?;
         let estimate = self.estimate(job, c, g, nodes, cache);
         Ok(Found { cluster: c, group: g, estimate, long: true })
+    }
+
+    /// How many nodes the gang takes in group `g` of cluster `c` now, or the most replicas
+    /// that fit there; from the fit cache when the cluster has not changed since.
+    fn nodes_taken(&self, job: &Job, c: usize, g: usize, cache: &mut RuntimeCache) -> Result<u32, u32> {
+        let shape = *cache.shape.get_or_insert_with(|| self.fits.borrow_mut().shape(&job.per_replica, job.replicas));
+        if let Some(fit) = shape.and_then(|shape| self.fits.borrow().get(shape, c, g)) {
+            return fit;
+        }
+        let mut slots = std::mem::take(&mut cache.slots);
+        let fit = self.st.indexes[c]
+            .find_slots_into(g, &job.per_replica, job.replicas, None, &mut slots)
+            .map(|()| slots.len() as u32);
+        cache.slots = slots;
+        if let Some(shape) = shape {
+            self.fits.borrow_mut().put(shape, c, g, fit);
+        }
+        fit
     }
 
     /// The winner's slots, found again the same way `fit_in_group` found them.
@@ -709,6 +737,7 @@ impl<'a, 's> CycleState<'a, 's> {
         let slots = self.slots_for(job, chosen);
         let accelerator = self.accelerator_name(chosen.cluster, chosen.group);
         self.st.indexes[chosen.cluster].apply(&slots, &job.per_replica, true);
+        self.fits.get_mut().changed(chosen.cluster);
         self.st.ledger.admit(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
         // Estimates are bounded, but `now` comes from outside: never overflow.
         let end = self.snap.now.saturating_add((chosen.estimate.transfer_s + chosen.estimate.runtime_s).ceil() as u64);
@@ -1048,9 +1077,78 @@ impl<'a, 's> CycleState<'a, 's> {
 }
 
 /// What is computed once per job and reused across clusters: runtime, its source and
-/// power per (accelerator type, nodes), and a scratch buffer for node slots.
+/// power per (accelerator type, nodes), a scratch buffer for node slots, and the job's
+/// shape in the cycle's [`FitCache`].
 #[derive(Debug, Default)]
-struct RuntimeCache(Vec<(RuntimeKey, RuntimeValue)>, Vec<NodeSlot>);
+struct RuntimeCache {
+    runtimes: Vec<(RuntimeKey, RuntimeValue)>,
+    slots: Vec<NodeSlot>,
+    /// `None` until looked up; then the shape's slot in the fit cache, if it has one.
+    shape: Option<Option<usize>>,
+}
+
+/// Where gangs of one shape fit, per (cluster, group), as found at the cluster's current
+/// capacity: jobs of the same shape (most jobs share a few) reuse the answer until an
+/// admission changes that cluster. Exact, not a heuristic: an index changes only through
+/// [`FitCache::changed`]'s callers, and a cluster's answer is dropped with its version.
+#[derive(Debug)]
+struct FitCache {
+    /// Bumped whenever the cycle changes a cluster's index.
+    versions: Vec<u32>,
+    /// Group count per cluster, to size the tables.
+    groups: Vec<usize>,
+    shapes: Vec<CachedShape>,
+}
+
+#[derive(Debug)]
+struct CachedShape {
+    request: ReplicaRequest,
+    replicas: u32,
+    /// Per cluster, per group: (version, nodes the gang takes, or the most replicas that fit).
+    fits: Vec<Vec<Option<(u32, Result<u32, u32>)>>>,
+}
+
+impl FitCache {
+    /// Shapes kept at most; beyond that, jobs are fitted without the cache.
+    const SHAPES: usize = 64;
+
+    fn new(groups: Vec<usize>) -> Self {
+        FitCache { versions: vec![0; groups.len()], groups, shapes: Vec::new() }
+    }
+
+    /// The cache slot of a shape, made on first use.
+    fn shape(&mut self, request: &ReplicaRequest, replicas: u32) -> Option<usize> {
+        #[cfg(test)]
+        if tests::NO_FIT_CACHE.with(std::cell::Cell::get) {
+            return None;
+        }
+        if let Some(i) = self.shapes.iter().position(|s| s.replicas == replicas && s.request == *request) {
+            return Some(i);
+        }
+        if self.shapes.len() >= Self::SHAPES {
+            return None;
+        }
+        let fits = self.groups.iter().map(|&n| vec![None; n]).collect();
+        self.shapes.push(CachedShape { request: request.clone(), replicas, fits });
+        Some(self.shapes.len() - 1)
+    }
+
+    fn get(&self, shape: usize, c: usize, g: usize) -> Option<Result<u32, u32>> {
+        match self.shapes[shape].fits[c][g] {
+            Some((version, fit)) if version == self.versions[c] => Some(fit),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, shape: usize, c: usize, g: usize, fit: Result<u32, u32>) {
+        self.shapes[shape].fits[c][g] = Some((self.versions[c], fit));
+    }
+
+    /// Cluster `c`'s index changed: what was found there is stale.
+    fn changed(&mut self, c: usize) {
+        self.versions[c] = self.versions[c].wrapping_add(1);
+    }
+}
 
 /// (interned accelerator type, nodes)
 type RuntimeKey = (Option<u16>, u32);
@@ -1090,4 +1188,56 @@ impl Ord for Ordered {
 
 fn queued(job: &Job, reason: QueuedReason) -> Decision {
     Decision { job: job.id.clone(), action: Action::Queued(reason), explanation: Explanation::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{problem, ProblemSize};
+
+    thread_local! {
+        /// Turns the fit cache off, to check it against fitting every job afresh.
+        pub(super) static NO_FIT_CACHE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    fn cycle(size: ProblemSize, seed: u64, scheduler: &Scheduler, cached: bool) -> CycleOutcome {
+        let (pool, queues, jobs) = problem(size, seed);
+        NO_FIT_CACHE.with(|c| c.set(!cached));
+        let out = scheduler.cycle(&Snapshot {
+            now: 0,
+            pool: &pool,
+            queues: &queues,
+            cohorts: &[],
+            pending: &jobs,
+            running: &[],
+        });
+        NO_FIT_CACHE.with(|c| c.set(false));
+        out
+    }
+
+    #[test]
+    fn the_fit_cache_decides_as_fitting_every_job_afresh() {
+        // Far more demand than capacity, so admissions fill clusters, a reservation is made
+        // and later jobs backfill around it (the limited search the cache leaves alone).
+        let sizes = [
+            ProblemSize { clusters: 6, nodes: 60, pending_jobs: 600, queues: 5, cohorts: 2 },
+            ProblemSize { clusters: 12, nodes: 240, pending_jobs: 1500, queues: 8, cohorts: 3 },
+        ];
+        let mut first_fit = Scheduler::default();
+        first_fit.config.placement = PlacementRule::FirstFit;
+        let mut no_backfill = Scheduler::default();
+        no_backfill.config.backfill = false;
+        for scheduler in [Scheduler::default(), first_fit, no_backfill] {
+            for size in sizes {
+                for seed in 0..6 {
+                    let cached = cycle(size, seed, &scheduler, true);
+                    let afresh = cycle(size, seed, &scheduler, false);
+                    assert!(
+                        cached.admissions().count() > 0 && cached.admissions().count() < size.pending_jobs as usize
+                    );
+                    assert_eq!(cached, afresh, "seed {seed}, {size:?}");
+                }
+            }
+        }
+    }
 }
