@@ -1104,9 +1104,12 @@ struct FitCache {
 struct CachedShape {
     request: ReplicaRequest,
     replicas: u32,
-    /// Per cluster, per group: (version, nodes the gang takes, or the most replicas that fit).
-    fits: Vec<Vec<Option<(u32, Result<u32, u32>)>>>,
+    /// Per cluster, per group: what was found there.
+    fits: Vec<Vec<Option<CachedFit>>>,
 }
+
+/// (the cluster's version then, nodes the gang takes or the most replicas that fit)
+type CachedFit = (u32, Result<u32, u32>);
 
 impl FitCache {
     /// Shapes kept at most; beyond that, jobs are fitted without the cache.
