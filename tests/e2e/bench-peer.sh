@@ -15,6 +15,8 @@
 #                        5 QPS per worker it needs over an hour for 2000; the table says "k of N")
 #   PEER_TIMEOUT         the same for the other two (default 1200)
 #   PEER_CONCURRENCY     creates in flight in the submitter (default 32)
+#   PEER_SETTLE_MAX      seconds to wait after the window for the hub's writes to settle
+#                        (default 180; the table's "settled" rows, for runs that dispatched all N)
 #   PEER_KUEUE_REMOTE    what "no throttling" means for Kueue (patched binary, tests/peer/kueue):
 #                          same       the hub's clients to the workers get the QPS/burst of its
 #                                     own client, Kueue's shipped clientConnection 50/100 (default)
@@ -43,7 +45,7 @@ root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 TB=$root/tests/testbed
 KQ=$root/tests/peer/kueue
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; }
 
 systems=()
 KEEP=0 JOBS=2000
@@ -66,6 +68,7 @@ ordered=()
 for s in kueue-stock kueue-nothrottle computenet; do [[ " ${systems[*]} " == *" $s "* ]] && ordered+=("$s"); done
 STOCK_TIMEOUT=${PEER_STOCK_TIMEOUT:-300}
 TIMEOUT=${PEER_TIMEOUT:-1200}
+SETTLE_MAX=${PEER_SETTLE_MAX:-180}
 CONC=${PEER_CONCURRENCY:-32}
 REMOTE=${PEER_KUEUE_REMOTE:-same}
 case $REMOTE in same|unlimited) ;; *) echo "bench-peer.sh: PEER_KUEUE_REMOTE is same or unlimited" >&2; exit 2 ;; esac
@@ -120,6 +123,10 @@ for line in sys.stdin:
     t[r + " " + lab.get("verb", "")] += float(line.split()[-1])
 for k, n in sorted(t.items()):
     print(f"{k} {n:.0f}")' > "$1"
+}
+hub_writes() { # the hub's write requests so far (POST, PUT, PATCH, APPLY, DELETE), all clients
+  kubectl --kubeconfig "$HUB_KUBECONFIG" get --raw /metrics \
+    | awk '/^apiserver_request_total\{/ && /verb="(POST|PUT|PATCH|APPLY|DELETE|DELETECOLLECTION)"/ { s += $NF } END { printf "%d\n", s }'
 }
 member_requests() { # KUBECONFIG -> total apiserver_request_total
   kubectl --kubeconfig "$1" get --raw /metrics | awk '/^apiserver_request_total\{/ { s += $NF } END { printf "%d\n", s }'
@@ -197,6 +204,22 @@ run_system() {
   python3 "$here/cpu_usage.py" report "$d/cpu" "$RUN/pids" "${sched_pairs[@]}" > "$d/cpu.txt"
   hub_requests "$d/hub-req1"
   echo "$(member_requests "$AI_1_KUBECONFIG") $(member_requests "$AI_3_KUBECONFIG")" > "$d/member-req1"
+  # Settled: what the scheduler still does for these jobs after the window (Events recorded
+  # in the background, status writes still queued, Running mirrored) counts too. Only when all
+  # N were dispatched: wait until the hub takes fewer than 5 writes in 5 s (periodic lease and
+  # status renewals stay below that), at most SETTLE_MAX s; then CPU and hub requests again.
+  if [ "$(wc -l < "$d/observed.tsv" 2>/dev/null || echo 0)" -ge "$JOBS" ]; then
+    local w0 w1 waited=0
+    w1=$(hub_writes)
+    while [ "$waited" -lt "$SETTLE_MAX" ]; do
+      w0=$w1; sleep 5; waited=$((waited + 5)); w1=$(hub_writes)
+      [ $((w1 - w0)) -lt 5 ] && break
+    done
+    echo "$waited" > "$d/settled"
+    python3 "$here/cpu_usage.py" report "$d/cpu" "$RUN/pids" "${sched_pairs[@]}" > "$d/cpu-settled.txt"
+    hub_requests "$d/hub-req2"
+    log "$name: settled $waited s after the window"
+  fi
   : > "$d/rss"
   if [ "$name" = computenet ]; then
     echo "computenet $(vmhwm "$(cat "$RUN/pids/computenet.pid")")" >> "$d/rss"

@@ -6,7 +6,9 @@
 Per system folder: what, t0, t1, created.tsv (name, create sent, create returned), observed.tsv
 (name, cluster, first seen dispatched), dispatched.tsv (computenet: name, cluster,
 status.dispatchTime), cpu.txt (cpu_usage.py report), hub-req0/1 (hub
-apiserver_request_total by "resource verb"), member-req0/1 (ai-1 and ai-3 totals), rss (VmHWM kB).
+apiserver_request_total by "resource verb"), member-req0/1 (ai-1 and ai-3 totals), rss (VmHWM kB);
+when the run dispatched all N: settled (seconds waited after the window for the hub's writes to
+settle), cpu-settled.txt and hub-req2 (the same as cpu.txt and hub-req1, then).
 """
 import os
 import re
@@ -84,24 +86,44 @@ def system(out, name, n):
     for c, _ in observed.values():
         where[c] = where.get(c, 0) + 1
     r["where"] = ", ".join(f"{c} {m}" for c, m in sorted(where.items()))
-    cpu = {}
-    for line in read(d, "cpu.txt").splitlines():
-        m = re.match(r"\s+(\S+)\s+([\d.]+) s", line)
-        if m:
-            cpu[m.group(1)] = float(m.group(2))
-    r["cpu"] = cpu
+    def cpu_of(file):
+        cpu = {}
+        for line in read(d, file).splitlines():
+            m = re.match(r"\s+(\S+)\s+([\d.]+) s", line)
+            if m:
+                cpu[m.group(1)] = float(m.group(2))
+        return cpu
+
+    r["cpu"] = cpu_of("cpu.txt")
     r["per"] = k or n
-    h0, h1 = counts(read(d, "hub-req0")), counts(read(d, "hub-req1"))
-    delta = {key: h1[key] - h0.get(key, 0) for key in h1 if h1[key] - h0.get(key, 0) > 0}
-    own = SUBMITTED[name]
-    if own in delta:
-        delta[own] -= len(created)
-    r["hub"] = delta
+    h0 = counts(read(d, "hub-req0"))
+
+    def hub_delta(file):
+        h1 = counts(read(d, file))
+        delta = {key: h1[key] - h0.get(key, 0) for key in h1 if h1[key] - h0.get(key, 0) > 0}
+        own = SUBMITTED[name]
+        if own in delta:
+            delta[own] -= len(created)
+        return delta
+
+    r["hub"] = hub_delta("hub-req1")
+    # After the window, once the hub's writes settled (all N dispatched only).
+    settled = read(d, "settled").strip()
+    r["settled"] = int(settled) if settled else None
+    r["cpu_settled"] = cpu_of("cpu-settled.txt") if settled else {}
+    r["hub_settled"] = hub_delta("hub-req2") if settled else {}
     m0 = [int(x) for x in read(d, "member-req0", "0 0").split()]
     m1 = [int(x) for x in read(d, "member-req1", "0 0").split()]
     r["members"] = sum(m1) - sum(m0)
     r["rss"] = {p: int(kb) / 1024 for p, kb in (line.split() for line in read(d, "rss").splitlines() if line.strip())}
     return r
+
+
+WRITE_VERBS = ("POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
+
+
+def writes(delta):
+    return sum(v for key, v in delta.items() if key.rsplit(" ", 1)[-1] in WRITE_VERBS)
 
 
 def fmt(x, spec=".1f", none="-"):
@@ -146,9 +168,16 @@ def main(argv):
         f"{1000 * sum(v for p, v in r['cpu'].items() if p not in sched[r['name']] and p not in ('kube-apiserver@hub', 'kube-apiserver@ai-1', 'kube-apiserver@ai-3', 'etcd')) / r['per']:.1f}"
         for r in rs])
     row("  total", [f"**{1000 * sum(r['cpu'].values()) / r['per']:.1f}**" for r in rs])
+    row("  scheduler process(es), settled (the window and what followed until the hub's writes settled)", [
+        f"{1000 * sum(r['cpu_settled'].get(p, 0.0) for p in sched[r['name']]) / r['per']:.1f} (+{r['settled']} s)"
+        if r["settled"] is not None else "" for r in rs])
     row("peak RSS of the scheduler process(es), MiB", [
         f"{sum(r['rss'].values()):.0f}" + ("" if len(r["rss"]) < 2 else " (" + " + ".join(f"{v:.0f}" for v in r["rss"].values()) + ")")
         for r in rs])
+    row("**hub writes per dispatched job** (POST, PUT, PATCH, APPLY, DELETE; without the submitter's creates)", [
+        f"**{writes(r['hub']) / r['per']:.2f}**" for r in rs])
+    row("  settled (the window and what followed until the hub's writes settled)", [
+        f"**{writes(r['hub_settled']) / r['per']:.2f}** (+{r['settled']} s)" if r["settled"] is not None else "" for r in rs])
     row("**hub apiserver requests per dispatched job**", ["" for _ in rs])
     row("  total, without the submitter's creates", [f"**{sum(r['hub'].values()) / r['per']:.2f}**" for r in rs])
     keys = sorted({k for r in rs for k, v in r["hub"].items() if v / r["per"] >= 0.05},
