@@ -187,7 +187,7 @@ check "and the TrainingJob is gone" wait_for 20 bash -c '! kubectl get tj hpc-lo
 kubectl patch mcl ai-1 --type=merge -p '{"spec":{"cordoned":true}}' >/dev/null
 scontrol update partitionname=debug state=down
 tj moved "HPC, AI" 1 8 '["sleep", "2"]' | kubectl apply -f - >/dev/null
-check "a job allowed on HPC and AI is dispatched to Slurm while ai-1 is cordoned" wait_for 30 bash -c '
+check "a job allowed on HPC and AI is dispatched to Slurm while ai-1 is cordoned" wait_for 45 bash -c '
   [ "$(kubectl get tj moved -n '"$NS"' -o jsonpath="{.status.phase} {.status.placement.cluster}")" = "Dispatched slurm" ]'
 first=$(field moved '{.status.remote.name}')
 check "Slurm holds it PENDING ($first)" bash -c '[ "$(scontrol show job "$1" | grep -o "JobState=[A-Z]*")" = JobState=PENDING ]' _ "$first"

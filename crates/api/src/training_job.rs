@@ -321,7 +321,8 @@ pub enum TrainingJobPhase {
     Queued,
     /// Placed; being dispatched to its member.
     Admitted,
-    /// Created on its member, not yet running.
+    /// Created on its member, not yet running after 15 s there (a job that starts sooner
+    /// goes from Admitted straight to Running).
     Dispatched,
     Running,
     Succeeded,

@@ -16,7 +16,7 @@ use computenet_core::queue::{Cohort, ResourceName};
 use computenet_core::{Adaptable, Catalogue, Job, Pool, Queue, ReplicaRequest, RunningJob};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Bandwidth assumed between sites when a data set must move (Gbit/s). One figure for the
 /// service and the plugin until members report their own links.
@@ -343,15 +343,35 @@ pub fn per_replica(job: &TrainingJob) -> ReplicaRequest {
     convert::job("", &job.spec, 0).map(|j| j.per_replica).unwrap_or_default()
 }
 
-/// An admitted TrainingJob as a running gang of `pool`, on the nodes its placement
-/// records (nodes `pool` does not have are left out). `None` when it has no placement or
-/// its member is not in the pool.
-pub fn running_job(job: &TrainingJob, pool: &Pool, now: u64) -> Option<RunningJob> {
+/// Each cluster's node numbers by node name, and the clusters' numbers by name: built once
+/// per pool for all its running jobs ([`running_job`]), not once per job.
+#[derive(Debug, Default)]
+pub struct NodeNumbers {
+    clusters: HashMap<String, usize>,
+    nodes: Vec<HashMap<String, u32>>,
+}
+
+impl NodeNumbers {
+    pub fn of(pool: &Pool) -> Self {
+        NodeNumbers {
+            clusters: pool.clusters.iter().enumerate().rev().map(|(i, c)| (c.name.clone(), i)).collect(),
+            nodes: pool
+                .clusters
+                .iter()
+                .map(|c| c.nodes.iter().enumerate().rev().map(|(i, n)| (n.name.clone(), i as u32)).collect())
+                .collect(),
+        }
+    }
+}
+
+/// An admitted TrainingJob as a running gang of the pool `numbers` was built from, on the
+/// nodes its placement records (nodes the pool does not have are left out). `None` when
+/// it has no placement or its member is not in the pool.
+pub fn running_job(job: &TrainingJob, numbers: &NodeNumbers, now: u64) -> Option<RunningJob> {
     let status = job.status.as_ref()?;
     let placement = status.placement.as_ref()?;
-    let cluster = pool.cluster_index(&placement.cluster)?;
-    let nodes = &pool.clusters[cluster].nodes;
-    let index: BTreeMap<&str, u32> = nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i as u32)).collect();
+    let cluster = *numbers.clusters.get(&placement.cluster)?;
+    let index = &numbers.nodes[cluster];
     let slots: Vec<NodeSlot> = placement
         .nodes
         .iter()
@@ -820,12 +840,12 @@ mod tests {
             wan_gbps: WAN_GBPS,
         };
         let mut tj = restartable("a", Some(90), NOW - 60, None);
-        assert_eq!(running_job(&tj, &pool, NOW).unwrap().restart_cost_s, Some(90));
+        assert_eq!(running_job(&tj, &NodeNumbers::of(&pool), NOW).unwrap().restart_cost_s, Some(90));
         assert_eq!(current_replicas(&tj), 2, "no size recorded: the spec's");
         tj.status.as_mut().unwrap().placement.as_mut().unwrap().replicas = Some(4);
         assert_eq!(current_replicas(&tj), 4);
         tj.spec.checkpoint.as_mut().unwrap().restartable = false;
-        assert_eq!(running_job(&tj, &pool, NOW).unwrap().restart_cost_s, None, "not restartable");
+        assert_eq!(running_job(&tj, &NodeNumbers::of(&pool), NOW).unwrap().restart_cost_s, None, "not restartable");
     }
 
     #[test]
@@ -851,7 +871,7 @@ mod tests {
             data_sets: BTreeMap::new(),
             wan_gbps: WAN_GBPS,
         };
-        let r = running_job(&tj, &pool, 5).unwrap();
+        let r = running_job(&tj, &NodeNumbers::of(&pool), 5).unwrap();
         assert_eq!(r.started_at, 1_000);
         assert_eq!(r.estimated_end, 1_000 + estimated_seconds(f64::INFINITY));
         assert_eq!(r.per_replica.accelerators, 4);

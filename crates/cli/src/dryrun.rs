@@ -314,11 +314,12 @@ pub fn running_jobs(pool: &mut Pool, members: &[MemberCluster], jobs: &[Training
     let mut matched: Vec<Vec<NodeCapacity>> =
         pool.clusters.iter().map(|c| vec![NodeCapacity::default(); c.nodes.len()]).collect();
     let mut out = Vec::new();
+    let numbers = view::NodeNumbers::of(pool);
     for tj in admitted {
         let Some(placement) = tj.status.as_ref().and_then(|s| s.placement.as_ref()) else {
             continue;
         };
-        let Some(mut running) = view::running_job(tj, pool, now) else {
+        let Some(mut running) = view::running_job(tj, &numbers, now) else {
             continue;
         };
         let c = running.cluster;

@@ -35,22 +35,25 @@ impl Overlay {
     /// The current TrainingJobs.
     pub fn jobs(&mut self, cache: &Store<TrainingJob>) -> Vec<Arc<TrainingJob>> {
         let mut jobs = cache.state();
-        let mut seen = HashSet::with_capacity(jobs.len());
+        // Called several times a pass over every job: no per-job allocation.
         for tj in &mut jobs {
-            let id = view::uid(tj).to_string();
-            if let Some(mine) = self.overrides.get(&id) {
+            let cached = tj.clone();
+            let id = view::uid(&cached);
+            if let Some(mine) = self.overrides.get(id) {
                 if resource_version(mine) > resource_version(tj) {
                     *tj = mine.clone();
                 } else {
-                    self.overrides.remove(&id);
+                    self.overrides.remove(id);
                 }
             }
-            if let Some(expected) = self.work.expected(&id) {
+            if let Some(expected) = self.work.expected(id) {
                 *tj = expected.clone();
             }
-            seen.insert(id);
         }
-        self.overrides.retain(|id, _| seen.contains(id));
+        if !self.overrides.is_empty() {
+            let seen: HashSet<&str> = jobs.iter().map(|j| view::uid(j)).collect();
+            self.overrides.retain(|id, _| seen.contains(id.as_str()));
+        }
         if let Some(prefix) = test_namespace_prefix() {
             jobs.retain(|j| j.metadata.namespace.as_deref().is_some_and(|n| n.starts_with(prefix)));
         }

@@ -169,6 +169,7 @@ async fn lead(
         reconciler: Reconciler::new(client.clone(), config.member_timeout, config.backoff, key.clone()),
         scheduling: Scheduling::new(client.clone(), profiles.scheduler(), key.clone(), config.adapt.clone()),
         key,
+        verified: crate::seal::Verified::default(),
         progress: config.progress.clone().map(|p| {
             let policy = computenet_members::credentials::SecretPolicy::new(config.credentials_namespace.clone());
             crate::progress::Progress::start(p, client.clone(), policy)

@@ -51,6 +51,8 @@ pub struct Service {
     pub web: Option<WebState>,
     /// The key the service seals its admissions with.
     pub key: Arc<AdmissionKey>,
+    /// Seals already found valid, by resourceVersion.
+    pub verified: seal::Verified,
     /// Running jobs' progress and the throughput learned from it (`--progress-query`).
     pub progress: Option<Progress>,
     /// The usage store's writer; past shares and budgets.
@@ -191,12 +193,13 @@ impl Service {
     ) {
         let by_name = view::queues(queues.iter().map(AsRef::as_ref)).by_name;
         let no_labels = BTreeMap::new();
+        self.verified.retain(jobs.iter().filter(|j| seal::applies(j)).map(AsRef::as_ref));
         for tj in jobs.iter().filter(|j| seal::applies(j)) {
             if self.overlay.busy(view::uid(tj)) {
                 continue;
             }
             let labels = namespaces.get(tj.metadata.namespace.as_deref().unwrap_or_default()).unwrap_or(&no_labels);
-            let Err(why) = seal::check(&self.key, tj, &by_name, labels) else { continue };
+            let Err(why) = seal::check(&self.key, &mut self.verified, tj, &by_name, labels) else { continue };
             tracing::warn!(job = %view::job_name(tj), %why, "resetting an admission");
             let t = transitions::admission_not_issued(tj, &view::status(tj), &why, now);
             let expected = work::with_status(tj, &t.status);

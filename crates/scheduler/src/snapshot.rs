@@ -163,12 +163,13 @@ pub fn build(
     let mut sorted: Vec<&Arc<TrainingJob>> = jobs.iter().collect();
     sorted.sort_by(|a, b| view::uid(a).cmp(view::uid(b)));
     let no_labels = BTreeMap::new();
+    let numbers = view::NodeNumbers::of(&built.pool);
     for tj in sorted {
         if view::is_finished(tj) {
             continue;
         }
         if view::is_admitted(tj) {
-            if let Some(running) = view::running_job(tj, &built.pool, now) {
+            if let Some(running) = view::running_job(tj, &numbers, now) {
                 release_slurm_allocation(&mut built.pool, members, &running);
                 built.pool.charge(running.cluster, &running.slots, &running.per_replica);
                 built.running.push(running);

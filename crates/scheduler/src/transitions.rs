@@ -444,6 +444,24 @@ pub fn mirrored(
     now: Timestamp,
 ) -> Option<Transition> {
     let RemoteStatus { phase: new_phase, failure, exit_code, nodes } = remote;
+    // Nothing changed (most jobs, most passes): no copy of the status at all.
+    let same_nodes = |p: &PlacementStatus, nodes: &[String]| {
+        let replicas = usize::try_from(view::current_replicas(tj)).unwrap_or(0).max(1);
+        p.nodes.len() == nodes.len().min(replicas)
+            && p.nodes
+                .iter()
+                .zip(nodes)
+                .all(|(r, n)| r.replicas == 1 && r.node == conditions::cut(n, MAX_NODE_NAME_BYTES))
+    };
+    if current.phase == Some(new_phase)
+        && record.is_none()
+        && match (&nodes, &current.placement) {
+            (Some(nodes), Some(p)) => same_nodes(p, nodes),
+            _ => true,
+        }
+    {
+        return None;
+    }
     let cluster = current.placement.as_ref().map(|p| p.cluster.clone()).unwrap_or_default();
     let mut status = TrainingJobStatus { phase: Some(new_phase), ..current.clone() };
     if let Some(d) = record {
