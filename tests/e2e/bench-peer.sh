@@ -265,14 +265,7 @@ apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingWebhookConfiguration
 metadata: {name: computenet-bench}
 webhooks:
-- name: finalize.computenet.io
-  admissionReviewVersions: [v1]
-  sideEffects: None
-  failurePolicy: Ignore
-  timeoutSeconds: 5
-  clientConfig: {url: "https://127.0.0.1:$HOOK_PORT/mutate"}
-  rules:
-  - {apiGroups: [computenet.io], apiVersions: ["*"], resources: [trainingjobs], operations: [CREATE]}
+$(finalize_webhook "$HOOK_PORT")
 EOT
   } | kubectl --kubeconfig "$HUB_KUBECONFIG" apply -f - >/dev/null
   RUST_LOG=${RUST_LOG:-info} nohup "$COMPUTENET_BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --no-http \

@@ -137,15 +137,7 @@ webhooks:
   - {apiGroups: [jobset.x-k8s.io], apiVersions: ["*"], resources: [jobsets], operations: [CREATE, UPDATE]}
   - {apiGroups: [trainer.kubeflow.org], apiVersions: ["*"], resources: [trainjobs], operations: [CREATE, UPDATE]}
   - {apiGroups: [kubeflow.org], apiVersions: ["*"], resources: [pytorchjobs], operations: [CREATE, UPDATE]}
-- name: finalize.computenet.io
-  admissionReviewVersions: [v1]
-  sideEffects: None
-  failurePolicy: Ignore
-  timeoutSeconds: 5
-  clientConfig: {url: "https://127.0.0.1:$HOOK_PORT/mutate"}
-  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $NS}}
-  rules:
-  - {apiGroups: [computenet.io], apiVersions: ["*"], resources: [trainingjobs], operations: [CREATE]}
+$(finalize_webhook "$HOOK_PORT" "$NS")
 EOT
 
 COMPUTENET_TEST_NAMESPACE_PREFIX=jk setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --interval-ms 500 \

@@ -76,6 +76,26 @@ need_free_ports() {
   done
 }
 
+# finalize_webhook PORT [NAMESPACE]: the chart's finalize.computenet.io hook (TrainingJobs are
+# created with computenet's finalizer) as one item of a MutatingWebhookConfiguration's
+# webhooks, calling `computenet serve --webhook-listen 127.0.0.1:PORT` by URL; for
+# NAMESPACE only, when given.
+finalize_webhook() {
+  cat <<EOT
+- name: finalize.computenet.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  timeoutSeconds: 5
+  clientConfig: {url: "https://127.0.0.1:$1/mutate"}
+EOT
+  if [ -n "${2:-}" ]; then echo "  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $2}}"; fi
+  cat <<'EOT'
+  rules:
+  - {apiGroups: [computenet.io], apiVersions: ["*"], resources: [trainingjobs], operations: [CREATE]}
+EOT
+}
+
 # k8s_member NAME SITE: the YAML of a MemberCluster for one of the test bed's Kubernetes
 # members (its kubeconfig in the Secret computenet-system/NAME-kubeconfig), of kind AI.
 k8s_member() {
