@@ -118,6 +118,7 @@ pub fn crd(data: &[u8]) {
 
     let model = ThroughputModel::default();
     let labels = BTreeMap::new();
+    let numbers = view::NodeNumbers::of(&pool);
     for tj in &jobs {
         let _ = view::pending_job(tj, &hub_queues.by_name, &labels);
         let _ = (view::gang_accelerators(tj), view::accelerators_held(tj), view::per_replica(tj));
@@ -125,7 +126,7 @@ pub fn crd(data: &[u8]) {
         if let Some(placement) = tj.status.as_ref().and_then(|s| s.placement.as_ref()) {
             assert!(view::estimated_seconds(placement.estimated_runtime_seconds) <= TEN_YEARS_S);
         }
-        if let Some(running) = view::running_job(tj, &pool, 1_700_000_000) {
+        if let Some(running) = view::running_job(tj, &numbers, 1_700_000_000) {
             let runtime = running.estimated_end - running.started_at;
             assert!(runtime <= TEN_YEARS_S, "a running gang ends within ten years of its start, not {runtime} s");
         }
