@@ -188,7 +188,7 @@ pub enum MemberNodes {
     None,
     /// Nodes, and the pods whose requests use them (computenet's own pods are skipped:
     /// admitted TrainingJobs are charged by their placement instead).
-    Kubernetes { nodes: Vec<Arc<Node>>, pods: Vec<Arc<Pod>> },
+    Kubernetes { nodes: Vec<Arc<Node>>, pods: Vec<Arc<Pod>>, memo: kubernetes::nodes::NodesMemo },
     /// Slurm nodes (their allocations include every running job, computenet's too), and
     /// the nodes each of computenet's running batch jobs holds, by TrainingJob UID.
     Slurm { nodes: Vec<SlurmNode>, held: BTreeMap<String, Vec<String>> },
@@ -201,7 +201,7 @@ impl MemberNodes {
     pub fn core_nodes(&self, catalogue: &Catalogue) -> Vec<CoreNode> {
         match self {
             MemberNodes::None => Vec::new(),
-            MemberNodes::Kubernetes { nodes, pods } => kubernetes::nodes::core_nodes(nodes, pods, catalogue),
+            MemberNodes::Kubernetes { nodes, pods, memo } => memo.core_nodes(nodes, pods, catalogue),
             MemberNodes::Slurm { nodes, .. } => {
                 let mut core: Vec<CoreNode> = nodes.iter().map(|n| convert::core_node(n, catalogue).0).collect();
                 core.sort_by(|a, b| a.name.cmp(&b.name));
@@ -652,7 +652,7 @@ impl Member {
                     .into_iter()
                     .filter(|p| p.metadata.namespace.as_ref().is_none_or(|ns| !ours.contains(ns)))
                     .collect();
-                MemberNodes::Kubernetes { nodes: k.nodes.state(), pods }
+                MemberNodes::Kubernetes { nodes: k.nodes.state(), pods, memo: k.nodes_memo.clone() }
             }
             Member::Slurm(s) => {
                 let held = admitted_here

@@ -310,7 +310,11 @@ mod tests {
             workload_kinds: Vec::new(),
             member: member(),
             ready: true,
-            nodes: MemberNodes::Kubernetes { nodes: vec![gpu_node("n1"), gpu_node("n2")], pods: Vec::new() },
+            nodes: MemberNodes::Kubernetes {
+                nodes: vec![gpu_node("n1"), gpu_node("n2")],
+                pods: Vec::new(),
+                memo: Default::default(),
+            },
             measured: None,
         }];
         let now = Timestamp::from_second(10_000).unwrap();

@@ -613,7 +613,7 @@ mod tests {
             workload_kinds: Vec::new(),
             member: Arc::new(member),
             ready: true,
-            nodes: MemberNodes::Kubernetes { nodes: vec![Arc::new(node)], pods: Vec::new() },
+            nodes: MemberNodes::Kubernetes { nodes: vec![Arc::new(node)], pods: Vec::new(), memo: Default::default() },
             measured: None,
         }];
         snapshot::build(10_000, &views, &[], &[], &[], &BTreeMap::new())

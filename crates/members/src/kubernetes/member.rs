@@ -39,6 +39,8 @@ pub struct KubernetesMember {
     pub hub: String,
     pub nodes: Store<Node>,
     pub pods: Store<Pod>,
+    /// The last conversion of `nodes` and `pods` to core nodes.
+    pub nodes_memo: super::nodes::NodesMemo,
     pub jobs: Store<Job>,
     /// The job kinds besides TrainingJob this member serves (found when connecting), each
     /// with a cache of the copies computenet made of them here.
@@ -110,6 +112,7 @@ impl KubernetesMember {
                 changed.clone(),
                 Some(alive.clone()),
             ),
+            nodes_memo: super::nodes::NodesMemo::default(),
             jobs: cache_while(Api::all(client.clone()), managed, changed, Some(alive)),
             copies,
             health: Arc::new(Mutex::new(Health::default())),
@@ -146,10 +149,8 @@ impl KubernetesMember {
     pub fn job(&self, tenant: &str, uid: &str) -> Option<Arc<Job>> {
         // Remote names derive from the UID: lookups, not a scan (this runs per job per cycle).
         let name = remote_name(uid);
-        [self.namespace_for(tenant), self.namespace_prefix.clone()]
-            .iter()
-            .find_map(|ns| self.jobs.get(&ObjectRef::new(&name).within(ns)))
-            .filter(|j| job_uid(j) == Some(uid))
+        let at = |ns: &str| self.jobs.get(&ObjectRef::new(&name).within(ns));
+        at(&self.namespace_for(tenant)).or_else(|| at(&self.namespace_prefix)).filter(|j| job_uid(j) == Some(uid))
     }
 
     /// The Job of the TrainingJob's attempt `attempt`: as [`Self::job`], unless it is

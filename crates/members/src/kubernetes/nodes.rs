@@ -6,7 +6,7 @@ use computenet_core::{Catalogue, Node as CoreNode, NodeCapacity};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Accelerator type of nodes that carry GPUs but no product label.
 pub const UNKNOWN_GPU: &str = "unknown-gpu";
@@ -62,6 +62,49 @@ pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, S
         .unwrap_or_else(|| UNKNOWN_GPU.to_string());
     let canonical = catalogue.canonical_name(&raw).unwrap_or_else(|| raw.clone());
     Some((canonical, raw))
+}
+
+/// The last conversion of one member's Nodes and Pods to core nodes, kept so that a pass
+/// in which none of them changed reuses it: converting parses every node's quantities and
+/// copies its labels, the largest part of a pass at a few thousand jobs. Shared by the
+/// clones of a member's connection; a new connection starts empty.
+#[derive(Debug, Default, Clone)]
+pub struct NodesMemo(Arc<Mutex<Option<Converted>>>);
+
+#[derive(Debug)]
+struct Converted {
+    // The very objects converted: a watch replaces an object's Arc when it changes, and
+    // holding these keeps their addresses from being reused, so equal pointers mean the
+    // same objects.
+    nodes: Vec<Arc<Node>>,
+    pods: Vec<Arc<Pod>>,
+    catalogue: Catalogue,
+    core: Vec<CoreNode>,
+}
+
+fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+impl NodesMemo {
+    /// [`core_nodes`] of these objects: the kept conversion when they are the very objects
+    /// (in the same order) and the catalogue it was made with, else a new one, kept.
+    pub fn core_nodes(&self, nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
+        let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(c) =
+            memo.as_ref().filter(|c| same(&c.nodes, nodes) && same(&c.pods, pods) && c.catalogue == *catalogue)
+        {
+            return c.core.clone();
+        }
+        let core = core_nodes(nodes, pods, catalogue);
+        *memo = Some(Converted {
+            nodes: nodes.to_vec(),
+            pods: pods.to_vec(),
+            catalogue: catalogue.clone(),
+            core: core.clone(),
+        });
+        core
+    }
 }
 
 /// Core nodes (sorted by name), charged with the running pods not run by computenet:
@@ -155,6 +198,32 @@ mod tests {
         assert_eq!(core[1].allocated.cpu_millis, 500);
         assert_eq!(core[2].accelerator, None);
         assert_eq!(core[1].topology_domain, "zone-a");
+    }
+
+    #[test]
+    fn the_memo_converts_again_only_when_an_object_or_the_catalogue_changes() {
+        let catalogue = Catalogue::built_in();
+        let memo = NodesMemo::default();
+        let nodes = vec![node("a", 8, Some("NVIDIA-A100-80G"), true)];
+        let mut pods = vec![pod("a", 2, false, "Running")];
+        let first = memo.core_nodes(&nodes, &pods, &catalogue);
+        assert_eq!(first, core_nodes(&nodes, &pods, &catalogue));
+        // The same objects: the kept conversion, equal to a fresh one.
+        assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue), first);
+        // A pod changed (a watch gives it a new Arc): charged anew, not from the memo.
+        pods[0] = pod("a", 2, false, "Succeeded");
+        let after = memo.core_nodes(&nodes, &pods, &catalogue);
+        assert_eq!(after[0].allocated.accelerators, 0);
+        assert_eq!(after, core_nodes(&nodes, &pods, &catalogue));
+        // One pod more: converted again.
+        pods.push(pod("a", 3, false, "Running"));
+        assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue)[0].allocated.accelerators, 3);
+        // Another catalogue (a member describes the label's spelling as a type of its own):
+        // converted with it.
+        assert_eq!(after[0].accelerator.as_deref(), Some("A100-80G"));
+        let mut other = catalogue.clone();
+        other.set("NVIDIA-A100-80G", catalogue.get("A100-80G").unwrap().clone());
+        assert_eq!(memo.core_nodes(&nodes, &pods, &other)[0].accelerator.as_deref(), Some("NVIDIA-A100-80G"));
     }
 
     #[test]
