@@ -378,6 +378,10 @@ impl Reconciler {
 
     /// Forgets jobs that are gone and dispatches the status now records.
     pub fn prune(&mut self, jobs: &[Arc<TrainingJob>]) {
+        // Most passes have nothing to forget: no need to index every job.
+        if self.dispatched.is_empty() && self.backoffs.is_empty() {
+            return;
+        }
         let live: HashSet<&str> = jobs.iter().map(|j| view::uid(j)).collect();
         let recorded: HashSet<&str> = jobs
             .iter()

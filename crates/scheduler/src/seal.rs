@@ -22,6 +22,7 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Key bytes; a shorter key in the Secret is refused.
 pub const KEY_BYTES: usize = 32;
@@ -161,9 +162,14 @@ impl Verified {
         valid
     }
 
-    /// Forgets jobs not among `jobs` (deleted, or no longer admitted).
-    pub fn retain<'a>(&mut self, jobs: impl IntoIterator<Item = &'a TrainingJob>) {
-        let present: HashSet<&str> = jobs.into_iter().map(view::uid).collect();
+    /// Forgets jobs not among `jobs` (the hub's jobs), once it holds more entries than
+    /// there are jobs: an entry of a deleted job is never used again (UIDs are not reused),
+    /// so it only costs memory, and indexing every job each pass would cost more.
+    pub fn retain(&mut self, jobs: &[Arc<TrainingJob>]) {
+        if self.0.len() <= jobs.len() {
+            return;
+        }
+        let present: HashSet<&str> = jobs.iter().map(|j| view::uid(j)).collect();
         self.0.retain(|uid, _| present.contains(uid.as_str()));
     }
 }
@@ -381,7 +387,18 @@ mod tests {
         };
         assert!(!verified.verify(&key(5), &fresh));
         assert!(verified.verify(&k, &fresh));
-        verified.retain(std::iter::empty());
+        // Forgotten once it holds more entries than the hub has jobs: a deleted job's
+        // entry lingers at most that long, so memory stays bounded by the jobs.
+        let other = Arc::new(TrainingJob {
+            metadata: kube::api::ObjectMeta { uid: Some("uid-2".into()), ..Default::default() },
+            ..job()
+        });
+        verified.retain(std::slice::from_ref(&other));
+        assert_eq!(verified.0.len(), 1, "not more entries than jobs: left alone");
+        verified.0.insert("uid-3".into(), "1".into());
+        verified.retain(&[other]);
+        assert!(verified.0.is_empty(), "more entries than jobs: the absent ones forgotten");
+        verified.retain(&[]);
         assert!(verified.0.is_empty());
     }
 

@@ -96,8 +96,10 @@ impl Service {
         }
     }
 
-    /// One pass.
-    pub async fn pass(&mut self) {
+    /// One pass. Returns the time spent computing (the steps that read every job), not
+    /// waiting on writes: what the next pass is spaced by.
+    pub async fn pass(&mut self) -> Duration {
+        let started = std::time::Instant::now();
         // 1
         self.absorb();
         // 2
@@ -163,12 +165,15 @@ impl Service {
         for (tj, transition) in mirrors {
             schedule::start_write(&mut self.overlay, &self.hub.client, tj, transition);
         }
+        let mut computing = started.elapsed();
         // 6
         self.reporters.members(&built, &views, &self.connections).await;
+        let resumed = std::time::Instant::now();
         let jobs = self.overlay.jobs(&self.hub.jobs);
         let undecodable: std::collections::BTreeSet<String> =
             self.hub.undecodables.objects().into_iter().filter_map(|u| u.object.uid).collect();
         self.metering.pass(&jobs, &undecodable, &store, &built, &self.scheduling.scheduler().model, now);
+        computing += resumed.elapsed();
         self.reporters.queues(&queues, &jobs, &built, &self.metering).await;
         self.reporters.cohorts(&cohorts, &built, &self.metering).await;
         if let Some(web) = &self.web {
@@ -179,6 +184,7 @@ impl Service {
         }
         // 7
         self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;
+        computing
     }
 
     /// Step 2b: every admitted job must carry this service's seal, and before dispatch its
@@ -193,7 +199,7 @@ impl Service {
     ) {
         let by_name = view::queues(queues.iter().map(AsRef::as_ref)).by_name;
         let no_labels = BTreeMap::new();
-        self.verified.retain(jobs.iter().filter(|j| seal::applies(j)).map(AsRef::as_ref));
+        self.verified.retain(jobs);
         for tj in jobs.iter().filter(|j| seal::applies(j)) {
             if self.overlay.busy(view::uid(tj)) {
                 continue;
