@@ -77,12 +77,25 @@ pub enum Step {
     Mirror(Transition),
 }
 
-/// A newly created member object is shown as Dispatched only after this long: one that
+/// A newly created Kubernetes Job is shown as Dispatched only after this long: one that
 /// starts sooner goes from Admitted straight to Running, one status write fewer. Long
-/// enough for pods that start from a cached image on a busy member (at 2 s, four in five
-/// jobs of a 2,000-job burst still paid the extra write); the Dispatched Event names the
-/// member's object at once.
-pub const DISPATCHED_GRACE: Duration = Duration::from_secs(15);
+/// enough for pods on a busy member (in a 2,000-job burst on the 2-core test bed, pods
+/// took up to 34 s to run: at 15 s half the jobs paid the extra write, at 2 s four in
+/// five); the Dispatched Event names the member's object at once. Its objects are created
+/// by name, so a restart in between only finds them again.
+pub const DISPATCHED_GRACE: Duration = Duration::from_secs(60);
+
+/// The same for a Slurm batch job: a submission is not idempotent, so its id is recorded
+/// sooner (a restart in between finds it by the key in its comment).
+pub const SLURM_DISPATCHED_GRACE: Duration = Duration::from_secs(15);
+
+/// How long a dispatch may go unrecorded on a member of this kind ([`DISPATCHED_GRACE`]).
+pub fn dispatched_grace(member: &MemberState) -> Duration {
+    match member {
+        MemberState::Reachable { kind: MemberKind::Slurm, .. } => SLURM_DISPATCHED_GRACE,
+        _ => DISPATCHED_GRACE,
+    }
+}
 
 /// Decides the next step for a job that has no work in flight. `record` is a dispatch this
 /// process made that the status does not show yet, with whether it is younger than
@@ -437,7 +450,7 @@ impl Reconciler {
                 continue;
             }
             let state = self.member_state(tj, members);
-            let record = self.dispatched.get(uid).map(|(d, at)| (d, at.elapsed() < DISPATCHED_GRACE));
+            let record = self.dispatched.get(uid).map(|(d, at)| (d, at.elapsed() < dispatched_grace(&state)));
             let backoff_due = self.backoff(tj).due(epoch_ms(now));
             let member = view::placed_on(tj).and_then(|c| members.get(c)).cloned();
             let earlier = if may_have_earlier(tj) { self.earlier(tj, members, known) } else { Earlier::Gone };

@@ -38,6 +38,8 @@ pub fn owned(status: &TrainingJobStatus) -> TrainingJobStatus {
 /// Writes a TrainingJob's status; returns the object as stored.
 pub async fn training_job(client: &Client, tj: &TrainingJob, status: &TrainingJobStatus) -> Result<TrainingJob> {
     lease::check_write()?;
+    let from = tj.status.as_ref().and_then(|s| s.phase);
+    tracing::debug!(job = ?tj.metadata.name, ?from, to = ?status.phase, dispatched = status.remote.is_some(), "status write");
     let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
     let status = owned(status);
     apply_status(api, tj.metadata.name.as_deref().unwrap_or_default(), "computenet.io/v1alpha1", "TrainingJob", &status)
