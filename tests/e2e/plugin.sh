@@ -170,6 +170,8 @@ tj wait-2 60 2 8 H800 | kubectl apply -f - >/dev/null
 check "the two waiting jobs are queued at positions 1 and 2" wait_for 30 bash -c "
   [ \"\$(kubectl get tj wait-1 wait-2 -n $NS -o jsonpath='{.items[*].status.queuePosition}')\" = '1 2' ]"
 
+# The pool reads the members' status, whose numbers are written at most every 5 s.
+wait_for 15 bash -c "kubectl computenet pool | grep -qE '^plug-ai-1 .* H800 0/$((h800 * 8))'" || true
 contains "pool shows the H800 nodes taken" "^plug-ai-1 .* H800 0/$((h800 * 8))" kubectl computenet pool
 if [ -n "${SAVE_POOL:-}" ]; then kubectl computenet pool > "$SAVE_POOL"; fi
 
