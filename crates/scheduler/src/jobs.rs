@@ -98,8 +98,8 @@ pub fn dispatched_grace(member: &MemberState) -> Duration {
 }
 
 /// Decides the next step for a job that has no work in flight. `record` is a dispatch this
-/// process made that the status does not show yet, with whether it is younger than
-/// [`DISPATCHED_GRACE`]; `backoff_due` whether a failed dispatch may be tried again now;
+/// process made that the status does not show yet, with whether it is younger than its
+/// member's [`dispatched_grace`]; `backoff_due` whether a failed dispatch may be tried again now;
 /// `earlier` what is left of its earlier attempts (a dispatch waits for it to be gone).
 pub fn next_step(
     tj: &TrainingJob,
@@ -626,6 +626,15 @@ mod tests {
             remote: RemoteReference { cluster: "ai-1".into(), kind: "Job".into(), name: "cn-x".into() },
             time: t(150),
         }
+    }
+
+    #[test]
+    fn a_dispatch_goes_unrecorded_longer_on_kubernetes_than_on_slurm() {
+        let on = |kind| MemberState::Reachable { kind, remote: None };
+        assert_eq!(dispatched_grace(&on(MemberKind::Kubernetes)), DISPATCHED_GRACE);
+        assert_eq!(dispatched_grace(&on(MemberKind::Slurm)), SLURM_DISPATCHED_GRACE);
+        assert!(SLURM_DISPATCHED_GRACE < DISPATCHED_GRACE, "a Slurm submission is recorded sooner");
+        assert_eq!(dispatched_grace(&MemberState::NotConnected), DISPATCHED_GRACE);
     }
 
     #[test]
