@@ -7,7 +7,8 @@
 use crate::conditions::{reasons, types};
 use crate::convert;
 use crate::training_job::{
-    AttemptStatus, ProgressSource, ProgressStatus, TrainingJobPhase, TrainingJobStatus, MAX_ATTEMPTS_KEPT,
+    AttemptStatus, ProgressSource, ProgressStatus, TrainingJobPhase, TrainingJobSpec, TrainingJobStatus,
+    MAX_ATTEMPTS_KEPT,
 };
 use crate::{ComputeCohort, ComputeQueue, MemberCluster, TrainingJob};
 use computenet_core::adapt::remaining_work;
@@ -368,6 +369,34 @@ impl NodeNumbers {
 /// nodes its placement records (nodes the pool does not have are left out). `None` when
 /// it has no placement or its member is not in the pool.
 pub fn running_job(job: &TrainingJob, numbers: &NodeNumbers, now: u64) -> Option<RunningJob> {
+    running_job_with(job, numbers, now, || running_figures(&job.spec))
+}
+
+/// What a running gang takes from its spec: the request per replica and the restart cost
+/// (none and zero when the spec does not convert: an object stored under an older schema).
+pub fn running_figures(spec: &TrainingJobSpec) -> RunningFigures {
+    let core = convert::job("", spec, 0).ok();
+    RunningFigures {
+        per_replica: core.as_ref().map(|j| j.per_replica.clone()).unwrap_or_default(),
+        restart_cost_s: core.and_then(|j| j.restart).map(|r| r.restart_cost_s),
+    }
+}
+
+/// See [`running_figures`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunningFigures {
+    pub per_replica: ReplicaRequest,
+    pub restart_cost_s: Option<u64>,
+}
+
+/// As [`running_job`], with the spec's figures from `figures` (called only when the job
+/// is on a member of the pool), so that callers can keep them between passes.
+pub fn running_job_with(
+    job: &TrainingJob,
+    numbers: &NodeNumbers,
+    now: u64,
+    figures: impl FnOnce() -> RunningFigures,
+) -> Option<RunningJob> {
     let status = job.status.as_ref()?;
     let placement = status.placement.as_ref()?;
     let cluster = *numbers.clusters.get(&placement.cluster)?;
@@ -380,7 +409,7 @@ pub fn running_job(job: &TrainingJob, numbers: &NodeNumbers, now: u64) -> Option
         })
         .collect();
     let started_at = status.start_time.as_ref().map_or(now, |t| unix(t.0));
-    let core = convert::job("", &job.spec, 0).ok();
+    let RunningFigures { per_replica, restart_cost_s } = figures();
     Some(RunningJob {
         id: uid(job).to_string(),
         queue: job.spec.queue_name.clone(),
@@ -388,10 +417,10 @@ pub fn running_job(job: &TrainingJob, numbers: &NodeNumbers, now: u64) -> Option
         cluster,
         accelerator: placement.accelerator.clone(),
         slots,
-        per_replica: core.as_ref().map(|j| j.per_replica.clone()).unwrap_or_default(),
+        per_replica,
         started_at,
         estimated_end: started_at.saturating_add(estimated_seconds(placement.estimated_runtime_seconds)),
-        restart_cost_s: core.and_then(|j| j.restart).map(|r| r.restart_cost_s),
+        restart_cost_s,
     })
 }
 

@@ -194,6 +194,7 @@ async fn lead(
         }),
         reporters: Reporters::new(client.clone(), config.member_timeout),
         metering: crate::metering::Metering::new(client.clone(), config.metering.clone()),
+        running_specs: crate::snapshot::RunningSpecs::default(),
         events,
         member_timeout: config.member_timeout,
         web: config.web.clone(),

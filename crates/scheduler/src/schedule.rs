@@ -318,7 +318,15 @@ mod tests {
             measured: None,
         }];
         let now = Timestamp::from_second(10_000).unwrap();
-        let built = snapshot::build(view::unix(now), &views, &[queue(quota)], &[], jobs, &BTreeMap::new());
+        let built = snapshot::build(
+            view::unix(now),
+            &views,
+            &[queue(quota)],
+            &[],
+            jobs,
+            &BTreeMap::new(),
+            &mut Default::default(),
+        );
         let outcome = Scheduler::default().cycle(&Snapshot {
             now: view::unix(now),
             pool: &built.pool,

@@ -57,6 +57,8 @@ pub struct Service {
     pub progress: Option<Progress>,
     /// The usage store's writer; past shares and budgets.
     pub metering: crate::metering::Metering,
+    /// Running jobs' spec figures, kept between passes.
+    pub running_specs: snapshot::RunningSpecs,
 }
 
 impl Service {
@@ -133,7 +135,8 @@ impl Service {
             self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &known, &raw, now);
         // 4: on the jobs as step 3 left them.
         let jobs = self.overlay.jobs(&self.hub.jobs);
-        let mut built = snapshot::build(view::unix(now), &views, &queues, &cohorts, &jobs, &namespaces);
+        let mut built =
+            snapshot::build(view::unix(now), &views, &queues, &cohorts, &jobs, &namespaces, &mut self.running_specs);
         if let Some(progress) = &mut self.progress {
             progress.pass(&jobs, &specs, &mut built, view::unix(now));
             self.scheduling.set_learned(progress.learned());
@@ -157,7 +160,15 @@ impl Service {
         // 4b: the re-optimisation round, on the jobs as this pass's admissions leave them.
         if self.scheduling.adapt_due() {
             let jobs = self.overlay.jobs(&self.hub.jobs);
-            let mut built = snapshot::build(view::unix(now), &views, &queues, &cohorts, &jobs, &namespaces);
+            let mut built = snapshot::build(
+                view::unix(now),
+                &views,
+                &queues,
+                &cohorts,
+                &jobs,
+                &namespaces,
+                &mut self.running_specs,
+            );
             crate::metering::apply(&mut built.queues, self.metering.standings_now());
             self.scheduling.adapt(&mut self.overlay, &jobs, &built, now);
         }

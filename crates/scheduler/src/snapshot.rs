@@ -8,7 +8,7 @@ use computenet_core::{Catalogue, Cluster, Cohort, Job, NodeCapacity, Pool, Queue
 use computenet_members::prometheus::Reading;
 use computenet_members::MemberNodes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// What a member looks like now.
@@ -139,6 +139,7 @@ pub fn build(
     cohorts: &[Arc<ComputeCohort>],
     jobs: &[Arc<TrainingJob>],
     namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    figures: &mut RunningSpecs,
 ) -> Built {
     let catalogue = view::catalogue(members.iter().map(|m| m.member.as_ref()));
     let (clusters, measured): (Vec<Cluster>, Vec<_>) = members.iter().map(|m| cluster(m, &catalogue)).unzip();
@@ -169,7 +170,7 @@ pub fn build(
             continue;
         }
         if view::is_admitted(tj) {
-            if let Some(running) = view::running_job(tj, &numbers, now) {
+            if let Some(running) = view::running_job_with(tj, &numbers, now, || figures.of(tj)) {
                 release_slurm_allocation(&mut built.pool, members, &running);
                 built.pool.charge(running.cluster, &running.slots, &running.per_replica);
                 built.running.push(running);
@@ -185,7 +186,53 @@ pub fn build(
             Err(problem) => built.problems.push((view::uid(tj).to_string(), problem)),
         }
     }
+    figures.forget_unseen();
     built
+}
+
+/// Running jobs' figures ([`view::running_figures`]) by UID, kept between passes with the
+/// spec generation they were converted from: a spec changes only with its generation, and
+/// converting every running job's spec again in every pass was a sixth of an idle pass.
+#[derive(Debug, Default)]
+pub struct RunningSpecs {
+    by_uid: HashMap<String, KeptFigures>,
+    /// Bumped by every [`build`]: entries not seen in the last one are dropped.
+    pass: u64,
+}
+
+#[derive(Debug)]
+struct KeptFigures {
+    generation: i64,
+    figures: view::RunningFigures,
+    seen: u64,
+}
+
+impl RunningSpecs {
+    /// The job's figures: kept ones when converted at its current generation.
+    fn of(&mut self, tj: &TrainingJob) -> view::RunningFigures {
+        // Without a generation (never so for a stored object) nothing tells a changed spec.
+        let Some(generation) = tj.metadata.generation else { return view::running_figures(&tj.spec) };
+        let pass = self.pass;
+        match self.by_uid.get_mut(view::uid(tj)) {
+            Some(kept) if kept.generation == generation => {
+                kept.seen = pass;
+                kept.figures.clone()
+            }
+            _ => {
+                let figures = view::running_figures(&tj.spec);
+                let kept = KeptFigures { generation, figures: figures.clone(), seen: pass };
+                self.by_uid.insert(view::uid(tj).to_string(), kept);
+                figures
+            }
+        }
+    }
+
+    /// Drops the jobs the pass just built did not ask for (ended, deleted), and starts the next.
+    fn forget_unseen(&mut self) {
+        let pass = self.pass;
+        self.by_uid.retain(|_, kept| kept.seen == pass);
+        self.pass += 1;
+    }
 }
 
 /// Slurm's node allocations already include a running batch job: take it out first, so
@@ -209,6 +256,37 @@ fn release_slurm_allocation(pool: &mut Pool, members: &[MemberView], running: &R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn training_job(uid: &str, generation: Option<i64>, gpus: i32) -> TrainingJob {
+        let mut tj: TrainingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "computenet.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": uid, "namespace": "team-a", "uid": uid},
+            "spec": {"queueName": "q", "replicas": 1,
+                     "resources": {"cpu": "4", "memory": "16Gi", "accelerators": {"count": gpus}},
+                     "workload": {"image": "x", "command": ["true"]}, "work": {"gpuHours": 1}}
+        }))
+        .unwrap();
+        tj.metadata.generation = generation;
+        tj
+    }
+
+    #[test]
+    fn running_figures_are_kept_per_generation_and_forgotten_with_the_job() {
+        let mut specs = RunningSpecs::default();
+        let first = specs.of(&training_job("a", Some(1), 2));
+        assert_eq!(first, view::running_figures(&training_job("a", Some(1), 2).spec));
+        assert_eq!(first.per_replica.accelerators, 2);
+        // The same generation is the same spec: the kept figures, not a new conversion
+        // (this spec differs only to show which one is returned).
+        assert_eq!(specs.of(&training_job("a", Some(1), 4)).per_replica.accelerators, 2);
+        // A new generation, or none at all, converts again.
+        assert_eq!(specs.of(&training_job("a", Some(2), 4)).per_replica.accelerators, 4);
+        assert_eq!(specs.of(&training_job("b", None, 8)).per_replica.accelerators, 8);
+        specs.forget_unseen();
+        assert_eq!(specs.by_uid.len(), 1, "seen in the pass: kept; no generation: never kept");
+        specs.forget_unseen();
+        assert!(specs.by_uid.is_empty(), "not asked for in a pass: forgotten");
+    }
 
     #[test]
     fn implausible_measurements_are_left_out_or_clamped() {

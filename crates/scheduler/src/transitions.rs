@@ -616,7 +616,7 @@ mod tests {
             nodes: MemberNodes::Kubernetes { nodes: vec![Arc::new(node)], pods: Vec::new(), memo: Default::default() },
             measured: None,
         }];
-        snapshot::build(10_000, &views, &[], &[], &[], &BTreeMap::new())
+        snapshot::build(10_000, &views, &[], &[], &[], &BTreeMap::new(), &mut Default::default())
     }
 
     #[test]
