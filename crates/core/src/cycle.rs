@@ -497,8 +497,8 @@ impl<'a, 's> CycleState<'a, 's> {
         // Quota, per candidate accelerator type (flavoured quotas differ by type).
         let mut over_quota: Vec<(usize, RejectReason)> = Vec::new();
         let mut checked: Vec<(Option<u16>, Result<(), QuotaShortfall>)> = Vec::new();
-        // Filtered where they are: moving every candidate to a second list was a tenth of
-        // a large cycle's time.
+        // Filtered where they are, not moved one by one to a second list (a copy of every
+        // candidate of every job).
         found.retain(|f| {
             let type_id = self.st.group_types[f.cluster][f.group];
             let verdict = match checked.iter().find(|(t, _)| *t == type_id) {
@@ -623,7 +623,7 @@ impl<'a, 's> CycleState<'a, 's> {
     /// The list of rejected clusters, as one the cycle already holds when an equal one was
     /// among the last few. Jobs of one shape in one queue are rejected alike; a list per job
     /// (a hundred clusters, each with its reason) was most of a large cycle's memory, and
-    /// faulting that memory in was a third of its time.
+    /// faulting that memory in was about a quarter of its time.
     fn shared_rejections(&mut self, rejected: Vec<(usize, RejectReason)>) -> Arc<[Rejection]> {
         let names = &self.st.cluster_names;
         let same = |list: &Arc<[Rejection]>| {
