@@ -210,8 +210,11 @@ struct KeptFigures {
 impl RunningSpecs {
     /// The job's figures: kept ones when converted at its current generation.
     fn of(&mut self, tj: &TrainingJob) -> view::RunningFigures {
-        // Without a generation (never so for a stored object) nothing tells a changed spec.
-        let Some(generation) = tj.metadata.generation else { return view::running_figures(&tj.spec) };
+        // Without a generation or a UID (never so for a stored object) nothing tells a
+        // changed spec, or one job from another.
+        let (Some(generation), false) = (tj.metadata.generation, view::uid(tj).is_empty()) else {
+            return view::running_figures(&tj.spec);
+        };
         let pass = self.pass;
         match self.by_uid.get_mut(view::uid(tj)) {
             Some(kept) if kept.generation == generation => {
@@ -282,8 +285,13 @@ mod tests {
         // A new generation, or none at all, converts again.
         assert_eq!(specs.of(&training_job("a", Some(2), 4)).per_replica.accelerators, 4);
         assert_eq!(specs.of(&training_job("b", None, 8)).per_replica.accelerators, 8);
+        let mut no_uid = training_job("c", Some(1), 1);
+        no_uid.metadata.uid = None;
+        assert_eq!(specs.of(&no_uid).per_replica.accelerators, 1);
+        no_uid.spec.resources.accelerators.as_mut().unwrap().count = 3;
+        assert_eq!(specs.of(&no_uid).per_replica.accelerators, 3, "no UID: never kept");
         specs.forget_unseen();
-        assert_eq!(specs.by_uid.len(), 1, "seen in the pass: kept; no generation: never kept");
+        assert_eq!(specs.by_uid.len(), 1, "seen in the pass: kept; no generation or UID: never kept");
         specs.forget_unseen();
         assert!(specs.by_uid.is_empty(), "not asked for in a pass: forgotten");
     }
