@@ -125,10 +125,7 @@ fn round(args: &Args, size: ProblemSize, running: usize) -> anyhow::Result<()> {
     let best = times.iter().copied().fold(f64::INFINITY, f64::min);
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!("round: best {best:.3} s, mean {mean:.3} s over {} runs; {adjustments} adjustments", times.len());
-    match peak_rss_kib() {
-        Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
-        None => println!("peak resident memory: unknown (no /proc)"),
-    }
+    print_memory();
     Ok(())
 }
 
@@ -222,10 +219,7 @@ fn after_arrivals(args: &Args, size: ProblemSize) -> anyhow::Result<()> {
             );
         }
     }
-    match peak_rss_kib() {
-        Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
-        None => println!("peak resident memory: unknown (no /proc)"),
-    }
+    print_memory();
     Ok(())
 }
 
@@ -523,10 +517,7 @@ fn replay(args: &Args, trace: &std::path::Path) -> anyhow::Result<()> {
         loaded + simulated
     );
     println!("completed {} of {}; avg JCT {:.2} h", s.completed, s.jobs, s.avg_jct_s / 3600.0);
-    match peak_rss_kib() {
-        Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
-        None => println!("peak resident memory: unknown (no /proc)"),
-    }
+    print_memory();
     Ok(())
 }
 
@@ -535,6 +526,19 @@ fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Peak memory, and the allocator setting the timings depend on besides the code (see
+/// `PURGE_DELAY_MS` in main.rs).
+fn print_memory() {
+    match peak_rss_kib() {
+        Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("peak resident memory: unknown (no /proc)"),
+    }
+    match std::env::var(crate::PURGE_DELAY_VAR) {
+        Ok(ms) => println!("allocator: mimalloc, freed memory kept {ms} ms ({})", crate::PURGE_DELAY_VAR),
+        Err(_) => println!("allocator: mimalloc, its default purge delay"),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -590,9 +594,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!("cycle: best {best:.3} s, mean {mean:.3} s over {} runs", times.len());
     println!("admitted {admitted} of {} jobs: {:.0} admissions/s (best run)", jobs.len(), admitted as f64 / best);
-    match peak_rss_kib() {
-        Some(kib) => println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0),
-        None => println!("peak resident memory: unknown (no /proc)"),
-    }
+    print_memory();
     Ok(())
 }

@@ -86,6 +86,26 @@ fn bench_reports_time_and_memory() {
     assert!(stdout.contains("admissions/s") && stdout.contains("peak resident memory"), "{stdout}");
 }
 
+/// The binary runs with mimalloc keeping freed memory 10 s (it executes itself again with
+/// MIMALLOC_PURGE_DELAY set), unless the variable is set already.
+#[test]
+fn the_allocator_keeps_freed_memory_unless_told_otherwise() {
+    let bench = |delay: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_computenet"));
+        cmd.args(["bench", "--size", "S", "--repeat", "1"]).env_remove("MIMALLOC_PURGE_DELAY");
+        if let Some(d) = delay {
+            cmd.env("MIMALLOC_PURGE_DELAY", d);
+        }
+        let out = cmd.output().expect("binary runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let default = bench(None);
+    assert!(default.contains("freed memory kept 10000 ms (MIMALLOC_PURGE_DELAY)"), "{default}");
+    let told = bench(Some("250"));
+    assert!(told.contains("freed memory kept 250 ms"), "{told}");
+}
+
 /// The repository's reference data (see data/README.md).
 fn data() -> std::path::PathBuf {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
