@@ -31,6 +31,21 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install a Rust toolchain >= 1.85 (rustup)" >&2; exit 1; }
 
+# The test bed's programs (Debian packages, the Go-built control plane and job-kind
+# controllers: about 13 minutes of building on a fresh machine, a no-op once cached) are
+# prepared in the background from the start, at a lower priority: the Rust steps keep the
+# cores first, and the builds take what their serial links and single-threaded fuzz runs
+# leave idle. The test bed step waits for them.
+prep_pid=""
+if [ "$testbed" = 1 ]; then
+  prep_log=$(mktemp)
+  # In a session of its own, so that an early failure stops the builds with it.
+  setsid nice -n 10 bash -c 'tests/testbed/install-deps.sh && tests/testbed/build.sh && tests/testbed/jobkinds/build.sh' \
+    >"$prep_log" 2>&1 &
+  prep_pid=$!
+  trap 'kill -- -"$prep_pid" 2>/dev/null || true' EXIT
+fi
+
 step "format"
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
@@ -71,6 +86,15 @@ cargo run --quiet --locked -p computenet -- simulate --jobs 300 >/dev/null
 
 if [ "$testbed" = 1 ]; then
   step "test bed: up (builds and installs on first use)"
+  prep_ok=1
+  wait "$prep_pid" || prep_ok=0
+  trap - EXIT
+  echo "--- test bed programs, prepared in the background:"
+  cat "$prep_log"
+  rm -f "$prep_log"
+  # up.sh runs the same steps again (a no-op for what is done): in the foreground, where
+  # sudo can ask for a password, and failing there with the reason.
+  [ "$prep_ok" = 1 ] || echo "--- preparing them in the background failed (above); up.sh tries again"
   cleanup() { tests/testbed/down.sh >/dev/null 2>&1 || true; }
   trap cleanup EXIT
   # Three members (two AI, one general-purpose) with untainted KWOK nodes for the e2e tests;
