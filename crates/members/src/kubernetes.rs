@@ -6,6 +6,7 @@
 //! - [`member`]: a connected member: caches of its Nodes, Pods and computenet's Jobs, kept
 //!   current by watches, and a probe of its apiserver.
 //! - [`nodes`]: its Nodes and Pods as the core's nodes.
+//! - [`touched`]: which jobs the watches saw change since the last pass.
 //! - [`watch`]: a watch into a typed cache that leaves out (and records) objects it
 //!   cannot decode, shared with the hub's caches.
 
@@ -13,7 +14,9 @@ pub mod copies;
 pub mod job;
 pub mod member;
 pub mod nodes;
+pub mod touched;
 pub mod watch;
 
 pub use member::KubernetesMember;
-pub use watch::{cache, cache_dynamic, cache_reporting, cache_while, Undecodable, Undecodables};
+pub use touched::{Touched, Touches};
+pub use watch::{cache, cache_dynamic, cache_reporting, cache_while, Touching, Undecodable, Undecodables};

@@ -28,9 +28,10 @@ pub const MAX_LABEL_VALUE: usize = 63;
 
 /// The member-side name of a TrainingJob: short, DNS-safe, unique by UID.
 pub fn remote_name(uid: &str) -> String {
-    let short: String =
-        uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_ascii_lowercase();
-    format!("cn-{short}")
+    let mut name = String::with_capacity(23);
+    name.push_str("cn-");
+    name.extend(uid.chars().filter(char::is_ascii_alphanumeric).take(20).map(|c| c.to_ascii_lowercase()));
+    name
 }
 
 /// Whether `text` is a valid label value: at most 63 characters of `[A-Za-z0-9._-]`,

@@ -232,8 +232,8 @@ impl MemberNodes {
 
 /// What an Indexed Job's status says.
 fn kubernetes_status(job: &Job) -> RemoteStatus {
-    let status = job.status.clone().unwrap_or_default();
     let done = |phase, failure| RemoteStatus { phase, failure, exit_code: None, nodes: None };
+    let Some(status) = job.status.as_ref() else { return done(TrainingJobPhase::Dispatched, None) };
     for c in status.conditions.iter().flatten() {
         if c.status == "True" && (c.type_ == "Complete" || c.type_ == "SuccessCriteriaMet") {
             return done(TrainingJobPhase::Succeeded, None);
@@ -302,8 +302,8 @@ fn grace(tj: &TrainingJob) -> Duration {
     Duration::from_secs(u64::from(crate::attempt::grace_period_s(tj).unwrap_or(0)))
 }
 
-fn uid(tj: &TrainingJob) -> String {
-    tj.metadata.uid.clone().unwrap_or_default()
+fn uid(tj: &TrainingJob) -> &str {
+    tj.metadata.uid.as_deref().unwrap_or_default()
 }
 
 /// The TrainingJob's hub namespace: its tenant.
@@ -380,6 +380,15 @@ impl Member {
         reason == Some(reasons::AUTHENTICATION_FAILED)
     }
 
+    /// The hub jobs whose objects here changed since the last call. A Slurm member's jobs
+    /// are polled, not watched: none (its jobs are looked at every pass).
+    pub fn take_touched(&self) -> crate::kubernetes::Touches {
+        match self {
+            Member::Kubernetes(k) => k.take_touched(),
+            Member::Slurm(_) => crate::kubernetes::Touches::default(),
+        }
+    }
+
     /// Whether the member has answered at least once (its caches are worth reading).
     pub fn ever_reached(&self) -> bool {
         match self {
@@ -393,14 +402,14 @@ impl Member {
         match self {
             Member::Kubernetes(k) => match &tj.spec.source {
                 Some(src) => k
-                    .copy(tenant(tj), &uid(tj), &src.kind, &src.name)
+                    .copy(tenant(tj), uid(tj), &src.kind, &src.name)
                     .filter(|c| {
                         crate::attempt::of_labels(c.metadata.labels.as_ref())
                             .is_none_or(|a| a == crate::attempt::number(tj))
                     })
                     .map(|c| copy_status(&src.kind, &c)),
                 None => {
-                    k.job_of_attempt(tenant(tj), &uid(tj), crate::attempt::number(tj)).map(|j| kubernetes_status(&j))
+                    k.job_of_attempt(tenant(tj), uid(tj), crate::attempt::number(tj)).map(|j| kubernetes_status(&j))
                 }
             },
             Member::Slurm(s) => {
@@ -442,7 +451,7 @@ impl Member {
                 Err(Error::Config(format!("a {} cannot run on a Slurm member: they run only TrainingJobs", src.kind)))
             }
             (Member::Kubernetes(k), None) => {
-                k.dispatch(tj, accelerator).await.map(|()| ("Job".to_string(), remote_name(&uid(tj))))
+                k.dispatch(tj, accelerator).await.map(|()| ("Job".to_string(), remote_name(uid(tj))))
             }
             (Member::Slurm(s), None) => match identity(s, tj) {
                 Some(who) => {
@@ -463,8 +472,8 @@ impl Member {
     pub async fn cancel(&self, tj: &TrainingJob) -> Result<()> {
         let cancelled = match self {
             Member::Kubernetes(k) => match &tj.spec.source {
-                Some(src) => k.delete_copy(tenant(tj), &uid(tj), &src.kind, &src.name, None, None).await,
-                None => k.cancel(tenant(tj), &uid(tj)).await,
+                Some(src) => k.delete_copy(tenant(tj), uid(tj), &src.kind, &src.name, None, None).await,
+                None => k.cancel(tenant(tj), uid(tj)).await,
             },
             Member::Slurm(s) => match identity(s, tj) {
                 Some(who) => s.cancel(&slurm::batch::key(tj), &who.user).await,
@@ -490,11 +499,11 @@ impl Member {
     pub fn leftover(&self, tj: &TrainingJob) -> Option<Leftover> {
         match self {
             Member::Kubernetes(k) => k
-                .leftover(tenant(tj), &uid(tj), crate::attempt::number(tj))
+                .leftover(tenant(tj), uid(tj), crate::attempt::number(tj))
                 .map(|(what, stop_due, job_uid)| Leftover { what, stop_due, job_uid }),
             Member::Slurm(s) => {
                 let user = &identity(s, tj)?.user;
-                let (what, stop_due) = s.leftover(&uid(tj), &slurm::batch::key(tj), user, grace(tj))?;
+                let (what, stop_due) = s.leftover(uid(tj), &slurm::batch::key(tj), user, grace(tj))?;
                 Some(Leftover { what, stop_due, job_uid: None })
             }
         }
@@ -506,17 +515,17 @@ impl Member {
             Member::Kubernetes(k) => match (&leftover.job_uid, &tj.spec.source) {
                 (Some(object_uid), Some(src)) => {
                     let grace = crate::attempt::grace_period_s(tj);
-                    k.delete_copy(tenant(tj), &uid(tj), &src.kind, &src.name, Some(object_uid), grace).await
+                    k.delete_copy(tenant(tj), uid(tj), &src.kind, &src.name, Some(object_uid), grace).await
                 }
                 (Some(job_uid), None) => {
-                    k.stop(tenant(tj), &uid(tj), crate::attempt::grace_period_s(tj), Some(job_uid)).await
+                    k.stop(tenant(tj), uid(tj), crate::attempt::grace_period_s(tj), Some(job_uid)).await
                 }
                 (None, _) => Ok(()),
             },
             Member::Slurm(s) => match identity(s, tj) {
                 Some(who) => {
                     let current = slurm::batch::key(tj);
-                    s.stop(&uid(tj), &who.user, |k| k != current, grace(tj)).await
+                    s.stop(uid(tj), &who.user, |k| k != current, grace(tj)).await
                 }
                 None => Ok(()),
             },
@@ -532,11 +541,11 @@ impl Member {
             return self.cancel(tj).await;
         }
         let stopped = match self {
-            Member::Kubernetes(k) => k.stop(tenant(tj), &uid(tj), crate::attempt::grace_period_s(tj), None).await,
+            Member::Kubernetes(k) => k.stop(tenant(tj), uid(tj), crate::attempt::grace_period_s(tj), None).await,
             Member::Slurm(s) => match identity(s, tj) {
                 Some(who) => {
                     let current = slurm::batch::key(tj);
-                    s.stop(&uid(tj), &who.user, |k| k == current, grace(tj)).await
+                    s.stop(uid(tj), &who.user, |k| k == current, grace(tj)).await
                 }
                 None => Ok(()),
             },
@@ -661,7 +670,7 @@ impl Member {
                         let user = &identity(s, tj)?.user;
                         let job = s.job(&slurm::batch::key(tj), recorded_batch_job(tj), user)?;
                         let nodes = job.allocated_node_names().ok()?;
-                        convert::remote_state(&job).holds_nodes().then(|| (uid(tj), nodes))
+                        convert::remote_state(&job).holds_nodes().then(|| (uid(tj).to_string(), nodes))
                     })
                     .collect();
                 MemberNodes::Slurm { nodes: s.nodes(), held }

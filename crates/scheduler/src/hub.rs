@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::events::EventSink;
 use computenet_api::conditions::EventReason;
 use computenet_api::{ComputeCohort, ComputeQueue, ComputeUsage, MemberCluster, TrainingJob};
-use computenet_members::kubernetes::{cache, cache_reporting, Undecodable, Undecodables};
+use computenet_members::kubernetes::{cache, cache_reporting, Touched, Touching, Undecodable, Undecodables};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -30,6 +30,8 @@ pub const WATCHED_KINDS: [&str; 5] = ["TrainingJob", "ComputeQueue", "MemberClus
 pub struct Hub {
     pub client: Client,
     pub jobs: Store<TrainingJob>,
+    /// The TrainingJobs the watch saw change since the last pass, by UID.
+    pub touched_jobs: Touched,
     pub queues: Store<ComputeQueue>,
     pub members: Store<MemberCluster>,
     /// The usage store: one object per queue and day (`crate::metering`).
@@ -64,14 +66,19 @@ impl Hub {
             }
         });
         let config = watcher::Config::default;
-        let jobs = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
-        let queues = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
-        let members = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
-        let usage = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
-        let cohorts = cache_reporting(Api::all(client.clone()), config(), changed.clone(), None, undecodables.clone());
+        let touched_jobs = Touched::default();
+        let touching = Touching { touched: touched_jobs.clone(), key: |tj: &TrainingJob| tj.metadata.uid.as_deref() };
+        let c = || changed.clone();
+        let u = || undecodables.clone();
+        let jobs = cache_reporting(Api::all(client.clone()), config(), c(), None, u(), Some(touching));
+        let queues = cache_reporting(Api::all(client.clone()), config(), c(), None, u(), None);
+        let members = cache_reporting(Api::all(client.clone()), config(), c(), None, u(), None);
+        let usage = cache_reporting(Api::all(client.clone()), config(), c(), None, u(), None);
+        let cohorts = cache_reporting(Api::all(client.clone()), config(), c(), None, u(), None);
         let namespaces = cache(Api::all(client.clone()), config(), changed.clone());
         let sources = crate::sources::Sources::start(client.clone(), changed).await;
-        let hub = Hub { jobs, queues, members, usage, cohorts, namespaces, undecodables, sources, client };
+        let hub =
+            Hub { jobs, touched_jobs, queues, members, usage, cohorts, namespaces, undecodables, sources, client };
         let listed = async {
             let _ = hub.jobs.wait_until_ready().await;
             let _ = hub.queues.wait_until_ready().await;

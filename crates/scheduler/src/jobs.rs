@@ -16,6 +16,7 @@ use computenet_api::conditions::reasons;
 use computenet_api::training_job::{MemberLossPolicy, TrainingJobPhase};
 use computenet_api::view;
 use computenet_api::TrainingJob;
+use computenet_members::kubernetes::Touches;
 use computenet_members::{Leftover, Member, Members, RemoteJob, RemoteStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -341,6 +342,87 @@ pub struct Reconciler {
     sources: Option<(crate::sources::Sources, computenet_core::accelerator::Catalogue)>,
     /// When members were last swept for orphans.
     swept: Option<Instant>,
+    /// Which jobs the next reconcile looks at.
+    looks: Looks,
+}
+
+/// Every job is looked at this often even when nothing touched it: the safety net under
+/// the touches (and what a step that only time changes waits for at most).
+pub const FULL_RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// Which jobs a reconcile looks at: those a watch event or landed work touched since the
+/// last one; every job when the members changed or [`FULL_RECONCILE_EVERY`] has passed.
+#[derive(Debug, Default)]
+pub struct Looks {
+    /// When every job was last looked at.
+    looked_at_all: Option<Instant>,
+    /// The members (connected, and named by a MemberCluster) as the last reconcile saw them.
+    members_seen: (Vec<MemberLook>, BTreeSet<String>),
+    /// Jobs whose work landed since the last reconcile.
+    landed: Touches,
+}
+
+impl Looks {
+    /// Work on this job landed.
+    pub fn landed(&mut self, uid: &str) {
+        self.landed.touch(uid);
+    }
+
+    /// The jobs to look at now, given what the watches touched and the members as they are.
+    pub fn next(
+        &mut self,
+        mut touched: Touches,
+        members: (Vec<MemberLook>, BTreeSet<String>),
+        now: Instant,
+    ) -> Touches {
+        touched.merge(std::mem::take(&mut self.landed));
+        let members_changed = members != self.members_seen;
+        self.members_seen = members;
+        let due = self.looked_at_all.is_none_or(|at| now.saturating_duration_since(at) >= FULL_RECONCILE_EVERY);
+        if members_changed || due {
+            touched = Touches::all();
+        }
+        if touched.all {
+            self.looked_at_all = Some(now);
+        }
+        touched
+    }
+}
+
+/// What of a member decides its jobs' steps besides their own objects there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberLook {
+    name: String,
+    reachable: bool,
+    ever_reached: bool,
+    caches_ready: bool,
+    credentials_rejected: bool,
+}
+
+impl MemberLook {
+    fn of(name: &str, m: &Member, timeout: Duration) -> Self {
+        MemberLook {
+            name: name.to_string(),
+            reachable: m.reachable(timeout).0,
+            ever_reached: m.ever_reached(),
+            caches_ready: m.caches_ready(),
+            credentials_rejected: m.credentials_rejected(),
+        }
+    }
+}
+
+/// Whether a job nothing touched since the last pass must still be looked at: its next
+/// step may change with time alone (a backoff running out, a dispatch record outgrowing
+/// its grace, a deletion's release), or it reads what no touch reports (earlier attempts
+/// on other members, a Slurm member's polled jobs).
+pub fn changes_untouched(tj: &TrainingJob, record_expired: Option<bool>, backing_off: bool, on_slurm: bool) -> bool {
+    let retrying = tj.status.as_ref().is_some_and(|s| s.retry.is_some());
+    backing_off
+        || retrying
+        || record_expired == Some(true)
+        || on_slurm
+        || may_have_earlier(tj)
+        || tj.metadata.deletion_timestamp.is_some()
 }
 
 /// Members are swept for orphans this often, not every pass: the sweep reads every job
@@ -375,11 +457,13 @@ impl Reconciler {
             key,
             sources: None,
             swept: None,
+            looks: Looks::default(),
         }
     }
 
     /// Takes in what a piece of work reports about dispatch.
     pub fn absorb(&mut self, landed: &Landed) {
+        self.looks.landed(&landed.uid);
         if let Some(d) = &landed.dispatched {
             self.dispatched.insert(landed.uid.clone(), (d.clone(), Instant::now()));
             self.backoffs.remove(&landed.uid);
@@ -403,6 +487,19 @@ impl Reconciler {
             .collect();
         self.dispatched.retain(|id, _| live.contains(id.as_str()) && !recorded.contains(id.as_str()));
         self.backoffs.retain(|id, _| live.contains(id.as_str()));
+    }
+
+    /// [`changes_untouched`], from this process's records.
+    fn changes_untouched(&self, tj: &TrainingJob, members: &Members) -> bool {
+        let uid = view::uid(tj);
+        let member = |cluster: &str| members.get(cluster);
+        let grace = |cluster: &str| match member(cluster) {
+            Some(Member::Slurm(_)) => SLURM_DISPATCHED_GRACE,
+            _ => DISPATCHED_GRACE,
+        };
+        let record_expired = self.dispatched.get(uid).map(|(d, at)| at.elapsed() >= grace(&d.remote.cluster));
+        let on_slurm = view::placed_on(tj).and_then(member).is_some_and(|m| matches!(m, Member::Slurm(_)));
+        changes_untouched(tj, record_expired, self.backoffs.contains_key(uid), on_slurm)
     }
 
     /// A job's failed dispatches in a row and when the next is due.
@@ -432,21 +529,35 @@ impl Reconciler {
         MemberState::Reachable { kind, remote: m.remote_status(tj) }
     }
 
-    /// Reconciles every job without work in flight; returns the mirror writes, for the
-    /// caller to start after the pass's admissions (which matter more).
+    /// What to look at this pass ([`Looks`]): `touched` is what the hub's watch touched.
+    fn touches(&mut self, mut touched: Touches, members: &Members, known: &BTreeSet<String>) -> Touches {
+        members.values().for_each(|m| touched.merge(m.take_touched()));
+        let seen = members.iter().map(|(name, m)| MemberLook::of(name, m, self.member_timeout)).collect();
+        self.looks.next(touched, (seen, known.clone()), Instant::now())
+    }
+
+    /// Reconciles the jobs without work in flight that a change touched (or every one, see
+    /// [`Self::touches`]); returns the mirror writes, for the caller to start after the
+    /// pass's admissions (which matter more).
+    #[allow(clippy::too_many_arguments)]
     pub fn reconcile(
         &mut self,
         overlay: &mut Overlay,
         jobs: &[Arc<TrainingJob>],
+        touched: Touches,
         members: &Members,
         known: &BTreeSet<String>,
         raw_accelerators: &RawAccelerators,
         now: Timestamp,
     ) -> Vec<(Arc<TrainingJob>, Transition)> {
+        let touched = self.touches(touched, members, known);
         let mut mirrors = Vec::new();
         for tj in jobs {
             let uid = view::uid(tj);
             if overlay.busy(uid) {
+                continue;
+            }
+            if !touched.contains(uid) && !self.changes_untouched(tj, members) {
                 continue;
             }
             let state = self.member_state(tj, members);
@@ -619,6 +730,62 @@ mod tests {
             kind: MemberKind::Kubernetes,
             remote: phase.map(|phase| RemoteStatus { phase, failure: None, exit_code: None, nodes: None }),
         }
+    }
+
+    fn look(name: &str, reachable: bool) -> MemberLook {
+        MemberLook { name: name.into(), reachable, ever_reached: true, caches_ready: true, credentials_rejected: false }
+    }
+
+    #[test]
+    fn a_reconcile_looks_at_what_was_touched_and_at_everything_every_few_seconds() {
+        let mut looks = Looks::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let none = || (Vec::new(), BTreeSet::new());
+        let touching = |keys: &[&str]| {
+            let mut t = Touches::default();
+            keys.iter().for_each(|k| t.touch(k));
+            t
+        };
+        assert!(looks.next(Touches::default(), none(), at(0)).all, "the first reconcile looks at every job");
+        let next = looks.next(touching(&["a"]), none(), at(100));
+        assert!(!next.all && next.contains("a") && !next.contains("b"), "then only the touched ones");
+        looks.landed("b");
+        let next = looks.next(Touches::default(), none(), at(200));
+        assert!(next.contains("b") && !next.contains("a"), "landed work is looked at");
+        assert!(!looks.next(Touches::default(), none(), at(300)).contains("b"), "once");
+        let full = u64::try_from(FULL_RECONCILE_EVERY.as_millis()).unwrap();
+        assert!(looks.next(Touches::default(), none(), at(full)).all, "the safety net: every job again");
+        assert!(looks.next(Touches::all(), none(), at(full + 1)).all, "a watch listed again: every job");
+        assert!(!looks.next(Touches::default(), none(), at(full + 2)).all, "the clock restarts with any full look");
+
+        let named = BTreeSet::from(["m".to_string()]);
+        assert!(looks.next(Touches::default(), (vec![], named.clone()), at(full + 3)).all, "a member named");
+        assert!(looks.next(Touches::default(), (vec![look("m", true)], named.clone()), at(full + 4)).all, "connected");
+        assert!(!looks.next(Touches::default(), (vec![look("m", true)], named.clone()), at(full + 5)).all);
+        assert!(looks.next(Touches::default(), (vec![look("m", false)], named.clone()), at(full + 6)).all, "lost");
+        let rejected = MemberLook { credentials_rejected: true, ..look("m", false) };
+        assert!(looks.next(Touches::default(), (vec![rejected], named), at(full + 7)).all, "refusing us");
+    }
+
+    #[test]
+    fn only_time_or_unwatched_state_changes_an_untouched_job() {
+        let running = admitted(TrainingJobPhase::Running, true);
+        assert!(!changes_untouched(&running, None, false, false), "a running job waits for a touch");
+        assert!(!changes_untouched(&running, Some(false), false, false), "a fresh dispatch record too");
+        assert!(changes_untouched(&running, Some(true), false, false), "a record past its grace is written");
+        assert!(changes_untouched(&running, None, true, false), "a backoff runs out with time");
+        assert!(changes_untouched(&running, None, false, true), "a Slurm member's jobs are polled, not watched");
+        let mut retrying = admitted(TrainingJobPhase::Admitted, false);
+        retrying.status.as_mut().unwrap().retry =
+            Some(computenet_api::training_job::RetryStatus { attempts: 2, next_attempt_time: Time(t(300)) });
+        assert!(changes_untouched(&retrying, None, false, false), "a backoff restored from the status");
+        let mut deleting = admitted(TrainingJobPhase::Running, true);
+        deleting.metadata.deletion_timestamp = Some(Time(t(200)));
+        assert!(changes_untouched(&deleting, None, false, false), "a deletion's release comes with time");
+        let mut moved = admitted(TrainingJobPhase::Admitted, false);
+        moved.status.as_mut().unwrap().attempt = Some(2);
+        assert!(changes_untouched(&moved, None, false, false), "an earlier attempt elsewhere is not watched here");
     }
 
     fn record() -> DispatchRecord {

@@ -5,7 +5,8 @@
 //!    admissions without the service's seal are reset ([`crate::seal`]);
 //!    2c. other job kinds queued by label ([`crate::sources`]);
 //! 3. per-job reconcile: cleanup, suspension, dispatch with backoff (a new attempt after
-//!    the earlier one is stopped and gone), mirror ([`Reconciler`]);
+//!    the earlier one is stopped and gone), mirror ([`Reconciler`]); of the jobs a watch
+//!    event or landed work touched, and every job every few seconds;
 //! 4. scheduling: snapshot (with past shares and budgets from the usage store), cycle,
 //!    admissions, preemptions, positions ([`Scheduling`]);
 //!    4b. every `--adapt-interval-s`, the re-optimisation round on a snapshot taken after
@@ -123,6 +124,8 @@ impl Service {
         let cohorts = self.hub.cohorts.state();
         // 2b: admissions this service did not seal are reset before anything acts on them.
         self.reset_unissued(&jobs, &queues, &namespaces, now);
+        // Taken before the jobs are read: a change after this is seen by the next pass.
+        let touched = self.hub.touched_jobs.take();
         let jobs = self.overlay.jobs(&self.hub.jobs);
         // 2c: JobSets, TrainJobs and PyTorchJobs queued by label: their TrainingJobs, held
         // objects, mirrored status, copies removed once mirrored.
@@ -131,8 +134,8 @@ impl Service {
         self.reconciler.set_sources(Some((self.hub.sources.clone(), catalogue)));
         // 3
         let known: std::collections::BTreeSet<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
-        let mirrors =
-            self.reconciler.reconcile(&mut self.overlay, &jobs, self.connections.members(), &known, &raw, now);
+        let members = self.connections.members();
+        let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, touched, members, &known, &raw, now);
         // 4: on the jobs as step 3 left them.
         let jobs = self.overlay.jobs(&self.hub.jobs);
         let mut built =
@@ -188,7 +191,7 @@ impl Service {
         self.reporters.queues(&queues, &jobs, &built, &self.metering).await;
         self.reporters.cohorts(&cohorts, &built, &self.metering).await;
         if let Some(web) = &self.web {
-            Reporters::observation(web, &built, &views, &queues, &jobs, now);
+            self.reporters.observation(web, &built, &views, &queues, &jobs, now);
             let totals = self.metering.counters(&store).clone();
             web.metrics().usage(&totals, &self.metering);
             self.reporters.usage(web, &store, &queues, now);

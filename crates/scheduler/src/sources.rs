@@ -74,6 +74,7 @@ impl Sources {
                     watcher::Config::default(),
                     changed.clone(),
                     None,
+                    None,
                 );
                 (*kind, store)
             })
@@ -93,6 +94,7 @@ impl Sources {
                     &resource,
                     watcher::Config::default(),
                     changed.clone(),
+                    None,
                     None,
                 );
                 runtimes.push((kind, store));

@@ -1,7 +1,7 @@
 //! A connected Kubernetes member: caches of its Nodes, Pods and computenet's Jobs, and a
 //! probe of its apiserver on its own schedule.
 
-use super::{cache_while, job};
+use super::{cache_reporting, cache_while, job, Touched, Touches, Touching, Undecodables};
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::labels;
@@ -45,6 +45,8 @@ pub struct KubernetesMember {
     /// The job kinds besides TrainingJob this member serves (found when connecting), each
     /// with a cache of the copies computenet made of them here.
     pub copies: Vec<(&'static dyn JobKind, Store<DynamicObject>)>,
+    /// The hub jobs whose Job or copy here changed since the service last looked.
+    touched: Touched,
     health: Arc<Mutex<Health>>,
     /// Member namespaces made ready (labels, default policy) by this connection.
     ready_namespaces: Arc<Mutex<BTreeSet<String>>>,
@@ -80,6 +82,7 @@ impl KubernetesMember {
         // all namespaces: each tenant's jobs are in its own.
         let managed = watcher::Config::default().labels(&format!("{}=true,{}={hub}", labels::MANAGED, labels::HUB));
         let (alive_tx, alive) = tokio::sync::watch::channel(());
+        let touched = Touched::default();
         let copies = super::copies::served_kinds(&client, name)
             .await
             .into_iter()
@@ -91,6 +94,7 @@ impl KubernetesMember {
                     managed.clone(),
                     changed.clone(),
                     Some(alive.clone()),
+                    Some(Touching { touched: touched.clone(), key: hub_uid }),
                 );
                 (kind, store)
             })
@@ -113,7 +117,15 @@ impl KubernetesMember {
                 Some(alive.clone()),
             ),
             nodes_memo: super::nodes::NodesMemo::default(),
-            jobs: cache_while(Api::all(client.clone()), managed, changed, Some(alive)),
+            jobs: cache_reporting(
+                Api::all(client.clone()),
+                managed,
+                changed,
+                Some(alive),
+                Undecodables::default(),
+                Some(Touching { touched: touched.clone(), key: hub_uid }),
+            ),
+            touched,
             copies,
             health: Arc::new(Mutex::new(Health::default())),
             ready_namespaces: Arc::default(),
@@ -158,6 +170,11 @@ impl KubernetesMember {
     pub fn job_of_attempt(&self, tenant: &str, uid: &str, attempt: u32) -> Option<Arc<Job>> {
         self.job(tenant, uid)
             .filter(|j| crate::attempt::of_labels(j.metadata.labels.as_ref()).is_none_or(|a| a == attempt))
+    }
+
+    /// The hub jobs whose Job or copy here changed since the last call.
+    pub fn take_touched(&self) -> Touches {
+        self.touched.take()
     }
 
     /// Whether the watches of Jobs and Pods have listed once: before that, no Job or pod
@@ -321,7 +338,12 @@ impl KubernetesMember {
 
 /// The TrainingJob UID a member Job carries.
 pub fn job_uid(job: &Job) -> Option<&str> {
-    job.metadata.labels.as_ref()?.get(labels::JOB_UID).map(String::as_str)
+    hub_uid(job)
+}
+
+/// The hub UID an object computenet made here is labelled with.
+fn hub_uid<K: kube::Resource>(object: &K) -> Option<&str> {
+    object.meta().labels.as_ref()?.get(labels::JOB_UID).map(String::as_str)
 }
 
 async fn probe(client: &Client, health: &Mutex<Health>) {

@@ -22,6 +22,8 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+use super::touched::Touched;
+
 /// An object a watch could not decode, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Undecodable {
@@ -244,13 +246,37 @@ impl Decoder {
     }
 }
 
+/// How a watch touches jobs ([`Touched`]): the set, and the hub UID of the job an object
+/// belongs to.
+#[allow(missing_debug_implementations)]
+pub struct Touching<K> {
+    pub touched: Touched,
+    pub key: fn(&K) -> Option<&str>,
+}
+
+impl<K> Touching<K> {
+    /// Touches what the store's event changes: the object's job, or (a list ended)
+    /// everything.
+    fn record(&self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(k) | watcher::Event::Delete(k) => {
+                if let Some(key) = (self.key)(k) {
+                    self.touched.touch(key);
+                }
+            }
+            watcher::Event::InitDone => self.touched.touch_all(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+}
+
 /// Starts a watch of `api` into a cache; every change wakes `changed`. It runs as long as
 /// the process. Objects that do not decode are left out (see the module docs).
 pub fn cache<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    cache_reporting(api, config, changed, None, Undecodables::default())
+    cache_reporting(api, config, changed, None, Undecodables::default(), None)
 }
 
 /// Like [`cache`], but the watch ends once every sender of `alive` is dropped (a member
@@ -264,16 +290,18 @@ pub fn cache_while<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    cache_reporting(api, config, changed, alive, Undecodables::default())
+    cache_reporting(api, config, changed, alive, Undecodables::default(), None)
 }
 
-/// Like [`cache_while`], recording the objects left out in `undecodables`.
+/// Like [`cache_while`], recording the objects left out in `undecodables`, and touching
+/// the jobs of the objects that change in `touching`.
 pub fn cache_reporting<K>(
     api: Api<K>,
     config: watcher::Config,
     changed: Arc<Notify>,
     alive: Option<tokio::sync::watch::Receiver<()>>,
     undecodables: Undecodables,
+    touching: Option<Touching<K>>,
 ) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -293,6 +321,7 @@ where
         Ok(event) => {
             if let Some(typed) = decoder.event(event, |r| cached.get(r)) {
                 writer.apply_watcher_event(&typed);
+                touching.iter().for_each(|t| t.record(&typed));
             }
         }
         // The watcher retries with backoff; one bad event does not stop it.
@@ -310,16 +339,16 @@ pub fn cache_dynamic(
     config: watcher::Config,
     changed: Arc<Notify>,
     alive: Option<tokio::sync::watch::Receiver<()>>,
+    touching: Option<Touching<DynamicObject>>,
 ) -> Store<DynamicObject> {
     let api: Api<DynamicObject> = Api::all_with(client, resource);
     let kind = resource.kind.clone();
     let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
     let reader = writer.as_reader();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    drive(stream, alive, changed, move |event| {
-        if let Err(e) = event {
-            tracing::warn!(error = %e, %kind, "watch error");
-        }
+    drive(stream, alive, changed, move |event| match event {
+        Ok(event) => touching.iter().for_each(|t| t.record(&event)),
+        Err(e) => tracing::warn!(error = %e, %kind, "watch error"),
     });
     reader
 }
@@ -390,6 +419,22 @@ mod tests {
             seen.fetch_add(1, Ordering::Relaxed);
         });
         (Decoder::new(&ApiResource::erase::<TrainingJob>(&()), undecodables.clone()), undecodables)
+    }
+
+    #[test]
+    fn store_events_touch_their_job_and_a_finished_list_touches_everything() {
+        let touching = Touching { touched: Touched::default(), key: |tj: &TrainingJob| tj.metadata.uid.as_deref() };
+        let tj = |name: &str| decode::<TrainingJob>(&object(name, "1", good())).unwrap();
+        touching.record(&watcher::Event::Apply(tj("a")));
+        touching.record(&watcher::Event::Delete(tj("b")));
+        touching.record(&watcher::Event::Init);
+        touching.record(&watcher::Event::InitApply(tj("c")));
+        let taken = touching.touched.take();
+        assert!(!taken.all);
+        assert!(taken.contains("uid-a") && taken.contains("uid-b"), "changed and deleted");
+        assert!(!taken.contains("uid-c"), "an object listed again counts when the list ends");
+        touching.record(&watcher::Event::InitDone);
+        assert!(touching.touched.take().all, "a list may hide any change: everything");
     }
 
     #[test]
