@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 /// every admission, and at 1 s these writes were 0.05 hub writes per job of a 2,000-job
 /// burst.
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
+/// Queues' job counts are taken at most this often (a count reads every job).
+const COUNT_EVERY: Duration = Duration::from_secs(1);
 /// A ready member's heartbeat is written at least this often.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Least time between two usage observations (they sum the month's usage rows; usage
@@ -269,6 +271,10 @@ pub struct Reporters {
     cohort_writes: HashMap<String, Instant>,
     /// When the usage observation was last published.
     usage_observed: Option<Instant>,
+    /// When the queues' job counts were last taken.
+    queues_counted: Option<Instant>,
+    /// When the pool's observation was last published.
+    observed: Option<Instant>,
 }
 
 impl Reporters {
@@ -280,6 +286,8 @@ impl Reporters {
             queue_writes: HashMap::new(),
             cohort_writes: HashMap::new(),
             usage_observed: None,
+            queues_counted: None,
+            observed: None,
         }
     }
 
@@ -354,7 +362,8 @@ impl Reporters {
         self.member_writes.retain(|n, _| live.contains(n));
     }
 
-    /// Writes each queue's counts and usage when they changed (at most every [`STATUS_REFRESH`]).
+    /// Writes each queue's counts and usage when they changed (counted at most every
+    /// [`COUNT_EVERY`], written at most every [`STATUS_REFRESH`]).
     pub async fn queues(
         &mut self,
         queues: &[Arc<ComputeQueue>],
@@ -362,8 +371,16 @@ impl Reporters {
         built: &Built,
         metering: &Metering,
     ) {
+        // Counting reads every job: at most every COUNT_EVERY, and only queues due a write.
+        if self.queues_counted.is_some_and(|t| t.elapsed() < COUNT_EVERY) {
+            return;
+        }
+        self.queues_counted = Some(Instant::now());
         for q in queues {
             let name = q.metadata.name.clone().unwrap_or_default();
+            if self.queue_writes.get(&name).is_some_and(|t| t.elapsed() < STATUS_REFRESH) {
+                continue;
+            }
             let core = built.queues.iter().find(|c| c.name == name);
             let status = queue_status(
                 &view::queue_usage(&name, core, jobs.iter().map(AsRef::as_ref)),
@@ -371,8 +388,7 @@ impl Reporters {
                 metering.standing(&name),
                 q.spec.budget.as_ref(),
             );
-            let due = self.queue_writes.get(&name).is_none_or(|t| t.elapsed() >= STATUS_REFRESH);
-            if q.status.as_ref() != Some(&status) && due {
+            if q.status.as_ref() != Some(&status) {
                 match status::compute_queue(&self.client, &name, &status).await {
                     Ok(()) => {
                         self.queue_writes.insert(name, Instant::now());
@@ -423,8 +439,10 @@ impl Reporters {
         self.cohort_writes.retain(|n, _| live.contains(n));
     }
 
-    /// Publishes the pool's observation to the metrics and the dashboard.
+    /// Publishes the pool's observation to the metrics and the dashboard, at most every
+    /// [`COUNT_EVERY`].
     pub fn observation(
+        &mut self,
         web: &WebState,
         built: &Built,
         views: &[MemberView],
@@ -432,6 +450,11 @@ impl Reporters {
         jobs: &[Arc<TrainingJob>],
         now: Timestamp,
     ) {
+        // It reads every job: at most every COUNT_EVERY.
+        if self.observed.is_some_and(|t| t.elapsed() < COUNT_EVERY) {
+            return;
+        }
+        self.observed = Some(Instant::now());
         let heartbeats = observe::heartbeats(views.iter().map(|v| v.member.as_ref()));
         web.publish(observe::observe(built, queues, jobs, &heartbeats, view::unix(now), web.top_n()));
     }
