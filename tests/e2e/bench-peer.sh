@@ -227,6 +227,8 @@ run_system() {
     # comparison with what the watch saw.
     kubectl --kubeconfig "$HUB_KUBECONFIG" -n peer-bench get tj -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.status.placement.cluster}{"\t"}{.status.dispatchTime}{"\n"}{end}' \
       | awk -F'\t' '$3 != ""' > "$d/dispatched.tsv"
+    # Its log (with RUST_LOG=computenet_scheduler::run=debug, each pass and its computing time).
+    cp "$RUN/logs/computenet-serve.log" "$d/" 2>/dev/null || true
   else
     for c in hub ai-1 ai-3; do echo "kueue@$c $(vmhwm "$(cat "$RUN/kueue/pids/kueue@$c.pid")")" >> "$d/rss"; done
   fi
