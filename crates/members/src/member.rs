@@ -12,6 +12,7 @@ use crate::slurm::{self, convert, Credentials, RemotePhase, SlurmClient, SlurmMe
 use computenet_api::conditions::reasons;
 use computenet_api::member_cluster::SecretKeyRef;
 use computenet_api::training_job::TrainingJobPhase;
+use computenet_api::view::uid;
 use computenet_api::{MemberCluster, TrainingJob};
 use computenet_core::{Catalogue, Node as CoreNode};
 use k8s_openapi::api::batch::v1::Job;
@@ -302,10 +303,6 @@ fn grace(tj: &TrainingJob) -> Duration {
     Duration::from_secs(u64::from(crate::attempt::grace_period_s(tj).unwrap_or(0)))
 }
 
-fn uid(tj: &TrainingJob) -> &str {
-    tj.metadata.uid.as_deref().unwrap_or_default()
-}
-
 /// The TrainingJob's hub namespace: its tenant.
 fn tenant(tj: &TrainingJob) -> &str {
     tj.metadata.namespace.as_deref().unwrap_or_default()
@@ -577,7 +574,7 @@ impl Member {
                     })
                 })
                 .chain(k.jobs.state().iter().filter_map(|job| {
-                    let uid = kubernetes::member::job_uid(job)?.to_string();
+                    let uid = kubernetes::member::job_uid(job.as_ref())?.to_string();
                     let age_s = job.metadata.creation_timestamp.as_ref().map(|t| seconds_since(t.0.as_second()));
                     let finished = kubernetes_status(job).finished();
                     let namespace = job.metadata.namespace.clone();

@@ -36,6 +36,7 @@ pub mod events;
 pub mod hub;
 pub mod jobs;
 pub mod lease;
+pub mod looks;
 pub mod metering;
 pub mod metrics;
 pub mod observe;

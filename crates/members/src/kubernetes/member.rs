@@ -94,7 +94,7 @@ impl KubernetesMember {
                     managed.clone(),
                     changed.clone(),
                     Some(alive.clone()),
-                    Some(Touching { touched: touched.clone(), key: hub_uid }),
+                    Some(Touching { touched: touched.clone(), key: job_uid }),
                 );
                 (kind, store)
             })
@@ -123,7 +123,7 @@ impl KubernetesMember {
                 changed,
                 Some(alive),
                 Undecodables::default(),
-                Some(Touching { touched: touched.clone(), key: hub_uid }),
+                Some(Touching { touched: touched.clone(), key: job_uid }),
             ),
             touched,
             copies,
@@ -162,7 +162,9 @@ impl KubernetesMember {
         // Remote names derive from the UID: lookups, not a scan (this runs per job per cycle).
         let name = remote_name(uid);
         let at = |ns: &str| self.jobs.get(&ObjectRef::new(&name).within(ns));
-        at(&self.namespace_for(tenant)).or_else(|| at(&self.namespace_prefix)).filter(|j| job_uid(j) == Some(uid))
+        at(&self.namespace_for(tenant))
+            .or_else(|| at(&self.namespace_prefix))
+            .filter(|j| job_uid(j.as_ref()) == Some(uid))
     }
 
     /// The Job of the TrainingJob's attempt `attempt`: as [`Self::job`], unless it is
@@ -336,13 +338,8 @@ impl KubernetesMember {
     }
 }
 
-/// The TrainingJob UID a member Job carries.
-pub fn job_uid(job: &Job) -> Option<&str> {
-    hub_uid(job)
-}
-
-/// The hub UID an object computenet made here is labelled with.
-fn hub_uid<K: kube::Resource>(object: &K) -> Option<&str> {
+/// The TrainingJob UID a Job (or copy) computenet made here is labelled with.
+pub fn job_uid<K: kube::Resource>(object: &K) -> Option<&str> {
     object.meta().labels.as_ref()?.get(labels::JOB_UID).map(String::as_str)
 }
 
