@@ -17,7 +17,7 @@ seconds="${COMPUTENET_FUZZ_SECONDS:-30}"
 require="${COMPUTENET_REQUIRE_FUZZ:-0}"
 cargo_fuzz_version=0.13.2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(quantity crd slurmrestd hostlist gres jobkinds usage)
+[ ${#targets[@]} -gt 0 ] || targets=(quantity crd slurmrestd hostlist gres jobkinds usage watch)
 case "$seconds" in ''|*[!0-9]*) echo "COMPUTENET_FUZZ_SECONDS must be a whole number of seconds" >&2; exit 2 ;; esac
 
 # Stable: the corpus as a regression suite, and the property tests. The main workspace's

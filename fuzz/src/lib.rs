@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 pub type Target = fn(&[u8]);
 
 /// Every target by name (the names of `fuzz_targets/*.rs` and of `corpus/*`).
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("quantity", quantity),
     ("crd", crd),
     ("slurmrestd", slurmrestd),
@@ -29,6 +29,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("gres", gres),
     ("jobkinds", jobkinds),
     ("usage", usage),
+    ("watch", watch),
 ];
 
 /// Bytes as text the way the service gets it: HTTP bodies are decoded lossily, so invalid
@@ -386,4 +387,37 @@ pub fn usage(data: &[u8]) {
     let compacted = usage::compact(&day);
     assert!((rows_sum(&compacted) - rows_sum(&day)).abs() <= 1e-6 * rows_sum(&day).max(1.0));
     assert!(compacted.records.is_empty() && compacted.recorded.is_empty());
+}
+
+/// Objects as a watch receives them (`computenet_members::kubernetes::watch::Lenient`,
+/// the hub's TrainingJobs and a member's Pods and Nodes): decoded straight from their text,
+/// their `metadata.managedFields` cut out first. Checked: an object that decodes whole
+/// decodes to the same value but for its managedFields (nothing else is cut, whatever
+/// the text holds: the key in strings or annotations, escapes, duplicate keys, deep
+/// nesting); one that does not is left out with an error, never a panic.
+pub fn watch(data: &[u8]) {
+    let json = text(data);
+    lenient_matches_whole::<TrainingJob>(&json, |k| &mut k.metadata);
+    lenient_matches_whole::<k8s_openapi::api::core::v1::Pod>(&json, |k| &mut k.metadata);
+    lenient_matches_whole::<k8s_openapi::api::core::v1::Node>(&json, |k| &mut k.metadata);
+}
+
+fn lenient_matches_whole<K>(
+    json: &str,
+    meta: fn(&mut K) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) where
+    K: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    use computenet_members::kubernetes::watch::Lenient;
+    let whole = serde_json::from_str::<K>(json).ok().map(|mut k| {
+        meta(&mut k).managed_fields = None;
+        k
+    });
+    match (Lenient::<K>::from_json(json), whole) {
+        (Lenient::Decoded(k), Some(w)) => assert_eq!(k, w, "the same object but for its managedFields"),
+        (Lenient::Undecodable(bad), Some(_)) => panic!("decodes whole but not without its managedFields: {}", bad.1),
+        (Lenient::Undecodable(bad), None) => assert!(!bad.1.is_empty(), "an error says why"),
+        // Only managedFields that do not fit their type were in the way: they are not read.
+        (Lenient::Decoded(mut k), None) => assert_eq!(meta(&mut k).managed_fields, None),
+    }
 }

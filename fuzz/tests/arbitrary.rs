@@ -2,7 +2,7 @@
 //! the fuzzer, fed by proptest. Structured strategies reach what random bytes rarely do
 //! (well-formed JSON objects with extreme numbers, quantity and host-list grammars).
 
-use computenet_fuzz::{crd, gres, hostlist, quantity, slurmrestd, TARGETS};
+use computenet_fuzz::{crd, gres, hostlist, quantity, slurmrestd, watch, TARGETS};
 use computenet_members::slurm::convert::{expand_hostlist, MAX_HOSTS};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -118,6 +118,26 @@ proptest! {
     fn hub_objects_with_extreme_numbers(items in (training_job(), compute_queue(), member_cluster())) {
         let (j, q, m) = items;
         crd(&serde_json::to_vec(&json!([j, q, m])).unwrap());
+    }
+
+    #[test]
+    fn watched_objects_with_managed_fields_of_any_shape(
+        job in training_job(),
+        fields in proptest::collection::vec(("[a-z:\\[\\]{}\"\\\\]{0,10}", number()), 0..4),
+        shape in 0..4u8,
+    ) {
+        let mut job = job;
+        let entries: Vec<Value> =
+            fields.iter().map(|(k, v)| json!({"manager": k, "fieldsV1": {k: {"f:x": v}}})).collect();
+        job["metadata"]["managedFields"] = match shape {
+            0 => json!(entries),
+            1 => Value::Null,
+            2 => json!(fields.first().map(|f| f.0.clone())),
+            _ => json!({"managedFields": entries}),
+        };
+        job["metadata"]["annotations"] = json!({"managedFields": fields.first().map(|f| f.0.clone()).unwrap_or_default()});
+        watch(&serde_json::to_vec(&job).unwrap());
+        watch(serde_json::to_string_pretty(&job).unwrap().as_bytes());
     }
 
     #[test]

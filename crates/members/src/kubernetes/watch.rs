@@ -2,10 +2,9 @@
 //!
 //! kube's typed watcher decodes a LIST page as a whole: one stored object that does not
 //! fit the Rust type (written under an older, looser schema, or by hand) fails every
-//! list, and the cache never fills. So the watch reads untyped objects
-//! ([`DynamicObject`]), decodes each one on its own ([`decode`]), and feeds only the
-//! decoded ones into an ordinary kube [`Store`]: the rest of the service reads typed
-//! objects as before. An object that does not decode is left out and recorded in
+//! list, and the cache never fills. So the watch decodes each object on its own, from its
+//! own text ([`Lenient`]), and feeds only the decoded ones into an ordinary kube
+//! [`Store`]: the rest of the service reads typed objects as before. An object that does not decode is left out and recorded in
 //! [`Undecodables`] (logged once per resourceVersion; the owner of the registry may also
 //! report it, e.g. as an Event); when it is fixed or deleted it leaves the registry.
 
@@ -126,39 +125,141 @@ fn reference(metadata: &ObjectMeta, kind: &str, api_version: &str) -> ObjectRefe
     }
 }
 
-/// One untyped object as `K`; the error names the field that did not fit.
-pub fn decode<K: DeserializeOwned>(obj: &DynamicObject) -> Result<K, String> {
-    decode_owned(obj.clone()).map_err(|e| e.0)
+/// One object as a watch received it: decoded as `K` straight from its JSON, or, when it
+/// does not fit `K`, what is readable of its metadata and why. The watch reads objects
+/// of this type, so that one object that does not decode cannot fail a whole LIST page.
+#[derive(Clone, Debug)]
+pub enum Lenient<K> {
+    Decoded(K),
+    /// The readable metadata, and the decode error naming the field.
+    Undecodable(Box<(ObjectMeta, String)>),
 }
 
-/// [`decode`] of an object the caller gives up: its fields are moved, not copied, into
-/// the value decoded, and its managedFields left out (nothing reads them, and on an
-/// object written by several managers they are most of its size: decoding them was a
-/// tenth of the service's CPU in a burst). On failure the error, and the metadata.
-fn decode_owned<K: DeserializeOwned>(obj: DynamicObject) -> Result<K, Box<(String, ObjectMeta)>> {
-    let DynamicObject { types, mut metadata, data } = obj;
-    metadata.managed_fields = None;
-    let mut fields = match data {
-        serde_json::Value::Object(fields) => fields,
-        serde_json::Value::Null => serde_json::Map::new(),
-        other => return Err(Box::new((format!("not an object: {other}"), metadata))),
-    };
-    if let Some(t) = types {
-        fields.insert("apiVersion".into(), t.api_version.into());
-        fields.insert("kind".into(), t.kind.into());
+impl<K: DeserializeOwned> Lenient<K> {
+    /// Decodes one object's JSON, leaving its managedFields out: nothing reads them, and on
+    /// an object written by several managers they are most of its size (decoding them was
+    /// a tenth of the service's CPU in a burst).
+    pub fn from_json(json: &str) -> Self {
+        let stripped = without_managed_fields(json);
+        let json = stripped.as_deref().unwrap_or(json);
+        match serde_json::from_str::<K>(json) {
+            Ok(k) => Self::Decoded(k),
+            // Decoded again to name the field: only for objects that do not fit.
+            Err(_) => {
+                let error =
+                    match serde_path_to_error::deserialize::<_, K>(&mut serde_json::Deserializer::from_str(json)) {
+                        Ok(_) => "does not decode".to_string(),
+                        Err(e) => {
+                            let path = e.path().to_string();
+                            if path == "." {
+                                e.inner().to_string()
+                            } else {
+                                format!("{path}: {}", e.inner())
+                            }
+                        }
+                    };
+                Self::Undecodable(Box::new((readable_metadata(json), error)))
+            }
+        }
     }
-    match serde_json::to_value(&metadata) {
-        Ok(m) => fields.insert("metadata".into(), m),
-        Err(e) => return Err(Box::new((e.to_string(), metadata))),
-    };
-    serde_path_to_error::deserialize(serde_json::Value::Object(fields)).map_err(|e| {
-        let path = e.path().to_string();
-        let error = if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) };
-        Box::new((error, metadata))
-    })
 }
 
-/// Turns watch events of untyped objects into events of `K` for a store, leaving out
+impl<'de, K: DeserializeOwned> serde::Deserialize<'de> for Lenient<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The object's own text, copied out of the event or list: kube reads both with
+        // serde_json, which hands it over as it is.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(Self::from_json(raw.get()))
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
+    type DynamicType = ();
+    // As for DynamicObject: the watch builds its Api with `namespaced_with` / `all_with`.
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Decoded(k) => k.meta(),
+            Self::Undecodable(bad) => &bad.0,
+        }
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Self::Decoded(k) => k.meta_mut(),
+            Self::Undecodable(bad) => &mut bad.0,
+        }
+    }
+}
+
+/// `json` with the value of its `metadata.managedFields` replaced by `null`; None when it
+/// has none, or when its outline does not read (then it is decoded as it is).
+fn without_managed_fields(json: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Outline<'a> {
+        #[serde(borrow)]
+        metadata: Option<MetadataOutline<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct MetadataOutline<'a> {
+        #[serde(borrow, rename = "managedFields")]
+        managed_fields: Option<&'a serde_json::value::RawValue>,
+    }
+    let outline: Outline<'_> = serde_json::from_str(json).ok()?;
+    let fields = outline.metadata?.managed_fields?.get();
+    // The value is a slice of `json` (borrowed, not copied): where it starts is where
+    // its pointer is. Checked, so that nothing but that slice is ever cut out.
+    let start = (fields.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
+    let end = start.checked_add(fields.len())?;
+    if json.get(start..end)? != fields {
+        return None;
+    }
+    let mut out = String::with_capacity(json.len() - fields.len() + 4);
+    out.push_str(&json[..start]);
+    out.push_str("null");
+    out.push_str(&json[end..]);
+    Some(out)
+}
+
+/// The name, namespace, uid and resourceVersion of an object that did not decode, as far
+/// as they read.
+fn readable_metadata(json: &str) -> ObjectMeta {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Readable {
+        metadata: ReadableMetadata,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct ReadableMetadata {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+    }
+    let m = serde_json::from_str::<Readable>(json).unwrap_or_default().metadata;
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        ..ObjectMeta::default()
+    }
+}
+
+/// Turns watch events of [`Lenient`] objects into events of `K` for a store, leaving out
 /// (and recording) objects that do not decode. Pure but for the registry.
 #[derive(Debug)]
 pub struct Decoder {
@@ -181,15 +282,15 @@ impl Decoder {
     }
 
     /// The object as `K`, or (recorded as undecodable) its metadata.
-    fn typed<K: Resource + DeserializeOwned>(&self, obj: DynamicObject) -> Result<K, Box<ObjectMeta>> {
-        match decode_owned::<K>(obj) {
-            Ok(k) => {
+    fn typed<K: Resource>(&self, obj: Lenient<K>) -> Result<K, Box<ObjectMeta>> {
+        match obj {
+            Lenient::Decoded(k) => {
                 let m = k.meta();
                 self.undecodables.forget(&self.kind, m.namespace.as_deref(), m.name.as_deref());
                 Ok(k)
             }
-            Err(failed) => {
-                let (error, metadata) = *failed;
+            Lenient::Undecodable(bad) => {
+                let (metadata, error) = *bad;
                 let object = reference(&metadata, &self.kind, &self.api_version);
                 self.undecodables.record(Undecodable { object, error });
                 Err(Box::new(metadata))
@@ -202,7 +303,7 @@ impl Decoder {
     /// leaves the store instead of staying at its last good version.
     pub fn event<K>(
         &mut self,
-        event: watcher::Event<DynamicObject>,
+        event: watcher::Event<Lenient<K>>,
         cached: impl Fn(&ObjectRef<K>) -> Option<Arc<K>>,
     ) -> Option<watcher::Event<K>>
     where
@@ -221,7 +322,7 @@ impl Decoder {
                 Some(watcher::Event::Init)
             }
             watcher::Event::InitApply(obj) => {
-                let m = &obj.metadata;
+                let m = obj.meta();
                 self.listed.insert(key(&self.kind, m.namespace.as_deref(), m.name.as_deref()));
                 self.typed(obj).ok().map(watcher::Event::InitApply)
             }
@@ -235,11 +336,13 @@ impl Decoder {
                 Err(m) => cached(&object_ref(&m)).map(|old| watcher::Event::Delete(K::clone(&old))),
             },
             watcher::Event::Delete(obj) => {
-                let m = &obj.metadata;
+                let m = obj.meta();
                 self.undecodables.forget(&self.kind, m.namespace.as_deref(), m.name.as_deref());
-                match decode_owned::<K>(obj) {
-                    Ok(k) => Some(watcher::Event::Delete(k)),
-                    Err(failed) => cached(&object_ref(&failed.1)).map(|old| watcher::Event::Delete(K::clone(&old))),
+                match obj {
+                    Lenient::Decoded(k) => Some(watcher::Event::Delete(k)),
+                    Lenient::Undecodable(bad) => {
+                        cached(&object_ref(&bad.0)).map(|old| watcher::Event::Delete(K::clone(&old)))
+                    }
                 }
             }
         }
@@ -309,13 +412,13 @@ where
     let resource = ApiResource::erase::<K>(&());
     let namespace = api.namespace().map(str::to_string);
     let client = api.into_client();
-    let untyped: Api<DynamicObject> = match &namespace {
-        Some(ns) => Api::namespaced_with(client, ns, &resource),
-        None => Api::all_with(client, &resource),
+    let lenient: Api<Lenient<K>> = match &namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &()),
+        None => Api::all_with(client, &()),
     };
     let mut decoder = Decoder::new(&resource, undecodables);
     let (reader, mut writer) = reflector::store::<K>();
-    let stream = watcher(untyped, config).default_backoff();
+    let stream = watcher(lenient, config).default_backoff();
     let cached = reader.clone();
     drive(stream, alive, changed, move |event| match event {
         Ok(event) => {
@@ -391,13 +494,23 @@ mod tests {
     use computenet_api::TrainingJob;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn object(name: &str, rv: &str, spec: serde_json::Value) -> DynamicObject {
-        serde_json::from_value(serde_json::json!({
+    fn json(name: &str, rv: &str, spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
             "apiVersion": "computenet.io/v1alpha1", "kind": "TrainingJob",
             "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "resourceVersion": rv},
             "spec": spec,
-        }))
-        .unwrap()
+        })
+    }
+
+    fn object(name: &str, rv: &str, spec: serde_json::Value) -> Lenient<TrainingJob> {
+        Lenient::from_json(&json(name, rv, spec).to_string())
+    }
+
+    fn decoded(obj: Lenient<TrainingJob>) -> TrainingJob {
+        match obj {
+            Lenient::Decoded(tj) => tj,
+            Lenient::Undecodable(bad) => panic!("does not decode: {}", bad.1),
+        }
     }
 
     fn good() -> serde_json::Value {
@@ -424,7 +537,7 @@ mod tests {
     #[test]
     fn store_events_touch_their_job_and_a_finished_list_touches_everything() {
         let touching = Touching { touched: Touched::default(), key: |tj: &TrainingJob| tj.metadata.uid.as_deref() };
-        let tj = |name: &str| decode::<TrainingJob>(&object(name, "1", good())).unwrap();
+        let tj = |name: &str| decoded(object(name, "1", good()));
         touching.record(&watcher::Event::Apply(tj("a")));
         touching.record(&watcher::Event::Delete(tj("b")));
         touching.record(&watcher::Event::Init);
@@ -439,19 +552,46 @@ mod tests {
 
     #[test]
     fn decoding_keeps_everything_but_the_managed_fields() {
-        let mut obj = object("a", "7", good());
-        obj.data["status"] = serde_json::json!({"phase": "Running", "admitted": true});
-        obj.metadata.labels = Some([("team".to_string(), "x".to_string())].into());
-        obj.metadata.managed_fields = Some(vec![Default::default()]);
-        let tj: TrainingJob = decode(&obj).unwrap();
+        let mut obj = json("a", "7", good());
+        obj["status"] = serde_json::json!({"phase": "Running", "admitted": true});
+        obj["metadata"]["labels"] = serde_json::json!({"team": "x"});
+        // Text that looks like the key elsewhere is left alone.
+        obj["metadata"]["annotations"] = serde_json::json!({"managedFields": "[\"}"});
+        obj["metadata"]["managedFields"] =
+            serde_json::json!([{"manager": "m", "operation": "Apply", "fieldsV1": {"f:spec": {"x]": {}}}}]);
+        let text = serde_json::to_string_pretty(&obj).unwrap();
+        let tj = decoded(Lenient::from_json(&text));
         assert_eq!(tj.metadata.managed_fields, None);
-        let mut expected: TrainingJob = serde_json::from_value(serde_json::to_value(&obj).unwrap()).unwrap();
+        let mut expected: TrainingJob = serde_json::from_value(obj).unwrap();
+        assert!(expected.metadata.managed_fields.is_some(), "the test object has them");
         expected.metadata.managed_fields = None;
         assert_eq!(tj, expected, "the same object as decoding it whole");
         assert_eq!(tj.status.and_then(|s| s.admitted), Some(true));
-        // Not an object at all: an error, not a panic.
-        let odd = DynamicObject { data: serde_json::json!([1]), ..object("b", "1", good()) };
-        assert!(decode::<TrainingJob>(&odd).unwrap_err().starts_with("not an object"));
+        // Through the watch's own path: an event line, as kube reads it.
+        let line = format!(r#"{{"type":"MODIFIED","object":{text}}}"#);
+        let event: kube::core::WatchEvent<Lenient<TrainingJob>> = serde_json::from_str(&line).unwrap();
+        assert!(matches!(event, kube::core::WatchEvent::Modified(Lenient::Decoded(ref t)) if *t == expected));
+        // Not an object at all, or metadata that does not read: an error, not a panic.
+        for odd in ["[1]", "7", r#"{"metadata": 3}"#, r#"{"metadata": {"managedFields": 3}}"#] {
+            match Lenient::<TrainingJob>::from_json(odd) {
+                Lenient::Undecodable(bad) => assert_eq!(bad.0, ObjectMeta::default(), "{odd}"),
+                Lenient::Decoded(_) => panic!("{odd} decoded"),
+            }
+        }
+    }
+
+    #[test]
+    fn managed_fields_are_cut_out_exactly() {
+        let cut = |s: &str| without_managed_fields(s);
+        assert_eq!(
+            cut(r#"{"metadata":{"name":"a","managedFields":[{"x":"]}"}],"uid":"u"},"spec":{}}"#).as_deref(),
+            Some(r#"{"metadata":{"name":"a","managedFields":null,"uid":"u"},"spec":{}}"#)
+        );
+        assert_eq!(cut(r#"{"metadata":{"name":"a"}}"#), None, "none to cut");
+        assert_eq!(cut(r#"{"metadata":{"managedFields":null}}"#), None);
+        assert_eq!(cut(r#"{"spec":{"metadata":{"managedFields":[1]}}}"#), None, "only the object's own");
+        assert_eq!(cut(r#"{"metadata":{"managedFields":[1],"managedFields":[2]}}"#), None, "duplicate: as it is");
+        assert_eq!(cut("not json"), None);
     }
 
     #[test]
@@ -481,9 +621,8 @@ mod tests {
     fn fixed_or_deleted_objects_leave_the_registry_and_broken_ones_the_store() {
         let reports = Arc::new(AtomicUsize::new(0));
         let (mut d, undecodables) = decoder(&reports);
-        let cached_a = |r: &ObjectRef<TrainingJob>| {
-            (r.name == "a").then(|| Arc::new(decode::<TrainingJob>(&object("a", "1", good())).unwrap()))
-        };
+        let cached_a =
+            |r: &ObjectRef<TrainingJob>| (r.name == "a").then(|| Arc::new(decoded(object("a", "1", good()))));
         // A cached object that stops decoding leaves the store.
         let gone = d.event(watcher::Event::Apply(object("a", "2", bad())), cached_a);
         assert!(matches!(gone, Some(watcher::Event::Delete(k)) if k.metadata.name.as_deref() == Some("a")));
