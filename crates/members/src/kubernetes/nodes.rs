@@ -65,9 +65,11 @@ pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, S
 }
 
 /// The last conversion of one member's Nodes and Pods to core nodes, kept so that a pass
-/// in which none of them changed reuses it: converting parses every node's quantities and
-/// copies its labels, the largest part of a pass at a few thousand jobs. Shared by the
-/// clones of a member's connection; a new connection starts empty.
+/// reuses what did not change: converting parses every node's quantities and copies its
+/// labels, the largest part of a pass at a few thousand jobs. The nodes and the pods'
+/// charges are kept apart: during a burst computenet's own pods change all the time, and
+/// they charge nothing. Shared by the clones of a member's connection; a new connection
+/// starts empty.
 #[derive(Debug, Default, Clone)]
 pub struct NodesMemo(Arc<Mutex<Option<Converted>>>);
 
@@ -77,8 +79,10 @@ struct Converted {
     // holding these keeps their addresses from being reused, so equal pointers mean the
     // same objects.
     nodes: Vec<Arc<Node>>,
-    pods: Vec<Arc<Pod>>,
     catalogue: Catalogue,
+    uncharged: Vec<CoreNode>,
+    pods: Vec<Arc<Pod>>,
+    charges: Vec<NodeCapacity>,
     core: Vec<CoreNode>,
 }
 
@@ -87,22 +91,39 @@ fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
 }
 
 impl NodesMemo {
-    /// [`core_nodes`] of these objects: the kept conversion when they are the very objects
-    /// (in the same order) and the catalogue it was made with, else a new one, kept.
+    /// [`core_nodes`] of these objects. The nodes are converted again only when one of
+    /// them (or the catalogue) is not the very object converted last; the pods are read
+    /// again when one of them is not, and the nodes charged again when what they charge
+    /// changed.
     pub fn core_nodes(&self, nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
         let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(c) =
-            memo.as_ref().filter(|c| same(&c.nodes, nodes) && same(&c.pods, pods) && c.catalogue == *catalogue)
-        {
-            return c.core.clone();
-        }
-        let core = core_nodes(nodes, pods, catalogue);
-        *memo = Some(Converted {
-            nodes: nodes.to_vec(),
-            pods: pods.to_vec(),
-            catalogue: catalogue.clone(),
-            core: core.clone(),
-        });
+        let kept = memo.take().filter(|c| same(&c.nodes, nodes) && c.catalogue == *catalogue);
+        let converted = match kept {
+            Some(c) if same(&c.pods, pods) => c,
+            Some(mut c) => {
+                let charges = pod_charges(&c.uncharged, pods);
+                if charges != c.charges {
+                    c.core = charged(&c.uncharged, &charges);
+                    c.charges = charges;
+                }
+                c.pods = pods.to_vec();
+                c
+            }
+            None => {
+                let uncharged = uncharged_nodes(nodes, catalogue);
+                let charges = pod_charges(&uncharged, pods);
+                Converted {
+                    nodes: nodes.to_vec(),
+                    catalogue: catalogue.clone(),
+                    core: charged(&uncharged, &charges),
+                    uncharged,
+                    pods: pods.to_vec(),
+                    charges,
+                }
+            }
+        };
+        let core = converted.core.clone();
+        *memo = Some(converted);
         core
     }
 }
@@ -110,44 +131,63 @@ impl NodesMemo {
 /// Core nodes (sorted by name), charged with the running pods not run by computenet:
 /// computenet's own jobs are charged by their placement instead.
 pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
+    let uncharged = uncharged_nodes(nodes, catalogue);
+    charged(&uncharged, &pod_charges(&uncharged, pods))
+}
+
+/// The nodes as core nodes, sorted by name, with nothing allocated.
+fn uncharged_nodes(nodes: &[Arc<Node>], catalogue: &Catalogue) -> Vec<CoreNode> {
     let mut sorted: Vec<&Arc<Node>> = nodes.iter().collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let mut out: Vec<CoreNode> = Vec::with_capacity(sorted.len());
-    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
-    for node in sorted {
-        let alloc = allocatable(node);
-        let labels_map = node.metadata.labels.clone().unwrap_or_default();
-        by_name.insert(node.metadata.name.as_deref().unwrap_or_default(), out.len());
-        out.push(CoreNode {
-            name: node.metadata.name.clone().unwrap_or_default(),
-            accelerator: node_accelerator(node, catalogue).map(|(canonical, _)| canonical),
-            allocatable: NodeCapacity {
-                cpu_millis: quantity(alloc, "cpu", parse_cpu_millis),
-                memory_bytes: quantity(alloc, "memory", parse_bytes),
-                accelerators: u32::try_from(quantity(alloc, labels::GPU_RESOURCE, parse_count)).unwrap_or(u32::MAX),
-                extended: BTreeMap::new(),
-            },
-            allocated: NodeCapacity::default(),
-            topology_domain: labels_map.get("topology.kubernetes.io/zone").cloned().unwrap_or_default(),
-            labels: labels_map,
-            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
-        });
-    }
+    sorted
+        .into_iter()
+        .map(|node| {
+            let alloc = allocatable(node);
+            let labels_map = node.metadata.labels.clone().unwrap_or_default();
+            CoreNode {
+                name: node.metadata.name.clone().unwrap_or_default(),
+                accelerator: node_accelerator(node, catalogue).map(|(canonical, _)| canonical),
+                allocatable: NodeCapacity {
+                    cpu_millis: quantity(alloc, "cpu", parse_cpu_millis),
+                    memory_bytes: quantity(alloc, "memory", parse_bytes),
+                    accelerators: u32::try_from(quantity(alloc, labels::GPU_RESOURCE, parse_count)).unwrap_or(u32::MAX),
+                    extended: BTreeMap::new(),
+                },
+                allocated: NodeCapacity::default(),
+                topology_domain: labels_map.get("topology.kubernetes.io/zone").cloned().unwrap_or_default(),
+                labels: labels_map,
+                unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
+            }
+        })
+        .collect()
+}
+
+/// What the running pods not run by computenet use on each of `nodes` (sorted by name),
+/// in their order.
+fn pod_charges(nodes: &[CoreNode], pods: &[Arc<Pod>]) -> Vec<NodeCapacity> {
+    let mut charges = vec![NodeCapacity::default(); nodes.len()];
     for pod in pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
-        if matches!(phase, "Succeeded" | "Failed") || is_managed(pod) {
+        if is_managed(pod) {
             continue;
         }
-        let Some(&n) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).and_then(|n| by_name.get(n)) else {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        if matches!(phase, "Succeeded" | "Failed") {
             continue;
-        };
+        }
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else { continue };
+        let Ok(n) = nodes.binary_search_by(|c| c.name.as_str().cmp(node)) else { continue };
         let used = pod_requests(pod);
-        let a = &mut out[n].allocated;
-        a.cpu_millis = a.cpu_millis.saturating_add(used.cpu_millis);
-        a.memory_bytes = a.memory_bytes.saturating_add(used.memory_bytes);
-        a.accelerators = a.accelerators.saturating_add(used.accelerators);
+        let c = &mut charges[n];
+        c.cpu_millis = c.cpu_millis.saturating_add(used.cpu_millis);
+        c.memory_bytes = c.memory_bytes.saturating_add(used.memory_bytes);
+        c.accelerators = c.accelerators.saturating_add(used.accelerators);
     }
-    out
+    charges
+}
+
+/// The nodes with their charges allocated.
+fn charged(nodes: &[CoreNode], charges: &[NodeCapacity]) -> Vec<CoreNode> {
+    nodes.iter().zip(charges).map(|(n, c)| CoreNode { allocated: c.clone(), ..n.clone() }).collect()
 }
 
 #[cfg(test)]
@@ -215,9 +255,18 @@ mod tests {
         let after = memo.core_nodes(&nodes, &pods, &catalogue);
         assert_eq!(after[0].allocated.accelerators, 0);
         assert_eq!(after, core_nodes(&nodes, &pods, &catalogue));
-        // One pod more: converted again.
+        // One pod more: charged.
         pods.push(pod("a", 3, false, "Running"));
         assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue)[0].allocated.accelerators, 3);
+        // computenet's own pods come and go: they charge nothing.
+        pods.push(pod("a", 4, true, "Running"));
+        assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue), core_nodes(&nodes, &pods, &catalogue));
+        pods.pop();
+        // A node changed: converted again, and charged.
+        let nodes = vec![node("a", 6, Some("NVIDIA-A100-80G"), true)];
+        let again = memo.core_nodes(&nodes, &pods, &catalogue);
+        assert_eq!((again[0].allocatable.accelerators, again[0].allocated.accelerators), (6, 3));
+        assert_eq!(again, core_nodes(&nodes, &pods, &catalogue));
         // Another catalogue (a member describes the label's spelling as a type of its own):
         // converted with it.
         assert_eq!(after[0].accelerator.as_deref(), Some("A100-80G"));
