@@ -35,13 +35,20 @@ impl Overlay {
     /// The current TrainingJobs.
     pub fn jobs(&mut self, cache: &Store<TrainingJob>) -> Vec<Arc<TrainingJob>> {
         let mut jobs = cache.state();
-        // Called several times a pass over every job: no per-job allocation.
+        // Called several times a pass over every job: no per-job allocation, and no lookup
+        // in a map that is empty.
+        let mut kept = 0;
+        let working = self.work.count() > 0;
         for tj in &mut jobs {
+            if self.overrides.is_empty() && !working {
+                break;
+            }
             let cached = tj.clone();
             let id = view::uid(&cached);
             if let Some(mine) = self.overrides.get(id) {
                 if resource_version(mine) > resource_version(tj) {
                     *tj = mine.clone();
+                    kept += 1;
                 } else {
                     self.overrides.remove(id);
                 }
@@ -50,7 +57,9 @@ impl Overlay {
                 *tj = expected.clone();
             }
         }
-        if !self.overrides.is_empty() {
+        // Overrides of jobs no longer in the cache (deleted) go; when every one kept was
+        // matched above, there are none.
+        if self.overrides.len() > kept {
             let seen: HashSet<&str> = jobs.iter().map(|j| view::uid(j)).collect();
             self.overrides.retain(|id, _| seen.contains(id.as_str()));
         }
