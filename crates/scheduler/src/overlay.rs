@@ -58,7 +58,8 @@ impl Overlay {
             }
         }
         // Overrides of jobs no longer in the cache (deleted) go; when every one kept was
-        // matched above, there are none.
+        // matched above, there are none (the API server gives each object its own UID, so
+        // no override is matched twice).
         if self.overrides.len() > kept {
             let seen: HashSet<&str> = jobs.iter().map(|j| view::uid(j)).collect();
             self.overrides.retain(|id, _| seen.contains(id.as_str()));

@@ -233,28 +233,19 @@ fn without_managed_fields(json: &str) -> Option<String> {
     Some(out)
 }
 
-/// The name, namespace, uid and resourceVersion of an object that did not decode, as far
-/// as they read.
+/// The name, namespace, uid and resourceVersion of an object that did not decode, each as
+/// far as it reads on its own: one field of the wrong type does not hide the others (the
+/// watch needs the resourceVersion to go on without listing again). Only for objects that
+/// do not decode, so read as a JSON tree.
 fn readable_metadata(json: &str) -> ObjectMeta {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(default)]
-    struct Readable {
-        metadata: ReadableMetadata,
-    }
-    #[derive(serde::Deserialize, Default)]
-    #[serde(default, rename_all = "camelCase")]
-    struct ReadableMetadata {
-        name: Option<String>,
-        namespace: Option<String>,
-        uid: Option<String>,
-        resource_version: Option<String>,
-    }
-    let m = serde_json::from_str::<Readable>(json).unwrap_or_default().metadata;
+    let object = serde_json::from_str::<serde_json::Value>(json).unwrap_or_default();
+    let field =
+        |name: &str| object.get("metadata").and_then(|m| m.get(name)).and_then(|v| v.as_str()).map(String::from);
     ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        resource_version: m.resource_version,
+        name: field("name"),
+        namespace: field("namespace"),
+        uid: field("uid"),
+        resource_version: field("resourceVersion"),
         ..ObjectMeta::default()
     }
 }
@@ -578,6 +569,26 @@ mod tests {
                 Lenient::Decoded(_) => panic!("{odd} decoded"),
             }
         }
+        // A field of the wrong type hides only itself: the resourceVersion still reads.
+        let odd = r#"{"metadata": {"name": "a", "uid": 7, "resourceVersion": "9"}, "spec": 1}"#;
+        let Lenient::Undecodable(bad) = Lenient::<TrainingJob>::from_json(odd) else { panic!("decoded") };
+        assert_eq!(
+            (bad.0.name.as_deref(), bad.0.uid.as_deref(), bad.0.resource_version.as_deref()),
+            (Some("a"), None, Some("9"))
+        );
+    }
+
+    #[test]
+    fn an_event_decodes_when_its_type_comes_first_as_the_api_server_writes_it() {
+        let object = json("a", "1", good()).to_string();
+        let first = format!(r#"{{"type":"ADDED","object":{object}}}"#);
+        let event: kube::core::WatchEvent<Lenient<TrainingJob>> = serde_json::from_str(&first).unwrap();
+        assert!(matches!(event, kube::core::WatchEvent::Added(Lenient::Decoded(_))));
+        // The object before its type (never written so by the API server, which writes
+        // the struct's fields in order): the object's text is no longer at hand, and
+        // the event is an error, which the watch logs and goes on from.
+        let last = format!(r#"{{"object":{object},"type":"ADDED"}}"#);
+        assert!(serde_json::from_str::<kube::core::WatchEvent<Lenient<TrainingJob>>>(&last).is_err());
     }
 
     #[test]
