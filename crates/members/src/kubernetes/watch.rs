@@ -4,9 +4,10 @@
 //! fit the Rust type (written under an older, looser schema, or by hand) fails every
 //! list, and the cache never fills. So the watch decodes each object on its own, from its
 //! own text ([`Lenient`]), and feeds only the decoded ones into an ordinary kube
-//! [`Store`]: the rest of the service reads typed objects as before. An object that does not decode is left out and recorded in
-//! [`Undecodables`] (logged once per resourceVersion; the owner of the registry may also
-//! report it, e.g. as an Event); when it is fixed or deleted it leaves the registry.
+//! [`Store`]: the rest of the service reads typed objects as before. An object that does
+//! not decode is left out and recorded in [`Undecodables`] (logged once per
+//! resourceVersion; the owner of the registry may also report it, e.g. as an Event); when
+//! it is fixed or deleted it leaves the registry.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
