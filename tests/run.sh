@@ -35,13 +35,13 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install a Rust tool
 # controllers: about 13 minutes of building on a fresh machine, a no-op once cached) are
 # prepared in the background from the start, at a lower priority: the Rust steps keep the
 # cores first, and the builds take what their serial links and single-threaded fuzz runs
-# leave idle. The test bed step waits for them.
+# leave idle. The test bed step waits for them. `up.sh --prepare-only` is the same
+# preparation `up.sh` makes before it starts anything, so the two cannot drift apart.
 prep_pid=""
 if [ "$testbed" = 1 ]; then
   prep_log=$(mktemp)
   # In a session of its own, so that an early failure stops the builds with it.
-  setsid nice -n 10 bash -c 'tests/testbed/install-deps.sh && tests/testbed/build.sh && tests/testbed/jobkinds/build.sh' \
-    >"$prep_log" 2>&1 &
+  setsid nice -n 10 tests/testbed/up.sh --prepare-only --jobkinds >"$prep_log" 2>&1 &
   prep_pid=$!
   trap 'kill -- -"$prep_pid" 2>/dev/null || true' EXIT
 fi

@@ -21,13 +21,15 @@ Usage: up.sh [options]
                      (PyTorchJob) controllers against every AI member, their webhooks registered
                      in the member apiservers; their CRDs also in the hub (no controllers there).
                      Built from the Go module proxy on first use (jobkinds/build.sh). Needs root.
+  --prepare-only     install and build what the test bed runs (with --jobkinds, the controllers
+                     too), start nothing, leave a running test bed alone, and exit
   -h, --help         this help
 State, logs and pid files: $RUN (env file: $RUN/env). Stop with down.sh.
 Ports: TESTBED_*_PORT environment variables, see README.md.
 EOF
 }
 
-MEMBERS=2 GPU_NODES=4 CPU_NODES=4 SLURM_NODES=4 WITH_SLURM=1 WITH_PROM=1 TAINT=1 WITH_JOBKINDS=0
+MEMBERS=2 GPU_NODES=4 CPU_NODES=4 SLURM_NODES=4 WITH_SLURM=1 WITH_PROM=1 TAINT=1 WITH_JOBKINDS=0 PREPARE_ONLY=0
 while [ $# -gt 0 ]; do
   case $1 in
     --members) MEMBERS=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --no-prometheus) WITH_PROM=0; shift ;;
     --no-taint) TAINT=0; shift ;;
     --jobkinds) WITH_JOBKINDS=1; shift ;;
+    --prepare-only) PREPARE_ONLY=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "up.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -50,10 +53,10 @@ for v in MEMBERS GPU_NODES CPU_NODES SLURM_NODES; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "up.sh: $v must be a number" >&2; exit 2; }
 done
 [ "$WITH_SLURM" = 1 ] && [ "$SLURM_NODES" -lt 1 ] && { echo "up.sh: --slurm-nodes must be >= 1" >&2; exit 2; }
-if [ "$WITH_SLURM" = 1 ] && [ "$(id -u)" -ne 0 ]; then
+if [ "$PREPARE_ONLY" = 0 ] && [ "$WITH_SLURM" = 1 ] && [ "$(id -u)" -ne 0 ]; then
   echo "up.sh: Slurm needs root (slurmctld/slurmd run as root); use --no-slurm otherwise" >&2; exit 2
 fi
-if [ "$WITH_JOBKINDS" = 1 ] && [ "$(id -u)" -ne 0 ]; then
+if [ "$PREPARE_ONLY" = 0 ] && [ "$WITH_JOBKINDS" = 1 ] && [ "$(id -u)" -ne 0 ]; then
   echo "up.sh: --jobkinds needs root (each controller gets a private mount namespace)" >&2; exit 2
 fi
 OPTIONS="members=$MEMBERS gpu-nodes=$GPU_NODES cpu-nodes=$CPU_NODES slurm=$WITH_SLURM slurm-nodes=$SLURM_NODES prometheus=$WITH_PROM taint=$TAINT jobkinds=$WITH_JOBKINDS"
@@ -61,6 +64,33 @@ OPTIONS="members=$MEMBERS gpu-nodes=$GPU_NODES cpu-nodes=$CPU_NODES slurm=$WITH_
 source "$TB/jobkinds/lib.sh"
 
 T_ALL=$(now_ms)
+
+# ---------------------------------------------------------------- build + packages
+# Sets BIN, KWOK_MOD and (with --jobkinds) JOBKINDS_BIN. A no-op, but for the checks, once
+# everything is installed and cached.
+prepare() {
+  T_PREP=$(now_ms)
+  "$TB/install-deps.sh"
+  "$TB/build.sh"
+  BIN=$("$TB/build.sh" --print-bin)
+  KWOK_VERSION=$(awk '$1 == "require" && $2 == "sigs.k8s.io/kwok" {print $3} $1 == "sigs.k8s.io/kwok" {print $2}' "$TB/go-kwok/go.mod" | head -1)
+  KWOK_MOD=$(go env GOMODCACHE 2>/dev/null || echo "$HOME/go/pkg/mod")/sigs.k8s.io/kwok@$KWOK_VERSION
+  if [ ! -d "$KWOK_MOD/kustomize/stage" ]; then
+    (cd "$TB/go-kwok" && go mod download sigs.k8s.io/kwok)
+  fi
+  if [ "$WITH_JOBKINDS" = 1 ]; then
+    "$TB/jobkinds/build.sh"
+    JOBKINDS_BIN=$("$TB/jobkinds/build.sh" --print-bin)
+    # the CRD files come from the module cache: download now, not during the start phase
+    jk_crd_files >/dev/null
+  fi
+  PREP_MS=$(( $(now_ms) - T_PREP ))
+  echo "build/install checks: $(fmt_ms $PREP_MS) s"
+}
+if [ "$PREPARE_ONLY" = 1 ]; then
+  prepare
+  exit 0
+fi
 
 # ---------------------------------------------------------------- already up?
 healthy() {
@@ -106,23 +136,7 @@ if [ -e "$RUN" ]; then
 fi
 
 # ---------------------------------------------------------------- build + packages
-T_PREP=$(now_ms)
-"$TB/install-deps.sh"
-"$TB/build.sh"
-BIN=$("$TB/build.sh" --print-bin)
-KWOK_VERSION=$(awk '$1 == "require" && $2 == "sigs.k8s.io/kwok" {print $3} $1 == "sigs.k8s.io/kwok" {print $2}' "$TB/go-kwok/go.mod" | head -1)
-KWOK_MOD=$(go env GOMODCACHE 2>/dev/null || echo "$HOME/go/pkg/mod")/sigs.k8s.io/kwok@$KWOK_VERSION
-if [ ! -d "$KWOK_MOD/kustomize/stage" ]; then
-  (cd "$TB/go-kwok" && go mod download sigs.k8s.io/kwok)
-fi
-if [ "$WITH_JOBKINDS" = 1 ]; then
-  "$TB/jobkinds/build.sh"
-  JOBKINDS_BIN=$("$TB/jobkinds/build.sh" --print-bin)
-  # the CRD files come from the module cache: download now, not during the start phase
-  jk_crd_files >/dev/null
-fi
-PREP_MS=$(( $(now_ms) - T_PREP ))
-echo "build/install checks: $(fmt_ms $PREP_MS) s"
+prepare
 
 # ---------------------------------------------------------------- start phase
 T0=$(now_ms)
