@@ -73,9 +73,23 @@ enum Command {
     Estimate(estimate::Args),
 }
 
+impl Command {
+    /// Whether the subcommand runs scheduling cycles, where [`PURGE_DELAY_MS`] pays. The
+    /// others (and `--help`, `--version`, a bad argument) are not executed twice for it.
+    fn runs_cycles(&self) -> bool {
+        match self {
+            Command::Simulate(_) | Command::Bench(_) | Command::Serve(_) => true,
+            Command::Crdgen(_) | Command::Estimate(_) => false,
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    exec_with_allocator_settings();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if command.runs_cycles() {
+        exec_with_allocator_settings();
+    }
+    match command {
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Crdgen(args) => crdgen::run(args),
