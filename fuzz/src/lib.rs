@@ -397,20 +397,18 @@ pub fn usage(data: &[u8]) {
 /// nesting); one that does not is left out with an error, never a panic.
 pub fn watch(data: &[u8]) {
     let json = text(data);
-    lenient_matches_whole::<TrainingJob>(&json, |k| &mut k.metadata);
-    lenient_matches_whole::<k8s_openapi::api::core::v1::Pod>(&json, |k| &mut k.metadata);
-    lenient_matches_whole::<k8s_openapi::api::core::v1::Node>(&json, |k| &mut k.metadata);
+    lenient_matches_whole::<TrainingJob>(&json);
+    lenient_matches_whole::<k8s_openapi::api::core::v1::Pod>(&json);
+    lenient_matches_whole::<k8s_openapi::api::core::v1::Node>(&json);
 }
 
-fn lenient_matches_whole<K>(
-    json: &str,
-    meta: fn(&mut K) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) where
-    K: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+fn lenient_matches_whole<K>(json: &str)
+where
+    K: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + kube::Resource,
 {
     use computenet_members::kubernetes::watch::Lenient;
     let whole = serde_json::from_str::<K>(json).ok().map(|mut k| {
-        meta(&mut k).managed_fields = None;
+        k.meta_mut().managed_fields = None;
         k
     });
     match (Lenient::<K>::from_json(json), whole) {
@@ -418,6 +416,6 @@ fn lenient_matches_whole<K>(
         (Lenient::Undecodable(bad), Some(_)) => panic!("decodes whole but not without its managedFields: {}", bad.1),
         (Lenient::Undecodable(bad), None) => assert!(!bad.1.is_empty(), "an error says why"),
         // Only managedFields that do not fit their type were in the way: they are not read.
-        (Lenient::Decoded(mut k), None) => assert_eq!(meta(&mut k).managed_fields, None),
+        (Lenient::Decoded(k), None) => assert_eq!(k.meta().managed_fields, None),
     }
 }
