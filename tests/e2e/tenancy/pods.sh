@@ -96,7 +96,8 @@ setsid "$BIN" serve --kubeconfig "$HUB_KUBECONFIG" --no-leader-election --hub-id
 SERVE_PID=$!
 check "the service is ready" wait_for 60 curl -sf "http://127.0.0.1:$PORT/readyz"
 
-# tj NS NAME QUEUE: a gang of two one-GPU replicas that runs for ten minutes.
+# tj NS NAME QUEUE [REPLICAS]: a gang of two (or REPLICAS) one-GPU replicas that runs for
+# ten minutes.
 tj() {
   cat <<EOT
 ---
@@ -105,7 +106,7 @@ kind: TrainingJob
 metadata: {name: $2, namespace: $1, annotations: {computenet.io/run-seconds: "600"}}
 spec:
   queueName: $3
-  replicas: 2
+  replicas: ${4:-2}
   resources: {cpu: "1", memory: 1Gi, accelerators: {count: 1}}
   workload: {image: example/train:1.0, command: ["python", "train.py"]}
   work: {gpuHours: 1}
@@ -214,6 +215,18 @@ if "computenet-default-deny-ingress" not in names: problems.append(f"no default-
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 EOF
+
+# A single replica is its own master on localhost: no Service, no policy of its own; the
+# namespace's default deny closes it to everything else.
+tj "$NS_A" solo "$Q_A" 1 | kubectl apply -f - >/dev/null
+check "pods: a single replica runs" wait_for 90 bash -c "[ \"\$(kubectl get tj solo -n $NS_A -o jsonpath='{.status.phase}')\" = Running ]"
+REMOTE_SOLO=$(kubectl get tj solo -n "$NS_A" -o jsonpath='{.status.remote.name}')
+check "pods: a single replica gets a Job but no Service or NetworkPolicy of its own" bash -c "
+  [ -n '$REMOTE_SOLO' ] && kubectl --kubeconfig '$AI_1_KUBECONFIG' get job '$REMOTE_SOLO' -n $MEMBER_NS_A >/dev/null &&
+  ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get networkpolicy '$REMOTE_SOLO' -n $MEMBER_NS_A >/dev/null 2>&1 &&
+  ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get svc '$REMOTE_SOLO' -n $MEMBER_NS_A >/dev/null 2>&1 &&
+  kubectl --kubeconfig '$AI_1_KUBECONFIG' get networkpolicy computenet-default-deny-ingress -n $MEMBER_NS_A >/dev/null"
+kubectl delete tj solo -n "$NS_A" --wait=false >/dev/null 2>&1
 
 kubectl delete tj gang -n "$NS_A" --timeout=60s >/dev/null 2>&1
 check "pods: the gang's NetworkPolicy, Service and Job go with the job" wait_for 30 bash -c "

@@ -1,8 +1,9 @@
 //! What a TrainingJob becomes on a Kubernetes member: an Indexed batch Job (one pod per
-//! replica), a NetworkPolicy admitting only the gang's own pods, and, for a gang of more
-//! than one replica, a headless Service for rank discovery (a single replica is its own
-//! master, on localhost). Names and labels derive from the TrainingJob's UID, so a
-//! repeated dispatch finds the objects it made before.
+//! replica) and, for a gang of more than one replica, a NetworkPolicy admitting only the
+//! gang's own pods and a headless Service for rank discovery (a single replica is its own
+//! master, on localhost, and the namespace's default-deny policy closes it to all). Names
+//! and labels derive from the TrainingJob's UID, so a repeated dispatch finds the objects
+//! it made before.
 //!
 //! Each hub namespace (tenant) has its own member namespace, labelled with a Pod Security
 //! level; the pods are built to pass `restricted`: non-root, no privilege escalation, all
@@ -64,8 +65,11 @@ fn object_annotations(tj: &TrainingJob) -> BTreeMap<String, String> {
     ])
 }
 
-/// Whether the job's replicas need a Service to find each other.
-pub fn needs_service(tj: &TrainingJob) -> bool {
+/// Whether the job is a gang of more than one replica, whose replicas need a Service to
+/// find each other and a NetworkPolicy to admit each other. A single replica talks only
+/// to itself, on localhost, which no policy closes: it keeps the namespace's default deny
+/// and costs the member one write less.
+pub fn is_gang(tj: &TrainingJob) -> bool {
     attempt::replicas(tj) > 1
 }
 
@@ -149,7 +153,7 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
             }
         }]
     });
-    if needs_service(tj) {
+    if is_gang(tj) {
         pod_spec["subdomain"] = json!(name);
     }
     if let Some(grace) = attempt::grace_period_s(tj) {
@@ -185,7 +189,7 @@ pub fn indexed_job(tj: &TrainingJob, namespace: &str, gpu_label: Option<&str>, h
 
 /// Rank 0's address: its DNS name under the headless Service, or localhost when alone.
 fn master_addr(tj: &TrainingJob, name: &str, namespace: &str) -> String {
-    if needs_service(tj) {
+    if is_gang(tj) {
         format!("{name}-0.{name}.{namespace}.svc")
     } else {
         "localhost".to_string()
@@ -316,9 +320,9 @@ async fn dispatch_unbounded(
     gpu_label: Option<&str>,
     hub: &str,
 ) -> Result<Result<(), String>, kube::Error> {
-    let policy = gang_network_policy(tj, namespace, hub)?;
-    create_if_absent(&Api::<NetworkPolicy>::namespaced(member.clone(), namespace), &policy).await?;
-    if needs_service(tj) {
+    if is_gang(tj) {
+        let policy = gang_network_policy(tj, namespace, hub)?;
+        create_if_absent(&Api::<NetworkPolicy>::namespaced(member.clone(), namespace), &policy).await?;
         let service = headless_service(tj, namespace, hub)?;
         create_if_absent(&Api::<Service>::namespaced(member.clone(), namespace), &service).await?;
     }
@@ -563,17 +567,17 @@ spec:
     }
 
     #[test]
-    fn a_single_replica_is_its_own_master_without_a_service() {
+    fn a_single_replica_is_its_own_master_without_a_service_or_policy() {
         let mut tj = training_job();
         tj.spec.replicas = 1;
-        assert!(!needs_service(&tj));
+        assert!(!is_gang(&tj));
         let v = serde_json::to_value(indexed_job(&tj, "ns", None, "hub-a").expect("builds")).expect("json");
         let pod = &v["spec"]["template"]["spec"];
         assert!(pod.get("subdomain").is_none(), "no Service to be a subdomain of");
         let env = pod["containers"][0]["env"].as_array().expect("env");
         let master = env.iter().find(|e| e["name"] == "MASTER_ADDR").expect("MASTER_ADDR");
         assert_eq!(master["value"], "localhost");
-        assert!(needs_service(&training_job()), "a gang of 4 needs one");
+        assert!(is_gang(&training_job()), "a gang of 4 needs one");
     }
 
     #[test]
