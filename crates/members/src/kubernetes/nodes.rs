@@ -66,21 +66,21 @@ pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, S
 
 /// The last conversion of one member's Nodes and Pods to core nodes, kept so that a pass
 /// reuses what did not change: converting parses every node's quantities and copies its
-/// labels, the largest part of a pass at a few thousand jobs. The nodes and the pods'
-/// charges are kept apart: during a burst computenet's own pods change all the time, and
-/// they charge nothing. Shared by the clones of a member's connection; a new connection
-/// starts empty.
+/// labels, the largest part of a pass at a few thousand jobs. Each node is kept with its
+/// conversion, so a node that changed (a heartbeat, a new label) is converted again on its
+/// own, not with all its member's nodes. The pods' charges are kept apart: during a burst
+/// computenet's own pods change all the time, and they charge nothing. Shared by the
+/// clones of a member's connection; a new connection starts empty.
 #[derive(Debug, Default, Clone)]
 pub struct NodesMemo(Arc<Mutex<Option<Converted>>>);
 
 #[derive(Debug)]
 struct Converted {
-    // The very objects converted: a watch replaces an object's Arc when it changes, and
-    // holding these keeps their addresses from being reused, so equal pointers mean the
-    // same objects.
-    nodes: Vec<Arc<Node>>,
+    // The very objects converted, sorted by name, each with its node uncharged: a watch
+    // replaces an object's Arc when it changes, and holding these keeps their addresses
+    // from being reused, so equal pointers mean the same objects.
+    nodes: Vec<(Arc<Node>, CoreNode)>,
     catalogue: Catalogue,
-    uncharged: Vec<CoreNode>,
     pods: Vec<Arc<Pod>>,
     charges: Vec<NodeCapacity>,
     core: Vec<CoreNode>,
@@ -91,32 +91,35 @@ fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
 }
 
 impl NodesMemo {
-    /// [`core_nodes`] of these objects. The nodes are converted again only when one of
-    /// them (or the catalogue) is not the very object converted last; the pods are read
-    /// again when one of them is not, and the nodes charged again when what they charge
-    /// changed.
+    /// [`core_nodes`] of these objects. Only the nodes that are not the very objects
+    /// converted last are converted again (all of them when the catalogue changed); the
+    /// pods are read again when one of them is not, and the nodes charged again when what
+    /// they charge changed.
     pub fn core_nodes(&self, nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
         let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let kept = memo.take().filter(|c| same(&c.nodes, nodes) && c.catalogue == *catalogue);
+        let kept = memo.take().filter(|c| c.catalogue == *catalogue);
         let converted = match kept {
-            Some(c) if same(&c.pods, pods) => c,
+            Some(c) if c.nodes.len() == nodes.len() && same_nodes(&c.nodes, nodes) && same(&c.pods, pods) => c,
             Some(mut c) => {
-                let charges = pod_charges(&c.uncharged, pods);
-                if charges != c.charges {
-                    c.core = charged(&c.uncharged, &charges);
+                let (converted, any_new) = reconvert(std::mem::take(&mut c.nodes), nodes, catalogue);
+                let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
+                let charges = pod_charges(&uncharged, pods);
+                if any_new || charges != c.charges {
+                    c.core = charged(&uncharged, &charges);
                     c.charges = charges;
                 }
+                c.nodes = converted;
                 c.pods = pods.to_vec();
                 c
             }
             None => {
-                let uncharged = uncharged_nodes(nodes, catalogue);
+                let (converted, _) = reconvert(Vec::new(), nodes, catalogue);
+                let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
                 let charges = pod_charges(&uncharged, pods);
                 Converted {
-                    nodes: nodes.to_vec(),
-                    catalogue: catalogue.clone(),
                     core: charged(&uncharged, &charges),
-                    uncharged,
+                    nodes: converted,
+                    catalogue: catalogue.clone(),
                     pods: pods.to_vec(),
                     charges,
                 }
@@ -128,10 +131,50 @@ impl NodesMemo {
     }
 }
 
+/// Whether `nodes`, in any order, are the very objects of `kept` (sorted by name).
+fn same_nodes(kept: &[(Arc<Node>, CoreNode)], nodes: &[Arc<Node>]) -> bool {
+    nodes.iter().all(|n| {
+        let name = n.metadata.name.as_deref().unwrap_or_default();
+        kept.binary_search_by(|(_, c)| c.name.as_str().cmp(name)).is_ok_and(|i| Arc::ptr_eq(&kept[i].0, n))
+    })
+}
+
+/// `nodes` sorted by name, each with its node uncharged: taken from `kept` (sorted by
+/// name) where it is the very object converted there, else converted. Also whether any
+/// node was converted, or one of `kept` is gone.
+fn reconvert(
+    kept: Vec<(Arc<Node>, CoreNode)>,
+    nodes: &[Arc<Node>],
+    catalogue: &Catalogue,
+) -> (Vec<(Arc<Node>, CoreNode)>, bool) {
+    let mut sorted: Vec<&Arc<Node>> = nodes.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let gone = kept.len() != nodes.len();
+    // Both sorted by name: one walk through `kept`.
+    let mut kept = kept.into_iter().peekable();
+    let mut converted_any = false;
+    let out = sorted
+        .into_iter()
+        .map(|node| {
+            let name = node.metadata.name.as_deref().unwrap_or_default();
+            while kept.next_if(|(_, c)| c.name.as_str() < name).is_some() {}
+            match kept.next_if(|(n, _)| Arc::ptr_eq(n, node)) {
+                Some(same) => same,
+                None => {
+                    converted_any = true;
+                    (node.clone(), uncharged_node(node, catalogue))
+                }
+            }
+        })
+        .collect();
+    (out, converted_any || gone)
+}
+
 /// Core nodes (sorted by name), charged with the running pods not run by computenet:
 /// computenet's own jobs are charged by their placement instead.
 pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
     let uncharged = uncharged_nodes(nodes, catalogue);
+    let uncharged: Vec<&CoreNode> = uncharged.iter().collect();
     charged(&uncharged, &pod_charges(&uncharged, pods))
 }
 
@@ -139,32 +182,32 @@ pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue)
 fn uncharged_nodes(nodes: &[Arc<Node>], catalogue: &Catalogue) -> Vec<CoreNode> {
     let mut sorted: Vec<&Arc<Node>> = nodes.iter().collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    sorted
-        .into_iter()
-        .map(|node| {
-            let alloc = allocatable(node);
-            let labels_map = node.metadata.labels.clone().unwrap_or_default();
-            CoreNode {
-                name: node.metadata.name.clone().unwrap_or_default(),
-                accelerator: node_accelerator(node, catalogue).map(|(canonical, _)| canonical),
-                allocatable: NodeCapacity {
-                    cpu_millis: quantity(alloc, "cpu", parse_cpu_millis),
-                    memory_bytes: quantity(alloc, "memory", parse_bytes),
-                    accelerators: u32::try_from(quantity(alloc, labels::GPU_RESOURCE, parse_count)).unwrap_or(u32::MAX),
-                    extended: BTreeMap::new(),
-                },
-                allocated: NodeCapacity::default(),
-                topology_domain: labels_map.get("topology.kubernetes.io/zone").cloned().unwrap_or_default(),
-                labels: labels_map,
-                unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
-            }
-        })
-        .collect()
+    sorted.into_iter().map(|node| uncharged_node(node, catalogue)).collect()
+}
+
+/// One node as a core node, with nothing allocated.
+fn uncharged_node(node: &Node, catalogue: &Catalogue) -> CoreNode {
+    let alloc = allocatable(node);
+    let labels_map = node.metadata.labels.clone().unwrap_or_default();
+    CoreNode {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        accelerator: node_accelerator(node, catalogue).map(|(canonical, _)| canonical),
+        allocatable: NodeCapacity {
+            cpu_millis: quantity(alloc, "cpu", parse_cpu_millis),
+            memory_bytes: quantity(alloc, "memory", parse_bytes),
+            accelerators: u32::try_from(quantity(alloc, labels::GPU_RESOURCE, parse_count)).unwrap_or(u32::MAX),
+            extended: BTreeMap::new(),
+        },
+        allocated: NodeCapacity::default(),
+        topology_domain: labels_map.get("topology.kubernetes.io/zone").cloned().unwrap_or_default(),
+        labels: labels_map,
+        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
+    }
 }
 
 /// What the running pods not run by computenet use on each of `nodes` (sorted by name),
 /// in their order.
-fn pod_charges(nodes: &[CoreNode], pods: &[Arc<Pod>]) -> Vec<NodeCapacity> {
+fn pod_charges(nodes: &[&CoreNode], pods: &[Arc<Pod>]) -> Vec<NodeCapacity> {
     let mut charges = vec![NodeCapacity::default(); nodes.len()];
     for pod in pods {
         if is_managed(pod) {
@@ -186,8 +229,8 @@ fn pod_charges(nodes: &[CoreNode], pods: &[Arc<Pod>]) -> Vec<NodeCapacity> {
 }
 
 /// The nodes with their charges allocated.
-fn charged(nodes: &[CoreNode], charges: &[NodeCapacity]) -> Vec<CoreNode> {
-    nodes.iter().zip(charges).map(|(n, c)| CoreNode { allocated: c.clone(), ..n.clone() }).collect()
+fn charged(nodes: &[&CoreNode], charges: &[NodeCapacity]) -> Vec<CoreNode> {
+    nodes.iter().zip(charges).map(|(n, c)| CoreNode { allocated: c.clone(), ..(*n).clone() }).collect()
 }
 
 #[cfg(test)]
@@ -273,6 +316,74 @@ mod tests {
         let mut other = catalogue.clone();
         other.set("NVIDIA-A100-80G", catalogue.get("A100-80G").unwrap().clone());
         assert_eq!(memo.core_nodes(&nodes, &pods, &other)[0].accelerator.as_deref(), Some("NVIDIA-A100-80G"));
+    }
+
+    #[test]
+    fn the_memo_converts_each_changed_node_on_its_own_and_agrees_with_a_fresh_conversion() {
+        let catalogue = Catalogue::built_in();
+        let memo = NodesMemo::default();
+        let mut nodes: Vec<Arc<Node>> =
+            (0..6).map(|i| node(&format!("n{i}"), 8, Some("NVIDIA-A100-80G"), true)).collect();
+        let mut pods = vec![pod("n1", 2, false, "Running")];
+        // A fixed pseudo-random walk of changes: a node replaced (its Arc new), one gone,
+        // one added, the list reordered, a pod added or finished.
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as usize % n
+        };
+        for step in 0..300 {
+            match next(6) {
+                0 if !nodes.is_empty() => {
+                    let i = next(nodes.len());
+                    let name = nodes[i].metadata.name.clone().unwrap();
+                    nodes[i] = node(&name, 1 + next(8) as u32, Some("NVIDIA-A100-80G"), next(4) > 0);
+                }
+                1 if nodes.len() > 1 => {
+                    nodes.remove(next(nodes.len()));
+                }
+                2 => nodes.push(node(&format!("n{}", next(12)), 4, None, true)),
+                3 => nodes.reverse(),
+                4 => pods.push(pod(&format!("n{}", next(12)), 1, next(2) == 0, "Running")),
+                _ if !pods.is_empty() => {
+                    let i = next(pods.len());
+                    pods[i] = pod("n1", 1, false, "Succeeded");
+                }
+                _ => {}
+            }
+            // Two nodes of one name never come from a store: the walk keeps one.
+            let mut seen = std::collections::BTreeSet::new();
+            nodes.retain(|n| seen.insert(n.metadata.name.clone()));
+            assert_eq!(
+                memo.core_nodes(&nodes, &pods, &catalogue),
+                core_nodes(&nodes, &pods, &catalogue),
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_nodes_that_changed_are_converted_again() {
+        let catalogue = Catalogue::built_in();
+        let (a, b) = (node("a", 8, None, true), node("b", 8, None, true));
+        let (kept, converted) = reconvert(Vec::new(), &[b.clone(), a.clone()], &catalogue);
+        assert!(converted);
+        // Marked, to tell a kept conversion from a new one.
+        let kept: Vec<_> =
+            kept.into_iter().map(|(n, c)| (n, CoreNode { topology_domain: "kept".into(), ..c })).collect();
+        let (same, converted) = reconvert(kept.clone(), &[a.clone(), b.clone()], &catalogue);
+        assert!(!converted);
+        assert!(same.iter().all(|(_, c)| c.topology_domain == "kept"), "nothing converted again");
+        let b2 = node("b", 4, None, true);
+        let (after, converted) = reconvert(kept.clone(), &[a.clone(), b2], &catalogue);
+        assert!(converted);
+        let domains: Vec<&str> = after.iter().map(|(_, c)| c.topology_domain.as_str()).collect();
+        assert_eq!(domains, ["kept", "zone-a"], "only b, which changed");
+        assert_eq!(after[1].1.allocatable.accelerators, 4);
+        let (fewer, converted) = reconvert(kept, &[a], &catalogue);
+        assert!(converted && fewer.len() == 1, "a node gone is a change");
     }
 
     #[test]
