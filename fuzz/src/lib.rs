@@ -389,17 +389,20 @@ pub fn usage(data: &[u8]) {
     assert!(compacted.records.is_empty() && compacted.recorded.is_empty());
 }
 
-/// Objects as a watch receives them (`computenet_members::kubernetes::watch::Lenient`,
-/// the hub's TrainingJobs and a member's Pods and Nodes): decoded straight from their text,
-/// their `metadata.managedFields` cut out first. Checked: an object that decodes whole
-/// decodes to the same value but for its managedFields (nothing else is cut, whatever
-/// the text holds: the key in strings or annotations, escapes, duplicate keys, deep
-/// nesting); one that does not is left out with an error, never a panic.
+/// Objects as a watch receives them (`computenet_members::kubernetes::watch::Lenient`:
+/// the hub's TrainingJobs, a member's Nodes, and its Pods and Jobs in both their full and
+/// their watched types): decoded straight from their text, their `metadata.managedFields`
+/// cut out first. Checked: an object that decodes whole decodes to the same value but for
+/// its managedFields (nothing else is cut, whatever the text holds: the key in strings or
+/// annotations, escapes, duplicate keys, deep nesting); one that does not is left out
+/// with an error, never a panic.
 pub fn watch(data: &[u8]) {
     let json = text(data);
     lenient_matches_whole::<TrainingJob>(&json);
     lenient_matches_whole::<k8s_openapi::api::core::v1::Pod>(&json);
     lenient_matches_whole::<k8s_openapi::api::core::v1::Node>(&json);
+    lenient_matches_whole::<computenet_members::kubernetes::watched::WatchedPod>(&json);
+    lenient_matches_whole::<computenet_members::kubernetes::watched::WatchedJob>(&json);
 }
 
 fn lenient_matches_whole<K>(json: &str)

@@ -7,6 +7,7 @@
 //!   current by watches, and a probe of its apiserver.
 //! - [`nodes`]: its Nodes and Pods as the core's nodes.
 //! - [`touched`]: which jobs the watches saw change since the last pass.
+//! - [`watched`]: a member's Jobs and Pods as the watches decode them (the fields read).
 //! - [`watch`]: a watch into a typed cache that leaves out (and records) objects it
 //!   cannot decode, shared with the hub's caches.
 
@@ -16,6 +17,7 @@ pub mod member;
 pub mod nodes;
 pub mod touched;
 pub mod watch;
+pub mod watched;
 
 pub use member::KubernetesMember;
 pub use touched::{Touched, Touches};

@@ -4,6 +4,7 @@
 
 use crate::credentials::{self, SecretPolicy};
 use crate::error::{Error, Result};
+use crate::kubernetes::watched::{WatchedJob, WatchedPod};
 use crate::kubernetes::{self, KubernetesMember};
 use crate::labels::remote_name;
 use crate::slurm::member::Owner;
@@ -15,8 +16,7 @@ use computenet_api::training_job::TrainingJobPhase;
 use computenet_api::view::uid;
 use computenet_api::{MemberCluster, TrainingJob};
 use computenet_core::{Catalogue, Node as CoreNode};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -189,7 +189,7 @@ pub enum MemberNodes {
     None,
     /// Nodes, and the pods whose requests use them (computenet's own pods are skipped:
     /// admitted TrainingJobs are charged by their placement instead).
-    Kubernetes { nodes: Vec<Arc<Node>>, pods: Vec<Arc<Pod>>, memo: kubernetes::nodes::NodesMemo },
+    Kubernetes { nodes: Vec<Arc<Node>>, pods: Vec<Arc<WatchedPod>>, memo: kubernetes::nodes::NodesMemo },
     /// Slurm nodes (their allocations include every running job, computenet's too), and
     /// the nodes each of computenet's running batch jobs holds, by TrainingJob UID.
     Slurm { nodes: Vec<SlurmNode>, held: BTreeMap<String, Vec<String>> },
@@ -232,7 +232,7 @@ impl MemberNodes {
 }
 
 /// What an Indexed Job's status says.
-fn kubernetes_status(job: &Job) -> RemoteStatus {
+fn kubernetes_status(job: &WatchedJob) -> RemoteStatus {
     let done = |phase, failure| RemoteStatus { phase, failure, exit_code: None, nodes: None };
     let Some(status) = job.status.as_ref() else { return done(TrainingJobPhase::Dispatched, None) };
     for c in status.conditions.iter().flatten() {

@@ -1,6 +1,7 @@
 //! A connected Kubernetes member: caches of its Nodes, Pods and computenet's Jobs, and a
 //! probe of its apiserver on its own schedule.
 
+use super::watched::{WatchedJob, WatchedPod};
 use super::{cache_reporting, cache_while, job, Touched, Touches, Touching, Undecodables};
 use crate::error::{Error, Result};
 use crate::health::Health;
@@ -8,8 +9,7 @@ use crate::labels;
 use crate::labels::remote_name;
 use computenet_api::kinds::JobKind;
 use computenet_api::member_cluster::PodSecurityLevel;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -38,10 +38,10 @@ pub struct KubernetesMember {
     /// The hub's identity: on every object it creates, and the only objects it watches.
     pub hub: String,
     pub nodes: Store<Node>,
-    pub pods: Store<Pod>,
+    pub pods: Store<WatchedPod>,
     /// The last conversion of `nodes` and `pods` to core nodes.
     pub nodes_memo: super::nodes::NodesMemo,
-    pub jobs: Store<Job>,
+    pub jobs: Store<WatchedJob>,
     /// The job kinds besides TrainingJob this member serves (found when connecting), each
     /// with a cache of the copies computenet made of them here.
     pub copies: Vec<(&'static dyn JobKind, Store<DynamicObject>)>,
@@ -158,7 +158,7 @@ impl KubernetesMember {
 
     /// The Job of the TrainingJob with this UID from hub namespace `tenant`, as last read:
     /// in the tenant's member namespace, or in the one shared namespace jobs went to before.
-    pub fn job(&self, tenant: &str, uid: &str) -> Option<Arc<Job>> {
+    pub fn job(&self, tenant: &str, uid: &str) -> Option<Arc<WatchedJob>> {
         // Remote names derive from the UID: lookups, not a scan (this runs per job per cycle).
         let name = remote_name(uid);
         let at = |ns: &str| self.jobs.get(&ObjectRef::new(&name).within(ns));
@@ -169,7 +169,7 @@ impl KubernetesMember {
 
     /// The Job of the TrainingJob's attempt `attempt`: as [`Self::job`], unless it is
     /// labelled with another attempt (an earlier attempt's Job, not gone yet).
-    pub fn job_of_attempt(&self, tenant: &str, uid: &str, attempt: u32) -> Option<Arc<Job>> {
+    pub fn job_of_attempt(&self, tenant: &str, uid: &str, attempt: u32) -> Option<Arc<WatchedJob>> {
         self.job(tenant, uid)
             .filter(|j| crate::attempt::of_labels(j.metadata.labels.as_ref()).is_none_or(|a| a == attempt))
     }

@@ -1,9 +1,10 @@
 //! A Kubernetes member's Nodes and Pods as the core's nodes (pure).
 
+use super::watched::WatchedPod;
 use crate::labels;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::{Catalogue, Node as CoreNode, NodeCapacity};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,9 +32,9 @@ fn node_ready(node: &Node) -> bool {
 }
 
 /// Requests of a pod (sum of its containers; init containers do not overlap with them).
-fn pod_requests(pod: &Pod) -> NodeCapacity {
+fn pod_requests(pod: &WatchedPod) -> NodeCapacity {
     let mut cap = NodeCapacity::default();
-    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+    for c in pod.spec.iter().flat_map(|s| s.containers.iter().flatten()) {
         let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref().or(r.limits.as_ref()));
         cap.cpu_millis = cap.cpu_millis.saturating_add(quantity(requests, "cpu", parse_cpu_millis));
         cap.memory_bytes = cap.memory_bytes.saturating_add(quantity(requests, "memory", parse_bytes));
@@ -43,7 +44,7 @@ fn pod_requests(pod: &Pod) -> NodeCapacity {
     cap
 }
 
-fn is_managed(pod: &Pod) -> bool {
+fn is_managed(pod: &WatchedPod) -> bool {
     pod.metadata.labels.as_ref().is_some_and(|l| l.get(labels::MANAGED).is_some_and(|v| v == "true"))
 }
 
@@ -81,7 +82,7 @@ struct Converted {
     // from being reused, so equal pointers mean the same objects.
     nodes: Vec<(Arc<Node>, CoreNode)>,
     catalogue: Catalogue,
-    pods: Vec<Arc<Pod>>,
+    pods: Vec<Arc<WatchedPod>>,
     charges: Vec<NodeCapacity>,
     core: Vec<CoreNode>,
 }
@@ -95,7 +96,7 @@ impl NodesMemo {
     /// converted last are converted again (all of them when the catalogue changed); the
     /// pods are read again when one of them is not, and the nodes charged again when what
     /// they charge changed.
-    pub fn core_nodes(&self, nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
+    pub fn core_nodes(&self, nodes: &[Arc<Node>], pods: &[Arc<WatchedPod>], catalogue: &Catalogue) -> Vec<CoreNode> {
         let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let kept = memo.take().filter(|c| c.catalogue == *catalogue);
         let converted = match kept {
@@ -172,7 +173,7 @@ fn reconvert(
 
 /// Core nodes (sorted by name), charged with the running pods not run by computenet:
 /// computenet's own jobs are charged by their placement instead.
-pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<Pod>], catalogue: &Catalogue) -> Vec<CoreNode> {
+pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<WatchedPod>], catalogue: &Catalogue) -> Vec<CoreNode> {
     let uncharged = uncharged_nodes(nodes, catalogue);
     let uncharged: Vec<&CoreNode> = uncharged.iter().collect();
     charged(&uncharged, &pod_charges(&uncharged, pods))
@@ -207,7 +208,7 @@ fn uncharged_node(node: &Node, catalogue: &Catalogue) -> CoreNode {
 
 /// What the running pods not run by computenet use on each of `nodes` (sorted by name),
 /// in their order.
-fn pod_charges(nodes: &[&CoreNode], pods: &[Arc<Pod>]) -> Vec<NodeCapacity> {
+fn pod_charges(nodes: &[&CoreNode], pods: &[Arc<WatchedPod>]) -> Vec<NodeCapacity> {
     let mut charges = vec![NodeCapacity::default(); nodes.len()];
     for pod in pods {
         if is_managed(pod) {
@@ -254,7 +255,7 @@ mod tests {
         )
     }
 
-    fn pod(node: &str, gpus: u32, managed: bool, phase: &str) -> Arc<Pod> {
+    fn pod(node: &str, gpus: u32, managed: bool, phase: &str) -> Arc<WatchedPod> {
         let labels = if managed { serde_json::json!({"computenet.io/managed": "true"}) } else { serde_json::json!({}) };
         Arc::new(
             serde_json::from_value(serde_json::json!({
