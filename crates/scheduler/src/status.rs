@@ -28,6 +28,31 @@ where
     Ok(api.patch_status(name, &params(), &Patch::Apply(&patch)).await?)
 }
 
+/// As `api.patch_status` (`on_status`) or `api.patch`, but the stored object the hub sends back is
+/// decoded as the watch decodes it, without its managedFields: nothing reads them, and on
+/// a TrainingJob written by several managers they are most of the reply.
+async fn patch_read<P: Serialize + std::fmt::Debug>(
+    api: &Api<TrainingJob>,
+    name: &str,
+    params: &PatchParams,
+    patch: &Patch<P>,
+    on_status: bool,
+) -> std::result::Result<TrainingJob, kube::Error> {
+    use computenet_members::kubernetes::watch::Lenient;
+    let request = kube::core::Request::new(api.resource_url());
+    let mut request = if on_status {
+        request.patch_subresource("status", name, params, patch)
+    } else {
+        request.patch(name, params, patch)
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert(if on_status { "patch_status" } else { "patch" });
+    match api.clone().into_client().request::<Lenient<TrainingJob>>(request).await? {
+        Lenient::Decoded(tj) => Ok(tj),
+        Lenient::Undecodable(bad) => Err(kube::Error::SerdeError(serde::de::Error::custom(bad.1))),
+    }
+}
+
 /// `status` without the fields another of computenet's field managers owns: metering's
 /// `meteredThrough` (a status built from a cached copy must never take it over, or a stale
 /// copy would move it back).
@@ -41,9 +66,9 @@ pub async fn training_job(client: &Client, tj: &TrainingJob, status: &TrainingJo
     let from = tj.status.as_ref().and_then(|s| s.phase);
     tracing::debug!(job = ?tj.metadata.name, ?from, to = ?status.phase, dispatched = status.remote.is_some(), "status write");
     let api = Api::<TrainingJob>::namespaced(client.clone(), tj.metadata.namespace.as_deref().unwrap_or_default());
-    let status = owned(status);
-    apply_status(api, tj.metadata.name.as_deref().unwrap_or_default(), "computenet.io/v1alpha1", "TrainingJob", &status)
-        .await
+    let patch = json!({"apiVersion": "computenet.io/v1alpha1", "kind": "TrainingJob", "status": owned(status)});
+    let name = tj.metadata.name.as_deref().unwrap_or_default();
+    Ok(patch_read(&api, name, &params(), &Patch::Apply(&patch), true).await?)
 }
 
 /// Removes the admission fields from a job's status whoever wrote them (a JSON merge patch
@@ -58,7 +83,8 @@ pub async fn clear_admission(client: &Client, tj: &TrainingJob) -> Result<Traini
                    "startTime": null, "dispatchTime": null, "retry": null},
     });
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() };
-    Ok(api.patch_status(tj.metadata.name.as_deref().unwrap_or_default(), &params, &Patch::Merge(&patch)).await?)
+    let name = tj.metadata.name.as_deref().unwrap_or_default();
+    Ok(patch_read(&api, name, &params, &Patch::Merge(&patch), true).await?)
 }
 
 /// Writes an admission, guarded by `decided_on`'s resourceVersion: the apiserver refuses
@@ -72,7 +98,7 @@ pub async fn admit(client: &Client, decided_on: &TrainingJob, status: &TrainingJ
     let name = decided_on.metadata.name.as_deref().unwrap_or_default();
     let patch = admission_patch(decided_on, status);
     let (params, patch) = (params(), Patch::Apply(&patch));
-    match tokio::time::timeout(lease::write_timeout(), api.patch_status(name, &params, &patch)).await {
+    match tokio::time::timeout(lease::write_timeout(), patch_read(&api, name, &params, &patch, true)).await {
         Ok(stored) => Ok(stored?),
         Err(_) => Err(Error::Timeout(format!("writing the admission of {name}"))),
     }
@@ -142,7 +168,7 @@ pub async fn add_finalizer(client: &Client, tj: &TrainingJob) -> Result<Training
         "kind": "TrainingJob",
         "metadata": {"name": name, "uid": tj.metadata.uid, "finalizers": [FINALIZER]},
     });
-    Ok(api.patch(name, &params(), &Patch::Apply(&patch)).await?)
+    Ok(patch_read(&api, name, &params(), &Patch::Apply(&patch), false).await?)
 }
 
 /// Removes computenet's finalizer (JSON merge patch of the whole list, guarded by the

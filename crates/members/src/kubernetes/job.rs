@@ -277,16 +277,31 @@ pub fn namespace_update(
     Ok((!missing.is_empty()).then_some(missing))
 }
 
-pub(crate) async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), object).await {
+pub(crate) async fn create_if_absent<K: kube::Resource + Clone + serde::Serialize>(
+    api: &Api<K>,
+    object: &K,
+) -> Result<(), kube::Error> {
+    match create_unread(api, object).await {
         Ok(_) => Ok(()),
         // Already there from an earlier dispatch: that is the point of deterministic names.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Creates `object` as `api.create` does, but without decoding the object the member sends
+/// back: nothing reads it, and decoding a Job whole cost more than building it.
+async fn create_unread<K: kube::Resource + Clone + serde::Serialize>(
+    api: &Api<K>,
+    object: &K,
+) -> Result<(), kube::Error> {
+    let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+    let mut request = kube::core::Request::new(api.resource_url())
+        .create(&PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("create");
+    // Still read through, so that a reply that is not JSON is an error as before.
+    api.clone().into_client().request::<serde::de::IgnoredAny>(request).await.map(|_| ())
 }
 
 /// Longest a single member call may take: a hung member must not stall the loop.
@@ -328,8 +343,8 @@ async fn dispatch_unbounded(
     }
     let job = indexed_job(tj, namespace, gpu_label, hub)?;
     let jobs = Api::<Job>::namespaced(member.clone(), namespace);
-    match jobs.create(&PostParams::default(), &job).await {
-        Ok(_) => Ok(Ok(())),
+    match create_unread(&jobs, &job).await {
+        Ok(()) => Ok(Ok(())),
         // Found by name: ours from an earlier dispatch of this attempt, or an earlier
         // attempt's that is not gone yet, which must never be taken for this one.
         Err(kube::Error::Api(s)) if s.code == 409 => {
