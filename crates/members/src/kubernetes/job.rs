@@ -314,9 +314,10 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T, k
     }
 }
 
-/// Creates the gang's NetworkPolicy, Service and Job in the member namespace `namespace`
-/// unless they exist (see [`ensure_namespace`]). The policy comes first, so that no pod
-/// of the gang is ever open to other pods. The objects carry the hub's identity `hub`.
+/// Creates the job's Job in the member namespace `namespace` unless it exists, and for a
+/// gang first its NetworkPolicy and Service, so that no pod of the gang is ever open to
+/// other pods (a single replica is closed by the namespace's default deny, see
+/// [`ensure_namespace`]). The objects carry the hub's identity `hub`.
 pub async fn dispatch(
     member: &Client,
     namespace: &str,

@@ -14,13 +14,24 @@ use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How often members are probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a member namespace made ready (labels, default-deny policy) counts as ready
+/// before a dispatch there makes it ready again: a single replica has no policy of its
+/// own, so a default deny deleted on the member must come back, and a label removed too.
+pub const NAMESPACE_RECHECK: Duration = Duration::from_secs(60);
+
+/// Whether a namespace last made ready at `ready_at` (never: `None`) is made ready again
+/// before a dispatch at `now` (pure).
+pub fn namespace_due(ready_at: Option<Instant>, now: Instant) -> bool {
+    ready_at.is_none_or(|at| now.saturating_duration_since(at) >= NAMESPACE_RECHECK)
+}
 
 /// One connected Kubernetes member.
 // kube::Client has no Debug implementation.
@@ -48,8 +59,8 @@ pub struct KubernetesMember {
     /// The hub jobs whose Job or copy here changed since the service last looked.
     touched: Touched,
     health: Arc<Mutex<Health>>,
-    /// Member namespaces made ready (labels, default policy) by this connection.
-    ready_namespaces: Arc<Mutex<BTreeSet<String>>>,
+    /// Member namespaces made ready (labels, default policy) by this connection, and when.
+    ready_namespaces: Arc<Mutex<BTreeMap<String, Instant>>>,
     /// The watches run while a clone of this member exists.
     _alive: Arc<tokio::sync::watch::Sender<()>>,
 }
@@ -265,7 +276,7 @@ impl KubernetesMember {
         self.job(tenant, uid).and_then(|j| j.metadata.namespace.clone()).unwrap_or_else(|| self.namespace_for(tenant))
     }
 
-    /// Makes the tenant's member namespace ready (once per connection), then creates the
+    /// Makes the tenant's member namespace ready (see [`NAMESPACE_RECHECK`]), then creates the
     /// TrainingJob's objects there unless they exist.
     pub async fn dispatch(&self, tj: &computenet_api::TrainingJob, gpu_label: Option<&str>) -> Result<()> {
         let namespace = self.ready_namespace(tj).await?;
@@ -308,14 +319,16 @@ impl KubernetesMember {
         job::cancel(&self.client, &namespace, uid).await
     }
 
-    /// The TrainingJob's member namespace, made ready (labels, default policy) once per connection.
+    /// The TrainingJob's member namespace, made ready (labels, default policy) when it was
+    /// not within [`NAMESPACE_RECHECK`].
     async fn ready_namespace(&self, tj: &computenet_api::TrainingJob) -> Result<String> {
         let tenant = tj.metadata.namespace.as_deref().unwrap_or_default();
         let uid = tj.metadata.uid.as_deref().unwrap_or_default();
         let namespace = self.namespace_of(tenant, uid);
-        if !self.ready_namespaces().contains(&namespace) {
+        let ready_at = self.ready_namespaces().get(&namespace).copied();
+        if namespace_due(ready_at, Instant::now()) {
             job::ensure_namespace(&self.client, &namespace, tenant, &self.hub, self.pod_security).await?;
-            self.ready_namespaces().insert(namespace.clone());
+            self.ready_namespaces().insert(namespace.clone(), Instant::now());
         }
         Ok(namespace)
     }
@@ -333,7 +346,7 @@ impl KubernetesMember {
         job::cancel(&self.client, &self.namespace_of(tenant, uid), uid).await
     }
 
-    fn ready_namespaces(&self) -> MutexGuard<'_, BTreeSet<String>> {
+    fn ready_namespaces(&self) -> MutexGuard<'_, BTreeMap<String, Instant>> {
         self.ready_namespaces.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -356,5 +369,21 @@ async fn probe(client: &Client, health: &Mutex<Health>) {
         ),
         Ok(Err(e)) => h.failed(e.to_string()),
         Err(_) => h.failed("no answer within 3 s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_made_ready_again_a_while_after_it_was() {
+        let now = Instant::now();
+        assert!(namespace_due(None, now), "never made ready");
+        assert!(!namespace_due(Some(now), now));
+        assert!(!namespace_due(Some(now), now + NAMESPACE_RECHECK - Duration::from_millis(1)));
+        assert!(namespace_due(Some(now), now + NAMESPACE_RECHECK), "a deleted default deny comes back");
+        // A clock read out of order counts as no time passed.
+        assert!(!namespace_due(Some(now + Duration::from_secs(5)), now));
     }
 }
