@@ -226,7 +226,9 @@ check "pods: a single replica gets a Job but no Service or NetworkPolicy of its 
   ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get networkpolicy '$REMOTE_SOLO' -n $MEMBER_NS_A >/dev/null 2>&1 &&
   ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get svc '$REMOTE_SOLO' -n $MEMBER_NS_A >/dev/null 2>&1 &&
   kubectl --kubeconfig '$AI_1_KUBECONFIG' get networkpolicy computenet-default-deny-ingress -n $MEMBER_NS_A >/dev/null"
-kubectl delete tj solo -n "$NS_A" --wait=false >/dev/null 2>&1
+kubectl delete tj solo -n "$NS_A" --timeout=60s >/dev/null 2>&1
+check "pods: a single replica's Job goes with it" wait_for 30 bash -c "
+  ! kubectl --kubeconfig '$AI_1_KUBECONFIG' get job '$REMOTE_SOLO' -n $MEMBER_NS_A >/dev/null 2>&1"
 
 kubectl delete tj gang -n "$NS_A" --timeout=60s >/dev/null 2>&1
 check "pods: the gang's NetworkPolicy, Service and Job go with the job" wait_for 30 bash -c "
