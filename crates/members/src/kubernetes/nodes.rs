@@ -98,36 +98,28 @@ impl NodesMemo {
     /// they charge changed.
     pub fn core_nodes(&self, nodes: &[Arc<Node>], pods: &[Arc<WatchedPod>], catalogue: &Catalogue) -> Vec<CoreNode> {
         let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let kept = memo.take().filter(|c| c.catalogue == *catalogue);
-        let converted = match kept {
-            Some(c) if c.nodes.len() == nodes.len() && same_nodes(&c.nodes, nodes) && same(&c.pods, pods) => c,
-            Some(mut c) => {
-                let (converted, any_new) = reconvert(std::mem::take(&mut c.nodes), nodes, catalogue);
-                let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
-                let charges = pod_charges(&uncharged, pods);
-                if any_new || charges != c.charges {
-                    c.core = charged(&uncharged, &charges);
-                    c.charges = charges;
-                }
-                c.nodes = converted;
-                c.pods = pods.to_vec();
-                c
+        // A new connection or another catalogue starts from nothing converted.
+        let mut c = memo.take().filter(|c| c.catalogue == *catalogue).unwrap_or_else(|| Converted {
+            nodes: Vec::new(),
+            catalogue: catalogue.clone(),
+            pods: Vec::new(),
+            charges: Vec::new(),
+            core: Vec::new(),
+        });
+        let unchanged = c.nodes.len() == nodes.len() && same_nodes(&c.nodes, nodes) && same(&c.pods, pods);
+        if !unchanged {
+            let (converted, any_new) = reconvert(std::mem::take(&mut c.nodes), nodes, catalogue);
+            let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
+            let charges = pod_charges(&uncharged, pods);
+            if any_new || charges != c.charges {
+                c.core = charged(&uncharged, &charges);
+                c.charges = charges;
             }
-            None => {
-                let (converted, _) = reconvert(Vec::new(), nodes, catalogue);
-                let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
-                let charges = pod_charges(&uncharged, pods);
-                Converted {
-                    core: charged(&uncharged, &charges),
-                    nodes: converted,
-                    catalogue: catalogue.clone(),
-                    pods: pods.to_vec(),
-                    charges,
-                }
-            }
-        };
-        let core = converted.core.clone();
-        *memo = Some(converted);
+            c.nodes = converted;
+            c.pods = pods.to_vec();
+        }
+        let core = c.core.clone();
+        *memo = Some(c);
         core
     }
 }
@@ -174,16 +166,9 @@ fn reconvert(
 /// Core nodes (sorted by name), charged with the running pods not run by computenet:
 /// computenet's own jobs are charged by their placement instead.
 pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<WatchedPod>], catalogue: &Catalogue) -> Vec<CoreNode> {
-    let uncharged = uncharged_nodes(nodes, catalogue);
-    let uncharged: Vec<&CoreNode> = uncharged.iter().collect();
+    let (converted, _) = reconvert(Vec::new(), nodes, catalogue);
+    let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
     charged(&uncharged, &pod_charges(&uncharged, pods))
-}
-
-/// The nodes as core nodes, sorted by name, with nothing allocated.
-fn uncharged_nodes(nodes: &[Arc<Node>], catalogue: &Catalogue) -> Vec<CoreNode> {
-    let mut sorted: Vec<&Arc<Node>> = nodes.iter().collect();
-    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    sorted.into_iter().map(|node| uncharged_node(node, catalogue)).collect()
 }
 
 /// One node as a core node, with nothing allocated.

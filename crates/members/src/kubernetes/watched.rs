@@ -19,7 +19,6 @@ use std::borrow::Cow;
 pub struct WatchedJob {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub status: Option<JobStatus>,
 }
 
@@ -28,30 +27,24 @@ pub struct WatchedJob {
 pub struct WatchedPod {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub spec: Option<WatchedPodSpec>,
-    #[serde(default)]
     pub status: Option<WatchedPodStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WatchedPodSpec {
-    #[serde(default)]
     pub node_name: Option<String>,
-    #[serde(default)]
     pub containers: Option<Vec<WatchedContainer>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct WatchedContainer {
-    #[serde(default)]
     pub resources: Option<ResourceRequirements>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct WatchedPodStatus {
-    #[serde(default)]
     pub phase: Option<String>,
 }
 
