@@ -18,7 +18,7 @@ use crate::index::{apply_to, find_slots_in};
 use crate::job::{Job, ReplicaRequest, RunningJob};
 use crate::pool::{ClusterKind, NodeCapacity, NodeSlot, Pool};
 use crate::queue::{gang_usage, Cohort, PreemptionScope, Queue, QueueingStrategy, QuotaShortfall};
-use crate::score::{score_all, Metrics};
+use crate::score::{score_all, Metrics, Scale};
 pub use crate::standing::Changes;
 use crate::standing::{AdmittedGang, Release, Standing};
 use crate::throughput::{Estimate, EstimateSource, ThroughputModel};
@@ -205,13 +205,24 @@ struct ShapeKey {
     tenant: Option<String>,
 }
 
+/// A type group where the gang fits now: what scoring needs, not the whole estimate
+/// (that is made again for the few candidates an explanation shows).
 #[derive(Debug)]
 struct Found {
     cluster: usize,
     group: usize,
-    estimate: Estimate,
+    /// Nodes the gang takes there.
+    nodes: u32,
     /// Ends after the reservation's start on the reserved cluster.
     long: bool,
+    runtime_s: f64,
+    metrics: Metrics,
+}
+
+impl Found {
+    fn new(cluster: usize, group: usize, nodes: u32, long: bool, estimate: &Estimate) -> Self {
+        Found { cluster, group, nodes, long, runtime_s: estimate.runtime_s, metrics: Metrics::of(estimate, 0.0) }
+    }
 }
 
 #[derive(Debug)]
@@ -252,6 +263,22 @@ fn smallest_k(n: usize, k: usize, cmp: impl Fn(&usize, &usize) -> std::cmp::Orde
     best
 }
 
+/// Buffers one job's decision fills, kept across jobs: sized for every type group once
+/// instead of allocated (and faulted in) for each of a large cycle's jobs.
+#[derive(Debug, Default)]
+struct Scratch {
+    found: Vec<Found>,
+    rejected: Vec<(usize, RejectReason)>,
+    eligible: Vec<(usize, usize)>,
+    /// Clusters where the gang fits but over the queue's quota.
+    over_quota: Vec<(usize, RejectReason)>,
+    /// The queue's quota verdict per accelerator type checked for this job.
+    checked: Vec<(Option<u16>, Result<(), QuotaShortfall>)>,
+}
+
+/// Accelerator constraints whose allowed types a cycle keeps.
+const ALLOWED_KEPT: usize = 32;
+
 /// How many recent lists of rejected clusters a cycle compares a new list with.
 const RECENT_REJECTIONS: usize = 8;
 
@@ -272,8 +299,11 @@ struct CycleState<'a, 's> {
     recent_rejections: Vec<Arc<[Rejection]>>,
     /// Where each gang shape fits, per cluster capacity version.
     fits: RefCell<FitCache>,
-    /// Type groups over all clusters.
-    groups_total: usize,
+    scratch: Scratch,
+    /// Each candidate's total score, for the job being admitted.
+    totals: Vec<f64>,
+    /// Allowed types (by interned id) per accelerator constraint seen this cycle.
+    allowed: Vec<(crate::job::AcceleratorConstraint, Arc<[bool]>)>,
 }
 
 impl<'a, 's> CycleState<'a, 's> {
@@ -287,7 +317,6 @@ impl<'a, 's> CycleState<'a, 's> {
             })
             .collect();
         let groups: Vec<usize> = st.group_types.iter().map(Vec::len).collect();
-        let groups_total = groups.iter().sum();
         let fits = RefCell::new(FitCache::new(groups));
         CycleState {
             scheduler,
@@ -300,8 +329,10 @@ impl<'a, 's> CycleState<'a, 's> {
             wait_checks: 0,
             no_room: HashMap::new(),
             recent_rejections: Vec::with_capacity(RECENT_REJECTIONS),
-            groups_total,
             fits,
+            scratch: Scratch::default(),
+            totals: Vec::new(),
+            allowed: Vec::new(),
         }
     }
 
@@ -391,6 +422,18 @@ impl<'a, 's> CycleState<'a, 's> {
 
     /// Decides one job.
     fn decide(&mut self, job: &Job, q: usize) -> Decision {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.found.clear();
+        scratch.rejected.clear();
+        scratch.eligible.clear();
+        scratch.over_quota.clear();
+        scratch.checked.clear();
+        let decision = self.decide_with(job, q, &mut scratch);
+        self.scratch = scratch;
+        decision
+    }
+
+    fn decide_with(&mut self, job: &Job, q: usize, scratch: &mut Scratch) -> Decision {
         if let Err(e) = job.validate() {
             return queued(job, QueuedReason::Invalid { message: e.to_string() });
         }
@@ -401,6 +444,7 @@ impl<'a, 's> CycleState<'a, 's> {
             return queued(job, QueuedReason::InsufficientCapacity);
         }
         let allowed = self.allowed_types(job);
+        let allowed: &[bool] = &allowed;
         // Built only when a reservation is held (the only time it is looked up or kept).
         let shape = || ShapeKey {
             replicas: job.replicas,
@@ -424,11 +468,9 @@ impl<'a, 's> CycleState<'a, 's> {
             }
         }
 
-        // Sized once: growing them push by push was a tenth of a large cycle's time.
-        let clusters = self.snap.pool.clusters.len();
-        let mut found: Vec<Found> = Vec::with_capacity(self.groups_total);
-        let mut rejected: Vec<(usize, RejectReason)> = Vec::with_capacity(clusters);
-        let mut eligible: Vec<(usize, usize)> = Vec::with_capacity(self.groups_total);
+        // Kept across jobs: growing them push by push, or faulting in fresh ones for every
+        // job, was a good part of a large cycle's time.
+        let Scratch { found, rejected, eligible, over_quota, checked } = scratch;
         // The most replicas of the gang that fit in any one group now (for elastic gangs).
         let mut most_fitting = 0;
         let mut runtimes = RuntimeCache::default();
@@ -460,7 +502,7 @@ impl<'a, 's> CycleState<'a, 's> {
             let mut best_fit = 0;
             let mut held = false;
             let mut any_group = false;
-            let before = found.len();
+            let mut fitted = false;
             for g in 0..self.st.group_types[c].len() {
                 let ok = match self.st.group_types[c][g] {
                     Some(t) => job.per_replica.accelerators > 0 && allowed[t as usize],
@@ -472,7 +514,16 @@ impl<'a, 's> CycleState<'a, 's> {
                 any_group = true;
                 eligible.push((c, g));
                 match self.fit_in_group(job, c, g, &mut runtimes) {
-                    Ok(f) => found.push(f),
+                    Ok(f) => {
+                        fitted = true;
+                        // Quota, per candidate accelerator type (flavoured quotas differ by type).
+                        match self.quota_verdict(job, q, c, g, checked) {
+                            Ok(()) => found.push(f),
+                            Err(shortfall) => {
+                                over_quota.push((c, RejectReason::QuotaExceeded { shortfall: shortfall.clone() }))
+                            }
+                        }
+                    }
                     Err(GroupMiss::Fits(n)) => {
                         best_fit = best_fit.max(n);
                         most_fitting = most_fitting.max(n);
@@ -482,7 +533,7 @@ impl<'a, 's> CycleState<'a, 's> {
             }
             if !any_group {
                 rejected.push((c, RejectReason::NoAllowedAccelerator));
-            } else if found.len() == before {
+            } else if !fitted {
                 rejected.push((
                     c,
                     if held {
@@ -494,49 +545,25 @@ impl<'a, 's> CycleState<'a, 's> {
             }
         }
 
-        // Quota, per candidate accelerator type (flavoured quotas differ by type).
-        let mut over_quota: Vec<(usize, RejectReason)> = Vec::new();
-        let mut checked: Vec<(Option<u16>, Result<(), QuotaShortfall>)> = Vec::new();
-        // Filtered where they are, not moved one by one to a second list (a copy of every
-        // candidate of every job).
-        found.retain(|f| {
-            let type_id = self.st.group_types[f.cluster][f.group];
-            let verdict = match checked.iter().find(|(t, _)| *t == type_id) {
-                Some((_, v)) => v,
-                None => {
-                    let accelerator = self.accelerator_name(f.cluster, f.group);
-                    let v =
-                        self.st.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
-                    checked.push((type_id, v));
-                    &checked[checked.len() - 1].1
-                }
-            };
-            match verdict {
-                Ok(()) => true,
-                Err(shortfall) => {
-                    over_quota.push((f.cluster, RejectReason::QuotaExceeded { shortfall: shortfall.clone() }));
-                    false
-                }
-            }
-        });
-        let within_quota = found;
+        let within_quota: &[Found] = found;
         // A cluster is over quota only if none of its types is within it.
         over_quota.retain(|(c, _)| !within_quota.iter().any(|w: &Found| w.cluster == *c));
         over_quota.dedup_by_key(|(c, _)| *c);
         let quota_rejected = !over_quota.is_empty();
-        rejected.extend(over_quota);
+        rejected.append(over_quota);
         rejected.sort_by_key(|(c, _)| *c);
         let rejected = self.shared_rejections(rejected);
+        let eligible: &[(usize, usize)] = eligible;
 
         if !within_quota.is_empty() {
-            if let Some(action) = self.try_wait_for_faster(job, q, &within_quota, &eligible, &mut runtimes) {
+            if let Some(action) = self.try_wait_for_faster(job, q, within_quota, eligible, &mut runtimes) {
                 return Decision {
                     job: job.id.clone(),
                     action,
                     explanation: Explanation { rejected, ..Explanation::default() },
                 };
             }
-            return self.admit(job, q, within_quota, rejected);
+            return self.admit(job, q, within_quota, rejected, &mut runtimes);
         }
         if eligible.is_empty() {
             return Decision {
@@ -574,12 +601,12 @@ impl<'a, 's> CycleState<'a, 's> {
                     })
                     .collect();
                 if !found.is_empty() {
-                    return self.admit(&smaller, q, found, rejected.clone());
+                    return self.admit(&smaller, q, &found, rejected.clone(), &mut runtimes);
                 }
             }
         }
         if can_preempt {
-            if let Some(action) = self.try_preempt(job, q, &eligible) {
+            if let Some(action) = self.try_preempt(job, q, eligible) {
                 return Decision {
                     job: job.id.clone(),
                     action,
@@ -601,7 +628,7 @@ impl<'a, 's> CycleState<'a, 's> {
             };
         }
         if self.reservation.is_none() {
-            let action = self.try_reserve(job, q, &eligible);
+            let action = self.try_reserve(job, q, eligible);
             return Decision {
                 job: job.id.clone(),
                 action,
@@ -624,20 +651,22 @@ impl<'a, 's> CycleState<'a, 's> {
     /// among the last few. Jobs of one shape in one queue are rejected alike; a list per job
     /// (a hundred clusters, each with its reason) was most of a large cycle's memory, and
     /// faulting that memory in was about a quarter of its time.
-    fn shared_rejections(&mut self, rejected: Vec<(usize, RejectReason)>) -> Arc<[Rejection]> {
+    fn shared_rejections(&mut self, rejected: &[(usize, RejectReason)]) -> Arc<[Rejection]> {
         let names = &self.st.cluster_names;
         let same = |list: &Arc<[Rejection]>| {
             list.len() == rejected.len()
                 && list
                     .iter()
-                    .zip(&rejected)
+                    .zip(rejected)
                     .all(|(r, (c, reason))| Arc::ptr_eq(&r.cluster, &names[*c]) && r.reason == *reason)
         };
         if let Some(list) = self.recent_rejections.iter().find(|list| same(list)) {
             return list.clone();
         }
-        let list: Arc<[Rejection]> =
-            rejected.into_iter().map(|(c, reason)| Rejection { cluster: names[c].clone(), reason }).collect();
+        let list: Arc<[Rejection]> = rejected
+            .iter()
+            .map(|(c, reason)| Rejection { cluster: names[*c].clone(), reason: reason.clone() })
+            .collect();
         if self.recent_rejections.len() == RECENT_REJECTIONS {
             self.recent_rejections.remove(0);
         }
@@ -645,8 +674,21 @@ impl<'a, 's> CycleState<'a, 's> {
         list
     }
 
-    /// Allowed accelerator types by interned id.
-    fn allowed_types(&self, job: &Job) -> Vec<bool> {
+    /// Allowed accelerator types by interned id; worked out once per constraint in a cycle
+    /// (jobs share a handful).
+    fn allowed_types(&mut self, job: &Job) -> Arc<[bool]> {
+        if let Some((_, allowed)) = self.allowed.iter().find(|(c, _)| *c == job.accelerator) {
+            return allowed.clone();
+        }
+        let allowed: Arc<[bool]> = self.allowed_types_afresh(job).into();
+        // Bounded: a cycle of many distinct constraints works the rest out per job.
+        if self.allowed.len() < ALLOWED_KEPT {
+            self.allowed.push((job.accelerator.clone(), allowed.clone()));
+        }
+        allowed
+    }
+
+    fn allowed_types_afresh(&self, job: &Job) -> Vec<bool> {
         let catalogue = &self.snap.pool.catalogue;
         let wanted: Vec<String> =
             job.accelerator.types.iter().map(|t| catalogue.canonical_name(t).unwrap_or_else(|| t.clone())).collect();
@@ -664,10 +706,35 @@ impl<'a, 's> CycleState<'a, 's> {
             .collect()
     }
 
+    /// Whether queue `q` has quota for the gang on group `g` of cluster `c`; worked out
+    /// once per accelerator type for a job.
+    fn quota_verdict<'v>(
+        &self,
+        job: &Job,
+        q: usize,
+        c: usize,
+        g: usize,
+        checked: &'v mut Vec<(Option<u16>, Result<(), QuotaShortfall>)>,
+    ) -> &'v Result<(), QuotaShortfall> {
+        let type_id = self.st.group_types[c][g];
+        let at = match checked.iter().position(|(t, _)| *t == type_id) {
+            Some(at) => at,
+            None => {
+                let accelerator = self.accelerator_name(c, g);
+                let verdict =
+                    self.st.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
+                checked.push((type_id, verdict));
+                checked.len() - 1
+            }
+        };
+        &checked[at].1
+    }
+
     fn accelerator_name(&self, c: usize, g: usize) -> Option<&'a str> {
         self.group_names[c][g]
     }
 
+    #[inline(always)]
     fn estimate(&self, job: &Job, c: usize, g: usize, nodes: u32, cache: &mut RuntimeCache) -> Estimate {
         let pool = self.snap.pool;
         let (runtime_s, source, power_w) = self.runtime(job, c, g, nodes, cache);
@@ -675,6 +742,7 @@ impl<'a, 's> CycleState<'a, 's> {
     }
 
     /// Runtime, its source and power of `job` on group `g` of cluster `c` over `nodes` nodes.
+    #[inline(always)]
     fn runtime(&self, job: &Job, c: usize, g: usize, nodes: u32, cache: &mut RuntimeCache) -> RuntimeValue {
         let key = (self.st.group_types[c][g], nodes);
         if let Some(e) = cache.runtimes.iter().find(|e| e.0 == key) {
@@ -689,16 +757,17 @@ impl<'a, 's> CycleState<'a, 's> {
     }
 
     /// Looks for room for the whole gang in one type group of a cluster.
+    #[inline(always)]
     fn fit_in_group(&self, job: &Job, c: usize, g: usize, cache: &mut RuntimeCache) -> Result<Found, GroupMiss> {
         let index = &self.st.indexes[c];
         let nodes = self.nodes_taken(job, c, g, cache).map_err(GroupMiss::Fits)?;
         let estimate = self.estimate(job, c, g, nodes, cache);
         let Some(reservation) = self.reservation.as_ref().filter(|r| r.cluster == c) else {
-            return Ok(Found { cluster: c, group: g, estimate, long: false });
+            return Ok(Found::new(c, g, nodes, false, &estimate));
         };
         let bound = job.max_runtime_s.map_or(estimate.transfer_s + estimate.runtime_s, |m| m as f64);
         if (self.snap.now as f64) + bound <= reservation.start_at as f64 {
-            return Ok(Found { cluster: c, group: g, estimate, long: false });
+            return Ok(Found::new(c, g, nodes, false, &estimate));
         }
         let mut slots = std::mem::take(&mut cache.slots);
         let limited = index.find_slots_into(g, &job.per_replica, job.replicas, Some(&reservation.spare), &mut slots);
@@ -706,11 +775,12 @@ impl<'a, 's> CycleState<'a, 's> {
         cache.slots = slots;
         limited.map_err(|_| GroupMiss::Held)?;
         let estimate = self.estimate(job, c, g, nodes, cache);
-        Ok(Found { cluster: c, group: g, estimate, long: true })
+        Ok(Found::new(c, g, nodes, true, &estimate))
     }
 
     /// How many nodes the gang takes in group `g` of cluster `c` now, or the most replicas
     /// that fit there; from the fit cache when the cluster has not changed since.
+    #[inline(always)]
     fn nodes_taken(&self, job: &Job, c: usize, g: usize, cache: &mut RuntimeCache) -> Result<u32, u32> {
         let shape = *cache.shape.get_or_insert_with(|| self.fits.borrow_mut().shape(&job.per_replica, job.replicas));
         if let Some(fit) = shape.and_then(|shape| self.fits.borrow().get(shape, c, g)) {
@@ -733,17 +803,26 @@ impl<'a, 's> CycleState<'a, 's> {
         self.st.indexes[f.cluster].find_slots(f.group, &job.per_replica, job.replicas, limit).unwrap_or_default()
     }
 
-    fn admit(&mut self, job: &Job, q: usize, found: Vec<Found>, rejected: Arc<[Rejection]>) -> Decision {
+    fn admit(
+        &mut self,
+        job: &Job,
+        q: usize,
+        found: &[Found],
+        rejected: Arc<[Rejection]>,
+        cache: &mut RuntimeCache,
+    ) -> Decision {
         let pool = self.snap.pool;
-        let metrics: Vec<Metrics> = found.iter().map(|f| Metrics::of(&f.estimate, 0.0)).collect();
-        let scores = score_all(job.objective, &metrics);
+        let scale = Scale::over(job.objective, found.iter().map(|f| &f.metrics));
+        let mut totals = std::mem::take(&mut self.totals);
+        totals.clear();
+        totals.extend(found.iter().map(|f| scale.total(&f.metrics)));
         let mut order: Vec<usize> = (0..found.len()).collect();
         let k = self.scheduler.config.explain_top_k.max(1).min(order.len());
         let by_place =
             |a: &usize, b: &usize| (found[*a].cluster, found[*a].group).cmp(&(found[*b].cluster, found[*b].group));
         match self.scheduler.config.placement {
             PlacementRule::Scored => {
-                let cmp = |a: &usize, b: &usize| scores[*a].total.total_cmp(&scores[*b].total).then(by_place(a, b));
+                let cmp = |a: &usize, b: &usize| totals[*a].total_cmp(&totals[*b]).then(by_place(a, b));
                 if k <= SMALL_TOP_K {
                     order = smallest_k(found.len(), k, cmp);
                 } else {
@@ -775,13 +854,17 @@ impl<'a, 's> CycleState<'a, 's> {
                 order.sort_by(|a, b| free[*b].cmp(&free[*a]).then(by_place(a, b)));
             }
         }
+        self.totals = totals;
         let candidates: Vec<Candidate> = order[..k]
             .iter()
-            .map(|&i| Candidate {
-                cluster: self.st.cluster_names[found[i].cluster].clone(),
-                accelerator: self.st.group_arcs[found[i].cluster][found[i].group].clone(),
-                estimate: found[i].estimate,
-                score: scores[i],
+            .map(|&i| {
+                let f = &found[i];
+                Candidate {
+                    cluster: self.st.cluster_names[f.cluster].clone(),
+                    accelerator: self.st.group_arcs[f.cluster][f.group].clone(),
+                    estimate: self.estimate(job, f.cluster, f.group, f.nodes, cache),
+                    score: scale.score(&f.metrics),
+                }
             })
             .collect();
         let feasible_clusters = {
@@ -790,13 +873,15 @@ impl<'a, 's> CycleState<'a, 's> {
             cs.len() as u32
         };
         let chosen = &found[order[0]];
+        // The first candidate, whatever the placement rule.
+        let estimate = candidates[0].estimate;
         let slots = self.slots_for(job, chosen);
         let accelerator = self.accelerator_name(chosen.cluster, chosen.group);
         self.st.indexes[chosen.cluster].apply(&slots, &job.per_replica, true);
         self.fits.get_mut().changed(chosen.cluster);
         self.st.ledger.admit(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator);
         // Estimates are bounded, but `now` comes from outside: never overflow.
-        let end = self.snap.now.saturating_add((chosen.estimate.transfer_s + chosen.estimate.runtime_s).ceil() as u64);
+        let end = self.snap.now.saturating_add((estimate.transfer_s + estimate.runtime_s).ceil() as u64);
         let id = self.st.tracked_id(&job.id);
         self.st.releases[chosen.cluster].push(Release {
             id,
@@ -819,7 +904,7 @@ impl<'a, 's> CycleState<'a, 's> {
             cluster: pool.clusters[chosen.cluster].name.clone(),
             accelerator: accelerator.map(str::to_string),
             slots,
-            estimate: chosen.estimate,
+            estimate,
             backfilled: self.reservation.is_some(),
         };
         Decision {
@@ -929,7 +1014,7 @@ impl<'a, 's> CycleState<'a, 's> {
             return None;
         }
         let speedup = config.wait_speedup;
-        let fastest_now = now_found.iter().map(|f| f.estimate.runtime_s).fold(f64::INFINITY, f64::min);
+        let fastest_now = now_found.iter().map(|f| f.runtime_s).fold(f64::INFINITY, f64::min);
         // Types much faster than the fastest start now (runtime estimated on one node).
         let mut seen: Vec<u16> = Vec::new();
         let mut faster: Vec<u16> = Vec::new();
@@ -970,7 +1055,7 @@ impl<'a, 's> CycleState<'a, 's> {
             return None;
         }
         let now = self.snap.now;
-        let mut metrics: Vec<Metrics> = now_found.iter().map(|f| Metrics::of(&f.estimate, 0.0)).collect();
+        let mut metrics: Vec<Metrics> = now_found.iter().map(|f| f.metrics).collect();
         let mut waits: Vec<Earliest> = Vec::new();
         for (c, g) in later {
             // Projections cost a pass over the cluster's running gangs: a few per cycle.

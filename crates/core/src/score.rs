@@ -29,7 +29,7 @@ impl Metrics {
             completion_s: wait_s + estimate.transfer_s + estimate.runtime_s,
             energy_kwh: estimate.energy_kwh,
             cost: estimate.cost,
-            carbon_kg: estimate.carbon_kg.unwrap_or(estimate.energy_kwh * DEFAULT_CARBON_G_PER_KWH / 1000.0),
+            carbon_kg: estimate.carbon_kg.unwrap_or_else(|| estimate.energy_kwh * DEFAULT_CARBON_G_PER_KWH / 1000.0),
         }
     }
 }
@@ -57,23 +57,52 @@ pub struct ScoreBreakdown {
     pub total: f64,
 }
 
+/// Keeps ratios finite when a best metric is zero.
+const EPS: f64 = 1e-9;
+
+/// What each metric's ratio to the best is multiplied by: the objective's weight over the
+/// best candidate's value. Worked out once per job, so scoring a candidate takes no
+/// division.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scale([f64; 4]);
+
+impl Scale {
+    /// The scale of `objective` over these candidates (the best of each metric among them).
+    pub fn over<'m>(objective: Objective, metrics: impl IntoIterator<Item = &'m Metrics>) -> Self {
+        let mut bests = [f64::INFINITY; 4];
+        for m in metrics {
+            bests[0] = bests[0].min(m.completion_s);
+            bests[1] = bests[1].min(m.energy_kwh);
+            bests[2] = bests[2].min(m.cost);
+            bests[3] = bests[3].min(m.carbon_kg);
+        }
+        let w = weights(objective);
+        Scale(std::array::from_fn(|i| w[i] / (bests[i].max(0.0) + EPS)))
+    }
+
+    /// One candidate's score.
+    pub fn score(&self, m: &Metrics) -> ScoreBreakdown {
+        let f = &self.0;
+        let (time, energy, cost, carbon) = (
+            (m.completion_s + EPS) * f[0],
+            (m.energy_kwh + EPS) * f[1],
+            (m.cost + EPS) * f[2],
+            (m.carbon_kg + EPS) * f[3],
+        );
+        ScoreBreakdown { time, energy, cost, carbon, total: time + energy + cost + carbon }
+    }
+
+    /// One candidate's total score, exactly as [`Self::score`] gives it, without the parts.
+    pub fn total(&self, m: &Metrics) -> f64 {
+        let f = &self.0;
+        (m.completion_s + EPS) * f[0] + (m.energy_kwh + EPS) * f[1] + (m.cost + EPS) * f[2] + (m.carbon_kg + EPS) * f[3]
+    }
+}
+
 /// Scores all candidates for one objective.
 pub fn score_all(objective: Objective, metrics: &[Metrics]) -> Vec<ScoreBreakdown> {
-    const EPS: f64 = 1e-9;
-    let best = |f: fn(&Metrics) -> f64| metrics.iter().map(f).fold(f64::INFINITY, f64::min).max(0.0);
-    let bests = [best(|m| m.completion_s), best(|m| m.energy_kwh), best(|m| m.cost), best(|m| m.carbon_kg)];
-    let w = weights(objective);
-    metrics
-        .iter()
-        .map(|m| {
-            let ratio = |v: f64, i: usize| w[i] * (v + EPS) / (bests[i] + EPS);
-            let time = ratio(m.completion_s, 0);
-            let energy = ratio(m.energy_kwh, 1);
-            let cost = ratio(m.cost, 2);
-            let carbon = ratio(m.carbon_kg, 3);
-            ScoreBreakdown { time, energy, cost, carbon, total: time + energy + cost + carbon }
-        })
-        .collect()
+    let scale = Scale::over(objective, metrics);
+    metrics.iter().map(|m| scale.score(m)).collect()
 }
 
 #[cfg(test)]
@@ -97,6 +126,24 @@ mod tests {
         assert_eq!(best(Objective::Fastest, &ms), 0);
         assert_eq!(best(Objective::Cheapest, &ms), 1);
         assert_eq!(best(Objective::Greenest, &ms), 1);
+    }
+
+    proptest::proptest! {
+        /// The cycle ranks candidates by `total` and shows `score`: they must agree to the bit.
+        #[test]
+        fn the_total_alone_is_the_total_of_the_parts(
+            values in proptest::collection::vec((0.0f64..1e6, 0.0f64..1e3, 0.0f64..1e3, 0.0f64..1e3), 1..20),
+            objective in 0usize..4,
+        ) {
+            let metrics: Vec<Metrics> = values
+                .iter()
+                .map(|&(completion_s, energy_kwh, cost, carbon_kg)| Metrics { completion_s, energy_kwh, cost, carbon_kg })
+                .collect();
+            let scale = Scale::over(Objective::ALL[objective], &metrics);
+            for m in &metrics {
+                proptest::prop_assert_eq!(scale.total(m).to_bits(), scale.score(m).total.to_bits());
+            }
+        }
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct Estimate {
     pub source: EstimateSource,
 }
 
+/// Kilograms in a gram (a multiplication, not a division, per estimate).
+const KG_PER_G: f64 = 1e-3;
+
+/// Kilowatt-hours in a watt-second.
+const KWH_PER_WATT_SECOND: f64 = 1.0 / 3_600_000.0;
+
 /// Longest runtime (and data-transfer time) an estimate gives: ten years. A job that
 /// claims more work (`gpuHours: 1e300`) is estimated at this, so every estimate, the
 /// energy and cost that follow, and `start + runtime` stay finite.
@@ -225,6 +231,7 @@ impl ThroughputModel {
     }
 
     /// Energy, cost, carbon and transfer for a known runtime and power draw.
+    #[inline]
     pub fn estimate_with_runtime(
         &self,
         job: &Job,
@@ -235,8 +242,10 @@ impl ThroughputModel {
         source: EstimateSource,
     ) -> Estimate {
         let runtime_s = bounded_seconds(runtime_s);
+        // Multiplications only: the cycle makes this estimate for every (job, type group)
+        // pair, and two divisions in a row were most of its cost.
         let energy_kwh =
-            finite(power_w * cluster.efficiency.power_scale * runtime_s / 3600.0 / 1000.0 * cluster.efficiency.pue);
+            finite(power_w * runtime_s * KWH_PER_WATT_SECOND * cluster.efficiency.power_scale * cluster.efficiency.pue);
         let transfer_s = match &job.data_set {
             Some(name) if !pool.holds_data_set(cluster, name) => {
                 let gb = pool.data_sets.get(name).map_or(0.0, |d| d.size_gb);
@@ -249,7 +258,7 @@ impl ThroughputModel {
             transfer_s,
             energy_kwh,
             cost: finite(energy_kwh * cluster.efficiency.energy_price_per_kwh),
-            carbon_kg: cluster.efficiency.carbon_g_per_kwh.map(|g| finite(energy_kwh * g / 1000.0)),
+            carbon_kg: cluster.efficiency.carbon_g_per_kwh.map(|g| finite(energy_kwh * g * KG_PER_G)),
             source,
         }
     }
