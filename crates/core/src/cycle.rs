@@ -813,26 +813,31 @@ impl<'a, 's> CycleState<'a, 's> {
     ) -> Decision {
         let pool = self.snap.pool;
         let scale = Scale::over(job.objective, found.iter().map(|f| &f.metrics));
-        let mut totals = std::mem::take(&mut self.totals);
-        totals.clear();
-        totals.extend(found.iter().map(|f| scale.total(&f.metrics)));
-        let mut order: Vec<usize> = (0..found.len()).collect();
-        let k = self.scheduler.config.explain_top_k.max(1).min(order.len());
+        let mut order: Vec<usize> = Vec::new();
+        let k = self.scheduler.config.explain_top_k.max(1).min(found.len());
         let by_place =
             |a: &usize, b: &usize| (found[*a].cluster, found[*a].group).cmp(&(found[*b].cluster, found[*b].group));
         match self.scheduler.config.placement {
             PlacementRule::Scored => {
+                let mut totals = std::mem::take(&mut self.totals);
+                totals.clear();
+                totals.extend(found.iter().map(|f| scale.total(&f.metrics)));
                 let cmp = |a: &usize, b: &usize| totals[*a].total_cmp(&totals[*b]).then(by_place(a, b));
                 if k <= SMALL_TOP_K {
                     order = smallest_k(found.len(), k, cmp);
                 } else {
+                    order.extend(0..found.len());
                     if k < order.len() {
                         order.select_nth_unstable_by(k, cmp);
                     }
                     order[..k].sort_by(cmp);
                 }
+                self.totals = totals;
             }
-            PlacementRule::FirstFit => order.sort_by(by_place),
+            PlacementRule::FirstFit => {
+                order.extend(0..found.len());
+                order.sort_by(by_place);
+            }
             PlacementRule::LeastLoaded => {
                 let free_devices = |f: &Found| -> u64 {
                     let index = &self.st.indexes[f.cluster];
@@ -851,10 +856,10 @@ impl<'a, 's> CycleState<'a, 's> {
                         .sum()
                 };
                 let free: Vec<u64> = found.iter().map(free_devices).collect();
+                order.extend(0..found.len());
                 order.sort_by(|a, b| free[*b].cmp(&free[*a]).then(by_place(a, b)));
             }
         }
-        self.totals = totals;
         let candidates: Vec<Candidate> = order[..k]
             .iter()
             .map(|&i| {

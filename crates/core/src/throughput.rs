@@ -231,7 +231,7 @@ impl ThroughputModel {
     }
 
     /// Energy, cost, carbon and transfer for a known runtime and power draw.
-    #[inline]
+    #[inline(always)]
     pub fn estimate_with_runtime(
         &self,
         job: &Job,
