@@ -588,10 +588,11 @@ impl<'a, 's> CycleState<'a, 's> {
             for size in (e.min_replicas.max(1)..=largest).rev().take(ELASTIC_SIZES_TRIED) {
                 let mut smaller = job.clone();
                 smaller.replicas = size;
-                let mut runtimes = RuntimeCache::default();
+                // The smaller gang's runtimes, not the whole one's.
+                let mut smaller_runtimes = RuntimeCache::default();
                 let found: Vec<Found> = eligible
                     .iter()
-                    .filter_map(|&(c, g)| self.fit_in_group(&smaller, c, g, &mut runtimes).ok())
+                    .filter_map(|&(c, g)| self.fit_in_group(&smaller, c, g, &mut smaller_runtimes).ok())
                     .filter(|f| {
                         let accelerator = self.accelerator_name(f.cluster, f.group);
                         self.st
@@ -601,7 +602,7 @@ impl<'a, 's> CycleState<'a, 's> {
                     })
                     .collect();
                 if !found.is_empty() {
-                    return self.admit(&smaller, q, &found, rejected.clone(), &mut runtimes);
+                    return self.admit(&smaller, q, &found, rejected.clone(), &mut smaller_runtimes);
                 }
             }
         }
@@ -803,6 +804,8 @@ impl<'a, 's> CycleState<'a, 's> {
         self.st.indexes[f.cluster].find_slots(f.group, &job.per_replica, job.replicas, limit).unwrap_or_default()
     }
 
+    /// Admits `job` to the best of `found` (never empty); `cache` is `job`'s own (its
+    /// entries are keyed by type and nodes, not by job).
     fn admit(
         &mut self,
         job: &Job,
@@ -811,6 +814,7 @@ impl<'a, 's> CycleState<'a, 's> {
         rejected: Arc<[Rejection]>,
         cache: &mut RuntimeCache,
     ) -> Decision {
+        debug_assert!(!found.is_empty(), "admit needs a candidate");
         let pool = self.snap.pool;
         let scale = Scale::over(job.objective, found.iter().map(|f| &f.metrics));
         let mut order: Vec<usize> = Vec::new();

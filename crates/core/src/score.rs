@@ -29,7 +29,9 @@ impl Metrics {
             completion_s: wait_s + estimate.transfer_s + estimate.runtime_s,
             energy_kwh: estimate.energy_kwh,
             cost: estimate.cost,
-            carbon_kg: estimate.carbon_kg.unwrap_or_else(|| estimate.energy_kwh * DEFAULT_CARBON_G_PER_KWH / 1000.0),
+            carbon_kg: estimate
+                .carbon_kg
+                .unwrap_or_else(|| crate::throughput::carbon_kg(estimate.energy_kwh, DEFAULT_CARBON_G_PER_KWH)),
         }
     }
 }
@@ -143,6 +145,27 @@ mod tests {
             for m in &metrics {
                 proptest::prop_assert_eq!(scale.total(m).to_bits(), scale.score(m).total.to_bits());
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A cluster that states the default intensity and one that states none tie to the
+        /// bit, so pool order (not rounding) decides between them.
+        #[test]
+        fn the_default_intensity_stated_or_not_gives_the_same_carbon(energy_kwh in 0.0f64..1e6) {
+            let estimate = |carbon_kg| Estimate {
+                runtime_s: 1.0,
+                transfer_s: 0.0,
+                energy_kwh,
+                cost: 0.0,
+                carbon_kg,
+                source: crate::throughput::EstimateSource::PeakTflops,
+            };
+            let stated = crate::throughput::carbon_kg(energy_kwh, DEFAULT_CARBON_G_PER_KWH);
+            proptest::prop_assert_eq!(
+                Metrics::of(&estimate(Some(stated)), 0.0).carbon_kg.to_bits(),
+                Metrics::of(&estimate(None), 0.0).carbon_kg.to_bits()
+            );
         }
     }
 

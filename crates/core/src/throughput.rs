@@ -42,6 +42,13 @@ pub struct Estimate {
 /// Kilograms in a gram (a multiplication, not a division, per estimate).
 const KG_PER_G: f64 = 1e-3;
 
+/// Carbon of `energy_kwh` at `g_per_kwh`. The one expression for it: a cluster that
+/// states the default intensity and one that states none must tie exactly (ties go to
+/// pool order).
+pub fn carbon_kg(energy_kwh: f64, g_per_kwh: f64) -> f64 {
+    finite(energy_kwh * g_per_kwh * KG_PER_G)
+}
+
 /// Kilowatt-hours in a watt-second.
 const KWH_PER_WATT_SECOND: f64 = 1.0 / 3_600_000.0;
 
@@ -258,7 +265,7 @@ impl ThroughputModel {
             transfer_s,
             energy_kwh,
             cost: finite(energy_kwh * cluster.efficiency.energy_price_per_kwh),
-            carbon_kg: cluster.efficiency.carbon_g_per_kwh.map(|g| finite(energy_kwh * g * KG_PER_G)),
+            carbon_kg: cluster.efficiency.carbon_g_per_kwh.map(|g| carbon_kg(energy_kwh, g)),
             source,
         }
     }
