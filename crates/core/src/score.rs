@@ -94,10 +94,11 @@ impl Scale {
         ScoreBreakdown { time, energy, cost, carbon, total: time + energy + cost + carbon }
     }
 
-    /// One candidate's total score, exactly as [`Self::score`] gives it, without the parts.
+    /// One candidate's total score, the one [`Self::score`] gives (one expression, so the
+    /// rank and the explanation cannot disagree; inlined, the parts are not kept).
+    #[inline]
     pub fn total(&self, m: &Metrics) -> f64 {
-        let f = &self.0;
-        (m.completion_s + EPS) * f[0] + (m.energy_kwh + EPS) * f[1] + (m.cost + EPS) * f[2] + (m.carbon_kg + EPS) * f[3]
+        self.score(m).total
     }
 }
 
@@ -131,7 +132,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The cycle ranks candidates by `total` and shows `score`: they must agree to the bit.
+        /// The cycle ranks candidates by `total` and shows `score`: they agree to the bit,
+        /// and each part is the objective's weight times the ratio to the best candidate.
         #[test]
         fn the_total_alone_is_the_total_of_the_parts(
             values in proptest::collection::vec((0.0f64..1e6, 0.0f64..1e3, 0.0f64..1e3, 0.0f64..1e3), 1..20),
@@ -141,9 +143,21 @@ mod tests {
                 .iter()
                 .map(|&(completion_s, energy_kwh, cost, carbon_kg)| Metrics { completion_s, energy_kwh, cost, carbon_kg })
                 .collect();
-            let scale = Scale::over(Objective::ALL[objective], &metrics);
+            let objective = Objective::ALL[objective];
+            let scale = Scale::over(objective, &metrics);
+            let w = weights(objective);
+            let best = |f: fn(&Metrics) -> f64| metrics.iter().map(f).fold(f64::INFINITY, f64::min);
+            let bests = [best(|m| m.completion_s), best(|m| m.energy_kwh), best(|m| m.cost), best(|m| m.carbon_kg)];
             for m in &metrics {
-                proptest::prop_assert_eq!(scale.total(m).to_bits(), scale.score(m).total.to_bits());
+                let score = scale.score(m);
+                proptest::prop_assert_eq!(scale.total(m).to_bits(), score.total.to_bits());
+                // Each part is the weighted ratio to the best candidate's value.
+                let parts = [score.time, score.energy, score.cost, score.carbon];
+                let values = [m.completion_s, m.energy_kwh, m.cost, m.carbon_kg];
+                for i in 0..4 {
+                    let expected = w[i] * (values[i] + EPS) / (bests[i] + EPS);
+                    proptest::prop_assert!((parts[i] - expected).abs() <= 1e-12 * expected.abs().max(1.0));
+                }
             }
         }
     }
