@@ -431,7 +431,6 @@ pub fn cluster_from_status(member: &MemberCluster) -> Option<Cluster> {
                 accelerator: group.accelerator.clone(),
                 allocatable: allocatable.clone(),
                 allocated: allocated.clone(),
-                labels: BTreeMap::new(),
                 topology_domain: String::new(),
                 unschedulable: false,
             });
@@ -722,7 +721,6 @@ maxRunSeconds: 86400
             accelerator: accelerator.map(str::to_string),
             allocatable: cap(allocatable),
             allocated: cap(used),
-            labels: BTreeMap::new(),
             topology_domain: String::new(),
             unschedulable: false,
         }

@@ -54,7 +54,6 @@ fn cluster(shapes: &[NodeShape]) -> Cluster {
                     accelerators: used_devices.min(devices),
                     extended: BTreeMap::new(),
                 },
-                labels: BTreeMap::new(),
                 topology_domain: String::new(),
                 unschedulable: !schedulable,
             }

@@ -118,8 +118,6 @@ pub struct Node {
     pub allocatable: NodeCapacity,
     /// In use, by computenet's jobs and by anything else running on the member.
     pub allocated: NodeCapacity,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
     /// Network topology domain (rack, switch, zone); empty when unknown.
     #[serde(default)]
     pub topology_domain: String,
@@ -411,7 +409,6 @@ impl PoolDescription {
                         accelerator: accelerator.clone(),
                         allocatable: allocatable.clone(),
                         allocated: NodeCapacity::default(),
-                        labels: BTreeMap::new(),
                         topology_domain: format!("{}-{}-rack{}", cd.name, prefix, domain),
                         unschedulable: false,
                     });

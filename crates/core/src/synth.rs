@@ -66,7 +66,6 @@ pub fn cluster(
                     extended: BTreeMap::new(),
                 },
                 allocated: NodeCapacity::default(),
-                labels: BTreeMap::new(),
                 topology_domain: String::new(),
                 unschedulable: false,
             })

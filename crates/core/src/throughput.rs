@@ -416,7 +416,6 @@ mod tests {
             accelerator: Some("H800".into()),
             allocatable: NodeCapacity { cpu_millis: 1000, memory_bytes: 1, accelerators: 8, extended: BTreeMap::new() },
             allocated: NodeCapacity::default(),
-            labels: BTreeMap::new(),
             topology_domain: String::new(),
             unschedulable: false,
         };

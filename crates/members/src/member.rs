@@ -213,13 +213,12 @@ impl MemberNodes {
 
     /// The member's own names of its accelerator types, by catalogue name: the
     /// `nvidia.com/gpu.product` label value (Kubernetes) or the `gres` type (Slurm), to ask
-    /// for a type by when dispatching.
+    /// for a type by when dispatching. Of two Kubernetes nodes of one type labelled
+    /// differently, the later by name gives it.
     pub fn raw_accelerator_names(&self, catalogue: &Catalogue) -> BTreeMap<String, String> {
         match self {
             MemberNodes::None => BTreeMap::new(),
-            MemberNodes::Kubernetes { nodes, .. } => {
-                nodes.iter().filter_map(|n| kubernetes::nodes::node_accelerator(n, catalogue)).collect()
-            }
+            MemberNodes::Kubernetes { nodes, memo, .. } => memo.raw_accelerator_names(nodes, catalogue),
             MemberNodes::Slurm { nodes, .. } => nodes
                 .iter()
                 .filter_map(|n| match convert::core_node(n, catalogue) {

@@ -540,7 +540,6 @@ mod tests {
                 ..Default::default()
             },
             allocated: NodeCapacity { cpu_millis: cpu.1, memory_bytes: 0, accelerators: gpus.1, ..Default::default() },
-            labels: BTreeMap::new(),
             topology_domain: String::new(),
             unschedulable: false,
         }

@@ -513,7 +513,6 @@ mod tests {
                 accelerators: gpus.1,
                 extended: BTreeMap::new(),
             },
-            labels: BTreeMap::new(),
             topology_domain: String::new(),
             unschedulable,
         }

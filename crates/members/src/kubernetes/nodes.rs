@@ -67,79 +67,122 @@ pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, S
 
 /// The last conversion of one member's Nodes and Pods to core nodes, kept so that a pass
 /// reuses what did not change: converting parses every node's quantities and copies its
-/// labels, the largest part of a pass at a few thousand jobs. Each node is kept with its
+/// names, the largest part of a pass at a few thousand jobs. Each node is kept with its
 /// conversion, so a node that changed (a heartbeat, a new label) is converted again on its
 /// own, not with all its member's nodes. The pods' charges are kept apart: during a burst
-/// computenet's own pods change all the time, and they charge nothing. Shared by the
-/// clones of a member's connection; a new connection starts empty.
+/// computenet's own pods change all the time, and they charge nothing. The member's own
+/// accelerator names come from the same conversion. Shared by the clones of a member's
+/// connection; a new connection starts empty.
 #[derive(Debug, Default, Clone)]
 pub struct NodesMemo(Arc<Mutex<Option<Converted>>>);
 
 #[derive(Debug)]
 struct Converted {
-    // The very objects converted, sorted by name, each with its node uncharged: a watch
-    // replaces an object's Arc when it changes, and holding these keeps their addresses
-    // from being reused, so equal pointers mean the same objects.
-    nodes: Vec<(Arc<Node>, CoreNode)>,
+    /// Sorted by name.
+    nodes: Vec<ConvertedNode>,
     catalogue: Catalogue,
+    /// The member's own accelerator names by catalogue name, from `nodes`.
+    raw: BTreeMap<String, String>,
+    /// Whether `nodes` changed since `core` was charged.
+    core_stale: bool,
     pods: Vec<Arc<WatchedPod>>,
     charges: Vec<NodeCapacity>,
     core: Vec<CoreNode>,
+}
+
+/// One node as converted.
+#[derive(Debug, Clone)]
+struct ConvertedNode {
+    // The very object converted: a watch replaces an object's Arc when it changes, and
+    // holding it keeps its address from being reused, so equal pointers mean the same object.
+    object: Arc<Node>,
+    /// With nothing allocated.
+    uncharged: CoreNode,
+    /// Its `nvidia.com/gpu.product` value, for a GPU node.
+    raw_accelerator: Option<String>,
 }
 
 fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
+impl Converted {
+    fn empty(catalogue: &Catalogue) -> Self {
+        Converted {
+            nodes: Vec::new(),
+            catalogue: catalogue.clone(),
+            raw: BTreeMap::new(),
+            core_stale: false,
+            pods: Vec::new(),
+            charges: Vec::new(),
+            core: Vec::new(),
+        }
+    }
+
+    /// Converts again the nodes that are not the very objects converted last.
+    fn refresh_nodes(&mut self, nodes: &[Arc<Node>]) {
+        if self.nodes.len() == nodes.len() && same_nodes(&self.nodes, nodes) {
+            return;
+        }
+        let (converted, any_new) = reconvert(std::mem::take(&mut self.nodes), nodes, &self.catalogue);
+        self.nodes = converted;
+        if any_new {
+            self.raw = raw_names(&self.nodes);
+            self.core_stale = true;
+        }
+    }
+}
+
 impl NodesMemo {
+    /// The conversion of these nodes with this catalogue, brought up to date: a new
+    /// connection or another catalogue starts from nothing converted.
+    fn with<T>(&self, nodes: &[Arc<Node>], catalogue: &Catalogue, f: impl FnOnce(&mut Converted) -> T) -> T {
+        let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut c = memo.take().filter(|c| c.catalogue == *catalogue).unwrap_or_else(|| Converted::empty(catalogue));
+        c.refresh_nodes(nodes);
+        let out = f(&mut c);
+        *memo = Some(c);
+        out
+    }
+
     /// [`core_nodes`] of these objects. Only the nodes that are not the very objects
     /// converted last are converted again (all of them when the catalogue changed); the
     /// pods are read again when one of them is not, and the nodes charged again when what
     /// they charge changed.
     pub fn core_nodes(&self, nodes: &[Arc<Node>], pods: &[Arc<WatchedPod>], catalogue: &Catalogue) -> Vec<CoreNode> {
-        let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // A new connection or another catalogue starts from nothing converted.
-        let mut c = memo.take().filter(|c| c.catalogue == *catalogue).unwrap_or_else(|| Converted {
-            nodes: Vec::new(),
-            catalogue: catalogue.clone(),
-            pods: Vec::new(),
-            charges: Vec::new(),
-            core: Vec::new(),
-        });
-        let unchanged = c.nodes.len() == nodes.len() && same_nodes(&c.nodes, nodes) && same(&c.pods, pods);
-        if !unchanged {
-            let (converted, any_new) = reconvert(std::mem::take(&mut c.nodes), nodes, catalogue);
-            let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
-            let charges = pod_charges(&uncharged, pods);
-            if any_new || charges != c.charges {
-                c.core = charged(&uncharged, &charges);
-                c.charges = charges;
+        self.with(nodes, catalogue, |c| {
+            if c.core_stale || !same(&c.pods, pods) {
+                let uncharged: Vec<&CoreNode> = c.nodes.iter().map(|n| &n.uncharged).collect();
+                let charges = pod_charges(&uncharged, pods);
+                if c.core_stale || charges != c.charges {
+                    c.core = charged(&uncharged, &charges);
+                    c.charges = charges;
+                    c.core_stale = false;
+                }
+                c.pods = pods.to_vec();
             }
-            c.nodes = converted;
-            c.pods = pods.to_vec();
-        }
-        let core = c.core.clone();
-        *memo = Some(c);
-        core
+            c.core.clone()
+        })
+    }
+
+    /// [`raw_accelerator_names`] of these nodes, converting only what changed.
+    pub fn raw_accelerator_names(&self, nodes: &[Arc<Node>], catalogue: &Catalogue) -> BTreeMap<String, String> {
+        self.with(nodes, catalogue, |c| c.raw.clone())
     }
 }
 
 /// Whether `nodes`, in any order, are the very objects of `kept` (sorted by name).
-fn same_nodes(kept: &[(Arc<Node>, CoreNode)], nodes: &[Arc<Node>]) -> bool {
+fn same_nodes(kept: &[ConvertedNode], nodes: &[Arc<Node>]) -> bool {
     nodes.iter().all(|n| {
         let name = n.metadata.name.as_deref().unwrap_or_default();
-        kept.binary_search_by(|(_, c)| c.name.as_str().cmp(name)).is_ok_and(|i| Arc::ptr_eq(&kept[i].0, n))
+        kept.binary_search_by(|c| c.uncharged.name.as_str().cmp(name)).is_ok_and(|i| Arc::ptr_eq(&kept[i].object, n))
     })
 }
 
-/// `nodes` sorted by name, each with its node uncharged: taken from `kept` (sorted by
-/// name) where it is the very object converted there, else converted. Also whether any
-/// node was converted, or one of `kept` is gone.
-fn reconvert(
-    kept: Vec<(Arc<Node>, CoreNode)>,
-    nodes: &[Arc<Node>],
-    catalogue: &Catalogue,
-) -> (Vec<(Arc<Node>, CoreNode)>, bool) {
+/// `nodes` sorted by name, each converted: taken from `kept` (sorted by name) where it is
+/// the very object converted there, else converted. Also whether any node was converted,
+/// or one of `kept` is gone.
+fn reconvert(kept: Vec<ConvertedNode>, nodes: &[Arc<Node>], catalogue: &Catalogue) -> (Vec<ConvertedNode>, bool) {
     let mut sorted: Vec<&Arc<Node>> = nodes.iter().collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let gone = kept.len() != nodes.len();
@@ -150,12 +193,12 @@ fn reconvert(
         .into_iter()
         .map(|node| {
             let name = node.metadata.name.as_deref().unwrap_or_default();
-            while kept.next_if(|(_, c)| c.name.as_str() < name).is_some() {}
-            match kept.next_if(|(n, _)| Arc::ptr_eq(n, node)) {
+            while kept.next_if(|c| c.uncharged.name.as_str() < name).is_some() {}
+            match kept.next_if(|c| Arc::ptr_eq(&c.object, node)) {
                 Some(same) => same,
                 None => {
                     converted_any = true;
-                    (node.clone(), uncharged_node(node, catalogue))
+                    convert(node, catalogue)
                 }
             }
         })
@@ -163,21 +206,33 @@ fn reconvert(
     (out, converted_any || gone)
 }
 
+/// The member's own accelerator names by catalogue name: of two nodes of one type with
+/// different labels, the later by name.
+fn raw_names(nodes: &[ConvertedNode]) -> BTreeMap<String, String> {
+    nodes.iter().filter_map(|n| Some((n.uncharged.accelerator.clone()?, n.raw_accelerator.clone()?))).collect()
+}
+
+/// The member's own accelerator names by catalogue name (see [`NodesMemo::raw_accelerator_names`]).
+pub fn raw_accelerator_names(nodes: &[Arc<Node>], catalogue: &Catalogue) -> BTreeMap<String, String> {
+    raw_names(&reconvert(Vec::new(), nodes, catalogue).0)
+}
+
 /// Core nodes (sorted by name), charged with the running pods not run by computenet:
 /// computenet's own jobs are charged by their placement instead.
 pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<WatchedPod>], catalogue: &Catalogue) -> Vec<CoreNode> {
     let (converted, _) = reconvert(Vec::new(), nodes, catalogue);
-    let uncharged: Vec<&CoreNode> = converted.iter().map(|(_, n)| n).collect();
+    let uncharged: Vec<&CoreNode> = converted.iter().map(|n| &n.uncharged).collect();
     charged(&uncharged, &pod_charges(&uncharged, pods))
 }
 
-/// One node as a core node, with nothing allocated.
-fn uncharged_node(node: &Node, catalogue: &Catalogue) -> CoreNode {
+/// One node as a core node, with nothing allocated, and its own accelerator name.
+fn convert(node: &Arc<Node>, catalogue: &Catalogue) -> ConvertedNode {
     let alloc = allocatable(node);
-    let labels_map = node.metadata.labels.clone().unwrap_or_default();
-    CoreNode {
+    let (accelerator, raw_accelerator) = node_accelerator(node, catalogue).unzip();
+    let zone = node.metadata.labels.as_ref().and_then(|l| l.get("topology.kubernetes.io/zone"));
+    let uncharged = CoreNode {
         name: node.metadata.name.clone().unwrap_or_default(),
-        accelerator: node_accelerator(node, catalogue).map(|(canonical, _)| canonical),
+        accelerator,
         allocatable: NodeCapacity {
             cpu_millis: quantity(alloc, "cpu", parse_cpu_millis),
             memory_bytes: quantity(alloc, "memory", parse_bytes),
@@ -185,10 +240,10 @@ fn uncharged_node(node: &Node, catalogue: &Catalogue) -> CoreNode {
             extended: BTreeMap::new(),
         },
         allocated: NodeCapacity::default(),
-        topology_domain: labels_map.get("topology.kubernetes.io/zone").cloned().unwrap_or_default(),
-        labels: labels_map,
+        topology_domain: zone.cloned().unwrap_or_default(),
         unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) || !node_ready(node),
-    }
+    };
+    ConvertedNode { object: node.clone(), uncharged, raw_accelerator }
 }
 
 /// What the running pods not run by computenet use on each of `nodes` (sorted by name),
@@ -325,7 +380,9 @@ mod tests {
                 0 if !nodes.is_empty() => {
                     let i = next(nodes.len());
                     let name = nodes[i].metadata.name.clone().unwrap();
-                    nodes[i] = node(&name, 1 + next(8) as u32, Some("NVIDIA-A100-80G"), next(4) > 0);
+                    // Two spellings of one type: which one is the member's own name moves.
+                    let product = if next(2) == 0 { "NVIDIA-A100-80G" } else { "A100-SXM4-80GB" };
+                    nodes[i] = node(&name, 1 + next(8) as u32, Some(product), next(4) > 0);
                 }
                 1 if nodes.len() > 1 => {
                     nodes.remove(next(nodes.len()));
@@ -342,11 +399,27 @@ mod tests {
             // Two nodes of one name never come from a store: the walk keeps one.
             let mut seen = std::collections::BTreeSet::new();
             nodes.retain(|n| seen.insert(n.metadata.name.clone()));
+            // Either asked first: one refreshes the nodes for the other.
+            let raw_first = next(2) == 0;
+            if raw_first {
+                assert_eq!(
+                    memo.raw_accelerator_names(&nodes, &catalogue),
+                    raw_accelerator_names(&nodes, &catalogue),
+                    "step {step}"
+                );
+            }
             assert_eq!(
                 memo.core_nodes(&nodes, &pods, &catalogue),
                 core_nodes(&nodes, &pods, &catalogue),
                 "step {step}"
             );
+            if !raw_first {
+                assert_eq!(
+                    memo.raw_accelerator_names(&nodes, &catalogue),
+                    raw_accelerator_names(&nodes, &catalogue),
+                    "step {step}"
+                );
+            }
         }
     }
 
@@ -357,19 +430,44 @@ mod tests {
         let (kept, converted) = reconvert(Vec::new(), &[b.clone(), a.clone()], &catalogue);
         assert!(converted);
         // Marked, to tell a kept conversion from a new one.
-        let kept: Vec<_> =
-            kept.into_iter().map(|(n, c)| (n, CoreNode { topology_domain: "kept".into(), ..c })).collect();
+        let kept: Vec<_> = kept
+            .into_iter()
+            .map(|n| ConvertedNode { uncharged: CoreNode { topology_domain: "kept".into(), ..n.uncharged }, ..n })
+            .collect();
         let (same, converted) = reconvert(kept.clone(), &[a.clone(), b.clone()], &catalogue);
         assert!(!converted);
-        assert!(same.iter().all(|(_, c)| c.topology_domain == "kept"), "nothing converted again");
+        assert!(same.iter().all(|n| n.uncharged.topology_domain == "kept"), "nothing converted again");
         let b2 = node("b", 4, None, true);
         let (after, converted) = reconvert(kept.clone(), &[a.clone(), b2], &catalogue);
         assert!(converted);
-        let domains: Vec<&str> = after.iter().map(|(_, c)| c.topology_domain.as_str()).collect();
+        let domains: Vec<&str> = after.iter().map(|n| n.uncharged.topology_domain.as_str()).collect();
         assert_eq!(domains, ["kept", "zone-a"], "only b, which changed");
-        assert_eq!(after[1].1.allocatable.accelerators, 4);
+        assert_eq!(after[1].uncharged.allocatable.accelerators, 4);
         let (fewer, converted) = reconvert(kept, &[a], &catalogue);
         assert!(converted && fewer.len() == 1, "a node gone is a change");
+    }
+
+    #[test]
+    fn raw_names_are_each_types_label_from_the_last_node_by_name() {
+        let catalogue = Catalogue::built_in();
+        let nodes = [
+            node("b", 8, Some("A100-SXM4-80GB"), true),
+            node("a", 8, Some("NVIDIA-A100-80G"), true),
+            node("c", 8, Some("NVIDIA-H800"), false),
+            node("d", 0, Some("NVIDIA-H800-gone"), true),
+            node("e", 4, None, true),
+        ];
+        let expected = BTreeMap::from([
+            ("A100-80G".to_string(), "A100-SXM4-80GB".to_string()),
+            ("H800".to_string(), "NVIDIA-H800".to_string()),
+            (UNKNOWN_GPU.to_string(), UNKNOWN_GPU.to_string()),
+        ]);
+        assert_eq!(raw_accelerator_names(&nodes, &catalogue), expected);
+        let memo = NodesMemo::default();
+        assert_eq!(memo.raw_accelerator_names(&nodes, &catalogue), expected);
+        // b relabelled: the memo converts it again.
+        let relabelled = [node("b", 8, Some("NVIDIA-A100-SXM4-80GB"), true), nodes[1].clone()];
+        assert_eq!(memo.raw_accelerator_names(&relabelled, &catalogue)["A100-80G"], "NVIDIA-A100-SXM4-80GB");
     }
 
     #[test]

@@ -199,7 +199,6 @@ pub fn core_node(node: &SlurmNode, catalogue: &Catalogue) -> (Node, Option<Strin
             accelerators: gpu_used.min(gpu_total),
             extended: BTreeMap::new(),
         },
-        labels: BTreeMap::from([("slurm.computenet.io/partitions".to_string(), node.partitions.join(","))]),
         topology_domain: String::new(),
         unschedulable: unschedulable_reason(node).is_some(),
     };
