@@ -19,9 +19,10 @@ use computenet_api::view;
 use computenet_api::TrainingJob;
 use computenet_members::kubernetes::Touches;
 use computenet_members::{Leftover, Member, Members, RemoteJob, RemoteStatus};
+use foldhash::{HashMap, HashSet};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -255,7 +256,7 @@ pub enum Verdict {
 /// which a dispatch also finds first), so an attempt never keeps two.
 pub fn judge(jobs: &[RemoteJob], member: &str, slurm: bool, hub: &HubIndex) -> Vec<(RemoteJob, Verdict)> {
     let mut out = Vec::new();
-    let mut current: HashMap<&str, Vec<&RemoteJob>> = HashMap::new();
+    let mut current: HashMap<&str, Vec<&RemoteJob>> = HashMap::default();
     for job in jobs.iter().filter(|j| !claims_another_namespace(j, hub)) {
         if is_orphan(job, member, slurm, hub) {
             out.push((job.clone(), Verdict::Orphan));
@@ -404,8 +405,8 @@ impl Reconciler {
             client,
             member_timeout,
             policy,
-            dispatched: HashMap::new(),
-            backoffs: HashMap::new(),
+            dispatched: HashMap::default(),
+            backoffs: HashMap::default(),
             key,
             sources: None,
             swept: None,

@@ -6,8 +6,8 @@
 use crate::work::{resource_version, InFlight, Landed};
 use computenet_api::view;
 use computenet_api::TrainingJob;
+use foldhash::{HashMap, HashSet};
 use kube::runtime::reflector::Store;
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ pub struct Overlay {
 
 impl Overlay {
     pub fn new(work: InFlight) -> Self {
-        Overlay { overrides: HashMap::new(), work }
+        Overlay { overrides: HashMap::default(), work }
     }
 
     /// The current TrainingJobs.

@@ -13,6 +13,7 @@ use crate::lease;
 use computenet_api::training_job::{MemberLossPolicy, PlacementStatus, TrainingJobStatus};
 use computenet_api::view;
 use computenet_api::{convert, ComputeQueue, TrainingJob};
+use foldhash::{HashMap, HashSet};
 use hmac::{Hmac, Mac};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
@@ -21,7 +22,7 @@ use kube::{Api, Client};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Key bytes; a shorter key in the Secret is refused.

@@ -7,8 +7,9 @@ use computenet_api::{convert, ComputeCohort, ComputeQueue, MemberCluster, Traini
 use computenet_core::{Catalogue, Cluster, Cohort, Job, NodeCapacity, Pool, Queue, RunningJob};
 use computenet_members::prometheus::Reading;
 use computenet_members::MemberNodes;
+use foldhash::HashMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a member looks like now.

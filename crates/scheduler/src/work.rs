@@ -17,9 +17,9 @@ use computenet_api::training_job::{PlacementStatus, RemoteReference, TrainingJob
 use computenet_api::TrainingJob;
 use computenet_members::error::Retry;
 use computenet_members::Member;
+use foldhash::HashMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,7 +124,7 @@ impl InFlight {
     pub fn new(concurrency: usize, changed: Arc<Notify>, fence: Fence) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        InFlight { expected: HashMap::new(), permits, tx, rx, changed, fence }
+        InFlight { expected: HashMap::default(), permits, tx, rx, changed, fence }
     }
 
     /// The job as its work in flight will leave it.
