@@ -150,6 +150,33 @@ check "the member ran an Indexed Job of 2 pods" bash -c "
   name=\$(kubectl get tj life -n e2e-a -o jsonpath='{.status.remote.name}')
   [ \"\$(KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job \$name -n computenet-jobs-e2e-a -o jsonpath='{.spec.completionMode} {.spec.completions} {.status.succeeded}')\" = 'Indexed 2 2' ]"
 
+# --- A pod that carries computenet's labels, this hub's among them, but belongs to no job
+# placed on the member uses its node like any other workload: it is charged, and its
+# capacity comes back when it goes. (Only the pods of jobs admitted there are charged by
+# their placement instead.)
+ai1=$(member_kubeconfig ai-1)
+hub=$(KUBECONFIG=$ai1 kubectl get namespace computenet-jobs-e2e-a -o jsonpath='{.metadata.labels.computenet\.io/hub}')
+claim_node=$(KUBECONFIG=$ai1 kubectl get nodes -l nvidia.com/gpu.product -o jsonpath='{.items[0].metadata.name}')
+KUBECONFIG=$ai1 kubectl apply -f - >/dev/null <<EOT
+apiVersion: v1
+kind: Pod
+metadata:
+  name: claims-to-be-computenets
+  namespace: default
+  labels: {computenet.io/managed: "true", computenet.io/hub: "$hub", computenet.io/job-uid: not-a-placed-job}
+spec:
+  nodeName: $claim_node
+  containers:
+  - name: c
+    image: busybox
+    resources: {requests: {nvidia.com/gpu: "8"}, limits: {nvidia.com/gpu: "8"}}
+EOT
+check "a pod with this hub's labels but no job placed here is charged to its node" \
+  wait_for 30 bash -c '[ -n "$1" ] && [ "$(kubectl get mcl ai-1 -o jsonpath="{.status.gpus}")" = "56/64" ]' _ "$hub"
+KUBECONFIG=$ai1 kubectl delete pod claims-to-be-computenets -n default --wait=false >/dev/null
+check "its capacity comes back when it goes" \
+  wait_for 30 bash -c '[ "$(kubectl get mcl ai-1 -o jsonpath="{.status.gpus}")" = "64/64" ]'
+
 # --- Gangs: 4 x 8 H800 fits only where 4 H800 nodes are free.
 tj hold-west 120 1 8 '  placement: {sites: [west]}
   resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8, types: [H800]}}' | sed '/^  resources: {cpu: "4", memory: 16Gi, accelerators: {count: 8}}$/d' | kubectl apply -f - >/dev/null

@@ -6,7 +6,7 @@ use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::{Catalogue, Node as CoreNode, NodeCapacity};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// Accelerator type of nodes that carry GPUs but no product label.
@@ -44,8 +44,16 @@ fn pod_requests(pod: &WatchedPod) -> NodeCapacity {
     cap
 }
 
-fn is_managed(pod: &WatchedPod) -> bool {
-    pod.metadata.labels.as_ref().is_some_and(|l| l.get(labels::MANAGED).is_some_and(|v| v == "true"))
+/// Whether a pod is charged by its TrainingJob's placement rather than as a pod: it is
+/// this hub's (by its labels) and its job is admitted to this member (`placed`: the label
+/// values of those jobs' UIDs). Every other pod uses its node like any workload: another
+/// hub's, a stopping attempt's whose job is placed here no more, one that only claims to
+/// be computenet's.
+pub fn charged_by_placement(pod: &WatchedPod, hub: &str, placed: &BTreeSet<String>) -> bool {
+    let Some(l) = pod.metadata.labels.as_ref() else { return false };
+    l.get(labels::MANAGED).is_some_and(|v| v == "true")
+        && l.get(labels::HUB).is_some_and(|h| h == hub)
+        && l.get(labels::JOB_UID).is_some_and(|u| placed.contains(u))
 }
 
 /// A GPU node's accelerator type: (catalogue name, raw `nvidia.com/gpu.product` value).
@@ -69,8 +77,9 @@ pub fn node_accelerator(node: &Node, catalogue: &Catalogue) -> Option<(String, S
 /// reuses what did not change: converting parses every node's quantities and copies its
 /// names, the largest part of a pass at a few thousand jobs. Each node is kept with its
 /// conversion, so a node that changed (a heartbeat, a new label) is converted again on its
-/// own, not with all its member's nodes. The pods' charges are kept apart: during a burst
-/// computenet's own pods change all the time, and they charge nothing. The member's own
+/// own, not with all its member's nodes. The pods' charges are kept apart, and charged
+/// again only when a pod changed (computenet's own, which change all the time during a
+/// burst, are not among them: see [`charged_by_placement`]). The member's own
 /// accelerator names come from the same conversion. Shared by the clones of a member's
 /// connection; a new connection starts empty.
 #[derive(Debug, Default, Clone)]
@@ -217,8 +226,8 @@ pub fn raw_accelerator_names(nodes: &[Arc<Node>], catalogue: &Catalogue) -> BTre
     raw_names(&reconvert(Vec::new(), nodes, catalogue).0)
 }
 
-/// Core nodes (sorted by name), charged with the running pods not run by computenet:
-/// computenet's own jobs are charged by their placement instead.
+/// Core nodes (sorted by name), charged with the running ones of `pods` (those not
+/// [`charged_by_placement`]).
 pub fn core_nodes(nodes: &[Arc<Node>], pods: &[Arc<WatchedPod>], catalogue: &Catalogue) -> Vec<CoreNode> {
     let (converted, _) = reconvert(Vec::new(), nodes, catalogue);
     let uncharged: Vec<&CoreNode> = converted.iter().map(|n| &n.uncharged).collect();
@@ -246,14 +255,10 @@ fn convert(node: &Arc<Node>, catalogue: &Catalogue) -> ConvertedNode {
     ConvertedNode { object: node.clone(), uncharged, raw_accelerator }
 }
 
-/// What the running pods not run by computenet use on each of `nodes` (sorted by name),
-/// in their order.
+/// What the running ones of `pods` use on each of `nodes` (sorted by name), in their order.
 fn pod_charges(nodes: &[&CoreNode], pods: &[Arc<WatchedPod>]) -> Vec<NodeCapacity> {
     let mut charges = vec![NodeCapacity::default(); nodes.len()];
     for pod in pods {
-        if is_managed(pod) {
-            continue;
-        }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         if matches!(phase, "Succeeded" | "Failed") {
             continue;
@@ -296,7 +301,11 @@ mod tests {
     }
 
     fn pod(node: &str, gpus: u32, managed: bool, phase: &str) -> Arc<WatchedPod> {
-        let labels = if managed { serde_json::json!({"computenet.io/managed": "true"}) } else { serde_json::json!({}) };
+        let labels = if managed {
+            serde_json::json!({"computenet.io/managed": "true", "computenet.io/hub": "h", "computenet.io/job-uid": "u1"})
+        } else {
+            serde_json::json!({})
+        };
         Arc::new(
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "p", "labels": labels},
@@ -309,16 +318,16 @@ mod tests {
     }
 
     #[test]
-    fn nodes_are_sorted_typed_and_charged_with_foreign_running_pods_only() {
+    fn nodes_are_sorted_typed_and_charged_with_running_pods_only() {
         let catalogue = Catalogue::built_in();
         let nodes =
             [node("b", 8, Some("NVIDIA-H800"), true), node("a", 8, Some("A100-80G"), false), node("c", 0, None, true)];
-        let pods = [pod("b", 2, false, "Running"), pod("b", 4, true, "Running"), pod("b", 1, false, "Succeeded")];
+        let pods = [pod("b", 2, false, "Running"), pod("b", 1, false, "Succeeded"), pod("b", 4, false, "Failed")];
         let core = core_nodes(&nodes, &pods, &catalogue);
         let names: Vec<&str> = core.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert!(core[0].unschedulable, "a NotReady node is unschedulable");
-        assert_eq!(core[1].allocated.accelerators, 2, "managed and finished pods are not charged");
+        assert_eq!(core[1].allocated.accelerators, 2, "finished pods are not charged");
         assert_eq!(core[1].allocated.cpu_millis, 500);
         assert_eq!(core[2].accelerator, None);
         assert_eq!(core[1].topology_domain, "zone-a");
@@ -342,10 +351,11 @@ mod tests {
         // One pod more: charged.
         pods.push(pod("a", 3, false, "Running"));
         assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue)[0].allocated.accelerators, 3);
-        // computenet's own pods come and go: they charge nothing.
-        pods.push(pod("a", 4, true, "Running"));
-        assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue), core_nodes(&nodes, &pods, &catalogue));
+        // A pod gone: charged no more.
+        pods.push(pod("a", 4, false, "Running"));
+        assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue)[0].allocated.accelerators, 7);
         pods.pop();
+        assert_eq!(memo.core_nodes(&nodes, &pods, &catalogue)[0].allocated.accelerators, 3);
         // A node changed: converted again, and charged.
         let nodes = vec![node("a", 6, Some("NVIDIA-A100-80G"), true)];
         let again = memo.core_nodes(&nodes, &pods, &catalogue);
@@ -445,6 +455,29 @@ mod tests {
         assert_eq!(after[1].uncharged.allocatable.accelerators, 4);
         let (fewer, converted) = reconvert(kept, &[a], &catalogue);
         assert!(converted && fewer.len() == 1, "a node gone is a change");
+    }
+
+    #[test]
+    fn only_this_hubs_pods_of_jobs_placed_here_are_charged_by_placement() {
+        let placed = BTreeSet::from(["u1".to_string()]);
+        let with = |labels: serde_json::Value| -> WatchedPod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "labels": labels}})).unwrap()
+        };
+        assert!(charged_by_placement(&pod("n", 1, true, "Running"), "h", &placed));
+        // Another hub's pod on a shared member uses its node.
+        assert!(!charged_by_placement(&pod("n", 1, true, "Running"), "other-hub", &placed));
+        // A pod of a job placed here no more (a stopping attempt, a deleted job) too.
+        assert!(!charged_by_placement(&pod("n", 1, true, "Running"), "h", &BTreeSet::new()));
+        // Labels that only claim it: a missing or other value of any of the three.
+        for labels in [
+            serde_json::json!({"computenet.io/hub": "h", "computenet.io/job-uid": "u1"}),
+            serde_json::json!({"computenet.io/managed": "yes", "computenet.io/hub": "h", "computenet.io/job-uid": "u1"}),
+            serde_json::json!({"computenet.io/managed": "true", "computenet.io/job-uid": "u1"}),
+            serde_json::json!({"computenet.io/managed": "true", "computenet.io/hub": "h"}),
+        ] {
+            assert!(!charged_by_placement(&with(labels.clone()), "h", &placed), "{labels}");
+        }
+        assert!(!charged_by_placement(&pod("n", 1, false, "Running"), "h", &placed));
     }
 
     #[test]
