@@ -32,6 +32,9 @@ unstick() { # removes computenet's finalizer from jobs no scheduler is left to c
   kubectl get tj -A -o jsonpath='{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.namespace} {.metadata.name}{"\n"}{end}' 2>/dev/null |
     while read -r ns name; do kubectl patch tj "$name" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1; done
 }
+remove_claim() { # the pod the charging check puts on ai-1
+  KUBECONFIG=$AI_1_KUBECONFIG kubectl delete pod claims-to-be-computenets -n computenet-jobs-e2e-a --ignore-not-found --wait=false >/dev/null 2>&1
+}
 cleanup() {
   # Delete the jobs while a scheduler still runs, so it removes their remote objects.
   kubectl delete tj --all -n e2e-a --timeout=60s >/dev/null 2>&1
@@ -40,6 +43,7 @@ cleanup() {
   unstick
   kubectl delete ns e2e-a e2e-b --wait=false >/dev/null 2>&1
   kubectl delete cnq urgent --ignore-not-found >/dev/null 2>&1
+  remove_claim
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -76,6 +80,7 @@ kubectl apply -f "$root/deploy/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 # Leftovers of an interrupted run must not get in the way.
 unstick
+remove_claim
 wait_for 60 bash -c '! kubectl get ns e2e-a e2e-b >/dev/null 2>&1' || { echo "namespaces e2e-a/e2e-b still terminating" >&2; exit 1; }
 kubectl apply -f - >/dev/null <<EOT
 apiVersion: v1
@@ -150,30 +155,32 @@ check "the member ran an Indexed Job of 2 pods" bash -c "
   name=\$(kubectl get tj life -n e2e-a -o jsonpath='{.status.remote.name}')
   [ \"\$(KUBECONFIG=$(member_kubeconfig ai-1) kubectl get job \$name -n computenet-jobs-e2e-a -o jsonpath='{.spec.completionMode} {.spec.completions} {.status.succeeded}')\" = 'Indexed 2 2' ]"
 
-# --- A pod that carries computenet's labels, this hub's among them, but belongs to no job
-# placed on the member uses its node like any other workload: it is charged, and its
-# capacity comes back when it goes. (Only the pods of jobs admitted there are charged by
-# their placement instead.)
+# --- A pod that carries computenet's labels, this hub's id among them, in the member
+# namespace of this hub's jobs, but belongs to no job placed on the member uses its node
+# like any other workload: it is charged, and its capacity comes back when it goes. (Only
+# the pods of jobs admitted there, at their attempt, are charged by placement instead.)
 ai1=$(member_kubeconfig ai-1)
-hub=$(KUBECONFIG=$ai1 kubectl get namespace computenet-jobs-e2e-a -o jsonpath='{.metadata.labels.computenet\.io/hub}')
+hub=$(sed 's/\x1b\[[0-9;]*m//g' "$tmp/replica-a.log" | grep -o 'hub identity on members hub_id=[0-9a-z-]*' | head -1 | sed 's/.*hub_id=//')
 claim_node=$(KUBECONFIG=$ai1 kubectl get nodes -l nvidia.com/gpu.product -o jsonpath='{.items[0].metadata.name}')
 KUBECONFIG=$ai1 kubectl apply -f - >/dev/null <<EOT
 apiVersion: v1
 kind: Pod
 metadata:
   name: claims-to-be-computenets
-  namespace: default
-  labels: {computenet.io/managed: "true", computenet.io/hub: "$hub", computenet.io/job-uid: not-a-placed-job}
+  namespace: computenet-jobs-e2e-a
+  labels: {computenet.io/managed: "true", computenet.io/hub: "$hub", computenet.io/job-uid: not-a-placed-job, computenet.io/attempt: "0"}
 spec:
   nodeName: $claim_node
+  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
   containers:
   - name: c
     image: busybox
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
     resources: {requests: {nvidia.com/gpu: "8"}, limits: {nvidia.com/gpu: "8"}}
 EOT
 check "a pod with this hub's labels but no job placed here is charged to its node" \
   wait_for 30 bash -c '[ -n "$1" ] && [ "$(kubectl get mcl ai-1 -o jsonpath="{.status.gpus}")" = "56/64" ]' _ "$hub"
-KUBECONFIG=$ai1 kubectl delete pod claims-to-be-computenets -n default --wait=false >/dev/null
+remove_claim
 check "its capacity comes back when it goes" \
   wait_for 30 bash -c '[ "$(kubectl get mcl ai-1 -o jsonpath="{.status.gpus}")" = "64/64" ]'
 

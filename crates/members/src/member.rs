@@ -6,7 +6,7 @@ use crate::credentials::{self, SecretPolicy};
 use crate::error::{Error, Result};
 use crate::kubernetes::watched::{WatchedJob, WatchedPod};
 use crate::kubernetes::{self, KubernetesMember};
-use crate::labels::{self, remote_name};
+use crate::labels::remote_name;
 use crate::slurm::member::Owner;
 use crate::slurm::tenancy::{Identity, Tenancy};
 use crate::slurm::{self, convert, Credentials, RemotePhase, SlurmClient, SlurmMember, SlurmNode, SlurmPlacement};
@@ -18,7 +18,7 @@ use computenet_api::{MemberCluster, TrainingJob};
 use computenet_core::{Catalogue, Node as CoreNode};
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -187,8 +187,8 @@ pub enum MemberNodes {
     /// Not connected: no nodes.
     #[default]
     None,
-    /// Nodes, and the pods whose requests use them: all but the pods of TrainingJobs
-    /// admitted here, which are charged by their placement instead.
+    /// Nodes, and the pods whose requests use them: all but those charged by a placement
+    /// instead (`kubernetes::nodes::Placed`).
     Kubernetes { nodes: Vec<Arc<Node>>, pods: Vec<Arc<WatchedPod>>, memo: kubernetes::nodes::NodesMemo },
     /// Slurm nodes (their allocations include every running job, computenet's too), and
     /// the nodes each of computenet's running batch jobs holds, by TrainingJob UID.
@@ -649,14 +649,11 @@ impl Member {
     pub fn nodes(&self, admitted_here: &[&TrainingJob]) -> MemberNodes {
         match self {
             Member::Kubernetes(k) => {
-                // Pods of copies are charged by their jobs' placements, like computenet's own.
-                let ours = k.copy_namespaces();
-                let placed: BTreeSet<String> = admitted_here.iter().map(|tj| labels::label_value(uid(tj))).collect();
+                let placed = k.placed(admitted_here);
                 let pods = k
                     .pods
                     .state()
                     .into_iter()
-                    .filter(|p| p.metadata.namespace.as_ref().is_none_or(|ns| !ours.contains(ns)))
                     .filter(|p| !kubernetes::nodes::charged_by_placement(p, &k.hub, &placed))
                     .collect();
                 MemberNodes::Kubernetes { nodes: k.nodes.state(), pods, memo: k.nodes_memo.clone() }

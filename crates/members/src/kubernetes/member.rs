@@ -1,6 +1,7 @@
 //! A connected Kubernetes member: caches of its Nodes, Pods and computenet's Jobs, and a
 //! probe of its apiserver on its own schedule.
 
+use super::nodes::Placed;
 use super::watched::{WatchedJob, WatchedPod};
 use super::{cache_reporting, cache_while, job, Touched, Touches, Touching, Undecodables};
 use crate::error::{Error, Result};
@@ -14,7 +15,7 @@ use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -219,10 +220,31 @@ impl KubernetesMember {
         store.get(&key).filter(|c| c.metadata.labels.as_ref().and_then(|l| l.get(labels::JOB_UID)) == Some(&uid))
     }
 
-    /// The member namespaces that hold copies: every pod there is computenet's (charged
-    /// by its job's placement), labelled by computenet or not.
-    pub fn copy_namespaces(&self) -> BTreeSet<String> {
-        self.copies.iter().flat_map(|(_, s)| s.state()).filter_map(|c| c.metadata.namespace.clone()).collect()
+    /// What this hub charges here by placement (see [`Placed`]), of the TrainingJobs
+    /// admitted to this member.
+    pub fn placed(&self, admitted_here: &[&computenet_api::TrainingJob]) -> Placed {
+        let mut placed = Placed::default();
+        // UID label value -> attempt, of the jobs that count.
+        let mut attempts = BTreeMap::new();
+        for tj in admitted_here.iter().filter(|tj| !computenet_api::view::is_finished(tj)) {
+            let uid = computenet_api::view::uid(tj);
+            let (uid_label, attempt) = (labels::label_value(uid), crate::attempt::number(tj).to_string());
+            let tenant = tj.metadata.namespace.as_deref().unwrap_or_default();
+            placed.job(&self.namespace_of(tenant, uid), &uid_label, &attempt);
+            attempts.insert(uid_label, attempt);
+        }
+        for (kind, store) in &self.copies {
+            for copy in store.state() {
+                let Some(l) = copy.metadata.labels.as_ref() else { continue };
+                let label = |key: &str| l.get(key).map(String::as_str).unwrap_or_default();
+                let current = attempts.get(label(labels::JOB_UID)).is_some_and(|a| a == label(labels::ATTEMPT));
+                if label(labels::MANAGED) == "true" && label(labels::HUB) == self.hub && current {
+                    let (key, value) = kind.pod_label(copy.metadata.name.as_deref().unwrap_or_default());
+                    placed.copy_pods(copy.metadata.namespace.as_deref().unwrap_or_default(), key, &value);
+                }
+            }
+        }
+        placed
     }
 
     /// What is left here of the TrainingJob's attempts other than `attempt`: a Job

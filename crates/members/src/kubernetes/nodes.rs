@@ -44,16 +44,51 @@ fn pod_requests(pod: &WatchedPod) -> NodeCapacity {
     cap
 }
 
-/// Whether a pod is charged by its TrainingJob's placement rather than as a pod: it is
-/// this hub's (by its labels) and its job is admitted to this member (`placed`: the label
-/// values of those jobs' UIDs). Every other pod uses its node like any workload: another
-/// hub's, a stopping attempt's whose job is placed here no more, one that only claims to
-/// be computenet's.
-pub fn charged_by_placement(pod: &WatchedPod, hub: &str, placed: &BTreeSet<String>) -> bool {
+/// What this hub charges on one member by its TrainingJobs' placements rather than by
+/// their pods: the pods of its jobs admitted there (and not finished), of their current
+/// attempt, in their member namespace; and the pods of those jobs' copies (JobSets,
+/// TrainJobs, PyTorchJobs), by the label their controllers give a copy's pods. Every other
+/// pod uses its node like any workload: another hub's, an attempt still stopping, a
+/// finished job's, one that only claims to be computenet's.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Placed {
+    /// (member namespace, job UID label value, attempt)
+    jobs: BTreeSet<(String, String, String)>,
+    /// (namespace, label key, label value) of the placed copies' pods.
+    copy_pods: BTreeSet<(String, String, String)>,
+    /// The label keys among `copy_pods` (one per job kind).
+    copy_keys: BTreeSet<String>,
+}
+
+impl Placed {
+    /// A job admitted to the member: its UID's label value and its attempt, in `namespace`.
+    pub fn job(&mut self, namespace: &str, uid_label: &str, attempt: &str) {
+        self.jobs.insert((namespace.to_string(), uid_label.to_string(), attempt.to_string()));
+    }
+
+    /// A copy of such a job: its pods in `namespace` carry the label `key=value`.
+    pub fn copy_pods(&mut self, namespace: &str, key: &str, value: &str) {
+        self.copy_pods.insert((namespace.to_string(), key.to_string(), value.to_string()));
+        self.copy_keys.insert(key.to_string());
+    }
+}
+
+/// Whether the pod is charged by a placement of the hub `hub` (see [`Placed`]), not to its
+/// node.
+pub fn charged_by_placement(pod: &WatchedPod, hub: &str, placed: &Placed) -> bool {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let Some(l) = pod.metadata.labels.as_ref() else { return false };
-    l.get(labels::MANAGED).is_some_and(|v| v == "true")
-        && l.get(labels::HUB).is_some_and(|h| h == hub)
-        && l.get(labels::JOB_UID).is_some_and(|u| placed.contains(u))
+    let label = |key: &str| l.get(key).map(String::as_str).unwrap_or_default();
+    let ours = label(labels::MANAGED) == "true" && label(labels::HUB) == hub;
+    if ours {
+        let key = (namespace.to_string(), label(labels::JOB_UID).to_string(), label(labels::ATTEMPT).to_string());
+        if placed.jobs.contains(&key) {
+            return true;
+        }
+    }
+    placed.copy_keys.iter().any(|key| {
+        l.get(key).is_some_and(|value| placed.copy_pods.contains(&(namespace.to_string(), key.clone(), value.clone())))
+    })
 }
 
 /// A GPU node's accelerator type: (catalogue name, raw `nvidia.com/gpu.product` value).
@@ -459,25 +494,50 @@ mod tests {
 
     #[test]
     fn only_this_hubs_pods_of_jobs_placed_here_are_charged_by_placement() {
-        let placed = BTreeSet::from(["u1".to_string()]);
-        let with = |labels: serde_json::Value| -> WatchedPod {
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "labels": labels}})).unwrap()
+        let mut placed = Placed::default();
+        placed.job("computenet-jobs-team", "u1", "2");
+        placed.copy_pods("computenet-jobs-team", "jobset.sigs.k8s.io/jobset-name", "sweep");
+        let with = |namespace: &str, labels: serde_json::Value| -> WatchedPod {
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": "p", "namespace": namespace, "labels": labels}}),
+            )
+            .unwrap()
         };
-        assert!(charged_by_placement(&pod("n", 1, true, "Running"), "h", &placed));
+        let ours = serde_json::json!({
+            "computenet.io/managed": "true", "computenet.io/hub": "h",
+            "computenet.io/job-uid": "u1", "computenet.io/attempt": "2"
+        });
+        let charged = |pod: &WatchedPod, hub: &str| charged_by_placement(pod, hub, &placed);
+        assert!(charged(&with("computenet-jobs-team", ours.clone()), "h"));
         // Another hub's pod on a shared member uses its node.
-        assert!(!charged_by_placement(&pod("n", 1, true, "Running"), "other-hub", &placed));
-        // A pod of a job placed here no more (a stopping attempt, a deleted job) too.
-        assert!(!charged_by_placement(&pod("n", 1, true, "Running"), "h", &BTreeSet::new()));
-        // Labels that only claim it: a missing or other value of any of the three.
-        for labels in [
-            serde_json::json!({"computenet.io/hub": "h", "computenet.io/job-uid": "u1"}),
-            serde_json::json!({"computenet.io/managed": "yes", "computenet.io/hub": "h", "computenet.io/job-uid": "u1"}),
-            serde_json::json!({"computenet.io/managed": "true", "computenet.io/job-uid": "u1"}),
-            serde_json::json!({"computenet.io/managed": "true", "computenet.io/hub": "h"}),
-        ] {
-            assert!(!charged_by_placement(&with(labels.clone()), "h", &placed), "{labels}");
+        assert!(!charged(&with("computenet-jobs-team", ours.clone()), "other-hub"));
+        // So does one outside the job's member namespace.
+        assert!(!charged(&with("default", ours.clone()), "h"));
+        // And one of an attempt still stopping, or of a job placed here no more.
+        for (key, value) in [("computenet.io/attempt", "1"), ("computenet.io/job-uid", "u2")] {
+            let mut labels = ours.clone();
+            labels[key] = value.into();
+            assert!(!charged(&with("computenet-jobs-team", labels), "h"), "{key}={value}");
         }
-        assert!(!charged_by_placement(&pod("n", 1, false, "Running"), "h", &placed));
+        // Labels that only claim it: any of them missing or another value.
+        for key in ["computenet.io/managed", "computenet.io/hub", "computenet.io/job-uid", "computenet.io/attempt"] {
+            let mut missing = ours.clone();
+            missing.as_object_mut().unwrap().remove(key);
+            assert!(!charged(&with("computenet-jobs-team", missing), "h"), "without {key}");
+        }
+        let mut other = ours.clone();
+        other["computenet.io/managed"] = "yes".into();
+        assert!(!charged(&with("computenet-jobs-team", other), "h"));
+        // A placed copy's pods, by the label its controller gives them, in its namespace only.
+        let copy_pod = serde_json::json!({"jobset.sigs.k8s.io/jobset-name": "sweep"});
+        assert!(charged(&with("computenet-jobs-team", copy_pod.clone()), "h"));
+        assert!(!charged(&with("computenet-jobs-other", copy_pod), "h"));
+        assert!(!charged(
+            &with("computenet-jobs-team", serde_json::json!({"jobset.sigs.k8s.io/jobset-name": "x"})),
+            "h"
+        ));
+        assert!(!charged(&with("computenet-jobs-team", serde_json::json!({})), "h"));
+        assert!(!charged(&pod("n", 1, true, "Running"), "h"), "no namespace, no attempt");
     }
 
     #[test]
