@@ -158,7 +158,7 @@ check "the member ran an Indexed Job of 2 pods" bash -c "
 # --- A pod that carries computenet's labels, this hub's id among them, in the member
 # namespace of this hub's jobs, but belongs to no job placed on the member uses its node
 # like any other workload: it is charged, and its capacity comes back when it goes. (Only
-# the pods of jobs admitted there, at their attempt, are charged by placement instead.)
+# the pods of jobs admitted there are charged by placement instead.)
 ai1=$(member_kubeconfig ai-1)
 hub=$(sed 's/\x1b\[[0-9;]*m//g' "$tmp/replica-a.log" | grep -o 'hub identity on members hub_id=[0-9a-z-]*' | head -1 | sed 's/.*hub_id=//')
 claim_node=$(KUBECONFIG=$ai1 kubectl get nodes -l nvidia.com/gpu.product -o jsonpath='{.items[0].metadata.name}')

@@ -15,7 +15,7 @@ use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -224,21 +224,22 @@ impl KubernetesMember {
     /// admitted to this member.
     pub fn placed(&self, admitted_here: &[&computenet_api::TrainingJob]) -> Placed {
         let mut placed = Placed::default();
-        // UID label value -> attempt, of the jobs that count.
-        let mut attempts = BTreeMap::new();
+        let mut uids = BTreeSet::new();
         for tj in admitted_here.iter().filter(|tj| !computenet_api::view::is_finished(tj)) {
             let uid = computenet_api::view::uid(tj);
-            let (uid_label, attempt) = (labels::label_value(uid), crate::attempt::number(tj).to_string());
             let tenant = tj.metadata.namespace.as_deref().unwrap_or_default();
-            placed.job(&self.namespace_of(tenant, uid), &uid_label, &attempt);
-            attempts.insert(uid_label, attempt);
+            let uid_label = labels::label_value(uid);
+            placed.job(&self.namespace_of(tenant, uid), &uid_label);
+            uids.insert(uid_label);
         }
         for (kind, store) in &self.copies {
             for copy in store.state() {
                 let Some(l) = copy.metadata.labels.as_ref() else { continue };
                 let label = |key: &str| l.get(key).map(String::as_str).unwrap_or_default();
-                let current = attempts.get(label(labels::JOB_UID)).is_some_and(|a| a == label(labels::ATTEMPT));
-                if label(labels::MANAGED) == "true" && label(labels::HUB) == self.hub && current {
+                if label(labels::MANAGED) == "true"
+                    && label(labels::HUB) == self.hub
+                    && uids.contains(label(labels::JOB_UID))
+                {
                     let (key, value) = kind.pod_label(copy.metadata.name.as_deref().unwrap_or_default());
                     placed.copy_pods(copy.metadata.namespace.as_deref().unwrap_or_default(), key, &value);
                 }

@@ -45,15 +45,18 @@ fn pod_requests(pod: &WatchedPod) -> NodeCapacity {
 }
 
 /// What this hub charges on one member by its TrainingJobs' placements rather than by
-/// their pods: the pods of its jobs admitted there (and not finished), of their current
-/// attempt, in their member namespace; and the pods of those jobs' copies (JobSets,
-/// TrainJobs, PyTorchJobs), by the label their controllers give a copy's pods. Every other
-/// pod uses its node like any workload: another hub's, an attempt still stopping, a
-/// finished job's, one that only claims to be computenet's.
+/// their pods: the pods of its jobs admitted there (and not finished), in their member
+/// namespace; and the pods of those jobs' copies (JobSets, TrainJobs, PyTorchJobs), by the
+/// label their controllers give a copy's pods. Every other pod uses its node like any
+/// workload: another hub's, a finished job's, one of a job placed elsewhere now (moved,
+/// requeued, deleted) whose pods are still stopping, one that only claims to be
+/// computenet's. A job placed here again keeps its earlier attempt's pods uncharged while
+/// they stop: its new attempt starts only once they are gone, and charging both would
+/// count the same devices twice.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Placed {
-    /// (member namespace, job UID label value, attempt)
-    jobs: BTreeSet<(String, String, String)>,
+    /// (member namespace, job UID label value)
+    jobs: BTreeSet<(String, String)>,
     /// (namespace, label key, label value) of the placed copies' pods.
     copy_pods: BTreeSet<(String, String, String)>,
     /// The label keys among `copy_pods` (one per job kind).
@@ -61,9 +64,9 @@ pub struct Placed {
 }
 
 impl Placed {
-    /// A job admitted to the member: its UID's label value and its attempt, in `namespace`.
-    pub fn job(&mut self, namespace: &str, uid_label: &str, attempt: &str) {
-        self.jobs.insert((namespace.to_string(), uid_label.to_string(), attempt.to_string()));
+    /// A job admitted to the member: its UID's label value, in `namespace`.
+    pub fn job(&mut self, namespace: &str, uid_label: &str) {
+        self.jobs.insert((namespace.to_string(), uid_label.to_string()));
     }
 
     /// A copy of such a job: its pods in `namespace` carry the label `key=value`.
@@ -81,7 +84,7 @@ pub fn charged_by_placement(pod: &WatchedPod, hub: &str, placed: &Placed) -> boo
     let label = |key: &str| l.get(key).map(String::as_str).unwrap_or_default();
     let ours = label(labels::MANAGED) == "true" && label(labels::HUB) == hub;
     if ours {
-        let key = (namespace.to_string(), label(labels::JOB_UID).to_string(), label(labels::ATTEMPT).to_string());
+        let key = (namespace.to_string(), label(labels::JOB_UID).to_string());
         if placed.jobs.contains(&key) {
             return true;
         }
@@ -495,7 +498,7 @@ mod tests {
     #[test]
     fn only_this_hubs_pods_of_jobs_placed_here_are_charged_by_placement() {
         let mut placed = Placed::default();
-        placed.job("computenet-jobs-team", "u1", "2");
+        placed.job("computenet-jobs-team", "u1");
         placed.copy_pods("computenet-jobs-team", "jobset.sigs.k8s.io/jobset-name", "sweep");
         let with = |namespace: &str, labels: serde_json::Value| -> WatchedPod {
             serde_json::from_value(
@@ -509,18 +512,23 @@ mod tests {
         });
         let charged = |pod: &WatchedPod, hub: &str| charged_by_placement(pod, hub, &placed);
         assert!(charged(&with("computenet-jobs-team", ours.clone()), "h"));
+        // Any attempt of a job placed here, or a pod from before attempts were labelled:
+        // the new attempt waits for the old one's pods, so the devices are counted once.
+        let mut earlier = ours.clone();
+        earlier["computenet.io/attempt"] = "1".into();
+        assert!(charged(&with("computenet-jobs-team", earlier), "h"));
+        let mut unlabelled = ours.clone();
+        unlabelled.as_object_mut().unwrap().remove("computenet.io/attempt");
+        assert!(charged(&with("computenet-jobs-team", unlabelled), "h"));
         // Another hub's pod on a shared member uses its node.
         assert!(!charged(&with("computenet-jobs-team", ours.clone()), "other-hub"));
-        // So does one outside the job's member namespace.
+        // So does one outside the job's member namespace, and one of a job not placed here.
         assert!(!charged(&with("default", ours.clone()), "h"));
-        // And one of an attempt still stopping, or of a job placed here no more.
-        for (key, value) in [("computenet.io/attempt", "1"), ("computenet.io/job-uid", "u2")] {
-            let mut labels = ours.clone();
-            labels[key] = value.into();
-            assert!(!charged(&with("computenet-jobs-team", labels), "h"), "{key}={value}");
-        }
-        // Labels that only claim it: any of them missing or another value.
-        for key in ["computenet.io/managed", "computenet.io/hub", "computenet.io/job-uid", "computenet.io/attempt"] {
+        let mut elsewhere = ours.clone();
+        elsewhere["computenet.io/job-uid"] = "u2".into();
+        assert!(!charged(&with("computenet-jobs-team", elsewhere), "h"));
+        // Labels that only claim it: any of the three missing or another value.
+        for key in ["computenet.io/managed", "computenet.io/hub", "computenet.io/job-uid"] {
             let mut missing = ours.clone();
             missing.as_object_mut().unwrap().remove(key);
             assert!(!charged(&with("computenet-jobs-team", missing), "h"), "without {key}");
@@ -537,7 +545,7 @@ mod tests {
             "h"
         ));
         assert!(!charged(&with("computenet-jobs-team", serde_json::json!({})), "h"));
-        assert!(!charged(&pod("n", 1, true, "Running"), "h"), "no namespace, no attempt");
+        assert!(!charged(&pod("n", 1, true, "Running"), "h"), "no namespace");
     }
 
     #[test]
