@@ -121,6 +121,12 @@ member_jobs() {
 COMPUTENET_TEST_NAMESPACE_PREFIX=a-move serve_adaptive "$tmp/serve.log" --no-leader-election --hub-id a-move \
   --listen "127.0.0.1:$PORT"
 check "the service is ready" wait_for 60 curl -sf "http://127.0.0.1:$PORT/readyz"
+# The pods of an earlier group (another hub id) hold their nodes until they are gone, and
+# this group needs every H800 of both members: wait until the service sees them all free.
+wait_show 120 bash -c 'for m in "$@"; do
+  g=$(kubectl get mcl "$m" -o jsonpath="{.status.gpus}")
+  [ -n "$g" ] && [ "${g%/*}" = "${g#*/}" ] || { echo "$m: ${g:-no status yet} GPUs free"; exit 1; }
+done' _ "$W" "$E" || echo "# the members still run earlier pods; the checks below may fail for it"
 
 blocker block-w "$W" 4 | kubectl apply -f - >/dev/null
 blocker block-e "$E" 4 | kubectl apply -f - >/dev/null
