@@ -55,43 +55,35 @@ fn pod_requests(pod: &WatchedPod) -> NodeCapacity {
 /// count the same devices twice.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Placed {
-    /// (member namespace, job UID label value)
-    jobs: BTreeSet<(String, String)>,
-    /// (namespace, label key, label value) of the placed copies' pods.
-    copy_pods: BTreeSet<(String, String, String)>,
-    /// The label keys among `copy_pods` (one per job kind).
-    copy_keys: BTreeSet<String>,
+    /// Job UID label values by member namespace.
+    jobs: BTreeMap<String, BTreeSet<String>>,
+    /// (label key, label value) of the placed copies' pods, by namespace.
+    copy_pods: BTreeMap<String, BTreeSet<(String, String)>>,
 }
 
 impl Placed {
     /// A job admitted to the member: its UID's label value, in `namespace`.
     pub fn job(&mut self, namespace: &str, uid_label: &str) {
-        self.jobs.insert((namespace.to_string(), uid_label.to_string()));
+        self.jobs.entry(namespace.to_string()).or_default().insert(uid_label.to_string());
     }
 
     /// A copy of such a job: its pods in `namespace` carry the label `key=value`.
     pub fn copy_pods(&mut self, namespace: &str, key: &str, value: &str) {
-        self.copy_pods.insert((namespace.to_string(), key.to_string(), value.to_string()));
-        self.copy_keys.insert(key.to_string());
+        self.copy_pods.entry(namespace.to_string()).or_default().insert((key.to_string(), value.to_string()));
     }
 }
 
 /// Whether the pod is charged by a placement of the hub `hub` (see [`Placed`]), not to its
-/// node.
+/// node. Looked up without allocating: it runs for every pod in every pass.
 pub fn charged_by_placement(pod: &WatchedPod, hub: &str, placed: &Placed) -> bool {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let Some(l) = pod.metadata.labels.as_ref() else { return false };
     let label = |key: &str| l.get(key).map(String::as_str).unwrap_or_default();
     let ours = label(labels::MANAGED) == "true" && label(labels::HUB) == hub;
-    if ours {
-        let key = (namespace.to_string(), label(labels::JOB_UID).to_string());
-        if placed.jobs.contains(&key) {
-            return true;
-        }
+    if ours && placed.jobs.get(namespace).is_some_and(|uids| uids.contains(label(labels::JOB_UID))) {
+        return true;
     }
-    placed.copy_keys.iter().any(|key| {
-        l.get(key).is_some_and(|value| placed.copy_pods.contains(&(namespace.to_string(), key.clone(), value.clone())))
-    })
+    placed.copy_pods.get(namespace).is_some_and(|copies| copies.iter().any(|(k, v)| l.get(k) == Some(v)))
 }
 
 /// A GPU node's accelerator type: (catalogue name, raw `nvidia.com/gpu.product` value).
