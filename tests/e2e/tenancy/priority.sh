@@ -36,7 +36,9 @@ tmp=$(mktemp -d)
 NS_A=t-priority-a NS_B=t-priority-b
 Q_A=t-priority-qa Q_B=t-priority-qb
 MEMBER=t-priority-ai3
-MEMBER_NS=t-priority-jobs
+# The member namespace prefix; the jobs run in $MEMBER_PREFIX-<tenant namespace>.
+MEMBER_PREFIX=t-priority-jobs
+MEMBER_NSS=("$MEMBER_PREFIX-$NS_A" "$MEMBER_PREFIX-$NS_B")
 LEASE=t-priority-leader
 KEY_SECRET=t-priority-admission-key
 PORT=18200
@@ -52,7 +54,7 @@ cleanup() {
   kubectl delete mcl "$MEMBER" --ignore-not-found >/dev/null 2>&1
   kubectl delete lease "$LEASE" -n computenet-system --ignore-not-found >/dev/null 2>&1
   kubectl delete secret "$KEY_SECRET" -n computenet-system --ignore-not-found >/dev/null 2>&1
-  KUBECONFIG=$AI_3_KUBECONFIG kubectl delete ns "$MEMBER_NS" --wait=false >/dev/null 2>&1
+  KUBECONFIG=$AI_3_KUBECONFIG kubectl delete ns "${MEMBER_NSS[@]}" --wait=false --ignore-not-found >/dev/null 2>&1
   [ "${ROLES_MINE:-0}" = 1 ] && kubectl delete -f "$root/deploy/manifests/tenant-roles.yaml" --ignore-not-found >/dev/null 2>&1
   if [ "${KEEP_LOGS:-0}" = 1 ]; then echo "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
@@ -61,9 +63,11 @@ trap cleanup EXIT
 kubectl apply --server-side --force-conflicts -f "$root/deploy/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=30s >/dev/null
 wait_for 60 bash -c "! kubectl get ns $NS_A $NS_B >/dev/null 2>&1" || { echo "namespaces still terminating" >&2; exit 1; }
-# The member namespace of an earlier run must be gone (dispatch would find it terminating).
-wait_for 90 bash -c "! KUBECONFIG=$AI_3_KUBECONFIG kubectl get ns $MEMBER_NS >/dev/null 2>&1" ||
-  { echo "member namespace $MEMBER_NS still terminating" >&2; exit 1; }
+# The member namespaces of an earlier run must be gone (dispatch would find them terminating).
+for ns in "${MEMBER_NSS[@]}"; do
+  wait_for 90 bash -c "! KUBECONFIG=$AI_3_KUBECONFIG kubectl get ns $ns >/dev/null 2>&1" ||
+    { echo "member namespace $ns still terminating" >&2; exit 1; }
+done
 kubectl delete lease "$LEASE" -n computenet-system --ignore-not-found >/dev/null 2>&1
 kubectl delete secret "$KEY_SECRET" -n computenet-system --ignore-not-found >/dev/null 2>&1
 # The chart's tenant roles, as rendered; removed afterwards unless they were there (a helm
@@ -84,7 +88,7 @@ metadata: {name: $MEMBER}
 spec:
   kind: AI
   site: t-priority
-  kubernetes: {kubeconfigSecretRef: {name: ai-3-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_NS}
+  kubernetes: {kubeconfigSecretRef: {name: ai-3-kubeconfig, namespace: computenet-system, key: kubeconfig}, namespace: $MEMBER_PREFIX}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
