@@ -302,6 +302,7 @@ check "A's job runs after C's" wait_phase mt-a heavy Succeeded 120
 tj mt-x evader 1 A100-80G 300 | kubectl apply -f - >/dev/null
 check "the evader runs" wait_phase mt-x evader Running 60
 sleep 3
+evader_uid=$(field mt-x evader '{.metadata.uid}')
 kubectl patch tj evader -n mt-x --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
 kubectl delete tj evader -n mt-x --wait=false >/dev/null
 evader_recorded() {
@@ -311,6 +312,10 @@ r = json.load(sys.stdin)
 assert len(r) == 1 and r[0]["reason"] == "Deleted" and r[0]["gpuSeconds"] >= 8 * 3, r'
 }
 check "its attempt is recorded anyway, ended when it was deleted" wait_show 30 evader_recorded
+# Its member Job has no TrainingJob left to stop it: the orphan sweep deletes it (once it
+# is 30 s old), so a stripped finalizer leaves nothing running on the member.
+check "its member Job is deleted as an orphan, and its pod with it" wait_show 90 bash -c "
+  [ -n '$evader_uid' ] && [ -z \"\$(KUBECONFIG=$AI_1_KUBECONFIG kubectl get jobs,pods -A -l computenet.io/job-uid=$evader_uid -o name)\" ]"
 
 # --- The plugin's totals equal the Prometheus counters.
 check "every attempt is recorded" wait_show 30 bash -c "
