@@ -106,33 +106,36 @@ if [ "$testbed" = 1 ]; then
   tests/testbed/jobkinds/verify.sh
   step "Slurm client against the real slurmrestd"
   (set -a; . tests/testbed/run/env; cargo test --locked -p computenet-members --test slurmrestd -- --ignored)
+  # e2e SCRIPT...: a suite on the shared test bed, then the check that it left no pods or
+  # batch jobs behind (they would hold devices the next suites expect free).
+  e2e() { "$@"; tests/testbed/leftovers.sh "${1##*/}"; }
   step "e2e: the API on the hub"
-  tests/e2e/api.sh
+  e2e tests/e2e/api.sh
   export COMPUTENET_BIN="$PWD/target/debug/computenet"
   step "e2e: deployment (Helm chart, manifests, examples, Grafana dashboard)"
-  tests/e2e/helm.sh
+  e2e tests/e2e/helm.sh
   step "e2e: metrics and the dashboard (headless Chromium)"
-  DASHBOARD_SCREENSHOT="${DASHBOARD_SCREENSHOT:-$(mktemp -d)/dashboard.png}" tests/e2e/dashboard.sh
+  DASHBOARD_SCREENSHOT="${DASHBOARD_SCREENSHOT:-$(mktemp -d)/dashboard.png}" e2e tests/e2e/dashboard.sh
   step "e2e: computenet serve"
-  tests/e2e/scheduler.sh
+  e2e tests/e2e/scheduler.sh
   step "e2e: one hub view, measured profiles, dispatch backoff"
-  tests/e2e/service.sh
+  e2e tests/e2e/service.sh
   step "e2e: Slurm members"
-  tests/e2e/slurm.sh
+  e2e tests/e2e/slurm.sh
   step "e2e: efficiency from Prometheus"
-  tests/e2e/efficiency.sh
+  e2e tests/e2e/efficiency.sh
   step "e2e: kubectl computenet"
-  tests/e2e/plugin.sh
+  e2e tests/e2e/plugin.sh
   step "e2e: faults (bad objects, slow and hostile members, lost replies, deposed leaders)"
-  tests/e2e/faults.sh
+  e2e tests/e2e/faults.sh
   step "e2e: tenancy (priorities, trusted status, isolated pods and Slurm users, credentials, web access)"
-  tests/e2e/tenancy.sh
+  e2e tests/e2e/tenancy.sh
   step "e2e: adaptive (moves, elastic resizes, graceful Slurm preemption, kill -9 mid-move)"
-  tests/e2e/adaptive.sh
+  e2e tests/e2e/adaptive.sh
   step "e2e: job kinds (JobSet, TrainJob, PyTorchJob queued by label, run by the members' controllers)"
-  tests/e2e/jobkinds.sh
+  e2e tests/e2e/jobkinds.sh
   step "e2e: metering (usage records, budgets, fair share with memory, plugin totals vs counters)"
-  tests/e2e/metering.sh
+  e2e tests/e2e/metering.sh
   step "test bed: down"
   tests/testbed/down.sh
   trap - EXIT
