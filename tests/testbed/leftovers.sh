@@ -10,20 +10,20 @@
 #
 # Usage: tests/testbed/leftovers.sh AFTER [WAIT_S]     (AFTER names the suite, for the message)
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
 case "${1:-}" in -h|--help|'') sed -n '2,11p' "$0"; exit 0 ;; esac
 after=$1 wait_s=${2:-120}
-env=$here/run/env
-[ -r "$env" ] || { echo "no test bed here: bring it up with tests/testbed/up.sh" >&2; exit 2; }
-# shellcheck disable=SC1090
-. "$env"
+# shellcheck source=tests/testbed/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ -s "$RUN/env" ] || { echo "leftovers.sh: $RUN/env not found: start the test bed with up.sh first" >&2; exit 2; }
+# shellcheck disable=SC1091
+source "$RUN/env"
 
 # leftovers: one line per pod or batch job still there ("MEMBER namespace/name" or
 # "slurm job ID (user, name, state)").
 leftovers() {
   local m var kind kc
   for m in $MEMBER_NAMES; do
-    var=$(echo "$m" | tr 'a-z-' 'A-Z_')
+    var=$(env_prefix "$m")
     kind=${var}_KIND
     case ${!kind:-} in
       kubernetes)
