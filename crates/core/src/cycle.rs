@@ -19,12 +19,14 @@ use crate::explain::{
 use crate::index::{apply_to, find_slots_in};
 use crate::job::{Job, ReplicaRequest, RunningJob};
 use crate::pool::{ClusterKind, NodeCapacity, NodeSlot, Pool};
-use crate::queue::{gang_usage, Cohort, PreemptionScope, Queue, QueueingStrategy, QuotaShortfall};
+use crate::queue::{gang_usage, Cohort, PreemptionScope, Queue, QueueingStrategy};
 use crate::score::{score_all, Metrics, Scale};
 pub use crate::standing::Changes;
 use crate::standing::{AdmittedGang, Release, Standing};
 use crate::throughput::{Estimate, ThroughputModel};
-use caches::{smallest_k, FitCache, RuntimeCache, RuntimeValue, Scratch, SMALL_TOP_K};
+use caches::{
+    smallest_k, FitCache, QuotaVerdict, RecentRejections, Rejected, RuntimeCache, RuntimeValue, Scratch, SMALL_TOP_K,
+};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
@@ -267,7 +269,7 @@ struct CycleState<'a, 's> {
     wait_checks: usize,
     no_room: HashMap<ShapeKey, Arc<[Rejection]>>,
     /// The last few lists of rejected clusters, shared by the jobs whose lists are equal.
-    recent_rejections: Vec<Arc<[Rejection]>>,
+    recent_rejections: Vec<RecentRejections>,
     /// Where each gang shape fits, per cluster capacity version.
     fits: RefCell<FitCache>,
     scratch: Scratch,
@@ -288,7 +290,7 @@ impl<'a, 's> CycleState<'a, 's> {
             })
             .collect();
         let groups: Vec<usize> = st.group_types.iter().map(Vec::len).collect();
-        let fits = RefCell::new(FitCache::new(groups));
+        let fits = RefCell::new(FitCache::new(&groups));
         CycleState {
             scheduler,
             snap,
@@ -447,27 +449,27 @@ impl<'a, 's> CycleState<'a, 's> {
         let mut runtimes = RuntimeCache::default();
         for (c, cluster) in self.snap.pool.clusters.iter().enumerate() {
             if !cluster.ready {
-                rejected.push((c, RejectReason::NotReady));
+                rejected.push((c, Rejected::NotReady));
                 continue;
             }
             if cluster.cordoned {
-                rejected.push((c, RejectReason::Cordoned));
+                rejected.push((c, Rejected::Cordoned));
                 continue;
             }
             if !job.cluster_kinds.is_empty() && !job.cluster_kinds.contains(&cluster.kind) {
-                rejected.push((c, RejectReason::KindNotAllowed));
+                rejected.push((c, Rejected::KindNotAllowed));
                 continue;
             }
             if !job.sites.is_empty() && !job.sites.contains(&cluster.site) {
-                rejected.push((c, RejectReason::SiteNotAllowed));
+                rejected.push((c, Rejected::SiteNotAllowed));
                 continue;
             }
             if !cluster.admits(&job.tenant) {
-                rejected.push((c, RejectReason::TenantNotMapped));
+                rejected.push((c, Rejected::TenantNotMapped));
                 continue;
             }
             if !cluster.runs(job.workload_kind.as_deref()) {
-                rejected.push((c, RejectReason::KindNotRun { kind: job.workload_kind.clone().unwrap_or_default() }));
+                rejected.push((c, Rejected::KindNotRun));
                 continue;
             }
             let mut best_fit = 0;
@@ -488,11 +490,10 @@ impl<'a, 's> CycleState<'a, 's> {
                     Ok(f) => {
                         fitted = true;
                         // Quota, per candidate accelerator type (flavoured quotas differ by type).
-                        match self.quota_verdict(job, q, c, g, checked) {
+                        let verdict = self.quota_verdict(job, q, c, g, checked);
+                        match checked[verdict].1 {
                             Ok(()) => found.push(f),
-                            Err(shortfall) => {
-                                over_quota.push((c, RejectReason::QuotaExceeded { shortfall: shortfall.clone() }))
-                            }
+                            Err(_) => over_quota.push((c, Rejected::QuotaExceeded { verdict })),
                         }
                     }
                     Err(GroupMiss::Fits(n)) => {
@@ -503,15 +504,11 @@ impl<'a, 's> CycleState<'a, 's> {
                 }
             }
             if !any_group {
-                rejected.push((c, RejectReason::NoAllowedAccelerator));
+                rejected.push((c, Rejected::NoAllowedAccelerator));
             } else if !fitted {
                 rejected.push((
                     c,
-                    if held {
-                        RejectReason::HeldForReservation
-                    } else {
-                        RejectReason::InsufficientCapacity { fits: best_fit }
-                    },
+                    if held { Rejected::HeldForReservation } else { Rejected::InsufficientCapacity { fits: best_fit } },
                 ));
             }
         }
@@ -523,7 +520,7 @@ impl<'a, 's> CycleState<'a, 's> {
         let quota_rejected = !over_quota.is_empty();
         rejected.append(over_quota);
         rejected.sort_by_key(|(c, _)| *c);
-        let rejected = self.shared_rejections(rejected);
+        let rejected = self.shared_rejections(rejected, job.workload_kind.as_deref(), checked);
         let eligible: &[(usize, usize)] = eligible;
 
         if !within_quota.is_empty() {
@@ -588,9 +585,10 @@ impl<'a, 's> CycleState<'a, 's> {
         }
         // Nothing fits now; if no eligible type is within quota either, quota is what the
         // job waits for (a reservation would not help it).
+        // (Checked once per type: nothing was admitted since this job's verdicts.)
         let quota_allows = eligible.iter().any(|&(c, g)| {
-            let accelerator = self.accelerator_name(c, g);
-            self.st.ledger.check(q, &gang_usage(&job.per_replica, job.replicas, accelerator), accelerator).is_ok()
+            let verdict = self.quota_verdict(job, q, c, g, checked);
+            checked[verdict].1.is_ok()
         });
         if !quota_allows {
             return Decision {
@@ -622,27 +620,34 @@ impl<'a, 's> CycleState<'a, 's> {
     /// The list of rejected clusters, as one the cycle already holds when an equal one was
     /// among the last few. Jobs of one shape in one queue are rejected alike; a list per job
     /// (a hundred clusters, each with its reason) was most of a large cycle's memory, and
-    /// faulting that memory in was about a quarter of its time.
-    fn shared_rejections(&mut self, rejected: &[(usize, RejectReason)]) -> Arc<[Rejection]> {
+    /// faulting that memory in was about a quarter of its time. `workload_kind` and
+    /// `checked` are the job's, for the reasons that refer to them.
+    fn shared_rejections(
+        &mut self,
+        rejected: &[(usize, Rejected)],
+        workload_kind: Option<&str>,
+        checked: &[QuotaVerdict],
+    ) -> Arc<[Rejection]> {
         let names = &self.st.cluster_names;
-        let same = |list: &Arc<[Rejection]>| {
-            list.len() == rejected.len()
-                && list
+        let same = |recent: &RecentRejections| {
+            recent.made_from == rejected
+                && recent
+                    .made_from
                     .iter()
-                    .zip(rejected)
-                    .all(|(r, (c, reason))| Arc::ptr_eq(&r.cluster, &names[*c]) && r.reason == *reason)
+                    .zip(recent.list.iter())
+                    .all(|((_, why), r)| why.same_payload(&r.reason, workload_kind, checked))
         };
-        if let Some(list) = self.recent_rejections.iter().find(|list| same(list)) {
-            return list.clone();
+        if let Some(recent) = self.recent_rejections.iter().find(|recent| same(recent)) {
+            return recent.list.clone();
         }
         let list: Arc<[Rejection]> = rejected
             .iter()
-            .map(|(c, reason)| Rejection { cluster: names[*c].clone(), reason: reason.clone() })
+            .map(|(c, why)| Rejection { cluster: names[*c].clone(), reason: why.reason(workload_kind, checked) })
             .collect();
         if self.recent_rejections.len() == RECENT_REJECTIONS {
             self.recent_rejections.remove(0);
         }
-        self.recent_rejections.push(list.clone());
+        self.recent_rejections.push(RecentRejections { made_from: rejected.to_vec(), list: list.clone() });
         list
     }
 
@@ -678,18 +683,12 @@ impl<'a, 's> CycleState<'a, 's> {
             .collect()
     }
 
-    /// Whether queue `q` has quota for the gang on group `g` of cluster `c`; worked out
-    /// once per accelerator type for a job.
-    fn quota_verdict<'v>(
-        &self,
-        job: &Job,
-        q: usize,
-        c: usize,
-        g: usize,
-        checked: &'v mut Vec<(Option<u16>, Result<(), QuotaShortfall>)>,
-    ) -> &'v Result<(), QuotaShortfall> {
+    /// Where in `checked` queue `q`'s verdict is on whether it has quota for the gang on
+    /// group `g` of cluster `c`; worked out once per accelerator type for a job.
+    #[inline(always)]
+    fn quota_verdict(&self, job: &Job, q: usize, c: usize, g: usize, checked: &mut Vec<QuotaVerdict>) -> usize {
         let type_id = self.st.group_types[c][g];
-        let at = match checked.iter().position(|(t, _)| *t == type_id) {
+        match checked.iter().position(|(t, _)| *t == type_id) {
             Some(at) => at,
             None => {
                 let accelerator = self.accelerator_name(c, g);
@@ -698,8 +697,7 @@ impl<'a, 's> CycleState<'a, 's> {
                 checked.push((type_id, verdict));
                 checked.len() - 1
             }
-        };
-        &checked[at].1
+        }
     }
 
     fn accelerator_name(&self, c: usize, g: usize) -> Option<&'a str> {
@@ -847,11 +845,9 @@ impl<'a, 's> CycleState<'a, 's> {
                 }
             })
             .collect();
-        let feasible_clusters = {
-            let mut cs: Vec<usize> = found.iter().map(|f| f.cluster).collect();
-            cs.dedup();
-            cs.len() as u32
-        };
+        // `found` is in cluster order: count the runs of one cluster.
+        let feasible_clusters =
+            found.iter().enumerate().filter(|(i, f)| *i == 0 || found[i - 1].cluster != f.cluster).count() as u32;
         let chosen = &found[order[0]];
         // The first candidate, whatever the placement rule.
         let estimate = candidates[0].estimate;

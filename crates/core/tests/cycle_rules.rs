@@ -569,3 +569,60 @@ fn an_elastic_gang_starts_smaller_when_whole_it_does_not_fit() {
     let out = run(&p, &[Queue::unlimited("q")], &[elastic], &[]);
     assert!(!matches!(action(&out, "e"), Action::Admit(_)), "rigid: waits");
 }
+
+#[test]
+fn each_job_is_explained_with_its_own_kind_and_quota_shortfall() {
+    // Jobs rejected alike share one list of rejections; jobs whose reasons carry
+    // different payloads (the kind not run, the quota shortfall) must not.
+    let decision = |out: &CycleOutcome, id: &str| out.decisions.iter().find(|d| d.job == id).cloned().expect(id);
+    let p = pool(vec![
+        cluster("a", ClusterKind::AI, "x", 4, Some("H800"), 8),
+        cluster("b", ClusterKind::AI, "y", 4, Some("H800"), 8),
+    ]);
+    let mut jobs = Vec::new();
+    for (i, kind) in ["JobSet", "JobSet", "PyTorchJob"].into_iter().enumerate() {
+        let mut j = job(&format!("k{i}"), "q", 1, 8, 1.0);
+        j.workload_kind = Some(kind.into());
+        j.submitted_at = i as u64;
+        jobs.push(j);
+    }
+    let out = run(&p, &[Queue::unlimited("q")], &jobs, &[]);
+    for (id, kind) in [("k0", "JobSet"), ("k1", "JobSet"), ("k2", "PyTorchJob")] {
+        let d = decision(&out, id);
+        assert_eq!(d.explanation.rejected.len(), 2, "{id}");
+        for r in d.explanation.rejected.iter() {
+            assert_eq!(r.reason, RejectReason::KindNotRun { kind: kind.into() }, "{id} on {}", r.cluster);
+        }
+    }
+    let (k0, k1) = (decision(&out, "k0"), decision(&out, "k1"));
+    assert!(std::sync::Arc::ptr_eq(&k0.explanation.rejected, &k1.explanation.rejected), "equal lists are shared");
+
+    let small = Queue {
+        quotas: vec![Quota {
+            resource: ResourceName::Accelerators,
+            accelerator: None,
+            nominal: 4,
+            borrowing_limit: None,
+            lending_limit: None,
+        }],
+        ..Queue::unlimited("small")
+    };
+    let mut jobs = vec![job("q8", "small", 1, 8, 1.0), job("q16", "small", 2, 8, 1.0), job("q16b", "small", 2, 8, 1.0)];
+    for (i, j) in jobs.iter_mut().enumerate() {
+        j.submitted_at = i as u64;
+    }
+    let out = run(&p, &[small], &jobs, &[]);
+    for (id, would_use) in [("q8", 8), ("q16", 16), ("q16b", 16)] {
+        let d = decision(&out, id);
+        assert_eq!(d.action, Action::Queued(QueuedReason::QuotaExceeded), "{id}");
+        assert_eq!(d.explanation.rejected.len(), 2, "{id}");
+        for r in d.explanation.rejected.iter() {
+            match &r.reason {
+                RejectReason::QuotaExceeded { shortfall } => {
+                    assert_eq!((shortfall.would_use, shortfall.limit), (would_use, 4), "{id} on {}", r.cluster)
+                }
+                other => panic!("{id} on {}: {other:?}", r.cluster),
+            }
+        }
+    }
+}

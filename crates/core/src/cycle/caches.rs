@@ -39,12 +39,89 @@ pub(super) fn smallest_k(n: usize, k: usize, cmp: impl Fn(&usize, &usize) -> std
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     pub(super) found: Vec<Found>,
-    pub(super) rejected: Vec<(usize, RejectReason)>,
+    pub(super) rejected: Vec<(usize, Rejected)>,
     pub(super) eligible: Vec<(usize, usize)>,
     /// Clusters where the gang fits but over the queue's quota.
-    pub(super) over_quota: Vec<(usize, RejectReason)>,
+    pub(super) over_quota: Vec<(usize, Rejected)>,
     /// The queue's quota verdict per accelerator type checked for this job.
-    pub(super) checked: Vec<(Option<u16>, Result<(), QuotaShortfall>)>,
+    pub(super) checked: Vec<QuotaVerdict>,
+}
+
+/// (interned accelerator type, the queue's quota verdict for the gang on it)
+pub(super) type QuotaVerdict = (Option<u16>, Result<(), QuotaShortfall>);
+
+/// Why a cluster was rejected, as a decision records it for each cluster: plain data, so
+/// pushing, sorting and comparing a hundred of them per job costs little (the full
+/// [`RejectReason`] is three times larger, and was copied for every cluster). The
+/// reasons with a payload point at it: the job's workload kind, or a verdict in
+/// [`Scratch::checked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rejected {
+    NotReady,
+    Cordoned,
+    KindNotAllowed,
+    SiteNotAllowed,
+    TenantNotMapped,
+    /// The job's workload kind is not run there.
+    KindNotRun,
+    NoAllowedAccelerator,
+    InsufficientCapacity {
+        fits: u32,
+    },
+    HeldForReservation,
+    /// Over quota: the shortfall is that of `Scratch::checked[verdict]`.
+    QuotaExceeded {
+        verdict: usize,
+    },
+}
+
+impl Rejected {
+    /// The full reason, for `workload_kind` (the job's) and `checked` (its verdicts).
+    pub(super) fn reason(self, workload_kind: Option<&str>, checked: &[QuotaVerdict]) -> RejectReason {
+        match self {
+            Rejected::NotReady => RejectReason::NotReady,
+            Rejected::Cordoned => RejectReason::Cordoned,
+            Rejected::KindNotAllowed => RejectReason::KindNotAllowed,
+            Rejected::SiteNotAllowed => RejectReason::SiteNotAllowed,
+            Rejected::TenantNotMapped => RejectReason::TenantNotMapped,
+            Rejected::KindNotRun => RejectReason::KindNotRun { kind: workload_kind.unwrap_or_default().to_string() },
+            Rejected::NoAllowedAccelerator => RejectReason::NoAllowedAccelerator,
+            Rejected::InsufficientCapacity { fits } => RejectReason::InsufficientCapacity { fits },
+            Rejected::HeldForReservation => RejectReason::HeldForReservation,
+            Rejected::QuotaExceeded { verdict } => match &checked[verdict].1 {
+                Err(shortfall) => RejectReason::QuotaExceeded { shortfall: shortfall.clone() },
+                // Not recorded for a verdict within quota; a wrong index shows, it does not panic.
+                Ok(()) => RejectReason::InsufficientCapacity { fits: 0 },
+            },
+        }
+    }
+
+    /// Whether `reason`, made by [`Self::reason`] from an equal `Rejected` for another job,
+    /// is what this job's would be: the reasons with a payload compare it.
+    pub(super) fn same_payload(
+        self,
+        reason: &RejectReason,
+        workload_kind: Option<&str>,
+        checked: &[QuotaVerdict],
+    ) -> bool {
+        match (self, reason) {
+            (Rejected::KindNotRun, RejectReason::KindNotRun { kind }) => *kind == workload_kind.unwrap_or_default(),
+            (Rejected::QuotaExceeded { verdict }, RejectReason::QuotaExceeded { shortfall }) => {
+                checked[verdict].1.as_ref().err() == Some(shortfall)
+            }
+            (Rejected::KindNotRun | Rejected::QuotaExceeded { .. }, _) => false,
+            // All there is to these is in the `Rejected` itself.
+            _ => true,
+        }
+    }
+}
+
+/// A list of rejected clusters a cycle made, with the `Rejected`s it was made from: the
+/// next job's list is compared as plain data first.
+#[derive(Debug)]
+pub(super) struct RecentRejections {
+    pub(super) made_from: Vec<(usize, Rejected)>,
+    pub(super) list: std::sync::Arc<[crate::explain::Rejection]>,
 }
 
 /// What is computed once per job and reused across clusters: runtime, its source and
@@ -66,8 +143,11 @@ pub(super) struct RuntimeCache {
 pub(super) struct FitCache {
     /// Bumped whenever the cycle changes a cluster's index.
     versions: Vec<u32>,
-    /// Group count per cluster, to size the tables.
-    groups: Vec<usize>,
+    /// Where each cluster's groups start in a shape's table (one flat table per shape:
+    /// looked up for every group of every job, one load instead of two).
+    first_group: Vec<usize>,
+    /// Groups in all.
+    groups: usize,
     shapes: Vec<CachedShape>,
 }
 
@@ -75,8 +155,8 @@ pub(super) struct FitCache {
 struct CachedShape {
     request: ReplicaRequest,
     replicas: u32,
-    /// Per cluster, per group: what was found there.
-    fits: Vec<Vec<Option<CachedFit>>>,
+    /// Per group of the pool (see `first_group`): what was found there.
+    fits: Vec<Option<CachedFit>>,
 }
 
 /// (the cluster's version then, nodes the gang takes or the most replicas that fit)
@@ -86,8 +166,11 @@ impl FitCache {
     /// Shapes kept at most; beyond that, jobs are fitted without the cache.
     const SHAPES: usize = 64;
 
-    pub(super) fn new(groups: Vec<usize>) -> Self {
-        FitCache { versions: vec![0; groups.len()], groups, shapes: Vec::new() }
+    /// A cache for clusters with these numbers of groups.
+    pub(super) fn new(groups: &[usize]) -> Self {
+        let first_group: Vec<usize> =
+            groups.iter().scan(0, |next, &n| Some(std::mem::replace(next, *next + n))).collect();
+        FitCache { versions: vec![0; groups.len()], first_group, groups: groups.iter().sum(), shapes: Vec::new() }
     }
 
     /// The cache slot of a shape, made on first use.
@@ -102,20 +185,19 @@ impl FitCache {
         if self.shapes.len() >= Self::SHAPES {
             return None;
         }
-        let fits = self.groups.iter().map(|&n| vec![None; n]).collect();
-        self.shapes.push(CachedShape { request: request.clone(), replicas, fits });
+        self.shapes.push(CachedShape { request: request.clone(), replicas, fits: vec![None; self.groups] });
         Some(self.shapes.len() - 1)
     }
 
     pub(super) fn get(&self, shape: usize, c: usize, g: usize) -> Option<Result<u32, u32>> {
-        match self.shapes[shape].fits[c][g] {
+        match self.shapes[shape].fits[self.first_group[c] + g] {
             Some((version, fit)) if version == self.versions[c] => Some(fit),
             _ => None,
         }
     }
 
     pub(super) fn put(&mut self, shape: usize, c: usize, g: usize, fit: Result<u32, u32>) {
-        self.shapes[shape].fits[c][g] = Some((self.versions[c], fit));
+        self.shapes[shape].fits[self.first_group[c] + g] = Some((self.versions[c], fit));
     }
 
     /// Cluster `c`'s index changed: what was found there is stale.
