@@ -90,7 +90,8 @@ impl Rejected {
             Rejected::HeldForReservation => RejectReason::HeldForReservation,
             Rejected::QuotaExceeded { verdict } => match &checked[verdict].1 {
                 Err(shortfall) => RejectReason::QuotaExceeded { shortfall: shortfall.clone() },
-                // Not recorded for a verdict within quota; a wrong index shows, it does not panic.
+                // Never recorded for a verdict within quota (only its `Err` arm pushes one);
+                // were it, the reason would say capacity rather than stop the cycle.
                 Ok(()) => RejectReason::InsufficientCapacity { fits: 0 },
             },
         }
