@@ -31,6 +31,9 @@ use tokio::task::JoinHandle;
 pub struct ServeConfig {
     /// Longest wait between two passes (changes trigger one sooner).
     pub interval: Duration,
+    /// Least time from the start of one pass to the start of the next, however many
+    /// changes wait ([`DEFAULT_MIN_PASS_SPACING`]; at most 2 s is kept).
+    pub min_pass_spacing: Duration,
     /// A member unreachable this long is NotReady and loses its not-yet-running jobs.
     pub member_timeout: Duration,
     /// Leader election; `None` runs without it (one replica only).
@@ -90,9 +93,12 @@ pub async fn check_crds(client: &Client) -> Result<()> {
 /// cannot schedule, and says so ([`Error::CachesNotReady`]) instead of holding on.
 const CACHES_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Least time from the start of one pass to the start of the next: a pass reads every
-/// job, so passes back to back would cost CPU that the API calls need.
-const MIN_PASS_SPACING: Duration = Duration::from_millis(200);
+/// The default least time from the start of one pass to the start of the next. A pass
+/// reads every job, so each costs about the same however few changes it takes in: in a
+/// 2,000-job burst, at 200 ms the passes were about a third of the service's CPU. A
+/// change waits at most this long for the next pass (when the last one was cheap): small
+/// beside what placing and starting a training job takes.
+pub const DEFAULT_MIN_PASS_SPACING: Duration = Duration::from_millis(500);
 
 /// Passes are also spaced by their cost: the next starts no sooner than this many times
 /// the last one's computing time after it started, so that with many jobs (a pass reads
@@ -107,9 +113,10 @@ const PASS_COST_FACTOR: u32 = 10;
 const MAX_PASS_SPACING: Duration = Duration::from_secs(2);
 
 /// How long after the start of a pass that computed for `computing` (its time waiting on
-/// writes left out) the next one may start.
-fn pass_spacing(computing: Duration) -> Duration {
-    (computing * PASS_COST_FACTOR).clamp(MIN_PASS_SPACING, MAX_PASS_SPACING)
+/// writes left out) the next one may start, at least `least` (itself capped at
+/// [`MAX_PASS_SPACING`]).
+fn pass_spacing(computing: Duration, least: Duration) -> Duration {
+    (computing * PASS_COST_FACTOR).clamp(least.min(MAX_PASS_SPACING), MAX_PASS_SPACING)
 }
 
 /// Runs until `shutdown` completes or the leader lease is lost. On the way out all work
@@ -201,7 +208,7 @@ async fn lead(
         hub,
     };
     let mut last_pass = Instant::now();
-    let mut spacing = MIN_PASS_SPACING;
+    let mut spacing = config.min_pass_spacing;
     loop {
         tokio::select! {
             biased;
@@ -223,7 +230,7 @@ async fn lead(
             _ = fence.expired() => return Err(Error::LostLease("its deadline passed during a pass".into())),
             computing = service.pass() => computing,
         };
-        spacing = pass_spacing(computing);
+        spacing = pass_spacing(computing, config.min_pass_spacing);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             computing_ms = computing.as_millis() as u64,
@@ -244,8 +251,12 @@ mod tests {
 
     #[test]
     fn passes_are_spaced_by_their_cost_within_bounds() {
-        assert_eq!(pass_spacing(Duration::from_millis(5)), MIN_PASS_SPACING, "cheap passes: the least spacing");
-        assert_eq!(pass_spacing(Duration::from_millis(100)), Duration::from_secs(1));
-        assert_eq!(pass_spacing(Duration::from_secs(3)), MAX_PASS_SPACING, "a change never waits longer");
+        let least = DEFAULT_MIN_PASS_SPACING;
+        assert_eq!(pass_spacing(Duration::from_millis(5), least), least, "cheap passes: the least spacing");
+        assert_eq!(pass_spacing(Duration::from_millis(100), least), Duration::from_secs(1));
+        assert_eq!(pass_spacing(Duration::from_secs(3), least), MAX_PASS_SPACING, "a change never waits longer");
+        let short = Duration::from_millis(50);
+        assert_eq!(pass_spacing(Duration::from_millis(1), short), short, "a shorter least spacing is kept");
+        assert_eq!(pass_spacing(Duration::from_millis(1), Duration::from_secs(60)), MAX_PASS_SPACING, "capped");
     }
 }
