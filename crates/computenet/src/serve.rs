@@ -27,14 +27,16 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
     /// Least time from the start of one scheduling cycle to the start of the next, in
-    /// milliseconds, however many changes wait (at most 2000 is kept). Lower answers a
-    /// single change sooner; higher costs less CPU per job in a burst.
-    #[arg(long, default_value_t = computenet_scheduler::run::DEFAULT_MIN_PASS_SPACING.as_millis() as u64)]
+    /// milliseconds (50 to 2000), however many changes wait; it outweighs --interval-ms.
+    /// Lower answers a single change sooner; higher costs less CPU per job in a burst.
+    #[arg(long, default_value_t = computenet_scheduler::run::DEFAULT_MIN_PASS_SPACING.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(50..=2000))]
     min_interval_ms: u64,
-    /// Threads for the service's network I/O (watches, writes, the webhook, metrics); 0 is
-    /// one per CPU. Scheduling cycles run on a thread of their own besides these.
-    #[arg(long, default_value_t = 1)]
-    io_threads: usize,
+    /// Threads for the service's network I/O (watches, writes, the webhook, metrics), 0 to
+    /// 64; 0 is one per CPU (or TOKIO_WORKER_THREADS). Scheduling cycles run on a thread of
+    /// their own besides these.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=64))]
+    io_threads: u16,
     /// Seconds a member may be unreachable before it is NotReady and its not-yet-running jobs move.
     #[arg(long, default_value_t = 30)]
     member_timeout_s: u64,
@@ -340,10 +342,10 @@ async fn client(args: &Args) -> anyhow::Result<kube::Client> {
 /// with a worker per CPU beside the cycles' thread the process switched threads far more
 /// often (in a 2,000-job burst on 2 CPUs, 88,000 context switches in 90 s against 51,000
 /// with one worker).
-fn io_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+fn io_runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if threads > 0 {
-        builder.worker_threads(threads);
+        builder.worker_threads(usize::from(threads));
     }
     builder.enable_all().build()
 }
@@ -502,7 +504,12 @@ mod tests {
         let runtime = io_runtime(2).unwrap();
         assert_eq!(runtime.metrics().num_workers(), 2);
         assert!(io_runtime(0).unwrap().metrics().num_workers() >= 1, "0: one per CPU");
-        assert!(<Cli as clap::Parser>::try_parse_from(["serve", "--io-threads", "-1"]).is_err());
+        for bad in
+            [["--io-threads", "-1"], ["--io-threads", "65"], ["--min-interval-ms", "10"], ["--min-interval-ms", "2001"]]
+        {
+            let argv = ["serve"].into_iter().chain(bad);
+            assert!(<Cli as clap::Parser>::try_parse_from(argv).is_err(), "{bad:?} is refused");
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ const CACHES_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default least time from the start of one pass to the start of the next. A pass
 /// reads every job, so each costs about the same however few changes it takes in: in a
-/// 2,000-job burst, at 200 ms the passes were about a third of the service's CPU. A
+/// 2,000-job burst, at 200 ms the passes were a quarter to a third of the service's CPU. A
 /// change waits at most this long for the next pass (when the last one was cheap): small
 /// beside what placing and starting a training job takes.
 pub const DEFAULT_MIN_PASS_SPACING: Duration = Duration::from_millis(500);
@@ -208,7 +208,7 @@ async fn lead(
         hub,
     };
     let mut last_pass = Instant::now();
-    let mut spacing = config.min_pass_spacing;
+    let mut spacing = pass_spacing(Duration::ZERO, config.min_pass_spacing);
     loop {
         tokio::select! {
             biased;

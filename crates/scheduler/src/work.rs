@@ -311,7 +311,7 @@ pub async fn admit_and_dispatch(
     if let Some(target) = target {
         // Boxed: creating the member's objects made this future 20 KiB instead of 10, and
         // every admission spawns one; in a 2,000-job burst, faulting in fresh memory for
-        // them was about 8 % of the service's CPU (`perf`). Only those that get here need it.
+        // them was 5 to 8 % of the service's CPU (`perf`). Only those that get here need it.
         Box::pin(dispatch(&client, target, &mut landed)).await;
     }
     landed
