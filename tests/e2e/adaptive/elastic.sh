@@ -106,7 +106,7 @@ spec:
   placement: {sites: [$M]}
 EOT
 check "the elastic job runs with 2 replicas" wait_show 60 bash -c "
-  $(declare -f field running is); NS=$NS; running elastic && is \"\$(field elastic '{.status.placement.replicas} {.status.attempt}')\" '2 1'"
+  $(declare -f field is); NS=$NS; is \"\$(field elastic '{.status.phase} {.status.placement.replicas} {.status.attempt}')\" 'Running 2 1'"
 UID_E=$(field elastic '{.metadata.uid}')
 check "its member Job: 2 completions, WORLD_SIZE 2, PET_NNODES 2:4" bash -c "
   $(declare -f job_env is); KUBECONFIG_AI=$KUBECONFIG_AI
@@ -116,8 +116,8 @@ sleep 1
 
 kubectl delete tj blocker -n "$NS" --wait=false >/dev/null
 check "capacity frees: it grows to 4 replicas (attempt 2, reason Resized)" wait_show 60 bash -c "
-  $(declare -f field running is); NS=$NS; running elastic &&
-  is \"\$(field elastic '{.status.placement.replicas} {.status.placement.gpus} {.status.attempt} {.status.attempts[0].reason} {.status.attempts[0].replicas}')\" '4 32 2 Resized 2'"
+  $(declare -f field is); NS=$NS
+  is \"\$(field elastic '{.status.phase} {.status.placement.replicas} {.status.placement.gpus} {.status.attempt} {.status.attempts[0].reason} {.status.attempts[0].replicas}')\" 'Running 4 32 2 Resized 2'"
 check "grown: the member Job has 4 completions and WORLD_SIZE 4; 4 pods of attempt 2 run" wait_show 30 bash -c "
   $(declare -f job_env pods_of is); KUBECONFIG_AI=$KUBECONFIG_AI
   is \"\$(job_env $UID_E WORLD_SIZE)\" '4 4' && is \"\$(pods_of $UID_E 2)\" 4"

@@ -134,8 +134,8 @@ check "the blockers hold every H800 of both members" wait_show 60 bash -c "$(dec
 # Long enough that a later job would rather not wait for its H800.
 mover mover 100000 | kubectl apply -f - >/dev/null
 check "the restartable job runs on an A100 (attempt 1)" wait_show 60 bash -c "
-  $(declare -f field running is); NS=$NS; running mover &&
-  is \"\$(field mover '{.status.placement.accelerator} {.status.attempt}')\" 'A100-80G 1'"
+  $(declare -f field is); NS=$NS
+  is \"\$(field mover '{.status.phase} {.status.placement.accelerator} {.status.attempt}')\" 'Running A100-80G 1'"
 FROM=$(field mover '{.status.placement.cluster}')
 TO=$(other "$FROM")
 UID1=$(uid_of mover)
@@ -148,8 +148,8 @@ check "nothing moves while nothing better is free" bash -c "
 moved_at=$(date +%s.%N)
 kubectl delete tj "block-${TO#a-move-}" -n "$NS" --wait=false >/dev/null
 check "capacity frees on $TO: the job moves there, to an H800 (attempt 2)" wait_show 60 bash -c "
-  $(declare -f field running is); NS=$NS; running mover &&
-  is \"\$(field mover '{.status.placement.cluster} {.status.placement.accelerator} {.status.attempt}')\" '$TO H800 2'"
+  $(declare -f field is); NS=$NS
+  is \"\$(field mover '{.status.phase} {.status.placement.cluster} {.status.placement.accelerator} {.status.attempt}')\" 'Running $TO H800 2'"
 echo "    moved and running again $(echo "$(date +%s.%N) - $moved_at" | bc) s after the blocker's deletion"
 check "status.attempts records attempt 1: where, why (Moved, the round's sentence) and its progress" bash -c "
   $(declare -f field); NS=$NS
@@ -204,8 +204,8 @@ done
 # one pass, e.g. when the first kill came before the adjustment was stored).
 check "kill -9: the service was killed mid-move ($kills time(s))" bash -c "[ $kills -ge 1 ]"
 check "kill -9: the third process finishes the move (H800, attempt 2, running)" wait_show 90 bash -c "
-  $(declare -f field running is); NS=$NS; running mover-2 &&
-  [ \"\$(field mover-2 '{.status.placement.accelerator} {.status.attempt}')\" = 'H800 2' ]"
+  $(declare -f field); NS=$NS
+  [ \"\$(field mover-2 '{.status.phase} {.status.placement.accelerator} {.status.attempt}')\" = 'Running H800 2' ]"
 sleep 3
 check "kill -9: one member Job for the job, of attempt 2, on one member" bash -c "
   $(declare -f member_jobs kc); W=$W AI_1_KUBECONFIG=$AI_1_KUBECONFIG AI_3_KUBECONFIG=$AI_3_KUBECONFIG

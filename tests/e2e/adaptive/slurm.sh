@@ -87,7 +87,7 @@ check "the service is ready" wait_show 60 curl -sf "http://127.0.0.1:$PORT/ready
 # On SIGTERM each task writes a file named after its attempt and rank, then exits.
 job victim 0 yes "[bash, -c, 'trap \"echo TERM > $MARK.\$COMPUTENET_ATTEMPT.\$RANK; exit 0\" TERM; sleep 600 & wait']" | kubectl apply -f - >/dev/null
 check "the restartable job runs on Slurm (attempt 1)" wait_show 60 bash -c "
-  $(declare -f field running is); NS=$NS; running victim && is \"\$(field victim '{.status.attempt}')\" 1"
+  $(declare -f field is); NS=$NS; is \"\$(field victim '{.status.phase} {.status.attempt}')\" 'Running 1'"
 J1=$(field victim '{.status.remote.name}')
 echo "    attempt 1: batch job $J1"
 sleep 8 # some progress
@@ -101,7 +101,7 @@ check "its batch job $J1 was signalled, not cancelled: it ended FAILED (a cancel
 echo "    batch job $J1: $(slurm_state "$J1"), ended $(slurm_field "$J1" EndTime)"
 check "the preemptor runs, then finishes" wait_show 90 bash -c "$(declare -f field is); NS=$NS; is \"\$(field preemptor '{.status.phase}')\" Succeeded"
 check "the victim resumes as attempt 2 on Slurm" wait_show 60 bash -c "
-  $(declare -f field running is); NS=$NS; running victim && is \"\$(field victim '{.status.attempt}')\" 2"
+  $(declare -f field is); NS=$NS; is \"\$(field victim '{.status.phase} {.status.attempt}')\" 'Running 2'"
 J2=$(field victim '{.status.remote.name}')
 echo "    attempt 2: batch job $J2"
 check "attempt 2 is a new batch job, tagged attempt=2" bash -c "
