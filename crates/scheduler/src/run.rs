@@ -202,6 +202,7 @@ async fn lead(
         reporters: Reporters::new(client.clone(), config.member_timeout),
         metering: crate::metering::Metering::new(client.clone(), config.metering.clone()),
         running_specs: crate::snapshot::RunningSpecs::default(),
+        steps: crate::service::StepTimes::default(),
         events,
         member_timeout: config.member_timeout,
         web: config.web.clone(),
@@ -235,6 +236,7 @@ async fn lead(
             elapsed_ms = started.elapsed().as_millis() as u64,
             computing_ms = computing.as_millis() as u64,
             in_flight = service.in_flight(),
+            steps = %service.steps,
             "pass"
         );
         if let Some(web) = &config.web {

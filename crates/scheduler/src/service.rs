@@ -60,6 +60,41 @@ pub struct Service {
     pub metering: crate::metering::Metering,
     /// Running jobs' spec figures, kept between passes.
     pub running_specs: snapshot::RunningSpecs,
+    /// How long each step of the last pass took (the debug log's `steps`).
+    pub steps: StepTimes,
+}
+
+/// How long each step of a pass took, in order: which step grows with the jobs.
+#[derive(Debug, Default, Clone)]
+pub struct StepTimes {
+    laps: Vec<(&'static str, Duration)>,
+    last: Option<std::time::Instant>,
+}
+
+impl StepTimes {
+    fn start(&mut self) {
+        self.laps.clear();
+        self.last = Some(std::time::Instant::now());
+    }
+
+    /// Ends step `name` (begun where the last one ended).
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last.replace(now) {
+            self.laps.push((name, now - last));
+        }
+    }
+}
+
+impl std::fmt::Display for StepTimes {
+    /// `absorb=0.12ms views=3.40ms ...`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, took)) in self.laps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={:.2}ms", took.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
 }
 
 impl Service {
@@ -103,14 +138,18 @@ impl Service {
     /// waiting on writes: what the next pass is spaced by.
     pub async fn pass(&mut self) -> Duration {
         let started = std::time::Instant::now();
+        self.steps.start();
         // 1
         self.absorb();
+        self.steps.lap("absorb");
         // 2
         let specs = self.hub.members.state();
         self.connections.sync(&specs);
         let jobs = self.overlay.jobs(&self.hub.jobs);
         self.reconciler.prune(&jobs);
+        self.steps.lap("jobs");
         let views = self.connections.views(&specs, &jobs, self.member_timeout);
+        self.steps.lap("views");
         let raw = snapshot::raw_accelerators(&views);
         let now = Timestamp::now();
         let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
@@ -124,6 +163,7 @@ impl Service {
         let cohorts = self.hub.cohorts.state();
         // 2b: admissions this service did not seal are reset before anything acts on them.
         self.reset_unissued(&jobs, &queues, &namespaces, now);
+        self.steps.lap("seals");
         // Taken before the jobs are read: a change after this is seen by the next pass.
         let touched = self.hub.touched_jobs.take();
         let jobs = self.overlay.jobs(&self.hub.jobs);
@@ -132,10 +172,12 @@ impl Service {
         let catalogue = view::catalogue(specs.iter().map(AsRef::as_ref));
         self.hub.sources.pass(&jobs, self.connections.members(), &catalogue, &self.events);
         self.reconciler.set_sources(Some((self.hub.sources.clone(), catalogue)));
+        self.steps.lap("sources");
         // 3
         let known: std::collections::BTreeSet<String> = specs.iter().filter_map(|m| m.metadata.name.clone()).collect();
         let members = self.connections.members();
         let mirrors = self.reconciler.reconcile(&mut self.overlay, &jobs, touched, members, &known, &raw, now);
+        self.steps.lap("reconcile");
         // 4: on the jobs as step 3 left them.
         let jobs = self.overlay.jobs(&self.hub.jobs);
         let mut built =
@@ -157,9 +199,11 @@ impl Service {
             &self.scheduling.scheduler().model,
             view::unix(now),
         );
+        self.steps.lap("snapshot");
         let members = self.connections.members();
         let target = |tj: &computenet_api::TrainingJob| self.reconciler.target(tj, members, &raw);
         self.scheduling.pass(&mut self.overlay, target, members, &jobs, &built, now);
+        self.steps.lap("cycle");
         // 4b: the re-optimisation round, on the jobs as this pass's admissions leave them.
         if self.scheduling.adapt_due() {
             let jobs = self.overlay.jobs(&self.hub.jobs);
@@ -174,20 +218,24 @@ impl Service {
             );
             crate::metering::apply(&mut built.queues, self.metering.standings_now());
             self.scheduling.adapt(&mut self.overlay, &jobs, &built, now);
+            self.steps.lap("adapt");
         }
         // 5
         for (tj, transition) in mirrors {
             schedule::start_write(&mut self.overlay, &self.hub.client, tj, transition);
         }
         let mut computing = started.elapsed();
+        self.steps.lap("mirrors");
         // 6
         self.reporters.members(&built, &views, &self.connections).await;
+        self.steps.lap("member-status");
         let resumed = std::time::Instant::now();
         let jobs = self.overlay.jobs(&self.hub.jobs);
         let undecodable: std::collections::BTreeSet<String> =
             self.hub.undecodables.objects().into_iter().filter_map(|u| u.object.uid).collect();
         self.metering.pass(&jobs, &undecodable, &store, &built, &self.scheduling.scheduler().model, now);
         computing += resumed.elapsed();
+        self.steps.lap("metering");
         self.reporters.queues(&queues, &jobs, &built, &self.metering).await;
         self.reporters.cohorts(&cohorts, &built, &self.metering).await;
         if let Some(web) = &self.web {
@@ -196,8 +244,10 @@ impl Service {
             web.metrics().usage(&totals, &self.metering);
             self.reporters.usage(web, &store, &queues, now);
         }
+        self.steps.lap("reporters");
         // 7
         self.reconciler.clean_orphans(&jobs, self.connections.members(), now).await;
+        self.steps.lap("orphans");
         computing
     }
 
@@ -230,5 +280,28 @@ impl Service {
     /// Jobs with work in flight.
     pub fn in_flight(&self) -> usize {
         self.overlay.in_flight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepTimes;
+
+    #[test]
+    fn step_times_list_each_step_once_in_order_and_start_afresh() {
+        let mut steps = StepTimes::default();
+        steps.lap("before-start");
+        assert_eq!(steps.to_string(), "", "a lap before the start is not a step");
+        steps.start();
+        steps.lap("absorb");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        steps.lap("views");
+        let shown = steps.to_string();
+        let names: Vec<&str> = shown.split(' ').map(|s| s.split('=').next().unwrap_or_default()).collect();
+        assert_eq!(names, ["absorb", "views"]);
+        let views_ms: f64 = shown.split("views=").nth(1).and_then(|s| s.strip_suffix("ms")).unwrap().parse().unwrap();
+        assert!(views_ms >= 2.0, "{shown}");
+        steps.start();
+        assert_eq!(steps.to_string(), "");
     }
 }
