@@ -225,11 +225,25 @@ impl KubernetesMember {
     pub fn placed(&self, admitted_here: &[&computenet_api::TrainingJob]) -> Placed {
         let mut placed = Placed::default();
         let mut uids = BTreeSet::new();
+        // Each admitted job's namespace as `namespace_of` finds it, but from one read of the
+        // Jobs (by namespace and name) and each tenant's namespace worked out once: a cache
+        // lookup per job builds and hashes its key, and with thousands of running jobs that
+        // was most of a pass.
+        let cached = self.jobs.state();
+        let by_name: foldhash::HashMap<(&str, &str), &WatchedJob> = cached
+            .iter()
+            .map(|j| {
+                let m = &j.metadata;
+                ((m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default()), j.as_ref())
+            })
+            .collect();
+        let mut tenant_namespaces: foldhash::HashMap<&str, String> = foldhash::HashMap::default();
         for tj in admitted_here.iter().filter(|tj| !computenet_api::view::is_finished(tj)) {
             let uid = computenet_api::view::uid(tj);
             let tenant = tj.metadata.namespace.as_deref().unwrap_or_default();
+            let tenant_namespace: &str = tenant_namespaces.entry(tenant).or_insert_with(|| self.namespace_for(tenant));
             let uid_label = labels::label_value(uid);
-            placed.job(&self.namespace_of(tenant, uid), &uid_label);
+            placed.job(job_namespace(&by_name, tenant_namespace, &self.namespace_prefix, uid), &uid_label);
             uids.insert(uid_label);
         }
         for (kind, store) in &self.copies {
@@ -374,6 +388,24 @@ impl KubernetesMember {
     }
 }
 
+/// The namespace of the Job of the TrainingJob with this UID among `jobs` (by namespace and
+/// name), as [`KubernetesMember::namespace_of`] finds it: looked for by its name in the
+/// tenant's member namespace, then in the shared one (`prefix`); it must carry the UID;
+/// else the tenant's namespace.
+fn job_namespace<'a>(
+    jobs: &foldhash::HashMap<(&str, &str), &'a WatchedJob>,
+    tenant_namespace: &'a str,
+    prefix: &str,
+    uid: &str,
+) -> &'a str {
+    let name = remote_name(uid);
+    jobs.get(&(tenant_namespace, name.as_str()))
+        .or_else(|| jobs.get(&(prefix, name.as_str())))
+        .filter(|j| job_uid(**j) == Some(uid))
+        .and_then(|j| j.metadata.namespace.as_deref())
+        .unwrap_or(tenant_namespace)
+}
+
 /// The TrainingJob UID a Job (or copy) computenet made here is labelled with.
 pub fn job_uid<K: kube::Resource>(object: &K) -> Option<&str> {
     object.meta().labels.as_ref()?.get(labels::JOB_UID).map(String::as_str)
@@ -408,5 +440,40 @@ mod tests {
         assert!(namespace_due(Some(now), now + NAMESPACE_RECHECK), "a deleted default deny comes back");
         // A clock read out of order counts as no time passed.
         assert!(!namespace_due(Some(now + Duration::from_secs(5)), now));
+    }
+
+    fn watched_job(namespace: &str, name: &str, uid: Option<&str>) -> WatchedJob {
+        let mut job = WatchedJob::default();
+        job.metadata.namespace = Some(namespace.into());
+        job.metadata.name = Some(name.into());
+        job.metadata.labels = uid.map(|u| [(labels::JOB_UID.to_string(), u.to_string())].into());
+        job
+    }
+
+    #[test]
+    fn a_jobs_namespace_is_where_its_own_job_is_found_by_name_tenant_first() {
+        let (tenant, shared) = ("cn-jobs-team-a", "cn-jobs");
+        let uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        let name = remote_name(uid);
+        let find = |jobs: &[WatchedJob]| {
+            let by_name: foldhash::HashMap<(&str, &str), &WatchedJob> = jobs
+                .iter()
+                .map(|j| {
+                    let m = &j.metadata;
+                    ((m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default()), j)
+                })
+                .collect();
+            job_namespace(&by_name, tenant, shared, uid).to_string()
+        };
+        assert_eq!(find(&[]), tenant, "no Job yet: the tenant's namespace");
+        assert_eq!(find(&[watched_job(shared, &name, Some(uid))]), shared, "a Job from before namespaces per tenant");
+        let both = [watched_job(shared, &name, Some(uid)), watched_job(tenant, &name, Some(uid))];
+        assert_eq!(find(&both), tenant, "the tenant's namespace first");
+        // A Job of that name in the tenant's namespace that is another job's hides the shared
+        // one, as a lookup by name does; one that carries no UID is nobody's.
+        let other = [watched_job(tenant, &name, Some("another")), watched_job(shared, &name, Some(uid))];
+        assert_eq!(find(&other), tenant);
+        assert_eq!(find(&[watched_job(shared, &name, None)]), tenant);
+        assert_eq!(find(&[watched_job(shared, "cn-someoneelse", Some(uid))]), tenant, "found by name only");
     }
 }

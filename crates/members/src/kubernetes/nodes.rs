@@ -4,6 +4,7 @@ use super::watched::WatchedPod;
 use crate::labels;
 use computenet_core::quantity::{parse_bytes, parse_count, parse_cpu_millis};
 use computenet_core::{Catalogue, Node as CoreNode, NodeCapacity};
+use foldhash::{HashMap, HashSet};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,10 +54,12 @@ fn pod_requests(pod: &WatchedPod) -> NodeCapacity {
 /// computenet's. A job placed here again keeps its earlier attempt's pods uncharged while
 /// they stop: its new attempt starts only once they are gone, and charging both would
 /// count the same devices twice.
+///
+/// Hashed, not ordered: every pod of the member is looked up in it in every pass.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Placed {
     /// Job UID label values by member namespace.
-    jobs: BTreeMap<String, BTreeSet<String>>,
+    jobs: HashMap<String, HashSet<String>>,
     /// (label key, label value) of the placed copies' pods, by namespace.
     copy_pods: BTreeMap<String, BTreeSet<(String, String)>>,
 }
@@ -64,7 +67,15 @@ pub struct Placed {
 impl Placed {
     /// A job admitted to the member: its UID's label value, in `namespace`.
     pub fn job(&mut self, namespace: &str, uid_label: &str) {
-        self.jobs.entry(namespace.to_string()).or_default().insert(uid_label.to_string());
+        // The namespace is copied only the first time (jobs of one tenant share it).
+        match self.jobs.get_mut(namespace) {
+            Some(uids) => {
+                uids.insert(uid_label.to_string());
+            }
+            None => {
+                self.jobs.insert(namespace.to_string(), HashSet::from_iter([uid_label.to_string()]));
+            }
+        }
     }
 
     /// A copy of such a job: its pods in `namespace` carry the label `key=value`.
