@@ -29,7 +29,8 @@ pub struct Args {
     /// Least time from the start of one scheduling cycle to the start of the next, in
     /// milliseconds (50 to 2000), however many changes wait; it outweighs --interval-ms.
     /// Lower answers a single change sooner; higher costs less CPU per job in a burst.
-    #[arg(long, default_value_t = computenet_scheduler::run::DEFAULT_MIN_PASS_SPACING.as_millis() as u64,
+    #[arg(long, env = "COMPUTENET_MIN_INTERVAL_MS",
+          default_value_t = computenet_scheduler::run::DEFAULT_MIN_PASS_SPACING.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(50..=2000))]
     min_interval_ms: u64,
     /// Threads for the service's network I/O (watches, writes, the webhook, metrics), 0 to
@@ -490,7 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn cycles_at_least_half_a_second_apart_and_one_io_thread_by_default() {
+    fn cycles_at_least_a_second_apart_and_one_io_thread_by_default() {
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
@@ -498,7 +499,7 @@ mod tests {
         }
         let parse = |a: &[&str]| <Cli as clap::Parser>::try_parse_from(a).unwrap().args;
         let default = parse(&["serve"]);
-        assert_eq!((default.min_interval_ms, default.io_threads), (500, 1));
+        assert_eq!((default.min_interval_ms, default.io_threads), (1000, 1));
         let tuned = parse(&["serve", "--min-interval-ms", "100", "--io-threads", "0"]);
         assert_eq!((tuned.min_interval_ms, tuned.io_threads), (100, 0));
         let runtime = io_runtime(2).unwrap();

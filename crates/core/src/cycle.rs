@@ -145,7 +145,7 @@ pub struct IncrementalScheduler {
     since_full: u32,
 }
 
-/// Default of [`IncrementalScheduler::full_every`]: at 500 ms a cycle, about once a minute.
+/// Default of [`IncrementalScheduler::full_every`]: at 0.5 to 1 s a cycle, every one to two minutes.
 pub const FULL_EVERY: u32 = 120;
 
 impl IncrementalScheduler {
