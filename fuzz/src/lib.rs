@@ -416,6 +416,8 @@ where
     });
     match (Lenient::<K>::from_json(json), whole) {
         (Lenient::Decoded(k), Some(w)) => assert_eq!(k, w, "the same object but for its managedFields"),
+        // kube's store cannot hold an object without a name: left out.
+        (Lenient::Undecodable(bad), Some(w)) if w.meta().name.is_none() => assert_eq!(bad.1, "metadata.name: missing"),
         (Lenient::Undecodable(bad), Some(_)) => panic!("decodes whole but not without its managedFields: {}", bad.1),
         (Lenient::Undecodable(bad), None) => assert!(!bad.1.is_empty(), "an error says why"),
         // Only managedFields that do not fit their type were in the way: they are not read.

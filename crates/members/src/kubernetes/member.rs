@@ -230,20 +230,14 @@ impl KubernetesMember {
         // lookup per job builds and hashes its key, and with thousands of running jobs that
         // was most of a pass.
         let cached = self.jobs.state();
-        let by_name: foldhash::HashMap<(&str, &str), &WatchedJob> = cached
-            .iter()
-            .map(|j| {
-                let m = &j.metadata;
-                ((m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default()), j.as_ref())
-            })
-            .collect();
+        let by_name = jobs_by_name(&cached);
         let mut tenant_namespaces: foldhash::HashMap<&str, String> = foldhash::HashMap::default();
         for tj in admitted_here.iter().filter(|tj| !computenet_api::view::is_finished(tj)) {
             let uid = computenet_api::view::uid(tj);
             let tenant = tj.metadata.namespace.as_deref().unwrap_or_default();
             let tenant_namespace: &str = tenant_namespaces.entry(tenant).or_insert_with(|| self.namespace_for(tenant));
             let uid_label = labels::label_value(uid);
-            placed.job(job_namespace(&by_name, tenant_namespace, &self.namespace_prefix, uid), &uid_label);
+            placed.job(job_namespace(&by_name, &cached, tenant_namespace, &self.namespace_prefix, uid), &uid_label);
             uids.insert(uid_label);
         }
         for (kind, store) in &self.copies {
@@ -388,20 +382,37 @@ impl KubernetesMember {
     }
 }
 
-/// The namespace of the Job of the TrainingJob with this UID among `jobs` (by namespace and
-/// name), as [`KubernetesMember::namespace_of`] finds it: looked for by its name in the
-/// tenant's member namespace, then in the shared one (`prefix`); it must carry the UID;
-/// else the tenant's namespace.
+/// Where each of a member's Jobs is in `jobs`, by (namespace, name) as its watch cache keys
+/// them.
+type JobsByName<'a> = foldhash::HashMap<(Option<&'a str>, &'a str), usize>;
+
+fn jobs_by_name(jobs: &[Arc<WatchedJob>]) -> JobsByName<'_> {
+    jobs.iter()
+        .enumerate()
+        .map(|(i, j)| ((j.metadata.namespace.as_deref(), j.metadata.name.as_deref().unwrap_or_default()), i))
+        .collect()
+}
+
+/// The namespace of the Job of the TrainingJob with this UID among `jobs`, as
+/// [`KubernetesMember::namespace_of`] finds it: looked for by its name in the tenant's
+/// member namespace, then in the shared one (`prefix`), each time also among Jobs without
+/// a namespace (kube's store looks there when a namespaced lookup finds nothing); it must
+/// carry the UID; else the tenant's namespace.
 fn job_namespace<'a>(
-    jobs: &foldhash::HashMap<(&str, &str), &'a WatchedJob>,
+    by_name: &JobsByName<'_>,
+    jobs: &'a [Arc<WatchedJob>],
     tenant_namespace: &'a str,
     prefix: &str,
     uid: &str,
 ) -> &'a str {
     let name = remote_name(uid);
-    jobs.get(&(tenant_namespace, name.as_str()))
-        .or_else(|| jobs.get(&(prefix, name.as_str())))
-        .filter(|j| job_uid(**j) == Some(uid))
+    let at = |namespace: &str| {
+        let found = by_name.get(&(Some(namespace), name.as_str())).or_else(|| by_name.get(&(None, name.as_str())));
+        found.map(|&i| jobs[i].as_ref())
+    };
+    at(tenant_namespace)
+        .or_else(|| at(prefix))
+        .filter(|j| job_uid(*j) == Some(uid))
         .and_then(|j| j.metadata.namespace.as_deref())
         .unwrap_or(tenant_namespace)
 }
@@ -444,7 +455,7 @@ mod tests {
 
     fn watched_job(namespace: &str, name: &str, uid: Option<&str>) -> WatchedJob {
         let mut job = WatchedJob::default();
-        job.metadata.namespace = Some(namespace.into());
+        job.metadata.namespace = (!namespace.is_empty()).then(|| namespace.into());
         job.metadata.name = Some(name.into());
         job.metadata.labels = uid.map(|u| [(labels::JOB_UID.to_string(), u.to_string())].into());
         job
@@ -456,14 +467,8 @@ mod tests {
         let uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
         let name = remote_name(uid);
         let find = |jobs: &[WatchedJob]| {
-            let by_name: foldhash::HashMap<(&str, &str), &WatchedJob> = jobs
-                .iter()
-                .map(|j| {
-                    let m = &j.metadata;
-                    ((m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default()), j)
-                })
-                .collect();
-            job_namespace(&by_name, tenant, shared, uid).to_string()
+            let jobs: Vec<Arc<WatchedJob>> = jobs.iter().cloned().map(Arc::new).collect();
+            job_namespace(&jobs_by_name(&jobs), &jobs, tenant, shared, uid).to_string()
         };
         assert_eq!(find(&[]), tenant, "no Job yet: the tenant's namespace");
         assert_eq!(find(&[watched_job(shared, &name, Some(uid))]), shared, "a Job from before namespaces per tenant");
@@ -475,5 +480,11 @@ mod tests {
         assert_eq!(find(&other), tenant);
         assert_eq!(find(&[watched_job(shared, &name, None)]), tenant);
         assert_eq!(find(&[watched_job(shared, "cn-someoneelse", Some(uid))]), tenant, "found by name only");
+        // A Job without a namespace (never so from an API server) is found where the cache
+        // finds it: after a miss in the tenant's namespace, before the shared one; its
+        // namespace is then the tenant's.
+        let nowhere = [watched_job("", &name, Some("another")), watched_job(shared, &name, Some(uid))];
+        assert_eq!(find(&nowhere), tenant, "the namespaceless Job is another job's: it hides the shared one");
+        assert_eq!(find(&[watched_job("", &name, Some(uid)), watched_job(shared, &name, Some(uid))]), tenant);
     }
 }
